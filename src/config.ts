@@ -1,0 +1,117 @@
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { ConfigError, type ErrorDetail } from './errors.ts';
+
+/**
+ * All configuration comes from the environment and is parsed here, once. The rest of sluice receives
+ * typed slices of `Config` and never reads `process.env`.
+ */
+const MiB = 1024 * 1024;
+
+const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce
+    .number({ error: 'must be a number' })
+    .int({ error: 'must be a whole number' })
+    .min(min, { error: `must be at least ${min}` })
+    .max(max, { error: `must be at most ${max}` })
+    .default(def);
+
+const brokerList = z
+  .string()
+  .transform((s) => s.split(',').map((b) => b.trim()).filter((b) => b.length > 0))
+  .refine((list) => list.length > 0, { error: 'must list at least one host:port' })
+  .refine((list) => list.every((b) => /^[^\s:]+:\d{1,5}$/.test(b)), { error: 'each broker must be host:port' });
+
+const nodeId = z
+  .string()
+  .regex(/^[A-Za-z0-9._-]{1,64}$/, { error: 'must be 1-64 characters of A-Z a-z 0-9 . _ -' });
+
+const envSchema = z.object({
+  SLUICE_HOST: z.string().min(1).default('127.0.0.1'),
+  SLUICE_PORT: int(8080, 0, 65535),
+  SLUICE_NODE_ID: nodeId.default(defaultNodeId()),
+  SLUICE_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  SLUICE_WRITE_MODE: z.enum(['sync']).default('sync'),
+  SLUICE_MAX_BODY_BYTES: int(MiB, 64, 64 * MiB),
+  SLUICE_MAX_BATCH: int(1000, 1, 100_000),
+  SLUICE_MAX_BATCH_LINES: int(10_000, 1, 1_000_000),
+  SLUICE_JOURNAL_DIR: z.string().min(1).default('./journal'),
+  SLUICE_JOURNAL_SEGMENT_BYTES: int(64 * MiB, 4096),
+  SLUICE_DATA_DIR: z.string().min(1).default('./data'),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, { error: 'must be a postgres:// or postgresql:// URL' })
+    .optional(),
+  SLUICE_DB_POOL: int(8, 1, 100),
+  SLUICE_PARTITIONS: int(16, 1, 4096),
+  KAFKA_BROKERS: brokerList.optional(),
+  SLUICE_KAFKA_TOPIC: z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, { error: 'is not a valid Kafka topic name' }).default('sluice.events'),
+  SLUICE_KAFKA_CLIENT_ID: z.string().min(1).default('sluice'),
+  SLUICE_KAFKA_COMPRESSION: z.enum(['none', 'gzip', 'snappy', 'lz4', 'zstd']).default('none'),
+  SLUICE_PUBLISH_BATCH: int(500, 1, 10_000),
+  SLUICE_POLL_MS: int(50, 1, 60_000),
+  SLUICE_SHUTDOWN_TIMEOUT_MS: int(15_000, 0, 600_000),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface Config {
+  http: { host: string; port: number; maxBodyBytes: number };
+  logLevel: Env['SLUICE_LOG_LEVEL'];
+  nodeId: string;
+  writeMode: Env['SLUICE_WRITE_MODE'];
+  ingest: { maxBatch: number; maxBatchLines: number };
+  journal: { dir: string; segmentBytes: number };
+  db: { url: string | undefined; dataDir: string; pool: number };
+  partitions: number;
+  kafka: {
+    brokers: string[] | undefined;
+    topic: string;
+    clientId: string;
+    compression: Env['SLUICE_KAFKA_COMPRESSION'];
+  };
+  processor: { batchSize: number; pollMs: number };
+  shutdownTimeoutMs: number;
+}
+
+/** Parses the environment; throws ConfigError naming every bad variable at once. */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const cleaned = Object.fromEntries(
+    Object.entries(env).filter(([k, v]) => v !== undefined && v !== '' && k in envSchema.shape),
+  );
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const details: ErrorDetail[] = parsed.error.issues.map((issue) => ({
+      path: issue.path.join('.'),
+      message: `${issue.path.join('.')} ${issue.message}`,
+    }));
+    throw new ConfigError(
+      `invalid configuration: ${details.map((d) => d.message).join('; ')}`,
+      details,
+    );
+  }
+  const e = parsed.data;
+  return {
+    http: { host: e.SLUICE_HOST, port: e.SLUICE_PORT, maxBodyBytes: e.SLUICE_MAX_BODY_BYTES },
+    logLevel: e.SLUICE_LOG_LEVEL,
+    nodeId: e.SLUICE_NODE_ID,
+    writeMode: e.SLUICE_WRITE_MODE,
+    ingest: { maxBatch: e.SLUICE_MAX_BATCH, maxBatchLines: e.SLUICE_MAX_BATCH_LINES },
+    journal: { dir: e.SLUICE_JOURNAL_DIR, segmentBytes: e.SLUICE_JOURNAL_SEGMENT_BYTES },
+    db: { url: e.DATABASE_URL, dataDir: e.SLUICE_DATA_DIR, pool: e.SLUICE_DB_POOL },
+    partitions: e.SLUICE_PARTITIONS,
+    kafka: {
+      brokers: e.KAFKA_BROKERS,
+      topic: e.SLUICE_KAFKA_TOPIC,
+      clientId: e.SLUICE_KAFKA_CLIENT_ID,
+      compression: e.SLUICE_KAFKA_COMPRESSION,
+    },
+    processor: { batchSize: e.SLUICE_PUBLISH_BATCH, pollMs: e.SLUICE_POLL_MS },
+    shutdownTimeoutMs: e.SLUICE_SHUTDOWN_TIMEOUT_MS,
+  };
+}
+
+function defaultNodeId(): string {
+  const cleaned = hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
+  return cleaned.length > 0 ? cleaned : 'node';
+}

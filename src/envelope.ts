@@ -1,0 +1,16 @@
+/** One validated write, as every part of sluice passes it along: ingest → journal → outbox. */
+export interface Envelope {
+  tenant_id: string;
+  dedupe_key: string;
+  topic: string;
+  request_id: string;
+  headers: Record<string, string>;
+  payload: Record<string, unknown>;
+  /** W3C trace context of the client's request, when it sent a valid one. */
+  traceparent?: string;
+}
+
+/** Kafka record key: the pair that is unique in the outbox. */
+export function recordKey(e: { tenant_id: string; dedupe_key: string }): string {
+  return `${e.tenant_id}:${e.dedupe_key}`;
+}

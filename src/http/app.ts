@@ -1,0 +1,107 @@
+import { Hono } from 'hono';
+import { SluiceError } from '../errors.ts';
+import type { Envelope } from '../envelope.ts';
+import type { WriteResult } from '../ingest/write-path.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import { errorResponse, statusOf } from './error-response.ts';
+import { mediaType, parseEvents, validTraceparent } from './parse-events.ts';
+import { readBody } from './read-body.ts';
+
+export interface ComponentState {
+  ok: boolean;
+  detail?: string;
+}
+
+export interface AppDeps {
+  log: Logger;
+  metrics: Metrics;
+  write(envelopes: Envelope[]): Promise<WriteResult[]>;
+  maxBodyBytes: number;
+  maxBatchLines: number;
+  defaultTopic: string;
+  /** Each component's readiness: journal, outbox, kafka. */
+  readiness(): Promise<Record<string, ComponentState>>;
+  /** True once shutdown began: new writes get 503 shutting_down. */
+  draining(): boolean;
+  /** Runs before /metrics renders, to refresh gauges read from the outbox. */
+  beforeScrape?(): Promise<void>;
+}
+
+type Env = { Variables: { requestId: string; tenant: string } };
+
+const REQUEST_ID = /^[\x21-\x7e]{1,256}$/;
+
+export function createApp(deps: AppDeps): Hono<Env> {
+  const { log, metrics } = deps;
+  const app = new Hono<Env>();
+
+  app.onError((err, c) => errorResponse(c, err, log));
+  app.notFound((c) => errorResponse(c, new SluiceError('not_found', `no route for ${c.req.method} ${c.req.path}`), log));
+
+  app.post('/v1/events', async function ingest(c) {
+    const started = performance.now();
+    const clientRequestId = c.req.header('X-Request-ID');
+    const requestId = clientRequestId !== undefined && REQUEST_ID.test(clientRequestId) ? clientRequestId : Bun.randomUUIDv7();
+    c.header('X-Request-ID', requestId);
+    let tenant = 'unknown';
+    let response: Response;
+    try {
+      if (deps.draining()) throw new SluiceError('shutting_down', 'sluice is shutting down; retry on another node', { retryAfter: 1 });
+      const format = mediaType(c.req.header('Content-Type') ?? null);
+      if (format === undefined) {
+        throw new SluiceError('unsupported_media_type', 'Content-Type must be application/json or application/x-ndjson', {
+          details: [{ message: `got ${c.req.header('Content-Type') ?? 'no Content-Type'}` }],
+        });
+      }
+      const body = await readBody(c.req.raw, deps.maxBodyBytes);
+      const envelopes = parseEvents(body, format, {
+        headers: c.req.raw.headers,
+        requestId,
+        clientRequestId: requestId === clientRequestId,
+        traceparent: validTraceparent(c.req.header('traceparent') ?? null),
+        defaultTopic: deps.defaultTopic,
+        maxBatchLines: deps.maxBatchLines,
+      });
+      tenant = singleTenant(envelopes);
+      const results = await deps.write(envelopes);
+      for (const r of results) metrics.ingestEvents.inc({ tenant: r.tenant_id, result: r.duplicate ? 'duplicate' : 'accepted' });
+      if (format === 'json') {
+        const [r] = results;
+        response = c.json(r, r?.duplicate === true ? 200 : 202);
+      } else {
+        const duplicates = results.filter((r) => r.duplicate).length;
+        response = c.json({ accepted: results.length - duplicates, duplicates, results }, 202);
+      }
+    } catch (err) {
+      response = errorResponse(c, err, log);
+      if (statusOf(err) >= 500) log.warn('ingest failed', { request_id: requestId, code: (err as SluiceError).code });
+    }
+    const status = String(response.status);
+    metrics.ingestRequests.inc({ status, tenant });
+    metrics.ingestLatency.observe({ status }, (performance.now() - started) / 1000);
+    return response;
+  });
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+
+  app.get('/readyz', async function readyz(c) {
+    const components = await deps.readiness();
+    const draining = deps.draining();
+    const ready = !draining && Object.values(components).every((s) => s.ok);
+    return c.json({ status: ready ? 'ready' : draining ? 'draining' : 'not_ready', components }, ready ? 200 : 503);
+  });
+
+  app.get('/metrics', async function scrape(c) {
+    await deps.beforeScrape?.();
+    c.header('Content-Type', metrics.registry.contentType);
+    return c.body(await metrics.registry.metrics());
+  });
+
+  return app;
+}
+
+function singleTenant(envelopes: Envelope[]): string {
+  const first = envelopes[0]?.tenant_id ?? 'unknown';
+  return envelopes.every((e) => e.tenant_id === first) ? first : 'multiple';
+}

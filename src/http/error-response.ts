@@ -1,0 +1,40 @@
+import type { Context } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { type ErrorCode, SluiceError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+
+/** The one place where error codes become HTTP statuses. */
+const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
+  invalid_json: 400,
+  validation_failed: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  quota_exceeded: 429,
+  backlog_full: 429,
+  not_ready: 503,
+  shutting_down: 503,
+  journal_unavailable: 503,
+  outbox_unavailable: 503,
+  kafka_unavailable: 503,
+  config_invalid: 500,
+  journal_corrupt: 500,
+  kafka_rejected: 500,
+};
+
+export function statusOf(err: unknown): ContentfulStatusCode {
+  return err instanceof SluiceError ? STATUS[err.code] : 500;
+}
+
+export function errorResponse(c: Context, err: unknown, log: Logger): Response {
+  if (!(err instanceof SluiceError)) {
+    log.error('unhandled error', { error: err instanceof Error ? err.stack ?? err.message : String(err), path: c.req.path });
+    return c.json({ error: { code: 'internal', message: 'internal error' } }, 500);
+  }
+  const body: { code: ErrorCode; message: string; details?: unknown } = { code: err.code, message: err.message };
+  if (err.details !== undefined) body.details = err.details;
+  if (err.retryAfter !== undefined) c.header('Retry-After', String(Math.max(1, Math.ceil(err.retryAfter))));
+  return c.json({ error: body }, STATUS[err.code]);
+}

@@ -1,0 +1,148 @@
+import type { Envelope } from '../envelope.ts';
+import { type ErrorDetail, SluiceError } from '../errors.ts';
+import { dedupeKeySchema, eventSchema, type EventBody } from './event-schema.ts';
+import { bodyClaims, headerClaims, resolveOpenTenant } from './tenant.ts';
+
+export type BodyFormat = 'json' | 'ndjson';
+
+export interface RequestContext {
+  headers: Headers;
+  requestId: string;
+  /** Whether the client sent X-Request-ID itself (only then may it serve as a dedupe key). */
+  clientRequestId: boolean;
+  traceparent: string | undefined;
+  defaultTopic: string;
+  maxBatchLines: number;
+}
+
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+/** W3C says an invalid traceparent is ignored, not an error: the record simply carries none. */
+export function validTraceparent(value: string | null): string | undefined {
+  return value !== null && TRACEPARENT.test(value) ? value : undefined;
+}
+
+export function mediaType(contentType: string | null): BodyFormat | undefined {
+  const type = contentType?.split(';')[0]?.trim().toLowerCase();
+  if (type === 'application/json') return 'json';
+  if (type === 'application/x-ndjson' || type === 'application/ndjson') return 'ndjson';
+  return undefined;
+}
+
+/**
+ * Turns a request body into envelopes. A batch is all-or-nothing: every bad line is reported (with its
+ * line number) and nothing is returned unless all are good.
+ */
+export function parseEvents(body: Uint8Array, format: BodyFormat, ctx: RequestContext): Envelope[] {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(body);
+  } catch {
+    throw new SluiceError('invalid_json', 'request body is not valid UTF-8');
+  }
+  const headerTenants = headerClaims(ctx.headers);
+  const headerKey = idempotencyHeader(ctx);
+  if (format === 'json') {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (err) {
+      throw new SluiceError('invalid_json', `request body is not valid JSON: ${(err as Error).message}`);
+    }
+    const problems: ErrorDetail[] = [];
+    const envelope = toEnvelope(value, undefined, headerKey, headerTenants, ctx, problems);
+    if (envelope === undefined) throw invalid('event is invalid', problems, false);
+    return [envelope];
+  }
+  const lines = text.split('\n');
+  const envelopes: Envelope[] = [];
+  const problems: ErrorDetail[] = [];
+  let badJson = false;
+  let count = 0;
+  for (let i = 0; i < lines.length; i++) {
+    const line = (lines[i] ?? '').trim();
+    if (line.length === 0) continue;
+    if (++count > ctx.maxBatchLines) {
+      throw new SluiceError('payload_too_large', `batch has more than ${ctx.maxBatchLines} events`, {
+        details: [{ line: i + 1, message: `limit is SLUICE_MAX_BATCH_LINES=${ctx.maxBatchLines}` }],
+      });
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch (err) {
+      badJson = true;
+      problems.push({ line: i + 1, message: `not valid JSON: ${(err as Error).message}` });
+      continue;
+    }
+    const lineKey = headerKey === undefined ? undefined : `${headerKey}:${i + 1}`;
+    const envelope = toEnvelope(value, i + 1, lineKey, headerTenants, ctx, problems);
+    if (envelope !== undefined) envelopes.push(envelope);
+  }
+  if (problems.length > 0) {
+    throw invalid(`${problems.length} invalid line(s) in batch; nothing was written`, problems, badJson);
+  }
+  if (envelopes.length === 0) throw new SluiceError('validation_failed', 'batch holds no events');
+  return envelopes;
+}
+
+function toEnvelope(
+  value: unknown,
+  line: number | undefined,
+  fallbackKey: string | undefined,
+  headerTenants: ReturnType<typeof headerClaims>,
+  ctx: RequestContext,
+  problems: ErrorDetail[],
+): Envelope | undefined {
+  const parsed = eventSchema.safeParse(value);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const path = issue.path.map(String).join('.');
+      problems.push(withLine({ path: path.length > 0 ? path : '(root)', message: issue.message }, line));
+    }
+    return undefined;
+  }
+  const event: EventBody = parsed.data;
+  const tenant = resolveOpenTenant([...headerTenants, ...bodyClaims(event)]);
+  if ('error' in tenant) {
+    problems.push(withLine({ path: 'tenant_id', message: tenant.error }, line));
+    return undefined;
+  }
+  const envelope: Envelope = {
+    tenant_id: tenant.tenant,
+    dedupe_key: event.dedupe_key ?? fallbackKey ?? Bun.randomUUIDv7(),
+    topic: event.topic ?? ctx.defaultTopic,
+    request_id: ctx.requestId,
+    headers: event.headers ?? {},
+    payload: event.payload,
+  };
+  if (ctx.traceparent !== undefined) envelope.traceparent = ctx.traceparent;
+  return envelope;
+}
+
+/** X-Idempotency-Key, else a client-sent X-Request-ID. */
+function idempotencyHeader(ctx: RequestContext): string | undefined {
+  const candidates: [string, string | null][] = [
+    ['X-Idempotency-Key', ctx.headers.get('X-Idempotency-Key')],
+    ['X-Request-ID', ctx.clientRequestId ? ctx.requestId : null],
+  ];
+  for (const [name, value] of candidates) {
+    if (value === null) continue;
+    const parsed = dedupeKeySchema.safeParse(value);
+    if (!parsed.success) {
+      throw new SluiceError('validation_failed', `header ${name} is not a valid dedupe key`, {
+        details: [{ path: name, message: parsed.error.issues[0]?.message ?? 'invalid' }],
+      });
+    }
+    return value;
+  }
+  return undefined;
+}
+
+function withLine(detail: ErrorDetail, line: number | undefined): ErrorDetail {
+  return line === undefined ? detail : { line, ...detail };
+}
+
+function invalid(message: string, details: ErrorDetail[], badJson: boolean): SluiceError {
+  return new SluiceError(badJson ? 'invalid_json' : 'validation_failed', message, { details });
+}

@@ -1,0 +1,35 @@
+import { SluiceError } from '../errors.ts';
+
+/** Reads a request body, refusing (413) as soon as it passes `maxBytes`, declared or not. */
+export async function readBody(req: Request, maxBytes: number): Promise<Uint8Array> {
+  const declared = req.headers.get('content-length');
+  if (declared !== null && Number(declared) > maxBytes) throw tooLarge(maxBytes);
+  if (req.body === null) return new Uint8Array(0);
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const reader = req.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge(maxBytes);
+    }
+    chunks.push(value);
+  }
+  if (chunks.length === 1 && chunks[0] !== undefined) return chunks[0];
+  const body = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return body;
+}
+
+function tooLarge(maxBytes: number): SluiceError {
+  return new SluiceError('payload_too_large', `request body exceeds ${maxBytes} bytes`, {
+    details: [{ message: `limit is SLUICE_MAX_BODY_BYTES=${maxBytes}` }],
+  });
+}

@@ -1,0 +1,40 @@
+/** Structured logs: one JSON object per line on stderr, with a level. Never pass tokens in fields. */
+export type Level = 'debug' | 'info' | 'warn' | 'error';
+
+const order: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export type Fields = Record<string, unknown>;
+
+export interface Logger {
+  debug(msg: string, fields?: Fields): void;
+  info(msg: string, fields?: Fields): void;
+  warn(msg: string, fields?: Fields): void;
+  error(msg: string, fields?: Fields): void;
+  child(fields: Fields): Logger;
+}
+
+export function createLogger(
+  opts: { level?: Level; base?: Fields; write?: (line: string) => void } = {},
+): Logger {
+  const min = order[opts.level ?? 'info'];
+  const base = opts.base ?? {};
+  const write = opts.write ?? ((line: string) => process.stderr.write(line));
+  const emit = (level: Level, msg: string, fields?: Fields): void => {
+    if (order[level] < min) return;
+    const entry = { ts: new Date().toISOString(), level, msg, ...base, ...fields };
+    write(`${JSON.stringify(entry, replacer)}\n`);
+  };
+  return {
+    debug: (msg, f) => emit('debug', msg, f),
+    info: (msg, f) => emit('info', msg, f),
+    warn: (msg, f) => emit('warn', msg, f),
+    error: (msg, f) => emit('error', msg, f),
+    child: (fields) => createLogger({ ...opts, base: { ...base, ...fields } }),
+  };
+}
+
+function replacer(_key: string, value: unknown): unknown {
+  if (typeof value === 'bigint') return value.toString();
+  if (value instanceof Error) return { name: value.name, message: value.message };
+  return value;
+}

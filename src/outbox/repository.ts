@@ -1,0 +1,116 @@
+import type { Sql } from './db.ts';
+
+/** A write as the outbox stores it. */
+export interface NewOutboxRow {
+  tenant_id: string;
+  dedupe_key: string;
+  partition: number;
+  topic: string;
+  payload: Record<string, unknown>;
+  headers: Record<string, string>;
+  request_id: string;
+  traceparent: string | undefined;
+  ingested_at: string;
+}
+
+export interface InsertResult {
+  id: string;
+  duplicate: boolean;
+}
+
+/** A pending row handed to the processor. Ids are bigint in SQL and strings here. */
+export interface OutboxRow {
+  id: string;
+  tenant_id: string;
+  dedupe_key: string;
+  partition: number;
+  topic: string;
+  payload: Record<string, unknown>;
+  headers: Record<string, string>;
+  request_id: string | null;
+  traceparent: string | null;
+  ingested_at: Date;
+  attempts: number;
+}
+
+/**
+ * Inserts rows with one multi-row statement. A (tenant_id, dedupe_key) that already exists — in the
+ * table or earlier in the same batch — is a duplicate and answers with the id of the first row.
+ */
+export async function insertRows(sql: Sql, rows: NewOutboxRow[]): Promise<InsertResult[]> {
+  if (rows.length === 0) return [];
+  const inserted = await sql<{ id: string; tenant_id: string; dedupe_key: string }[]>`
+    INSERT INTO outbox (tenant_id, dedupe_key, partition, topic, payload, headers, request_id, traceparent, ingested_at)
+    SELECT t, k, p, tp, pl::jsonb, h::jsonb, r, tr, ia::timestamptz
+    FROM unnest(
+      ${sql.array(rows.map((r) => r.tenant_id))}::text[],
+      ${sql.array(rows.map((r) => r.dedupe_key))}::text[],
+      ${sql.array(rows.map((r) => r.partition))}::int[],
+      ${sql.array(rows.map((r) => r.topic))}::text[],
+      ${sql.array(rows.map((r) => JSON.stringify(r.payload)))}::text[],
+      ${sql.array(rows.map((r) => JSON.stringify(r.headers)))}::text[],
+      ${sql.array(rows.map((r) => r.request_id))}::text[],
+      ${sql.array(rows.map((r) => r.traceparent ?? null))}::text[],
+      ${sql.array(rows.map((r) => r.ingested_at))}::text[]
+    ) WITH ORDINALITY AS u(t, k, p, tp, pl, h, r, tr, ia, n)
+    ORDER BY n
+    ON CONFLICT (tenant_id, dedupe_key) DO NOTHING
+    RETURNING id::text, tenant_id, dedupe_key`;
+  const ids = new Map<string, string>();
+  for (const r of inserted) ids.set(pairKey(r.tenant_id, r.dedupe_key), r.id);
+  const fresh = new Set(ids.keys());
+  const missing = rows.filter((r) => !ids.has(pairKey(r.tenant_id, r.dedupe_key)));
+  if (missing.length > 0) {
+    const existing = await sql<{ id: string; tenant_id: string; dedupe_key: string }[]>`
+      SELECT o.id::text, o.tenant_id, o.dedupe_key
+      FROM outbox o
+      JOIN unnest(
+        ${sql.array(missing.map((r) => r.tenant_id))}::text[],
+        ${sql.array(missing.map((r) => r.dedupe_key))}::text[]
+      ) AS u(t, k) ON o.tenant_id = u.t AND o.dedupe_key = u.k`;
+    for (const r of existing) ids.set(pairKey(r.tenant_id, r.dedupe_key), r.id);
+  }
+  return rows.map((r) => {
+    const key = pairKey(r.tenant_id, r.dedupe_key);
+    const id = ids.get(key);
+    if (id === undefined) throw new Error(`outbox row for ${key} vanished during insert`);
+    // The first occurrence in this batch is the one that was inserted; later ones are duplicates.
+    const isNew = fresh.delete(key);
+    return { id, duplicate: !isNew };
+  });
+}
+
+/**
+ * Pending rows in id order. Only rows whose inserting transaction is older than every transaction
+ * still running: ids can commit out of order, and a late commit must never be overtaken.
+ */
+export async function claimPending(sql: Sql, limit: number): Promise<OutboxRow[]> {
+  return sql<OutboxRow[]>`
+    SELECT id::text, tenant_id, dedupe_key, partition, topic, payload, headers, request_id, traceparent,
+           ingested_at, attempts
+    FROM outbox
+    WHERE status = 'pending'
+      AND available_at <= now()
+      AND xid < pg_snapshot_xmin(pg_current_snapshot())
+    -- Qualified: a bare "id" would sort by the text output column ('10' < '9').
+    ORDER BY outbox.id
+    LIMIT ${limit}`;
+}
+
+export async function markSent(sql: Sql, ids: string[]): Promise<number> {
+  if (ids.length === 0) return 0;
+  const result = await sql`
+    UPDATE outbox SET status = 'sent', sent_at = now()
+    WHERE id = ANY(${sql.array(ids)}::bigint[]) AND status = 'pending'`;
+  return result.count;
+}
+
+export async function pendingByTenant(sql: Sql): Promise<Map<string, number>> {
+  const rows = await sql<{ tenant_id: string; n: number }[]>`
+    SELECT tenant_id, count(*)::int AS n FROM outbox WHERE status = 'pending' GROUP BY tenant_id`;
+  return new Map(rows.map((r) => [r.tenant_id, r.n]));
+}
+
+function pairKey(tenant: string, key: string): string {
+  return `${tenant}\u0000${key}`;
+}

@@ -1,0 +1,258 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createApp } from '../../src/http/app.ts';
+import { WritePath } from '../../src/ingest/write-path.ts';
+import { JournalWriter } from '../../src/journal/writer.ts';
+import { createMetrics } from '../../src/metrics.ts';
+import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
+
+const MAX_BODY = 4096;
+let db: TestDatabase;
+let journalDir: string;
+let journal: JournalWriter;
+let app: ReturnType<typeof createApp>;
+let draining = false;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  journalDir = mkdtempSync(join(tmpdir(), 'sluice-http-'));
+  const metrics = createMetrics();
+  journal = await JournalWriter.open({ dir: journalDir, nodeId: 'n1', segmentBytes: 1 << 20, log: quietLog, metrics });
+  const writePath = new WritePath({ journal, sql: db.sql, partitions: 16, maxBatch: 1000, log: quietLog });
+  app = createApp({
+    log: quietLog,
+    metrics,
+    write: (e) => writePath.write(e),
+    maxBodyBytes: MAX_BODY,
+    maxBatchLines: 100,
+    defaultTopic: 'sluice.events',
+    draining: () => draining,
+    readiness: async () => ({ journal: { ok: true } }),
+  });
+});
+
+afterAll(async () => {
+  await journal.close();
+  await db.drop();
+  rmSync(journalDir, { recursive: true, force: true });
+});
+
+beforeEach(async () => {
+  draining = false;
+});
+
+function post(body: string, headers: Record<string, string> = {}): Promise<Response> {
+  return app.request('/v1/events', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'X-Tenant-Id': 'acme', ...headers },
+    body,
+  });
+}
+
+async function outboxCount(): Promise<number> {
+  const [r] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox`;
+  return r?.n ?? -1;
+}
+
+function journalLines(): Record<string, unknown>[] {
+  const dir = join(journalDir, 'n1');
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.jsonl'))
+    .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n').filter((l) => l.length > 0))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/** Runs a request that must be rejected and checks that neither the outbox nor the journal grew. */
+async function rejected(
+  res: Promise<Response>,
+  status: number,
+  code: string,
+): Promise<{ message: string; details?: unknown[]; headers: Headers }> {
+  const rowsBefore = await outboxCount();
+  const linesBefore = journalLines().length;
+  const response = await res;
+  const body = (await response.json()) as { error: { code: string; message: string; details?: unknown[] } };
+  expect(response.status).toBe(status);
+  expect(response.headers.get('content-type')).toContain('application/json');
+  expect(body.error.code).toBe(code);
+  expect(typeof body.error.message).toBe('string');
+  expect(await outboxCount()).toBe(rowsBefore);
+  expect(journalLines().length).toBe(linesBefore);
+  return { ...body.error, headers: response.headers };
+}
+
+describe('POST /v1/events', () => {
+  test('202 with the record id; journal line and outbox row hold the event', async () => {
+    const res = await post(JSON.stringify({ dedupe_key: 'order-1', payload: { amount: 5 }, headers: { source: 'pos' } }), {
+      'X-Request-ID': 'req-abc',
+      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+    });
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as Record<string, unknown>;
+    expect(body).toEqual({ id: expect.any(String), tenant_id: 'acme', dedupe_key: 'order-1', duplicate: false, durability: 'outbox' });
+    expect(res.headers.get('X-Request-ID')).toBe('req-abc');
+    const line = journalLines().find((l) => l.dedupe_key === 'order-1');
+    expect(line).toMatchObject({ tenant_id: 'acme', topic: 'sluice.events', request_id: 'req-abc', headers: { source: 'pos' }, payload: { amount: 5 } });
+    const [row] = await db.sql`SELECT id::text, tenant_id, dedupe_key, payload, status, request_id, traceparent FROM outbox WHERE dedupe_key = 'order-1'`;
+    expect(row).toEqual({
+      id: body.id,
+      tenant_id: 'acme',
+      dedupe_key: 'order-1',
+      payload: { amount: 5 },
+      status: 'pending',
+      request_id: 'req-abc',
+      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+    });
+  });
+
+  test('the same dedupe_key again answers 200 duplicate with the first id; one outbox row', async () => {
+    const first = await post(JSON.stringify({ dedupe_key: 'dup-1', payload: { n: 1 } }));
+    const again = await post(JSON.stringify({ dedupe_key: 'dup-1', payload: { n: 2 } }));
+    expect(first.status).toBe(202);
+    expect(again.status).toBe(200);
+    const a = (await first.json()) as { id: string };
+    const b = (await again.json()) as { id: string; duplicate: boolean };
+    expect(b.id).toBe(a.id);
+    expect(b.duplicate).toBe(true);
+    const rows = await db.sql`SELECT payload FROM outbox WHERE dedupe_key = 'dup-1'`;
+    expect(rows.map((r) => r.payload)).toEqual([{ n: 1 }]);
+  });
+
+  test('dedupe_key falls back to X-Idempotency-Key, then X-Request-ID, then a UUIDv7', async () => {
+    const byIdem = await post(JSON.stringify({ payload: {} }), { 'X-Idempotency-Key': 'idem-1', 'X-Request-ID': 'rid-1' });
+    expect(((await byIdem.json()) as { dedupe_key: string }).dedupe_key).toBe('idem-1');
+    const byReq = await post(JSON.stringify({ payload: {} }), { 'X-Request-ID': 'rid-2' });
+    expect(((await byReq.json()) as { dedupe_key: string }).dedupe_key).toBe('rid-2');
+    const generated = await post(JSON.stringify({ payload: {} }));
+    expect(((await generated.json()) as { dedupe_key: string }).dedupe_key).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+  });
+
+  test('tenant from X-Soma-Tenant, body tenant_id, or namespace tenant:ns', async () => {
+    const cases: [Record<string, string>, Record<string, unknown>, string][] = [
+      [{ 'X-Soma-Tenant': 'soma' }, {}, 'soma'],
+      [{}, { tenant_id: 'bodyt' }, 'bodyt'],
+      [{}, { namespace: 'nst:orders' }, 'nst'],
+    ];
+    for (const [h, extra, tenant] of cases) {
+      const res = await app.request('/v1/events', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', ...h },
+        body: JSON.stringify({ payload: {}, ...extra }),
+      });
+      expect(res.status).toBe(202);
+      expect(((await res.json()) as { tenant_id: string }).tenant_id).toBe(tenant);
+    }
+  });
+
+  test('400 invalid_json for a body that is not JSON', async () => {
+    const err = await rejected(post('{"payload": '), 400, 'invalid_json');
+    expect(err.message).toContain('not valid JSON');
+  });
+
+  test('400 validation_failed names every bad field with its path', async () => {
+    const err = await rejected(
+      post(JSON.stringify({ payload: [1], topic: 'bad topic!', headers: { tenant_id: 'x', ok: 5 }, extra: 1 })),
+      400,
+      'validation_failed',
+    );
+    const paths = (err.details as { path: string }[]).map((d) => d.path).sort();
+    expect(paths).toEqual(['(root)', 'headers.ok', 'headers.tenant_id', 'payload', 'topic']);
+  });
+
+  test('400 for a payload Postgres could not store (NUL character), with its path', async () => {
+    const err = await rejected(post(JSON.stringify({ payload: { a: { b: 'x\u0000y' } } })), 400, 'validation_failed');
+    expect(err.details).toEqual([{ path: 'payload.a.b', message: 'must be valid Unicode without NUL characters' }]);
+  });
+
+  test('400 when no tenant is claimed, or claims disagree', async () => {
+    const none = await rejected(
+      app.request('/v1/events', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ payload: {} }) }),
+      400,
+      'validation_failed',
+    );
+    expect(JSON.stringify(none.details)).toContain('no tenant');
+    const conflict = await rejected(post(JSON.stringify({ payload: {}, tenant_id: 'other' })), 400, 'validation_failed');
+    expect(JSON.stringify(conflict.details)).toContain('conflicting tenants');
+  });
+
+  test('413 payload_too_large over SLUICE_MAX_BODY_BYTES, declared or streamed', async () => {
+    const big = JSON.stringify({ payload: { s: 'x'.repeat(MAX_BODY) } });
+    await rejected(post(big), 413, 'payload_too_large');
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode(big));
+        controller.close();
+      },
+    });
+    await rejected(
+      app.request('/v1/events', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-Tenant-Id': 'acme' }, body: stream, duplex: 'half' } as RequestInit),
+      413,
+      'payload_too_large',
+    );
+  });
+
+  test('415 for a content type other than JSON or NDJSON', async () => {
+    const err = await rejected(post('payload=1', { 'Content-Type': 'application/x-www-form-urlencoded' }), 415, 'unsupported_media_type');
+    expect(err.message).toContain('application/json');
+  });
+
+  test('503 shutting_down with Retry-After while draining', async () => {
+    draining = true;
+    const err = await rejected(post(JSON.stringify({ payload: {} })), 503, 'shutting_down');
+    expect(err.headers.get('Retry-After')).toBe('1');
+  });
+
+  test('404 in the error shape for unknown routes', async () => {
+    const res = await app.request('/v2/nothing');
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('not_found');
+  });
+});
+
+describe('POST /v1/events with NDJSON', () => {
+  const ndjson = (lines: string[]) =>
+    post(lines.join('\n'), { 'Content-Type': 'application/x-ndjson' });
+
+  test('accepts a batch in one request; results in line order', async () => {
+    const lines = Array.from({ length: 50 }, (_, i) => JSON.stringify({ dedupe_key: `b-${i}`, payload: { i } }));
+    const res = await ndjson([...lines, JSON.stringify({ dedupe_key: 'b-0', payload: {} })]);
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as { accepted: number; duplicates: number; results: { dedupe_key: string; duplicate: boolean }[] };
+    expect(body.accepted).toBe(50);
+    expect(body.duplicates).toBe(1);
+    expect(body.results.map((r) => r.dedupe_key)).toEqual([...Array.from({ length: 50 }, (_, i) => `b-${i}`), 'b-0']);
+  });
+
+  test('a batch with bad lines writes nothing and names each line', async () => {
+    const err = await rejected(
+      ndjson([JSON.stringify({ payload: {} }), '{nope', JSON.stringify({ payload: 'x' }), JSON.stringify({ payload: {} })]),
+      400,
+      'invalid_json',
+    );
+    expect((err.details as { line: number }[]).map((d) => d.line)).toEqual([2, 3]);
+  });
+});
+
+describe('health endpoints', () => {
+  test('/healthz answers ok, /readyz reports components, 503 while draining', async () => {
+    expect(await (await app.request('/healthz')).json()).toEqual({ status: 'ok' });
+    const ready = await app.request('/readyz');
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ status: 'ready', components: { journal: { ok: true } } });
+    draining = true;
+    const drain = await app.request('/readyz');
+    expect(drain.status).toBe(503);
+    expect(((await drain.json()) as { status: string }).status).toBe('draining');
+  });
+
+  test('/metrics exposes ingest counters by status and tenant in Prometheus text', async () => {
+    await post(JSON.stringify({ payload: {} }));
+    const res = await app.request('/metrics');
+    const text = await res.text();
+    expect(res.headers.get('content-type')).toContain('text/plain');
+    expect(text).toMatch(/sluice_ingest_requests_total\{status="202",tenant="acme"\} \d+/);
+    expect(text).toContain('sluice_ingest_request_duration_seconds_bucket');
+  });
+});

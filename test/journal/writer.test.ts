@@ -1,0 +1,126 @@
+import { afterEach, describe, expect, test } from 'bun:test';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Envelope } from '../../src/envelope.ts';
+import { JournalWriter } from '../../src/journal/writer.ts';
+import { createMetrics, type Metrics } from '../../src/metrics.ts';
+import { quietLog } from '../support/postgres.ts';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'sluice-journal-'));
+  dirs.push(d);
+  return d;
+}
+
+function envelope(i: number): Envelope {
+  return { tenant_id: 'acme', dedupe_key: `k${i}`, topic: 't', request_id: `r${i}`, headers: {}, payload: { i } };
+}
+
+async function openWriter(dir: string, metrics: Metrics = createMetrics(), segmentBytes = 1 << 20) {
+  return JournalWriter.open({ dir, nodeId: 'n1', segmentBytes, log: quietLog, metrics });
+}
+
+function readLines(dir: string): Record<string, unknown>[] {
+  const nodeDir = join(dir, 'n1');
+  return readdirSync(nodeDir)
+    .filter((f) => f.endsWith('.jsonl'))
+    .sort()
+    .flatMap((f) => readFileSync(join(nodeDir, f), 'utf8').split('\n').filter((l) => l.length > 0))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+describe('journal writer', () => {
+  test('writes one JSON line per entry with the documented fields, in the first segment', async () => {
+    const dir = tempDir();
+    const w = await openWriter(dir);
+    const [entry] = await w.append([{ ...envelope(1), traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' }]);
+    await w.close();
+    expect(readdirSync(join(dir, 'n1'))).toEqual(['00000000000000000001.jsonl']);
+    const [line] = readLines(dir);
+    expect(line).toEqual({
+      seq: 1,
+      ts: entry?.ts,
+      tenant_id: 'acme',
+      dedupe_key: 'k1',
+      topic: 't',
+      request_id: 'r1',
+      headers: {},
+      payload: { i: 1 },
+      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+    });
+    expect(Object.keys(line ?? {})).toEqual(['seq', 'ts', 'tenant_id', 'dedupe_key', 'topic', 'request_id', 'headers', 'payload', 'traceparent']);
+  });
+
+  test('group-commits concurrent appends: fewer fsyncs than appends, every line once, seq in order', async () => {
+    const dir = tempDir();
+    const metrics = createMetrics();
+    const w = await openWriter(dir, metrics);
+    const results = await Promise.all(Array.from({ length: 200 }, (_, i) => w.append([envelope(i)])));
+    await w.close();
+    const seqs = results.map((r) => r[0]?.seq);
+    expect(new Set(seqs).size).toBe(200);
+    const lines = readLines(dir);
+    expect(lines.map((l) => l.seq)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+    expect(lines.map((l) => l.dedupe_key)).toEqual(Array.from({ length: 200 }, (_, i) => `k${i}`));
+    const fsyncs = (await metrics.journalFsyncSeconds.get()).values.find((v) => v.metricName?.endsWith('_count'))?.value;
+    expect(fsyncs).toBeGreaterThan(0);
+    expect(fsyncs).toBeLessThan(200);
+  });
+
+  test('continues seq across restarts', async () => {
+    const dir = tempDir();
+    const w1 = await openWriter(dir);
+    await w1.append([envelope(1), envelope(2)]);
+    await w1.close();
+    const w2 = await openWriter(dir);
+    expect(w2.nextSeq).toBe(3);
+    await w2.append([envelope(3)]);
+    await w2.close();
+    expect(readLines(dir).map((l) => l.seq)).toEqual([1, 2, 3]);
+  });
+
+  test('rotates to a new segment named by its first seq when the size limit is reached', async () => {
+    const dir = tempDir();
+    const w = await openWriter(dir, createMetrics(), 4096);
+    for (let i = 0; i < 60; i++) await w.append([envelope(i)]);
+    await w.close();
+    const files = readdirSync(join(dir, 'n1')).sort();
+    expect(files.length).toBeGreaterThan(1);
+    const lines = readLines(dir);
+    expect(lines.map((l) => l.seq)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    for (const f of files) {
+      const first = JSON.parse(readFileSync(join(dir, 'n1', f), 'utf8').split('\n')[0] ?? '') as { seq: number };
+      expect(f).toBe(`${String(first.seq).padStart(20, '0')}.jsonl`);
+    }
+  });
+
+  test('truncates a torn last line on open, counts it, and appends after the last whole line', async () => {
+    const dir = tempDir();
+    const w1 = await openWriter(dir);
+    await w1.append([envelope(1), envelope(2)]);
+    await w1.close();
+    const segment = join(dir, 'n1', '00000000000000000001.jsonl');
+    const whole = readFileSync(segment, 'utf8');
+    appendFileSync(segment, '{"seq":3,"ts":"2026-');
+    const metrics = createMetrics();
+    const w2 = await openWriter(dir, metrics);
+    expect(readFileSync(segment, 'utf8')).toBe(whole);
+    expect((await metrics.journalTornTails.get()).values[0]?.value).toBe(1);
+    await w2.append([envelope(3)]);
+    await w2.close();
+    expect(readLines(dir).map((l) => l.seq)).toEqual([1, 2, 3]);
+  });
+
+  test('rejects appends after close with shutting_down', async () => {
+    const w = await openWriter(tempDir());
+    await w.close();
+    await w.close();
+    expect(w.append([envelope(1)])).rejects.toMatchObject({ code: 'shutting_down' });
+  });
+});

@@ -1,0 +1,36 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import postgres from 'postgres';
+import { migrate } from '../../src/outbox/migrate.ts';
+import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
+
+describe('migrations', () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase({ migrate: false });
+  });
+  afterAll(() => db.drop());
+
+  test('two processes migrating at once both succeed and apply each migration once', async () => {
+    const a = postgres(db.url, { max: 1, onnotice: () => {} });
+    const b = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      const [ra, rb] = await Promise.all([migrate(a, quietLog), migrate(b, quietLog)]);
+      expect([...ra.applied, ...rb.applied].sort()).toEqual(['0001_outbox']);
+      const rows = await db.sql<{ version: string }[]>`SELECT version FROM sluice_migrations ORDER BY version`;
+      expect(rows.map((r) => r.version)).toEqual(['0001_outbox']);
+      const again = await migrate(a, quietLog);
+      expect(again.applied).toEqual([]);
+      expect(again.current).toBe('0001_outbox');
+    } finally {
+      await Promise.all([a.end(), b.end()]);
+    }
+  });
+
+  test('creates the outbox with its unique (tenant_id, dedupe_key) and partial pending index', async () => {
+    const idx = await db.sql<{ indexname: string; indexdef: string }[]>`
+      SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'outbox' ORDER BY indexname`;
+    const byName = new Map(idx.map((i) => [i.indexname, i.indexdef]));
+    expect(byName.get('outbox_tenant_dedupe')).toContain('UNIQUE');
+    expect(byName.get('outbox_pending')).toContain("WHERE (status = 'pending'::text)");
+  });
+});

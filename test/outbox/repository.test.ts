@@ -1,0 +1,142 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import postgres from 'postgres';
+import { openDatabase, type Database, type Sql } from '../../src/outbox/db.ts';
+import { migrate } from '../../src/outbox/migrate.ts';
+import { partitionOf } from '../../src/outbox/partition.ts';
+import { claimPending, insertRows, markSent, pendingByTenant, type NewOutboxRow } from '../../src/outbox/repository.ts';
+import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
+
+function row(tenant: string, key: string, payload: Record<string, unknown> = { key }): NewOutboxRow {
+  return {
+    tenant_id: tenant,
+    dedupe_key: key,
+    partition: partitionOf(tenant, 16),
+    topic: 'events',
+    payload,
+    headers: { source: 'test' },
+    request_id: `req-${key}`,
+    traceparent: undefined,
+    ingested_at: '2026-11-25T10:00:00.000Z',
+  };
+}
+
+interface Backend {
+  name: string;
+  open(): Promise<{ sql: Sql; close(): Promise<void> }>;
+}
+
+const backends: Backend[] = [
+  {
+    name: 'real postgres',
+    async open() {
+      const db: TestDatabase = await createTestDatabase();
+      return { sql: db.sql, close: () => db.drop() };
+    },
+  },
+  {
+    name: 'embedded pglite',
+    async open() {
+      const dir = mkdtempSync(join(tmpdir(), 'sluice-pglite-'));
+      const db: Database = await openDatabase({ url: undefined, dataDir: dir, pool: 4 }, quietLog);
+      await migrate(db.sql, quietLog);
+      return {
+        sql: db.sql,
+        async close() {
+          await db.close();
+          rmSync(dir, { recursive: true, force: true });
+        },
+      };
+    },
+  },
+];
+
+for (const backend of backends) {
+  describe(`outbox repository on ${backend.name}`, () => {
+    let sql: Sql;
+    let close: () => Promise<void>;
+    beforeAll(async () => {
+      ({ sql, close } = await backend.open());
+    }, 60_000);
+    afterAll(() => close());
+    beforeEach(async () => {
+      await sql`TRUNCATE outbox`;
+    });
+
+    test('inserts a batch and returns ids in input order', async () => {
+      const results = await insertRows(sql, [row('acme', 'a'), row('acme', 'b'), row('globex', 'a')]);
+      expect(results.map((r) => r.duplicate)).toEqual([false, false, false]);
+      const stored = await sql<{ id: string; tenant_id: string; dedupe_key: string; payload: unknown; headers: unknown; status: string }[]>`
+        SELECT id::text, tenant_id, dedupe_key, payload, headers, status FROM outbox ORDER BY id`;
+      expect(stored.map((s) => s.id)).toEqual(results.map((r) => r.id));
+      expect(stored.map((s) => [s.tenant_id, s.dedupe_key, s.status])).toEqual([
+        ['acme', 'a', 'pending'],
+        ['acme', 'b', 'pending'],
+        ['globex', 'a', 'pending'],
+      ]);
+      expect(stored[0]?.payload).toEqual({ key: 'a' });
+      expect(stored[0]?.headers).toEqual({ source: 'test' });
+    });
+
+    test('a repeated (tenant, dedupe_key) is a duplicate with the first id, in later batches and within one', async () => {
+      const [first] = await insertRows(sql, [row('acme', 'k', { v: 1 })]);
+      const again = await insertRows(sql, [row('acme', 'k', { v: 2 }), row('acme', 'new'), row('acme', 'new')]);
+      expect(again[0]).toEqual({ id: first?.id ?? '', duplicate: true });
+      expect(again[1]?.duplicate).toBe(false);
+      expect(again[2]).toEqual({ id: again[1]?.id ?? '', duplicate: true });
+      const [{ n, payload }] = await sql<{ n: number; payload: unknown }[]>`
+        SELECT count(*)::int AS n, (array_agg(payload ORDER BY id))[1] AS payload FROM outbox`;
+      expect(n).toBe(2);
+      expect(payload).toEqual({ v: 1 });
+    });
+
+    test('claims pending rows in id order and no longer claims them once marked sent', async () => {
+      const ids = (await insertRows(sql, Array.from({ length: 5 }, (_, i) => row('acme', `k${i}`)))).map((r) => r.id);
+      const claimed = await claimPending(sql, 3);
+      expect(claimed.map((c) => c.id)).toEqual(ids.slice(0, 3));
+      expect(claimed[0]).toMatchObject({ tenant_id: 'acme', dedupe_key: 'k0', topic: 'events', payload: { key: 'k0' }, request_id: 'req-k0', traceparent: null });
+      expect(claimed[0]?.ingested_at.toISOString()).toBe('2026-11-25T10:00:00.000Z');
+      expect(await markSent(sql, claimed.map((c) => c.id))).toBe(3);
+      expect((await claimPending(sql, 10)).map((c) => c.id)).toEqual(ids.slice(3));
+      expect(await pendingByTenant(sql)).toEqual(new Map([['acme', 2]]));
+    });
+  });
+}
+
+describe('claim ordering on real postgres', () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(() => db.drop());
+
+  test('a row committed by a newer transaction waits while an older transaction is still open', async () => {
+    const other = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      let release!: () => void;
+      const held = new Promise<void>((r) => {
+        release = r;
+      });
+      let opened!: () => void;
+      const isOpen = new Promise<void>((r) => {
+        opened = r;
+      });
+      // An older transaction takes its id first (lower outbox id) but commits last.
+      const slow = other.begin(async (tx) => {
+        await insertRows(tx as unknown as Sql, [row('acme', 'early')]);
+        opened();
+        await held;
+      });
+      await isOpen;
+      await insertRows(db.sql, [row('acme', 'late')]);
+      expect(await claimPending(db.sql, 10)).toEqual([]);
+      release();
+      await slow;
+      expect((await claimPending(db.sql, 10)).map((c) => c.dedupe_key)).toEqual(['early', 'late']);
+    } finally {
+      await other.end();
+    }
+  });
+});
