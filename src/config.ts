@@ -45,6 +45,7 @@ const envSchema = z.object({
   SLUICE_DB_POOL: int(8, 1, 100),
   SLUICE_PARTITIONS: int(16, 1, 4096),
   KAFKA_BROKERS: brokerList.optional(),
+  SLUICE_KAFKA_LOCAL_PORT: int(19092, 1, 65535),
   SLUICE_KAFKA_TOPIC: z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, { error: 'is not a valid Kafka topic name' }).default('sluice.events'),
   SLUICE_KAFKA_CLIENT_ID: z.string().min(1).default('sluice'),
   SLUICE_KAFKA_COMPRESSION: z.enum(['none', 'gzip', 'snappy', 'lz4', 'zstd']).default('none'),
@@ -66,6 +67,8 @@ export interface Config {
   partitions: number;
   kafka: {
     brokers: string[] | undefined;
+    /** Port of the broker `serve` starts itself when KAFKA_BROKERS is unset. */
+    localPort: number;
     topic: string;
     clientId: string;
     compression: Env['SLUICE_KAFKA_COMPRESSION'];
@@ -102,6 +105,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     partitions: e.SLUICE_PARTITIONS,
     kafka: {
       brokers: e.KAFKA_BROKERS,
+      localPort: e.SLUICE_KAFKA_LOCAL_PORT,
       topic: e.SLUICE_KAFKA_TOPIC,
       clientId: e.SLUICE_KAFKA_CLIENT_ID,
       compression: e.SLUICE_KAFKA_COMPRESSION,

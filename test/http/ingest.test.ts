@@ -43,7 +43,7 @@ beforeEach(async () => {
   draining = false;
 });
 
-function post(body: string, headers: Record<string, string> = {}): Promise<Response> {
+async function post(body: string, headers: Record<string, string> = {}): Promise<Response> {
   return app.request('/v1/events', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', 'X-Tenant-Id': 'acme', ...headers },
@@ -168,7 +168,7 @@ describe('POST /v1/events', () => {
 
   test('400 when no tenant is claimed, or claims disagree', async () => {
     const none = await rejected(
-      app.request('/v1/events', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ payload: {} }) }),
+      Promise.resolve(app.request('/v1/events', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ payload: {} }) })),
       400,
       'validation_failed',
     );
@@ -187,7 +187,14 @@ describe('POST /v1/events', () => {
       },
     });
     await rejected(
-      app.request('/v1/events', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-Tenant-Id': 'acme' }, body: stream, duplex: 'half' } as RequestInit),
+      Promise.resolve(
+        app.request('/v1/events', {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json', 'X-Tenant-Id': 'acme' },
+          body: stream,
+          duplex: 'half',
+        } as RequestInit),
+      ),
       413,
       'payload_too_large',
     );

@@ -1,0 +1,72 @@
+// Runs the local single-node Kafka broker in the foreground until SIGINT/SIGTERM.
+//   bun run scripts/kafka-local.ts [--port N] [--data-dir D] [--bootstrap-file PATH]
+// CI can start it in the background and poll --bootstrap-file for the address.
+import { rename, rm, writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { startLocalBroker, type LocalBrokerOptions } from '../src/kafka/local-broker.ts';
+import { createLogger } from '../src/log.ts';
+
+export async function runKafkaLocal(argv: string[]): Promise<number> {
+  const log = createLogger({ base: { component: 'kafka-local' } });
+  let values: { port?: string; 'data-dir'?: string; 'bootstrap-file'?: string };
+  try {
+    values = parseArgs({
+      args: argv,
+      options: { port: { type: 'string' }, 'data-dir': { type: 'string' }, 'bootstrap-file': { type: 'string' } },
+      strict: true,
+    }).values;
+  } catch (error) {
+    log.error('invalid arguments', { error });
+    return 2;
+  }
+  const options: LocalBrokerOptions = {};
+  if (values.port !== undefined) {
+    const port = Number(values.port);
+    if (!Number.isInteger(port) || port <= 0 || port >= 65536) {
+      log.error('invalid --port', { port: values.port });
+      return 2;
+    }
+    options.port = port;
+  }
+  if (values['data-dir'] !== undefined) options.dataDir = values['data-dir'];
+  const bootstrapFile = values['bootstrap-file'];
+
+  // Listen before starting so a signal during the few seconds of startup still stops the JVM cleanly.
+  let onSignal: (signal: NodeJS.Signals) => void = () => {};
+  const stopRequested = new Promise<NodeJS.Signals>((resolve) => {
+    onSignal = resolve;
+  });
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const starting = startLocalBroker(options);
+  try {
+    const first = await Promise.race([starting, stopRequested]);
+    if (typeof first === 'string') {
+      log.info('kafka stopping', { signal: first });
+      await (await starting).stop();
+      return 0;
+    }
+    const broker = first;
+    if (bootstrapFile !== undefined) {
+      // Write-then-rename so a poller never reads a half-written address.
+      await writeFile(`${bootstrapFile}.tmp`, `${broker.bootstrap}\n`);
+      await rename(`${bootstrapFile}.tmp`, bootstrapFile);
+    }
+    log.info('kafka ready', { bootstrap: broker.bootstrap, data_dir: broker.dataDir });
+    const signal = await stopRequested;
+    log.info('kafka stopping', { signal });
+    await broker.stop();
+    if (bootstrapFile !== undefined) await rm(bootstrapFile, { force: true });
+    log.info('kafka stopped');
+    return 0;
+  } catch (error) {
+    log.error('kafka failed', { error });
+    return 1;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+if (import.meta.main) process.exit(await runKafkaLocal(process.argv.slice(2)));

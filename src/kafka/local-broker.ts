@@ -1,0 +1,341 @@
+// A throwaway single-node Kafka broker (KRaft, combined broker+controller) for
+// development and tests. The jars come from Maven Central once and are cached
+// outside the repo, so nothing but a JDK and Maven is needed: no Docker.
+import { Admin, FindCoordinatorKeyTypes, Producer } from '@platformatic/kafka';
+import { createWriteStream, existsSync, readFileSync, type WriteStream } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { homedir, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import type { Subprocess } from 'bun';
+
+export interface LocalBrokerOptions {
+  port?: number;
+  dataDir?: string;
+  cacheDir?: string;
+  log?: (line: string) => void;
+}
+
+export interface LocalBroker {
+  readonly bootstrap: string;
+  readonly port: number;
+  readonly dataDir: string;
+  stop(): Promise<void>;
+}
+
+const POM_PATH = resolve(import.meta.dir, '../../scripts/kafka/pom.xml');
+const READY_TIMEOUT_MS = 90_000;
+const STOP_TIMEOUT_MS = 20_000;
+const READY_TOPIC = '__sluice_ready';
+const TAIL_LINES = 40;
+
+// The pom is the single place the Kafka version is pinned; the cache key follows it.
+const KAFKA_VERSION = ((): string => {
+  const match = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(readFileSync(POM_PATH, 'utf8'));
+  if (!match?.[1]) throw new Error(`kafka.version property not found in ${POM_PATH}`);
+  return match[1].trim();
+})();
+
+function defaultCacheRoot(): string {
+  const fromEnv = process.env.SLUICE_CACHE_DIR;
+  if (fromEnv) return fromEnv;
+  return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'sluice');
+}
+
+function javaBin(): string {
+  return process.env.JAVA_HOME ? join(process.env.JAVA_HOME, 'bin', 'java') : 'java';
+}
+
+export function kafkaClasspath(libsDir: string): string {
+  // A JVM classpath wildcard keeps the command line short and needs no directory listing.
+  return join(libsDir, '*');
+}
+
+// Concurrent callers in one process share a single download.
+const inFlightDownloads = new Map<string, Promise<string>>();
+
+/** Returns the directory holding the broker jars, downloading them with Maven on first use. */
+export async function ensureKafkaJars(cacheDir?: string): Promise<string> {
+  const libsDir = join(cacheDir ?? defaultCacheRoot(), `kafka-${KAFKA_VERSION}`, 'libs');
+  let pending = inFlightDownloads.get(libsDir);
+  if (!pending) {
+    pending = downloadJars(libsDir).finally(() => inFlightDownloads.delete(libsDir));
+    inFlightDownloads.set(libsDir, pending);
+  }
+  return pending;
+}
+
+async function hasKafkaJar(libsDir: string): Promise<boolean> {
+  try {
+    return (await readdir(libsDir)).includes(`kafka_2.13-${KAFKA_VERSION}.jar`);
+  } catch {
+    return false;
+  }
+}
+
+async function downloadJars(libsDir: string): Promise<string> {
+  if (await hasKafkaJar(libsDir)) return libsDir;
+  const parent = dirname(libsDir);
+  await mkdir(parent, { recursive: true });
+  // Download into a private dir and rename it into place, so a crash never leaves a
+  // half-filled cache and a concurrent process simply loses the rename race.
+  const staging = await mkdtemp(join(parent, 'libs.partial-'));
+  try {
+    await run([
+      'mvn', '-q', '-B', '-Dstyle.color=never', '-f', POM_PATH,
+      'dependency:copy-dependencies', `-DoutputDirectory=${staging}`,
+    ]);
+    await chmod(staging, 0o755); // mkdtemp makes it 0700
+    try {
+      await rename(staging, libsDir);
+    } catch (error) {
+      if (!(await hasKafkaJar(libsDir))) throw error;
+    }
+    return libsDir;
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+}
+
+async function freePorts(count: number): Promise<number[]> {
+  // Keep every probe socket open until all are bound so the ports are distinct.
+  const servers = await Promise.all(
+    Array.from({ length: count }, () => {
+      const server = createServer();
+      return new Promise<ReturnType<typeof createServer>>((ok, fail) => {
+        server.once('error', fail);
+        server.listen(0, '127.0.0.1', () => ok(server));
+      });
+    }),
+  );
+  const ports = servers.map((server) => {
+    const address = server.address();
+    if (address === null || typeof address === 'string') throw new Error('unexpected server address');
+    return address.port;
+  });
+  await Promise.all(servers.map((server) => new Promise<void>((ok) => server.close(() => ok()))));
+  return ports;
+}
+
+function serverProperties(dataDir: string, port: number, controllerPort: number): string {
+  const props: Record<string, string | number | boolean> = {
+    'process.roles': 'broker,controller',
+    'node.id': 1,
+    'controller.quorum.voters': `1@127.0.0.1:${controllerPort}`,
+    listeners: `PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
+    'advertised.listeners': `PLAINTEXT://127.0.0.1:${port}`,
+    'controller.listener.names': 'CONTROLLER',
+    'inter.broker.listener.name': 'PLAINTEXT',
+    'listener.security.protocol.map': 'PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+    'log.dirs': join(dataDir, 'logs'),
+    'num.partitions': 1,
+    'default.replication.factor': 1,
+    'min.insync.replicas': 1,
+    'auto.create.topics.enable': true,
+    // Single node: every internal topic must fit on one replica.
+    'offsets.topic.replication.factor': 1,
+    'transaction.state.log.replication.factor': 1,
+    'transaction.state.log.min.isr': 1,
+    'share.coordinator.state.topic.replication.factor': 1,
+    'share.coordinator.state.topic.min.isr': 1,
+    // The first group join / transaction creates these topics; 50 partitions each is slow on 2 cores.
+    'offsets.topic.num.partitions': 4,
+    'transaction.state.log.num.partitions': 4,
+    'share.coordinator.state.topic.num.partitions': 4,
+    'group.initial.rebalance.delay.ms': 0,
+    // Few threads: this runs next to the test process on small CI machines.
+    'num.network.threads': 2,
+    'num.io.threads': 2,
+    'num.recovery.threads.per.data.dir': 1,
+    'background.threads': 2,
+  };
+  return `${Object.entries(props)
+    .map(([key, value]) => `${key}=${value}`)
+    .join('\n')}\n`;
+}
+
+const JVM_OPTS = [
+  '-Xms64m',
+  '-Xmx512m',
+  // One GC thread and no G1 regions: smaller footprint next to the tests on a 2-core machine.
+  '-XX:+UseSerialGC',
+  '-Djava.awt.headless=true',
+  '-Dorg.slf4j.simpleLogger.showDateTime=true',
+  "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSS",
+];
+
+/** Runs a short-lived command and returns its stdout; on failure the error carries the output's tail. */
+async function run(cmd: string[]): Promise<string> {
+  const proc = Bun.spawn({ cmd, stdout: 'pipe', stderr: 'pipe' });
+  const [out, err, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  if (code !== 0) throw new Error(`${cmd.join(' ')} failed (exit ${code}):\n${lastLines(out + err)}`);
+  return out;
+}
+
+function runKafkaTool(classpath: string, args: string[]): Promise<string> {
+  // The tools log the whole broker config at INFO; only warnings are worth keeping.
+  return run([javaBin(), ...JVM_OPTS, '-Dorg.slf4j.simpleLogger.defaultLogLevel=warn', '-cp', classpath, ...args]);
+}
+
+function lastLines(text: string): string {
+  return text.trimEnd().split('\n').slice(-TAIL_LINES).join('\n');
+}
+
+interface LogDigest {
+  firstErrors: string[];
+  tail: string[];
+}
+
+/**
+ * Copies a child stream to the log file, keeping the first errors and the last lines in memory:
+ * a failed startup buries its cause under hundreds of shutdown lines.
+ */
+async function pump(
+  stream: ReadableStream<Uint8Array>,
+  sink: WriteStream,
+  digest: LogDigest,
+  log?: (line: string) => void,
+): Promise<void> {
+  const decoder = new TextDecoder();
+  let partial = '';
+  const emit = (line: string): void => {
+    if (digest.firstErrors.length < 8 && /\bERROR\b|Exception\b/.test(line)) digest.firstErrors.push(line);
+    digest.tail.push(line);
+    if (digest.tail.length > TAIL_LINES) digest.tail.shift();
+    log?.(line);
+  };
+  for await (const chunk of stream) {
+    sink.write(chunk);
+    partial += decoder.decode(chunk, { stream: true });
+    const lines = partial.split('\n');
+    partial = lines.pop() ?? '';
+    lines.forEach(emit);
+  }
+  if (partial) emit(partial);
+}
+
+/**
+ * True once the broker does what callers need first: a topic can be created and gets a leader, and
+ * the group and transaction coordinators and producer-id allocation are loaded. Each of the last
+ * three answers "not available yet" on first use, which costs ~1 s with the client's default
+ * retryDelay, so warming them here saves seconds per test run.
+ */
+async function probeReady(bootstrap: string): Promise<boolean> {
+  const options = {
+    clientId: 'sluice-local-broker-probe',
+    bootstrapBrokers: [bootstrap],
+    retries: 0,
+    timeout: 5_000,
+    connectTimeout: 2_000,
+  };
+  const admin = new Admin(options);
+  const producer = new Producer(options);
+  try {
+    try {
+      await admin.createTopics({ topics: [READY_TOPIC], partitions: 1, replicas: 1 });
+    } catch (error) {
+      // A previous probe, or a previous run on a reused dataDir, created it.
+      if (!/already exists/i.test(String(error))) throw error;
+    }
+    const metadata = await admin.metadata({ topics: [READY_TOPIC], forceUpdate: true });
+    if ((metadata.topics.get(READY_TOPIC)?.partitions[0]?.leader ?? -1) < 0) return false;
+    await admin.findCoordinator({ keyType: FindCoordinatorKeyTypes.GROUP, keys: [READY_TOPIC] });
+    await admin.findCoordinator({ keyType: FindCoordinatorKeyTypes.TRANSACTION, keys: [READY_TOPIC] });
+    await producer.initIdempotentProducer({});
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await Promise.allSettled([admin.close(), producer.close()]);
+  }
+}
+
+export async function startLocalBroker(opts: LocalBrokerOptions = {}): Promise<LocalBroker> {
+  const classpath = kafkaClasspath(await ensureKafkaJars(opts.cacheDir));
+  const [freeA, freeB] = await freePorts(2);
+  if (freeA === undefined || freeB === undefined) throw new Error('could not allocate ports');
+  const port = opts.port ?? freeA;
+  const controllerPort = freeB === port ? freeA : freeB;
+  const bootstrap = `127.0.0.1:${port}`;
+  const ownsDataDir = opts.dataDir === undefined;
+  const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'sluice-kafka-')));
+  const propsPath = join(dataDir, 'server.properties');
+  const cleanupDataDir = async (): Promise<void> => {
+    if (ownsDataDir) await rm(dataDir, { recursive: true, force: true });
+  };
+
+  const digest: LogDigest = { firstErrors: [], tail: [] };
+  let child: Subprocess<'ignore', 'pipe', 'pipe'>;
+  let logFile: WriteStream;
+  let pumps: Promise<unknown>;
+  try {
+    await mkdir(dataDir, { recursive: true });
+    await writeFile(propsPath, serverProperties(dataDir, port, controllerPort));
+    // A reused dataDir keeps its cluster id: formatting it again with a new id is an error, not a no-op.
+    if (!existsSync(join(dataDir, 'logs', 'meta.properties'))) {
+      const clusterId = (await runKafkaTool(classpath, ['kafka.tools.StorageTool', 'random-uuid'])).trim();
+      await runKafkaTool(classpath, ['kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', propsPath, '-g']);
+    }
+    logFile = createWriteStream(join(dataDir, 'broker.log'), { flags: 'a' });
+    child = Bun.spawn({
+      cmd: [javaBin(), ...JVM_OPTS, '-cp', classpath, 'kafka.Kafka', propsPath],
+      cwd: dataDir,
+      stdin: 'ignore',
+      stdout: 'pipe',
+      stderr: 'pipe',
+    });
+    pumps = Promise.allSettled([
+      pump(child.stdout, logFile, digest, opts.log),
+      pump(child.stderr, logFile, digest, opts.log),
+    ]);
+  } catch (error) {
+    await cleanupDataDir();
+    throw error;
+  }
+
+  // Best effort against orphaned JVMs holding ports when the host process exits without stop().
+  // A signal that kills the host skips this; Ctrl-C in a terminal reaches the JVM directly.
+  const killOnExit = (): void => {
+    child.kill('SIGKILL');
+  };
+  process.once('exit', killOnExit);
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      process.off('exit', killOnExit);
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+        await child.exited;
+        clearTimeout(timer);
+      }
+      await pumps;
+      await new Promise<void>((ok) => logFile.end(() => ok()));
+      await cleanupDataDir();
+    })();
+    return stopping;
+  };
+
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (;;) {
+    const exited = child.exitCode !== null || child.signalCode !== null;
+    if (exited || Date.now() > deadline) {
+      await stop();
+      const why = exited
+        ? `exited early (${child.exitCode ?? child.signalCode})`
+        : `not ready after ${READY_TIMEOUT_MS} ms`;
+      const errors = digest.firstErrors.length ? `first errors:\n${digest.firstErrors.join('\n')}\n` : '';
+      throw new Error(`kafka broker ${why}; ${errors}broker.log tail:\n${digest.tail.join('\n')}`);
+    }
+    // A probe against a port someone else holds can hang until its timeout; the JVM exiting ends it early.
+    if (await Promise.race([probeReady(bootstrap), child.exited.then(() => false)])) break;
+    await Bun.sleep(100);
+  }
+
+  return { bootstrap, port, dataDir, stop };
+}

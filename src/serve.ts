@@ -1,0 +1,143 @@
+import { join } from 'node:path';
+import type { Config } from './config.ts';
+import { describeError } from './errors.ts';
+import { createApp, type ComponentState } from './http/app.ts';
+import { WritePath } from './ingest/write-path.ts';
+import { JournalWriter } from './journal/writer.ts';
+import { startLocalBroker, type LocalBroker } from './kafka/local-broker.ts';
+import type { Logger } from './log.ts';
+import { createMetrics } from './metrics.ts';
+import { openDatabase } from './outbox/db.ts';
+import { migrate } from './outbox/migrate.ts';
+import { pendingByTenant } from './outbox/repository.ts';
+import { Processor } from './processor/processor.ts';
+import { createPublisher } from './processor/publisher.ts';
+
+export interface Running {
+  readonly url: string;
+  /** Graceful stop: refuse new writes, drain, flush, close everything. Safe to call twice. */
+  shutdown(reason: string): Promise<void>;
+}
+
+/**
+ * The composition root of `serve`: ingest, journal, outbox and processor in one process. Parts are
+ * built in dependency order and closed in reverse.
+ */
+export async function serve(config: Config, log: Logger): Promise<Running> {
+  const metrics = createMetrics();
+  const closers: { name: string; close: () => Promise<void> }[] = [];
+  const closeAll = async (): Promise<void> => {
+    for (const { name, close } of closers.splice(0).reverse()) {
+      try {
+        await close();
+      } catch (err) {
+        log.error('close failed', { part: name, error: describeError(err) });
+      }
+    }
+  };
+
+  try {
+    let brokers = config.kafka.brokers;
+    if (brokers === undefined) {
+      log.info('KAFKA_BROKERS not set: starting a local Kafka broker');
+      const broker: LocalBroker = await startLocalBroker({
+        dataDir: join(config.db.dataDir, 'kafka'),
+        port: config.kafka.localPort,
+      });
+      closers.push({ name: 'kafka-local', close: () => broker.stop() });
+      brokers = [broker.bootstrap];
+      log.info('local kafka ready', { bootstrap: broker.bootstrap });
+    }
+
+    const db = await openDatabase(config.db, log);
+    closers.push({ name: 'database', close: () => db.close() });
+    await migrate(db.sql, log);
+
+    const journal = await JournalWriter.open({ ...config.journal, nodeId: config.nodeId, log, metrics });
+    closers.push({ name: 'journal', close: () => journal.close() });
+
+    const publisher = createPublisher({ ...config.kafka, brokers });
+    closers.push({ name: 'kafka-producer', close: () => publisher.close() });
+
+    const processor = new Processor({ sql: db.sql, publisher, log, metrics, ...config.processor });
+    processor.start();
+    closers.push({ name: 'processor', close: () => processor.stop() });
+
+    const writePath = new WritePath({
+      journal,
+      sql: db.sql,
+      partitions: config.partitions,
+      maxBatch: config.ingest.maxBatch,
+      log,
+      onCommitted: () => processor.wake(),
+    });
+    closers.push({ name: 'ingest', close: () => writePath.drain() });
+
+    let draining = false;
+    const knownTenants = new Set<string>();
+    const app = createApp({
+      log,
+      metrics,
+      write: async (envelopes) => {
+        const results = await writePath.write(envelopes);
+        // A tenant that wrote here reports pending 0 once drained, rather than vanishing from /metrics.
+        for (const r of results) knownTenants.add(r.tenant_id);
+        return results;
+      },
+      maxBodyBytes: config.http.maxBodyBytes,
+      maxBatchLines: config.ingest.maxBatchLines,
+      defaultTopic: config.kafka.topic,
+      draining: () => draining,
+      readiness: async () => {
+        const [outbox, kafka] = await Promise.all([
+          withTimeout(db.sql`SELECT 1`.then(() => true), 2_000),
+          publisher.reachable(2_000),
+        ]);
+        const states: Record<string, ComponentState> = {
+          journal: journal.failure === undefined ? { ok: true } : { ok: false, detail: journal.failure },
+          outbox: outbox ? { ok: true } : { ok: false, detail: 'database did not answer within 2s' },
+          kafka: kafka ? { ok: true } : { ok: false, detail: processor.lastError ?? 'no broker answered within 2s' },
+        };
+        return states;
+      },
+      beforeScrape: async () => {
+        const pending = await pendingByTenant(db.sql);
+        for (const tenant of pending.keys()) knownTenants.add(tenant);
+        for (const tenant of knownTenants) metrics.outboxPending.set({ tenant }, pending.get(tenant) ?? 0);
+      },
+    });
+
+    const server = Bun.serve({
+      hostname: config.http.host,
+      port: config.http.port,
+      fetch: app.fetch,
+      // Our own reader answers 413 in sluice's error shape; Bun's limit is only a backstop.
+      maxRequestBodySize: config.http.maxBodyBytes * 2 + 1024,
+    });
+    closers.push({ name: 'http', close: () => server.stop() });
+    const url = `http://${config.http.host}:${server.port}`;
+    log.info('sluice listening', { url, node_id: config.nodeId, write_mode: config.writeMode, database: db.kind });
+
+    let stopping: Promise<void> | undefined;
+    return {
+      url,
+      shutdown(reason) {
+        stopping ??= (async () => {
+          log.info('shutting down', { reason, in_flight: writePath.inFlight });
+          draining = true;
+          await closeAll();
+          log.info('shutdown complete');
+        })();
+        return stopping;
+      },
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+async function withTimeout(p: Promise<boolean>, ms: number): Promise<boolean> {
+  const timeout = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), ms).unref());
+  return Promise.race([p.catch(() => false), timeout]);
+}

@@ -1,0 +1,66 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startLocalBroker, type LocalBroker } from '../../src/kafka/local-broker.ts';
+import { readTopic } from '../support/kafka.ts';
+import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
+import { eventually, postEvent, startSluice, type TestSluice } from '../support/sluice.ts';
+
+describe('Kafka down while events arrive', () => {
+  let db: TestDatabase;
+  let dataDir: string;
+  let broker: LocalBroker;
+  let sluice: TestSluice;
+
+  beforeAll(async () => {
+    db = await createTestDatabase({ migrate: false });
+    // A broker of its own, on a data directory that survives its restart.
+    dataDir = mkdtempSync(join(tmpdir(), 'sluice-outage-kafka-'));
+    broker = await startLocalBroker({ dataDir });
+    sluice = await startSluice({ DATABASE_URL: db.url, KAFKA_BROKERS: broker.bootstrap });
+  }, 180_000);
+
+  afterAll(async () => {
+    await sluice?.stop();
+    await broker?.stop();
+    await db?.drop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  test('ingest keeps answering 202, rows stay pending, and all are published exactly once after the broker is back', async () => {
+    const warm = await postEvent(sluice.url, { dedupe_key: 'before', payload: { n: 0 } }, { 'X-Tenant-Id': 'acme' });
+    expect(warm.status).toBe(202);
+    await eventually(async () => {
+      const [r] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox WHERE status = 'sent'`;
+      return r?.n === 1;
+    }, 20_000, 'first record sent');
+
+    await broker.stop();
+    const statuses: number[] = [];
+    for (let i = 1; i <= 20; i++) {
+      const res = await postEvent(sluice.url, { dedupe_key: `during-${i}`, payload: { n: i } }, { 'X-Tenant-Id': 'acme' });
+      statuses.push(res.status);
+    }
+    expect(statuses).toEqual(Array.from({ length: 20 }, () => 202));
+    // Long enough for several failed publish attempts.
+    await Bun.sleep(3_000);
+    const [pending] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox WHERE status = 'pending'`;
+    expect(pending?.n).toBe(20);
+    const notReady = await fetch(`${sluice.url}/readyz`);
+    expect(notReady.status).toBe(503);
+    expect(((await notReady.json()) as { components: { kafka: { ok: boolean } } }).components.kafka.ok).toBe(false);
+
+    broker = await startLocalBroker({ dataDir, port: broker.port });
+    await eventually(async () => {
+      const [r] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox WHERE status = 'pending'`;
+      return r?.n === 0;
+    }, 60_000, 'backlog published');
+
+    const records = await readTopic([broker.bootstrap], sluice.topic, { expected: 21, graceMs: 2_000 });
+    const keys = records.map((r) => r.key);
+    expect(keys.length).toBe(21);
+    expect(new Set(keys).size).toBe(21);
+    expect(keys).toEqual(['acme:before', ...Array.from({ length: 20 }, (_, i) => `acme:during-${i + 1}`)]);
+  }, 180_000);
+});

@@ -1,0 +1,57 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../../src/config.ts';
+import { serve, type Running } from '../../src/serve.ts';
+import { quietLog } from './postgres.ts';
+
+export interface TestSluice {
+  running: Running;
+  url: string;
+  topic: string;
+  journalDir: string;
+  stop(): Promise<void>;
+}
+
+/** A whole sluice (`serve`) in this process, on a random port, with its own journal and topic. */
+export async function startSluice(env: Record<string, string>): Promise<TestSluice> {
+  const journalDir = mkdtempSync(join(tmpdir(), 'sluice-e2e-'));
+  const topic = `test.${Bun.randomUUIDv7()}`;
+  const config = loadConfig({
+    SLUICE_PORT: '0',
+    SLUICE_JOURNAL_DIR: journalDir,
+    SLUICE_NODE_ID: 'test-node',
+    SLUICE_KAFKA_TOPIC: topic,
+    SLUICE_POLL_MS: '20',
+    ...env,
+  });
+  const running = await serve(config, quietLog);
+  return {
+    running,
+    url: running.url,
+    topic,
+    journalDir,
+    async stop() {
+      await running.shutdown('test');
+      rmSync(journalDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function postEvent(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(`${url}/v1/events`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes. */
+export async function eventually(check: () => Promise<boolean>, timeoutMs = 20_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await Bun.sleep(50);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
