@@ -94,6 +94,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     );
   }
   const e = parsed.data;
+  if (!isLoopback(e.SLUICE_HOST)) {
+    // Without a tenants file anyone who can reach the port may write as any tenant.
+    const message = `SLUICE_HOST ${e.SLUICE_HOST} is not a loopback address: sluice has no tenants file and runs open, which is only allowed on 127.0.0.1, ::1 or localhost`;
+    throw new ConfigError(`invalid configuration: ${message}`, [{ path: 'SLUICE_HOST', message }]);
+  }
   return {
     http: { host: e.SLUICE_HOST, port: e.SLUICE_PORT, maxBodyBytes: e.SLUICE_MAX_BODY_BYTES },
     logLevel: e.SLUICE_LOG_LEVEL,
@@ -113,6 +118,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     processor: { batchSize: e.SLUICE_PUBLISH_BATCH, pollMs: e.SLUICE_POLL_MS },
     shutdownTimeoutMs: e.SLUICE_SHUTDOWN_TIMEOUT_MS,
   };
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 function defaultNodeId(): string {

@@ -262,7 +262,8 @@ export async function startLocalBroker(opts: LocalBrokerOptions = {}): Promise<L
   const controllerPort = freeB === port ? freeA : freeB;
   const bootstrap = `127.0.0.1:${port}`;
   const ownsDataDir = opts.dataDir === undefined;
-  const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'sluice-kafka-')));
+  // Absolute: the JVM runs with dataDir as its working directory.
+  const dataDir = resolve(opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'sluice-kafka-'))));
   const propsPath = join(dataDir, 'server.properties');
   const cleanupDataDir = async (): Promise<void> => {
     if (ownsDataDir) await rm(dataDir, { recursive: true, force: true });

@@ -1,0 +1,46 @@
+import { describe, expect, test } from 'bun:test';
+import { loadConfig } from '../src/config.ts';
+import { ConfigError } from '../src/errors.ts';
+
+function errorsOf(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return (err.details ?? []).map((d) => d.path ?? '');
+    throw err;
+  }
+  return [];
+}
+
+describe('configuration', () => {
+  test('defaults: loopback :8080, sync mode, ./journal, embedded database, local broker', () => {
+    const c = loadConfig({});
+    expect(c.http).toEqual({ host: '127.0.0.1', port: 8080, maxBodyBytes: 1024 * 1024 });
+    expect(c.writeMode).toBe('sync');
+    expect(c.journal).toEqual({ dir: './journal', segmentBytes: 64 * 1024 * 1024 });
+    expect(c.db.url).toBeUndefined();
+    expect(c.kafka.brokers).toBeUndefined();
+    expect(c.kafka.topic).toBe('sluice.events');
+    expect(c.partitions).toBe(16);
+  });
+
+  test('parses values and broker lists', () => {
+    const c = loadConfig({ SLUICE_PORT: '9000', KAFKA_BROKERS: 'a:9092, b:9093', DATABASE_URL: 'postgres://u@h/db', SLUICE_PARTITIONS: '32' });
+    expect(c.http.port).toBe(9000);
+    expect(c.kafka.brokers).toEqual(['a:9092', 'b:9093']);
+    expect(c.db.url).toBe('postgres://u@h/db');
+    expect(c.partitions).toBe(32);
+  });
+
+  test('reports every bad variable at once, by name', () => {
+    expect(
+      errorsOf({ SLUICE_PORT: '70000', SLUICE_MAX_BODY_BYTES: 'lots', DATABASE_URL: 'mysql://x', SLUICE_KAFKA_TOPIC: 'a b' }).sort(),
+    ).toEqual(['DATABASE_URL', 'SLUICE_KAFKA_TOPIC', 'SLUICE_MAX_BODY_BYTES', 'SLUICE_PORT']);
+  });
+
+  test('refuses to run open (no tenants file) on a non-loopback address', () => {
+    expect(errorsOf({ SLUICE_HOST: '0.0.0.0' })).toEqual(['SLUICE_HOST']);
+    expect(errorsOf({ SLUICE_HOST: '127.0.0.2' })).toEqual([]);
+    expect(errorsOf({ SLUICE_HOST: 'localhost' })).toEqual([]);
+  });
+});
