@@ -1,6 +1,7 @@
 import { loadConfig, type Config } from './config.ts';
 import { ConfigError, describeError } from './errors.ts';
 import { createLogger, type Logger } from './log.ts';
+import { runJournalVerify, runReplay } from './journal/commands.ts';
 import { openDatabase } from './outbox/db.ts';
 import { migrate } from './outbox/migrate.ts';
 import { serve } from './serve.ts';
@@ -11,6 +12,10 @@ commands:
   serve         ingest + processor in one process (what \`bun start\` runs)
   migrate       apply database migrations and exit
   kafka-local   run a single-node Apache Kafka broker in the foreground
+  replay <globs...> [--tenant T] [--since ISO] [--until ISO] [--dry-run]
+                replay journal files (plain or gzipped) into the outbox, idempotently
+  journal verify <dir>
+                check every journal segment; non-zero exit on damage
 
 configuration: SLUICE_* environment variables, DATABASE_URL, KAFKA_BROKERS (see README.md)`;
 
@@ -23,6 +28,13 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'kafka-local') {
     const { runKafkaLocal } = await import('../scripts/kafka-local.ts');
     return runKafkaLocal(argv.slice(1));
+  }
+  if (command === 'journal') {
+    if (argv[1] !== 'verify') {
+      console.error(`unknown journal command: ${argv[1] ?? '(none)'}\n\n${USAGE}`);
+      return 2;
+    }
+    return runJournalVerify(argv.slice(2));
   }
   let config: Config;
   try {
@@ -41,6 +53,8 @@ async function main(argv: string[]): Promise<number> {
       return runServe(config, log);
     case 'migrate':
       return runMigrate(config, log);
+    case 'replay':
+      return runReplay(argv.slice(1), config, log);
     default:
       console.error(`unknown command: ${command}\n\n${USAGE}`);
       return 2;

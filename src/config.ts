@@ -31,12 +31,18 @@ const envSchema = z.object({
   SLUICE_PORT: int(8080, 0, 65535),
   SLUICE_NODE_ID: nodeId.default(defaultNodeId()),
   SLUICE_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
-  SLUICE_WRITE_MODE: z.enum(['sync']).default('sync'),
+  SLUICE_WRITE_MODE: z.enum(['sync', 'fast_ack', 'background']).default('sync'),
   SLUICE_MAX_BODY_BYTES: int(MiB, 64, 64 * MiB),
   SLUICE_MAX_BATCH: int(1000, 1, 100_000),
   SLUICE_MAX_BATCH_LINES: int(10_000, 1, 1_000_000),
   SLUICE_JOURNAL_DIR: z.string().min(1).default('./journal'),
   SLUICE_JOURNAL_SEGMENT_BYTES: int(64 * MiB, 4096),
+  SLUICE_JOURNAL_SEGMENT_MAX_AGE_MS: int(3_600_000, 100),
+  SLUICE_JOURNAL_RETENTION_MS: int(7 * 24 * 3_600_000, 0),
+  SLUICE_JOURNAL_RETENTION_BYTES: int(10 * 1024 * MiB, 0),
+  SLUICE_JOURNAL_MAINTENANCE_MS: int(10_000, 50, 3_600_000),
+  SLUICE_FORWARD_BATCH: int(1000, 1, 100_000),
+  SLUICE_RECENT_KEYS: int(100_000, 0, 100_000_000),
   SLUICE_DATA_DIR: z.string().min(1).default('./data'),
   DATABASE_URL: z
     .string()
@@ -62,7 +68,15 @@ export interface Config {
   nodeId: string;
   writeMode: Env['SLUICE_WRITE_MODE'];
   ingest: { maxBatch: number; maxBatchLines: number };
-  journal: { dir: string; segmentBytes: number };
+  journal: {
+    dir: string;
+    segmentBytes: number;
+    maxSegmentAgeMs: number;
+    retentionMs: number;
+    retentionBytes: number;
+    maintenanceMs: number;
+  };
+  forwarder: { batchSize: number; recentKeys: number };
   db: { url: string | undefined; dataDir: string; pool: number };
   partitions: number;
   kafka: {
@@ -105,7 +119,15 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     nodeId: e.SLUICE_NODE_ID,
     writeMode: e.SLUICE_WRITE_MODE,
     ingest: { maxBatch: e.SLUICE_MAX_BATCH, maxBatchLines: e.SLUICE_MAX_BATCH_LINES },
-    journal: { dir: e.SLUICE_JOURNAL_DIR, segmentBytes: e.SLUICE_JOURNAL_SEGMENT_BYTES },
+    journal: {
+      dir: e.SLUICE_JOURNAL_DIR,
+      segmentBytes: e.SLUICE_JOURNAL_SEGMENT_BYTES,
+      maxSegmentAgeMs: e.SLUICE_JOURNAL_SEGMENT_MAX_AGE_MS,
+      retentionMs: e.SLUICE_JOURNAL_RETENTION_MS,
+      retentionBytes: e.SLUICE_JOURNAL_RETENTION_BYTES,
+      maintenanceMs: e.SLUICE_JOURNAL_MAINTENANCE_MS,
+    },
+    forwarder: { batchSize: e.SLUICE_FORWARD_BATCH, recentKeys: e.SLUICE_RECENT_KEYS },
     db: { url: e.DATABASE_URL, dataDir: e.SLUICE_DATA_DIR, pool: e.SLUICE_DB_POOL },
     partitions: e.SLUICE_PARTITIONS,
     kafka: {

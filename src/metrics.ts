@@ -12,6 +12,13 @@ export interface Metrics {
   readonly journalBytesWritten: Counter;
   readonly journalFsyncSeconds: Histogram;
   readonly journalTornTails: Counter;
+  readonly journalBadLines: Counter;
+  readonly journalBytes: Gauge;
+  readonly journalSegments: Gauge<'state'>;
+  readonly journalCompressed: Counter;
+  readonly journalRetentionDeleted: Counter<'unit'>;
+  readonly forwardedRecords: Counter<'result'>;
+  readonly forwarderLag: Gauge;
   readonly outboxPending: Gauge<'tenant'>;
   readonly published: Counter<'tenant'>;
   readonly publishLatency: Histogram;
@@ -69,6 +76,44 @@ export function createMetrics(): Metrics {
     journalTornTails: new Counter({
       name: 'sluice_journal_torn_tails_total',
       help: 'Torn last lines truncated from the newest segment at start.',
+      registers: reg,
+    }),
+    journalBadLines: new Counter({
+      name: 'sluice_journal_bad_lines_total',
+      help: 'Corrupt journal lines found by the forwarder; left in place, never forwarded.',
+      registers: reg,
+    }),
+    journalBytes: new Gauge({
+      name: 'sluice_journal_bytes',
+      help: 'Bytes of all journal segments on disk (gzipped ones at their compressed size).',
+      registers: reg,
+    }),
+    journalSegments: new Gauge({
+      name: 'sluice_journal_segments',
+      help: 'Journal segments on disk, by state (active, plain, gzipped).',
+      labelNames: ['state'],
+      registers: reg,
+    }),
+    journalCompressed: new Counter({
+      name: 'sluice_journal_compressed_segments_total',
+      help: 'Closed segments gzipped.',
+      registers: reg,
+    }),
+    journalRetentionDeleted: new Counter({
+      name: 'sluice_journal_retention_deleted_total',
+      help: 'What retention deleted, by unit (segments, records); only forwarded segments are ever deleted.',
+      labelNames: ['unit'],
+      registers: reg,
+    }),
+    forwardedRecords: new Counter({
+      name: 'sluice_forwarded_records_total',
+      help: 'Journal records passed by the forwarder, by result (inserted, duplicate, already_in_outbox).',
+      labelNames: ['result'],
+      registers: reg,
+    }),
+    forwarderLag: new Gauge({
+      name: 'sluice_forwarder_lag_records',
+      help: 'Journal records written but not yet forwarded to the outbox.',
       registers: reg,
     }),
     outboxPending: new Gauge({

@@ -2,8 +2,7 @@ import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { describeError } from './errors.ts';
 import { createApp, type ComponentState } from './http/app.ts';
-import { WritePath } from './ingest/write-path.ts';
-import { JournalWriter } from './journal/writer.ts';
+import { startIngestStack } from './ingest/ingest-stack.ts';
 import { startLocalBroker, type LocalBroker } from './kafka/local-broker.ts';
 import type { Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
@@ -53,9 +52,6 @@ export async function serve(config: Config, log: Logger): Promise<Running> {
     closers.push({ name: 'database', close: () => db.close() });
     await migrate(db.sql, log);
 
-    const journal = await JournalWriter.open({ ...config.journal, nodeId: config.nodeId, log, metrics });
-    closers.push({ name: 'journal', close: () => journal.close() });
-
     const publisher = createPublisher({ ...config.kafka, brokers });
     closers.push({ name: 'kafka-producer', close: () => publisher.close() });
 
@@ -63,15 +59,9 @@ export async function serve(config: Config, log: Logger): Promise<Running> {
     processor.start();
     closers.push({ name: 'processor', close: () => processor.stop() });
 
-    const writePath = new WritePath({
-      journal,
-      sql: db.sql,
-      partitions: config.partitions,
-      maxBatch: config.ingest.maxBatch,
-      log,
-      onCommitted: () => processor.wake(),
-    });
-    closers.push({ name: 'ingest', close: () => writePath.drain() });
+    const ingest = await startIngestStack({ config, sql: db.sql, log, metrics, onCommitted: () => processor.wake() });
+    closers.push({ name: 'ingest', close: () => ingest.close() });
+    const { writePath, journal } = ingest;
 
     let draining = false;
     const knownTenants = new Set<string>();
@@ -104,6 +94,7 @@ export async function serve(config: Config, log: Logger): Promise<Running> {
         const pending = await pendingByTenant(db.sql);
         for (const tenant of pending.keys()) knownTenants.add(tenant);
         for (const tenant of knownTenants) metrics.outboxPending.set({ tenant }, pending.get(tenant) ?? 0);
+        metrics.forwarderLag.set(ingest.forwarderLag());
       },
     });
 

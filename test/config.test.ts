@@ -17,7 +17,7 @@ describe('configuration', () => {
     const c = loadConfig({});
     expect(c.http).toEqual({ host: '127.0.0.1', port: 8080, maxBodyBytes: 1024 * 1024 });
     expect(c.writeMode).toBe('sync');
-    expect(c.journal).toEqual({ dir: './journal', segmentBytes: 64 * 1024 * 1024 });
+    expect(c.journal).toMatchObject({ dir: './journal', segmentBytes: 64 * 1024 * 1024, maxSegmentAgeMs: 3_600_000 });
     expect(c.db.url).toBeUndefined();
     expect(c.kafka.brokers).toBeUndefined();
     expect(c.kafka.topic).toBe('sluice.events');

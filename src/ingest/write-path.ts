@@ -3,13 +3,15 @@ import { SluiceError, describeError } from '../errors.ts';
 import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
 import type { Sql } from '../outbox/db.ts';
-import { partitionOf } from '../outbox/partition.ts';
-import { insertRows } from '../outbox/repository.ts';
+import { insertRows, rowFor } from '../outbox/repository.ts';
+import type { RecentKeys } from './recent-keys.ts';
 
+export type WriteMode = 'sync' | 'fast_ack' | 'background';
 export type Durability = 'outbox' | 'journal' | 'memory';
 
 export interface WriteResult {
-  id: string;
+  /** Outbox id (sync), journal position `<node>:<seq>` (fast_ack), null while only in memory (background). */
+  id: string | null;
   tenant_id: string;
   dedupe_key: string;
   duplicate: boolean;
@@ -17,12 +19,15 @@ export interface WriteResult {
 }
 
 export interface WritePathOptions {
+  mode: WriteMode;
+  nodeId: string;
   journal: JournalWriter;
   sql: Sql;
   partitions: number;
   maxBatch: number;
+  recentKeys: RecentKeys;
   log: Logger;
-  /** Called after rows were committed, so an in-process processor can start at once. */
+  /** Called after rows were committed to the outbox, so an in-process processor can start at once. */
   onCommitted?: () => void;
 }
 
@@ -32,42 +37,62 @@ interface Waiting {
   reject: (err: unknown) => void;
 }
 
+const BACKGROUND_RETRY_MAX_MS = 5_000;
+
 /**
- * Sync write mode: a request is answered after its journal fsync and its outbox commit. Requests that
- * arrive while a batch is in flight are gathered into the next one, which costs one fsync and one
- * multi-row INSERT however many requests it holds.
+ * The three write modes of DESIGN.md. `sync` answers after the journal fsync and the outbox commit,
+ * gathering concurrent requests into one fsync and one multi-row INSERT. `fast_ack` answers after the
+ * fsync and leaves the outbox to the forwarder; `background` answers once the write is queued.
  */
 export class WritePath {
   #opts: WritePathOptions;
   #queue: Waiting[] = [];
   #running: Promise<void> | undefined;
   #inFlight = 0;
+  #background = new Set<Promise<void>>();
+  #committedThrough = 0;
 
   constructor(opts: WritePathOptions) {
     this.#opts = opts;
   }
 
-  /** Writes currently accepted but not yet answered. */
+  /** Writes accepted but not yet answered (or, in background mode, not yet journaled). */
   get inFlight(): number {
     return this.#inFlight;
   }
 
+  /**
+   * Every seq up to this one is in the outbox because the sync path inserted it: the forwarder need
+   * not insert those again. It stops advancing at the first batch whose insert failed.
+   */
+  get committedThrough(): number {
+    return this.#committedThrough;
+  }
+
   write(envelopes: Envelope[]): Promise<WriteResult[]> {
+    if (this.#opts.mode === 'sync') return this.#writeSync(envelopes);
+    return this.#writeAhead(envelopes);
+  }
+
+  /** Resolves once every accepted write has been answered and every background write journaled. */
+  async drain(): Promise<void> {
+    while (this.#running !== undefined || this.#background.size > 0) {
+      await this.#running;
+      await Promise.all(this.#background);
+    }
+  }
+
+  #writeSync(envelopes: Envelope[]): Promise<WriteResult[]> {
     this.#inFlight += envelopes.length;
     return new Promise<WriteResult[]>((resolve, reject) => {
       this.#queue.push({ envelopes, resolve, reject });
-      this.#running ??= this.#drain();
+      this.#running ??= this.#drainQueue();
     }).finally(() => {
       this.#inFlight -= envelopes.length;
     });
   }
 
-  /** Resolves once every accepted write has been answered. */
-  async drain(): Promise<void> {
-    while (this.#running !== undefined) await this.#running;
-  }
-
-  async #drain(): Promise<void> {
+  async #drainQueue(): Promise<void> {
     for (;;) {
       const batch = this.#take();
       if (batch.length === 0) {
@@ -82,9 +107,7 @@ export class WritePath {
   #take(): Waiting[] {
     const batch: Waiting[] = [];
     let events = 0;
-    while (this.#queue.length > 0) {
-      const next = this.#queue[0];
-      if (next === undefined) break;
+    for (let next = this.#queue[0]; next !== undefined; next = this.#queue[0]) {
       if (batch.length > 0 && events + next.envelopes.length > this.#opts.maxBatch) break;
       this.#queue.shift();
       batch.push(next);
@@ -99,20 +122,7 @@ export class WritePath {
       const entries = await this.#opts.journal.append(envelopes);
       let results;
       try {
-        results = await insertRows(
-          this.#opts.sql,
-          entries.map((e) => ({
-            tenant_id: e.tenant_id,
-            dedupe_key: e.dedupe_key,
-            partition: partitionOf(e.tenant_id, this.#opts.partitions),
-            topic: e.topic,
-            payload: e.payload,
-            headers: e.headers,
-            request_id: e.request_id,
-            traceparent: e.traceparent,
-            ingested_at: e.ts,
-          })),
-        );
+        results = await insertRows(this.#opts.sql, entries.map((e) => rowFor(e, this.#opts.partitions)));
       } catch (err) {
         this.#opts.log.error('outbox insert failed', { error: describeError(err), events: envelopes.length });
         throw new SluiceError('outbox_unavailable', 'the outbox could not be written; retry with the same dedupe_key', {
@@ -120,6 +130,8 @@ export class WritePath {
           retryAfter: 1,
         });
       }
+      const first = entries[0]?.seq ?? 0;
+      if (first === this.#committedThrough + 1) this.#committedThrough = entries.at(-1)?.seq ?? this.#committedThrough;
       this.#opts.onCommitted?.();
       let offset = 0;
       for (const w of batch) {
@@ -135,5 +147,95 @@ export class WritePath {
     } catch (err) {
       for (const w of batch) w.reject(err);
     }
+  }
+
+  /**
+   * fast_ack and background: duplicates are answered from the recent-keys index (the outbox does not
+   * have the row yet); fresh keys are reserved there before the journal write, so a concurrent repeat
+   * is a duplicate too.
+   */
+  async #writeAhead(envelopes: Envelope[]): Promise<WriteResult[]> {
+    const { recentKeys, mode } = this.#opts;
+    const durability: Durability = mode === 'fast_ack' ? 'journal' : 'memory';
+    const fresh: Envelope[] = [];
+    const originals: (Promise<string | null> | undefined)[] = [];
+    let settle!: { resolve: (ids: (string | null)[]) => void; reject: (err: unknown) => void };
+    const ids = new Promise<(string | null)[]>((resolve, reject) => {
+      settle = { resolve, reject };
+    });
+    for (const e of envelopes) {
+      const original = recentKeys.lookup(e.tenant_id, e.dedupe_key);
+      originals.push(original);
+      if (original !== undefined) continue;
+      const index = fresh.push(e) - 1;
+      const id = ids.then((all) => all[index] ?? null);
+      // Awaited only if a repeat arrives; a failure reaches that repeat, not the unhandled-rejection hook.
+      id.catch(() => {});
+      recentKeys.reserve(e.tenant_id, e.dedupe_key, id);
+    }
+
+    const journaled = this.#journalAhead(fresh, settle);
+    let freshIds: (string | null)[];
+    if (mode === 'fast_ack') {
+      freshIds = await journaled;
+    } else {
+      freshIds = fresh.map(() => null);
+      this.#trackBackground(journaled);
+    }
+    let next = 0;
+    return Promise.all(
+      envelopes.map(async (e, i) => {
+        const original = originals[i];
+        const id = original === undefined ? (freshIds[next++] ?? null) : mode === 'fast_ack' ? await original : null;
+        return { id, tenant_id: e.tenant_id, dedupe_key: e.dedupe_key, duplicate: original !== undefined, durability };
+      }),
+    );
+  }
+
+  /** Appends fresh writes to the journal; in background mode retries until it succeeds or sluice stops. */
+  async #journalAhead(
+    fresh: Envelope[],
+    settle: { resolve: (ids: (string | null)[]) => void; reject: (err: unknown) => void },
+  ): Promise<(string | null)[]> {
+    if (fresh.length === 0) {
+      settle.resolve([]);
+      return [];
+    }
+    const { journal, recentKeys, nodeId, mode, log } = this.#opts;
+    this.#inFlight += fresh.length;
+    try {
+      let backoff = 100;
+      for (;;) {
+        try {
+          const entries = await journal.append(fresh);
+          for (const e of entries) recentKeys.journaled(e.tenant_id, e.dedupe_key, e.seq);
+          const ids = entries.map((e) => `${nodeId}:${e.seq}`);
+          settle.resolve(ids);
+          return ids;
+        } catch (err) {
+          const stopping = err instanceof SluiceError && err.code === 'shutting_down';
+          if (mode === 'fast_ack' || stopping) throw err;
+          log.error('background write not journaled yet; retrying', { error: describeError(err), events: fresh.length });
+          await Bun.sleep(backoff);
+          backoff = Math.min(BACKGROUND_RETRY_MAX_MS, backoff * 2);
+        }
+      }
+    } catch (err) {
+      for (const e of fresh) recentKeys.release(e.tenant_id, e.dedupe_key);
+      settle.reject(err);
+      if (mode === 'background') log.error('background writes lost: journal unavailable at shutdown', { events: fresh.length });
+      throw err;
+    } finally {
+      this.#inFlight -= fresh.length;
+    }
+  }
+
+  #trackBackground(p: Promise<unknown>): void {
+    const tracked = p.then(
+      () => {},
+      () => {},
+    );
+    this.#background.add(tracked);
+    void tracked.finally(() => this.#background.delete(tracked));
   }
 }

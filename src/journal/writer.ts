@@ -7,6 +7,7 @@ import type { Metrics } from '../metrics.ts';
 import type { Envelope } from '../envelope.ts';
 import { formatEntry, type JournalEntry } from './entry.ts';
 import { recoverTail } from './recover.ts';
+import { tidySegments } from './segments.ts';
 import { compareSegments, parseSegmentFileName, segmentFileName } from './segment-name.ts';
 
 export interface JournalWriterOptions {
@@ -15,6 +16,16 @@ export interface JournalWriterOptions {
   segmentBytes: number;
   log: Logger;
   metrics: Metrics;
+  /** After each group commit: what is durable now (the forwarder reads no further). */
+  onDurable?: () => void;
+  /** After a segment was closed by rotation: it may now be compressed. */
+  onSegmentClosed?: (firstSeq: number) => void;
+}
+
+/** The segment being appended to and how many of its bytes are fsynced. */
+export interface ActiveSegment {
+  firstSeq: number;
+  durableBytes: number;
 }
 
 interface Pending {
@@ -31,7 +42,10 @@ export class JournalWriter {
   readonly nodeDir: string;
   #opts: JournalWriterOptions;
   #handle: FileHandle | undefined;
+  #segmentFirstSeq = 0;
+  #segmentOpenedAt = 0;
   #segmentSize = 0;
+  #rotateRequested = false;
   #nextSeq: number;
   #queue: Pending[] = [];
   #flushing: Promise<void> | undefined;
@@ -47,6 +61,10 @@ export class JournalWriter {
   static async open(opts: JournalWriterOptions): Promise<JournalWriter> {
     const nodeDir = join(opts.dir, opts.nodeId);
     mkdirSync(nodeDir, { recursive: true });
+    const tidied = await tidySegments(nodeDir);
+    if (tidied.removedPlain.length + tidied.removedTemp.length > 0) {
+      opts.log.warn('journal tidied after an interrupted compression', { dir: nodeDir, ...tidied });
+    }
     const segments = (await readdir(nodeDir))
       .map(parseSegmentFileName)
       .filter((s) => s !== undefined)
@@ -74,6 +92,19 @@ export class JournalWriter {
     return this.#nextSeq;
   }
 
+  /** The open segment, if any: a new one is created by the next append after rotation. */
+  get active(): ActiveSegment | undefined {
+    return this.#handle === undefined ? undefined : { firstSeq: this.#segmentFirstSeq, durableBytes: this.#segmentSize };
+  }
+
+  /** Closes the active segment if it is non-empty and older than `maxAgeMs` (rotation by age). */
+  rotateIfOlderThan(maxAgeMs: number, now = Date.now()): void {
+    if (this.#closed || this.#handle === undefined || this.#segmentSize === 0) return;
+    if (now - this.#segmentOpenedAt < maxAgeMs) return;
+    this.#rotateRequested = true;
+    this.#flushing ??= this.#flush();
+  }
+
   /** Undefined while the journal accepts writes; otherwise why it does not. */
   get failure(): string | undefined {
     return this.#failure;
@@ -97,6 +128,12 @@ export class JournalWriter {
 
   async #flush(): Promise<void> {
     for (;;) {
+      if (this.#rotateRequested) {
+        this.#rotateRequested = false;
+        await this.#closeSegment().catch((err: unknown) => {
+          this.#opts.log.error('journal rotation failed', { error: describeError(err) });
+        });
+      }
       const batch = this.#queue.splice(0);
       if (batch.length === 0) {
         // Cleared in the same turn as the empty check, so no append can be left waiting.
@@ -119,6 +156,7 @@ export class JournalWriter {
         this.#nextSeq = seq;
         this.#failure = undefined;
         batch.forEach((p, i) => p.resolve(entries[i] ?? []));
+        this.#opts.onDurable?.();
       } catch (err) {
         this.#failure = describeError(err);
         this.#opts.log.error('journal write failed', { error: this.#failure, dir: this.nodeDir });
@@ -152,11 +190,16 @@ export class JournalWriter {
     this.#opts.metrics.journalBytesWritten.inc(bytes.length);
   }
 
+  async #closeSegment(): Promise<void> {
+    if (this.#handle === undefined) return;
+    const closed = this.#segmentFirstSeq;
+    await this.#handle.close();
+    this.#handle = undefined;
+    this.#opts.onSegmentClosed?.(closed);
+  }
+
   async #rotate(firstSeq: number): Promise<void> {
-    if (this.#handle !== undefined) {
-      await this.#handle.close();
-      this.#handle = undefined;
-    }
+    await this.#closeSegment();
     await this.#openSegment(segmentFileName(firstSeq));
     // The new directory entry must survive a crash too.
     const dirHandle = await open(this.nodeDir, 'r');
@@ -170,6 +213,8 @@ export class JournalWriter {
   async #openSegment(file: string): Promise<void> {
     const handle = await open(join(this.nodeDir, file), 'a');
     this.#segmentSize = (await handle.stat()).size;
+    this.#segmentFirstSeq = parseSegmentFileName(file)?.firstSeq ?? 0;
+    this.#segmentOpenedAt = Date.now();
     this.#handle = handle;
   }
 }

@@ -1,4 +1,6 @@
+import type { Envelope } from '../envelope.ts';
 import type { Sql } from './db.ts';
+import { partitionOf } from './partition.ts';
 
 /** A write as the outbox stores it. */
 export interface NewOutboxRow {
@@ -11,6 +13,21 @@ export interface NewOutboxRow {
   request_id: string;
   traceparent: string | undefined;
   ingested_at: string;
+}
+
+/** The outbox row for a journaled write (`ts` is when it was acknowledged). */
+export function rowFor(e: Envelope & { ts: string }, partitions: number): NewOutboxRow {
+  return {
+    tenant_id: e.tenant_id,
+    dedupe_key: e.dedupe_key,
+    partition: partitionOf(e.tenant_id, partitions),
+    topic: e.topic,
+    payload: e.payload,
+    headers: e.headers,
+    request_id: e.request_id,
+    traceparent: e.traceparent,
+    ingested_at: e.ts,
+  };
 }
 
 export interface InsertResult {
@@ -109,6 +126,19 @@ export async function pendingByTenant(sql: Sql): Promise<Map<string, number>> {
   const rows = await sql<{ tenant_id: string; n: number }[]>`
     SELECT tenant_id, count(*)::int AS n FROM outbox WHERE status = 'pending' GROUP BY tenant_id`;
   return new Map(rows.map((r) => [r.tenant_id, r.n]));
+}
+
+/** Which of these (tenant_id, dedupe_key) pairs the outbox already holds, as `tenant\0key` strings. */
+export async function existingPairs(sql: Sql, pairs: { tenant_id: string; dedupe_key: string }[]): Promise<Set<string>> {
+  if (pairs.length === 0) return new Set();
+  const rows = await sql<{ tenant_id: string; dedupe_key: string }[]>`
+    SELECT o.tenant_id, o.dedupe_key
+    FROM outbox o
+    JOIN unnest(
+      ${sql.array(pairs.map((r) => r.tenant_id))}::text[],
+      ${sql.array(pairs.map((r) => r.dedupe_key))}::text[]
+    ) AS u(t, k) ON o.tenant_id = u.t AND o.dedupe_key = u.k`;
+  return new Set(rows.map((r) => pairKey(r.tenant_id, r.dedupe_key)));
 }
 
 function pairKey(tenant: string, key: string): string {

@@ -3,6 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createApp } from '../../src/http/app.ts';
+import { RecentKeys } from '../../src/ingest/recent-keys.ts';
 import { WritePath } from '../../src/ingest/write-path.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
 import { createMetrics } from '../../src/metrics.ts';
@@ -20,7 +21,16 @@ beforeAll(async () => {
   journalDir = mkdtempSync(join(tmpdir(), 'sluice-http-'));
   const metrics = createMetrics();
   journal = await JournalWriter.open({ dir: journalDir, nodeId: 'n1', segmentBytes: 1 << 20, log: quietLog, metrics });
-  const writePath = new WritePath({ journal, sql: db.sql, partitions: 16, maxBatch: 1000, log: quietLog });
+  const writePath = new WritePath({
+    mode: 'sync',
+    nodeId: 'n1',
+    journal,
+    sql: db.sql,
+    partitions: 16,
+    maxBatch: 1000,
+    recentKeys: new RecentKeys(100),
+    log: quietLog,
+  });
   app = createApp({
     log: quietLog,
     metrics,

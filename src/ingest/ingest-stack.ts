@@ -1,0 +1,114 @@
+import type { Config } from '../config.ts';
+import { JournalMaintenance } from '../journal/maintenance.ts';
+import { JournalWriter } from '../journal/writer.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import type { Sql } from '../outbox/db.ts';
+import { Forwarder } from '../processor/forwarder.ts';
+import { RecentKeys } from './recent-keys.ts';
+import { WritePath } from './write-path.ts';
+
+export interface IngestStack {
+  readonly writePath: WritePath;
+  readonly journal: JournalWriter;
+  readonly forwarder: Forwarder;
+  /** Journal records written but not yet in the outbox. */
+  forwarderLag(): number;
+  /** Drains writes, stops forwarding and upkeep, flushes and closes the journal. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/**
+ * Journal (with recovery, rotation, gzip and retention), forwarder and write path, wired together.
+ * In fast_ack and background modes the not-yet-forwarded journal tail is scanned at start so that a
+ * repeat of a write acknowledged before a crash is still answered as a duplicate.
+ */
+export async function startIngestStack(opts: {
+  config: Config;
+  sql: Sql;
+  log: Logger;
+  metrics: Metrics;
+  onCommitted?: () => void;
+}): Promise<IngestStack> {
+  const { config, sql, log, metrics } = opts;
+  let forwarder: Forwarder | undefined;
+  let maintenance: JournalMaintenance | undefined;
+  const journal = await JournalWriter.open({
+    dir: config.journal.dir,
+    nodeId: config.nodeId,
+    segmentBytes: config.journal.segmentBytes,
+    log,
+    metrics,
+    onDurable: () => forwarder?.wake(),
+    onSegmentClosed: () => maintenance?.kick(),
+  });
+  const recentKeys = new RecentKeys(config.forwarder.recentKeys);
+  const writePath = new WritePath({
+    mode: config.writeMode,
+    nodeId: config.nodeId,
+    journal,
+    sql,
+    partitions: config.partitions,
+    maxBatch: config.ingest.maxBatch,
+    recentKeys,
+    log,
+    ...(opts.onCommitted !== undefined ? { onCommitted: opts.onCommitted } : {}),
+  });
+  const fwd = new Forwarder({
+    nodeDir: journal.nodeDir,
+    sql,
+    partitions: config.partitions,
+    batchSize: config.forwarder.batchSize,
+    pollMs: config.processor.pollMs,
+    log,
+    metrics,
+    active: () => journal.active,
+    committedThrough: () => writePath.committedThrough,
+    onForwarded: (seq) => {
+      recentKeys.forwarded(seq);
+      opts.onCommitted?.();
+    },
+  });
+  forwarder = fwd;
+  await fwd.init();
+  if (config.writeMode !== 'sync') {
+    let backlog = 0;
+    await fwd.scan((e) => {
+      recentKeys.reserve(e.tenant_id, e.dedupe_key, Promise.resolve(`${config.nodeId}:${e.seq}`));
+      recentKeys.journaled(e.tenant_id, e.dedupe_key, e.seq);
+      backlog++;
+    });
+    if (backlog > 0) log.info('unforwarded journal records indexed for dedupe', { records: backlog });
+  }
+  fwd.start();
+  const upkeep = new JournalMaintenance({
+    writer: journal,
+    maxSegmentAgeMs: config.journal.maxSegmentAgeMs,
+    retentionMs: config.journal.retentionMs,
+    retentionBytes: config.journal.retentionBytes,
+    intervalMs: config.journal.maintenanceMs,
+    forwardedThrough: () => fwd.checkpoint.seq,
+    log,
+    metrics,
+  });
+  maintenance = upkeep;
+  upkeep.start();
+
+  let closing: Promise<void> | undefined;
+  return {
+    writePath,
+    journal,
+    forwarder: fwd,
+    forwarderLag: () => Math.max(0, journal.nextSeq - 1 - fwd.checkpoint.seq),
+    close() {
+      closing ??= (async () => {
+        await writePath.drain();
+        await upkeep.stop();
+        await journal.close();
+        // The last fsynced lines are forwarded now if the outbox answers; otherwise at the next start.
+        await fwd.stop();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,202 @@
+import { describeError } from '../errors.ts';
+import type { JournalEntry } from '../journal/entry.ts';
+import { readCheckpoint, writeCheckpoint, type Checkpoint } from '../journal/checkpoint.ts';
+import { parseEntry, readSegmentLines, type BadLine } from '../journal/reader.ts';
+import { listSegments, type SegmentFile } from '../journal/segments.ts';
+import type { ActiveSegment } from '../journal/writer.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import type { Sql } from '../outbox/db.ts';
+import { insertRows, rowFor } from '../outbox/repository.ts';
+
+export interface ForwarderOptions {
+  nodeDir: string;
+  sql: Sql;
+  partitions: number;
+  batchSize: number;
+  pollMs: number;
+  log: Logger;
+  metrics: Metrics;
+  /** The writer's open segment: bytes past `durableBytes` may not be fsynced yet and are not read. */
+  active(): ActiveSegment | undefined;
+  /** Highest seq such that every seq up to it is already in the outbox (sync mode inserted it). */
+  committedThrough(): number;
+  /** Called with the last forwarded seq after each checkpoint. */
+  onForwarded?(seq: number): void;
+}
+
+const MAX_BACKOFF_MS = 5_000;
+
+/**
+ * Tails the journal from checkpoint.json into the outbox: reads whole lines (across rotation and
+ * gzip), inserts them in batches with ON CONFLICT DO NOTHING, and moves the checkpoint only after the
+ * commit. A bad line is reported with file and line and left in the file; it is never inserted.
+ */
+export class Forwarder {
+  #opts: ForwarderOptions;
+  #cp: Checkpoint = { segment: 0, offset: 0, line: 1, seq: 0 };
+  #abort = new AbortController();
+  #loop: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
+  #lastError: string | undefined;
+
+  constructor(opts: ForwarderOptions) {
+    this.#opts = opts;
+  }
+
+  /** Loads the checkpoint; call before start() or scan(). */
+  async init(): Promise<void> {
+    const cp = await readCheckpoint(this.#opts.nodeDir);
+    if (cp !== undefined) this.#cp = cp;
+  }
+
+  get checkpoint(): Checkpoint {
+    return { ...this.#cp };
+  }
+
+  get lastError(): string | undefined {
+    return this.#lastError;
+  }
+
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  wake(): void {
+    this.#wake?.();
+  }
+
+  /** Finishes the batch in flight, then stops. Safe to call twice. */
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    this.wake();
+    await this.#loop;
+  }
+
+  /** Reads every not yet forwarded entry without inserting (to rebuild the dedupe index at start). */
+  async scan(visit: (e: JournalEntry) => void): Promise<void> {
+    let cp = this.#cp;
+    for (;;) {
+      const seg = await this.#segmentAt(cp);
+      if (seg === undefined) return;
+      if (seg.firstSeq !== cp.segment) cp = { segment: seg.firstSeq, offset: 0, line: 1, seq: cp.seq };
+      for await (const l of this.#lines(seg, cp)) {
+        const e = parseEntry(l.text);
+        if (typeof e !== 'string' && e.seq > this.#cp.seq) visit(e);
+      }
+      const next = await this.#nextSegment(seg);
+      if (next === undefined) return;
+      cp = { segment: next.firstSeq, offset: 0, line: 1, seq: cp.seq };
+    }
+  }
+
+  async #run(): Promise<void> {
+    let backoff = 0;
+    while (!this.#abort.signal.aborted) {
+      try {
+        const moved = await this.#step();
+        backoff = 0;
+        this.#lastError = undefined;
+        if (!moved) await this.#idle(this.#opts.pollMs);
+      } catch (err) {
+        this.#lastError = describeError(err);
+        if (backoff === 0) this.#opts.log.warn('forwarding failed; will retry', { error: this.#lastError });
+        backoff = Math.min(MAX_BACKOFF_MS, backoff === 0 ? 100 : backoff * 2);
+        await this.#idle(backoff / 2 + Math.random() * (backoff / 2));
+      }
+    }
+  }
+
+  /** Forwards what the current segment holds, or moves on to the next one. False when there was nothing to do. */
+  async #step(): Promise<boolean> {
+    const seg = await this.#segmentAt(this.#cp);
+    if (seg === undefined) return false;
+    if (seg.firstSeq !== this.#cp.segment) this.#cp = { segment: seg.firstSeq, offset: 0, line: 1, seq: this.#cp.seq };
+    const start = this.#cp;
+    let entries: JournalEntry[] = [];
+    let next = start;
+    // One pass over the segment, committing every batchSize entries: a gzipped segment is inflated once.
+    for await (const l of this.#lines(seg, start)) {
+      next = { segment: seg.firstSeq, offset: l.end, line: l.line + 1, seq: next.seq };
+      const e = parseEntry(l.text);
+      if (typeof e === 'string') {
+        this.#reportBad({ file: seg.path, line: l.line, reason: e });
+      } else if (e.seq > next.seq) {
+        next.seq = e.seq;
+        entries.push(e);
+      }
+      if (entries.length >= this.#opts.batchSize) {
+        await this.#commit(entries, next);
+        entries = [];
+        if (this.#abort.signal.aborted) return true;
+      }
+    }
+    if (next !== this.#cp) {
+      await this.#commit(entries, next);
+      return true;
+    }
+    if (next !== start) return true;
+    const following = await this.#nextSegment(seg);
+    // The active segment is never left: its next bytes are simply not written yet.
+    if (following === undefined || this.#opts.active()?.firstSeq === seg.firstSeq) return false;
+    this.#cp = { segment: following.firstSeq, offset: 0, line: 1, seq: this.#cp.seq };
+    return true;
+  }
+
+  async #commit(entries: JournalEntry[], next: Checkpoint): Promise<void> {
+    const committed = this.#opts.committedThrough();
+    const toInsert = entries.filter((e) => e.seq > committed);
+    if (toInsert.length > 0) {
+      const results = await insertRows(
+        this.#opts.sql,
+        toInsert.map((e) => rowFor(e, this.#opts.partitions)),
+      );
+      const duplicates = results.filter((r) => r.duplicate).length;
+      this.#opts.metrics.forwardedRecords.inc({ result: 'inserted' }, results.length - duplicates);
+      this.#opts.metrics.forwardedRecords.inc({ result: 'duplicate' }, duplicates);
+    }
+    this.#opts.metrics.forwardedRecords.inc({ result: 'already_in_outbox' }, entries.length - toInsert.length);
+    await writeCheckpoint(this.#opts.nodeDir, next);
+    this.#cp = { ...next };
+    this.#opts.onForwarded?.(next.seq);
+  }
+
+  #lines(seg: SegmentFile, cp: Checkpoint) {
+    const active = this.#opts.active();
+    const to = active?.firstSeq === seg.firstSeq && !seg.gzipped ? active.durableBytes : undefined;
+    return readSegmentLines(seg.path, { gzipped: seg.gzipped, from: cp.offset, to, firstLine: cp.line });
+  }
+
+  async #segmentAt(cp: Checkpoint): Promise<SegmentFile | undefined> {
+    const segments = await listSegments(this.#opts.nodeDir);
+    const exact = segments.find((s) => s.firstSeq === cp.segment);
+    if (exact !== undefined) return exact;
+    // No checkpoint yet, or its segment is gone: continue at the first segment holding anything newer.
+    const later = segments.find((s) => s.firstSeq > cp.segment);
+    if (later !== undefined && cp.offset > 0) {
+      this.#opts.log.warn('checkpoint segment missing; continuing at the next one', { missing: cp.segment, next: later.firstSeq });
+    }
+    return later;
+  }
+
+  async #nextSegment(seg: SegmentFile): Promise<SegmentFile | undefined> {
+    return (await listSegments(this.#opts.nodeDir)).find((s) => s.firstSeq > seg.firstSeq);
+  }
+
+  #reportBad(bad: BadLine): void {
+    this.#opts.log.error('journal line is corrupt; left in place and not forwarded', { ...bad });
+    this.#opts.metrics.journalBadLines.inc();
+  }
+
+  #idle(ms: number): Promise<void> {
+    if (this.#abort.signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = done;
+    });
+  }
+}
