@@ -58,6 +58,20 @@ const envSchema = z.object({
   SLUICE_PUBLISH_BATCH: int(500, 1, 10_000),
   SLUICE_POLL_MS: int(50, 1, 60_000),
   SLUICE_SHUTDOWN_TIMEOUT_MS: int(15_000, 0, 600_000),
+  SLUICE_GUARANTEE: z.enum(['exactly_once', 'at_least_once']).default('exactly_once'),
+  SLUICE_TRANSACTIONAL_ID_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,200}$/, { error: 'must be 1-200 characters of A-Z a-z 0-9 . _ -' })
+    .default('sluice'),
+  SLUICE_PROGRESS_TOPIC: z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, { error: 'is not a valid Kafka topic name' }).default('sluice.progress'),
+  SLUICE_MAX_ATTEMPTS: int(10, 1, 1000),
+  SLUICE_RETRY_BASE_MS: int(500, 1, 3_600_000),
+  SLUICE_RETRY_MAX_MS: int(60_000, 1, 86_400_000),
+  SLUICE_REBALANCE_MS: int(2_000, 50, 600_000),
+  SLUICE_OUTBOX_RETENTION_MS: int(7 * 24 * 3_600_000, 0),
+  SLUICE_OUTBOX_CLEANUP_MS: int(60_000, 50, 86_400_000),
+  SLUICE_TENANTS_FILE: z.string().min(1).optional(),
+  SLUICE_ADMIN_TOKEN: z.string().min(16, { error: 'must be at least 16 characters' }).max(1024).optional(),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -87,7 +101,23 @@ export interface Config {
     clientId: string;
     compression: Env['SLUICE_KAFKA_COMPRESSION'];
   };
-  processor: { batchSize: number; pollMs: number };
+  processor: {
+    batchSize: number;
+    pollMs: number;
+    guarantee: Env['SLUICE_GUARANTEE'];
+    /** Transactional ids are `<prefix>-p<partition>`: stable, so a new owner fences a zombie one. */
+    transactionalIdPrefix: string;
+    progressTopic: string;
+    maxAttempts: number;
+    retryBaseMs: number;
+    retryMaxMs: number;
+    rebalanceMs: number;
+  };
+  outbox: { retentionMs: number; cleanupMs: number };
+  /** The tenants file; undefined = open mode (loopback only). */
+  tenantsFile: string | undefined;
+  /** Enables the admin API when set. */
+  adminToken: string | undefined;
   shutdownTimeoutMs: number;
 }
 
@@ -108,7 +138,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     );
   }
   const e = parsed.data;
-  if (!isLoopback(e.SLUICE_HOST)) {
+  if (e.SLUICE_TENANTS_FILE === undefined && !isLoopback(e.SLUICE_HOST)) {
     // Without a tenants file anyone who can reach the port may write as any tenant.
     const message = `SLUICE_HOST ${e.SLUICE_HOST} is not a loopback address: sluice has no tenants file and runs open, which is only allowed on 127.0.0.1, ::1 or localhost`;
     throw new ConfigError(`invalid configuration: ${message}`, [{ path: 'SLUICE_HOST', message }]);
@@ -137,7 +167,20 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       clientId: e.SLUICE_KAFKA_CLIENT_ID,
       compression: e.SLUICE_KAFKA_COMPRESSION,
     },
-    processor: { batchSize: e.SLUICE_PUBLISH_BATCH, pollMs: e.SLUICE_POLL_MS },
+    processor: {
+      batchSize: e.SLUICE_PUBLISH_BATCH,
+      pollMs: e.SLUICE_POLL_MS,
+      guarantee: e.SLUICE_GUARANTEE,
+      transactionalIdPrefix: e.SLUICE_TRANSACTIONAL_ID_PREFIX,
+      progressTopic: e.SLUICE_PROGRESS_TOPIC,
+      maxAttempts: e.SLUICE_MAX_ATTEMPTS,
+      retryBaseMs: e.SLUICE_RETRY_BASE_MS,
+      retryMaxMs: e.SLUICE_RETRY_MAX_MS,
+      rebalanceMs: e.SLUICE_REBALANCE_MS,
+    },
+    outbox: { retentionMs: e.SLUICE_OUTBOX_RETENTION_MS, cleanupMs: e.SLUICE_OUTBOX_CLEANUP_MS },
+    tenantsFile: e.SLUICE_TENANTS_FILE,
+    adminToken: e.SLUICE_ADMIN_TOKEN,
     shutdownTimeoutMs: e.SLUICE_SHUTDOWN_TIMEOUT_MS,
   };
 }

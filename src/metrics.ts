@@ -23,6 +23,20 @@ export interface Metrics {
   readonly published: Counter<'tenant'>;
   readonly publishLatency: Histogram;
   readonly publishFailures: Counter<'reason'>;
+  readonly publishBatchSize: Histogram;
+  readonly publishRetries: Counter<'tenant'>;
+  readonly dead: Counter<'tenant'>;
+  readonly outboxDead: Gauge<'tenant'>;
+  readonly outboxOldestPending: Gauge<'tenant'>;
+  readonly breakerState: Gauge<'tenant'>;
+  readonly quotaThrottled: Counter<'tenant'>;
+  readonly backlogRejected: Counter<'tenant'>;
+  readonly partitions: Gauge;
+  readonly partitionsOwned: Gauge;
+  readonly transactions: Counter<'result'>;
+  readonly outboxRetentionDeleted: Counter;
+  readonly replayed: Counter<'tenant' | 'kind'>;
+  readonly adminRequests: Counter<'route' | 'status'>;
 }
 
 export function createMetrics(): Metrics {
@@ -138,6 +152,87 @@ export function createMetrics(): Metrics {
       name: 'sluice_publish_failures_total',
       help: 'Publish batches that failed, by reason.',
       labelNames: ['reason'],
+      registers: reg,
+    }),
+    publishBatchSize: new Histogram({
+      name: 'sluice_publish_batch_size',
+      help: 'Records in one publish batch (one Kafka transaction in exactly_once).',
+      buckets: [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000],
+      registers: reg,
+    }),
+    publishRetries: new Counter({
+      name: 'sluice_publish_retries_total',
+      help: 'Records whose publish failed and were scheduled for another attempt, by tenant.',
+      labelNames: ['tenant'],
+      registers: reg,
+    }),
+    dead: new Counter({
+      name: 'sluice_dead_total',
+      help: 'Records that became dead (rejected by Kafka for good, or out of attempts), by tenant.',
+      labelNames: ['tenant'],
+      registers: reg,
+    }),
+    outboxDead: new Gauge({
+      name: 'sluice_outbox_dead',
+      help: 'Dead records in the outbox (replayable), by tenant.',
+      labelNames: ['tenant'],
+      registers: reg,
+    }),
+    outboxOldestPending: new Gauge({
+      name: 'sluice_outbox_oldest_pending_seconds',
+      help: 'Age of the oldest record waiting to be published, by tenant (0 when none waits).',
+      labelNames: ['tenant'],
+      registers: reg,
+    }),
+    breakerState: new Gauge({
+      name: 'sluice_breaker_state',
+      help: 'Circuit breaker state per tenant: 0 closed, 1 open, 2 half-open.',
+      labelNames: ['tenant'],
+      registers: reg,
+    }),
+    quotaThrottled: new Counter({
+      name: 'sluice_quota_throttled_total',
+      help: 'Records held back in the outbox because the tenant had no quota tokens left, by tenant.',
+      labelNames: ['tenant'],
+      registers: reg,
+    }),
+    backlogRejected: new Counter({
+      name: 'sluice_backlog_rejected_total',
+      help: 'Ingest requests answered 429 backlog_full because the tenant passed max_pending, by tenant.',
+      labelNames: ['tenant'],
+      registers: reg,
+    }),
+    partitions: new Gauge({
+      name: 'sluice_partitions',
+      help: 'Outbox partitions configured (SLUICE_PARTITIONS).',
+      registers: reg,
+    }),
+    partitionsOwned: new Gauge({
+      name: 'sluice_partitions_owned',
+      help: 'Outbox partitions this processor instance owns.',
+      registers: reg,
+    }),
+    transactions: new Counter({
+      name: 'sluice_kafka_transactions_total',
+      help: 'Kafka transactions ended by the processor, by result (committed, aborted).',
+      labelNames: ['result'],
+      registers: reg,
+    }),
+    outboxRetentionDeleted: new Counter({
+      name: 'sluice_outbox_retention_deleted_total',
+      help: 'Sent outbox records deleted after SLUICE_OUTBOX_RETENTION_MS.',
+      registers: reg,
+    }),
+    replayed: new Counter({
+      name: 'sluice_replayed_total',
+      help: 'Records re-queued for publication, by tenant and kind (ids, tenant, journal).',
+      labelNames: ['tenant', 'kind'],
+      registers: reg,
+    }),
+    adminRequests: new Counter({
+      name: 'sluice_admin_requests_total',
+      help: 'Admin API calls by route and response status.',
+      labelNames: ['route', 'status'],
       registers: reg,
     }),
   };

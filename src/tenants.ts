@@ -1,0 +1,175 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { ConfigError, type ErrorDetail } from './errors.ts';
+import { tenantIdSchema } from './http/event-schema.ts';
+import type { Logger } from './log.ts';
+import { topicNameProblem } from './processor/topic-name.ts';
+
+export interface Quota {
+  /** Records a second. */
+  rate: number;
+  /** Records that may be published at once after a quiet spell. */
+  burst: number;
+}
+
+export interface BreakerPolicy {
+  failureThreshold: number;
+  resetMs: number;
+}
+
+export interface TenantPolicy {
+  /** Topic for the tenant's events that name none; undefined = SLUICE_KAFKA_TOPIC. */
+  topic: string | undefined;
+  quota: Quota;
+  maxPending: number;
+  breaker: BreakerPolicy;
+}
+
+export interface TenantsConfig {
+  /** The file it came from; undefined = built-in defaults only (open mode). */
+  file: string | undefined;
+  defaults: TenantPolicy;
+  tenants: ReadonlyMap<string, TenantPolicy & { tokens: string[] }>;
+}
+
+const positive = z.number({ error: 'must be a number' }).positive({ error: 'must be greater than 0' });
+const count = (min: number) =>
+  z.number({ error: 'must be a number' }).int({ error: 'must be a whole number' }).min(min, { error: `must be at least ${min}` });
+
+const quotaSchema = z.strictObject({ rate: positive.optional(), burst: count(1).optional() });
+const breakerSchema = z.strictObject({ failure_threshold: count(1).optional(), reset_ms: count(1).optional() });
+const topicSchema = z.string().superRefine((name, ctx) => {
+  const problem = topicNameProblem(name);
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+});
+
+const fileSchema = z.strictObject({
+  defaults: z
+    .strictObject({ quota: quotaSchema.optional(), max_pending: count(1).optional(), breaker: breakerSchema.optional() })
+    .optional(),
+  tenants: z
+    .record(
+      tenantIdSchema,
+      z.strictObject({
+        tokens: z
+          .array(z.string().regex(/^sha256:[0-9a-f]{64}$/, { error: 'must be sha256:<64 lowercase hex digits>' }))
+          .default([]),
+        topic: topicSchema.optional(),
+        quota: quotaSchema.optional(),
+        max_pending: count(1).optional(),
+        breaker: breakerSchema.optional(),
+      }),
+    )
+    .default({}),
+});
+
+/** What every tenant gets when neither the file's defaults nor its own entry say otherwise. */
+export const BUILT_IN_DEFAULTS: TenantPolicy = {
+  topic: undefined,
+  quota: { rate: 1000, burst: 2000 },
+  maxPending: 100_000,
+  breaker: { failureThreshold: 3, resetMs: 60_000 },
+};
+
+export const NO_TENANTS_FILE: TenantsConfig = { file: undefined, defaults: BUILT_IN_DEFAULTS, tenants: new Map() };
+
+type Overrides = {
+  quota?: z.infer<typeof quotaSchema> | undefined;
+  max_pending?: number | undefined;
+  breaker?: z.infer<typeof breakerSchema> | undefined;
+};
+
+function merge(base: TenantPolicy, o: Overrides, topic: string | undefined): TenantPolicy {
+  return {
+    topic,
+    quota: { rate: o.quota?.rate ?? base.quota.rate, burst: o.quota?.burst ?? base.quota.burst },
+    maxPending: o.max_pending ?? base.maxPending,
+    breaker: {
+      failureThreshold: o.breaker?.failure_threshold ?? base.breaker.failureThreshold,
+      resetMs: o.breaker?.reset_ms ?? base.breaker.resetMs,
+    },
+  };
+}
+
+/** Reads and validates a tenants file; throws ConfigError naming the file and every problem in it. */
+export function loadTenantsFile(path: string): TenantsConfig {
+  const fail = (details: ErrorDetail[]): never => {
+    throw new ConfigError(`invalid tenants file ${path}: ${details.map((d) => d.message).join('; ')}`, details);
+  };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    return fail([{ path: 'SLUICE_TENANTS_FILE', message: `SLUICE_TENANTS_FILE ${path}: ${(err as Error).message}` }]);
+  }
+  const parsed = fileSchema.safeParse(raw);
+  if (!parsed.success) {
+    return fail(
+      parsed.error.issues.map((issue) => {
+        const where = issue.path.map(String).join('.');
+        return { path: `SLUICE_TENANTS_FILE:${where}`, message: `SLUICE_TENANTS_FILE ${path}: ${where || '(root)'} ${issue.message}` };
+      }),
+    );
+  }
+  const defaults = merge(BUILT_IN_DEFAULTS, parsed.data.defaults ?? {}, undefined);
+  const tenants = new Map<string, TenantPolicy & { tokens: string[] }>();
+  for (const [id, t] of Object.entries(parsed.data.tenants)) {
+    tenants.set(id, { ...merge(defaults, t, t.topic), tokens: t.tokens });
+  }
+  return { file: path, defaults, tenants };
+}
+
+/**
+ * The tenants in force. Parts ask it for a tenant's policy each time they need one, so a reload
+ * (SIGHUP) takes effect without restarting them.
+ */
+export class Tenants {
+  #config: TenantsConfig;
+  #log: Logger;
+  #generation = 0;
+
+  constructor(config: TenantsConfig, log: Logger) {
+    this.#config = config;
+    this.#log = log;
+  }
+
+  policy(tenantId: string): TenantPolicy {
+    return this.#config.tenants.get(tenantId) ?? this.#config.defaults;
+  }
+
+  /** Whether a tenants file is in force (authenticated mode) rather than open mode. */
+  get authenticated(): boolean {
+    return this.#config.file !== undefined;
+  }
+
+  /**
+   * The `tenant` label for metrics. In authenticated mode only the file's tenants get a label of
+   * their own; anything else (say, records replayed from an old journal) is folded into `_other`, so
+   * label cardinality stays bounded by the file.
+   */
+  metricLabel(tenantId: string): string {
+    if (this.#config.file === undefined || this.#config.tenants.has(tenantId)) return tenantId;
+    return '_other';
+  }
+
+  /** Bumped by every successful reload, so holders of derived state know to refresh it. */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /** Re-reads the file. A bad file is reported and the policies in force are kept. */
+  reload(): boolean {
+    const file = this.#config.file;
+    if (file === undefined) return false;
+    try {
+      this.#config = loadTenantsFile(file);
+      this.#generation++;
+      this.#log.info('tenants file reloaded', { file, tenants: this.#config.tenants.size });
+      return true;
+    } catch (err) {
+      const errors = err instanceof ConfigError ? err.details?.map((d) => d.message) : [String(err)];
+      this.#log.error('tenants file rejected; keeping the previous one', { file, errors });
+      return false;
+    }
+  }
+}
