@@ -4,7 +4,7 @@ import { createLogger, type Logger } from './log.ts';
 import { runJournalVerify, runReplay } from './journal/commands.ts';
 import { openDatabase } from './outbox/db.ts';
 import { migrate } from './outbox/migrate.ts';
-import { serve } from './serve.ts';
+import { serve, type Running } from './serve.ts';
 
 const USAGE = `usage: bun run sluice <command>
 
@@ -62,7 +62,17 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function runServe(config: Config, log: Logger): Promise<number> {
-  const running = await serve(config, log);
+  let running: Running;
+  try {
+    running = await serve(config, log);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      log.error('invalid configuration', { errors: err.details?.map((d) => d.message) });
+      return 2;
+    }
+    throw err;
+  }
+  process.on('SIGHUP', () => running.reloadTenants());
   return new Promise((resolve) => {
     const stop = (signal: string): void => {
       const timer = setTimeout(() => {

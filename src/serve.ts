@@ -11,9 +11,13 @@ import { migrate } from './outbox/migrate.ts';
 import { pendingByTenant } from './outbox/repository.ts';
 import { Processor } from './processor/processor.ts';
 import { createPublisher } from './processor/publisher.ts';
+import { TenantControls } from './processor/tenant-controls.ts';
+import { loadTenantsFile, NO_TENANTS_FILE, Tenants } from './tenants.ts';
 
 export interface Running {
   readonly url: string;
+  /** Re-reads the tenants file (SIGHUP); a bad file is reported and the one in force kept. */
+  reloadTenants(): boolean;
   /** Graceful stop: refuse new writes, drain, flush, close everything. Safe to call twice. */
   shutdown(reason: string): Promise<void>;
 }
@@ -23,7 +27,10 @@ export interface Running {
  * built in dependency order and closed in reverse.
  */
 export async function serve(config: Config, log: Logger): Promise<Running> {
+  // Parsed before anything starts: a bad tenants file stops sluice like a bad variable does.
+  const tenants = new Tenants(config.tenantsFile === undefined ? NO_TENANTS_FILE : loadTenantsFile(config.tenantsFile), log);
   const metrics = createMetrics();
+  const controls = new TenantControls(tenants, metrics, log);
   const closers: { name: string; close: () => Promise<void> }[] = [];
   const closeAll = async (): Promise<void> => {
     for (const { name, close } of closers.splice(0).reverse()) {
@@ -112,6 +119,7 @@ export async function serve(config: Config, log: Logger): Promise<Running> {
     let stopping: Promise<void> | undefined;
     return {
       url,
+      reloadTenants: () => tenants.reload(),
       shutdown(reason) {
         stopping ??= (async () => {
           log.info('shutting down', { reason, in_flight: writePath.inFlight });

@@ -63,6 +63,12 @@ export class Breaker {
     }
   }
 
+  /** An operator closes the breaker by hand (admin API); the next batch is published normally. */
+  reset(): void {
+    this.#failures = 0;
+    if (this.#state !== 'closed') this.#move('closed', 'reset by an operator');
+  }
+
   #open(reason: string): void {
     this.#openedAt = this.#now();
     this.#move('open', reason);

@@ -1,0 +1,75 @@
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import type { Tenants } from '../tenants.ts';
+import { BREAKER_GAUGE, Breaker, type BreakerState } from './breaker.ts';
+import { TokenBucket } from './token-bucket.ts';
+
+export interface TenantSnapshot {
+  breaker: BreakerState;
+  /** Whole quota tokens available now. */
+  tokens: number;
+}
+
+/**
+ * The per-tenant runtime state of one processor instance: a token bucket and a circuit breaker per
+ * tenant, created on first use from the tenant's policy and re-configured after a tenants reload.
+ * Breaker transitions are logged and exported as `sluice_breaker_state`.
+ */
+export class TenantControls {
+  #tenants: Tenants;
+  #metrics: Metrics;
+  #log: Logger;
+  #now: () => number;
+  #breakers = new Map<string, Breaker>();
+  #buckets = new Map<string, TokenBucket>();
+  #generation: number;
+
+  constructor(tenants: Tenants, metrics: Metrics, log: Logger, now: () => number = Date.now) {
+    this.#tenants = tenants;
+    this.#metrics = metrics;
+    this.#log = log;
+    this.#now = now;
+    this.#generation = tenants.generation;
+  }
+
+  breaker(tenant: string): Breaker {
+    this.#refresh();
+    let breaker = this.#breakers.get(tenant);
+    if (breaker === undefined) {
+      const label = this.#tenants.metricLabel(tenant);
+      breaker = new Breaker(this.#tenants.policy(tenant).breaker, this.#now, (t) => {
+        this.#log.warn('breaker state changed', { tenant, from: t.from, to: t.to, reason: t.reason });
+        this.#metrics.breakerState.set({ tenant: label }, BREAKER_GAUGE[t.to]);
+      });
+      this.#metrics.breakerState.set({ tenant: label }, BREAKER_GAUGE.closed);
+      this.#breakers.set(tenant, breaker);
+    }
+    return breaker;
+  }
+
+  bucket(tenant: string): TokenBucket {
+    this.#refresh();
+    let bucket = this.#buckets.get(tenant);
+    if (bucket === undefined) {
+      bucket = new TokenBucket(this.#tenants.policy(tenant).quota, this.#now);
+      this.#buckets.set(tenant, bucket);
+    }
+    return bucket;
+  }
+
+  snapshot(tenant: string): TenantSnapshot {
+    return { breaker: this.breaker(tenant).state, tokens: this.bucket(tenant).available() };
+  }
+
+  resetBreaker(tenant: string): void {
+    this.breaker(tenant).reset();
+  }
+
+  /** After a tenants reload, existing buckets and breakers take the new policies (state is kept). */
+  #refresh(): void {
+    if (this.#generation === this.#tenants.generation) return;
+    this.#generation = this.#tenants.generation;
+    for (const [tenant, b] of this.#breakers) b.configure(this.#tenants.policy(tenant).breaker);
+    for (const [tenant, b] of this.#buckets) b.configure(this.#tenants.policy(tenant).quota);
+  }
+}
