@@ -8,9 +8,11 @@ import type { Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
 import { openDatabase } from './outbox/db.ts';
 import { migrate } from './outbox/migrate.ts';
+import { outboxStats } from './outbox/claims.ts';
 import { pendingByTenant } from './outbox/repository.ts';
+import { Backlog } from './ingest/backlog.ts';
 import { Processor } from './processor/processor.ts';
-import { createPublisher } from './processor/publisher.ts';
+import { createPublishing } from './processor/publisher.ts';
 import { TenantControls } from './processor/tenant-controls.ts';
 import { loadTenantsFile, NO_TENANTS_FILE, Tenants } from './tenants.ts';
 
@@ -59,12 +61,29 @@ export async function serve(config: Config, log: Logger): Promise<Running> {
     closers.push({ name: 'database', close: () => db.close() });
     await migrate(db.sql, log);
 
-    const publisher = createPublisher({ ...config.kafka, brokers });
-    closers.push({ name: 'kafka-producer', close: () => publisher.close() });
+    const publishing = createPublishing({ ...config.kafka, ...config.processor, brokers });
+    closers.push({ name: 'kafka-producers', close: () => publishing.close() });
 
-    const processor = new Processor({ sql: db.sql, publisher, log, metrics, ...config.processor });
+    const processor = new Processor({
+      ...config.processor,
+      ...config.outbox,
+      sql: db.sql,
+      exclusive: db.kind === 'embedded',
+      brokers,
+      clientId: config.kafka.clientId,
+      publishing,
+      controls,
+      tenants,
+      log,
+      metrics,
+      partitions: config.partitions,
+    });
     processor.start();
     closers.push({ name: 'processor', close: () => processor.stop() });
+
+    const backlog = new Backlog({ pending: () => pendingByTenant(db.sql), tenants, metrics, log, refreshMs: 1_000 });
+    await backlog.start();
+    closers.push({ name: 'backlog', close: async () => backlog.stop() });
 
     const ingest = await startIngestStack({ config, sql: db.sql, log, metrics, onCommitted: () => processor.wake() });
     closers.push({ name: 'ingest', close: () => ingest.close() });
@@ -76,7 +95,9 @@ export async function serve(config: Config, log: Logger): Promise<Running> {
       log,
       metrics,
       write: async (envelopes) => {
+        backlog.admit(envelopes);
         const results = await writePath.write(envelopes);
+        for (const r of results) if (!r.duplicate) backlog.accepted(r.tenant_id, 1);
         // A tenant that wrote here reports pending 0 once drained, rather than vanishing from /metrics.
         for (const r of results) knownTenants.add(r.tenant_id);
         return results;
@@ -88,7 +109,7 @@ export async function serve(config: Config, log: Logger): Promise<Running> {
       readiness: async () => {
         const [outbox, kafka] = await Promise.all([
           withTimeout(db.sql`SELECT 1`.then(() => true), 2_000),
-          publisher.reachable(2_000),
+          publishing.reachable(2_000),
         ]);
         const states: Record<string, ComponentState> = {
           journal: journal.failure === undefined ? { ok: true } : { ok: false, detail: journal.failure },
@@ -98,9 +119,23 @@ export async function serve(config: Config, log: Logger): Promise<Running> {
         return states;
       },
       beforeScrape: async () => {
-        const pending = await pendingByTenant(db.sql);
-        for (const tenant of pending.keys()) knownTenants.add(tenant);
-        for (const tenant of knownTenants) metrics.outboxPending.set({ tenant }, pending.get(tenant) ?? 0);
+        const stats = await outboxStats(db.sql);
+        for (const tenant of stats.keys()) knownTenants.add(tenant);
+        const byLabel = new Map<string, { pending: number; dead: number; oldest: number }>();
+        for (const tenant of knownTenants) {
+          const s = stats.get(tenant);
+          const label = tenants.metricLabel(tenant);
+          const sum = byLabel.get(label) ?? { pending: 0, dead: 0, oldest: 0 };
+          sum.pending += s?.pending ?? 0;
+          sum.dead += s?.dead ?? 0;
+          sum.oldest = Math.max(sum.oldest, s?.oldestPendingSeconds ?? 0);
+          byLabel.set(label, sum);
+        }
+        for (const [tenant, s] of byLabel) {
+          metrics.outboxPending.set({ tenant }, s.pending);
+          metrics.outboxDead.set({ tenant }, s.dead);
+          metrics.outboxOldestPending.set({ tenant }, s.oldest);
+        }
         metrics.forwarderLag.set(ingest.forwarderLag());
       },
     });

@@ -34,6 +34,7 @@ describe('sluice command line', () => {
       SLUICE_DATA_DIR: join(dir, 'data'),
       SLUICE_JOURNAL_DIR: join(dir, 'journal'),
       SLUICE_KAFKA_TOPIC: topic,
+      SLUICE_TRANSACTIONAL_ID_PREFIX: `cli-${Bun.randomUUIDv7()}`,
     };
     delete env.DATABASE_URL;
     const proc = Bun.spawn({ cmd: ['bun', CLI, 'serve'], env, stdout: 'pipe', stderr: 'pipe' });

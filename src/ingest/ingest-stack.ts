@@ -64,6 +64,7 @@ export async function startIngestStack(opts: {
     metrics,
     active: () => journal.active,
     committedThrough: () => writePath.committedThrough,
+    settledThrough: () => writePath.settledThrough,
     onForwarded: (seq) => {
       recentKeys.forwarded(seq);
       opts.onCommitted?.();

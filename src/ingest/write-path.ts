@@ -51,6 +51,8 @@ export class WritePath {
   #inFlight = 0;
   #background = new Set<Promise<void>>();
   #committedThrough = 0;
+  /** While a sync batch is between its journal append and the end of its outbox insert: its first possible seq. */
+  #unsettledFrom: number | undefined;
 
   constructor(opts: WritePathOptions) {
     this.#opts = opts;
@@ -59,6 +61,14 @@ export class WritePath {
   /** Writes accepted but not yet answered (or, in background mode, not yet journaled). */
   get inFlight(): number {
     return this.#inFlight;
+  }
+
+  /**
+   * Every seq up to this one has finished its sync outbox insert, successfully or not. The forwarder
+   * reads no further: a line it inserted first would turn the client's own write into a "duplicate".
+   */
+  get settledThrough(): number {
+    return (this.#unsettledFrom ?? this.#opts.journal.nextSeq) - 1;
   }
 
   /**
@@ -118,6 +128,7 @@ export class WritePath {
 
   async #commit(batch: Waiting[]): Promise<void> {
     const envelopes = batch.flatMap((w) => w.envelopes);
+    this.#unsettledFrom = this.#opts.journal.nextSeq;
     try {
       const entries = await this.#opts.journal.append(envelopes);
       let results;
@@ -146,6 +157,8 @@ export class WritePath {
       }
     } catch (err) {
       for (const w of batch) w.reject(err);
+    } finally {
+      this.#unsettledFrom = undefined;
     }
   }
 

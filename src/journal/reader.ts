@@ -32,14 +32,12 @@ export async function* readSegmentLines(
   },
 ): AsyncGenerator<SegmentLine> {
   const from = opts.from ?? 0;
+  // Checked first: a stream with end < start is a synchronous ERR_OUT_OF_RANGE, not an empty read.
+  if (!opts.gzipped && opts.to !== undefined && opts.to <= from) return;
   // Plain files are read from the offset directly; gzip has to be inflated from the start.
   const source = opts.gzipped
     ? createReadStream(path).pipe(createGunzip())
-    : createReadStream(path, { start: from, ...(opts.to !== undefined ? { end: Math.max(from, opts.to) - 1 } : {}) });
-  if (!opts.gzipped && opts.to !== undefined && opts.to <= from) {
-    source.destroy();
-    return;
-  }
+    : createReadStream(path, { start: from, ...(opts.to !== undefined ? { end: opts.to - 1 } : {}) });
   let skip = opts.gzipped ? from : 0;
   let pos = from;
   let line = opts.firstLine ?? 1;

@@ -97,31 +97,6 @@ export async function insertRows(sql: Sql, rows: NewOutboxRow[]): Promise<Insert
   });
 }
 
-/**
- * Pending rows in id order. Only rows whose inserting transaction is older than every transaction
- * still running: ids can commit out of order, and a late commit must never be overtaken.
- */
-export async function claimPending(sql: Sql, limit: number): Promise<OutboxRow[]> {
-  return sql<OutboxRow[]>`
-    SELECT id::text, tenant_id, dedupe_key, partition, topic, payload, headers, request_id, traceparent,
-           ingested_at, attempts
-    FROM outbox
-    WHERE status = 'pending'
-      AND available_at <= now()
-      AND xid < pg_snapshot_xmin(pg_current_snapshot())
-    -- Qualified: a bare "id" would sort by the text output column ('10' < '9').
-    ORDER BY outbox.id
-    LIMIT ${limit}`;
-}
-
-export async function markSent(sql: Sql, ids: string[]): Promise<number> {
-  if (ids.length === 0) return 0;
-  const result = await sql`
-    UPDATE outbox SET status = 'sent', sent_at = now()
-    WHERE id = ANY(${sql.array(ids)}::bigint[]) AND status = 'pending'`;
-  return result.count;
-}
-
 export async function pendingByTenant(sql: Sql): Promise<Map<string, number>> {
   const rows = await sql<{ tenant_id: string; n: number }[]>`
     SELECT tenant_id, count(*)::int AS n FROM outbox WHERE status = 'pending' GROUP BY tenant_id`;

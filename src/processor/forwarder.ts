@@ -8,6 +8,7 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Sql } from '../outbox/db.ts';
 import { insertRows, rowFor } from '../outbox/repository.ts';
+import { Idle } from '../idle.ts';
 
 export interface ForwarderOptions {
   nodeDir: string;
@@ -21,6 +22,8 @@ export interface ForwarderOptions {
   active(): ActiveSegment | undefined;
   /** Highest seq such that every seq up to it is already in the outbox (sync mode inserted it). */
   committedThrough(): number;
+  /** The forwarder reads no line past this seq (sync mode: lines whose own insert is still running). */
+  settledThrough(): number;
   /** Called with the last forwarded seq after each checkpoint. */
   onForwarded?(seq: number): void;
 }
@@ -36,8 +39,8 @@ export class Forwarder {
   #opts: ForwarderOptions;
   #cp: Checkpoint = { segment: 0, offset: 0, line: 1, seq: 0 };
   #abort = new AbortController();
+  #idle = new Idle(this.#abort.signal);
   #loop: Promise<void> | undefined;
-  #wake: (() => void) | undefined;
   #lastError: string | undefined;
 
   constructor(opts: ForwarderOptions) {
@@ -63,13 +66,12 @@ export class Forwarder {
   }
 
   wake(): void {
-    this.#wake?.();
+    this.#idle.wake();
   }
 
   /** Finishes the batch in flight, then stops. Safe to call twice. */
   async stop(): Promise<void> {
     this.#abort.abort();
-    this.wake();
     await this.#loop;
   }
 
@@ -97,12 +99,12 @@ export class Forwarder {
         const moved = await this.#step();
         backoff = 0;
         this.#lastError = undefined;
-        if (!moved) await this.#idle(this.#opts.pollMs);
+        if (!moved) await this.#idle.wait(this.#opts.pollMs);
       } catch (err) {
         this.#lastError = describeError(err);
         if (backoff === 0) this.#opts.log.warn('forwarding failed; will retry', { error: this.#lastError });
         backoff = Math.min(MAX_BACKOFF_MS, backoff === 0 ? 100 : backoff * 2);
-        await this.#idle(backoff / 2 + Math.random() * (backoff / 2));
+        await this.#idle.wait(backoff / 2 + Math.random() * (backoff / 2));
       }
     }
   }
@@ -115,10 +117,15 @@ export class Forwarder {
     const start = this.#cp;
     let entries: JournalEntry[] = [];
     let next = start;
+    let held = false;
     // One pass over the segment, committing every batchSize entries: a gzipped segment is inflated once.
     for await (const l of this.#lines(seg, start)) {
-      next = { segment: seg.firstSeq, offset: l.end, line: l.line + 1, seq: next.seq };
       const e = parseEntry(l.text);
+      if (typeof e !== 'string' && e.seq > this.#opts.settledThrough()) {
+        held = true;
+        break;
+      }
+      next = { segment: seg.firstSeq, offset: l.end, line: l.line + 1, seq: next.seq };
       if (typeof e === 'string') {
         this.#reportBad({ file: seg.path, line: l.line, reason: e });
       } else if (e.seq > next.seq) {
@@ -136,6 +143,8 @@ export class Forwarder {
       return true;
     }
     if (next !== start) return true;
+    // Never move past a line that is still being inserted by its own request.
+    if (held) return false;
     const following = await this.#nextSegment(seg);
     // The active segment is never left: its next bytes are simply not written yet.
     if (following === undefined || this.#opts.active()?.firstSeq === seg.firstSeq) return false;
@@ -188,15 +197,4 @@ export class Forwarder {
     this.#opts.metrics.journalBadLines.inc();
   }
 
-  #idle(ms: number): Promise<void> {
-    if (this.#abort.signal.aborted) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done(): void {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.#wake = done;
-    });
-  }
 }

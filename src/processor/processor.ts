@@ -1,111 +1,160 @@
 import { describeError } from '../errors.ts';
+import { Idle } from '../idle.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import { deleteSent } from '../outbox/claims.ts';
 import type { Sql } from '../outbox/db.ts';
-import { claimPending, markSent } from '../outbox/repository.ts';
-import type { Publisher } from './publisher.ts';
+import type { Tenants } from '../tenants.ts';
+import { PartitionOwnership } from './ownership.ts';
+import { PartitionTask } from './partition-task.ts';
+import { ensureProgressTopic, ProgressReader } from './progress.ts';
+import type { Publishing } from './publisher.ts';
+import type { TenantControls } from './tenant-controls.ts';
 
 export interface ProcessorOptions {
   sql: Sql;
-  publisher: Publisher;
+  /** The embedded database serves this process alone: it owns every partition without locks. */
+  exclusive: boolean;
+  brokers: string[];
+  clientId: string;
+  publishing: Publishing;
+  controls: TenantControls;
+  tenants: Tenants;
   log: Logger;
   metrics: Metrics;
+  partitions: number;
   batchSize: number;
-  /** Idle poll interval; ingest in the same process wakes the loop earlier. */
   pollMs: number;
+  progressTopic: string;
+  transactionalIdPrefix: string;
+  maxAttempts: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  rebalanceMs: number;
+  retentionMs: number;
+  cleanupMs: number;
 }
 
-const MAX_BACKOFF_MS = 5_000;
+const RETENTION_BATCH = 1_000;
 
 /**
- * Claims pending outbox rows in id order, publishes each batch with one Kafka send, and marks the rows
- * sent only after Kafka acknowledged them. When Kafka or Postgres fails, rows stay pending and the loop
- * backs off, so everything is published once they are back.
+ * The processor of one instance: owns a fair share of the outbox partitions (see ownership.ts), runs
+ * one PartitionTask per owned partition, and deletes sent rows once they are past retention.
  */
 export class Processor {
-  #opts: ProcessorOptions;
+  #o: ProcessorOptions;
+  #tasks = new Map<number, PartitionTask>();
+  #ownership: PartitionOwnership;
+  #progressTopic: Promise<void> | undefined;
+  #progress: ProgressReader | undefined;
   #abort = new AbortController();
-  #loop: Promise<void> | undefined;
-  #wake: (() => void) | undefined;
-  #lastError: string | undefined;
+  #cleanup: Promise<void> | undefined;
+  #idle = new Idle(this.#abort.signal);
 
   constructor(opts: ProcessorOptions) {
-    this.#opts = opts;
+    this.#o = opts;
+    opts.metrics.partitions.set(opts.partitions);
+    this.#ownership = new PartitionOwnership({
+      sql: opts.sql,
+      exclusive: opts.exclusive,
+      partitions: opts.partitions,
+      rebalanceMs: opts.rebalanceMs,
+      log: opts.log,
+      metrics: opts.metrics,
+      acquired: (p) => this.#startTask(p),
+      releasing: (p) => this.#stopTask(p),
+    });
   }
 
   start(): void {
-    this.#loop ??= this.#run();
+    this.#ownership.start();
+    this.#cleanup ??= this.#retentionLoop();
   }
 
-  /** Ask the loop to look for rows now instead of at the end of its idle wait. */
+  /** Ask every task to look for rows now instead of at the end of its idle wait. */
   wake(): void {
-    this.#wake?.();
+    for (const task of this.#tasks.values()) task.wake();
   }
 
-  /** The last publish or claim error, until a batch succeeds again. */
+  get owned(): ReadonlySet<number> {
+    return this.#ownership.owned;
+  }
+
+  /** The last publish error of any task, until its next batch succeeds. */
   get lastError(): string | undefined {
-    return this.#lastError;
+    for (const task of this.#tasks.values()) if (task.lastError !== undefined) return task.lastError;
+    return undefined;
   }
 
-  /** Finishes the batch in flight, then stops. Safe to call twice. */
+  /** Finishes (or aborts) each open batch, releases the partitions, then stops. Safe to call twice. */
   async stop(): Promise<void> {
     this.#abort.abort();
-    this.wake();
-    await this.#loop;
+    await Promise.all([this.#ownership.stop(), this.#cleanup]);
+    await this.#progress?.close();
   }
 
-  async #run(): Promise<void> {
-    const { log } = this.#opts;
-    let backoff = 0;
-    let failures = 0;
+  #startTask(partition: number): void {
+    const o = this.#o;
+    const exactlyOnce = o.publishing.guarantee === 'exactly_once';
+    const task = new PartitionTask({
+      partition,
+      sql: o.sql,
+      producer: o.publishing.forPartition(partition),
+      ...(exactlyOnce
+        ? {
+            lastCommitted: async () => {
+              await this.#ensureProgressTopic();
+              this.#progress ??= new ProgressReader(o.brokers, o.progressTopic, o.transactionalIdPrefix, o.clientId);
+              return this.#progress.read(partition);
+            },
+          }
+        : {}),
+      controls: o.controls,
+      tenants: o.tenants,
+      metrics: o.metrics,
+      log: o.log,
+      batchSize: o.batchSize,
+      pollMs: o.pollMs,
+      maxAttempts: o.maxAttempts,
+      retryBaseMs: o.retryBaseMs,
+      retryMaxMs: o.retryMaxMs,
+      onFenced: (p) => {
+        // Another instance owns it now; forget it here so the next rebalance does not count it.
+        if (this.#tasks.get(p) === task) this.#tasks.delete(p);
+      },
+    });
+    this.#tasks.set(partition, task);
+    task.start();
+  }
+
+  async #stopTask(partition: number): Promise<void> {
+    const task = this.#tasks.get(partition);
+    this.#tasks.delete(partition);
+    await task?.stop();
+  }
+
+  #ensureProgressTopic(): Promise<void> {
+    const o = this.#o;
+    this.#progressTopic ??= ensureProgressTopic(o.brokers, o.progressTopic, o.partitions, o.clientId).catch((err: unknown) => {
+      this.#progressTopic = undefined;
+      throw err;
+    });
+    return this.#progressTopic;
+  }
+
+  async #retentionLoop(): Promise<void> {
+    const { sql, log, metrics, retentionMs, cleanupMs } = this.#o;
     while (!this.#abort.signal.aborted) {
       try {
-        const published = await this.#step();
-        if (failures > 0) log.info('publishing resumed', { after_failures: failures });
-        backoff = 0;
-        failures = 0;
-        this.#lastError = undefined;
-        if (published === 0) await this.#idle(this.#opts.pollMs);
+        let deleted: number;
+        do {
+          deleted = await deleteSent(sql, retentionMs, RETENTION_BATCH);
+          metrics.outboxRetentionDeleted.inc(deleted);
+        } while (deleted === RETENTION_BATCH && !this.#abort.signal.aborted);
       } catch (err) {
-        failures++;
-        this.#lastError = describeError(err);
-        // One line for the first failure and then every tenth, so an outage does not flood the log.
-        if (failures === 1 || failures % 10 === 0) {
-          log.warn('publish batch failed; rows stay pending', { error: this.#lastError, failures });
-        }
-        this.#opts.metrics.publishFailures.inc({ reason: reasonOf(err) });
-        backoff = Math.min(MAX_BACKOFF_MS, backoff === 0 ? 100 : backoff * 2);
-        await this.#idle(backoff / 2 + Math.random() * (backoff / 2));
+        log.warn('outbox retention failed; will retry', { error: describeError(err) });
       }
+      await this.#idle.wait(cleanupMs);
     }
   }
-
-  async #step(): Promise<number> {
-    const { sql, publisher, metrics, batchSize } = this.#opts;
-    const rows = await claimPending(sql, batchSize);
-    if (rows.length === 0) return 0;
-    const started = performance.now();
-    await publisher.publish(rows);
-    metrics.publishLatency.observe((performance.now() - started) / 1000);
-    await markSent(sql, rows.map((r) => r.id));
-    for (const row of rows) metrics.published.inc({ tenant: row.tenant_id });
-    return rows.length;
-  }
-
-  #idle(ms: number): Promise<void> {
-    if (this.#abort.signal.aborted) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done(): void {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.#wake = done;
-    });
-  }
-}
-
-function reasonOf(err: unknown): string {
-  if (err instanceof Error && err.name.length > 0) return err.name;
-  return 'unknown';
 }

@@ -1,25 +1,47 @@
-import { compatibilityPartitioner, Producer, stringSerializers } from '@platformatic/kafka';
+import { compatibilityPartitioner, Producer, stringSerializers, type MessageToProduce } from '@platformatic/kafka';
 import { recordKey } from '../envelope.ts';
-import type { OutboxRow } from '../outbox/repository.ts';
+import type { ClaimedRow } from '../outbox/claims.ts';
+import { encodeProgress, progressKey } from './progress.ts';
 
 export type Compression = 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd';
+export type Guarantee = 'exactly_once' | 'at_least_once';
 
-export interface PublisherOptions {
+export interface PublishingOptions {
   brokers: string[];
   clientId: string;
   compression: Compression;
+  guarantee: Guarantee;
+  transactionalIdPrefix: string;
+  progressTopic: string;
 }
 
-export interface Publisher {
-  /** Sends the rows as one batch; resolves once Kafka acknowledged all of them (acks=all). */
-  publish(rows: OutboxRow[]): Promise<void>;
+/** Publishes one outbox partition's batches. */
+export interface PartitionProducer {
+  /**
+   * Takes the partition's transactional id: fences any earlier owner and aborts its open
+   * transaction, so what the progress topic says afterwards is final.
+   */
+  init(): Promise<void>;
+  /**
+   * Publishes the rows as one batch and resolves once Kafka acknowledged them: in exactly_once one
+   * transaction holding the records and the progress record, committed; in at_least_once one send.
+   */
+  publish(rows: readonly ClaimedRow[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface Publishing {
+  readonly guarantee: Guarantee;
+  forPartition(partition: number): PartitionProducer;
   /** True when the cluster answers a metadata request within `timeoutMs`. */
   reachable(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
+type Message = MessageToProduce<string, string, string, string>;
+
 /** The Kafka record for an outbox row: key tenant:dedupe_key, payload as JSON, sluice's headers. */
-export function toKafkaMessage(row: OutboxRow) {
+export function toKafkaMessage(row: ClaimedRow): Message {
   const headers: Record<string, string> = {
     ...row.headers,
     tenant_id: row.tenant_id,
@@ -29,11 +51,12 @@ export function toKafkaMessage(row: OutboxRow) {
   };
   if (row.request_id !== null) headers.request_id = row.request_id;
   if (row.traceparent !== null) headers.traceparent = row.traceparent;
+  if (row.replays > 0) headers.replay = 'true';
   return { topic: row.topic, key: recordKey(row), value: JSON.stringify(row.payload), headers };
 }
 
-export function createPublisher(opts: PublisherOptions): Publisher {
-  const producer = new Producer<string, string, string, string>({
+function newProducer(opts: PublishingOptions, transactionalId: string | undefined): Producer<string, string, string, string> {
+  return new Producer<string, string, string, string>({
     clientId: opts.clientId,
     bootstrapBrokers: opts.brokers,
     idempotent: true,
@@ -43,20 +66,78 @@ export function createPublisher(opts: PublisherOptions): Publisher {
     partitioner: compatibilityPartitioner,
     serializers: stringSerializers,
     autocreateTopics: true,
+    // A broker answers CONCURRENT_TRANSACTIONS while the previous commit's markers are written: the
+    // retry must come within milliseconds (the default delay of 1 s capped a partition at ~1 batch/s).
     // With idempotent: true, retries <= 1 would mean "retry forever".
-    retries: 3,
-    retryDelay: 250,
+    retries: 20,
+    retryDelay: 10,
+    // Also the transaction timeout: how long a crashed owner's open transaction can hold back
+    // read_committed consumers if no new owner aborts it first.
     timeout: 10_000,
+    ...(transactionalId === undefined
+      ? {}
+      : {
+          transactionalId,
+          // The client would send InitProducerId with id 0 / epoch 0; -1 / -1 asks the coordinator to
+          // resume (and bump the epoch of) whatever producer held this transactional id before.
+          producerId: -1n,
+          producerEpoch: -1,
+        }),
   });
+}
+
+export function createPublishing(opts: PublishingOptions): Publishing {
+  // at_least_once: one idempotent producer shared by every partition. Also the metadata probe.
+  const shared = newProducer(opts, undefined);
+  const owned = new Set<Producer<string, string, string, string>>();
   let closed: Promise<void> | undefined;
   return {
-    async publish(rows) {
-      if (rows.length === 0) return;
-      // One send: the client has no linger, so each send is one request per leader.
-      await producer.send({ messages: rows.map(toKafkaMessage) });
+    guarantee: opts.guarantee,
+    forPartition(partition) {
+      if (opts.guarantee === 'at_least_once') {
+        return {
+          init: async () => {},
+          async publish(rows) {
+            // One send: the client has no linger, so each send is one request per leader.
+            if (rows.length > 0) await shared.send({ messages: rows.map(toKafkaMessage) });
+          },
+          close: async () => {},
+        };
+      }
+      const producer = newProducer(opts, `${opts.transactionalIdPrefix}-p${partition}`);
+      owned.add(producer);
+      const progress = (rows: readonly ClaimedRow[]): Message => ({
+        topic: opts.progressTopic,
+        partition,
+        key: progressKey(opts.transactionalIdPrefix, partition),
+        value: encodeProgress(rows),
+      });
+      return {
+        async init() {
+          // Beginning a transaction runs InitProducerId; nothing is sent, so there is nothing to end.
+          const tx = await producer.beginTransaction();
+          await tx.cancel();
+        },
+        async publish(rows) {
+          if (rows.length === 0) return;
+          const tx = await producer.beginTransaction();
+          try {
+            await tx.send({ messages: [...rows.map(toKafkaMessage), progress(rows)] });
+            await tx.commit();
+          } catch (err) {
+            // A fenced producer cannot abort; the new owner already aborted this transaction.
+            await tx.abort().catch(() => tx.cancel().catch(() => {}));
+            throw err;
+          }
+        },
+        async close() {
+          owned.delete(producer);
+          await producer.close();
+        },
+      };
     },
     async reachable(timeoutMs) {
-      const probe = producer.metadata({ topics: [], forceUpdate: true }).then(
+      const probe = shared.metadata({ topics: [], forceUpdate: true }).then(
         () => true,
         () => false,
       );
@@ -64,7 +145,8 @@ export function createPublisher(opts: PublisherOptions): Publisher {
       return Promise.race([probe, timeout]);
     },
     close() {
-      return (closed ??= producer.close());
+      closed ??= Promise.allSettled([shared.close(), ...[...owned].map((p) => p.close())]).then(() => {});
+      return closed;
     },
   };
 }

@@ -46,6 +46,7 @@ describe('kill -9 during fast_ack writes', () => {
       SLUICE_JOURNAL_DIR: join(dir, 'journal'),
       SLUICE_NODE_ID: 'crash-node',
       SLUICE_KAFKA_TOPIC: `crash.${Bun.randomUUIDv7()}`,
+      SLUICE_TRANSACTIONAL_ID_PREFIX: `crash-${Bun.randomUUIDv7()}`,
     };
   }, 60_000);
 

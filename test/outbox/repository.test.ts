@@ -6,7 +6,8 @@ import postgres from 'postgres';
 import { openDatabase, type Database, type Sql } from '../../src/outbox/db.ts';
 import { migrate } from '../../src/outbox/migrate.ts';
 import { partitionOf } from '../../src/outbox/partition.ts';
-import { claimPending, insertRows, markSent, pendingByTenant, type NewOutboxRow } from '../../src/outbox/repository.ts';
+import { claimForTenants, markSent } from '../../src/outbox/claims.ts';
+import { insertRows, pendingByTenant, type NewOutboxRow } from '../../src/outbox/repository.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
 
 function row(tenant: string, key: string, payload: Record<string, unknown> = { key }): NewOutboxRow {
@@ -93,12 +94,13 @@ for (const backend of backends) {
 
     test('claims pending rows in id order and no longer claims them once marked sent', async () => {
       const ids = (await insertRows(sql, Array.from({ length: 5 }, (_, i) => row('acme', `k${i}`)))).map((r) => r.id);
-      const claimed = await claimPending(sql, 3);
+      const p = partitionOf('acme', 16);
+      const claimed = await claimForTenants(sql, p, new Map([['acme', 3]]));
       expect(claimed.map((c) => c.id)).toEqual(ids.slice(0, 3));
       expect(claimed[0]).toMatchObject({ tenant_id: 'acme', dedupe_key: 'k0', topic: 'events', payload: { key: 'k0' }, request_id: 'req-k0', traceparent: null });
       expect(claimed[0]?.ingested_at.toISOString()).toBe('2026-11-25T10:00:00.000Z');
       expect(await markSent(sql, claimed.map((c) => c.id))).toBe(3);
-      expect((await claimPending(sql, 10)).map((c) => c.id)).toEqual(ids.slice(3));
+      expect((await claimForTenants(sql, p, new Map([['acme', 10]]))).map((c) => c.id)).toEqual(ids.slice(3));
       expect(await pendingByTenant(sql)).toEqual(new Map([['acme', 2]]));
     });
   });
@@ -130,10 +132,11 @@ describe('claim ordering on real postgres', () => {
       });
       await isOpen;
       await insertRows(db.sql, [row('acme', 'late')]);
-      expect(await claimPending(db.sql, 10)).toEqual([]);
+      const claim = () => claimForTenants(db.sql, partitionOf('acme', 16), new Map([['acme', 10]]));
+      expect(await claim()).toEqual([]);
       release();
       await slow;
-      expect((await claimPending(db.sql, 10)).map((c) => c.dedupe_key)).toEqual(['early', 'late']);
+      expect((await claim()).map((c) => c.dedupe_key)).toEqual(['early', 'late']);
     } finally {
       await other.end();
     }

@@ -50,7 +50,7 @@ export async function readTopic(
   });
   const records: ConsumedRecord[] = [];
   const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
-  const stream = await consumer.consume({ topics: [topic], mode: MessagesStreamModes.EARLIEST });
+  const stream = await consumeWhenCreated(consumer, topic, deadline);
   let stopAt = deadline;
   const timer = setInterval(() => {
     if (Date.now() >= stopAt) void stream.close();
@@ -73,4 +73,16 @@ export async function readTopic(
     await consumer.close(true);
   }
   return records;
+}
+
+/** The topic is created by the first publish, which may not have happened yet: wait for it. */
+async function consumeWhenCreated(consumer: Consumer<string, string, string, string>, topic: string, deadline: number) {
+  for (;;) {
+    try {
+      return await consumer.consume({ topics: [topic], mode: MessagesStreamModes.EARLIEST });
+    } catch (err) {
+      if (!/Unknown topic/.test((err as Error).message) || Date.now() > deadline) throw err;
+      await Bun.sleep(100);
+    }
+  }
 }

@@ -23,6 +23,8 @@ export async function startSluice(env: Record<string, string>): Promise<TestSlui
     SLUICE_NODE_ID: 'test-node',
     SLUICE_KAFKA_TOPIC: topic,
     SLUICE_POLL_MS: '20',
+    // One prefix per outbox database, as in production: the tests share one broker.
+    SLUICE_TRANSACTIONAL_ID_PREFIX: `test-${Bun.randomUUIDv7()}`,
     ...env,
   });
   const running = await serve(config, quietLog);

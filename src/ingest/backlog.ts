@@ -1,0 +1,84 @@
+import { describeError, SluiceError } from '../errors.ts';
+import type { Envelope } from '../envelope.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import type { Tenants } from '../tenants.ts';
+
+export interface BacklogOptions {
+  /** Pending rows per tenant, from the outbox. */
+  pending(): Promise<Map<string, number>>;
+  tenants: Tenants;
+  metrics: Metrics;
+  log: Logger;
+  refreshMs: number;
+}
+
+/**
+ * Ingest backpressure: a tenant whose pending rows passed its `max_pending` is answered 429
+ * backlog_full, with a Retry-After estimated from how long its quota needs to drain the excess.
+ * Counts come from the outbox every `refreshMs`, plus what this process accepted since, so a burst
+ * cannot overshoot by more than one refresh interval of other instances' writes.
+ */
+export class Backlog {
+  #o: BacklogOptions;
+  #counts = new Map<string, number>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #refreshing: Promise<void> | undefined;
+  #failing = false;
+
+  constructor(opts: BacklogOptions) {
+    this.#o = opts;
+  }
+
+  async start(): Promise<void> {
+    await this.#refresh();
+    this.#timer ??= setInterval(() => void this.#refresh(), this.#o.refreshMs);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Throws backlog_full when any tenant of the request is over its limit; nothing is written then. */
+  admit(envelopes: readonly Envelope[]): void {
+    const incoming = new Map<string, number>();
+    for (const e of envelopes) incoming.set(e.tenant_id, (incoming.get(e.tenant_id) ?? 0) + 1);
+    for (const tenant of incoming.keys()) {
+      const policy = this.#o.tenants.policy(tenant);
+      const pending = this.#counts.get(tenant) ?? 0;
+      if (pending < policy.maxPending) continue;
+      this.#o.metrics.backlogRejected.inc({ tenant: this.#o.tenants.metricLabel(tenant) });
+      const excess = pending - policy.maxPending + 1;
+      throw new SluiceError('backlog_full', `tenant ${tenant} has ${pending} records waiting, over its max_pending of ${policy.maxPending}; retry later`, {
+        retryAfter: Math.min(3_600, Math.max(1, Math.ceil(excess / policy.quota.rate))),
+        details: [{ path: 'tenant_id', message: `pending ${pending} >= max_pending ${policy.maxPending}` }],
+      });
+    }
+  }
+
+  /** Accepted writes count against the limit at once, before the next refresh sees them. */
+  accepted(tenant: string, n: number): void {
+    this.#counts.set(tenant, (this.#counts.get(tenant) ?? 0) + n);
+  }
+
+  #refresh(): Promise<void> {
+    this.#refreshing ??= this.#o
+      .pending()
+      .then(
+        (counts) => {
+          this.#counts = counts;
+          this.#failing = false;
+        },
+        (err: unknown) => {
+          // Keep the last counts: the outbox being down is reported by /readyz, not by refusing writes.
+          if (!this.#failing) this.#o.log.warn('backlog counts not refreshed', { error: describeError(err) });
+          this.#failing = true;
+        },
+      )
+      .finally(() => {
+        this.#refreshing = undefined;
+      });
+    return this.#refreshing;
+  }
+}

@@ -1,0 +1,157 @@
+import type { Sql } from './db.ts';
+import type { OutboxRow } from './repository.ts';
+
+/** A row the processor may publish now, with the replay count it was claimed at. */
+export interface ClaimedRow extends OutboxRow {
+  replays: number;
+}
+
+/** What a committed batch held: the progress record names these, so a takeover can mark them sent. */
+export interface PublishedRef {
+  id: string;
+  replays: number;
+}
+
+/**
+ * The tenants with pending rows in a partition, by a loose index scan over the pending index
+ * (one index probe per tenant), so a tenant with a huge backlog costs no more than a quiet one.
+ */
+export async function pendingTenants(sql: Sql, partition: number): Promise<string[]> {
+  const rows = await sql<{ tenant_id: string }[]>`
+    WITH RECURSIVE t(tenant_id) AS (
+      (SELECT tenant_id FROM outbox WHERE partition = ${partition} AND status = 'pending' ORDER BY tenant_id LIMIT 1)
+      UNION ALL
+      SELECT (SELECT o.tenant_id FROM outbox o
+              WHERE o.partition = ${partition} AND o.status = 'pending' AND o.tenant_id > t.tenant_id
+              ORDER BY o.tenant_id LIMIT 1)
+      FROM t WHERE t.tenant_id IS NOT NULL
+    )
+    SELECT tenant_id FROM t WHERE tenant_id IS NOT NULL`;
+  return rows.map((r) => r.tenant_id);
+}
+
+/**
+ * Up to `grant` rows of each tenant, in id order, that may be published now: the longest prefix of
+ * the tenant's pending rows that are due (`available_at`) and settled. Settled means the inserting
+ * transaction is older than every transaction still running — ids can commit out of order, and a
+ * row must never overtake an earlier one of its tenant that is about to commit. A prefix, because a
+ * row waiting for its retry holds back the tenant's later rows: order is per tenant, not per row.
+ */
+export async function claimForTenants(sql: Sql, partition: number, grants: ReadonlyMap<string, number>): Promise<ClaimedRow[]> {
+  if (grants.size === 0) return [];
+  const tenants = [...grants.keys()];
+  const rows = await sql<(ClaimedRow & { ready: boolean })[]>`
+    SELECT r.* FROM unnest(${sql.array(tenants)}::text[], ${sql.array(tenants.map((t) => grants.get(t) ?? 0))}::int[]) AS g(t, n)
+    CROSS JOIN LATERAL (
+      SELECT id::text, tenant_id, dedupe_key, partition, topic, payload, headers, request_id, traceparent,
+             ingested_at, attempts, replays,
+             (available_at <= now() AND xid < pg_snapshot_xmin(pg_current_snapshot())) AS ready
+      FROM outbox
+      WHERE partition = ${partition} AND tenant_id = g.t AND status = 'pending'
+      -- Qualified: a bare "id" would sort by the text output column ('10' < '9').
+      ORDER BY outbox.id
+      LIMIT g.n
+    ) r
+    ORDER BY r.id::bigint`;
+  const claimed: ClaimedRow[] = [];
+  const blocked = new Set<string>();
+  for (const { ready, ...row } of rows) {
+    if (blocked.has(row.tenant_id)) continue;
+    if (!ready) {
+      blocked.add(row.tenant_id);
+      continue;
+    }
+    claimed.push(row);
+  }
+  return claimed;
+}
+
+/** Marks rows sent; only rows still pending, so a concurrent replay or a second marking changes nothing. */
+export async function markSent(sql: Sql, ids: readonly string[]): Promise<number> {
+  if (ids.length === 0) return 0;
+  const result = await sql`
+    UPDATE outbox SET status = 'sent', sent_at = now()
+    WHERE id = ANY(${sql.array([...ids])}::bigint[]) AND status = 'pending'`;
+  return result.count;
+}
+
+/**
+ * Marks sent what a committed Kafka transaction held, but only where the row was not replayed since:
+ * an operator's replay bumps `replays`, and that newer publication must still happen.
+ */
+export async function markPublished(sql: Sql, refs: readonly PublishedRef[]): Promise<number> {
+  if (refs.length === 0) return 0;
+  const result = await sql`
+    UPDATE outbox o SET status = 'sent', sent_at = now()
+    FROM unnest(${sql.array(refs.map((r) => r.id))}::bigint[], ${sql.array(refs.map((r) => r.replays))}::int[]) AS u(id, replays)
+    WHERE o.id = u.id AND o.replays = u.replays AND o.status = 'pending'`;
+  return result.count;
+}
+
+export interface FailedRow {
+  id: string;
+  /** Milliseconds until the next attempt. */
+  delayMs: number;
+}
+
+/**
+ * Records a failed attempt: `attempts` + 1, the error, and the next attempt time; a row out of
+ * attempts becomes dead. Returns the ids that became dead.
+ */
+export async function recordFailure(sql: Sql, rows: readonly FailedRow[], error: string, maxAttempts: number): Promise<string[]> {
+  if (rows.length === 0) return [];
+  const dead = await sql<{ id: string; status: string }[]>`
+    UPDATE outbox o SET
+      attempts = o.attempts + 1,
+      last_error = ${error},
+      available_at = now() + make_interval(secs => u.delay_ms / 1000.0),
+      status = CASE WHEN o.attempts + 1 >= ${maxAttempts} THEN 'dead' ELSE 'pending' END
+    FROM unnest(${sql.array(rows.map((r) => r.id))}::bigint[], ${sql.array(rows.map((r) => r.delayMs))}::int[]) AS u(id, delay_ms)
+    WHERE o.id = u.id AND o.status = 'pending'
+    RETURNING o.id::text, o.status`;
+  return dead.filter((r) => r.status === 'dead').map((r) => r.id);
+}
+
+/** A record Kafka rejects for good (too large, say) is dead at once: retrying cannot help. */
+export async function markDead(sql: Sql, ids: readonly string[], error: string): Promise<number> {
+  if (ids.length === 0) return 0;
+  const result = await sql`
+    UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ${error}
+    WHERE id = ANY(${sql.array([...ids])}::bigint[]) AND status = 'pending'`;
+  return result.count;
+}
+
+/**
+ * Deletes up to `limit` sent rows older than `retentionMs`. Small batches keep each transaction short;
+ * SKIP LOCKED lets several instances share the work without waiting on each other.
+ */
+export async function deleteSent(sql: Sql, retentionMs: number, limit: number): Promise<number> {
+  const result = await sql`
+    DELETE FROM outbox WHERE id IN (
+      SELECT id FROM outbox
+      WHERE status = 'sent' AND sent_at < now() - make_interval(secs => ${retentionMs} / 1000.0)
+      ORDER BY sent_at
+      LIMIT ${limit}
+      FOR UPDATE SKIP LOCKED
+    )`;
+  return result.count;
+}
+
+export interface OutboxTenantStats {
+  pending: number;
+  dead: number;
+  /** Seconds since the oldest pending row was created; 0 when none waits. */
+  oldestPendingSeconds: number;
+}
+
+/** Per-tenant gauges for /metrics: pending and dead counts and the age of the oldest pending row. */
+export async function outboxStats(sql: Sql): Promise<Map<string, OutboxTenantStats>> {
+  const rows = await sql<{ tenant_id: string; pending: number; dead: number; oldest: number }[]>`
+    SELECT tenant_id,
+           count(*) FILTER (WHERE status = 'pending')::int AS pending,
+           count(*) FILTER (WHERE status = 'dead')::int AS dead,
+           coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'pending')), 0)::float8 AS oldest
+    FROM outbox WHERE status IN ('pending', 'dead')
+    GROUP BY tenant_id`;
+  return new Map(rows.map((r) => [r.tenant_id, { pending: r.pending, dead: r.dead, oldestPendingSeconds: r.oldest }]));
+}

@@ -1,0 +1,47 @@
+/**
+ * What a failed publish means for the records in it:
+ * - `fenced`: a newer owner of the partition took over; this instance must stop publishing it;
+ * - `record`: Kafka rejects these records for good (too large, invalid): retrying cannot help;
+ * - `topic`: the tenant's topic refuses writes (not authorized, not enough replicas, unknown):
+ *   the tenant's problem, counted by its breaker, retried with backoff;
+ * - `transient`: the cluster or the network failed: everyone's problem, nobody's fault.
+ */
+export type FailureKind = 'fenced' | 'record' | 'topic' | 'transient';
+
+const FENCED = new Set(['PRODUCER_FENCED', 'INVALID_PRODUCER_EPOCH', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED']);
+const RECORD = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_RECORD', 'CORRUPT_MESSAGE']);
+const TOPIC = new Set([
+  'TOPIC_AUTHORIZATION_FAILED',
+  'INVALID_TOPIC_EXCEPTION',
+  'UNKNOWN_TOPIC_OR_PARTITION',
+  'NOT_ENOUGH_REPLICAS',
+  'NOT_ENOUGH_REPLICAS_AFTER_APPEND',
+  'POLICY_VIOLATION',
+]);
+
+export function classifyFailure(err: unknown): FailureKind {
+  const codes = errorCodes(err);
+  if (codes.some((c) => FENCED.has(c))) return 'fenced';
+  if (codes.some((c) => RECORD.has(c))) return 'record';
+  if (codes.some((c) => TOPIC.has(c))) return 'topic';
+  return 'transient';
+}
+
+/** Kafka error codes (`apiId`s) anywhere in an error, its aggregated errors and its causes. */
+export function errorCodes(err: unknown, seen = new Set<unknown>()): string[] {
+  if (typeof err !== 'object' || err === null || seen.has(err)) return [];
+  seen.add(err);
+  const e = err as { apiId?: unknown; errors?: unknown; cause?: unknown };
+  const codes: string[] = [];
+  if (typeof e.apiId === 'string') codes.push(e.apiId);
+  if (Array.isArray(e.errors)) for (const inner of e.errors) codes.push(...errorCodes(inner, seen));
+  if (e.cause !== undefined) codes.push(...errorCodes(e.cause, seen));
+  return codes;
+}
+
+/** One line for logs and `last_error`: the Kafka codes when there are any, else the message. */
+export function describeKafkaError(err: unknown): string {
+  const codes = [...new Set(errorCodes(err))];
+  const message = err instanceof Error ? err.message : String(err);
+  return codes.length > 0 ? `${codes.join(', ')}: ${message}` : message;
+}

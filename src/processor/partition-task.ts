@@ -1,0 +1,251 @@
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import {
+  claimForTenants,
+  markDead,
+  markPublished,
+  pendingTenants,
+  recordFailure,
+  type ClaimedRow,
+  type PublishedRef,
+} from '../outbox/claims.ts';
+import type { Sql } from '../outbox/db.ts';
+import type { Tenants } from '../tenants.ts';
+import { backoffMs } from './backoff.ts';
+import { allocate, roundRobin, type Claimant } from './fair-share.ts';
+import { classifyFailure, describeKafkaError, type FailureKind } from './kafka-errors.ts';
+import type { PartitionProducer } from './publisher.ts';
+import type { TenantControls } from './tenant-controls.ts';
+import { Idle } from '../idle.ts';
+
+export interface PartitionTaskOptions {
+  partition: number;
+  sql: Sql;
+  producer: PartitionProducer;
+  /** exactly_once: the rows named by the partition's last committed progress record. */
+  lastCommitted?: () => Promise<PublishedRef[]>;
+  controls: TenantControls;
+  tenants: Tenants;
+  metrics: Metrics;
+  log: Logger;
+  batchSize: number;
+  pollMs: number;
+  maxAttempts: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  /** The task stopped because a newer owner fenced it. */
+  onFenced(partition: number): void;
+}
+
+const MAX_LOOP_BACKOFF_MS = 5_000;
+
+class Fenced extends Error {}
+
+/**
+ * One owned outbox partition, Kafka-Streams style: claims the partition's pending rows (tenants
+ * round-robin, each within its quota and breaker, each in id order), publishes them as one batch
+ * and marks them sent. In exactly_once a batch is one Kafka transaction with a progress record; on
+ * start the task fences the previous owner and marks sent what its last committed batch held.
+ */
+export class PartitionTask {
+  readonly partition: number;
+  #o: PartitionTaskOptions;
+  #abort = new AbortController();
+  #idle = new Idle(this.#abort.signal);
+  #loop: Promise<void> | undefined;
+  #lastTenant: string | undefined;
+  /** Committed to Kafka but not yet marked in Postgres: marked before anything else is claimed. */
+  #unmarked: PublishedRef[] = [];
+  #lastError: string | undefined;
+
+  constructor(opts: PartitionTaskOptions) {
+    this.partition = opts.partition;
+    this.#o = opts;
+  }
+
+  get lastError(): string | undefined {
+    return this.#lastError;
+  }
+
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  wake(): void {
+    this.#idle.wake();
+  }
+
+  /** Lets the batch in flight finish (committed, or aborted on failure), then closes the producer. */
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    const { log, partition } = this.#o;
+    let backoff = 0;
+    let failures = 0;
+    let recovered = false;
+    while (!this.#abort.signal.aborted) {
+      try {
+        if (!recovered) {
+          await this.#recover();
+          recovered = true;
+        }
+        if (this.#unmarked.length > 0) await this.#markUnmarked();
+        const published = await this.#step();
+        if (failures > 0) log.info('publishing resumed', { partition, after_failures: failures });
+        backoff = 0;
+        failures = 0;
+        this.#lastError = undefined;
+        if (published === 0) await this.#idle.wait(this.#o.pollMs);
+      } catch (err) {
+        if (err instanceof Fenced || classifyFailure(err) === 'fenced') {
+          log.warn('partition taken over by another owner; stopping its task', { partition });
+          this.#o.onFenced(partition);
+          break;
+        }
+        failures++;
+        this.#lastError = describeKafkaError(err);
+        // The first failure and then every tenth: an outage must not flood the log.
+        if (failures === 1 || failures % 10 === 0) {
+          log.warn('publish failed; rows stay pending', { partition, error: this.#lastError, failures });
+        }
+        this.#o.metrics.publishFailures.inc({ reason: err instanceof Error ? err.name : 'unknown' });
+        backoff = Math.min(MAX_LOOP_BACKOFF_MS, backoff === 0 ? 100 : backoff * 2);
+        await this.#idle.wait(backoffMs(1, backoff, backoff));
+      }
+    }
+    await this.#o.producer.close().catch(() => {});
+  }
+
+  async #recover(): Promise<void> {
+    await this.#o.producer.init();
+    if (this.#o.lastCommitted === undefined) return;
+    const refs = await this.#o.lastCommitted();
+    const marked = await markPublished(this.#o.sql, refs);
+    if (marked > 0) {
+      this.#o.log.info('marked sent what the previous owner committed to Kafka', { partition: this.partition, rows: marked });
+    }
+  }
+
+  async #markUnmarked(): Promise<void> {
+    await markPublished(this.#o.sql, this.#unmarked);
+    this.#unmarked = [];
+  }
+
+  /** One batch: returns how many rows were claimed (0 = nothing to do now). */
+  async #step(): Promise<number> {
+    const { sql, partition, controls, tenants, metrics, batchSize } = this.#o;
+    const waiting = await pendingTenants(sql, partition);
+    if (waiting.length === 0) return 0;
+    const claimants: Claimant[] = [];
+    for (const tenant of roundRobin(waiting, this.#lastTenant)) {
+      if (!controls.breaker(tenant).allows()) continue;
+      const tokens = controls.bucket(tenant).available();
+      if (tokens < 1) {
+        metrics.quotaThrottled.inc({ tenant: tenants.metricLabel(tenant) });
+        continue;
+      }
+      claimants.push({ tenant, tokens });
+    }
+    const grants = allocate(claimants, batchSize);
+    if (grants.size === 0) return 0;
+    const rows = await claimForTenants(sql, partition, grants);
+    if (rows.length === 0) return 0;
+    this.#lastTenant = [...grants.keys()].at(-1);
+    const perTenant = groupByTenant(rows);
+    for (const [tenant, mine] of perTenant) controls.bucket(tenant).take(mine.length);
+    await this.#publish(rows, perTenant);
+    return rows.length;
+  }
+
+  /**
+   * Publishes a batch. When Kafka refuses it for a reason that belongs to a tenant (its topic, its
+   * records), each tenant's rows are published on their own, so only the culprit is charged.
+   */
+  async #publish(rows: ClaimedRow[], perTenant: Map<string, ClaimedRow[]>): Promise<void> {
+    const kind = await this.#attempt(rows);
+    if (kind === undefined) return;
+    if (perTenant.size === 1) {
+      await this.#tenantFailed(rows, kind.err, kind.kind);
+      return;
+    }
+    for (const mine of perTenant.values()) {
+      const failed = await this.#attempt(mine);
+      if (failed !== undefined) await this.#tenantFailed(mine, failed.err, failed.kind);
+    }
+  }
+
+  /** Publishes and marks; a tenant-attributable failure is returned, anything else thrown. */
+  async #attempt(rows: ClaimedRow[]): Promise<{ kind: FailureKind; err: unknown } | undefined> {
+    const { metrics, producer, tenants, controls } = this.#o;
+    const started = performance.now();
+    try {
+      await producer.publish(rows);
+    } catch (err) {
+      const kind = classifyFailure(err);
+      metrics.transactions.inc({ result: 'aborted' });
+      if (kind === 'fenced') throw new Fenced(describeKafkaError(err), { cause: err });
+      if (kind === 'transient') throw err;
+      return { kind, err };
+    }
+    metrics.transactions.inc({ result: 'committed' });
+    metrics.publishLatency.observe((performance.now() - started) / 1000);
+    metrics.publishBatchSize.observe(rows.length);
+    const refs = rows.map((r) => ({ id: r.id, replays: r.replays }));
+    this.#unmarked = refs;
+    await this.#markUnmarked();
+    for (const [tenant, mine] of groupByTenant(rows)) {
+      controls.breaker(tenant).success();
+      metrics.published.inc({ tenant: tenants.metricLabel(tenant) }, mine.length);
+    }
+    return undefined;
+  }
+
+  /**
+   * A tenant's rows failed. Records Kafka refuses for good are found one by one and go dead at once;
+   * otherwise every row is retried later with backoff, dead once out of attempts.
+   */
+  async #tenantFailed(rows: ClaimedRow[], err: unknown, kind: FailureKind): Promise<void> {
+    const { sql, controls, metrics, tenants, log, maxAttempts, retryBaseMs, retryMaxMs } = this.#o;
+    const tenant = rows[0]?.tenant_id ?? '';
+    const label = tenants.metricLabel(tenant);
+    const error = describeKafkaError(err);
+    controls.breaker(tenant).failure();
+    if (kind === 'record') {
+      if (rows.length === 1) {
+        const dead = await markDead(sql, rows.map((r) => r.id), error);
+        metrics.dead.inc({ tenant: label }, dead);
+        log.warn('record rejected by Kafka for good; marked dead', { tenant, outbox_id: rows[0]?.id, error });
+        return;
+      }
+      for (const row of rows) {
+        if (!controls.breaker(tenant).allows()) return;
+        const failed = await this.#attempt([row]);
+        if (failed !== undefined) await this.#tenantFailed([row], failed.err, failed.kind);
+      }
+      return;
+    }
+    const dead = await recordFailure(
+      sql,
+      rows.map((r) => ({ id: r.id, delayMs: backoffMs(r.attempts + 1, retryBaseMs, retryMaxMs) })),
+      error,
+      maxAttempts,
+    );
+    metrics.publishRetries.inc({ tenant: label }, rows.length - dead.length);
+    metrics.dead.inc({ tenant: label }, dead.length);
+    log.warn('publish failed for a tenant; rows will be retried', { tenant, rows: rows.length, dead: dead.length, error });
+  }
+
+}
+
+function groupByTenant(rows: readonly ClaimedRow[]): Map<string, ClaimedRow[]> {
+  const groups = new Map<string, ClaimedRow[]>();
+  for (const row of rows) {
+    const group = groups.get(row.tenant_id);
+    if (group === undefined) groups.set(row.tenant_id, [row]);
+    else group.push(row);
+  }
+  return groups;
+}
