@@ -11,6 +11,7 @@ import { exportedSeriesNames, metricNamesIn } from '../support/promql.ts';
 const DASHBOARD = fileURLToPath(new URL('../../ops/grafana/dashboard.json', import.meta.url));
 const DATASOURCE = { type: 'prometheus', uid: '${datasource}' };
 
+const datasourceRef = z.object({ type: z.string(), uid: z.string() });
 const dashboardFile = z.object({
   uid: z.string().min(1),
   title: z.string().min(1),
@@ -30,8 +31,8 @@ const dashboardFile = z.object({
       type: z.string(),
       title: z.string(),
       gridPos: z.object({ h: z.number(), w: z.number(), x: z.number(), y: z.number() }),
-      datasource: z.object({ type: z.string(), uid: z.string() }).optional(),
-      targets: z.array(z.object({ refId: z.string(), expr: z.string(), datasource: z.object({ type: z.string(), uid: z.string() }) })).optional(),
+      datasource: datasourceRef.optional(),
+      targets: z.array(z.object({ refId: z.string(), expr: z.string(), datasource: datasourceRef })).optional(),
     }),
   ),
 });

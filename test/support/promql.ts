@@ -16,7 +16,10 @@ export function exportedSeriesNames(registry: Registry): Set<string> {
   return names;
 }
 
-const KEYWORDS = new Set(['and', 'or', 'unless', 'bool', 'offset', 'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'inf', 'nan']);
+const KEYWORDS = new Set([
+  'and', 'or', 'unless', 'bool', 'offset', 'inf', 'nan',
+  'by', 'without', 'on', 'ignoring', 'group_left', 'group_right',
+]);
 
 /**
  * The metric names a PromQL expression selects. A lexical scan, enough for the rules and panels kept
