@@ -48,6 +48,8 @@ export interface OutboxRow {
   traceparent: string | null;
   ingested_at: Date;
   attempts: number;
+  /** How often an operator re-queued the row; above 0 it is published with `replay: true`. */
+  replays: number;
 }
 
 /**
@@ -104,7 +106,7 @@ export async function insertRows(sql: Sql, rows: NewOutboxRow[]): Promise<Insert
 export async function claimPending(sql: Sql, limit: number): Promise<OutboxRow[]> {
   return sql<OutboxRow[]>`
     SELECT id::text, tenant_id, dedupe_key, partition, topic, payload, headers, request_id, traceparent,
-           ingested_at, attempts
+           ingested_at, attempts, replays
     FROM outbox
     WHERE status = 'pending'
       AND available_at <= now()

@@ -29,6 +29,7 @@ export function toKafkaMessage(row: OutboxRow) {
   };
   if (row.request_id !== null) headers.request_id = row.request_id;
   if (row.traceparent !== null) headers.traceparent = row.traceparent;
+  if (row.replays > 0) headers.replay = 'true';
   return { topic: row.topic, key: recordKey(row), value: JSON.stringify(row.payload), headers };
 }
 

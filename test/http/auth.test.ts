@@ -18,6 +18,7 @@ const dir = mkdtempSync(join(tmpdir(), 'sluice-auth-'));
 const logLines: string[] = [];
 const log = createLogger({ level: 'debug', write: (line) => logLines.push(line) });
 const metrics = createMetrics();
+let controls: TenantControls;
 let t: TestApp;
 let open: TestApp;
 
@@ -25,7 +26,7 @@ beforeAll(async () => {
   const file = join(dir, 'tenants.json');
   writeTenantsFile(file, { acme: { tokens: [ACME], topic: 'acme.events' }, beta: { tokens: [BETA] } });
   const tenants = new Tenants(loadTenantsFile(file), log);
-  const controls = new TenantControls(tenants, metrics, log);
+  controls = new TenantControls(tenants, metrics, log);
   t = await startTestApp((db) => ({
     log,
     metrics,
@@ -74,7 +75,7 @@ describe('ingest with a tenants file', () => {
       'b-1': ['beta', 'sluice.events'],
     });
     const rows = await t.db.sql`SELECT tenant_id, topic FROM outbox WHERE dedupe_key = 'a-1'`;
-    expect(rows).toEqual([{ tenant_id: 'acme', topic: 'acme.events' }]);
+    expect([...rows]).toEqual([{ tenant_id: 'acme', topic: 'acme.events' }]);
   });
 
   test('401 unauthorized with WWW-Authenticate for a missing, malformed, unknown or admin token', async () => {
@@ -224,6 +225,16 @@ describe('admin API at the HTTP layer', () => {
     const long = await admin('/tenants', { method: 'GET', headers: { Authorization: `Bearer ${'x'.repeat(3000)}` } });
     expect(long.status).toBe(431);
     expect(((await long.json()) as { error: { code: string } }).error.code).toBe('header_too_large');
+  });
+
+  test('a breaker reset closes an open breaker and answers the new state', async () => {
+    for (let i = 0; i < 3; i++) controls.breaker('beta').failure();
+    const before = (await (await admin('/tenants', { method: 'GET' })).json()) as { tenants: { tenant_id: string; breaker: string }[] };
+    expect(before.tenants.find((x) => x.tenant_id === 'beta')?.breaker).toBe('open');
+    const reset = await admin('/tenants/beta/breaker/reset');
+    expect(reset.status).toBe(200);
+    expect(await reset.json()).toEqual({ tenant_id: 'beta', breaker: 'closed', quota_tokens: 2000 });
+    expect(controls.snapshot('beta').breaker).toBe('closed');
   });
 
   test('every admin call is one audit line and counted by route and status', async () => {
