@@ -1,4 +1,5 @@
 import { Hono } from 'hono';
+import { SluiceError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Sql } from '../outbox/db.ts';
@@ -8,7 +9,6 @@ import type { TenantControls } from '../processor/tenant-controls.ts';
 import type { Tenants } from '../tenants.ts';
 import { readAdminBody, replayIdsSchema, replayTenantSchema } from './admin-bodies.ts';
 import { adminAudit, adminAuth, type AdminEnv } from './admin-middleware.ts';
-import { SluiceError } from '../errors.ts';
 import { tenantIdSchema } from './event-schema.ts';
 
 export interface AdminDeps {
