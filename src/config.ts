@@ -140,7 +140,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const e = parsed.data;
   if (e.SLUICE_TENANTS_FILE === undefined && !isLoopback(e.SLUICE_HOST)) {
     // Without a tenants file anyone who can reach the port may write as any tenant.
-    const message = `SLUICE_HOST ${e.SLUICE_HOST} is not a loopback address: sluice has no tenants file and runs open, which is only allowed on 127.0.0.1, ::1 or localhost`;
+    const message = `SLUICE_HOST ${e.SLUICE_HOST} is not a loopback address: without SLUICE_TENANTS_FILE sluice runs open (any client may write as any tenant), which is only allowed on 127.0.0.1, ::1 or localhost; set SLUICE_TENANTS_FILE to require bearer tokens`;
     throw new ConfigError(`invalid configuration: ${message}`, [{ path: 'SLUICE_HOST', message }]);
   }
   return {

@@ -105,6 +105,11 @@ export async function serve(config: Config, log: Logger): Promise<Running> {
       maxBodyBytes: config.http.maxBodyBytes,
       maxBatchLines: config.ingest.maxBatchLines,
       defaultTopic: config.kafka.topic,
+      tenants,
+      admin:
+        config.adminToken === undefined
+          ? undefined
+          : { token: config.adminToken, sql: db.sql, controls, wake: () => processor.wake() },
       draining: () => draining,
       readiness: async () => {
         const [outbox, kafka] = await Promise.all([

@@ -4,6 +4,7 @@ import { ConfigError, type ErrorDetail } from './errors.ts';
 import { tenantIdSchema } from './http/event-schema.ts';
 import type { Logger } from './log.ts';
 import { topicNameProblem } from './processor/topic-name.ts';
+import { TokenIndex } from './tenant-tokens.ts';
 
 export interface Quota {
   /** Records a second. */
@@ -111,6 +112,8 @@ export function loadTenantsFile(path: string): TenantsConfig {
       }),
     );
   }
+  const shared = sharedTokens(parsed.data.tenants);
+  if (shared.length > 0) return fail(shared.map((d) => ({ ...d, message: `SLUICE_TENANTS_FILE ${path}: ${d.message}` })));
   const defaults = merge(BUILT_IN_DEFAULTS, parsed.data.defaults ?? {}, undefined);
   const tenants = new Map<string, TenantPolicy & { tokens: string[] }>();
   for (const [id, t] of Object.entries(parsed.data.tenants)) {
@@ -119,18 +122,47 @@ export function loadTenantsFile(path: string): TenantsConfig {
   return { file: path, defaults, tenants };
 }
 
+/** A token must name exactly one tenant: one listed under two would make that tenant a guess. */
+function sharedTokens(tenants: Record<string, { tokens: string[] }>): ErrorDetail[] {
+  const owner = new Map<string, string>();
+  const problems: ErrorDetail[] = [];
+  for (const [id, { tokens }] of Object.entries(tenants)) {
+    tokens.forEach((token, i) => {
+      const first = owner.get(token);
+      if (first !== undefined && first !== id) {
+        const where = `tenants.${id}.tokens.${i}`;
+        problems.push({ path: `SLUICE_TENANTS_FILE:${where}`, message: `${where} is also a token of tenant ${first}` });
+      }
+      owner.set(token, first ?? id);
+    });
+  }
+  return problems;
+}
+
 /**
  * The tenants in force. Parts ask it for a tenant's policy each time they need one, so a reload
  * (SIGHUP) takes effect without restarting them.
  */
 export class Tenants {
   #config: TenantsConfig;
+  #tokens: TokenIndex;
   #log: Logger;
   #generation = 0;
 
   constructor(config: TenantsConfig, log: Logger) {
     this.#config = config;
+    this.#tokens = new TokenIndex(config.tenants);
     this.#log = log;
+  }
+
+  /** The tenant a bearer token belongs to, under the file in force; undefined for an unknown token. */
+  tenantOf(token: string): string | undefined {
+    return this.#tokens.tenantOf(token);
+  }
+
+  /** The tenants the file names, sorted. */
+  get configured(): string[] {
+    return [...this.#config.tenants.keys()].sort();
   }
 
   policy(tenantId: string): TenantPolicy {
@@ -162,7 +194,10 @@ export class Tenants {
     const file = this.#config.file;
     if (file === undefined) return false;
     try {
-      this.#config = loadTenantsFile(file);
+      const config = loadTenantsFile(file);
+      // Policies and tokens are swapped together: no request sees one file's tokens with another's.
+      this.#tokens = new TokenIndex(config.tenants);
+      this.#config = config;
       this.#generation++;
       this.#log.info('tenants file reloaded', { file, tenants: this.#config.tenants.size });
       return true;

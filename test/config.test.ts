@@ -40,6 +40,8 @@ describe('configuration', () => {
 
   test('refuses to run open (no tenants file) on a non-loopback address', () => {
     expect(errorsOf({ SLUICE_HOST: '0.0.0.0' })).toEqual(['SLUICE_HOST']);
+    expect(() => loadConfig({ SLUICE_HOST: '0.0.0.0' })).toThrow('set SLUICE_TENANTS_FILE to require bearer tokens');
+    expect(errorsOf({ SLUICE_HOST: '0.0.0.0', SLUICE_TENANTS_FILE: '/etc/sluice/tenants.json' })).toEqual([]);
     expect(errorsOf({ SLUICE_HOST: '127.0.0.2' })).toEqual([]);
     expect(errorsOf({ SLUICE_HOST: 'localhost' })).toEqual([]);
   });

@@ -4,7 +4,11 @@ import type { Envelope } from '../envelope.ts';
 import type { WriteResult } from '../ingest/write-path.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import type { Tenants } from '../tenants.ts';
+import { createAdminApp, type AdminDeps } from './admin-app.ts';
 import { errorResponse, statusOf } from './error-response.ts';
+import { checkHeaderLimits } from './header-limits.ts';
+import { authenticateIngest } from './ingest-auth.ts';
 import { mediaType, parseEvents, validTraceparent } from './parse-events.ts';
 import { readBody } from './read-body.ts';
 
@@ -19,7 +23,11 @@ export interface AppDeps {
   write(envelopes: Envelope[]): Promise<WriteResult[]>;
   maxBodyBytes: number;
   maxBatchLines: number;
+  /** SLUICE_KAFKA_TOPIC: the topic of events whose tenant has none of its own. */
   defaultTopic: string;
+  tenants: Tenants;
+  /** The admin API's parts; undefined (SLUICE_ADMIN_TOKEN unset) = every /admin path is 404. */
+  admin?: AdminDeps | undefined;
   /** Each component's readiness: journal, outbox, kafka. */
   readiness(): Promise<Record<string, ComponentState>>;
   /** True once shutdown began: new writes get 503 shutting_down. */
@@ -47,7 +55,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
     let tenant = 'unknown';
     let response: Response;
     try {
+      checkHeaderLimits(c.req.raw.headers);
       if (deps.draining()) throw new SluiceError('shutting_down', 'sluice is shutting down; retry on another node', { retryAfter: 1 });
+      const tokenTenant = authenticateIngest(c.req.raw.headers, deps.tenants);
+      tenant = tokenTenant ?? tenant;
       const format = mediaType(c.req.header('Content-Type') ?? null);
       if (format === undefined) {
         throw new SluiceError('unsupported_media_type', 'Content-Type must be application/json or application/x-ndjson', {
@@ -60,7 +71,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
         requestId,
         clientRequestId: requestId === clientRequestId,
         traceparent: validTraceparent(c.req.header('traceparent') ?? null),
-        defaultTopic: deps.defaultTopic,
+        tenant: tokenTenant,
+        topicFor: (t) => deps.tenants.policy(t).topic ?? deps.defaultTopic,
         maxBatchLines: deps.maxBatchLines,
       });
       tenant = singleTenant(envelopes);
@@ -82,6 +94,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     metrics.ingestLatency.observe({ status }, (performance.now() - started) / 1000);
     return response;
   });
+
+  if (deps.admin !== undefined) app.route('/admin', createAdminApp(deps.admin, { log, metrics, tenants: deps.tenants }));
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
 

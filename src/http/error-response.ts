@@ -11,6 +11,7 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   forbidden: 403,
   not_found: 404,
   payload_too_large: 413,
+  header_too_large: 431,
   unsupported_media_type: 415,
   quota_exceeded: 429,
   backlog_full: 429,
@@ -36,5 +37,6 @@ export function errorResponse(c: Context, err: unknown, log: Logger): Response {
   const body: { code: ErrorCode; message: string; details?: unknown } = { code: err.code, message: err.message };
   if (err.details !== undefined) body.details = err.details;
   if (err.retryAfter !== undefined) c.header('Retry-After', String(Math.max(1, Math.ceil(err.retryAfter))));
+  if (err.code === 'unauthorized') c.header('WWW-Authenticate', 'Bearer');
   return c.json({ error: body }, STATUS[err.code]);
 }

@@ -14,6 +14,7 @@ export const RESERVED_HEADERS = new Set([
 export const LIMITS = {
   tenantId: 128,
   dedupeKey: 256,
+  requestId: 256,
   headerCount: 32,
   headerName: 128,
   headerValue: 4096,

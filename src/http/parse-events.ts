@@ -1,7 +1,7 @@
 import type { Envelope } from '../envelope.ts';
 import { type ErrorDetail, SluiceError } from '../errors.ts';
 import { dedupeKeySchema, eventSchema, type EventBody } from './event-schema.ts';
-import { bodyClaims, headerClaims, resolveOpenTenant } from './tenant.ts';
+import { bodyClaims, claimMismatch, headerClaims, resolveOpenTenant, type TenantClaim } from './tenant.ts';
 
 export type BodyFormat = 'json' | 'ndjson';
 
@@ -11,8 +11,17 @@ export interface RequestContext {
   /** Whether the client sent X-Request-ID itself (only then may it serve as a dedupe key). */
   clientRequestId: boolean;
   traceparent: string | undefined;
-  defaultTopic: string;
+  /** The token's tenant in authenticated mode; undefined in open mode, where claims decide. */
+  tenant: string | undefined;
+  /** Topic for a tenant's events that name none. */
+  topicFor(tenant: string): string;
   maxBatchLines: number;
+}
+
+/** Bad lines, and lines claiming a tenant other than the token's: the batch fails with 400 or 403. */
+interface Problems {
+  invalid: ErrorDetail[];
+  forbidden: ErrorDetail[];
 }
 
 const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
@@ -41,7 +50,10 @@ export function parseEvents(body: Uint8Array, format: BodyFormat, ctx: RequestCo
     throw new SluiceError('invalid_json', 'request body is not valid UTF-8');
   }
   const headerTenants = headerClaims(ctx.headers);
+  const headerMismatch = ctx.tenant === undefined ? undefined : claimMismatch(ctx.tenant, headerTenants);
+  if (headerMismatch !== undefined) throw new SluiceError('forbidden', headerMismatch);
   const headerKey = idempotencyHeader(ctx);
+  const problems: Problems = { invalid: [], forbidden: [] };
   if (format === 'json') {
     let value: unknown;
     try {
@@ -49,14 +61,12 @@ export function parseEvents(body: Uint8Array, format: BodyFormat, ctx: RequestCo
     } catch (err) {
       throw new SluiceError('invalid_json', `request body is not valid JSON: ${(err as Error).message}`);
     }
-    const problems: ErrorDetail[] = [];
     const envelope = toEnvelope(value, undefined, headerKey, headerTenants, ctx, problems);
-    if (envelope === undefined) throw invalid('event is invalid', problems, false);
+    if (envelope === undefined) throw rejection('event is invalid', problems, false);
     return [envelope];
   }
   const lines = text.split('\n');
   const envelopes: Envelope[] = [];
-  const problems: ErrorDetail[] = [];
   let badJson = false;
   let count = 0;
   for (let i = 0; i < lines.length; i++) {
@@ -72,16 +82,15 @@ export function parseEvents(body: Uint8Array, format: BodyFormat, ctx: RequestCo
       value = JSON.parse(line);
     } catch (err) {
       badJson = true;
-      problems.push({ line: i + 1, message: `not valid JSON: ${(err as Error).message}` });
+      problems.invalid.push({ line: i + 1, message: `not valid JSON: ${(err as Error).message}` });
       continue;
     }
     const lineKey = headerKey === undefined ? undefined : `${headerKey}:${i + 1}`;
     const envelope = toEnvelope(value, i + 1, lineKey, headerTenants, ctx, problems);
     if (envelope !== undefined) envelopes.push(envelope);
   }
-  if (problems.length > 0) {
-    throw invalid(`${problems.length} invalid line(s) in batch; nothing was written`, problems, badJson);
-  }
+  const bad = problems.invalid.length + problems.forbidden.length;
+  if (bad > 0) throw rejection(`${bad} invalid line(s) in batch; nothing was written`, problems, badJson);
   if (envelopes.length === 0) throw new SluiceError('validation_failed', 'batch holds no events');
   return envelopes;
 }
@@ -90,28 +99,32 @@ function toEnvelope(
   value: unknown,
   line: number | undefined,
   fallbackKey: string | undefined,
-  headerTenants: ReturnType<typeof headerClaims>,
+  headerTenants: TenantClaim[],
   ctx: RequestContext,
-  problems: ErrorDetail[],
+  problems: Problems,
 ): Envelope | undefined {
   const parsed = eventSchema.safeParse(value);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const path = issue.path.map(String).join('.');
-      problems.push(withLine({ path: path.length > 0 ? path : '(root)', message: issue.message }, line));
+      problems.invalid.push(withLine({ path: path.length > 0 ? path : '(root)', message: issue.message }, line));
     }
     return undefined;
   }
   const event: EventBody = parsed.data;
-  const tenant = resolveOpenTenant([...headerTenants, ...bodyClaims(event)]);
+  const tenant = eventTenant(ctx.tenant, [...headerTenants, ...bodyClaims(event)]);
+  if ('forbidden' in tenant) {
+    problems.forbidden.push(withLine({ path: 'tenant_id', message: tenant.forbidden }, line));
+    return undefined;
+  }
   if ('error' in tenant) {
-    problems.push(withLine({ path: 'tenant_id', message: tenant.error }, line));
+    problems.invalid.push(withLine({ path: 'tenant_id', message: tenant.error }, line));
     return undefined;
   }
   const envelope: Envelope = {
     tenant_id: tenant.tenant,
     dedupe_key: event.dedupe_key ?? fallbackKey ?? Bun.randomUUIDv7(),
-    topic: event.topic ?? ctx.defaultTopic,
+    topic: event.topic ?? ctx.topicFor(tenant.tenant),
     request_id: ctx.requestId,
     headers: event.headers ?? {},
     payload: event.payload,
@@ -143,6 +156,21 @@ function withLine(detail: ErrorDetail, line: number | undefined): ErrorDetail {
   return line === undefined ? detail : { line, ...detail };
 }
 
-function invalid(message: string, details: ErrorDetail[], badJson: boolean): SluiceError {
-  return new SluiceError(badJson ? 'invalid_json' : 'validation_failed', message, { details });
+function eventTenant(
+  tokenTenant: string | undefined,
+  claims: TenantClaim[],
+): { tenant: string } | { error: string } | { forbidden: string } {
+  if (tokenTenant === undefined) return resolveOpenTenant(claims);
+  const mismatch = claimMismatch(tokenTenant, claims);
+  return mismatch === undefined ? { tenant: tokenTenant } : { forbidden: mismatch };
+}
+
+/** A claim of someone else's tenant outranks a malformed line: the client must learn it is refused. */
+function rejection(message: string, problems: Problems, badJson: boolean): SluiceError {
+  if (problems.forbidden.length > 0) {
+    return new SluiceError('forbidden', 'the request claims a tenant other than the token\'s; nothing was written', {
+      details: problems.forbidden,
+    });
+  }
+  return new SluiceError(badJson ? 'invalid_json' : 'validation_failed', message, { details: problems.invalid });
 }

@@ -1,9 +1,12 @@
 import { SluiceError } from '../errors.ts';
 
-/** Reads a request body, refusing (413) as soon as it passes `maxBytes`, declared or not. */
-export async function readBody(req: Request, maxBytes: number): Promise<Uint8Array> {
+/**
+ * Reads a request body, refusing (413) as soon as it passes `maxBytes`, declared or not. `limit`
+ * names where the limit comes from, for the error's details.
+ */
+export async function readBody(req: Request, maxBytes: number, limit = `SLUICE_MAX_BODY_BYTES=${maxBytes}`): Promise<Uint8Array> {
   const declared = req.headers.get('content-length');
-  if (declared !== null && Number(declared) > maxBytes) throw tooLarge(maxBytes);
+  if (declared !== null && Number(declared) > maxBytes) throw tooLarge(maxBytes, limit);
   if (req.body === null) return new Uint8Array(0);
   const chunks: Uint8Array[] = [];
   let total = 0;
@@ -14,7 +17,7 @@ export async function readBody(req: Request, maxBytes: number): Promise<Uint8Arr
     total += value.byteLength;
     if (total > maxBytes) {
       await reader.cancel().catch(() => {});
-      throw tooLarge(maxBytes);
+      throw tooLarge(maxBytes, limit);
     }
     chunks.push(value);
   }
@@ -28,8 +31,8 @@ export async function readBody(req: Request, maxBytes: number): Promise<Uint8Arr
   return body;
 }
 
-function tooLarge(maxBytes: number): SluiceError {
+function tooLarge(maxBytes: number, limit: string): SluiceError {
   return new SluiceError('payload_too_large', `request body exceeds ${maxBytes} bytes`, {
-    details: [{ message: `limit is SLUICE_MAX_BODY_BYTES=${maxBytes}` }],
+    details: [{ message: `limit is ${limit}` }],
   });
 }

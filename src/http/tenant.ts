@@ -48,3 +48,13 @@ export function resolveOpenTenant(claims: TenantClaim[]): { tenant: string } | {
   }
   return { tenant: first.tenant };
 }
+
+/**
+ * Authenticated mode: the tenant is the token's. Claims are optional, but one naming another tenant
+ * is refused (403) rather than ignored, so a misrouted client finds out.
+ */
+export function claimMismatch(tokenTenant: string, claims: TenantClaim[]): string | undefined {
+  const other = claims.find((c) => c.tenant !== tokenTenant);
+  if (other === undefined) return undefined;
+  return `${other.source} says "${other.tenant}", but the token belongs to "${tokenTenant}"`;
+}

@@ -2,9 +2,7 @@ import type { Sql } from './db.ts';
 import type { OutboxRow } from './repository.ts';
 
 /** A row the processor may publish now, with the replay count it was claimed at. */
-export interface ClaimedRow extends OutboxRow {
-  replays: number;
-}
+export type ClaimedRow = OutboxRow;
 
 /** What a committed batch held: the progress record names these, so a takeover can mark them sent. */
 export interface PublishedRef {

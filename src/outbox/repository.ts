@@ -48,6 +48,8 @@ export interface OutboxRow {
   traceparent: string | null;
   ingested_at: Date;
   attempts: number;
+  /** How often an operator re-queued the row; above 0 it is published with `replay: true`. */
+  replays: number;
 }
 
 /**

@@ -5,30 +5,7 @@ import { join } from 'node:path';
 import { testBrokers } from '../support/kafka.ts';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
 import { eventually } from '../support/sluice.ts';
-
-const CLI = join(import.meta.dir, '..', '..', 'src', 'cli.ts');
-
-/** Starts `sluice serve` as a real child process and resolves with its URL once it listens. */
-async function spawnSluice(env: Record<string, string>): Promise<{ proc: Bun.Subprocess<'ignore', 'ignore', 'pipe'>; url: string }> {
-  const proc = Bun.spawn({ cmd: ['bun', CLI, 'serve'], env: { ...process.env, ...env }, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' });
-  const decoder = new TextDecoder();
-  const reader = proc.stderr.getReader();
-  let buffer = '';
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    const m = /"msg":"sluice listening"[^\n]*"url":"([^"]+)"/.exec(buffer);
-    if (m?.[1] !== undefined) {
-      // Keep draining stderr so the child never blocks on a full pipe.
-      void (async () => {
-        while (!(await reader.read()).done);
-      })();
-      return { proc, url: m[1] };
-    }
-  }
-  throw new Error(`sluice exited before listening:\n${buffer}`);
-}
+import { spawnSluice } from '../support/spawn-sluice.ts';
 
 describe('kill -9 during fast_ack writes', () => {
   let db: TestDatabase;

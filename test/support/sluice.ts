@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config.ts';
+import type { Logger } from '../../src/log.ts';
 import { serve, type Running } from '../../src/serve.ts';
 import { quietLog } from './postgres.ts';
 
@@ -13,8 +14,11 @@ export interface TestSluice {
   stop(): Promise<void>;
 }
 
-/** A whole sluice (`serve`) in this process, on a random port, with its own journal and topic. */
-export async function startSluice(env: Record<string, string>): Promise<TestSluice> {
+/**
+ * A whole sluice (`serve`) in this process, on a random port, with its own journal and topic. Logs
+ * go to `opts.log` (errors only, discarded, by default).
+ */
+export async function startSluice(env: Record<string, string>, opts: { log?: Logger } = {}): Promise<TestSluice> {
   const journalDir = mkdtempSync(join(tmpdir(), 'sluice-e2e-'));
   const topic = `test.${Bun.randomUUIDv7()}`;
   const config = loadConfig({
@@ -27,7 +31,7 @@ export async function startSluice(env: Record<string, string>): Promise<TestSlui
     SLUICE_TRANSACTIONAL_ID_PREFIX: `test-${Bun.randomUUIDv7()}`,
     ...env,
   });
-  const running = await serve(config, quietLog);
+  const running = await serve(config, opts.log ?? quietLog);
   return {
     running,
     url: running.url,

@@ -1,0 +1,87 @@
+import { Hono } from 'hono';
+import { SluiceError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import type { Sql } from '../outbox/db.ts';
+import { requeueIds, requeueTenant } from '../outbox/replay-requeue.ts';
+import { statusCountsByTenant } from '../outbox/status-counts.ts';
+import type { TenantControls } from '../processor/tenant-controls.ts';
+import type { Tenants } from '../tenants.ts';
+import { readAdminBody, replayIdsSchema, replayTenantSchema } from './admin-bodies.ts';
+import { adminAudit, adminAuth, type AdminEnv } from './admin-middleware.ts';
+import { tenantIdSchema } from './event-schema.ts';
+
+export interface AdminDeps {
+  /** SLUICE_ADMIN_TOKEN. */
+  token: string;
+  sql: Sql;
+  controls: TenantControls;
+  /** Tells the processor that re-queued rows wait. */
+  wake(): void;
+}
+
+/** The admin API, mounted under /admin. */
+export function createAdminApp(deps: AdminDeps, shared: { log: Logger; metrics: Metrics; tenants: Tenants }): Hono<AdminEnv> {
+  const { sql, controls } = deps;
+  const { metrics, tenants } = shared;
+  const admin = new Hono<AdminEnv>();
+  admin.use('*', adminAudit(shared.log, metrics));
+  admin.use('*', adminAuth(deps.token));
+
+  admin.post('/outbox/replay', async function replayIds(c) {
+    const { ids } = await readAdminBody(c.req.raw, replayIdsSchema);
+    const unique = [...new Set(ids)];
+    const rows = await requeueIds(sql, unique);
+    const found = new Set(rows.map((r) => r.id));
+    const missing = unique.filter((id) => !found.has(id));
+    for (const r of rows) metrics.replayed.inc({ tenant: tenants.metricLabel(r.tenant_id), kind: 'ids' });
+    if (rows.length > 0) deps.wake();
+    c.set('audit', { requested: unique.length, requeued: rows.length, missing: missing.length });
+    return c.json({ requeued: rows.length, missing });
+  });
+
+  admin.post('/outbox/replay/tenant', async function replayTenant(c) {
+    const body = await readAdminBody(c.req.raw, replayTenantSchema);
+    const result = await requeueTenant(sql, {
+      tenantId: body.tenant_id,
+      since: body.since,
+      until: body.until,
+      statuses: body.status,
+      limit: body.limit,
+      dryRun: body.dry_run,
+    });
+    if (result.requeued > 0) {
+      metrics.replayed.inc({ tenant: tenants.metricLabel(body.tenant_id), kind: 'tenant' }, result.requeued);
+      deps.wake();
+    }
+    c.set('audit', { tenant_id: body.tenant_id, dry_run: body.dry_run, ...result });
+    return c.json(result);
+  });
+
+  admin.get('/tenants', async function listTenants(c) {
+    const counts = await statusCountsByTenant(sql);
+    const configured = new Set(tenants.configured);
+    const ids = [...new Set([...configured, ...counts.keys()])].sort();
+    const list = ids.map((id) => {
+      const { breaker, tokens } = controls.snapshot(id);
+      return { tenant_id: id, configured: configured.has(id), ...(counts.get(id) ?? { pending: 0, sent: 0, dead: 0 }), breaker, quota_tokens: tokens };
+    });
+    c.set('audit', { tenants: list.length });
+    return c.json({ tenants: list });
+  });
+
+  admin.post('/tenants/:id/breaker/reset', function resetBreaker(c) {
+    const parsed = tenantIdSchema.min(1).safeParse(c.req.param('id'));
+    if (!parsed.success) {
+      throw new SluiceError('validation_failed', 'not a valid tenant id', {
+        details: [{ path: 'id', message: parsed.error.issues[0]?.message ?? 'invalid' }],
+      });
+    }
+    controls.resetBreaker(parsed.data);
+    const { breaker, tokens } = controls.snapshot(parsed.data);
+    c.set('audit', { tenant_id: parsed.data, breaker });
+    return c.json({ tenant_id: parsed.data, breaker, quota_tokens: tokens });
+  });
+
+  return admin;
+}

@@ -1,0 +1,85 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { testBrokers } from '../support/kafka.ts';
+import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
+import { eventually, postEvent } from '../support/sluice.ts';
+import { spawnSluice, type SpawnedSluice } from '../support/spawn-sluice.ts';
+import { newToken, writeTenantsFile } from '../support/tenants.ts';
+
+const OLD = newToken('old');
+const NEW = newToken('new');
+
+describe('SIGHUP reloads the tenants file of a running sluice', () => {
+  let db: TestDatabase;
+  let dir: string;
+  let file: string;
+  let sluice: SpawnedSluice;
+
+  beforeAll(async () => {
+    db = await createTestDatabase({ migrate: false });
+    dir = mkdtempSync(join(tmpdir(), 'sluice-sighup-'));
+    file = join(dir, 'tenants.json');
+    writeTenantsFile(file, { acme: { tokens: [OLD] } });
+    sluice = await spawnSluice({
+      DATABASE_URL: db.url,
+      KAFKA_BROKERS: (await testBrokers()).join(','),
+      SLUICE_PORT: '0',
+      SLUICE_TENANTS_FILE: file,
+      SLUICE_JOURNAL_DIR: join(dir, 'journal'),
+      SLUICE_NODE_ID: 'sighup-node',
+      SLUICE_KAFKA_TOPIC: `sighup.${Bun.randomUUIDv7()}`,
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    sluice?.proc.kill('SIGTERM');
+    await sluice?.proc.exited;
+    await db?.drop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  let n = 0;
+  let accepted = 0;
+  /** One write with a fresh key: accepted (2xx) as which tenant, or refused with which status. */
+  async function write(token: string): Promise<{ tenant: string } | { refused: number }> {
+    const res = await postEvent(sluice.url, { dedupe_key: `k${++n}`, payload: { n } }, { Authorization: `Bearer ${token}` });
+    const body = (await res.json()) as { tenant_id?: string };
+    if (!res.ok || body.tenant_id === undefined) return { refused: res.status };
+    accepted++;
+    return { tenant: body.tenant_id };
+  }
+
+  const logged = (msg: string) => sluice.logLines().filter((l) => l.includes(`"msg":"${msg}"`)).map((l) => JSON.parse(l) as Record<string, unknown>);
+
+  test('a valid file adds a token at once; an invalid one is logged and the tokens in force stay', async () => {
+    expect(await write(OLD)).toEqual({ tenant: 'acme' });
+    expect(await write(NEW)).toEqual({ refused: 401 });
+
+    writeTenantsFile(file, { acme: { tokens: [OLD] }, beta: { tokens: [NEW] } });
+    sluice.proc.kill('SIGHUP');
+    await eventually(async () => 'tenant' in (await write(NEW)), 10_000, 'the new token accepted');
+    expect(await write(NEW)).toEqual({ tenant: 'beta' });
+    expect(logged('tenants file reloaded')).toEqual([expect.objectContaining({ level: 'info', file, tenants: 2 })]);
+
+    // A plain token pasted in by mistake (acme), a malformed digest and a bad quota (beta).
+    writeFileSync(file, JSON.stringify({ tenants: { acme: { tokens: [OLD] }, beta: { tokens: ['sha256:nothex'], quota: { rate: -1 } } } }));
+    sluice.proc.kill('SIGHUP');
+    await eventually(async () => logged('tenants file rejected; keeping the previous one').length === 1, 10_000, 'the rejection logged');
+    const [rejected] = logged('tenants file rejected; keeping the previous one');
+    expect(rejected).toMatchObject({ level: 'error', file });
+    expect(rejected?.errors).toEqual([
+      expect.stringContaining('tenants.acme.tokens.0 must be sha256:<64 lowercase hex digits>'),
+      expect.stringContaining('tenants.beta.tokens.0 must be sha256:<64 lowercase hex digits>'),
+      expect.stringContaining('tenants.beta.quota.rate must be greater than 0'),
+    ]);
+    expect(await write(OLD)).toEqual({ tenant: 'acme' });
+    expect(await write(NEW)).toEqual({ tenant: 'beta' });
+
+    const all = sluice.logLines().join('\n');
+    for (const token of [OLD, NEW]) expect(all).not.toContain(token);
+    const [rows] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox`;
+    expect(rows?.n).toBe(accepted);
+  }, 60_000);
+});

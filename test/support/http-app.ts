@@ -1,0 +1,104 @@
+import { expect } from 'bun:test';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createApp, type AppDeps } from '../../src/http/app.ts';
+import { RecentKeys } from '../../src/ingest/recent-keys.ts';
+import { WritePath } from '../../src/ingest/write-path.ts';
+import { JournalWriter } from '../../src/journal/writer.ts';
+import { createMetrics } from '../../src/metrics.ts';
+import { NO_TENANTS_FILE, Tenants } from '../../src/tenants.ts';
+import { createTestDatabase, quietLog, type TestDatabase } from './postgres.ts';
+
+export interface TestApp {
+  app: ReturnType<typeof createApp>;
+  db: TestDatabase;
+  journalDir: string;
+  /** Every line of the journal's plain segments, parsed. */
+  journalLines(): Record<string, unknown>[];
+  outboxCount(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/**
+ * The HTTP layer over a real sync write path (journal + outbox in a database of its own), served
+ * with `app.request` and no socket. `overrides` replaces any of the app's parts; as a function it is
+ * given the database, for parts that need it (the admin API).
+ */
+export async function startTestApp(
+  overrides: Partial<AppDeps> | ((db: TestDatabase) => Partial<AppDeps>) = {},
+): Promise<TestApp> {
+  const db = await createTestDatabase();
+  const deps = typeof overrides === 'function' ? overrides(db) : overrides;
+  const journalDir = mkdtempSync(join(tmpdir(), 'sluice-http-'));
+  const metrics = deps.metrics ?? createMetrics();
+  const log = deps.log ?? quietLog;
+  const journal = await JournalWriter.open({ dir: journalDir, nodeId: 'n1', segmentBytes: 1 << 20, log, metrics });
+  const writePath = new WritePath({
+    mode: 'sync',
+    nodeId: 'n1',
+    journal,
+    sql: db.sql,
+    partitions: 16,
+    maxBatch: 1000,
+    recentKeys: new RecentKeys(100),
+    log,
+  });
+  const app = createApp({
+    log,
+    metrics,
+    write: (e) => writePath.write(e),
+    maxBodyBytes: 4096,
+    maxBatchLines: 100,
+    defaultTopic: 'sluice.events',
+    tenants: new Tenants(NO_TENANTS_FILE, log),
+    draining: () => false,
+    readiness: async () => ({ journal: { ok: true } }),
+    ...deps,
+  });
+  return {
+    app,
+    db,
+    journalDir,
+    journalLines() {
+      const dir = join(journalDir, 'n1');
+      return readdirSync(dir)
+        .filter((f) => f.endsWith('.jsonl'))
+        .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n').filter((l) => l.length > 0))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    },
+    async outboxCount() {
+      const [r] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox`;
+      return r?.n ?? -1;
+    },
+    async close() {
+      await journal.close();
+      await db.drop();
+      rmSync(journalDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface RejectedBody {
+  message: string;
+  details?: unknown[];
+  headers: Headers;
+}
+
+/**
+ * Runs a request that must be rejected: checks its status and error code, the JSON error shape, and
+ * that neither the outbox nor the journal grew.
+ */
+export async function expectRejected(t: TestApp, res: Promise<Response>, status: number, code: string): Promise<RejectedBody> {
+  const rowsBefore = await t.outboxCount();
+  const linesBefore = t.journalLines().length;
+  const response = await res;
+  const body = (await response.json()) as { error: { code: string; message: string; details?: unknown[] } };
+  expect(response.status).toBe(status);
+  expect(response.headers.get('content-type')).toContain('application/json');
+  expect(body.error.code).toBe(code);
+  expect(typeof body.error.message).toBe('string');
+  expect(await t.outboxCount()).toBe(rowsBefore);
+  expect(t.journalLines().length).toBe(linesBefore);
+  return { ...body.error, headers: response.headers };
+}

@@ -1,0 +1,32 @@
+import { join } from 'node:path';
+
+const CLI = join(import.meta.dir, '..', '..', 'src', 'cli.ts');
+
+export interface SpawnedSluice {
+  proc: Bun.Subprocess<'ignore', 'ignore', 'pipe'>;
+  url: string;
+  /** Every log line the child wrote to stderr so far. */
+  logLines(): string[];
+}
+
+/** Starts `sluice serve` as a real child process and resolves once it logs "sluice listening". */
+export async function spawnSluice(env: Record<string, string>): Promise<SpawnedSluice> {
+  const proc = Bun.spawn({ cmd: ['bun', CLI, 'serve'], env: { ...process.env, ...env }, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' });
+  const decoder = new TextDecoder();
+  const reader = proc.stderr.getReader();
+  let buffer = '';
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    const m = /"msg":"sluice listening"[^\n]*"url":"([^"]+)"/.exec(buffer);
+    if (m?.[1] !== undefined) {
+      // Keep reading stderr, so the child never blocks on a full pipe and later lines can be checked.
+      void (async () => {
+        for (let r = await reader.read(); !r.done; r = await reader.read()) buffer += decoder.decode(r.value, { stream: true });
+      })();
+      return { proc, url: m[1], logLines: () => buffer.split('\n').filter((l) => l.length > 0) };
+    }
+  }
+  throw new Error(`sluice exited before listening:\n${buffer}`);
+}
