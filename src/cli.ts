@@ -4,12 +4,14 @@ import { createLogger, type Logger } from './log.ts';
 import { runJournalVerify, runReplay } from './journal/commands.ts';
 import { openDatabase } from './outbox/db.ts';
 import { migrate } from './outbox/migrate.ts';
+import { runProcessor } from './process.ts';
 import { serve, type Running } from './serve.ts';
 
 const USAGE = `usage: bun run sluice <command>
 
 commands:
   serve         ingest + processor in one process (what \`bun start\` runs)
+  process       a processor alone (needs DATABASE_URL and KAFKA_BROKERS): scale publishing out
   migrate       apply database migrations and exit
   kafka-local   run a single-node Apache Kafka broker in the foreground
   replay <globs...> [--tenant T] [--since ISO] [--until ISO] [--dry-run]
@@ -50,7 +52,9 @@ async function main(argv: string[]): Promise<number> {
   const log = createLogger({ level: config.logLevel, base: { node_id: config.nodeId } });
   switch (command) {
     case 'serve':
-      return runServe(config, log);
+      return runUntilSignal(() => serve(config, log), config, log);
+    case 'process':
+      return runUntilSignal(() => runProcessor(config, log), config, log);
     case 'migrate':
       return runMigrate(config, log);
     case 'replay':
@@ -61,10 +65,10 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function runServe(config: Config, log: Logger): Promise<number> {
+async function runUntilSignal(start: () => Promise<Running>, config: Config, log: Logger): Promise<number> {
   let running: Running;
   try {
-    running = await serve(config, log);
+    running = await start();
   } catch (err) {
     if (err instanceof ConfigError) {
       log.error('invalid configuration', { errors: err.details?.map((d) => d.message) });

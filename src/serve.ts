@@ -8,11 +8,10 @@ import type { Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
 import { openDatabase } from './outbox/db.ts';
 import { migrate } from './outbox/migrate.ts';
-import { outboxStats } from './outbox/claims.ts';
+import { OutboxGauges } from './outbox/outbox-gauges.ts';
 import { pendingByTenant } from './outbox/repository.ts';
 import { Backlog } from './ingest/backlog.ts';
-import { Processor } from './processor/processor.ts';
-import { createPublishing } from './processor/publisher.ts';
+import { startProcessing } from './processor/processing.ts';
 import { TenantControls } from './processor/tenant-controls.ts';
 import { loadTenantsFile, NO_TENANTS_FILE, Tenants } from './tenants.ts';
 
@@ -61,25 +60,10 @@ export async function serve(config: Config, log: Logger): Promise<Running> {
     closers.push({ name: 'database', close: () => db.close() });
     await migrate(db.sql, log);
 
-    const publishing = createPublishing({ ...config.kafka, ...config.processor, brokers });
-    closers.push({ name: 'kafka-producers', close: () => publishing.close() });
-
-    const processor = new Processor({
-      ...config.processor,
-      ...config.outbox,
-      sql: db.sql,
-      exclusive: db.kind === 'embedded',
-      brokers,
-      clientId: config.kafka.clientId,
-      publishing,
-      controls,
-      tenants,
-      log,
-      metrics,
-      partitions: config.partitions,
-    });
-    processor.start();
-    closers.push({ name: 'processor', close: () => processor.stop() });
+    const processing = startProcessing({ config, db, brokers, tenants, controls, metrics, log });
+    closers.push({ name: 'processor', close: () => processing.close() });
+    const { processor, publishing } = processing;
+    const gauges = new OutboxGauges(db.sql, tenants, metrics);
 
     const backlog = new Backlog({ pending: () => pendingByTenant(db.sql), tenants, metrics, log, refreshMs: 1_000 });
     await backlog.start();
@@ -90,7 +74,6 @@ export async function serve(config: Config, log: Logger): Promise<Running> {
     const { writePath, journal } = ingest;
 
     let draining = false;
-    const knownTenants = new Set<string>();
     const app = createApp({
       log,
       metrics,
@@ -99,7 +82,7 @@ export async function serve(config: Config, log: Logger): Promise<Running> {
         const results = await writePath.write(envelopes);
         for (const r of results) if (!r.duplicate) backlog.accepted(r.tenant_id, 1);
         // A tenant that wrote here reports pending 0 once drained, rather than vanishing from /metrics.
-        for (const r of results) knownTenants.add(r.tenant_id);
+        for (const r of results) gauges.saw(r.tenant_id);
         return results;
       },
       maxBodyBytes: config.http.maxBodyBytes,
@@ -124,23 +107,7 @@ export async function serve(config: Config, log: Logger): Promise<Running> {
         return states;
       },
       beforeScrape: async () => {
-        const stats = await outboxStats(db.sql);
-        for (const tenant of stats.keys()) knownTenants.add(tenant);
-        const byLabel = new Map<string, { pending: number; dead: number; oldest: number }>();
-        for (const tenant of knownTenants) {
-          const s = stats.get(tenant);
-          const label = tenants.metricLabel(tenant);
-          const sum = byLabel.get(label) ?? { pending: 0, dead: 0, oldest: 0 };
-          sum.pending += s?.pending ?? 0;
-          sum.dead += s?.dead ?? 0;
-          sum.oldest = Math.max(sum.oldest, s?.oldestPendingSeconds ?? 0);
-          byLabel.set(label, sum);
-        }
-        for (const [tenant, s] of byLabel) {
-          metrics.outboxPending.set({ tenant }, s.pending);
-          metrics.outboxDead.set({ tenant }, s.dead);
-          metrics.outboxOldestPending.set({ tenant }, s.oldest);
-        }
+        await gauges.refresh();
         metrics.forwarderLag.set(ingest.forwarderLag());
       },
     });

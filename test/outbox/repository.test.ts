@@ -8,7 +8,7 @@ import { migrate } from '../../src/outbox/migrate.ts';
 import { partitionOf } from '../../src/outbox/partition.ts';
 import { claimForTenants, markSent } from '../../src/outbox/claims.ts';
 import { insertRows, pendingByTenant, type NewOutboxRow } from '../../src/outbox/repository.ts';
-import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
+import { createTestDatabase, quietLog, waitSettled, type TestDatabase } from '../support/postgres.ts';
 
 function row(tenant: string, key: string, payload: Record<string, unknown> = { key }): NewOutboxRow {
   return {
@@ -95,6 +95,7 @@ for (const backend of backends) {
     test('claims pending rows in id order and no longer claims them once marked sent', async () => {
       const ids = (await insertRows(sql, Array.from({ length: 5 }, (_, i) => row('acme', `k${i}`)))).map((r) => r.id);
       const p = partitionOf('acme', 16);
+      await waitSettled(sql);
       const claimed = await claimForTenants(sql, p, new Map([['acme', 3]]));
       expect(claimed.map((c) => c.id)).toEqual(ids.slice(0, 3));
       expect(claimed[0]).toMatchObject({ tenant_id: 'acme', dedupe_key: 'k0', topic: 'events', payload: { key: 'k0' }, request_id: 'req-k0', traceparent: null });
@@ -136,6 +137,7 @@ describe('claim ordering on real postgres', () => {
       expect(await claim()).toEqual([]);
       release();
       await slow;
+      await waitSettled(db.sql);
       expect((await claim()).map((c) => c.dedupe_key)).toEqual(['early', 'late']);
     } finally {
       await other.end();

@@ -40,3 +40,19 @@ export async function createTestDatabase(opts: { migrate?: boolean } = {}): Prom
     },
   };
 }
+
+/**
+ * Waits until every outbox row is settled: its inserting transaction older than every transaction
+ * still running on the cluster. Other databases' transactions count too (the snapshot is cluster-wide),
+ * so a claim straight after an insert may rightly come back empty while anything else is running.
+ */
+export async function waitSettled(sql: Sql, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const [row] = await sql<{ settled: boolean }[]>`
+      SELECT coalesce(max(xid) < pg_snapshot_xmin(pg_current_snapshot()), true) AS settled FROM outbox`;
+    if (row?.settled === true) return;
+    if (Date.now() > deadline) throw new Error(`outbox rows not settled after ${timeoutMs} ms: a transaction is held open`);
+    await Bun.sleep(10);
+  }
+}

@@ -1,0 +1,47 @@
+import type { Metrics } from '../metrics.ts';
+import type { Tenants } from '../tenants.ts';
+import { outboxStats } from './claims.ts';
+import type { Sql } from './db.ts';
+
+/**
+ * Refreshes the per-tenant outbox gauges (pending, dead, oldest pending) before a scrape. Tenants
+ * seen once keep reporting 0 after they drained rather than vanishing; tenants outside the tenants
+ * file are summed into their folded label.
+ */
+export class OutboxGauges {
+  #sql: Sql;
+  #tenants: Tenants;
+  #metrics: Metrics;
+  #known = new Set<string>();
+
+  constructor(sql: Sql, tenants: Tenants, metrics: Metrics) {
+    this.#sql = sql;
+    this.#tenants = tenants;
+    this.#metrics = metrics;
+  }
+
+  /** A tenant that wrote here: reported from now on, with 0 once it has nothing waiting. */
+  saw(tenant: string): void {
+    this.#known.add(tenant);
+  }
+
+  async refresh(): Promise<void> {
+    const stats = await outboxStats(this.#sql);
+    for (const tenant of stats.keys()) this.#known.add(tenant);
+    const byLabel = new Map<string, { pending: number; dead: number; oldest: number }>();
+    for (const tenant of this.#known) {
+      const s = stats.get(tenant);
+      const label = this.#tenants.metricLabel(tenant);
+      const sum = byLabel.get(label) ?? { pending: 0, dead: 0, oldest: 0 };
+      sum.pending += s?.pending ?? 0;
+      sum.dead += s?.dead ?? 0;
+      sum.oldest = Math.max(sum.oldest, s?.oldestPendingSeconds ?? 0);
+      byLabel.set(label, sum);
+    }
+    for (const [tenant, s] of byLabel) {
+      this.#metrics.outboxPending.set({ tenant }, s.pending);
+      this.#metrics.outboxDead.set({ tenant }, s.dead);
+      this.#metrics.outboxOldestPending.set({ tenant }, s.oldest);
+    }
+  }
+}

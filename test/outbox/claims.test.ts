@@ -1,0 +1,100 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
+import {
+  claimForTenants,
+  deleteSent,
+  markDead,
+  markPublished,
+  markSent,
+  outboxStats,
+  pendingTenants,
+  recordFailure,
+} from '../../src/outbox/claims.ts';
+import { insertRows, type NewOutboxRow } from '../../src/outbox/repository.ts';
+import { createTestDatabase, waitSettled, type TestDatabase } from '../support/postgres.ts';
+
+const P = 3;
+
+function row(tenant: string, key: string): NewOutboxRow {
+  return {
+    tenant_id: tenant,
+    dedupe_key: key,
+    partition: P,
+    topic: 'events',
+    payload: { key },
+    headers: {},
+    request_id: `req-${key}`,
+    traceparent: undefined,
+    ingested_at: '2026-11-25T10:00:00.000Z',
+  };
+}
+
+describe('processor claims on real postgres', () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(() => db.drop());
+  beforeEach(async () => {
+    await db.sql`TRUNCATE outbox`;
+  });
+
+  async function insert(rows: NewOutboxRow[]): Promise<string[]> {
+    const ids = (await insertRows(db.sql, rows)).map((r) => r.id);
+    await waitSettled(db.sql);
+    return ids;
+  }
+
+  const keys = (rows: { dedupe_key: string }[]) => rows.map((r) => r.dedupe_key);
+
+  test('lists the tenants waiting in a partition and grants each its own prefix in id order', async () => {
+    await insert([row('b', 'b1'), row('a', 'a1'), row('b', 'b2'), row('a', 'a2'), row('c', 'c1'), { ...row('z', 'z1'), partition: 4 }]);
+    expect(await pendingTenants(db.sql, P)).toEqual(['a', 'b', 'c']);
+    const claimed = await claimForTenants(db.sql, P, new Map([['a', 1], ['b', 5]]));
+    expect(keys(claimed)).toEqual(['b1', 'a1', 'b2']);
+  });
+
+  test('a row waiting for its retry holds back its tenant\'s later rows, and only those', async () => {
+    const [a1] = await insert([row('a', 'a1'), row('a', 'a2'), row('b', 'b1')]);
+    await recordFailure(db.sql, [{ id: a1 ?? '', delayMs: 60_000 }], 'TOPIC_AUTHORIZATION_FAILED: no', 10);
+    expect(keys(await claimForTenants(db.sql, P, new Map([['a', 10], ['b', 10]])))).toEqual(['b1']);
+    const [stored] = await db.sql<{ attempts: number; last_error: string; status: string }[]>`
+      SELECT attempts, last_error, status FROM outbox WHERE id = ${a1 ?? ''}`;
+    expect(stored).toEqual({ attempts: 1, last_error: 'TOPIC_AUTHORIZATION_FAILED: no', status: 'pending' });
+  });
+
+  test('out of attempts, a row is dead; markDead kills at once; both are counted as dead', async () => {
+    const [a1, a2] = await insert([row('a', 'a1'), row('a', 'a2')]);
+    expect(await recordFailure(db.sql, [{ id: a1 ?? '', delayMs: 0 }], 'e1', 2)).toEqual([]);
+    expect(await recordFailure(db.sql, [{ id: a1 ?? '', delayMs: 0 }], 'e2', 2)).toEqual([a1 ?? '']);
+    expect(await markDead(db.sql, [a2 ?? ''], 'MESSAGE_TOO_LARGE: too big')).toBe(1);
+    const rows = await db.sql<{ status: string; last_error: string }[]>`SELECT status, last_error FROM outbox ORDER BY id`;
+    expect(rows).toEqual([
+      { status: 'dead', last_error: 'e2' },
+      { status: 'dead', last_error: 'MESSAGE_TOO_LARGE: too big' },
+    ]);
+    expect((await outboxStats(db.sql)).get('a')).toMatchObject({ pending: 0, dead: 2 });
+    expect(await pendingTenants(db.sql, P)).toEqual([]);
+  });
+
+  test('a progress record marks sent only rows not replayed since it was written', async () => {
+    const [a1, a2] = await insert([row('a', 'a1'), row('a', 'a2')]);
+    await db.sql`UPDATE outbox SET replays = 1 WHERE id = ${a2 ?? ''}`;
+    expect(await markPublished(db.sql, [{ id: a1 ?? '', replays: 0 }, { id: a2 ?? '', replays: 0 }])).toBe(1);
+    const rows = await db.sql<{ status: string }[]>`SELECT status FROM outbox ORDER BY id`;
+    expect(rows.map((r) => r.status)).toEqual(['sent', 'pending']);
+  });
+
+  test('retention deletes sent rows past their age in batches and keeps everything else', async () => {
+    const ids = await insert(Array.from({ length: 5 }, (_, i) => row('a', `k${i}`)));
+    await markSent(db.sql, ids.slice(0, 4));
+    await db.sql`UPDATE outbox SET sent_at = now() - interval '2 hours' WHERE id = ANY(${db.sql.array(ids.slice(0, 3))}::bigint[])`;
+    expect(await deleteSent(db.sql, 3_600_000, 2)).toBe(2);
+    expect(await deleteSent(db.sql, 3_600_000, 2)).toBe(1);
+    expect(await deleteSent(db.sql, 3_600_000, 2)).toBe(0);
+    const left = await db.sql<{ dedupe_key: string; status: string }[]>`SELECT dedupe_key, status FROM outbox ORDER BY id`;
+    expect(left).toEqual([
+      { dedupe_key: 'k3', status: 'sent' },
+      { dedupe_key: 'k4', status: 'pending' },
+    ]);
+  });
+});

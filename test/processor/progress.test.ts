@@ -1,0 +1,87 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { Producer, stringSerializers } from '@platformatic/kafka';
+import { classifyFailure } from '../../src/processor/kafka-errors.ts';
+import { decodeProgress, encodeProgress, ensureProgressTopic, progressKey, ProgressReader } from '../../src/processor/progress.ts';
+import { testBrokers } from '../support/kafka.ts';
+
+describe('progress record', () => {
+  test('encodes outbox ids with their replay counts and decodes them back', () => {
+    const refs = [
+      { id: '1', replays: 0 },
+      { id: '9007199254740993', replays: 2 },
+    ];
+    expect(encodeProgress(refs)).toBe('1.0,9007199254740993.2');
+    expect(decodeProgress(encodeProgress(refs))).toEqual(refs);
+    expect(decodeProgress('')).toEqual([]);
+    expect(() => decodeProgress('1.0,x')).toThrow('malformed progress record entry "x"');
+  });
+
+  test('keys carry the transactional id prefix, so deployments sharing a cluster never read each other', () => {
+    expect(progressKey('eu-west', 7)).toBe('eu-west-p7');
+  });
+
+  test('Kafka errors are classified by their codes, nested or not', () => {
+    const produce = Object.assign(new Error('Received response with error'), { apiId: 'MESSAGE_TOO_LARGE' });
+    expect(classifyFailure(new AggregateError([produce], 'Producing messages failed.'))).toBe('record');
+    expect(classifyFailure(Object.assign(new Error('x'), { apiId: 'PRODUCER_FENCED' }))).toBe('fenced');
+    expect(classifyFailure(new Error('x', { cause: Object.assign(new Error('y'), { apiId: 'TOPIC_AUTHORIZATION_FAILED' }) }))).toBe('topic');
+    expect(classifyFailure(new Error('connect ECONNREFUSED'))).toBe('transient');
+  });
+});
+
+describe('reading the last committed progress record from a real broker', () => {
+  let brokers: string[];
+  const topic = `progress.${Bun.randomUUIDv7()}`;
+  const prefix = `pr-${Bun.randomUUIDv7()}`;
+  let producer: Producer<string, string, string, string>;
+
+  beforeAll(async () => {
+    brokers = await testBrokers();
+    await ensureProgressTopic(brokers, topic, 4, 'test');
+    producer = new Producer<string, string, string, string>({
+      clientId: 'progress-test',
+      bootstrapBrokers: brokers,
+      idempotent: true,
+      transactionalId: `${prefix}-writer`,
+      serializers: stringSerializers,
+      retries: 20,
+      retryDelay: 10,
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await producer?.close();
+  });
+
+  async function write(partition: number, key: string, value: string, commit: boolean): Promise<void> {
+    const tx = await producer.beginTransaction();
+    await tx.send({ messages: [{ topic, partition, key, value }] });
+    if (commit) await tx.commit();
+    else await tx.abort();
+  }
+
+  test('the newest committed record wins; aborted ones and other prefixes are ignored', async () => {
+    await write(1, progressKey(prefix, 1), '1.0,2.0', true);
+    await write(1, progressKey(prefix, 1), '3.0,4.1', true);
+    await write(1, progressKey(prefix, 1), '5.0', false);
+    await write(1, progressKey('someone-else', 1), '99.0', true);
+    for (let i = 0; i < 30; i++) await write(2, progressKey('someone-else', 2), `${i}.0`, true);
+    await write(3, progressKey(prefix, 3), '7.0', true);
+    for (let i = 0; i < 40; i++) await write(3, progressKey('someone-else', 3), `${i}.0`, i % 2 === 0);
+
+    const reader = new ProgressReader(brokers, topic, prefix, 'test');
+    try {
+      const [p0, p1, p2, p3] = await Promise.all([0, 1, 2, 3].map((p) => reader.read(p)));
+      expect(p0).toEqual([]);
+      expect(p1).toEqual([
+        { id: '3', replays: 0 },
+        { id: '4', replays: 1 },
+      ]);
+      expect(p2).toEqual([]);
+      // Found past a window of 16 and one of 64 offsets of another deployment's records.
+      expect(p3).toEqual([{ id: '7', replays: 0 }]);
+    } finally {
+      await reader.close();
+    }
+  }, 60_000);
+});
