@@ -68,7 +68,7 @@ describe('processor claims on real postgres', () => {
     expect(await recordFailure(db.sql, [{ id: a1 ?? '', delayMs: 0 }], 'e2', 2)).toEqual([a1 ?? '']);
     expect(await markDead(db.sql, [a2 ?? ''], 'MESSAGE_TOO_LARGE: too big')).toBe(1);
     const rows = await db.sql<{ status: string; last_error: string }[]>`SELECT status, last_error FROM outbox ORDER BY id`;
-    expect(rows).toEqual([
+    expect([...rows]).toEqual([
       { status: 'dead', last_error: 'e2' },
       { status: 'dead', last_error: 'MESSAGE_TOO_LARGE: too big' },
     ]);
@@ -92,7 +92,7 @@ describe('processor claims on real postgres', () => {
     expect(await deleteSent(db.sql, 3_600_000, 2)).toBe(1);
     expect(await deleteSent(db.sql, 3_600_000, 2)).toBe(0);
     const left = await db.sql<{ dedupe_key: string; status: string }[]>`SELECT dedupe_key, status FROM outbox ORDER BY id`;
-    expect(left).toEqual([
+    expect([...left]).toEqual([
       { dedupe_key: 'k3', status: 'sent' },
       { dedupe_key: 'k4', status: 'pending' },
     ]);
