@@ -63,7 +63,7 @@ const envSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9._-]{1,200}$/, { error: 'must be 1-200 characters of A-Z a-z 0-9 . _ -' })
     .default('sluice'),
-  SLUICE_PROGRESS_TOPIC: z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, { error: 'is not a valid Kafka topic name' }).default('sluice.progress'),
+  SLUICE_PROGRESS_TOPIC: z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, { error: 'is not a valid Kafka topic name' }).optional(),
   SLUICE_MAX_ATTEMPTS: int(10, 1, 1000),
   SLUICE_RETRY_BASE_MS: int(500, 1, 3_600_000),
   SLUICE_RETRY_MAX_MS: int(60_000, 1, 86_400_000),
@@ -172,7 +172,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       pollMs: e.SLUICE_POLL_MS,
       guarantee: e.SLUICE_GUARANTEE,
       transactionalIdPrefix: e.SLUICE_TRANSACTIONAL_ID_PREFIX,
-      progressTopic: e.SLUICE_PROGRESS_TOPIC,
+      // One progress topic per deployment (per prefix): only this deployment's producers write to it.
+      progressTopic: e.SLUICE_PROGRESS_TOPIC ?? `${e.SLUICE_TRANSACTIONAL_ID_PREFIX}.progress`,
       maxAttempts: e.SLUICE_MAX_ATTEMPTS,
       retryBaseMs: e.SLUICE_RETRY_BASE_MS,
       retryMaxMs: e.SLUICE_RETRY_MAX_MS,

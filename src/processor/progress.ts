@@ -1,4 +1,5 @@
-import { Admin, Consumer, FetchIsolationLevels, MessagesStreamModes, stringDeserializers } from '@platformatic/kafka';
+import { Admin } from '@platformatic/kafka';
+import { CommittedReader } from '../kafka/committed-records.ts';
 import type { PublishedRef } from '../outbox/claims.ts';
 import { errorCodes } from './kafka-errors.ts';
 
@@ -63,12 +64,11 @@ export async function ensureProgressTopic(brokers: string[], topic: string, part
 }
 
 /**
- * Reads the last committed progress record of partitions with one long-lived read_committed
- * consumer. Calls made while a read is running are served together by the next one: a new owner
- * takes over many partitions at once, and one fetch over all of them beats one consumer each.
+ * Reads the last committed progress record of partitions. Calls made while a read is running are
+ * served together by the next one: a new owner takes over many partitions at once.
  */
 export class ProgressReader {
-  #consumer: Consumer<string, string, string, string>;
+  #reader: CommittedReader;
   #topic: string;
   #prefix: string;
   #queued = new Map<number, PromiseWithResolvers<PublishedRef[]>>();
@@ -77,17 +77,7 @@ export class ProgressReader {
   constructor(brokers: string[], topic: string, transactionalIdPrefix: string, clientId: string) {
     this.#topic = topic;
     this.#prefix = transactionalIdPrefix;
-    this.#consumer = new Consumer<string, string, string, string>({
-      clientId: `${clientId}-progress-reader`,
-      groupId: `${clientId}-progress-reader-${Bun.randomUUIDv7()}`,
-      bootstrapBrokers: brokers,
-      deserializers: stringDeserializers,
-      isolationLevel: FetchIsolationLevels.READ_COMMITTED,
-      autocommit: false,
-      maxWaitTime: 50,
-      retries: 3,
-      retryDelay: 200,
-    });
+    this.#reader = new CommittedReader(brokers, `${clientId}-progress-reader`);
   }
 
   /** The rows named by the last committed progress record of `partition`, or [] when there is none. */
@@ -103,18 +93,26 @@ export class ProgressReader {
 
   async close(): Promise<void> {
     await this.#running;
-    await this.#consumer.close(true);
+    await this.#reader.close();
   }
 
   async #drain(): Promise<void> {
-    // Let the other partitions acquired in the same rebalance queue up.
+    // Let the other partitions acquired in the same rebalance queue up for one offsets request.
     await Bun.sleep(5);
     while (this.#queued.size > 0) {
       const batch = new Map(this.#queued);
       this.#queued.clear();
       try {
-        const found = await this.#readLast([...batch.keys()]);
-        for (const [p, request] of batch) request.resolve(decodeProgress(found.get(p) ?? ''));
+        const ends = await this.#reader.endOffsets(this.#topic, [...batch.keys()]);
+        await Promise.all(
+          [...batch].map(async ([p, request]) => {
+            try {
+              request.resolve(decodeProgress((await this.#lastValue(p, ends.get(p) ?? 0n)) ?? ''));
+            } catch (err) {
+              request.reject(err);
+            }
+          }),
+        );
       } catch (err) {
         for (const request of batch.values()) request.reject(err);
       }
@@ -123,58 +121,18 @@ export class ProgressReader {
   }
 
   /**
-   * Reads backwards from each partition's last stable offset in growing windows: every transaction
-   * adds one progress record and one marker, so the newest committed record is normally within the
-   * last few offsets.
+   * Reads backwards from the end in growing windows: every transaction adds one progress record and
+   * one marker, so the newest committed record is normally within the last few offsets.
    */
-  async #readLast(partitions: number[]): Promise<Map<number, string>> {
-    const topic = this.#topic;
-    const offsets = await this.#consumer.listOffsets({
-      topics: [topic],
-      partitions: { [topic]: partitions },
-      isolationLevel: FetchIsolationLevels.READ_COMMITTED,
-    });
-    const stable = new Map(partitions.map((p) => [p, offsets.get(topic)?.[p] ?? 0n]));
-    const found = new Map<number, string>();
-    let open = partitions.filter((p) => (stable.get(p) ?? 0n) > 0n);
-    for (let window = 16n; open.length > 0; window *= 4n) {
-      const ranges = open.map((p) => {
-        const to = stable.get(p) ?? 0n;
-        return { partition: p, from: to > window ? to - window : 0n, to };
-      });
-      const last = await this.#lastValues(ranges);
-      for (const [p, value] of last) found.set(p, value);
-      open = ranges.filter((r) => !last.has(r.partition) && r.from > 0n).map((r) => r.partition);
+  async #lastValue(partition: number, end: bigint): Promise<string | undefined> {
+    const key = progressKey(this.#prefix, partition);
+    for (let window = 16n; end > 0n; window *= 4n) {
+      const from = end > window ? end - window : 0n;
+      const mine = (await this.#reader.read(this.#topic, partition, from, end)).filter((r) => r.key === key);
+      const last = mine.at(-1);
+      if (last !== undefined) return last.value ?? '';
+      if (from === 0n) return undefined;
     }
-    return found;
-  }
-
-  async #lastValues(ranges: { partition: number; from: bigint; to: bigint }[]): Promise<Map<number, string>> {
-    const topic = this.#topic;
-    const stream = await this.#consumer.consume({
-      topics: [topic],
-      mode: MessagesStreamModes.MANUAL,
-      offsets: ranges.map((r) => ({ topic, partition: r.partition, offset: r.from })),
-      isolationLevel: FetchIsolationLevels.READ_COMMITTED,
-      maxWaitTime: 50,
-    });
-    // Aborted records and transaction markers are never delivered, so a partition is done when the
-    // stream's next fetch offset reaches its last stable offset, not when a record at `to - 1` arrives.
-    const done = (): boolean => ranges.every((r) => (stream.offsetsToFetch.get(`${topic}:${r.partition}`) ?? 0n) >= r.to);
-    const timer = setInterval(() => {
-      if (done()) void stream.close();
-    }, 10);
-    const last = new Map<number, string>();
-    const wanted = new Map(ranges.map((r) => [r.partition, r]));
-    try {
-      for await (const m of stream) {
-        const range = wanted.get(m.partition);
-        if (range !== undefined && m.offset < range.to && m.key === progressKey(this.#prefix, m.partition)) last.set(m.partition, m.value);
-      }
-    } finally {
-      clearInterval(timer);
-      await stream.close().catch(() => {});
-    }
-    return last;
+    return undefined;
   }
 }

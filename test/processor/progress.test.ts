@@ -61,6 +61,11 @@ describe('reading the last committed progress record from a real broker', () => 
   }
 
   test('the newest committed record wins; aborted ones and other prefixes are ignored', async () => {
+    // Several aborted transactions of one producer in one fetch: the case @platformatic/kafka's
+    // read_committed stream lets through.
+    await write(0, progressKey(prefix, 0), '10.0', true);
+    await write(0, progressKey(prefix, 0), '11.0', false);
+    await write(0, progressKey(prefix, 0), '12.0', false);
     await write(1, progressKey(prefix, 1), '1.0,2.0', true);
     await write(1, progressKey(prefix, 1), '3.0,4.1', true);
     await write(1, progressKey(prefix, 1), '5.0', false);
@@ -72,7 +77,7 @@ describe('reading the last committed progress record from a real broker', () => 
     const reader = new ProgressReader(brokers, topic, prefix, 'test');
     try {
       const [p0, p1, p2, p3] = await Promise.all([0, 1, 2, 3].map((p) => reader.read(p)));
-      expect(p0).toEqual([]);
+      expect(p0).toEqual([{ id: '10', replays: 0 }]);
       expect(p1).toEqual([
         { id: '3', replays: 0 },
         { id: '4', replays: 1 },

@@ -1,4 +1,4 @@
-import { Consumer, FetchIsolationLevels, MessagesStreamModes, stringDeserializers } from '@platformatic/kafka';
+import { CommittedReader } from '../../src/kafka/committed-records.ts';
 import { startLocalBroker, type LocalBroker } from '../../src/kafka/local-broker.ts';
 
 let shared: Promise<LocalBroker> | undefined;
@@ -31,58 +31,43 @@ export interface ConsumedRecord {
 }
 
 /**
- * Reads a topic from the beginning with a real read_committed consumer until `expected` records have
- * arrived, then keeps listening for `graceMs` more so that a duplicate would be seen too.
+ * Reads every committed record of a topic (read_committed semantics, each transaction decided by its
+ * marker; see src/kafka/committed-records.ts for why not the client's stream) until `expected`
+ * records are there, then once more after `graceMs`, so that a duplicate arriving late is seen too.
  */
 export async function readTopic(
   brokers: string[],
   topic: string,
   opts: { expected: number; timeoutMs?: number; graceMs?: number },
 ): Promise<ConsumedRecord[]> {
-  const consumer = new Consumer<string, string, string, string>({
-    clientId: 'sluice-test-reader',
-    groupId: `sluice-test-${Bun.randomUUIDv7()}`,
-    bootstrapBrokers: brokers,
-    deserializers: stringDeserializers,
-    isolationLevel: FetchIsolationLevels.READ_COMMITTED,
-    autocommit: false,
-    maxWaitTime: 200,
-  });
-  const records: ConsumedRecord[] = [];
+  const reader = new CommittedReader(brokers, 'sluice-test-reader');
   const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
-  const stream = await consumeWhenCreated(consumer, topic, deadline);
-  let stopAt = deadline;
-  const timer = setInterval(() => {
-    if (Date.now() >= stopAt) void stream.close();
-  }, 50);
   try {
-    for await (const m of stream) {
-      records.push({
-        topic: m.topic,
-        partition: m.partition,
-        offset: m.offset,
-        key: m.key,
-        value: m.value,
-        headers: Object.fromEntries(m.headers),
-      });
-      if (records.length >= opts.expected) stopAt = Math.min(stopAt, Date.now() + (opts.graceMs ?? 1_000));
-    }
-  } finally {
-    clearInterval(timer);
-    await stream.close().catch(() => {});
-    await consumer.close(true);
-  }
-  return records;
-}
-
-/** The topic is created by the first publish, which may not have happened yet: wait for it. */
-async function consumeWhenCreated(consumer: Consumer<string, string, string, string>, topic: string, deadline: number) {
-  for (;;) {
-    try {
-      return await consumer.consume({ topics: [topic], mode: MessagesStreamModes.EARLIEST });
-    } catch (err) {
-      if (!/Unknown topic/.test((err as Error).message) || Date.now() > deadline) throw err;
+    for (;;) {
+      const records = await readAll(reader, topic);
+      if (records.length >= opts.expected) {
+        await Bun.sleep(opts.graceMs ?? 1_000);
+        return await readAll(reader, topic);
+      }
+      if (Date.now() > deadline) return records;
       await Bun.sleep(100);
     }
+  } finally {
+    await reader.close();
   }
+}
+
+async function readAll(reader: CommittedReader, topic: string): Promise<ConsumedRecord[]> {
+  // The topic is created by the first publish, which may not have happened yet.
+  const count = await reader.partitionCount(topic).catch(() => 0);
+  const partitions = Array.from({ length: count }, (_, p) => p);
+  if (partitions.length === 0) return [];
+  const ends = await reader.endOffsets(topic, partitions);
+  const all: ConsumedRecord[] = [];
+  for (const p of partitions) {
+    for (const r of await reader.read(topic, p, 0n, ends.get(p) ?? 0n)) {
+      all.push({ topic, partition: p, offset: r.offset, key: r.key ?? '', value: r.value ?? '', headers: r.headers });
+    }
+  }
+  return all;
 }

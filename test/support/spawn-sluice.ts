@@ -9,9 +9,9 @@ export interface SpawnedSluice {
   logLines(): string[];
 }
 
-/** Starts `sluice serve` as a real child process and resolves once it logs "sluice listening". */
-export async function spawnSluice(env: Record<string, string>): Promise<SpawnedSluice> {
-  const proc = Bun.spawn({ cmd: ['bun', CLI, 'serve'], env: { ...process.env, ...env }, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' });
+/** Starts `sluice serve` (or `process`) as a real child process and resolves once it logs its URL. */
+export async function spawnSluice(env: Record<string, string>, command: 'serve' | 'process' = 'serve'): Promise<SpawnedSluice> {
+  const proc = Bun.spawn({ cmd: ['bun', CLI, command], env: { ...process.env, ...env }, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' });
   const decoder = new TextDecoder();
   const reader = proc.stderr.getReader();
   let buffer = '';
@@ -19,7 +19,7 @@ export async function spawnSluice(env: Record<string, string>): Promise<SpawnedS
     const { done, value } = await reader.read();
     if (done) break;
     buffer += decoder.decode(value, { stream: true });
-    const m = /"msg":"sluice listening"[^\n]*"url":"([^"]+)"/.exec(buffer);
+    const m = /"msg":"sluice (?:listening|processor running)"[^\n]*"url":"([^"]+)"/.exec(buffer);
     if (m?.[1] !== undefined) {
       // Keep reading stderr, so the child never blocks on a full pipe and later lines can be checked.
       void (async () => {

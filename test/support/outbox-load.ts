@@ -1,0 +1,55 @@
+import { expect } from 'bun:test';
+import { Admin } from '@platformatic/kafka';
+import { partitionOf } from '../../src/outbox/partition.ts';
+import { insertRows, type NewOutboxRow } from '../../src/outbox/repository.ts';
+import type { ConsumedRecord } from './kafka.ts';
+import type { TestDatabase } from './postgres.ts';
+
+/** Each tenant's records must reach Kafka in outbox id order (the topic has one partition). */
+export function assertExactlyOnceInOrder(records: ConsumedRecord[], expected: number): void {
+  const keys = new Set(records.map((r) => r.key));
+  expect(records.length).toBe(expected);
+  expect(keys.size).toBe(expected);
+  const last = new Map<string, bigint>();
+  const outOfOrder: string[] = [];
+  for (const r of records) {
+    const tenant = r.headers.tenant_id ?? '';
+    const id = BigInt(r.headers.outbox_id ?? '0');
+    if ((last.get(tenant) ?? -1n) >= id) outOfOrder.push(`${tenant}: ${id} after ${last.get(tenant)}`);
+    last.set(tenant, id);
+  }
+  expect(outOfOrder).toEqual([]);
+}
+
+/** Fills the outbox directly, as ingest would have: `records` rows spread round-robin over `tenants`. */
+export async function fillOutbox(
+  db: TestDatabase,
+  opts: { topic: string; records: number; tenants: number; partitions: number },
+): Promise<void> {
+  const { topic, records, tenants } = opts;
+  const rows: NewOutboxRow[] = Array.from({ length: records }, (_, i) => {
+    const tenant = `tenant-${i % tenants}`;
+    return {
+      tenant_id: tenant,
+      dedupe_key: `k${i}`,
+      partition: partitionOf(tenant, opts.partitions),
+      topic,
+      payload: { i, pad: 'x'.repeat(100) },
+      headers: { source: 'fill' },
+      request_id: `r${i}`,
+      traceparent: undefined,
+      ingested_at: new Date().toISOString(),
+    };
+  });
+  for (let i = 0; i < rows.length; i += 2_000) await insertRows(db.sql, rows.slice(i, i + 2_000));
+}
+
+/** A topic with one partition, so a consumer sees each tenant's records in publication order. */
+export async function createTopic(brokers: string[], topic: string): Promise<void> {
+  const admin = new Admin({ clientId: 'test-admin', bootstrapBrokers: brokers });
+  try {
+    await admin.createTopics({ topics: [topic], partitions: 1, replicas: 1 });
+  } finally {
+    await admin.close();
+  }
+}
