@@ -212,14 +212,15 @@ export class PartitionTask {
     const tenant = rows[0]?.tenant_id ?? '';
     const label = tenants.metricLabel(tenant);
     const error = describeKafkaError(err);
-    controls.breaker(tenant).failure();
     if (kind === 'record') {
       if (rows.length === 1) {
+        controls.breaker(tenant).failure();
         const dead = await markDead(sql, rows.map((r) => r.id), error);
         metrics.dead.inc({ tenant: label }, dead);
         log.warn('record rejected by Kafka for good; marked dead', { tenant, outbox_id: rows[0]?.id, error });
         return;
       }
+      // Which records? Each is tried alone; only those verdicts count for the breaker.
       for (const row of rows) {
         if (!controls.breaker(tenant).allows()) return;
         const failed = await this.#attempt([row]);
@@ -227,6 +228,7 @@ export class PartitionTask {
       }
       return;
     }
+    controls.breaker(tenant).failure();
     const dead = await recordFailure(
       sql,
       rows.map((r) => ({ id: r.id, delayMs: backoffMs(r.attempts + 1, retryBaseMs, retryMaxMs) })),

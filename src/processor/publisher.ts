@@ -86,10 +86,36 @@ function newProducer(opts: PublishingOptions, transactionalId: string | undefine
   });
 }
 
+/**
+ * A producer that is replaced after a failed send. The client counts a sequence number for every
+ * record it tried, also for batches the broker refused (MESSAGE_TOO_LARGE, say); the next send to
+ * that partition then fails with OUT_OF_ORDER_SEQUENCE_NUMBER forever. A new producer (for a
+ * transactional id: the same id, next epoch) starts its sequences afresh.
+ */
+class ProducerSlot {
+  #make: () => Producer<string, string, string, string>;
+  #current: Producer<string, string, string, string> | undefined;
+
+  constructor(make: () => Producer<string, string, string, string>) {
+    this.#make = make;
+  }
+
+  get(): Producer<string, string, string, string> {
+    this.#current ??= this.#make();
+    return this.#current;
+  }
+
+  async replace(): Promise<void> {
+    const old = this.#current;
+    this.#current = undefined;
+    await old?.close().catch(() => {});
+  }
+}
+
 export function createPublishing(opts: PublishingOptions): Publishing {
   // at_least_once: one idempotent producer shared by every partition. Also the metadata probe.
-  const shared = newProducer(opts, undefined);
-  const owned = new Set<Producer<string, string, string, string>>();
+  const shared = new ProducerSlot(() => newProducer(opts, undefined));
+  const slots = new Set<ProducerSlot>([shared]);
   let closed: Promise<void> | undefined;
   return {
     guarantee: opts.guarantee,
@@ -98,14 +124,20 @@ export function createPublishing(opts: PublishingOptions): Publishing {
         return {
           init: async () => {},
           async publish(rows) {
-            // One send: the client has no linger, so each send is one request per leader.
-            if (rows.length > 0) await shared.send({ messages: rows.map(toKafkaMessage) });
+            if (rows.length === 0) return;
+            try {
+              // One send: the client has no linger, so each send is one request per leader.
+              await shared.get().send({ messages: rows.map(toKafkaMessage) });
+            } catch (err) {
+              await shared.replace();
+              throw err;
+            }
           },
           close: async () => {},
         };
       }
-      const producer = newProducer(opts, `${opts.transactionalIdPrefix}-p${partition}`);
-      owned.add(producer);
+      const slot = new ProducerSlot(() => newProducer(opts, `${opts.transactionalIdPrefix}-p${partition}`));
+      slots.add(slot);
       const progress = (rows: readonly ClaimedRow[]): Message => ({
         topic: opts.progressTopic,
         partition,
@@ -115,37 +147,41 @@ export function createPublishing(opts: PublishingOptions): Publishing {
       return {
         async init() {
           // Beginning a transaction runs InitProducerId; nothing is sent, so there is nothing to end.
-          const tx = await producer.beginTransaction();
+          const tx = await slot.get().beginTransaction();
           await tx.cancel();
         },
         async publish(rows) {
           if (rows.length === 0) return;
-          const tx = await producer.beginTransaction();
+          const tx = await slot.get().beginTransaction();
           try {
             await tx.send({ messages: [...rows.map(toKafkaMessage), progress(rows)] });
             await tx.commit();
           } catch (err) {
             // A fenced producer cannot abort; the new owner already aborted this transaction.
             await tx.abort().catch(() => tx.cancel().catch(() => {}));
+            await slot.replace();
             throw err;
           }
         },
         async close() {
-          owned.delete(producer);
-          await producer.close();
+          slots.delete(slot);
+          await slot.replace();
         },
       };
     },
     async reachable(timeoutMs) {
-      const probe = shared.metadata({ topics: [], forceUpdate: true }).then(
-        () => true,
-        () => false,
-      );
+      const probe = shared
+        .get()
+        .metadata({ topics: [], forceUpdate: true })
+        .then(
+          () => true,
+          () => false,
+        );
       const timeout = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), timeoutMs).unref());
       return Promise.race([probe, timeout]);
     },
     close() {
-      closed ??= Promise.allSettled([shared.close(), ...[...owned].map((p) => p.close())]).then(() => {});
+      closed ??= Promise.allSettled([...slots].map((s) => s.replace())).then(() => {});
       return closed;
     },
   };

@@ -1,0 +1,162 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { Admin, ConfigResourceTypes } from '@platformatic/kafka';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sha256 } from '../../src/tenant-tokens.ts';
+import { testBrokers } from '../support/kafka.ts';
+import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
+import { eventually, startSluice, type TestSluice } from '../support/sluice.ts';
+
+/**
+ * Every tenant shares one outbox partition (SLUICE_PARTITIONS=1), the hardest case for isolation:
+ * one processor task serves them all.
+ */
+describe('one tenant failing or bursting does not stall the others', () => {
+  let db: TestDatabase;
+  let brokers: string[];
+  let sluice: TestSluice;
+  let dir: string;
+  const tinyTopic = `tiny.${Bun.randomUUIDv7()}`;
+  const token = (tenant: string) => `token-${tenant}-secret`;
+
+  beforeAll(async () => {
+    db = await createTestDatabase({ migrate: false });
+    brokers = await testBrokers();
+    dir = mkdtempSync(join(tmpdir(), 'sluice-isolation-'));
+    const admin = new Admin({ clientId: 'test-admin', bootstrapBrokers: brokers });
+    try {
+      // Every record of the tenant "bad" is too large for its topic.
+      await admin.createTopics({ topics: [tinyTopic], partitions: 1, replicas: 1, configs: [{ name: 'max.message.bytes', value: '600' }] });
+    } finally {
+      await admin.close();
+    }
+    const entry = (tenant: string, extra: Record<string, unknown> = {}) => ({ tokens: [`sha256:${sha256(token(tenant)).toString('hex')}`], ...extra });
+    writeFileSync(
+      join(dir, 'tenants.json'),
+      JSON.stringify({
+        tenants: {
+          good: entry('good'),
+          quiet: entry('quiet'),
+          bad: entry('bad', { topic: tinyTopic, breaker: { failure_threshold: 3, reset_ms: 2_000 } }),
+          loud: entry('loud', { quota: { rate: 20, burst: 20 } }),
+          slow: entry('slow', { quota: { rate: 0.5, burst: 1 }, max_pending: 5 }),
+        },
+      }),
+    );
+    sluice = await startSluice({
+      DATABASE_URL: db.url,
+      KAFKA_BROKERS: brokers.join(','),
+      SLUICE_TENANTS_FILE: join(dir, 'tenants.json'),
+      SLUICE_PARTITIONS: '1',
+      SLUICE_RETRY_BASE_MS: '100',
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    await sluice?.stop();
+    await db?.drop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function post(tenant: string, body: unknown): Promise<Response> {
+    return fetch(`${sluice.url}/v1/events`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token(tenant)}` },
+      body: JSON.stringify(body),
+    });
+  }
+
+  function postBatch(tenant: string, events: unknown[]): Promise<Response> {
+    return fetch(`${sluice.url}/v1/events`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-ndjson', Authorization: `Bearer ${token(tenant)}` },
+      body: events.map((e) => JSON.stringify(e)).join('\n'),
+    });
+  }
+
+  async function statuses(tenant: string): Promise<Record<string, number>> {
+    const rows = await db.sql<{ status: string; n: number }[]>`
+      SELECT status, count(*)::int AS n FROM outbox WHERE tenant_id = ${tenant} GROUP BY status`;
+    return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+  }
+
+  async function breakerState(tenant: string): Promise<number | undefined> {
+    const text = await (await fetch(`${sluice.url}/metrics`)).text();
+    const m = new RegExp(`^sluice_breaker_state\\{tenant="${tenant}"\\} (\\d)`, 'm').exec(text);
+    return m?.[1] === undefined ? undefined : Number(m[1]);
+  }
+
+  test('a tenant whose records Kafka refuses: its breaker opens, the others keep flowing, and it recovers', async () => {
+    const big = { blob: 'x'.repeat(2_000) };
+    expect((await postBatch('bad', Array.from({ length: 6 }, (_, i) => ({ dedupe_key: `bad-${i}`, payload: big })))).status).toBe(202);
+    const goodKeys: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      expect((await post('good', { dedupe_key: `good-${i}`, payload: { i } })).status).toBe(202);
+      goodKeys.push(`good-${i}`);
+      await Bun.sleep(50);
+    }
+    // Rejected for good: dead at once, each a failure for the breaker; three open it and the
+    // rest of the tenant's rows wait instead of being tried.
+    await eventually(async () => (await breakerState('bad')) === 1, 10_000, 'breaker of "bad" open');
+    expect(await statuses('bad')).toEqual({ dead: 3, pending: 3 });
+    const [deadRow] = await db.sql<{ last_error: string }[]>`SELECT last_error FROM outbox WHERE tenant_id = 'bad' AND status = 'dead' LIMIT 1`;
+    expect(deadRow?.last_error).toContain('MESSAGE_TOO_LARGE');
+
+    await eventually(async () => (await statuses('good')).sent === 20, 10_000, 'every "good" record sent');
+    const lag = await db.sql<{ ms: number }[]>`
+      SELECT extract(epoch FROM sent_at - created_at)::float8 * 1000 AS ms FROM outbox WHERE tenant_id = 'good'`;
+    expect(Math.max(...lag.map((r) => r.ms))).toBeLessThan(1_000);
+    expect(await breakerState('good')).toBe(0);
+
+    // The failure is removed; after reset_ms the next batch is the probe, and it closes the breaker.
+    const admin = new Admin({ clientId: 'test-admin', bootstrapBrokers: brokers });
+    try {
+      await admin.alterConfigs({
+        resources: [{ resourceType: ConfigResourceTypes.TOPIC, resourceName: tinyTopic, configs: [{ name: 'max.message.bytes', value: '1048576' }] }],
+      });
+    } finally {
+      await admin.close();
+    }
+    await eventually(async () => (await statuses('bad')).sent === 3, 15_000, 'the waiting "bad" records published');
+    expect(await breakerState('bad')).toBe(0);
+    expect(await statuses('bad')).toEqual({ dead: 3, sent: 3 });
+  }, 60_000);
+
+  test('a tenant bursting 10x its quota is throttled to it, and a quiet tenant is not delayed', async () => {
+    const burst = Array.from({ length: 200 }, (_, i) => ({ dedupe_key: `loud-${i}`, payload: { i } }));
+    expect((await postBatch('loud', burst)).status).toBe(202);
+    const started = Date.now();
+    await Bun.sleep(300);
+    expect((await post('quiet', { dedupe_key: 'q', payload: { hello: 'world' } })).status).toBe(202);
+    await eventually(async () => (await statuses('quiet')).sent === 1, 5_000, 'the quiet record sent');
+    const [quiet] = await db.sql<{ ms: number }[]>`
+      SELECT extract(epoch FROM sent_at - created_at)::float8 * 1000 AS ms FROM outbox WHERE tenant_id = 'quiet'`;
+    expect(quiet?.ms ?? Infinity).toBeLessThan(500);
+
+    await Bun.sleep(2_000);
+    const elapsed = (Date.now() - started) / 1000;
+    const sent = (await statuses('loud')).sent ?? 0;
+    // burst 20 at once, then 20 a second.
+    expect(sent).toBeGreaterThanOrEqual(20);
+    expect(sent).toBeLessThanOrEqual(20 + Math.ceil(20 * elapsed) + 5);
+    expect((await statuses('loud')).pending).toBe(200 - sent);
+  }, 30_000);
+
+  test('past max_pending a tenant gets 429 backlog_full with Retry-After; other tenants do not', async () => {
+    const answers: Response[] = [];
+    for (let i = 0; i < 8; i++) answers.push(await post('slow', { dedupe_key: `slow-${i}`, payload: { i } }));
+    const accepted = answers.filter((r) => r.status === 202).length;
+    const refused = answers.filter((r) => r.status === 429);
+    expect(refused.length).toBeGreaterThan(0);
+    const [first] = refused;
+    expect(Number(first?.headers.get('Retry-After'))).toBeGreaterThanOrEqual(1);
+    const body = (await first?.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('backlog_full');
+    expect(body.error.message).toContain('max_pending of 5');
+    // Nothing was written for a refused request.
+    const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox WHERE tenant_id = 'slow'`;
+    expect(row?.n).toBe(accepted);
+    expect((await post('good', { dedupe_key: 'still-fine', payload: {} })).status).toBe(202);
+  }, 30_000);
+});
