@@ -1,6 +1,6 @@
 import type { Envelope } from '../envelope.ts';
 import { type ErrorDetail, SluiceError } from '../errors.ts';
-import { dedupeKeySchema, eventSchema, type EventBody } from './event-schema.ts';
+import { dedupeKeySchema, eventSchema, eventShapeSchema, mayHoldUnstorable, type EventBody } from './event-schema.ts';
 import { bodyClaims, headerClaims, resolveOpenTenant } from './tenant.ts';
 
 export type BodyFormat = 'json' | 'ndjson';
@@ -42,6 +42,7 @@ export function parseEvents(body: Uint8Array, format: BodyFormat, ctx: RequestCo
   }
   const headerTenants = headerClaims(ctx.headers);
   const headerKey = idempotencyHeader(ctx);
+  const schema = mayHoldUnstorable(text) ? eventSchema : eventShapeSchema;
   if (format === 'json') {
     let value: unknown;
     try {
@@ -50,7 +51,7 @@ export function parseEvents(body: Uint8Array, format: BodyFormat, ctx: RequestCo
       throw new SluiceError('invalid_json', `request body is not valid JSON: ${(err as Error).message}`);
     }
     const problems: ErrorDetail[] = [];
-    const envelope = toEnvelope(value, undefined, headerKey, headerTenants, ctx, problems);
+    const envelope = toEnvelope(schema, value, undefined, headerKey, headerTenants, ctx, problems);
     if (envelope === undefined) throw invalid('event is invalid', problems, false);
     return [envelope];
   }
@@ -76,7 +77,7 @@ export function parseEvents(body: Uint8Array, format: BodyFormat, ctx: RequestCo
       continue;
     }
     const lineKey = headerKey === undefined ? undefined : `${headerKey}:${i + 1}`;
-    const envelope = toEnvelope(value, i + 1, lineKey, headerTenants, ctx, problems);
+    const envelope = toEnvelope(schema, value, i + 1, lineKey, headerTenants, ctx, problems);
     if (envelope !== undefined) envelopes.push(envelope);
   }
   if (problems.length > 0) {
@@ -87,6 +88,7 @@ export function parseEvents(body: Uint8Array, format: BodyFormat, ctx: RequestCo
 }
 
 function toEnvelope(
+  schema: typeof eventShapeSchema,
   value: unknown,
   line: number | undefined,
   fallbackKey: string | undefined,
@@ -94,7 +96,7 @@ function toEnvelope(
   ctx: RequestContext,
   problems: ErrorDetail[],
 ): Envelope | undefined {
-  const parsed = eventSchema.safeParse(value);
+  const parsed = schema.safeParse(value);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const path = issue.path.map(String).join('.');
