@@ -31,8 +31,10 @@ export async function freshDatabase(): Promise<BenchDatabase> {
     url: url.toString(),
     sql,
     async reset() {
+      // No ANALYZE here: statistics of an empty table make the planner pick a bitmap scan of every
+      // pending row for the processor's claim once the table fills (93 ms against 16 ms per claim at
+      // 200k pending rows). After TRUNCATE it sizes the table from its pages, as in a long-running sluice.
       await sql`TRUNCATE outbox`;
-      await sql`VACUUM ANALYZE outbox`;
     },
     close: () => sql.end({ timeout: 5 }),
   };

@@ -238,4 +238,6 @@ async function main(): Promise<number> {
   return 0;
 }
 
+// Ctrl-C: exit through process.exit so the children (broker, sluice, servers) are killed by their exit hooks.
+process.once('SIGINT', () => process.exit(130));
 process.exit(await main());
