@@ -1,6 +1,6 @@
 import type { Envelope } from '../envelope.ts';
 import { type ErrorDetail, SluiceError } from '../errors.ts';
-import { dedupeKeySchema, eventSchema, type EventBody } from './event-schema.ts';
+import { dedupeKeySchema, eventSchema, eventShapeSchema, mayHoldUnstorable, type EventBody } from './event-schema.ts';
 import { bodyClaims, claimMismatch, headerClaims, resolveOpenTenant, type TenantClaim } from './tenant.ts';
 
 export type BodyFormat = 'json' | 'ndjson';
@@ -54,6 +54,7 @@ export function parseEvents(body: Uint8Array, format: BodyFormat, ctx: RequestCo
   if (headerMismatch !== undefined) throw new SluiceError('forbidden', headerMismatch);
   const headerKey = idempotencyHeader(ctx);
   const problems: Problems = { invalid: [], forbidden: [] };
+  const schema = mayHoldUnstorable(text) ? eventSchema : eventShapeSchema;
   if (format === 'json') {
     let value: unknown;
     try {
@@ -61,7 +62,7 @@ export function parseEvents(body: Uint8Array, format: BodyFormat, ctx: RequestCo
     } catch (err) {
       throw new SluiceError('invalid_json', `request body is not valid JSON: ${(err as Error).message}`);
     }
-    const envelope = toEnvelope(value, undefined, headerKey, headerTenants, ctx, problems);
+    const envelope = toEnvelope(schema, value, undefined, headerKey, headerTenants, ctx, problems);
     if (envelope === undefined) throw rejection('event is invalid', problems, false);
     return [envelope];
   }
@@ -86,7 +87,7 @@ export function parseEvents(body: Uint8Array, format: BodyFormat, ctx: RequestCo
       continue;
     }
     const lineKey = headerKey === undefined ? undefined : `${headerKey}:${i + 1}`;
-    const envelope = toEnvelope(value, i + 1, lineKey, headerTenants, ctx, problems);
+    const envelope = toEnvelope(schema, value, i + 1, lineKey, headerTenants, ctx, problems);
     if (envelope !== undefined) envelopes.push(envelope);
   }
   const bad = problems.invalid.length + problems.forbidden.length;
@@ -96,6 +97,7 @@ export function parseEvents(body: Uint8Array, format: BodyFormat, ctx: RequestCo
 }
 
 function toEnvelope(
+  schema: typeof eventShapeSchema,
   value: unknown,
   line: number | undefined,
   fallbackKey: string | undefined,
@@ -103,7 +105,7 @@ function toEnvelope(
   ctx: RequestContext,
   problems: Problems,
 ): Envelope | undefined {
-  const parsed = eventSchema.safeParse(value);
+  const parsed = schema.safeParse(value);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const path = issue.path.map(String).join('.');

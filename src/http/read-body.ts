@@ -7,6 +7,10 @@ import { SluiceError } from '../errors.ts';
 export async function readBody(req: Request, maxBytes: number, limit = `SLUICE_MAX_BODY_BYTES=${maxBytes}`): Promise<Uint8Array> {
   const declared = req.headers.get('content-length');
   if (declared !== null && Number(declared) > maxBytes) throw tooLarge(maxBytes, limit);
+  // A declared length bounds the body (HTTP framing ends it there), so it is read in one call: the
+  // chunk-by-chunk stream below cost ~10% of the CPU of a single-event ingest. Touching `req.body`
+  // first would build that stream anyway.
+  if (declared !== null) return req.bytes();
   if (req.body === null) return new Uint8Array(0);
   const chunks: Uint8Array[] = [];
   let total = 0;

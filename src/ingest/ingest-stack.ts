@@ -75,8 +75,7 @@ export async function startIngestStack(opts: {
   if (config.writeMode !== 'sync') {
     let backlog = 0;
     await fwd.scan((e) => {
-      recentKeys.reserve(e.tenant_id, e.dedupe_key, Promise.resolve(`${config.nodeId}:${e.seq}`));
-      recentKeys.journaled(e.tenant_id, e.dedupe_key, e.seq);
+      recentKeys.journaled(e.tenant_id, e.dedupe_key, e.seq, `${config.nodeId}:${e.seq}`);
       backlog++;
     });
     if (backlog > 0) log.info('unforwarded journal records indexed for dedupe', { records: backlog });

@@ -176,15 +176,12 @@ export class WritePath {
     const ids = new Promise<(string | null)[]>((resolve, reject) => {
       settle = { resolve, reject };
     });
+    // Awaited only if a repeat arrives; a failure reaches that repeat, not the unhandled-rejection hook.
+    ids.catch(() => {});
     for (const e of envelopes) {
-      const original = recentKeys.lookup(e.tenant_id, e.dedupe_key);
+      const original = recentKeys.claim(e.tenant_id, e.dedupe_key, { ids, index: fresh.length });
       originals.push(original);
-      if (original !== undefined) continue;
-      const index = fresh.push(e) - 1;
-      const id = ids.then((all) => all[index] ?? null);
-      // Awaited only if a repeat arrives; a failure reaches that repeat, not the unhandled-rejection hook.
-      id.catch(() => {});
-      recentKeys.reserve(e.tenant_id, e.dedupe_key, id);
+      if (original === undefined) fresh.push(e);
     }
 
     const journaled = this.#journalAhead(fresh, settle);
@@ -196,13 +193,13 @@ export class WritePath {
       this.#trackBackground(journaled);
     }
     let next = 0;
-    return Promise.all(
-      envelopes.map(async (e, i) => {
-        const original = originals[i];
-        const id = original === undefined ? (freshIds[next++] ?? null) : mode === 'fast_ack' ? await original : null;
-        return { id, tenant_id: e.tenant_id, dedupe_key: e.dedupe_key, duplicate: original !== undefined, durability };
-      }),
-    );
+    const results: WriteResult[] = [];
+    for (const [i, e] of envelopes.entries()) {
+      const original = originals[i];
+      const id = original === undefined ? (freshIds[next++] ?? null) : mode === 'fast_ack' ? await original : null;
+      results.push({ id, tenant_id: e.tenant_id, dedupe_key: e.dedupe_key, duplicate: original !== undefined, durability });
+    }
+    return results;
   }
 
   /** Appends fresh writes to the journal; in background mode retries until it succeeds or sluice stops. */
@@ -221,8 +218,8 @@ export class WritePath {
       for (;;) {
         try {
           const entries = await journal.append(fresh);
-          for (const e of entries) recentKeys.journaled(e.tenant_id, e.dedupe_key, e.seq);
           const ids = entries.map((e) => `${nodeId}:${e.seq}`);
+          entries.forEach((e, i) => recentKeys.journaled(e.tenant_id, e.dedupe_key, e.seq, ids[i] ?? ''));
           settle.resolve(ids);
           return ids;
         } catch (err) {

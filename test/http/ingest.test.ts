@@ -121,6 +121,15 @@ describe('POST /v1/events', () => {
     expect(err.details).toEqual([{ path: 'payload.a.b', message: 'must be valid Unicode without NUL characters' }]);
   });
 
+  test('400 for a lone surrogate escape in an NDJSON line, whose keys are checked too; a surrogate pair is fine', async () => {
+    const lines = [
+      JSON.stringify({ dedupe_key: 'pair-ok', payload: { s: '\ud83d\ude00' } }),
+      '{"payload":{"k":{"\\udc00":1}}}',
+    ].join('\n');
+    const err = await rejected(post(lines, { 'Content-Type': 'application/x-ndjson' }), 400, 'validation_failed');
+    expect(err.details).toEqual([{ line: 2, path: 'payload.k.\udc00', message: 'must be valid Unicode without NUL characters' }]);
+  });
+
   test('400 when no tenant is claimed, or claims disagree', async () => {
     const none = await rejected(
       Promise.resolve(app.request('/v1/events', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ payload: {} }) })),

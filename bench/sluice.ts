@@ -1,0 +1,55 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { WriteMode } from '../src/ingest/write-path.ts';
+import { startServer, type ServerProcess } from './server-process.ts';
+
+const ROOT = resolve(import.meta.dir, '..');
+
+export interface SluiceSettings {
+  databaseUrl: string;
+  brokers: string[];
+  tenantsFile: string;
+  topic: string;
+  mode: WriteMode;
+  guarantee: 'exactly_once' | 'at_least_once';
+  /** Where its journal and log go; a fresh journal directory is made inside. */
+  workDir: string;
+}
+
+/**
+ * `bun src/cli.ts serve` as a child process of its own (so its VmHWM is its own peak), on a free
+ * loopback port, with a fresh journal. Every other SLUICE_* variable of the caller is dropped, so a
+ * developer's shell settings cannot change the figures.
+ */
+export async function startSluice(s: SluiceSettings): Promise<ServerProcess> {
+  const journalDir = mkdtempSync(join(s.workDir, 'journal-'));
+  const inherited = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('SLUICE_') && k !== 'DATABASE_URL' && k !== 'KAFKA_BROKERS'),
+  );
+  const server = await startServer({
+    cmd: ['bun', 'src/cli.ts', 'serve'],
+    cwd: ROOT,
+    logPath: join(s.workDir, `sluice-${s.topic}.log`),
+    ready: /"msg":"sluice listening".*?"url":"([^"]+)"/,
+    env: {
+      ...inherited,
+      DATABASE_URL: s.databaseUrl,
+      KAFKA_BROKERS: s.brokers.join(','),
+      SLUICE_HOST: '127.0.0.1',
+      SLUICE_PORT: '0',
+      SLUICE_NODE_ID: 'bench',
+      SLUICE_JOURNAL_DIR: journalDir,
+      SLUICE_WRITE_MODE: s.mode,
+      SLUICE_GUARANTEE: s.guarantee,
+      SLUICE_KAFKA_TOPIC: s.topic,
+      SLUICE_TENANTS_FILE: s.tenantsFile,
+    },
+  });
+  return {
+    ...server,
+    async stop(graceMs) {
+      await server.stop(graceMs);
+      rmSync(journalDir, { recursive: true, force: true });
+    },
+  };
+}
