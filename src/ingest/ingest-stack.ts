@@ -43,7 +43,10 @@ export async function startIngestStack(opts: {
     onSegmentClosed: () => maintenance?.kick(),
   });
   const recentKeys = new RecentKeys(config.forwarder.recentKeys);
+  const unforwarded = (): number => Math.max(0, journal.nextSeq - 1 - (forwarder?.checkpoint.seq ?? 0));
   const writePath = new WritePath({
+    unforwarded,
+    maxUnforwarded: config.forwarder.maxUnforwarded,
     mode: config.writeMode,
     nodeId: config.nodeId,
     journal,
@@ -99,7 +102,7 @@ export async function startIngestStack(opts: {
     writePath,
     journal,
     forwarder: fwd,
-    forwarderLag: () => Math.max(0, journal.nextSeq - 1 - fwd.checkpoint.seq),
+    forwarderLag: unforwarded,
     close() {
       closing ??= (async () => {
         await writePath.drain();

@@ -27,6 +27,13 @@ export interface WritePathOptions {
   maxBatch: number;
   recentKeys: RecentKeys;
   log: Logger;
+  /** Journal records not yet forwarded to the outbox. */
+  unforwarded(): number;
+  /**
+   * fast_ack and background refuse writes past this many unforwarded records: the forwarder is
+   * limited by the outbox, and every unforwarded key is held in memory for dedupe.
+   */
+  maxUnforwarded: number;
   /** Called after rows were committed to the outbox, so an in-process processor can start at once. */
   onCommitted?: () => void;
 }
@@ -81,6 +88,14 @@ export class WritePath {
 
   write(envelopes: Envelope[]): Promise<WriteResult[]> {
     if (this.#opts.mode === 'sync') return this.#writeSync(envelopes);
+    const waiting = this.#opts.unforwarded() + this.#inFlight;
+    if (waiting + envelopes.length > this.#opts.maxUnforwarded) {
+      return Promise.reject(
+        new SluiceError('backlog_full', `${waiting} journaled records are waiting for the outbox (limit SLUICE_MAX_UNFORWARDED=${this.#opts.maxUnforwarded}); retry shortly`, {
+          retryAfter: 1,
+        }),
+      );
+    }
     return this.#writeAhead(envelopes);
   }
 

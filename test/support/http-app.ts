@@ -42,6 +42,8 @@ export async function startTestApp(
     partitions: 16,
     maxBatch: 1000,
     recentKeys: new RecentKeys(100),
+    unforwarded: () => 0,
+    maxUnforwarded: 200_000,
     log,
   });
   const app = createApp({
