@@ -165,6 +165,17 @@ export class Tenants {
     return [...this.#config.tenants.keys()].sort();
   }
 
+  /**
+   * Why `tenantId` may not publish to `topic`, or undefined when it may: a topic the tenants file
+   * gives to a tenant is that tenant's alone, so no other tenant can write into its stream.
+   */
+  topicProblem(tenantId: string, topic: string): string | undefined {
+    for (const [owner, policy] of this.#config.tenants) {
+      if (policy.topic === topic && owner !== tenantId) return `topic ${topic} belongs to tenant ${owner}`;
+    }
+    return undefined;
+  }
+
   policy(tenantId: string): TenantPolicy {
     return this.#config.tenants.get(tenantId) ?? this.#config.defaults;
   }

@@ -73,6 +73,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
         traceparent: validTraceparent(c.req.header('traceparent') ?? null),
         tenant: tokenTenant,
         topicFor: (t) => deps.tenants.policy(t).topic ?? deps.defaultTopic,
+        topicProblem: (t, topic) => deps.tenants.topicProblem(t, topic),
         maxBatchLines: deps.maxBatchLines,
       });
       tenant = singleTenant(envelopes);

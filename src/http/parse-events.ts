@@ -15,6 +15,8 @@ export interface RequestContext {
   tenant: string | undefined;
   /** Topic for a tenant's events that name none. */
   topicFor(tenant: string): string;
+  /** Why a tenant may not publish to a topic its event names (403), or undefined. */
+  topicProblem(tenant: string, topic: string): string | undefined;
   maxBatchLines: number;
 }
 
@@ -121,6 +123,11 @@ function toEnvelope(
   }
   if ('error' in tenant) {
     problems.invalid.push(withLine({ path: 'tenant_id', message: tenant.error }, line));
+    return undefined;
+  }
+  const topicProblem = event.topic === undefined ? undefined : ctx.topicProblem(tenant.tenant, event.topic);
+  if (topicProblem !== undefined) {
+    problems.forbidden.push(withLine({ path: 'topic', message: topicProblem }, line));
     return undefined;
   }
   const envelope: Envelope = {

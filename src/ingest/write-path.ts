@@ -45,6 +45,8 @@ interface Waiting {
 }
 
 const BACKGROUND_RETRY_MAX_MS = 5_000;
+/** How long a fast_ack or background write waits for room under SLUICE_MAX_UNFORWARDED. */
+const ROOM_WAIT_MS = 2_000;
 
 /**
  * The three write modes of DESIGN.md. `sync` answers after the journal fsync and the outbox commit,
@@ -88,15 +90,31 @@ export class WritePath {
 
   write(envelopes: Envelope[]): Promise<WriteResult[]> {
     if (this.#opts.mode === 'sync') return this.#writeSync(envelopes);
-    const waiting = this.#opts.unforwarded() + this.#inFlight;
-    if (waiting + envelopes.length > this.#opts.maxUnforwarded) {
-      return Promise.reject(
-        new SluiceError('backlog_full', `${waiting} journaled records are waiting for the outbox (limit SLUICE_MAX_UNFORWARDED=${this.#opts.maxUnforwarded}); retry shortly`, {
-          retryAfter: 1,
-        }),
-      );
+    if (this.#waiting() + envelopes.length <= this.#opts.maxUnforwarded) return this.#writeAhead(envelopes);
+    return this.#roomFor(envelopes.length).then(() => this.#writeAhead(envelopes));
+  }
+
+  #waiting(): number {
+    return this.#opts.unforwarded() + this.#inFlight;
+  }
+
+  /**
+   * Past the limit a write waits (a little) for the forwarder rather than being refused at once:
+   * under sustained overload ingest then runs at the outbox's pace, and requests parsed only to be
+   * refused do not eat the CPU the forwarder needs.
+   */
+  async #roomFor(events: number): Promise<void> {
+    const deadline = performance.now() + ROOM_WAIT_MS;
+    while (this.#waiting() + events > this.#opts.maxUnforwarded) {
+      if (performance.now() > deadline) {
+        throw new SluiceError(
+          'backlog_full',
+          `${this.#waiting()} journaled records are waiting for the outbox (limit SLUICE_MAX_UNFORWARDED=${this.#opts.maxUnforwarded}); retry shortly`,
+          { retryAfter: 1 },
+        );
+      }
+      await Bun.sleep(5);
     }
-    return this.#writeAhead(envelopes);
   }
 
   /** Resolves once every accepted write has been answered and every background write journaled. */

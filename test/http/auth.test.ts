@@ -108,6 +108,14 @@ describe('ingest with a tenants file', () => {
     }
   });
 
+  test('403 forbidden when an event names the topic the tenants file gives another tenant', async () => {
+    const before = t.journalLines().length;
+    const err = await expectRejected(t, ingest(t, event({ topic: 'acme.events' }), bearer(BETA)), 403, 'forbidden');
+    expect(err.details).toEqual([{ path: 'topic', message: 'topic acme.events belongs to tenant acme' }]);
+    expect(t.journalLines().length).toBe(before);
+    expect((await ingest(t, event({ dedupe_key: 'a-own', topic: 'acme.events' }), bearer(ACME))).status).toBe(202);
+  });
+
   test('403 for an NDJSON batch with one line of another tenant: nothing written, the line named', async () => {
     const lines = [event({ dedupe_key: 'n-1' }), event({ dedupe_key: 'n-2', tenant_id: 'beta' }), '{broken', event({ dedupe_key: 'n-4' })];
     const err = await expectRejected(

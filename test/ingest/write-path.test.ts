@@ -48,16 +48,22 @@ describe('fast_ack write path under a forwarder backlog', () => {
       .filter((f) => f.endsWith('.jsonl'))
       .flatMap((f) => readFileSync(join(dir, 'n', f), 'utf8').split('\n').filter((l) => l.length > 0));
 
-  test('answers backlog_full past SLUICE_MAX_UNFORWARDED and journals nothing; accepts again once forwarded', async () => {
+  test('past SLUICE_MAX_UNFORWARDED a write waits for the forwarder, then gets backlog_full; nothing is journaled', async () => {
     expect((await path.write([event('a')]))[0]?.durability).toBe('journal');
     unforwarded = 999;
+    const started = performance.now();
     const refused = await path.write([event('b'), event('c')]).catch((err: unknown) => err);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(2_000);
     expect(refused).toBeInstanceOf(SluiceError);
     expect((refused as SluiceError).code).toBe('backlog_full');
     expect((refused as SluiceError).retryAfter).toBe(1);
     expect((refused as SluiceError).message).toContain('SLUICE_MAX_UNFORWARDED=1000');
     expect(lines().map((l) => (JSON.parse(l) as { dedupe_key: string }).dedupe_key)).toEqual(['a']);
+    // The forwarder catches up while a write waits: it goes through.
+    const waiting = path.write([event('b')]);
+    await Bun.sleep(100);
     unforwarded = 0;
-    expect((await path.write([event('b')]))[0]?.duplicate).toBe(false);
-  });
+    expect((await waiting)[0]?.duplicate).toBe(false);
+    expect(lines().length).toBe(2);
+  }, 10_000);
 });
