@@ -11,6 +11,7 @@ const USAGE = `usage: bun run sluice <command>
 
 commands:
   serve         ingest + processor in one process (what \`bun start\` runs)
+  ingest        ingest (HTTP, journal, forwarder) without the processor
   process       a processor alone (needs DATABASE_URL and KAFKA_BROKERS): scale publishing out
   migrate       apply database migrations and exit
   kafka-local   run a single-node Apache Kafka broker in the foreground
@@ -53,6 +54,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'serve':
       return runUntilSignal(() => serve(config, log), config, log);
+    case 'ingest':
+      return runUntilSignal(() => serve(config, log, { processor: false }), config, log);
     case 'process':
       return runUntilSignal(() => runProcessor(config, log), config, log);
     case 'migrate':

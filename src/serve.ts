@@ -24,10 +24,12 @@ export interface Running {
 }
 
 /**
- * The composition root of `serve`: ingest, journal, outbox and processor in one process. Parts are
- * built in dependency order and closed in reverse.
+ * The composition root of `serve`: ingest, journal, outbox and processor in one process (`ingest`:
+ * the same without the processor, which then runs elsewhere as `process`). Parts are built in
+ * dependency order and closed in reverse.
  */
-export async function serve(config: Config, log: Logger): Promise<Running> {
+export async function serve(config: Config, log: Logger, opts: { processor?: boolean } = {}): Promise<Running> {
+  const withProcessor = opts.processor ?? true;
   // Parsed before anything starts: a bad tenants file stops sluice like a bad variable does.
   const tenants = new Tenants(config.tenantsFile === undefined ? NO_TENANTS_FILE : loadTenantsFile(config.tenantsFile), log);
   const metrics = createMetrics();
@@ -45,7 +47,7 @@ export async function serve(config: Config, log: Logger): Promise<Running> {
 
   try {
     let brokers = config.kafka.brokers;
-    if (brokers === undefined) {
+    if (brokers === undefined && withProcessor) {
       log.info('KAFKA_BROKERS not set: starting a local Kafka broker');
       const broker: LocalBroker = await startLocalBroker({
         dataDir: join(config.db.dataDir, 'kafka'),
@@ -60,16 +62,16 @@ export async function serve(config: Config, log: Logger): Promise<Running> {
     closers.push({ name: 'database', close: () => db.close() });
     await migrate(db.sql, log);
 
-    const processing = startProcessing({ config, db, brokers, tenants, controls, metrics, log });
-    closers.push({ name: 'processor', close: () => processing.close() });
-    const { processor, publishing } = processing;
+    const processing = brokers !== undefined && withProcessor ? startProcessing({ config, db, brokers, tenants, controls, metrics, log }) : undefined;
+    if (processing !== undefined) closers.push({ name: 'processor', close: () => processing.close() });
+    const wakeProcessor = (): void => processing?.processor.wake();
     const gauges = new OutboxGauges(db.sql, tenants, metrics);
 
     const backlog = new Backlog({ pending: () => pendingByTenant(db.sql), tenants, metrics, log, refreshMs: 1_000 });
     await backlog.start();
     closers.push({ name: 'backlog', close: async () => backlog.stop() });
 
-    const ingest = await startIngestStack({ config, sql: db.sql, log, metrics, onCommitted: () => processor.wake() });
+    const ingest = await startIngestStack({ config, sql: db.sql, log, metrics, onCommitted: wakeProcessor });
     closers.push({ name: 'ingest', close: () => ingest.close() });
     const { writePath, journal } = ingest;
 
@@ -92,18 +94,21 @@ export async function serve(config: Config, log: Logger): Promise<Running> {
       admin:
         config.adminToken === undefined
           ? undefined
-          : { token: config.adminToken, sql: db.sql, controls, wake: () => processor.wake() },
+          : { token: config.adminToken, sql: db.sql, controls, wake: wakeProcessor },
       draining: () => draining,
       readiness: async () => {
         const [outbox, kafka] = await Promise.all([
           withTimeout(db.sql`SELECT 1`.then(() => true), 2_000),
-          publishing.reachable(2_000),
+          processing?.publishing.reachable(2_000),
         ]);
         const states: Record<string, ComponentState> = {
           journal: journal.failure === undefined ? { ok: true } : { ok: false, detail: journal.failure },
           outbox: outbox ? { ok: true } : { ok: false, detail: 'database did not answer within 2s' },
-          kafka: kafka ? { ok: true } : { ok: false, detail: processor.lastError ?? 'no broker answered within 2s' },
         };
+        // Only a process that publishes depends on Kafka.
+        if (processing !== undefined) {
+          states.kafka = kafka === true ? { ok: true } : { ok: false, detail: processing.processor.lastError ?? 'no broker answered within 2s' };
+        }
         return states;
       },
       beforeScrape: async () => {

@@ -9,8 +9,8 @@ export interface SpawnedSluice {
   logLines(): string[];
 }
 
-/** Starts `sluice serve` (or `process`) as a real child process and resolves once it logs its URL. */
-export async function spawnSluice(env: Record<string, string>, command: 'serve' | 'process' = 'serve'): Promise<SpawnedSluice> {
+/** Starts `sluice serve` (or `ingest`, `process`) as a real child process and resolves once it logs its URL. */
+export async function spawnSluice(env: Record<string, string>, command: 'serve' | 'ingest' | 'process' = 'serve'): Promise<SpawnedSluice> {
   const proc = Bun.spawn({ cmd: ['bun', CLI, command], env: { ...process.env, ...env }, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' });
   const decoder = new TextDecoder();
   const reader = proc.stderr.getReader();
