@@ -139,6 +139,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     );
   }
   const e = parsed.data;
+  if (e.DATABASE_URL !== undefined && e.SLUICE_DB_POOL < 2) {
+    // The processor keeps one connection for its partition locks; with one in all, nothing else could run.
+    const message = 'SLUICE_DB_POOL must be at least 2 with DATABASE_URL: the processor reserves a connection for its partition locks';
+    throw new ConfigError(`invalid configuration: ${message}`, [{ path: 'SLUICE_DB_POOL', message }]);
+  }
   if (e.SLUICE_TENANTS_FILE === undefined && !isLoopback(e.SLUICE_HOST)) {
     // Without a tenants file anyone who can reach the port may write as any tenant.
     const message = `SLUICE_HOST ${e.SLUICE_HOST} is not a loopback address: without SLUICE_TENANTS_FILE sluice runs open (any client may write as any tenant), which is only allowed on 127.0.0.1, ::1 or localhost; set SLUICE_TENANTS_FILE to require bearer tokens`;

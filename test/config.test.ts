@@ -45,4 +45,15 @@ describe('configuration', () => {
     expect(errorsOf({ SLUICE_HOST: '127.0.0.2' })).toEqual([]);
     expect(errorsOf({ SLUICE_HOST: 'localhost' })).toEqual([]);
   });
+
+  test('a real Postgres needs a pool of two: the processor reserves one connection for its locks', () => {
+    expect(errorsOf({ DATABASE_URL: 'postgres://u@h/db', SLUICE_DB_POOL: '1' })).toEqual(['SLUICE_DB_POOL']);
+    expect(errorsOf({ DATABASE_URL: 'postgres://u@h/db', SLUICE_DB_POOL: '2' })).toEqual([]);
+    expect(errorsOf({ SLUICE_DB_POOL: '1' })).toEqual([]);
+  });
+
+  test('the progress topic defaults to one per transactional id prefix', () => {
+    expect(loadConfig({ SLUICE_TRANSACTIONAL_ID_PREFIX: 'eu-1' }).processor.progressTopic).toBe('eu-1.progress');
+    expect(loadConfig({}).processor.progressTopic).toBe('sluice.progress');
+  });
 });

@@ -66,7 +66,7 @@ export async function startIngestStack(opts: {
     log,
     metrics,
     active: () => journal.active,
-    committedThrough: () => writePath.committedThrough,
+    committed: () => writePath.committed,
     settledThrough: () => writePath.settledThrough,
     onForwarded: (seq) => {
       recentKeys.forwarded(seq);

@@ -59,12 +59,17 @@ export class WritePath {
   #running: Promise<void> | undefined;
   #inFlight = 0;
   #background = new Set<Promise<void>>();
-  #committedThrough = 0;
+  /** Seqs from `#committedFrom` through `#committedThrough` are in the outbox: this process's sync path inserted them. */
+  #committedFrom: number;
+  #committedThrough: number;
   /** While a sync batch is between its journal append and the end of its outbox insert: its first possible seq. */
   #unsettledFrom: number | undefined;
 
   constructor(opts: WritePathOptions) {
     this.#opts = opts;
+    // Seqs written before this process started are the forwarder's to check.
+    this.#committedFrom = opts.journal.nextSeq;
+    this.#committedThrough = this.#committedFrom - 1;
   }
 
   /** Writes accepted but not yet answered (or, in background mode, not yet journaled). */
@@ -81,11 +86,11 @@ export class WritePath {
   }
 
   /**
-   * Every seq up to this one is in the outbox because the sync path inserted it: the forwarder need
-   * not insert those again. It stops advancing at the first batch whose insert failed.
+   * The seqs this process's sync path inserted into the outbox, without a gap: the forwarder need not
+   * insert those again. It stops advancing at the first batch whose insert failed.
    */
-  get committedThrough(): number {
-    return this.#committedThrough;
+  get committed(): { from: number; through: number } {
+    return { from: this.#committedFrom, through: this.#committedThrough };
   }
 
   write(envelopes: Envelope[]): Promise<WriteResult[]> {

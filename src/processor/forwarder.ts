@@ -20,8 +20,8 @@ export interface ForwarderOptions {
   metrics: Metrics;
   /** The writer's open segment: bytes past `durableBytes` may not be fsynced yet and are not read. */
   active(): ActiveSegment | undefined;
-  /** Highest seq such that every seq up to it is already in the outbox (sync mode inserted it). */
-  committedThrough(): number;
+  /** Seqs already in the outbox because the sync path inserted them (from > through when none). */
+  committed(): { from: number; through: number };
   /** The forwarder reads no line past this seq (sync mode: lines whose own insert is still running). */
   settledThrough(): number;
   /** Called with the last forwarded seq after each checkpoint. */
@@ -153,8 +153,8 @@ export class Forwarder {
   }
 
   async #commit(entries: JournalEntry[], next: Checkpoint): Promise<void> {
-    const committed = this.#opts.committedThrough();
-    const toInsert = entries.filter((e) => e.seq > committed);
+    const committed = this.#opts.committed();
+    const toInsert = entries.filter((e) => e.seq < committed.from || e.seq > committed.through);
     if (toInsert.length > 0) {
       const results = await insertRows(
         this.#opts.sql,

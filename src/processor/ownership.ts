@@ -50,6 +50,36 @@ export class PartitionOwnership {
     this.#loop ??= this.#run();
   }
 
+  /** Whether this instance's session still holds the partition's lock (Postgres says, not memory). */
+  async holds(partition: number): Promise<boolean> {
+    if (!this.#owned.has(partition)) return false;
+    if (this.#o.exclusive) return true;
+    const conn = this.#conn;
+    if (conn === undefined) return false;
+    try {
+      const [row] = await conn<{ held: boolean }[]>`
+        SELECT EXISTS (
+          SELECT 1 FROM pg_locks
+          WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
+            AND classid = ${PARTITION_LOCKS}::int::oid AND objid = ${partition}::int::oid
+        ) AS held`;
+      return row?.held === true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * A partition whose task stopped on its own (its producer was fenced) is given up, so the next
+   * rebalance places it again, here or elsewhere, with a fresh task that recovers first.
+   */
+  async release(partition: number): Promise<void> {
+    if (!this.#owned.delete(partition)) return;
+    this.#o.metrics.partitionsOwned.set(this.#owned.size);
+    const conn = this.#conn;
+    if (!this.#o.exclusive && conn !== undefined) await conn`SELECT pg_advisory_unlock(${PARTITION_LOCKS}, ${partition})`.catch(() => {});
+  }
+
   /** Stops every owned partition's task, then releases the locks. Safe to call twice. */
   async stop(): Promise<void> {
     this.#abort.abort();

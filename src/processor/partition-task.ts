@@ -33,7 +33,9 @@ export interface PartitionTaskOptions {
   maxAttempts: number;
   retryBaseMs: number;
   retryMaxMs: number;
-  /** The task stopped because a newer owner fenced it. */
+  /** Whether this instance still holds the partition's lock: checked before its producer is (re)initialised. */
+  stillOwned(): Promise<boolean>;
+  /** The task stopped because a newer owner fenced it (or the lock was found lost). */
   onFenced(partition: number): void;
 }
 
@@ -57,6 +59,8 @@ export class PartitionTask {
   /** Committed to Kafka but not yet marked in Postgres: marked before anything else is claimed. */
   #unmarked: PublishedRef[] = [];
   #lastError: string | undefined;
+  /** False until the producer was (re)initialised and the last committed batch marked. */
+  #recovered = false;
 
   constructor(opts: PartitionTaskOptions) {
     this.partition = opts.partition;
@@ -85,13 +89,9 @@ export class PartitionTask {
     const { log, partition } = this.#o;
     let backoff = 0;
     let failures = 0;
-    let recovered = false;
     while (!this.#abort.signal.aborted) {
       try {
-        if (!recovered) {
-          await this.#recover();
-          recovered = true;
-        }
+        if (!this.#recovered) await this.#recover();
         if (this.#unmarked.length > 0) await this.#markUnmarked();
         const published = await this.#step();
         if (failures > 0) log.info('publishing resumed', { partition, after_failures: failures });
@@ -119,14 +119,24 @@ export class PartitionTask {
     await this.#o.producer.close().catch(() => {});
   }
 
-  async #recover(): Promise<void> {
+  /**
+   * Takes the partition's transactional id (fencing any earlier holder and finishing its open
+   * transaction) and marks sent what the last committed batch held. Returns that batch as
+   * `id.replays` strings. Never when the lock is gone: initialising would fence the rightful owner.
+   */
+  async #recover(): Promise<Set<string>> {
+    if (!(await this.#o.stillOwned())) throw new Fenced('the partition lock is no longer held');
     await this.#o.producer.init();
-    if (this.#o.lastCommitted === undefined) return;
-    const refs = await this.#o.lastCommitted();
-    const marked = await markPublished(this.#o.sql, refs);
-    if (marked > 0) {
-      this.#o.log.info('marked sent what the previous owner committed to Kafka', { partition: this.partition, rows: marked });
+    let refs: PublishedRef[] = [];
+    if (this.#o.lastCommitted !== undefined) {
+      refs = await this.#o.lastCommitted();
+      const marked = await markPublished(this.#o.sql, refs);
+      if (marked > 0) {
+        this.#o.log.info('marked sent what the last committed batch held', { partition: this.partition, rows: marked });
+      }
     }
+    this.#recovered = true;
+    return new Set(refs.map((r) => `${r.id}.${r.replays}`));
   }
 
   async #markUnmarked(): Promise<void> {
@@ -151,12 +161,12 @@ export class PartitionTask {
     }
     const grants = allocate(claimants, batchSize);
     if (grants.size === 0) return 0;
+    // Moves on even when the granted tenants have nothing due (retry backoff): the next round starts
+    // after them, so they cannot keep the batch to themselves.
+    this.#lastTenant = [...grants.keys()].at(-1);
     const rows = await claimForTenants(sql, partition, grants);
     if (rows.length === 0) return 0;
-    this.#lastTenant = [...grants.keys()].at(-1);
-    const perTenant = groupByTenant(rows);
-    for (const [tenant, mine] of perTenant) controls.bucket(tenant).take(mine.length);
-    await this.#publish(rows, perTenant);
+    await this.#publish(rows, groupByTenant(rows));
     return rows.length;
   }
 
@@ -171,10 +181,16 @@ export class PartitionTask {
       await this.#tenantFailed(rows, kind.err, kind.kind);
       return;
     }
+    const failed: [ClaimedRow[], { kind: FailureKind; err: unknown }][] = [];
     for (const mine of perTenant.values()) {
-      const failed = await this.#attempt(mine);
-      if (failed !== undefined) await this.#tenantFailed(mine, failed.err, failed.kind);
+      const failure = await this.#attempt(mine);
+      if (failure !== undefined) failed.push([mine, failure]);
     }
+    // Every tenant refused for the same topic-level reason: that is the cluster's (or sluice's own
+    // progress topic's) problem, not theirs. Nobody is charged; the task backs off.
+    const [first] = failed;
+    if (first !== undefined && failed.length === perTenant.size && failed.every(([, f]) => f.kind === 'topic')) throw first[1].err;
+    for (const [mine, failure] of failed) await this.#tenantFailed(mine, failure.err, failure.kind);
   }
 
   /** Publishes and marks; a tenant-attributable failure is returned, anything else thrown. */
@@ -185,10 +201,18 @@ export class PartitionTask {
       await producer.publish(rows);
     } catch (err) {
       const kind = classifyFailure(err);
-      metrics.transactions.inc({ result: 'aborted' });
       if (kind === 'fenced') throw new Fenced(describeKafkaError(err), { cause: err });
-      if (kind === 'transient') throw err;
-      return { kind, err };
+      // The producer was replaced, and whether its last commit went through is not known (a lost
+      // response, a timeout): recover as a new owner would before anything is published again.
+      this.#recovered = false;
+      const committed = await this.#recover();
+      if (rows.length > 0 && rows.every((r) => committed.has(`${r.id}.${r.replays}`))) {
+        this.#o.log.info('a commit reported as failed had gone through; its rows are marked sent', { partition: this.partition, rows: rows.length });
+      } else {
+        metrics.transactions.inc({ result: 'aborted' });
+        if (kind === 'transient') throw err;
+        return { kind, err };
+      }
     }
     metrics.transactions.inc({ result: 'committed' });
     metrics.publishLatency.observe((performance.now() - started) / 1000);
@@ -197,6 +221,8 @@ export class PartitionTask {
     this.#unmarked = refs;
     await this.#markUnmarked();
     for (const [tenant, mine] of groupByTenant(rows)) {
+      // Tokens pay for what was published, so an outage does not use up a tenant's quota.
+      controls.bucket(tenant).take(mine.length);
       controls.breaker(tenant).success();
       metrics.published.inc({ tenant: tenants.metricLabel(tenant) }, mine.length);
     }
@@ -224,7 +250,10 @@ export class PartitionTask {
       for (const row of rows) {
         if (!controls.breaker(tenant).allows()) return;
         const failed = await this.#attempt([row]);
-        if (failed !== undefined) await this.#tenantFailed([row], failed.err, failed.kind);
+        if (failed === undefined) continue;
+        await this.#tenantFailed([row], failed.err, failed.kind);
+        // A row waiting for its retry holds the later ones back: they must not overtake it.
+        if (failed.kind !== 'record') return;
       }
       return;
     }

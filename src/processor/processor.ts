@@ -118,9 +118,10 @@ export class Processor {
       maxAttempts: o.maxAttempts,
       retryBaseMs: o.retryBaseMs,
       retryMaxMs: o.retryMaxMs,
+      stillOwned: () => this.#ownership.holds(partition),
       onFenced: (p) => {
-        // Another instance owns it now; forget it here so the next rebalance does not count it.
         if (this.#tasks.get(p) === task) this.#tasks.delete(p);
+        void this.#ownership.release(p);
       },
     });
     this.#tasks.set(partition, task);

@@ -105,10 +105,12 @@ class ProducerSlot {
     return this.#current;
   }
 
-  async replace(): Promise<void> {
+  /** Replaces the producer, or only `failed` if it is still the current one (another caller may have replaced it). */
+  async replace(failed?: Producer<string, string, string, string>): Promise<void> {
     const old = this.#current;
+    if (old === undefined || (failed !== undefined && failed !== old)) return;
     this.#current = undefined;
-    await old?.close().catch(() => {});
+    await old.close().catch(() => {});
   }
 }
 
@@ -125,11 +127,13 @@ export function createPublishing(opts: PublishingOptions): Publishing {
           init: async () => {},
           async publish(rows) {
             if (rows.length === 0) return;
+            const producer = shared.get();
             try {
               // One send: the client has no linger, so each send is one request per leader.
-              await shared.get().send({ messages: rows.map(toKafkaMessage) });
+              await producer.send({ messages: rows.map(toKafkaMessage) });
             } catch (err) {
-              await shared.replace();
+              // Every partition shares this producer: replace it once, not once per failed send.
+              await shared.replace(producer);
               throw err;
             }
           },
@@ -138,6 +142,17 @@ export function createPublishing(opts: PublishingOptions): Publishing {
       }
       const slot = new ProducerSlot(() => newProducer(opts, `${opts.transactionalIdPrefix}-p${partition}`));
       slots.add(slot);
+      // A failed beginTransaction (FindCoordinator or InitProducerId) leaves the client believing a
+      // transaction is active, and every later one fails with "There is already an active
+      // transaction": the producer is replaced.
+      const begin = async () => {
+        try {
+          return await slot.get().beginTransaction();
+        } catch (err) {
+          await slot.replace();
+          throw err;
+        }
+      };
       const progress = (rows: readonly ClaimedRow[]): Message => ({
         topic: opts.progressTopic,
         partition,
@@ -147,12 +162,12 @@ export function createPublishing(opts: PublishingOptions): Publishing {
       return {
         async init() {
           // Beginning a transaction runs InitProducerId; nothing is sent, so there is nothing to end.
-          const tx = await slot.get().beginTransaction();
+          const tx = await begin();
           await tx.cancel();
         },
         async publish(rows) {
           if (rows.length === 0) return;
-          const tx = await slot.get().beginTransaction();
+          const tx = await begin();
           try {
             await tx.send({ messages: [...rows.map(toKafkaMessage), progress(rows)] });
             await tx.commit();

@@ -55,7 +55,7 @@ async function forwarder(w: JournalWriter, batchSize = 100): Promise<Forwarder> 
     log: quietLog,
     metrics,
     active: () => w.active,
-    committedThrough: () => 0, settledThrough: () => Number.MAX_SAFE_INTEGER,
+    committed: () => ({ from: 1, through: 0 }), settledThrough: () => Number.MAX_SAFE_INTEGER,
   });
   await f.init();
   f.start();
@@ -118,7 +118,7 @@ describe('forwarder', () => {
     const log = { ...quietLog, error: (msg: string, fields?: Record<string, unknown>) => lines.push(JSON.stringify({ msg, ...fields })) };
     const f = new Forwarder({
       nodeDir: w2.nodeDir, sql: db.sql, partitions: 16, batchSize: 100, pollMs: 10, log, metrics,
-      active: () => w2.active, committedThrough: () => 0, settledThrough: () => Number.MAX_SAFE_INTEGER,
+      active: () => w2.active, committed: () => ({ from: 1, through: 0 }), settledThrough: () => Number.MAX_SAFE_INTEGER,
     });
     await f.init();
     f.start();
