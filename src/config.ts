@@ -57,6 +57,7 @@ const envSchema = z.object({
   SLUICE_KAFKA_CLIENT_ID: z.string().min(1).default('sluice'),
   SLUICE_KAFKA_COMPRESSION: z.enum(['none', 'gzip', 'snappy', 'lz4', 'zstd']).default('none'),
   SLUICE_PUBLISH_BATCH: int(500, 1, 10_000),
+  SLUICE_PUBLISH_MAX_BYTES: int(900_000, 1_024, 100 * MiB),
   SLUICE_POLL_MS: int(50, 1, 60_000),
   SLUICE_SHUTDOWN_TIMEOUT_MS: int(15_000, 0, 600_000),
   SLUICE_GUARANTEE: z.enum(['exactly_once', 'at_least_once']).default('exactly_once'),
@@ -104,6 +105,8 @@ export interface Config {
   };
   processor: {
     batchSize: number;
+    /** Payload bytes per batch; keep it below the brokers' message.max.bytes. */
+    batchBytes: number;
     pollMs: number;
     guarantee: Env['SLUICE_GUARANTEE'];
     /** Transactional ids are `<prefix>-p<partition>`: stable, so a new owner fences a zombie one. */
@@ -175,6 +178,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     },
     processor: {
       batchSize: e.SLUICE_PUBLISH_BATCH,
+      batchBytes: e.SLUICE_PUBLISH_MAX_BYTES,
       pollMs: e.SLUICE_POLL_MS,
       guarantee: e.SLUICE_GUARANTEE,
       transactionalIdPrefix: e.SLUICE_TRANSACTIONAL_ID_PREFIX,

@@ -1,8 +1,11 @@
 import type { Sql } from './db.ts';
 import type { OutboxRow } from './repository.ts';
 
-/** A row the processor may publish now, with the replay count it was claimed at. */
-export type ClaimedRow = OutboxRow;
+/** A row the processor may publish now, with the replay count it was claimed at and its payload's size. */
+export type ClaimedRow = OutboxRow & {
+  /** Bytes of the payload as JSON text (Postgres' spelling, a little larger than the compact one). */
+  payload_bytes: number;
+};
 
 /** What a committed batch held: the progress record names these, so a takeover can mark them sent. */
 export interface PublishedRef {
@@ -42,7 +45,7 @@ export async function claimForTenants(sql: Sql, partition: number, grants: Reado
     SELECT r.* FROM unnest(${sql.array(tenants)}::text[], ${sql.array(tenants.map((t) => grants.get(t) ?? 0))}::int[]) AS g(t, n)
     CROSS JOIN LATERAL (
       SELECT id::text, tenant_id, dedupe_key, partition, topic, payload, headers, request_id, traceparent,
-             ingested_at, attempts, replays,
+             ingested_at, attempts, replays, octet_length(payload::text) AS payload_bytes,
              (available_at <= now() AND xid < pg_snapshot_xmin(pg_current_snapshot())) AS ready
       FROM outbox
       WHERE partition = ${partition} AND tenant_id = g.t AND status = 'pending'

@@ -12,6 +12,7 @@ import {
 import type { Sql } from '../outbox/db.ts';
 import type { Tenants } from '../tenants.ts';
 import { backoffMs } from './backoff.ts';
+import { withinBytes } from './batch-bytes.ts';
 import { allocate, roundRobin, type Claimant } from './fair-share.ts';
 import { classifyFailure, describeKafkaError, type FailureKind } from './kafka-errors.ts';
 import type { PartitionProducer } from './publisher.ts';
@@ -29,6 +30,8 @@ export interface PartitionTaskOptions {
   metrics: Metrics;
   log: Logger;
   batchSize: number;
+  /** Payload bytes per batch, below the broker's message.max.bytes. */
+  batchBytes: number;
   pollMs: number;
   maxAttempts: number;
   retryBaseMs: number;
@@ -164,7 +167,7 @@ export class PartitionTask {
     // Moves on even when the granted tenants have nothing due (retry backoff): the next round starts
     // after them, so they cannot keep the batch to themselves.
     this.#lastTenant = [...grants.keys()].at(-1);
-    const rows = await claimForTenants(sql, partition, grants);
+    const rows = withinBytes(await claimForTenants(sql, partition, grants), this.#o.batchBytes);
     if (rows.length === 0) return 0;
     await this.#publish(rows, groupByTenant(rows));
     return rows.length;

@@ -24,6 +24,7 @@ export interface ProcessorOptions {
   metrics: Metrics;
   partitions: number;
   batchSize: number;
+  batchBytes: number;
   pollMs: number;
   progressTopic: string;
   transactionalIdPrefix: string;
@@ -114,6 +115,7 @@ export class Processor {
       metrics: o.metrics,
       log: o.log,
       batchSize: o.batchSize,
+      batchBytes: o.batchBytes,
       pollMs: o.pollMs,
       maxAttempts: o.maxAttempts,
       retryBaseMs: o.retryBaseMs,
