@@ -169,29 +169,28 @@ export class WritePath {
     this.#unsettledFrom = this.#opts.journal.nextSeq;
     try {
       const entries = await this.#opts.journal.append(envelopes);
-      let results;
+      let results: WriteResult[];
       try {
-        results = await insertRows(this.#opts.sql, entries.map((e) => rowFor(e, this.#opts.partitions)));
-      } catch (err) {
-        this.#opts.log.error('outbox insert failed', { error: describeError(err), events: envelopes.length });
-        throw new SluiceError('outbox_unavailable', 'the outbox could not be written; retry with the same dedupe_key', {
-          cause: err,
-          retryAfter: 1,
+        const inserted = await insertRows(this.#opts.sql, entries.map((e) => rowFor(e, this.#opts.partitions)));
+        const first = entries[0]?.seq ?? 0;
+        if (first === this.#committedThrough + 1) this.#committedThrough = entries.at(-1)?.seq ?? this.#committedThrough;
+        this.#opts.onCommitted?.();
+        results = entries.map((e, i) => {
+          const r = inserted[i];
+          return { id: r?.id ?? null, tenant_id: e.tenant_id, dedupe_key: e.dedupe_key, duplicate: r?.duplicate ?? false, durability: 'outbox' };
         });
+      } catch (err) {
+        // The writes are fsynced in the journal and the forwarder will insert them once the outbox
+        // answers: they are acknowledged as fast_ack would acknowledge them. A 503 here would make
+        // clients without a dedupe_key of their own retry under a new key and publish twice.
+        this.#opts.log.error('outbox insert failed; writes acknowledged from the journal', { error: describeError(err), events: envelopes.length });
+        const { nodeId } = this.#opts;
+        results = entries.map((e) => ({ id: `${nodeId}:${e.seq}`, tenant_id: e.tenant_id, dedupe_key: e.dedupe_key, duplicate: false, durability: 'journal' }));
       }
-      const first = entries[0]?.seq ?? 0;
-      if (first === this.#committedThrough + 1) this.#committedThrough = entries.at(-1)?.seq ?? this.#committedThrough;
-      this.#opts.onCommitted?.();
       let offset = 0;
       for (const w of batch) {
-        const mine = results.slice(offset, offset + w.envelopes.length);
+        w.resolve(results.slice(offset, offset + w.envelopes.length));
         offset += w.envelopes.length;
-        w.resolve(
-          mine.map((r, i) => {
-            const e = w.envelopes[i] as Envelope;
-            return { id: r.id, tenant_id: e.tenant_id, dedupe_key: e.dedupe_key, duplicate: r.duplicate, durability: 'outbox' };
-          }),
-        );
       }
     } catch (err) {
       for (const w of batch) w.reject(err);

@@ -92,4 +92,22 @@ describe('write mode sync under concurrency', () => {
     const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox WHERE tenant_id = 'conc'`;
     expect(row?.n).toBe(1_000);
   }, 60_000);
+
+  test('the outbox failing after the journal fsync: the write is acknowledged from the journal and reaches the outbox later, once', async () => {
+    await db.sql`ALTER TABLE outbox RENAME TO outbox_away`;
+    let res: Response;
+    try {
+      res = await postEvent(sluice.url, { payload: { late: true } }, { 'X-Tenant-Id': 'later' });
+    } finally {
+      await db.sql`ALTER TABLE outbox_away RENAME TO outbox`;
+    }
+    expect(res.status).toBe(202);
+    const ack = (await res.json()) as { id: string; dedupe_key: string; duplicate: boolean; durability: string };
+    expect(ack).toMatchObject({ duplicate: false, durability: 'journal' });
+    expect(ack.id).toMatch(/^test-node:\d+$/);
+    await eventually(async () => {
+      const rows = await db.sql<{ dedupe_key: string }[]>`SELECT dedupe_key FROM outbox WHERE tenant_id = 'later'`;
+      return rows.length === 1 && rows[0]?.dedupe_key === ack.dedupe_key;
+    }, 20_000, 'the forwarder inserted the journaled write');
+  }, 60_000);
 });
