@@ -1,11 +1,23 @@
 import type { Sql } from './db.ts';
-import type { OutboxRow } from './repository.ts';
 
-/** A row the processor may publish now, with the replay count it was claimed at and its payload's size. */
-export type ClaimedRow = OutboxRow & {
+/** A pending row the processor may publish now. Ids are bigint in SQL and strings here. */
+export interface ClaimedRow {
+  id: string;
+  tenant_id: string;
+  dedupe_key: string;
+  partition: number;
+  topic: string;
+  payload: Record<string, unknown>;
+  headers: Record<string, string>;
+  request_id: string | null;
+  traceparent: string | null;
+  ingested_at: Date;
+  attempts: number;
+  /** How often an operator re-queued the row (as of this claim); above 0 it is published with `replay: true`. */
+  replays: number;
   /** Bytes of the payload as JSON text (Postgres' spelling, a little larger than the compact one). */
   payload_bytes: number;
-};
+}
 
 /** What a committed batch held: the progress record names these, so a takeover can mark them sent. */
 export interface PublishedRef {

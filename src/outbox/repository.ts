@@ -35,23 +35,6 @@ export interface InsertResult {
   duplicate: boolean;
 }
 
-/** A pending row handed to the processor. Ids are bigint in SQL and strings here. */
-export interface OutboxRow {
-  id: string;
-  tenant_id: string;
-  dedupe_key: string;
-  partition: number;
-  topic: string;
-  payload: Record<string, unknown>;
-  headers: Record<string, string>;
-  request_id: string | null;
-  traceparent: string | null;
-  ingested_at: Date;
-  attempts: number;
-  /** How often an operator re-queued the row; above 0 it is published with `replay: true`. */
-  replays: number;
-}
-
 /**
  * Inserts rows with one multi-row statement. A (tenant_id, dedupe_key) that already exists — in the
  * table or earlier in the same batch — is a duplicate and answers with the id of the first row.

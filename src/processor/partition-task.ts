@@ -104,7 +104,7 @@ export class PartitionTask {
         if (published === 0) await this.#idle.wait(this.#o.pollMs);
       } catch (err) {
         if (err instanceof Fenced || classifyFailure(err) === 'fenced') {
-          log.warn('partition taken over by another owner; stopping its task', { partition });
+          log.warn('partition fenced by a newer owner, or its lock lost; stopping its task', { partition });
           this.#o.onFenced(partition);
           break;
         }

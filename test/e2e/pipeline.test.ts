@@ -1,29 +1,15 @@
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { describe, expect, test } from 'bun:test';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
-import { readTopic, testBrokers } from '../support/kafka.ts';
-import { eventually, postEvent, startSluice, type TestSluice } from '../support/sluice.ts';
+import { readTopic } from '../support/kafka.ts';
+import { eventually, postEvent, sluiceFixture } from '../support/sluice.ts';
 
 describe('ingest → journal → outbox → Kafka', () => {
-  let db: TestDatabase;
-  let brokers: string[];
-  let sluice: TestSluice;
-
-  beforeAll(async () => {
-    db = await createTestDatabase({ migrate: false });
-    brokers = await testBrokers();
-    sluice = await startSluice({ DATABASE_URL: db.url, KAFKA_BROKERS: brokers.join(',') });
-  }, 120_000);
-
-  afterAll(async () => {
-    await sluice?.stop();
-    await db?.drop();
-  });
+  const f = sluiceFixture();
 
   test('a posted event is published with its key, JSON value and headers', async () => {
     const res = await postEvent(
-      sluice.url,
+      f.sluice.url,
       { dedupe_key: 'order-42', payload: { amount: 42, items: ['a', 'b'] }, headers: { source: 'pos-7' } },
       {
         'X-Tenant-Id': 'acme',
@@ -35,9 +21,9 @@ describe('ingest → journal → outbox → Kafka', () => {
     const ack = (await res.json()) as { id: string; durability: string };
     expect(ack.durability).toBe('outbox');
 
-    const [record, ...rest] = await readTopic(brokers, sluice.topic, { expected: 1 });
+    const [record, ...rest] = await readTopic(f.brokers, f.sluice.topic, { expected: 1 });
     expect(rest).toEqual([]);
-    expect(record?.topic).toBe(sluice.topic);
+    expect(record?.topic).toBe(f.sluice.topic);
     expect(record?.key).toBe('acme:order-42');
     expect(JSON.parse(record?.value ?? 'null')).toEqual({ amount: 42, items: ['a', 'b'] });
     expect(record?.headers).toEqual({
@@ -51,7 +37,7 @@ describe('ingest → journal → outbox → Kafka', () => {
     });
 
     // The journal line for the same write is on disk.
-    const nodeDir = join(sluice.journalDir, 'test-node');
+    const nodeDir = join(f.sluice.journalDir, 'test-node');
     const lines = readdirSync(nodeDir)
       .flatMap((f) => readFileSync(join(nodeDir, f), 'utf8').trim().split('\n'))
       .map((l) => JSON.parse(l) as { dedupe_key: string; ts: string });
@@ -59,32 +45,32 @@ describe('ingest → journal → outbox → Kafka', () => {
     expect(line?.ts).toBe(record?.headers.ingested_at);
 
     await eventually(async () => {
-      const [row] = await db.sql<{ status: string }[]>`SELECT status FROM outbox WHERE id = ${ack.id}`;
+      const [row] = await f.db.sql<{ status: string }[]>`SELECT status FROM outbox WHERE id = ${ack.id}`;
       return row?.status === 'sent';
     }, 10_000, 'row marked sent');
   });
 
   test('the same dedupe_key twice: 202 then 200, one outbox row, one Kafka record', async () => {
-    const first = await postEvent(sluice.url, { dedupe_key: 'once', payload: { n: 1 } }, { 'X-Tenant-Id': 'dup' });
-    const second = await postEvent(sluice.url, { dedupe_key: 'once', payload: { n: 2 } }, { 'X-Tenant-Id': 'dup' });
+    const first = await postEvent(f.sluice.url, { dedupe_key: 'once', payload: { n: 1 } }, { 'X-Tenant-Id': 'dup' });
+    const second = await postEvent(f.sluice.url, { dedupe_key: 'once', payload: { n: 2 } }, { 'X-Tenant-Id': 'dup' });
     expect(first.status).toBe(202);
     expect(second.status).toBe(200);
     const a = (await first.json()) as { id: string };
     expect(await second.json()).toEqual({ id: a.id, tenant_id: 'dup', dedupe_key: 'once', duplicate: true, durability: 'outbox' });
-    const rows = await db.sql`SELECT id FROM outbox WHERE tenant_id = 'dup'`;
+    const rows = await f.db.sql`SELECT id FROM outbox WHERE tenant_id = 'dup'`;
     expect(rows.length).toBe(1);
-    const records = (await readTopic(brokers, sluice.topic, { expected: 2, graceMs: 1_500 })).filter((r) => r.key.startsWith('dup:'));
+    const records = (await readTopic(f.brokers, f.sluice.topic, { expected: 2, graceMs: 1_500 })).filter((r) => r.key.startsWith('dup:'));
     expect(records.map((r) => [r.key, r.value])).toEqual([['dup:once', '{"n":1}']]);
   });
 
   test('/readyz reports journal, outbox and kafka ready; /metrics counts published records per tenant', async () => {
-    const ready = await fetch(`${sluice.url}/readyz`);
+    const ready = await fetch(`${f.sluice.url}/readyz`);
     expect(ready.status).toBe(200);
     expect(await ready.json()).toEqual({
       status: 'ready',
       components: { journal: { ok: true }, outbox: { ok: true }, kafka: { ok: true } },
     });
-    const metrics = await (await fetch(`${sluice.url}/metrics`)).text();
+    const metrics = await (await fetch(`${f.sluice.url}/metrics`)).text();
     expect(metrics).toMatch(/sluice_published_total\{tenant="acme"\} 1/);
     expect(metrics).toMatch(/sluice_outbox_pending\{tenant="acme"\} 0/);
     expect(metrics).toMatch(/sluice_ingest_requests_total\{status="200",tenant="dup"\} 1/);

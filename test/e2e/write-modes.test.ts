@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { readTopic, testBrokers } from '../support/kafka.ts';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
-import { eventually, postEvent, startSluice, type TestSluice } from '../support/sluice.ts';
+import { eventually, postEvent, sluiceFixture, startSluice, type TestSluice } from '../support/sluice.ts';
 
 for (const mode of ['fast_ack', 'background'] as const) {
   describe(`write mode ${mode}`, () => {
@@ -66,47 +66,36 @@ for (const mode of ['fast_ack', 'background'] as const) {
 }
 
 describe('write mode sync under concurrency', () => {
-  let db: TestDatabase;
-  let sluice: TestSluice;
-
-  beforeAll(async () => {
-    db = await createTestDatabase({ migrate: false });
-    sluice = await startSluice({ DATABASE_URL: db.url, KAFKA_BROKERS: (await testBrokers()).join(',') });
-  }, 120_000);
-
-  afterAll(async () => {
-    await sluice?.stop();
-    await db?.drop();
-  });
+  const f = sluiceFixture();
 
   test('1,000 concurrent fresh writes: each 202 with its own outbox id, none mistaken for a duplicate', async () => {
     // Group commits overlap (one journaled while the one before is inserted) and the forwarder
     // tails the same journal: neither may insert a line before its own request does.
     const answers = await Promise.all(
-      Array.from({ length: 1_000 }, (_, i) => postEvent(sluice.url, { dedupe_key: `c${i}`, payload: { i } }, { 'X-Tenant-Id': 'conc' })),
+      Array.from({ length: 1_000 }, (_, i) => postEvent(f.sluice.url, { dedupe_key: `c${i}`, payload: { i } }, { 'X-Tenant-Id': 'conc' })),
     );
     const bodies = (await Promise.all(answers.map((r) => r.json()))) as { id: string; duplicate: boolean; durability: string }[];
     expect(answers.map((r) => r.status).filter((s) => s !== 202)).toEqual([]);
     expect(bodies.filter((b) => b.duplicate || b.durability !== 'outbox')).toEqual([]);
     expect(new Set(bodies.map((b) => b.id)).size).toBe(1_000);
-    const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox WHERE tenant_id = 'conc'`;
+    const [row] = await f.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox WHERE tenant_id = 'conc'`;
     expect(row?.n).toBe(1_000);
   }, 60_000);
 
   test('the outbox failing after the journal fsync: the write is acknowledged from the journal and reaches the outbox later, once', async () => {
-    await db.sql`ALTER TABLE outbox RENAME TO outbox_away`;
+    await f.db.sql`ALTER TABLE outbox RENAME TO outbox_away`;
     let res: Response;
     try {
-      res = await postEvent(sluice.url, { payload: { late: true } }, { 'X-Tenant-Id': 'later' });
+      res = await postEvent(f.sluice.url, { payload: { late: true } }, { 'X-Tenant-Id': 'later' });
     } finally {
-      await db.sql`ALTER TABLE outbox_away RENAME TO outbox`;
+      await f.db.sql`ALTER TABLE outbox_away RENAME TO outbox`;
     }
     expect(res.status).toBe(202);
     const ack = (await res.json()) as { id: string; dedupe_key: string; duplicate: boolean; durability: string };
     expect(ack).toMatchObject({ duplicate: false, durability: 'journal' });
     expect(ack.id).toMatch(/^test-node:\d+$/);
     await eventually(async () => {
-      const rows = await db.sql<{ dedupe_key: string }[]>`SELECT dedupe_key FROM outbox WHERE tenant_id = 'later'`;
+      const rows = await f.db.sql<{ dedupe_key: string }[]>`SELECT dedupe_key FROM outbox WHERE tenant_id = 'later'`;
       return rows.length === 1 && rows[0]?.dedupe_key === ack.dedupe_key;
     }, 20_000, 'the forwarder inserted the journaled write');
   }, 60_000);

@@ -1,30 +1,16 @@
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { testBrokers } from '../support/kafka.ts';
+import { describe, expect, test } from 'bun:test';
 import { promtool } from '../support/promtool.ts';
-import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
-import { postEvent, startSluice, type TestSluice } from '../support/sluice.ts';
+import { postEvent, sluiceFixture } from '../support/sluice.ts';
 
 describe('/metrics of a running sluice', () => {
-  let db: TestDatabase;
-  let sluice: TestSluice;
-
-  beforeAll(async () => {
-    db = await createTestDatabase({ migrate: false });
-    const brokers = await testBrokers();
-    sluice = await startSluice({ DATABASE_URL: db.url, KAFKA_BROKERS: brokers.join(',') });
-  }, 120_000);
-
-  afterAll(async () => {
-    await sluice?.stop();
-    await db?.drop();
-  });
+  const f = sluiceFixture();
 
   test('passes `promtool check metrics` with no complaint, per-tenant series included', async () => {
     for (const [tenant, key] of [['acme', 'a-1'], ['globex', 'g-1'], ['acme', 'a-1']] as const) {
-      const res = await postEvent(sluice.url, { dedupe_key: key, payload: { n: 1 } }, { 'X-Tenant-Id': tenant });
+      const res = await postEvent(f.sluice.url, { dedupe_key: key, payload: { n: 1 } }, { 'X-Tenant-Id': tenant });
       expect(res.status).toBeLessThan(300);
     }
-    const res = await fetch(`${sluice.url}/metrics`);
+    const res = await fetch(`${f.sluice.url}/metrics`);
     expect(res.status).toBe(200);
     const text = await res.text();
     // The scrape must carry the per-tenant series, or promtool would be checking an empty shell.

@@ -1,9 +1,8 @@
-import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { describe, expect, test } from 'bun:test';
 import type { ClaimedRow } from '../../src/outbox/claims.ts';
 import { withinBytes } from '../../src/processor/batch-bytes.ts';
-import { readTopic, testBrokers } from '../support/kafka.ts';
-import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
-import { startSluice, type TestSluice } from '../support/sluice.ts';
+import { readTopic } from '../support/kafka.ts';
+import { sluiceFixture } from '../support/sluice.ts';
 
 const row = (id: number, bytes: number) => ({ id: String(id), payload_bytes: bytes }) as ClaimedRow;
 
@@ -16,34 +15,21 @@ describe('batches are cut to the broker\'s size limit', () => {
   });
 
   describe('against a real broker (message.max.bytes 1 MiB)', () => {
-    let db: TestDatabase;
-    let brokers: string[];
-    let sluice: TestSluice;
-
-    beforeAll(async () => {
-      db = await createTestDatabase({ migrate: false });
-      brokers = await testBrokers();
-      sluice = await startSluice({ DATABASE_URL: db.url, KAFKA_BROKERS: brokers.join(',') });
-    }, 120_000);
-
-    afterAll(async () => {
-      await sluice?.stop();
-      await db?.drop();
-    });
+    const f = sluiceFixture();
 
     test('600 records of 3 KB (1.8 MB) go out in a few transactions, none dead', async () => {
       const blob = 'x'.repeat(3_000);
       for (let part = 0; part < 2; part++) {
         const body = Array.from({ length: 300 }, (_, i) => JSON.stringify({ dedupe_key: `w${part}-${i}`, payload: { blob } })).join('\n');
-        const res = await fetch(`${sluice.url}/v1/events`, {
+        const res = await fetch(`${f.sluice.url}/v1/events`, {
           method: 'POST',
           headers: { 'Content-Type': 'application/x-ndjson', 'X-Tenant-Id': 'wide' },
           body,
         });
         expect(res.status).toBe(202);
       }
-      expect((await readTopic(brokers, sluice.topic, { expected: 600, timeoutMs: 60_000 })).length).toBe(600);
-      const metrics = await (await fetch(`${sluice.url}/metrics`)).text();
+      expect((await readTopic(f.brokers, f.sluice.topic, { expected: 600, timeoutMs: 60_000 })).length).toBe(600);
+      const metrics = await (await fetch(`${f.sluice.url}/metrics`)).text();
       const committed = Number(/^sluice_kafka_transactions_total\{result="committed"\} (\d+)/m.exec(metrics)?.[1] ?? 'NaN');
       expect(committed).toBeLessThanOrEqual(12);
       expect(metrics).not.toMatch(/^sluice_kafka_transactions_total\{result="aborted"\}/m);

@@ -1,10 +1,12 @@
+import { afterAll, beforeAll } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config.ts';
 import type { Logger } from '../../src/log.ts';
 import { serve, type Running } from '../../src/serve.ts';
-import { quietLog } from './postgres.ts';
+import { testBrokers } from './kafka.ts';
+import { createTestDatabase, quietLog, type TestDatabase } from './postgres.ts';
 
 export interface TestSluice {
   running: Running;
@@ -60,4 +62,28 @@ export async function eventually(check: () => Promise<boolean>, timeoutMs = 20_0
     await Bun.sleep(50);
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+export interface SluiceFixture {
+  db: TestDatabase;
+  brokers: string[];
+  sluice: TestSluice;
+}
+
+/**
+ * A database of its own, the test brokers and a whole sluice on them for the enclosing describe
+ * block: started before its tests, stopped and dropped after. The fields are set once it started.
+ */
+export function sluiceFixture(env: Record<string, string> = {}): SluiceFixture {
+  const fixture = {} as SluiceFixture;
+  beforeAll(async () => {
+    fixture.db = await createTestDatabase({ migrate: false });
+    fixture.brokers = await testBrokers();
+    fixture.sluice = await startSluice({ DATABASE_URL: fixture.db.url, KAFKA_BROKERS: fixture.brokers.join(','), ...env });
+  }, 120_000);
+  afterAll(async () => {
+    await fixture.sluice?.stop();
+    await fixture.db?.drop();
+  });
+  return fixture;
 }
