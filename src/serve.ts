@@ -82,9 +82,11 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
       write: async (envelopes) => {
         backlog.admit(envelopes);
         const results = await writePath.write(envelopes);
-        for (const r of results) if (!r.duplicate) backlog.accepted(r.tenant_id, 1);
-        // A tenant that wrote here reports pending 0 once drained, rather than vanishing from /metrics.
-        for (const r of results) gauges.saw(r.tenant_id);
+        for (const r of results) {
+          if (!r.duplicate) backlog.accepted(r.tenant_id, 1);
+          // A tenant that wrote here reports pending 0 once drained, rather than vanishing from /metrics.
+          gauges.saw(r.tenant_id);
+        }
         return results;
       },
       maxBodyBytes: config.http.maxBodyBytes,

@@ -146,12 +146,15 @@ function sharedTokens(tenants: Record<string, { tokens: string[] }>): ErrorDetai
 export class Tenants {
   #config: TenantsConfig;
   #tokens: TokenIndex;
+  /** Topic → the tenants the file gives it to; asked for every event that names a topic. */
+  #topicOwners: Map<string, string[]>;
   #log: Logger;
   #generation = 0;
 
   constructor(config: TenantsConfig, log: Logger) {
     this.#config = config;
     this.#tokens = new TokenIndex(config.tenants);
+    this.#topicOwners = topicOwners(config);
     this.#log = log;
   }
 
@@ -170,10 +173,8 @@ export class Tenants {
    * gives to a tenant is that tenant's alone, so no other tenant can write into its stream.
    */
   topicProblem(tenantId: string, topic: string): string | undefined {
-    for (const [owner, policy] of this.#config.tenants) {
-      if (policy.topic === topic && owner !== tenantId) return `topic ${topic} belongs to tenant ${owner}`;
-    }
-    return undefined;
+    const owner = this.#topicOwners.get(topic)?.find((t) => t !== tenantId);
+    return owner === undefined ? undefined : `topic ${topic} belongs to tenant ${owner}`;
   }
 
   policy(tenantId: string): TenantPolicy {
@@ -208,6 +209,7 @@ export class Tenants {
       const config = loadTenantsFile(file);
       // Policies and tokens are swapped together: no request sees one file's tokens with another's.
       this.#tokens = new TokenIndex(config.tenants);
+      this.#topicOwners = topicOwners(config);
       this.#config = config;
       this.#generation++;
       this.#log.info('tenants file reloaded', { file, tenants: this.#config.tenants.size });
@@ -218,4 +220,12 @@ export class Tenants {
       return false;
     }
   }
+}
+
+function topicOwners(config: TenantsConfig): Map<string, string[]> {
+  const owners = new Map<string, string[]>();
+  for (const [tenant, policy] of config.tenants) {
+    if (policy.topic !== undefined) owners.set(policy.topic, [...(owners.get(policy.topic) ?? []), tenant]);
+  }
+  return owners;
 }
