@@ -47,14 +47,13 @@ async function writer(segmentBytes = 1 << 20): Promise<JournalWriter> {
 
 async function forwarder(w: JournalWriter, batchSize = 100): Promise<Forwarder> {
   const f = new Forwarder({
-    nodeDir: w.nodeDir,
+    journal: w,
     sql: db.sql,
     partitions: 16,
     batchSize,
     pollMs: 10,
     log: quietLog,
     metrics,
-    active: () => w.active,
     committed: () => ({ from: 1, through: 0 }), settledThrough: () => Number.MAX_SAFE_INTEGER,
   });
   await f.init();
@@ -117,8 +116,8 @@ describe('forwarder', () => {
     const lines: string[] = [];
     const log = { ...quietLog, error: (msg: string, fields?: Record<string, unknown>) => lines.push(JSON.stringify({ msg, ...fields })) };
     const f = new Forwarder({
-      nodeDir: w2.nodeDir, sql: db.sql, partitions: 16, batchSize: 100, pollMs: 10, log, metrics,
-      active: () => w2.active, committed: () => ({ from: 1, through: 0 }), settledThrough: () => Number.MAX_SAFE_INTEGER,
+      journal: w2, sql: db.sql, partitions: 16, batchSize: 100, pollMs: 10, log, metrics,
+      committed: () => ({ from: 1, through: 0 }), settledThrough: () => Number.MAX_SAFE_INTEGER,
     });
     await f.init();
     f.start();
