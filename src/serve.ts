@@ -105,6 +105,8 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
         ]);
         const states: Record<string, ComponentState> = {
           journal: journal.failure === undefined ? { ok: true } : { ok: false, detail: journal.failure },
+          // Acknowledged records are in no file: the node stays out of rotation until a person has looked.
+          journal_integrity: journal.integrity.incidents === 0 ? { ok: true } : { ok: false, detail: journal.integrity.describe() ?? '' },
           outbox: outbox ? { ok: true } : { ok: false, detail: 'database did not answer within 2s' },
         };
         // Only a process that publishes depends on Kafka.

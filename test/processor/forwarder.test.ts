@@ -1,10 +1,11 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Envelope } from '../../src/envelope.ts';
 import { formatEntry } from '../../src/journal/entry.ts';
 import { JournalMaintenance } from '../../src/journal/maintenance.ts';
+import { verifyJournal } from '../../src/journal/verify.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
 import { createMetrics, type Metrics } from '../../src/metrics.ts';
 import { Forwarder } from '../../src/processor/forwarder.ts';
@@ -127,5 +128,75 @@ describe('forwarder', () => {
     expect(lines).toEqual([expect.stringContaining(`"file":"${segment}","line":3`)]);
     expect(readFileSync(segment, 'utf8')).toContain('this is not json\n');
     expect((await metrics.journalBadLines.get()).values[0]?.value).toBe(1);
+  });
+
+  test('regression (issue 9): seqs are never reused after a recovery cut lines the forwarder had passed', async () => {
+    const w = await writer();
+    for (let i = 1; i <= 5; i++) await w.append([envelope(i)]);
+    const f = await forwarder(w);
+    await eventually(async () => f.checkpoint.seq === 5, 10_000, 'forwarded 1..5');
+    await f.stop();
+    await w.close();
+    // The disk lost fsynced lines 3..5 (the forwarder had passed them).
+    const segment = join(dir, 'n1', '00000000000000000001.jsonl');
+    const lines = readFileSync(segment, 'utf8').split('\n');
+    writeFileSync(segment, `${lines.slice(0, 2).join('\n')}\n`);
+    const before = await verifyJournal(dir);
+    expect(before.problems.map((p) => p.message)).toEqual([
+      expect.stringContaining('past its end'),
+      'the checkpoint passed seq 5 but the journal ends at seq 2',
+    ]);
+
+    const errors: Record<string, unknown>[] = [];
+    const log = { ...quietLog, error: (msg: string, fields?: Record<string, unknown>) => errors.push({ msg, ...fields }) };
+    const w2 = await JournalWriter.open({ dir, nodeId: 'n1', segmentBytes: 1 << 20, log, metrics });
+    open.push(w2);
+    expect(w2.nextSeq).toBe(6);
+    expect(w2.integrity.incidents).toBe(1);
+    expect(errors).toEqual([expect.objectContaining({ msg: 'journal integrity incident', kind: 'checkpoint_ahead', after: 2, seq: 6 })]);
+    const acked = await w2.append([envelope(6), envelope(7)]);
+    expect(acked.map((e) => e.seq)).toEqual([6, 7]);
+    const f2 = new Forwarder({
+      journal: w2, sql: db.sql, partitions: 16, batchSize: 100, pollMs: 10, log, metrics,
+      committed: () => ({ from: 1, through: 0 }), settledThrough: () => Number.MAX_SAFE_INTEGER,
+    });
+    await f2.init();
+    f2.start();
+    open.push({ close: () => f2.stop() });
+    await eventually(async () => f2.checkpoint.seq === 7, 10_000, 'forwarded 6..7');
+    // Both new writes reached the outbox; no intact line was called corrupt.
+    expect(await outboxKeys()).toEqual(['k1', 'k2', 'k3', 'k4', 'k5', 'k6', 'k7']);
+    expect((await metrics.journalBadLines.get()).values[0]?.value ?? 0).toBe(0);
+    expect(errors.filter((e) => e.msg !== 'journal integrity incident')).toEqual([]);
+    // And `journal verify` does not say ok: seqs 3..5 are in no file.
+    expect((await verifyJournal(dir)).problems.map((p) => p.message)).toContain('gap: seq 6 follows 2 (3 missing)');
+  });
+
+  test('a seq gap met while forwarding is an incident with file, line and seqs; forwarding goes on', async () => {
+    const w = await writer();
+    await w.append([envelope(1), envelope(2)]);
+    await w.close();
+    const segment = join(dir, 'n1', '00000000000000000001.jsonl');
+    // Seqs 3..4 lost in the middle of a segment (no torn tail: the last line is whole).
+    appendFileSync(segment, formatEntry({ ...envelope(5), seq: 5, ts: new Date().toISOString() }));
+    const errors: Record<string, unknown>[] = [];
+    const log = { ...quietLog, error: (msg: string, fields?: Record<string, unknown>) => errors.push({ msg, ...fields }) };
+    const w2 = await JournalWriter.open({ dir, nodeId: 'n1', segmentBytes: 1 << 20, log, metrics });
+    open.push(w2);
+    const f = new Forwarder({
+      journal: w2, sql: db.sql, partitions: 16, batchSize: 100, pollMs: 10, log, metrics,
+      committed: () => ({ from: 1, through: 0 }), settledThrough: () => Number.MAX_SAFE_INTEGER,
+    });
+    await f.init();
+    f.start();
+    open.push({ close: () => f.stop() });
+    await eventually(async () => f.checkpoint.seq === 5, 10_000, 'forwarded past the gap');
+    expect(await outboxKeys()).toEqual(['k1', 'k2', 'k5']);
+    expect(errors).toEqual([
+      expect.objectContaining({ msg: 'journal integrity incident', kind: 'gap', file: segment, line: 3, after: 2, seq: 5 }),
+    ]);
+    const counted = (await metrics.journalIncidents.get()).values.find((v) => v.labels.kind === 'gap');
+    expect(counted?.value).toBe(1);
+    expect(w2.integrity.describe()).toContain('gap');
   });
 });
