@@ -7,6 +7,7 @@ import { formatEntry } from '../../src/journal/entry.ts';
 import { JournalMaintenance } from '../../src/journal/maintenance.ts';
 import { verifyJournal } from '../../src/journal/verify.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
+import type { Logger } from '../../src/log.ts';
 import { createMetrics, type Metrics } from '../../src/metrics.ts';
 import { Forwarder } from '../../src/processor/forwarder.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
@@ -46,14 +47,14 @@ async function writer(segmentBytes = 1 << 20): Promise<JournalWriter> {
   return w;
 }
 
-async function forwarder(w: JournalWriter, batchSize = 100): Promise<Forwarder> {
+async function forwarder(w: JournalWriter, batchSize = 100, log: Logger = quietLog): Promise<Forwarder> {
   const f = new Forwarder({
     journal: w,
     sql: db.sql,
     partitions: 16,
     batchSize,
     pollMs: 10,
-    log: quietLog,
+    log,
     metrics,
     committed: () => ({ from: 1, through: 0 }), settledThrough: () => Number.MAX_SAFE_INTEGER,
   });
@@ -156,13 +157,7 @@ describe('forwarder', () => {
     expect(errors).toEqual([expect.objectContaining({ msg: 'journal integrity incident', kind: 'checkpoint_ahead', after: 2, seq: 6 })]);
     const acked = await w2.append([envelope(6), envelope(7)]);
     expect(acked.map((e) => e.seq)).toEqual([6, 7]);
-    const f2 = new Forwarder({
-      journal: w2, sql: db.sql, partitions: 16, batchSize: 100, pollMs: 10, log, metrics,
-      committed: () => ({ from: 1, through: 0 }), settledThrough: () => Number.MAX_SAFE_INTEGER,
-    });
-    await f2.init();
-    f2.start();
-    open.push({ close: () => f2.stop() });
+    const f2 = await forwarder(w2, 100, log);
     await eventually(async () => f2.checkpoint.seq === 7, 10_000, 'forwarded 6..7');
     // Both new writes reached the outbox; no intact line was called corrupt.
     expect(await outboxKeys()).toEqual(['k1', 'k2', 'k3', 'k4', 'k5', 'k6', 'k7']);
@@ -183,13 +178,7 @@ describe('forwarder', () => {
     const log = { ...quietLog, error: (msg: string, fields?: Record<string, unknown>) => errors.push({ msg, ...fields }) };
     const w2 = await JournalWriter.open({ dir, nodeId: 'n1', segmentBytes: 1 << 20, log, metrics });
     open.push(w2);
-    const f = new Forwarder({
-      journal: w2, sql: db.sql, partitions: 16, batchSize: 100, pollMs: 10, log, metrics,
-      committed: () => ({ from: 1, through: 0 }), settledThrough: () => Number.MAX_SAFE_INTEGER,
-    });
-    await f.init();
-    f.start();
-    open.push({ close: () => f.stop() });
+    const f = await forwarder(w2, 100, log);
     await eventually(async () => f.checkpoint.seq === 5, 10_000, 'forwarded past the gap');
     expect(await outboxKeys()).toEqual(['k1', 'k2', 'k5']);
     expect(errors).toEqual([
