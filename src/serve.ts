@@ -62,7 +62,7 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
     closers.push({ name: 'database', close: () => db.close() });
     await migrate(db.sql, log);
 
-    const processing = brokers !== undefined && withProcessor ? startProcessing({ config, db, brokers, tenants, controls, metrics, log }) : undefined;
+    const processing = brokers !== undefined && withProcessor ? await startProcessing({ config, db, brokers, tenants, controls, metrics, log }) : undefined;
     if (processing !== undefined) closers.push({ name: 'processor', close: () => processing.close() });
     const wakeProcessor = (): void => processing?.processor.wake();
     const gauges = new OutboxGauges(db.sql, tenants, metrics);
