@@ -6,30 +6,19 @@ import { JournalMaintenance } from '../../src/journal/maintenance.ts';
 import { formatSeconds, progressFigures, progressLine } from '../../src/journal/replay-progress.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
 import { createMetrics } from '../../src/metrics.ts';
+import { runCli, summaryField, type CliResult } from '../support/cli.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
 
-const CLI = join(import.meta.dir, '..', '..', 'src', 'cli.ts');
 let db: TestDatabase;
 let root: string;
 let journalDir: string;
 let midpoint: string;
 
-async function sluice(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn({
-    cmd: ['bun', CLI, ...args],
-    env: { ...process.env, DATABASE_URL: db.url, SLUICE_LOG_LEVEL: 'warn' },
-    stdout: 'pipe',
-    stderr: 'pipe',
-  });
-  const [code, stdout, stderr] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  return { code, stdout, stderr };
+function sluice(args: string[]): Promise<CliResult> {
+  return runCli(args, { DATABASE_URL: db.url, SLUICE_LOG_LEVEL: 'warn' });
 }
 
-function field(stdout: string, name: string): number {
-  const m = new RegExp(`^\\s+${name}\\s+(\\d+)`, 'm').exec(stdout);
-  if (m?.[1] === undefined) throw new Error(`no "${name}" in:\n${stdout}`);
-  return Number(m[1]);
-}
+const field = summaryField;
 
 async function outboxCount(): Promise<number> {
   const [r] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox`;
@@ -165,13 +154,7 @@ describe('sluice replay, as a person recovering from a disaster runs it', () => 
       Bun.spawnSync(['mkdir', '-p', twice]);
       Bun.spawnSync(['cp', '-r', join(journalDir, 'n1'), join(twice, 'a')]);
       Bun.spawnSync(['cp', '-r', join(journalDir, 'n1'), join(twice, 'b')]);
-      const proc = Bun.spawn({
-        cmd: ['bun', CLI, 'replay', twice, '--dry-run'],
-        env: { ...process.env, DATABASE_URL: empty.url, SLUICE_LOG_LEVEL: 'warn' },
-        stdout: 'pipe',
-        stderr: 'pipe',
-      });
-      const [code, stdout] = await Promise.all([proc.exited, new Response(proc.stdout).text()]);
+      const { code, stdout } = await runCli(['replay', twice, '--dry-run'], { DATABASE_URL: empty.url, SLUICE_LOG_LEVEL: 'warn' });
       expect(code).toBe(0);
       expect(field(stdout, 'lines')).toBe(120);
       expect(field(stdout, 'would insert')).toBe(60);
