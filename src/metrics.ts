@@ -45,7 +45,7 @@ export interface Metrics {
 function journalIncidentCounter(registers: Registry[]): Counter<'kind'> {
   const counter = new Counter({
     name: 'sluice_journal_integrity_incidents_total',
-    help: 'Journal integrity incidents by kind (gap, missing_segment, checkpoint_ahead, compression_mismatch): acknowledged records in no file.',
+    help: 'Journal integrity incidents by kind (gap, missing_segment, checkpoint_ahead, compression_mismatch, unreadable_segment): acknowledged records in no file.',
     labelNames: ['kind'],
     registers,
   });

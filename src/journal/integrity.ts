@@ -9,9 +9,11 @@ import type { Metrics } from '../metrics.ts';
  * - `checkpoint_ahead`: the checkpoint passed seqs that the files no longer hold (data lost under a
  *   fsync, say): new seqs start above it, so none is ever reused;
  * - `compression_mismatch`: a gzipped copy did not hold what its plain segment held (the plain file
- *   is kept).
+ *   is kept);
+ * - `unreadable_segment`: a gzipped segment is damaged (truncated, corrupt): what it holds after the
+ *   damage is lost; what came before is forwarded.
  */
-export const INCIDENT_KINDS = ['gap', 'missing_segment', 'checkpoint_ahead', 'compression_mismatch'] as const;
+export const INCIDENT_KINDS = ['gap', 'missing_segment', 'checkpoint_ahead', 'compression_mismatch', 'unreadable_segment'] as const;
 export type IncidentKind = (typeof INCIDENT_KINDS)[number];
 
 export interface Incident {
@@ -34,8 +36,8 @@ export class JournalIntegrity {
   #metrics: Metrics;
   #count = 0;
   #last: Incident | undefined;
-  /** Holes already reported (start-up and the forwarder can both meet the same one). */
-  #holes = new Set<string>();
+  /** Holes already reported, by the seq they follow (start-up and the forwarder can both meet one). */
+  #holes = new Set<number>();
 
   constructor(log: Logger, metrics: Metrics) {
     this.#log = log;
@@ -43,10 +45,9 @@ export class JournalIntegrity {
   }
 
   report(incident: Incident): void {
-    if (incident.after !== undefined && incident.seq !== undefined) {
-      const hole = `${incident.after}..${incident.seq}`;
-      if (this.#holes.has(hole)) return;
-      this.#holes.add(hole);
+    if (incident.after !== undefined) {
+      if (this.#holes.has(incident.after)) return;
+      this.#holes.add(incident.after);
     }
     this.#count++;
     this.#last = incident;

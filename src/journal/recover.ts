@@ -1,11 +1,13 @@
 import { open, readFile } from 'node:fs/promises';
-import { gunzipSync } from 'node:zlib';
+import { constants, gunzipSync } from 'node:zlib';
 
 export interface TailRecovery {
   /** Seq of the last whole line, undefined for an empty segment. */
   lastSeq: number | undefined;
   /** Bytes cut off the end: a torn line (no newline, or not parsable JSON with a seq). */
   truncatedBytes: number;
+  /** Why a gzipped segment could not be read to its end (truncated, corrupt), if so. */
+  unreadable?: string;
 }
 
 const CHUNK = 1 << 20;
@@ -16,9 +18,22 @@ const CHUNK = 1 << 20;
  */
 export async function recoverTail(path: string, gzipped: boolean): Promise<TailRecovery> {
   if (gzipped) {
-    const text = gunzipSync(await readFile(path)).toString('utf8');
-    const lines = text.split('\n').filter((l) => l.length > 0);
-    return { lastSeq: seqOf(lines.at(-1) ?? ''), truncatedBytes: 0 };
+    const raw = await readFile(path);
+    let unreadable: string | undefined;
+    let text = '';
+    try {
+      text = gunzipSync(raw).toString('utf8');
+    } catch (err) {
+      unreadable = (err as Error).message;
+      // A truncated file still gives what it holds up to the cut; a corrupt one may give nothing.
+      text = safeGunzipPrefix(raw);
+    }
+    const lines = text.split('\n');
+    lines.pop();
+    const whole = lines.filter((l) => l.length > 0);
+    let lastSeq: number | undefined;
+    for (let i = whole.length - 1; i >= 0 && lastSeq === undefined; i--) lastSeq = seqOf(whole[i] ?? '');
+    return unreadable === undefined ? { lastSeq, truncatedBytes: 0 } : { lastSeq, truncatedBytes: 0, unreadable };
   }
   const handle = await open(path, 'r+');
   try {
@@ -99,4 +114,12 @@ function seqOf(line: string): number | undefined {
     return undefined;
   }
   return undefined;
+}
+
+function safeGunzipPrefix(raw: Buffer): string {
+  try {
+    return gunzipSync(raw, { finishFlush: constants.Z_SYNC_FLUSH }).toString('utf8');
+  } catch {
+    return '';
+  }
 }

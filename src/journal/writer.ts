@@ -88,6 +88,16 @@ export class JournalWriter {
         opts.metrics.journalTornTails.inc();
       }
       lastSeq = recovered.lastSeq ?? newest.firstSeq - 1;
+      if (recovered.unreadable !== undefined) {
+        integrity.report({
+          kind: 'unreadable_segment',
+          file: newest.path,
+          message: `the newest segment is damaged after seq ${lastSeq} (${recovered.unreadable}); what it held after that is lost`,
+          after: lastSeq,
+        });
+        // Its seqs past the damage are unknown: new ones start above its first, so names stay in order.
+        lastSeq = Math.max(lastSeq, newest.firstSeq);
+      }
     }
     const recovered = await listSegments(nodeDir);
     await checkSealedTails(recovered, integrity);

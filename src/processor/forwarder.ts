@@ -3,6 +3,7 @@ import type { JournalEntry } from '../journal/entry.ts';
 import { readCheckpoint, writeCheckpoint, type Checkpoint } from '../journal/checkpoint.ts';
 import { parseEntry, readSegmentLines, type BadLine } from '../journal/reader.ts';
 import { listSegments, type SegmentFile } from '../journal/segments.ts';
+import type { JournalIntegrity } from '../journal/integrity.ts';
 import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
@@ -83,9 +84,17 @@ export class Forwarder {
       const seg = await this.#segmentAt(cp);
       if (seg === undefined) return;
       if (seg.firstSeq !== cp.segment) cp = { segment: seg.firstSeq, offset: 0, line: 1, seq: cp.seq };
-      for await (const l of this.#lines(seg, cp, seg.firstSeq < this.#opts.journal.sealedBelow)) {
-        const e = parseEntry(l.text);
-        if (typeof e !== 'string' && e.seq > this.#cp.seq) visit(e);
+      let last = cp.seq;
+      try {
+        for await (const l of this.#lines(seg, cp, seg.firstSeq < this.#opts.journal.sealedBelow)) {
+          const e = parseEntry(l.text);
+          if (typeof e === 'string') continue;
+          last = Math.max(last, e.seq);
+          if (e.seq > this.#cp.seq) visit(e);
+        }
+      } catch (err) {
+        if (!(seg.gzipped && isZlibError(err))) throw err;
+        reportDamaged(this.#opts.journal.integrity, seg, last, (err as Error).message);
       }
       const next = await this.#nextSegment(seg);
       if (next === undefined) return;
@@ -132,36 +141,43 @@ export class Forwarder {
     let entries: JournalEntry[] = [];
     let next = start;
     let held = false;
+    let damaged: string | undefined;
     // One pass over the segment, committing every batchSize entries: a gzipped segment is inflated once.
-    for await (const l of this.#lines(seg, start, sealed)) {
-      const e = parseEntry(l.text);
-      if (typeof e !== 'string' && e.seq > this.#opts.settledThrough()) {
-        held = true;
-        break;
-      }
-      next = { segment: seg.firstSeq, offset: l.end, line: l.line + 1, seq: next.seq };
-      if (typeof e === 'string') {
-        this.#reportBad({ file: seg.path, line: l.line, reason: e });
-      } else if (e.seq > next.seq) {
-        if (next.seq > 0 && e.seq !== next.seq + 1) {
-          this.#opts.journal.integrity.report({
-            kind: 'gap',
-            file: seg.path,
-            line: l.line,
-            message: `seq ${e.seq} follows ${next.seq}: ${e.seq - next.seq - 1} record(s) in no file`,
-            after: next.seq,
-            seq: e.seq,
-          });
+    try {
+      for await (const l of this.#lines(seg, start, sealed)) {
+        const e = parseEntry(l.text);
+        if (typeof e !== 'string' && e.seq > this.#opts.settledThrough()) {
+          held = true;
+          break;
         }
-        next.seq = e.seq;
-        entries.push(e);
+        next = { segment: seg.firstSeq, offset: l.end, line: l.line + 1, seq: next.seq };
+        if (typeof e === 'string') {
+          this.#reportBad({ file: seg.path, line: l.line, reason: e });
+        } else if (e.seq > next.seq) {
+          if (next.seq > 0 && e.seq !== next.seq + 1) {
+            this.#opts.journal.integrity.report({
+              kind: 'gap',
+              file: seg.path,
+              line: l.line,
+              message: `seq ${e.seq} follows ${next.seq}: ${e.seq - next.seq - 1} record(s) in no file`,
+              after: next.seq,
+              seq: e.seq,
+            });
+          }
+          next.seq = e.seq;
+          entries.push(e);
+        }
+        if (entries.length >= this.#opts.batchSize) {
+          await this.#commit(entries, next);
+          entries = [];
+          if (this.#abort.signal.aborted) return true;
+        }
       }
-      if (entries.length >= this.#opts.batchSize) {
-        await this.#commit(entries, next);
-        entries = [];
-        if (this.#abort.signal.aborted) return true;
-      }
+    } catch (err) {
+      if (!(seg.gzipped && isZlibError(err))) throw err;
+      damaged = (err as Error).message;
     }
+    if (damaged !== undefined) return this.#leaveDamaged(seg, entries, next, damaged);
     if (next !== this.#cp) {
       await this.#commit(entries, next);
       return true;
@@ -170,6 +186,19 @@ export class Forwarder {
     // Never move past a line that is still being inserted by its own request.
     if (held) return false;
     if (!sealed) return seg.firstSeq < this.#opts.journal.sealedBelow;
+    const following = await this.#nextSegment(seg);
+    if (following === undefined) return false;
+    this.#cp = { segment: following.firstSeq, offset: 0, line: 1, seq: this.#cp.seq };
+    return true;
+  }
+
+  /**
+   * A gzipped segment that cannot be inflated to its end (truncated, corrupt): what was read is
+   * forwarded, the rest of the file is reported lost, and forwarding goes on with the next segment.
+   */
+  async #leaveDamaged(seg: SegmentFile, entries: JournalEntry[], next: Checkpoint, reason: string): Promise<boolean> {
+    if (next !== this.#cp) await this.#commit(entries, next);
+    reportDamaged(this.#opts.journal.integrity, seg, this.#cp.seq, reason);
     const following = await this.#nextSegment(seg);
     if (following === undefined) return false;
     this.#cp = { segment: following.firstSeq, offset: 0, line: 1, seq: this.#cp.seq };
@@ -229,4 +258,19 @@ export class Forwarder {
     this.#opts.metrics.journalBadLines.inc();
   }
 
+}
+
+/** zlib's own errors (Z_BUF_ERROR for a truncated file, Z_DATA_ERROR for a corrupt one). */
+function isZlibError(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && code.startsWith('Z_');
+}
+
+function reportDamaged(integrity: JournalIntegrity, seg: SegmentFile, after: number, reason: string): void {
+  integrity.report({
+    kind: 'unreadable_segment',
+    file: seg.path,
+    message: `gzipped segment damaged after seq ${after} (${reason}): the rest of this file is lost; forwarding goes on with the next segment`,
+    after,
+  });
 }

@@ -173,4 +173,24 @@ describe('journal maintenance', () => {
     const report = await verifyJournal(dir);
     expect(report.problems).toEqual([]);
   });
+
+  test('a damaged gzipped newest segment does not stop the start: an incident, and new seqs after what it holds', async () => {
+    const dir = tempDir();
+    const nodeDir = join(dir, 'n1');
+    Bun.spawnSync(['mkdir', '-p', nodeDir]);
+    const text = Array.from({ length: 200 }, (_, i) => `${JSON.stringify({ seq: i + 1, ts: 't', tenant_id: 't', dedupe_key: `k${i + 1}`, topic: 'x', request_id: 'r', headers: {}, payload: { pad: 'p'.repeat(60) } })}\n`).join('');
+    const gz = gzipSync(text);
+    writeFileSync(join(nodeDir, '00000000000000000001.jsonl.gz'), gz.subarray(0, Math.floor(gz.length / 2)));
+    const errors: Record<string, unknown>[] = [];
+    const log = { ...quietLog, error: (msg: string, fields?: Record<string, unknown>) => errors.push({ msg, ...fields }) };
+    const writer = await JournalWriter.open({ dir, nodeId: 'n1', segmentBytes: 1 << 20, log, metrics: createMetrics() });
+    expect(errors).toEqual([expect.objectContaining({ kind: 'unreadable_segment', file: join(nodeDir, '00000000000000000001.jsonl.gz') })]);
+    const readable = errors[0]?.after as number;
+    expect(readable).toBeGreaterThan(1);
+    expect(readable).toBeLessThan(200);
+    const [e] = await writer.append([envelope(1)]);
+    expect(e?.seq).toBe(readable + 1);
+    await writer.close();
+    expect(readdirSync(nodeDir).sort()).toEqual(['00000000000000000001.jsonl.gz', `${String(readable + 1).padStart(20, '0')}.jsonl`]);
+  });
 });

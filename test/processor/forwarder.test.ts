@@ -224,4 +224,42 @@ describe('forwarder', () => {
     // Retention really ran against the forwarder: most forwarded segments are gone.
     expect((await metrics.journalRetentionDeleted.get()).values.find((v) => v.labels.unit === 'segments')?.value ?? 0).toBeGreaterThan(10);
   }, 60_000);
+
+  test('a damaged gzipped segment: what it holds before the damage is forwarded, the rest is an incident, forwarding goes on', async () => {
+    const errors: Record<string, unknown>[] = [];
+    const log = { ...quietLog, error: (msg: string, fields?: Record<string, unknown>) => errors.push({ msg, ...fields }) };
+    const w = await JournalWriter.open({ dir, nodeId: 'n1', segmentBytes: 4096, log, metrics });
+    open.push(w);
+    for (let i = 1; i <= 120; i++) await w.append([envelope(i)]);
+    const maintenance = new JournalMaintenance({
+      writer: w, maxSegmentAgeMs: 3_600_000, retentionMs: 3_600_000, retentionBytes: 1 << 30, intervalMs: 60_000,
+      forwardedThrough: () => 0, log: quietLog, metrics,
+    });
+    await maintenance.runOnce();
+    const nodeDir = join(dir, 'n1');
+    const first = join(nodeDir, '00000000000000000001.jsonl.gz');
+    const gz = readFileSync(first);
+    writeFileSync(first, gz.subarray(0, Math.floor(gz.length / 2)));
+    // The start-up scan (fast_ack's dedupe index) reads past it too, instead of failing the start.
+    const seen: number[] = [];
+    const scanner = new Forwarder({
+      journal: w, sql: db.sql, partitions: 16, batchSize: 100, pollMs: 10, log, metrics,
+      committed: () => ({ from: 1, through: 0 }), settledThrough: () => Number.MAX_SAFE_INTEGER,
+    });
+    await scanner.init();
+    await scanner.scan((e) => seen.push(e.seq));
+    expect(seen.at(-1)).toBe(120);
+    const f = await forwarder(w, 100, log);
+    await eventually(async () => f.checkpoint.seq === 120, 10_000, 'forwarded past the damaged segment');
+    const keys = await outboxKeys();
+    const readable = seen.filter((seq) => seq < (seen.find((q, i) => q !== i + 1) ?? 0)).length;
+    expect(readable).toBeGreaterThan(0);
+    // Every readable record of the damaged segment, then every record of the later segments.
+    expect(keys.slice(0, readable)).toEqual(keys.slice(0, readable).map((_, i) => `k${i + 1}`));
+    expect(keys.at(-1)).toBe('k120');
+    expect(errors).toEqual([
+      expect.objectContaining({ msg: 'journal integrity incident', kind: 'unreadable_segment', file: first, after: readable }),
+    ]);
+    expect(w.integrity.incidents).toBe(1);
+  });
 });
