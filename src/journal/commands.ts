@@ -68,6 +68,12 @@ export async function runReplay(argv: string[], config: Config, log: Logger): Pr
   }
   const dryRun = values['dry-run'] === true;
   const db = await openDatabase(config.db, log);
+  // Say where the rows go: without DATABASE_URL that is the embedded database, easy to replay into by mistake.
+  process.stderr.write(
+    db.kind === 'embedded'
+      ? `replay: into the embedded database in ${config.db.dataDir} (DATABASE_URL is not set)\n`
+      : `replay: into the Postgres database of DATABASE_URL\n`,
+  );
   const tty = process.stderr.isTTY === true;
   let lastDraw = 0;
   const progress = (p: ReplayProgress): void => {
