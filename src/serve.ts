@@ -109,6 +109,8 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
           journal_integrity: journal.integrity.incidents === 0 ? { ok: true } : { ok: false, detail: journal.integrity.describe() ?? '' },
           outbox: outbox ? { ok: true } : { ok: false, detail: 'database did not answer within 2s' },
         };
+        const refusal = writePath.refusal;
+        if (config.writeMode !== 'sync') states.backlog = refusal === undefined ? { ok: true } : { ok: false, detail: refusal };
         // Only a process that publishes depends on Kafka.
         if (processing !== undefined) {
           states.kafka = kafka === true ? { ok: true } : { ok: false, detail: processing.processor.lastError ?? 'no broker answered within 2s' };

@@ -46,6 +46,11 @@ export class RecentKeys {
     return original.ids.then((all) => all[original.index] ?? null);
   }
 
+  /** True when the key is held (journaled or being journaled): a write of it would be a duplicate. */
+  has(tenant: string, dedupeKey: string): boolean {
+    return this.#entries.has(pairKey(tenant, dedupeKey));
+  }
+
   /** The write was journaled at `seq` with this id; from here on it ages out once forwarded. */
   journaled(tenant: string, dedupeKey: string, seq: number, id: string): void {
     const key = pairKey(tenant, dedupeKey);

@@ -96,7 +96,20 @@ export class WritePath {
   write(envelopes: Envelope[]): Promise<WriteResult[]> {
     if (this.#opts.mode === 'sync') return this.#writeSync(envelopes);
     if (this.#waiting() + envelopes.length <= this.#opts.maxUnforwarded) return this.#writeAhead(envelopes);
-    return this.#roomFor(envelopes.length).then(() => this.#writeAhead(envelopes));
+    // Only past the limit is it worth looking keys up twice: a repeat of a held key takes no room and
+    // is answered as a duplicate however full the backlog is.
+    const fresh = envelopes.filter((e) => !this.#opts.recentKeys.has(e.tenant_id, e.dedupe_key)).length;
+    if (fresh === 0 || this.#waiting() + fresh <= this.#opts.maxUnforwarded) return this.#writeAhead(envelopes);
+    return this.#roomFor(fresh).then(() => this.#writeAhead(envelopes));
+  }
+
+  /**
+   * Why every new write would be refused now, or undefined: readiness reports it, so a load balancer
+   * stops sending writes this node can only answer with 429.
+   */
+  get refusal(): string | undefined {
+    if (this.#opts.mode === 'sync' || this.#waiting() < this.#opts.maxUnforwarded) return undefined;
+    return `${this.#waiting()} journaled records are waiting for the outbox (limit SLUICE_MAX_UNFORWARDED=${this.#opts.maxUnforwarded})`;
   }
 
   #waiting(): number {
