@@ -269,7 +269,7 @@ export class WritePath {
         try {
           const entries = await journal.append(fresh);
           const ids = entries.map((e) => `${nodeId}:${e.seq}`);
-          entries.forEach((e, i) => recentKeys.journaled(e.tenant_id, e.dedupe_key, e.seq, ids[i] ?? ''));
+          for (const e of entries) recentKeys.journaled(e.tenant_id, e.dedupe_key, e.seq);
           settle.resolve(ids);
           return ids;
         } catch (err) {
