@@ -27,10 +27,13 @@ export async function loadDedupeIndex(opts: { journal: JournalWriter; forwarder:
   }
   keys.forwarded(forwarder.checkpoint.seq);
   let scanned = 0;
-  await forwarder.scan((e) => {
-    keys.journaled(e.tenant_id, e.dedupe_key, e.seq);
-    scanned++;
-  }, afterSeq);
+  // After a clean stop the snapshot covers the whole journal: not even its last segment is read.
+  if (afterSeq < journal.nextSeq - 1) {
+    await forwarder.scan((e) => {
+      keys.journaled(e.tenant_id, e.dedupe_key, e.seq);
+      scanned++;
+    }, afterSeq);
+  }
   const fromSnapshot = typeof snap === 'string' ? 0 : snap.seqs.length;
   if (fromSnapshot + scanned > 0) {
     log.info('dedupe index loaded', {
