@@ -77,10 +77,19 @@ export class KeyIndex {
     return views;
   }
 
-  /** Adds entries in bulk (from a snapshot), oldest first. */
+  /**
+   * Adds entries in bulk (from a snapshot), oldest first, into an empty index. They come from an
+   * index, so their hashes are distinct: no lookup before each insert.
+   */
   load(lo: Uint32Array, hi: Uint32Array, seqs: Float64Array): void {
-    this.#reserve(this.size + seqs.length);
-    for (let i = 0; i < seqs.length; i++) this.#add(lo[i] ?? 0, hi[i] ?? 0, seqs[i] ?? 0);
+    if (this.size > 0) throw new Error('KeyIndex.load needs an empty index');
+    this.#reserve(seqs.length);
+    this.#head = 0;
+    this.#tail = seqs.length;
+    this.#lo.set(lo);
+    this.#hi.set(hi);
+    this.#seqs.set(seqs);
+    for (let pos = 0; pos < seqs.length; pos++) this.#place(lo[pos] ?? 0, pos + 1);
   }
 
   #add(lo: number, hi: number, seq: number): boolean {

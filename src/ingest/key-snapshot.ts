@@ -53,13 +53,14 @@ export async function writeKeySnapshot(nodeDir: string, index: KeyIndex, through
 export async function readKeySnapshot(nodeDir: string, journalThrough: number): Promise<KeySnapshot | string> {
   const file = Bun.file(join(nodeDir, KEY_SNAPSHOT_FILE));
   if (!(await file.exists())) return 'no snapshot';
-  const bytes = Buffer.from(await file.arrayBuffer());
+  // Views over the one buffer read: no copy of what may be tens of MiB.
+  const buf = await file.arrayBuffer();
+  const bytes = Buffer.from(buf);
   if (bytes.length < HEADER_BYTES || bytes.toString('latin1', 0, 8) !== MAGIC) return 'not a dedupe index snapshot';
   const n = bytes.readDoubleLE(8);
   const through = bytes.readDoubleLE(16);
   if (!Number.isSafeInteger(n) || n < 0 || bytes.length !== HEADER_BYTES + n * 16) return `truncated: ${bytes.length} bytes for ${n} entries`;
   if (through > journalThrough) return `snapshot through seq ${through}, but the journal ends at ${journalThrough}`;
-  const buf = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length);
   const snap = {
     through,
     lo: new Uint32Array(buf, HEADER_BYTES, n),

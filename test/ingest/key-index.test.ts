@@ -47,7 +47,9 @@ function runModel(seed: number, ops: number, loRange: number): void {
   }
   // What a snapshot holds loads into a fresh index as the same content.
   const copy = new KeyIndex();
-  for (const c of index.chunks()) copy.load(c.lo, c.hi, c.seqs);
+  const all = index.chunks();
+  const joined = (f: 'lo' | 'hi'): Uint32Array => Uint32Array.from(all.flatMap((c) => [...c[f]]));
+  copy.load(joined('lo'), joined('hi'), Float64Array.from(all.flatMap((c) => [...c.seqs])));
   expect(copy.size).toBe(model.size);
   for (const { h, seq: s } of order.slice(head)) expect(copy.get(h)).toBe(s);
 }
