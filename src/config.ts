@@ -74,6 +74,7 @@ const envSchema = z.object({
   SLUICE_OUTBOX_RETENTION_MS: int(7 * 24 * 3_600_000, 0),
   SLUICE_OUTBOX_CLEANUP_MS: int(60_000, 50, 86_400_000),
   SLUICE_TENANTS_FILE: z.string().min(1).optional(),
+  SLUICE_METRIC_TENANTS: int(1_000, 1, 1_000_000),
   SLUICE_ADMIN_TOKEN: z.string().min(16, { error: 'must be at least 16 characters' }).max(1024).optional(),
 });
 
@@ -121,6 +122,8 @@ export interface Config {
   outbox: { retentionMs: number; cleanupMs: number };
   /** The tenants file; undefined = open mode (loopback only). */
   tenantsFile: string | undefined;
+  /** Tenants with a `tenant` label of their own; the rest are summed under `_other`. */
+  metricTenants: number;
   /** Enables the admin API when set. */
   adminToken: string | undefined;
   shutdownTimeoutMs: number;
@@ -192,6 +195,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     },
     outbox: { retentionMs: e.SLUICE_OUTBOX_RETENTION_MS, cleanupMs: e.SLUICE_OUTBOX_CLEANUP_MS },
     tenantsFile: e.SLUICE_TENANTS_FILE,
+    metricTenants: e.SLUICE_METRIC_TENANTS,
     adminToken: e.SLUICE_ADMIN_TOKEN,
     shutdownTimeoutMs: e.SLUICE_SHUTDOWN_TIMEOUT_MS,
   };

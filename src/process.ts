@@ -25,7 +25,7 @@ export async function runProcessor(config: Config, log: Logger): Promise<Running
     const message = `process shares the outbox and Kafka with other instances: set ${missing.join(' and ')}`;
     throw new ConfigError(`invalid configuration: ${message}`, missing.map((path) => ({ path, message })));
   }
-  const tenants = new Tenants(config.tenantsFile === undefined ? NO_TENANTS_FILE : loadTenantsFile(config.tenantsFile), log);
+  const tenants = new Tenants(config.tenantsFile === undefined ? NO_TENANTS_FILE : loadTenantsFile(config.tenantsFile), log, { metricTenants: config.metricTenants });
   const metrics = createMetrics();
   const controls = new TenantControls(tenants, metrics, log);
   const db = await openDatabase(config.db, log);

@@ -31,7 +31,7 @@ export interface Running {
 export async function serve(config: Config, log: Logger, opts: { processor?: boolean } = {}): Promise<Running> {
   const withProcessor = opts.processor ?? true;
   // Parsed before anything starts: a bad tenants file stops sluice like a bad variable does.
-  const tenants = new Tenants(config.tenantsFile === undefined ? NO_TENANTS_FILE : loadTenantsFile(config.tenantsFile), log);
+  const tenants = new Tenants(config.tenantsFile === undefined ? NO_TENANTS_FILE : loadTenantsFile(config.tenantsFile), log, { metricTenants: config.metricTenants });
   const metrics = createMetrics();
   const controls = new TenantControls(tenants, metrics, log);
   const closers: { name: string; close: () => Promise<void> }[] = [];
