@@ -80,7 +80,7 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
       log,
       metrics,
       write: async (envelopes) => {
-        backlog.admit(envelopes);
+        await backlog.admit(envelopes, (es) => writePath.holds(es));
         const results = await writePath.write(envelopes);
         for (const r of results) {
           if (!r.duplicate) backlog.accepted(r.tenant_id, 1);

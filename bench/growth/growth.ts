@@ -53,7 +53,11 @@ async function startIngest(workDir: string, env: Record<string, string>, name: s
     ready: /"msg":"sluice listening".*?"url":"([^"]+)"/,
     env: { ...inherited, SLUICE_HOST: '127.0.0.1', SLUICE_PORT: '0', SLUICE_NODE_ID: 'growth', ...env },
   });
-  return { node, startMs: performance.now() - started };
+  const startMs = performance.now() - started;
+  // The signal handlers are installed just after the URL is logged: a SIGTERM before them would kill
+  // the node without its clean stop (and without the snapshot the next start loads).
+  await fetch(`${node.url}/healthz`);
+  return { node, startMs };
 }
 
 async function rssMiB(pid: number): Promise<number> {

@@ -3,7 +3,7 @@ import { SluiceError, describeError } from '../errors.ts';
 import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
 import type { Sql } from '../outbox/db.ts';
-import { insertRows, rowFor } from '../outbox/repository.ts';
+import { existingPairs, insertRows, rowFor } from '../outbox/repository.ts';
 import type { RecentKeys } from './recent-keys.ts';
 
 export type WriteMode = 'sync' | 'fast_ack' | 'background';
@@ -101,6 +101,18 @@ export class WritePath {
     const fresh = envelopes.filter((e) => !this.#opts.recentKeys.has(e.tenant_id, e.dedupe_key)).length;
     if (fresh === 0 || this.#waiting() + fresh <= this.#opts.maxUnforwarded) return this.#writeAhead(envelopes);
     return this.#roomFor(fresh).then(() => this.#writeAhead(envelopes));
+  }
+
+  /**
+   * True when every write of the request repeats a key this node holds: in fast_ack and background
+   * the dedupe index says so, in sync the outbox (one probe of its unique index a key). Such a
+   * request can only be answered as duplicates, so no backlog limit needs to refuse it.
+   */
+  async holds(envelopes: readonly Envelope[]): Promise<boolean> {
+    const { mode, recentKeys, sql } = this.#opts;
+    if (mode !== 'sync') return envelopes.every((e) => recentKeys.has(e.tenant_id, e.dedupe_key));
+    const distinct = new Set(envelopes.map((e) => `${e.tenant_id}\u0000${e.dedupe_key}`));
+    return (await existingPairs(sql, [...envelopes])).size === distinct.size;
   }
 
   /**
