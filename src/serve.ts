@@ -118,7 +118,7 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
         return states;
       },
       beforeScrape: async () => {
-        await gauges.refresh();
+        await gauges.forScrape((err) => log.warn('outbox gauges not refreshed', { error: describeError(err) }));
         metrics.forwarderLag.set(ingest.forwarderLag());
       },
     });

@@ -1,8 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { outboxStats, type OutboxTenantStats } from '../../src/outbox/claims.ts';
-import { insertRows, pendingByTenant } from '../../src/outbox/repository.ts';
+import { createMetrics } from '../../src/metrics.ts';
+import { OutboxGauges } from '../../src/outbox/outbox-gauges.ts';
+import { insertRows, pendingByTenant, type NewOutboxRow } from '../../src/outbox/repository.ts';
+import { NO_TENANTS_FILE, Tenants } from '../../src/tenants.ts';
 import type { Sql } from '../../src/outbox/db.ts';
-import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
+import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
+import { eventually } from '../support/sluice.ts';
 import { prng, testSeed } from '../support/seed.ts';
 
 const ROWS = 30_000;
@@ -73,5 +77,30 @@ describe('outbox gauges and backlog counts read only what waits or died', () => 
     }
     expect(scans?.seq_scan).toBe(0);
     expect(scans?.idx_scan).toBeGreaterThan(0);
+  });
+});
+
+describe('OutboxGauges for a scrape', () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(() => db.drop());
+
+  test('the first scrape waits for the counts; later ones render the previous refresh and start the next', async () => {
+    const metrics = createMetrics();
+    const gauges = new OutboxGauges(db.sql, new Tenants(NO_TENANTS_FILE, quietLog), metrics);
+    const pending = async (): Promise<number | undefined> => (await metrics.outboxPending.get()).values.find((v) => v.labels.tenant === 'a')?.value;
+    const row = (key: string): NewOutboxRow => ({ tenant_id: 'a', dedupe_key: key, partition: 0, topic: 'e', payload: {}, headers: {}, request_id: 'r', traceparent: undefined, ingested_at: new Date().toISOString() });
+    const errors: unknown[] = [];
+    await insertRows(db.sql, [row('k1')]);
+    await gauges.forScrape((err) => errors.push(err));
+    expect(await pending()).toBe(1);
+    await insertRows(db.sql, [row('k2')]);
+    await gauges.forScrape((err) => errors.push(err));
+    // Rendered now: still the previous refresh's count, while the next one runs.
+    expect(await pending()).toBe(1);
+    await eventually(async () => (await pending()) === 2, 5_000, 'the background refresh');
+    expect(errors).toEqual([]);
   });
 });
