@@ -14,17 +14,17 @@ export interface BenchDatabase {
 const ADMIN_URL = process.env.SLUICE_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const NAME = 'sluice_bench';
 
-/** Drops and recreates `sluice_bench` on the local Postgres and applies the migrations. */
-export async function freshDatabase(): Promise<BenchDatabase> {
+/** Drops and recreates `sluice_bench` (or `name`) on the local Postgres and applies the migrations. */
+export async function freshDatabase(name = NAME): Promise<BenchDatabase> {
   const admin = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
   try {
-    await admin.unsafe(`DROP DATABASE IF EXISTS ${NAME} WITH (FORCE)`);
-    await admin.unsafe(`CREATE DATABASE ${NAME}`);
+    await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.unsafe(`CREATE DATABASE ${name}`);
   } finally {
     await admin.end();
   }
   const url = new URL(ADMIN_URL);
-  url.pathname = `/${NAME}`;
+  url.pathname = `/${name}`;
   const sql = postgres(url.toString(), { max: 1, onnotice: () => {} });
   await migrate(sql, createLogger({ level: 'warn' }));
   return {

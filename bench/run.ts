@@ -1,4 +1,4 @@
-// `bun run bench [--quick] [--only name,name]`: starts Postgres database, Kafka broker and sluice
+// `bun run bench [--quick] [--only name,name] [--growth]`: starts Postgres database, Kafka broker and sluice
 // itself, measures the ceilings and every scenario in the same run, prints the tables and writes
 // bench/results/<date>.json and .png. See README.md, "Benchmarks".
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -11,6 +11,7 @@ import { writeBenchTenant, type BenchTenant } from './bench-tenant.ts';
 import { renderChart } from './chart.ts';
 import { freshDatabase, type BenchDatabase } from './database.ts';
 import { runEndToEnd } from './end-to-end.ts';
+import { formatGrowth, GROWTH_FULL, GROWTH_QUICK, runGrowth } from './growth/growth.ts';
 import { createTopic } from './kafka-reader.ts';
 import { runPublishLatency } from './publish-latency.ts';
 import { RSS_LIMIT_MIB, type BaselineResult, type BenchReport, type Measured, type ScenarioResult } from './result.ts';
@@ -167,7 +168,22 @@ async function measureScenario(ctx: Context, s: Scenario): Promise<{ measured: M
   }
 }
 
+/** `--growth`: the growth curves alone (bench/growth/growth.ts), a table and results/growth-<date>.json. */
+async function growth(): Promise<number> {
+  const workDir = mkdtempSync(join(tmpdir(), 'sluice-growth-'));
+  progress(`${quick ? 'quick' : 'full'} growth run ${runId}; work files in ${workDir}`);
+  const points = await runGrowth(quick ? GROWTH_QUICK : GROWTH_FULL, workDir, progress);
+  rmSync(workDir, { recursive: true, force: true });
+  console.log(`\n${formatGrowth(points)}\n`);
+  const date = new Date().toISOString().slice(0, 10);
+  const file = join(import.meta.dir, 'results', `growth-${date}${quick ? '-quick' : ''}.json`);
+  await Bun.write(file, `${JSON.stringify({ date, quick, cores: availableParallelism(), bun: Bun.version, points }, null, 2)}\n`);
+  progress(`wrote ${file}`);
+  return 0;
+}
+
 async function main(): Promise<number> {
+  if (args.includes('--growth')) return growth();
   await ensureWrk();
   const workDir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
   progress(`${quick ? 'quick' : 'full'} run ${runId}; work files in ${workDir}`);

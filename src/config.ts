@@ -44,6 +44,7 @@ const envSchema = z.object({
   SLUICE_FORWARD_BATCH: int(1000, 1, 100_000),
   SLUICE_RECENT_KEYS: int(100_000, 0, 100_000_000),
   SLUICE_MAX_UNFORWARDED: int(200_000, 1_000, 100_000_000),
+  SLUICE_DEDUPE_SNAPSHOT_MS: int(10_000, 100, 3_600_000),
   SLUICE_DATA_DIR: z.string().min(1).default('./data'),
   DATABASE_URL: z
     .string()
@@ -73,6 +74,7 @@ const envSchema = z.object({
   SLUICE_OUTBOX_RETENTION_MS: int(7 * 24 * 3_600_000, 0),
   SLUICE_OUTBOX_CLEANUP_MS: int(60_000, 50, 86_400_000),
   SLUICE_TENANTS_FILE: z.string().min(1).optional(),
+  SLUICE_METRIC_TENANTS: int(1_000, 1, 1_000_000),
   SLUICE_ADMIN_TOKEN: z.string().min(16, { error: 'must be at least 16 characters' }).max(1024).optional(),
 });
 
@@ -92,7 +94,7 @@ export interface Config {
     retentionBytes: number;
     maintenanceMs: number;
   };
-  forwarder: { batchSize: number; recentKeys: number; maxUnforwarded: number };
+  forwarder: { batchSize: number; recentKeys: number; maxUnforwarded: number; snapshotMs: number };
   db: { url: string | undefined; dataDir: string; pool: number };
   partitions: number;
   kafka: {
@@ -120,6 +122,8 @@ export interface Config {
   outbox: { retentionMs: number; cleanupMs: number };
   /** The tenants file; undefined = open mode (loopback only). */
   tenantsFile: string | undefined;
+  /** Tenants with a `tenant` label of their own; the rest are summed under `_other`. */
+  metricTenants: number;
   /** Enables the admin API when set. */
   adminToken: string | undefined;
   shutdownTimeoutMs: number;
@@ -166,7 +170,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       retentionBytes: e.SLUICE_JOURNAL_RETENTION_BYTES,
       maintenanceMs: e.SLUICE_JOURNAL_MAINTENANCE_MS,
     },
-    forwarder: { batchSize: e.SLUICE_FORWARD_BATCH, recentKeys: e.SLUICE_RECENT_KEYS, maxUnforwarded: e.SLUICE_MAX_UNFORWARDED },
+    forwarder: { batchSize: e.SLUICE_FORWARD_BATCH, recentKeys: e.SLUICE_RECENT_KEYS, maxUnforwarded: e.SLUICE_MAX_UNFORWARDED, snapshotMs: e.SLUICE_DEDUPE_SNAPSHOT_MS },
     db: { url: e.DATABASE_URL, dataDir: e.SLUICE_DATA_DIR, pool: e.SLUICE_DB_POOL },
     partitions: e.SLUICE_PARTITIONS,
     kafka: {
@@ -191,6 +195,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     },
     outbox: { retentionMs: e.SLUICE_OUTBOX_RETENTION_MS, cleanupMs: e.SLUICE_OUTBOX_CLEANUP_MS },
     tenantsFile: e.SLUICE_TENANTS_FILE,
+    metricTenants: e.SLUICE_METRIC_TENANTS,
     adminToken: e.SLUICE_ADMIN_TOKEN,
     shutdownTimeoutMs: e.SLUICE_SHUTDOWN_TIMEOUT_MS,
   };

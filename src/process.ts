@@ -25,7 +25,7 @@ export async function runProcessor(config: Config, log: Logger): Promise<Running
     const message = `process shares the outbox and Kafka with other instances: set ${missing.join(' and ')}`;
     throw new ConfigError(`invalid configuration: ${message}`, missing.map((path) => ({ path, message })));
   }
-  const tenants = new Tenants(config.tenantsFile === undefined ? NO_TENANTS_FILE : loadTenantsFile(config.tenantsFile), log);
+  const tenants = new Tenants(config.tenantsFile === undefined ? NO_TENANTS_FILE : loadTenantsFile(config.tenantsFile), log, { metricTenants: config.metricTenants });
   const metrics = createMetrics();
   const controls = new TenantControls(tenants, metrics, log);
   const db = await openDatabase(config.db, log);
@@ -44,7 +44,8 @@ export async function runProcessor(config: Config, log: Logger): Promise<Running
       const path = new URL(req.url).pathname;
       if (path === '/healthz') return Response.json({ status: 'ok', partitions_owned: processing.processor.owned.size });
       if (path === '/metrics') {
-        await gauges.refresh().catch((err: unknown) => log.warn('outbox gauges not refreshed', { error: describeError(err) }));
+        const warn = (err: unknown): void => log.warn('outbox gauges not refreshed', { error: describeError(err) });
+        await gauges.forScrape(warn).catch(warn);
         return new Response(await metrics.registry.metrics(), { headers: { 'Content-Type': metrics.registry.contentType } });
       }
       return Response.json({ error: { code: 'not_found', message: `no route for ${req.method} ${path}` } }, { status: 404 });

@@ -31,7 +31,7 @@ export interface Running {
 export async function serve(config: Config, log: Logger, opts: { processor?: boolean } = {}): Promise<Running> {
   const withProcessor = opts.processor ?? true;
   // Parsed before anything starts: a bad tenants file stops sluice like a bad variable does.
-  const tenants = new Tenants(config.tenantsFile === undefined ? NO_TENANTS_FILE : loadTenantsFile(config.tenantsFile), log);
+  const tenants = new Tenants(config.tenantsFile === undefined ? NO_TENANTS_FILE : loadTenantsFile(config.tenantsFile), log, { metricTenants: config.metricTenants });
   const metrics = createMetrics();
   const controls = new TenantControls(tenants, metrics, log);
   const closers: { name: string; close: () => Promise<void> }[] = [];
@@ -80,7 +80,7 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
       log,
       metrics,
       write: async (envelopes) => {
-        backlog.admit(envelopes);
+        await backlog.admit(envelopes, (es) => writePath.holds(es));
         const results = await writePath.write(envelopes);
         for (const r of results) {
           if (!r.duplicate) backlog.accepted(r.tenant_id, 1);
@@ -109,6 +109,8 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
           journal_integrity: journal.integrity.incidents === 0 ? { ok: true } : { ok: false, detail: journal.integrity.describe() ?? '' },
           outbox: outbox ? { ok: true } : { ok: false, detail: 'database did not answer within 2s' },
         };
+        const refusal = writePath.refusal;
+        if (config.writeMode !== 'sync') states.backlog = refusal === undefined ? { ok: true } : { ok: false, detail: refusal };
         // Only a process that publishes depends on Kafka.
         if (processing !== undefined) {
           states.kafka = kafka === true ? { ok: true } : { ok: false, detail: processing.processor.lastError ?? 'no broker answered within 2s' };
@@ -116,7 +118,7 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
         return states;
       },
       beforeScrape: async () => {
-        await gauges.refresh();
+        await gauges.forScrape((err) => log.warn('outbox gauges not refreshed', { error: describeError(err) }));
         metrics.forwarderLag.set(ingest.forwarderLag());
       },
     });

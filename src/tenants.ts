@@ -4,6 +4,7 @@ import { ConfigError, type ErrorDetail } from './errors.ts';
 import { tenantIdSchema } from './http/event-schema.ts';
 import type { Logger } from './log.ts';
 import { topicNameProblem } from './processor/topic-name.ts';
+import { DEFAULT_METRIC_TENANTS, OTHER_TENANTS, TenantLabels } from './tenant-labels.ts';
 import { TokenIndex } from './tenant-tokens.ts';
 
 export interface Quota {
@@ -149,9 +150,11 @@ export class Tenants {
   /** Topic → the tenants the file gives it to; asked for every event that names a topic. */
   #topicOwners: Map<string, string[]>;
   #log: Logger;
+  #labels: TenantLabels;
   #generation = 0;
 
-  constructor(config: TenantsConfig, log: Logger) {
+  constructor(config: TenantsConfig, log: Logger, opts: { metricTenants?: number } = {}) {
+    this.#labels = new TenantLabels(opts.metricTenants ?? DEFAULT_METRIC_TENANTS);
     this.#config = config;
     this.#tokens = new TokenIndex(config.tenants);
     this.#topicOwners = topicOwners(config);
@@ -188,12 +191,12 @@ export class Tenants {
 
   /**
    * The `tenant` label for metrics. In authenticated mode only the file's tenants get a label of
-   * their own; anything else (say, records replayed from an old journal) is folded into `_other`, so
-   * label cardinality stays bounded by the file.
+   * their own; anything else (say, records replayed from an old journal) is folded into `_other`. In
+   * both modes at most SLUICE_METRIC_TENANTS tenants are named (see TenantLabels).
    */
   metricLabel(tenantId: string): string {
-    if (this.#config.file === undefined || this.#config.tenants.has(tenantId)) return tenantId;
-    return '_other';
+    if (this.#config.file === undefined || this.#config.tenants.has(tenantId)) return this.#labels.label(tenantId);
+    return OTHER_TENANTS;
   }
 
   /** Bumped by every successful reload, so holders of derived state know to refresh it. */

@@ -78,7 +78,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       });
       tenant = singleTenant(envelopes);
       const results = await deps.write(envelopes);
-      for (const r of results) metrics.ingestEvents.inc({ tenant: r.tenant_id, result: r.duplicate ? 'duplicate' : 'accepted' });
+      for (const r of results) metrics.ingestEvents.inc({ tenant: deps.tenants.metricLabel(r.tenant_id), result: r.duplicate ? 'duplicate' : 'accepted' });
       if (format === 'json') {
         const [r] = results;
         response = c.json(r, r?.duplicate === true ? 200 : 202);
@@ -91,7 +91,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       if (statusOf(err) >= 500) log.warn('ingest failed', { request_id: requestId, code: (err as SluiceError).code });
     }
     const status = String(response.status);
-    metrics.ingestRequests.inc({ status, tenant });
+    metrics.ingestRequests.inc({ status, tenant: tenant === 'unknown' || tenant === 'multiple' ? tenant : deps.tenants.metricLabel(tenant) });
     metrics.ingestLatency.observe({ status }, (performance.now() - started) / 1000);
     return response;
   });

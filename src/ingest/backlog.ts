@@ -40,21 +40,36 @@ export class Backlog {
     this.#timer = undefined;
   }
 
-  /** Throws backlog_full when any tenant of the request is over its limit; nothing is written then. */
-  admit(envelopes: readonly Envelope[]): void {
-    const incoming = new Map<string, number>();
-    for (const e of envelopes) incoming.set(e.tenant_id, (incoming.get(e.tenant_id) ?? 0) + 1);
-    for (const tenant of incoming.keys()) {
-      const policy = this.#o.tenants.policy(tenant);
+  /**
+   * Throws backlog_full when any tenant of the request is over its limit; nothing is written then.
+   * A request repeating only keys the node holds (`held`) goes through all the same: it can only be
+   * answered 200 `duplicate`, and refusing it would tell a client retrying an acknowledged write to
+   * keep retrying. Only requests over the limit pay for that look-up.
+   */
+  async admit(envelopes: readonly Envelope[], held: (envelopes: readonly Envelope[]) => Promise<boolean>): Promise<void> {
+    const refused = this.#refusal(envelopes);
+    if (refused === undefined || (await held(envelopes).catch(() => false))) return;
+    this.#refuse(refused);
+  }
+
+  #refusal(envelopes: readonly Envelope[]): { tenant: string; pending: number } | undefined {
+    const incoming = new Set<string>();
+    for (const e of envelopes) incoming.add(e.tenant_id);
+    for (const tenant of incoming) {
       const pending = this.#counts.get(tenant) ?? 0;
-      if (pending < policy.maxPending) continue;
-      this.#o.metrics.backlogRejected.inc({ tenant: this.#o.tenants.metricLabel(tenant) });
-      const excess = pending - policy.maxPending + 1;
-      throw new SluiceError('backlog_full', `tenant ${tenant} has ${pending} records waiting, over its max_pending of ${policy.maxPending}; retry later`, {
-        retryAfter: Math.min(3_600, Math.max(1, Math.ceil(excess / policy.quota.rate))),
-        details: [{ path: 'tenant_id', message: `pending ${pending} >= max_pending ${policy.maxPending}` }],
-      });
+      if (pending >= this.#o.tenants.policy(tenant).maxPending) return { tenant, pending };
     }
+    return undefined;
+  }
+
+  #refuse({ tenant, pending }: { tenant: string; pending: number }): never {
+    const policy = this.#o.tenants.policy(tenant);
+    this.#o.metrics.backlogRejected.inc({ tenant: this.#o.tenants.metricLabel(tenant) });
+    const excess = pending - policy.maxPending + 1;
+    throw new SluiceError('backlog_full', `tenant ${tenant} has ${pending} records waiting, over its max_pending of ${policy.maxPending}; retry later`, {
+      retryAfter: Math.min(3_600, Math.max(1, Math.ceil(excess / policy.quota.rate))),
+      details: [{ path: 'tenant_id', message: `pending ${pending} >= max_pending ${policy.maxPending}` }],
+    });
   }
 
   /** Accepted writes count against the limit at once, before the next refresh sees them. */

@@ -6,6 +6,7 @@ import type { Metrics } from '../metrics.ts';
 import type { Sql } from '../outbox/db.ts';
 import { claimOutbox } from '../outbox/identity.ts';
 import { Forwarder } from '../processor/forwarder.ts';
+import { loadDedupeIndex, KeySnapshots } from './dedupe-start.ts';
 import { RecentKeys } from './recent-keys.ts';
 import { WritePath } from './write-path.ts';
 
@@ -21,8 +22,8 @@ export interface IngestStack {
 
 /**
  * Journal (with recovery, rotation, gzip and retention), forwarder and write path, wired together.
- * In fast_ack and background modes the not-yet-forwarded journal tail is scanned at start so that a
- * repeat of a write acknowledged before a crash is still answered as a duplicate.
+ * In fast_ack and background modes the dedupe index is loaded at start (its snapshot, then the journal
+ * after it) so that a repeat of a write acknowledged before a crash is still answered as a duplicate.
  */
 export async function startIngestStack(opts: {
   config: Config;
@@ -45,7 +46,7 @@ export async function startIngestStack(opts: {
     onDurable: () => forwarder?.wake(),
     onSegmentClosed: () => maintenance?.kick(),
   });
-  const recentKeys = new RecentKeys(config.forwarder.recentKeys);
+  const recentKeys = new RecentKeys(config.forwarder.recentKeys, config.nodeId);
   const unforwarded = (): number => Math.max(0, journal.nextSeq - 1 - (forwarder?.checkpoint.seq ?? 0));
   const writePath = new WritePath({
     unforwarded,
@@ -77,13 +78,10 @@ export async function startIngestStack(opts: {
   });
   forwarder = fwd;
   await fwd.init();
-  if (config.writeMode !== 'sync') {
-    let backlog = 0;
-    await fwd.scan((e) => {
-      recentKeys.journaled(e.tenant_id, e.dedupe_key, e.seq, `${config.nodeId}:${e.seq}`);
-      backlog++;
-    });
-    if (backlog > 0) log.info('unforwarded journal records indexed for dedupe', { records: backlog });
+  const snapshots = config.writeMode === 'sync' ? undefined : new KeySnapshots({ nodeDir: journal.nodeDir, keys: recentKeys, intervalMs: config.forwarder.snapshotMs, log });
+  if (snapshots !== undefined) {
+    await loadDedupeIndex({ journal, forwarder: fwd, keys: recentKeys, log });
+    snapshots.start();
   }
   fwd.start();
   const upkeep = new JournalMaintenance({
@@ -112,6 +110,7 @@ export async function startIngestStack(opts: {
         await journal.close();
         // The last fsynced lines are forwarded now if the outbox answers; otherwise at the next start.
         await fwd.stop();
+        await snapshots?.stop();
       })();
       return closing;
     },

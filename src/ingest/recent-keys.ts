@@ -1,3 +1,5 @@
+import { KeyIndex, pairHash } from './key-index.ts';
+
 /** A reserved key's write: entry `index` of its batch's ids, once that batch is journaled. */
 export interface PendingWrite {
   ids: Promise<(string | null)[]>;
@@ -10,25 +12,36 @@ export interface PendingWrite {
  * duplicate; forwarded keys are kept too, up to `keepForwarded`, oldest evicted first. The outbox's
  * unique constraint remains the final word for anything older.
  *
- * A key holds its id as a plain string once journaled, and until then a reference to its batch: no
- * promise or object per event, which kept hundreds of thousands of keys costly in CPU and memory.
+ * Journaled keys live in a compact hash index (24–48 bytes a key, see KeyIndex), their id being
+ * `<node>:<seq>`; only keys whose write is on its way to the journal sit in a Map, by exact string,
+ * with a reference to their batch: no promise or object per event.
  */
 export class RecentKeys {
-  #entries = new Map<string, string | PendingWrite>();
-  // Journaled keys in seq order, as two parallel arrays rather than an object per key.
-  #orderKeys: string[] = [];
-  #orderSeqs: number[] = [];
-  #head = 0;
-  #forwardedEnd = 0;
-  #forwardedSeq = 0;
+  #pending = new Map<string, PendingWrite>();
+  #index: KeyIndex;
   #keepForwarded: number;
+  #nodeId: string;
+  #forwardedSeq = 0;
+  /** The highest seq registered: every journaled write up to it is in the index or was evicted. */
+  #through = 0;
 
-  constructor(keepForwarded: number) {
+  constructor(keepForwarded: number, nodeId: string, index = new KeyIndex()) {
     this.#keepForwarded = keepForwarded;
+    this.#nodeId = nodeId;
+    this.#index = index;
   }
 
   get size(): number {
-    return this.#entries.size;
+    return this.#pending.size + this.#index.size;
+  }
+
+  /** The journaled keys, for a snapshot. */
+  get index(): KeyIndex {
+    return this.#index;
+  }
+
+  get through(): number {
+    return this.#through;
   }
 
   /**
@@ -37,26 +50,35 @@ export class RecentKeys {
    */
   claim(tenant: string, dedupeKey: string, pending: PendingWrite): Promise<string | null> | undefined {
     const key = pairKey(tenant, dedupeKey);
-    const original = this.#entries.get(key);
-    if (original === undefined) {
-      this.#entries.set(key, pending);
-      return undefined;
-    }
-    if (typeof original === 'string') return Promise.resolve(original);
-    return original.ids.then((all) => all[original.index] ?? null);
+    const original = this.#pending.get(key);
+    if (original !== undefined) return original.ids.then((all) => all[original.index] ?? null);
+    const seq = this.#index.get(pairHash(tenant, dedupeKey));
+    if (seq !== undefined) return Promise.resolve(`${this.#nodeId}:${seq}`);
+    this.#pending.set(key, pending);
+    return undefined;
   }
 
-  /** The write was journaled at `seq` with this id; from here on it ages out once forwarded. */
-  journaled(tenant: string, dedupeKey: string, seq: number, id: string): void {
-    const key = pairKey(tenant, dedupeKey);
-    this.#entries.set(key, id);
-    this.#orderKeys.push(key);
-    this.#orderSeqs.push(seq);
+  /** True when the key is held (journaled or being journaled): a write of it would be a duplicate. */
+  has(tenant: string, dedupeKey: string): boolean {
+    return this.#pending.has(pairKey(tenant, dedupeKey)) || this.#index.get(pairHash(tenant, dedupeKey)) !== undefined;
+  }
+
+  /** The write was journaled at `seq` (seqs come in ascending order); from here on it ages out once forwarded. */
+  journaled(tenant: string, dedupeKey: string, seq: number): void {
+    this.#pending.delete(pairKey(tenant, dedupeKey));
+    this.#index.add(pairHash(tenant, dedupeKey), seq);
+    this.#through = Math.max(this.#through, seq);
+  }
+
+  /** Keys journaled through `through` were loaded from a snapshot. */
+  loaded(through: number): void {
+    this.#through = Math.max(this.#through, through);
+    this.#evict();
   }
 
   /** The write failed: a retry must not be mistaken for a duplicate. */
   release(tenant: string, dedupeKey: string): void {
-    this.#entries.delete(pairKey(tenant, dedupeKey));
+    this.#pending.delete(pairKey(tenant, dedupeKey));
   }
 
   /** Everything up to `seq` is in the outbox. */
@@ -66,20 +88,10 @@ export class RecentKeys {
   }
 
   #evict(): void {
-    const seqs = this.#orderSeqs;
-    while (this.#forwardedEnd < seqs.length && (seqs[this.#forwardedEnd] ?? Infinity) <= this.#forwardedSeq) {
-      this.#forwardedEnd++;
-    }
-    while (this.#forwardedEnd - this.#head > this.#keepForwarded) {
-      const key = this.#orderKeys[this.#head++];
-      if (key !== undefined) this.#entries.delete(key);
-    }
-    if (this.#head > 1024 && this.#head * 2 > seqs.length) {
-      this.#orderKeys = this.#orderKeys.slice(this.#head);
-      this.#orderSeqs = seqs.slice(this.#head);
-      this.#forwardedEnd -= this.#head;
-      this.#head = 0;
-    }
+    // Forwarded entries are the oldest ones (seq order): evict from the front past the keep window.
+    const index = this.#index;
+    const unforwarded = Math.max(0, this.#through - this.#forwardedSeq);
+    while (index.size > unforwarded + this.#keepForwarded && (index.oldestSeq ?? Infinity) <= this.#forwardedSeq) index.evictOldest();
   }
 }
 

@@ -3,7 +3,7 @@ import { SluiceError, describeError } from '../errors.ts';
 import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
 import type { Sql } from '../outbox/db.ts';
-import { insertRows, rowFor } from '../outbox/repository.ts';
+import { existingPairs, insertRows, rowFor } from '../outbox/repository.ts';
 import type { RecentKeys } from './recent-keys.ts';
 
 export type WriteMode = 'sync' | 'fast_ack' | 'background';
@@ -96,7 +96,32 @@ export class WritePath {
   write(envelopes: Envelope[]): Promise<WriteResult[]> {
     if (this.#opts.mode === 'sync') return this.#writeSync(envelopes);
     if (this.#waiting() + envelopes.length <= this.#opts.maxUnforwarded) return this.#writeAhead(envelopes);
-    return this.#roomFor(envelopes.length).then(() => this.#writeAhead(envelopes));
+    // Only past the limit is it worth looking keys up twice: a repeat of a held key takes no room and
+    // is answered as a duplicate however full the backlog is.
+    const fresh = envelopes.filter((e) => !this.#opts.recentKeys.has(e.tenant_id, e.dedupe_key)).length;
+    if (fresh === 0 || this.#waiting() + fresh <= this.#opts.maxUnforwarded) return this.#writeAhead(envelopes);
+    return this.#roomFor(fresh).then(() => this.#writeAhead(envelopes));
+  }
+
+  /**
+   * True when every write of the request repeats a key this node holds: in fast_ack and background
+   * the dedupe index says so, in sync the outbox (one probe of its unique index a key). Such a
+   * request can only be answered as duplicates, so no backlog limit needs to refuse it.
+   */
+  async holds(envelopes: readonly Envelope[]): Promise<boolean> {
+    const { mode, recentKeys, sql } = this.#opts;
+    if (mode !== 'sync') return envelopes.every((e) => recentKeys.has(e.tenant_id, e.dedupe_key));
+    const distinct = new Set(envelopes.map((e) => `${e.tenant_id}\u0000${e.dedupe_key}`));
+    return (await existingPairs(sql, [...envelopes])).size === distinct.size;
+  }
+
+  /**
+   * Why every new write would be refused now, or undefined: readiness reports it, so a load balancer
+   * stops sending writes this node can only answer with 429.
+   */
+  get refusal(): string | undefined {
+    if (this.#opts.mode === 'sync' || this.#waiting() < this.#opts.maxUnforwarded) return undefined;
+    return `${this.#waiting()} journaled records are waiting for the outbox (limit SLUICE_MAX_UNFORWARDED=${this.#opts.maxUnforwarded})`;
   }
 
   #waiting(): number {
@@ -256,7 +281,7 @@ export class WritePath {
         try {
           const entries = await journal.append(fresh);
           const ids = entries.map((e) => `${nodeId}:${e.seq}`);
-          entries.forEach((e, i) => recentKeys.journaled(e.tenant_id, e.dedupe_key, e.seq, ids[i] ?? ''));
+          for (const e of entries) recentKeys.journaled(e.tenant_id, e.dedupe_key, e.seq);
           settle.resolve(ids);
           return ids;
         } catch (err) {

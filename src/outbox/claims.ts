@@ -157,14 +157,31 @@ export interface OutboxTenantStats {
   oldestPendingSeconds: number;
 }
 
-/** Per-tenant gauges for /metrics: pending and dead counts and the age of the oldest pending row. */
+/**
+ * Per-tenant gauges for /metrics: pending and dead counts and the age of the oldest pending row.
+ * One query per status, each answered from its partial index (outbox_pending, outbox_dead), so the
+ * cost follows the rows waiting or dead, never the sent rows kept for the dedupe window: a single
+ * `status IN ('pending', 'dead')` matches neither index and reads the whole table. The oldest pending
+ * row is the tenant's lowest pending id (ids grow with insertion), looked up by primary key.
+ */
 export async function outboxStats(sql: Sql): Promise<Map<string, OutboxTenantStats>> {
-  const rows = await sql<{ tenant_id: string; pending: number; dead: number; oldest: number }[]>`
-    SELECT tenant_id,
-           count(*) FILTER (WHERE status = 'pending')::int AS pending,
-           count(*) FILTER (WHERE status = 'dead')::int AS dead,
-           coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'pending')), 0)::float8 AS oldest
-    FROM outbox WHERE status IN ('pending', 'dead')
-    GROUP BY tenant_id`;
-  return new Map(rows.map((r) => [r.tenant_id, { pending: r.pending, dead: r.dead, oldestPendingSeconds: r.oldest }]));
+  const [pending, dead] = await Promise.all([
+    sql<{ tenant_id: string; pending: number; oldest: number }[]>`
+      WITH p AS (SELECT tenant_id, count(*)::int AS pending, min(id) AS first FROM outbox WHERE status = 'pending' GROUP BY tenant_id)
+      -- A correlated subquery is one primary-key probe per tenant; a join may be planned as a hash
+      -- join over the whole table.
+      SELECT p.tenant_id, p.pending,
+             greatest(0, coalesce(extract(epoch FROM now() - (SELECT o.created_at FROM outbox o WHERE o.id = p.first)), 0))::float8 AS oldest
+      FROM p`,
+    sql<{ tenant_id: string; dead: number }[]>`
+      SELECT tenant_id, count(*)::int AS dead FROM outbox WHERE status = 'dead' GROUP BY tenant_id`,
+  ]);
+  const stats = new Map<string, OutboxTenantStats>();
+  for (const r of pending) stats.set(r.tenant_id, { pending: r.pending, dead: 0, oldestPendingSeconds: r.oldest });
+  for (const r of dead) {
+    const s = stats.get(r.tenant_id);
+    if (s === undefined) stats.set(r.tenant_id, { pending: 0, dead: r.dead, oldestPendingSeconds: 0 });
+    else s.dead = r.dead;
+  }
+  return stats;
 }

@@ -13,6 +13,8 @@ export class OutboxGauges {
   #tenants: Tenants;
   #metrics: Metrics;
   #known = new Set<string>();
+  #refreshed = false;
+  #refreshing: Promise<void> | undefined;
 
   constructor(sql: Sql, tenants: Tenants, metrics: Metrics) {
     this.#sql = sql;
@@ -23,6 +25,24 @@ export class OutboxGauges {
   /** A tenant that wrote here: reported from now on, with 0 once it has nothing waiting. */
   saw(tenant: string): void {
     this.#known.add(tenant);
+  }
+
+  /**
+   * For a scrape: the first one waits for the counts; later ones render what the previous refresh
+   * found and start the next, so a scrape never waits for Postgres and the gauges are at most one
+   * scrape interval old. Refresh failures after the first go to `onError`.
+   */
+  async forScrape(onError: (err: unknown) => void): Promise<void> {
+    if (!this.#refreshed) {
+      await this.refresh();
+      this.#refreshed = true;
+      return;
+    }
+    this.#refreshing ??= this.refresh()
+      .catch(onError)
+      .finally(() => {
+        this.#refreshing = undefined;
+      });
   }
 
   async refresh(): Promise<void> {

@@ -31,6 +31,8 @@ export interface ForwarderOptions {
 }
 
 const MAX_BACKOFF_MS = 5_000;
+/** Journal lines start with their seq (formatEntry writes it first). */
+const LEADING_SEQ = /^\{"seq":(\d+),/;
 
 /**
  * Tails the journal from checkpoint.json into the outbox: reads whole lines (across rotation and
@@ -77,9 +79,18 @@ export class Forwarder {
     await this.#loop;
   }
 
-  /** Reads every not yet forwarded entry without inserting (to rebuild the dedupe index at start). */
-  async scan(visit: (e: JournalEntry) => void): Promise<void> {
+  /**
+   * Reads every not yet forwarded entry past `afterSeq` without inserting (to rebuild the dedupe index
+   * at start): from the segment holding the first of them, and lines below it are skipped by their
+   * leading seq without being parsed.
+   */
+  async scan(visit: (e: JournalEntry) => void, afterSeq = 0): Promise<void> {
+    const floor = Math.max(afterSeq, this.#cp.seq);
     let cp = this.#cp;
+    if (floor > cp.seq) {
+      const from = (await listSegments(this.#opts.journal.nodeDir)).filter((s) => s.firstSeq <= floor + 1).at(-1);
+      if (from !== undefined && from.firstSeq > cp.segment) cp = { segment: from.firstSeq, offset: 0, line: 1, seq: cp.seq };
+    }
     for (;;) {
       const seg = await this.#segmentAt(cp);
       if (seg === undefined) return;
@@ -87,10 +98,12 @@ export class Forwarder {
       let last = cp.seq;
       try {
         for await (const l of this.#lines(seg, cp, seg.firstSeq < this.#opts.journal.sealedBelow)) {
+          const lead = LEADING_SEQ.exec(l.text);
+          if (lead !== null) last = Math.max(last, Number(lead[1]));
+          if (lead !== null && Number(lead[1]) <= floor) continue;
           const e = parseEntry(l.text);
           if (typeof e === 'string') continue;
-          last = Math.max(last, e.seq);
-          if (e.seq > this.#cp.seq) visit(e);
+          if (e.seq > floor) visit(e);
         }
       } catch (err) {
         if (!(seg.gzipped && isZlibError(err))) throw err;

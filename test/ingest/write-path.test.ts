@@ -30,7 +30,7 @@ describe('fast_ack write path under a forwarder backlog', () => {
       sql: db.sql,
       partitions: 16,
       maxBatch: 1000,
-      recentKeys: new RecentKeys(100),
+      recentKeys: new RecentKeys(100, 'n'),
       log: quietLog,
       unforwarded: () => unforwarded,
       maxUnforwarded: 1_000,

@@ -41,7 +41,7 @@ export async function startTestApp(
     sql: db.sql,
     partitions: 16,
     maxBatch: 1000,
-    recentKeys: new RecentKeys(100),
+    recentKeys: new RecentKeys(100, 'n1'),
     unforwarded: () => 0,
     maxUnforwarded: 200_000,
     log,

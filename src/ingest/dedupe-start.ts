@@ -1,0 +1,96 @@
+import { describeError } from '../errors.ts';
+import type { JournalWriter } from '../journal/writer.ts';
+import type { Logger } from '../log.ts';
+import type { Forwarder } from '../processor/forwarder.ts';
+import { readKeySnapshot, removeKeySnapshot, writeKeySnapshot } from './key-snapshot.ts';
+import type { RecentKeys } from './recent-keys.ts';
+
+/**
+ * Rebuilds the dedupe index at start: the snapshot the last run left (see KeySnapshots), then the
+ * journal after it — the writes of the last snapshot interval at most, however long the backlog. With
+ * no usable snapshot the whole unforwarded journal is read, as before snapshots existed.
+ */
+export async function loadDedupeIndex(opts: { journal: JournalWriter; forwarder: Forwarder; keys: RecentKeys; log: Logger }): Promise<void> {
+  const { journal, forwarder, keys, log } = opts;
+  const started = performance.now();
+  const snap = await readKeySnapshot(journal.nodeDir, journal.nextSeq - 1);
+  let afterSeq = 0;
+  if (typeof snap === 'string') {
+    if (snap !== 'no snapshot') {
+      log.warn('dedupe index snapshot not used; reading the unforwarded journal instead', { reason: snap });
+      await removeKeySnapshot(journal.nodeDir);
+    }
+  } else {
+    keys.index.load(snap.lo, snap.hi, snap.seqs);
+    keys.loaded(snap.through);
+    afterSeq = snap.through;
+  }
+  keys.forwarded(forwarder.checkpoint.seq);
+  let scanned = 0;
+  // After a clean stop the snapshot covers the whole journal: not even its last segment is read.
+  if (afterSeq < journal.nextSeq - 1) {
+    await forwarder.scan((e) => {
+      keys.journaled(e.tenant_id, e.dedupe_key, e.seq);
+      scanned++;
+    }, afterSeq);
+  }
+  const fromSnapshot = typeof snap === 'string' ? 0 : snap.seqs.length;
+  if (fromSnapshot + scanned > 0) {
+    log.info('dedupe index loaded', {
+      from_snapshot: fromSnapshot,
+      from_journal: scanned,
+      keys: keys.index.size,
+      index_bytes: keys.index.bytes,
+      ms: Math.round(performance.now() - started),
+    });
+  }
+}
+
+/**
+ * Writes the dedupe index's snapshot every `intervalMs` when new keys were journaled since the last
+ * one, and once more at close, so a restart reads at most one interval of journal.
+ */
+export class KeySnapshots {
+  #o: { nodeDir: string; keys: RecentKeys; intervalMs: number; log: Logger };
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #writing: Promise<void> | undefined;
+  #savedThrough = -1;
+  #failing = false;
+
+  constructor(opts: { nodeDir: string; keys: RecentKeys; intervalMs: number; log: Logger }) {
+    this.#o = opts;
+  }
+
+  start(): void {
+    this.#timer ??= setInterval(() => void this.save(), this.#o.intervalMs);
+  }
+
+  /** Stops the timer and writes a last snapshot. Safe to call twice. */
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#writing;
+    await this.save();
+  }
+
+  save(): Promise<void> {
+    const through = this.#o.keys.through;
+    if (this.#writing !== undefined || through === this.#savedThrough) return this.#writing ?? Promise.resolve();
+    this.#writing = writeKeySnapshot(this.#o.nodeDir, this.#o.keys.index, through)
+      .then(
+        () => {
+          this.#savedThrough = through;
+          this.#failing = false;
+        },
+        (err: unknown) => {
+          // A missing snapshot costs a longer start, nothing else: report once, keep serving.
+          if (!this.#failing) this.#o.log.warn('dedupe index snapshot not written', { error: describeError(err) });
+          this.#failing = true;
+        },
+      )
+      .finally(() => {
+        this.#writing = undefined;
+      });
+    return this.#writing;
+  }
+}

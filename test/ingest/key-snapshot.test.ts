@@ -1,0 +1,39 @@
+import { afterAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KeyIndex, pairHash } from '../../src/ingest/key-index.ts';
+import { KEY_SNAPSHOT_FILE, readKeySnapshot, writeKeySnapshot } from '../../src/ingest/key-snapshot.ts';
+
+describe('dedupe index snapshot', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-snap-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('round-trips a wrapped ring; refuses a file ahead of the journal or out of seq order', async () => {
+    const index = new KeyIndex(16);
+    // Adds and evictions past the ring's size, so the entries wrap around its end.
+    for (let seq = 1; seq <= 40; seq++) {
+      index.add(pairHash('t', `k${seq}`), seq);
+      if (index.size > 12) index.evictOldest();
+    }
+    expect(index.chunks().length).toBe(2);
+    expect(await writeKeySnapshot(dir, index, 40)).toBe(32 + 12 * 16);
+    const snap = await readKeySnapshot(dir, 40);
+    if (typeof snap === 'string') throw new Error(snap);
+    expect(snap.through).toBe(40);
+    expect([...snap.seqs]).toEqual(Array.from({ length: 12 }, (_, i) => 29 + i));
+    const loaded = new KeyIndex();
+    loaded.load(snap.lo, snap.hi, snap.seqs);
+    for (let seq = 29; seq <= 40; seq++) expect(loaded.get(pairHash('t', `k${seq}`))).toBe(seq);
+    expect(loaded.get(pairHash('t', 'k28'))).toBeUndefined();
+
+    expect(await readKeySnapshot(dir, 39)).toBe('snapshot through seq 40, but the journal ends at 39');
+    const bytes = readFileSync(join(dir, KEY_SNAPSHOT_FILE));
+    // The first seq (after header, low and high halves) set above the second.
+    bytes.writeDoubleLE(35, 32 + 8 * 12);
+    writeFileSync(join(dir, KEY_SNAPSHOT_FILE), bytes);
+    expect(await readKeySnapshot(dir, 40)).toBe('entries out of seq order at seq 30');
+    writeFileSync(join(dir, KEY_SNAPSHOT_FILE), 'not a snapshot at all, but long enough');
+    expect(await readKeySnapshot(dir, 40)).toBe('not a dedupe index snapshot');
+  });
+});

@@ -1,0 +1,106 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { outboxStats, type OutboxTenantStats } from '../../src/outbox/claims.ts';
+import { createMetrics } from '../../src/metrics.ts';
+import { OutboxGauges } from '../../src/outbox/outbox-gauges.ts';
+import { insertRows, pendingByTenant, type NewOutboxRow } from '../../src/outbox/repository.ts';
+import { NO_TENANTS_FILE, Tenants } from '../../src/tenants.ts';
+import type { Sql } from '../../src/outbox/db.ts';
+import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
+import { eventually } from '../support/sluice.ts';
+import { prng, testSeed } from '../support/seed.ts';
+
+const ROWS = 30_000;
+const seed = testSeed('outbox-stats');
+
+/** What the gauges must show, counted the slow way: every row read. */
+async function scanned(sql: Sql): Promise<Map<string, OutboxTenantStats>> {
+  const rows = await sql<{ tenant_id: string; pending: number; dead: number; oldest: number }[]>`
+    SELECT tenant_id, count(*) FILTER (WHERE status = 'pending')::int AS pending, count(*) FILTER (WHERE status = 'dead')::int AS dead,
+           coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'pending')), 0)::float8 AS oldest
+    FROM outbox GROUP BY tenant_id HAVING count(*) FILTER (WHERE status IN ('pending', 'dead')) > 0`;
+  return new Map(rows.map((r) => [r.tenant_id, { pending: r.pending, dead: r.dead, oldestPendingSeconds: r.oldest }]));
+}
+
+describe('outbox gauges and backlog counts read only what waits or died', () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    const [template] = await insertRows(db.sql, [
+      { tenant_id: 'template', dedupe_key: 't', partition: 0, topic: 'e', payload: { n: 1 }, headers: {}, request_id: 'r', traceparent: undefined, ingested_at: new Date().toISOString() },
+    ]);
+    // Mostly sent, as the dedupe window keeps them; created_at grows with the id, as inserts make it.
+    await db.sql`
+      INSERT INTO outbox (tenant_id, dedupe_key, partition, topic, payload, headers, ingested_at, status, sent_at, created_at)
+      SELECT 'g' || (g % 50), 'k' || g, (g % 50) % 16, t.topic, t.payload, t.headers, now(), 'sent', now(), now() - make_interval(secs => ${ROWS} - g)
+      FROM generate_series(1, ${ROWS}) AS g, (SELECT * FROM outbox WHERE id = ${template?.id ?? ''}) AS t`;
+    await db.sql`DELETE FROM outbox WHERE tenant_id = 'template'`;
+    const next = prng(seed);
+    const pending: number[] = [];
+    const dead: number[] = [];
+    for (let g = 1; g <= ROWS; g++) {
+      const r = next();
+      if (r < 0.02) pending.push(g);
+      else if (r < 0.025) dead.push(g);
+    }
+    await db.sql`UPDATE outbox SET status = 'pending', sent_at = NULL WHERE dedupe_key = ANY(${db.sql.array(pending.map((g) => `k${g}`))})`;
+    await db.sql`UPDATE outbox SET status = 'dead', sent_at = NULL WHERE dedupe_key = ANY(${db.sql.array(dead.map((g) => `k${g}`))})`;
+    await db.sql`VACUUM ANALYZE outbox`;
+  });
+  afterAll(() => db.drop());
+
+  test(`per-tenant pending, dead and oldest pending equal a full count (seed ${seed})`, async () => {
+    const truth = await scanned(db.sql);
+    const stats = await outboxStats(db.sql);
+    expect(stats.size).toBe(truth.size);
+    for (const [tenant, t] of truth) {
+      const s = stats.get(tenant);
+      expect({ tenant, pending: s?.pending, dead: s?.dead }).toEqual({ tenant, pending: t.pending, dead: t.dead });
+      expect(Math.abs((s?.oldestPendingSeconds ?? -1) - t.oldestPendingSeconds)).toBeLessThan(1);
+    }
+    const backlog = await pendingByTenant(db.sql);
+    expect(new Map([...backlog].sort())).toEqual(new Map([...truth].filter(([, t]) => t.pending > 0).map(([k, t]) => [k, t.pending] as const).sort()));
+  });
+
+  test('neither a scrape nor a backlog refresh scans the table: no sequential scan of the outbox', async () => {
+    // One connection in one transaction: pg_stat_xact_user_tables counts that transaction's scans.
+    const conn = await db.sql.reserve();
+    let scans: { seq_scan: number; idx_scan: number } | undefined;
+    try {
+      await conn`BEGIN`;
+      await outboxStats(conn);
+      await pendingByTenant(conn);
+      [scans] = await conn<{ seq_scan: number; idx_scan: number }[]>`
+        SELECT seq_scan::int, idx_scan::int FROM pg_stat_xact_user_tables WHERE relname = 'outbox'`;
+      await conn`COMMIT`;
+    } finally {
+      conn.release();
+    }
+    expect(scans?.seq_scan).toBe(0);
+    expect(scans?.idx_scan).toBeGreaterThan(0);
+  });
+});
+
+describe('OutboxGauges for a scrape', () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(() => db.drop());
+
+  test('the first scrape waits for the counts; later ones render the previous refresh and start the next', async () => {
+    const metrics = createMetrics();
+    const gauges = new OutboxGauges(db.sql, new Tenants(NO_TENANTS_FILE, quietLog), metrics);
+    const pending = async (): Promise<number | undefined> => (await metrics.outboxPending.get()).values.find((v) => v.labels.tenant === 'a')?.value;
+    const row = (key: string): NewOutboxRow => ({ tenant_id: 'a', dedupe_key: key, partition: 0, topic: 'e', payload: {}, headers: {}, request_id: 'r', traceparent: undefined, ingested_at: new Date().toISOString() });
+    const errors: unknown[] = [];
+    await insertRows(db.sql, [row('k1')]);
+    await gauges.forScrape((err) => errors.push(err));
+    expect(await pending()).toBe(1);
+    await insertRows(db.sql, [row('k2')]);
+    await gauges.forScrape((err) => errors.push(err));
+    // Rendered now: still the previous refresh's count, while the next one runs.
+    expect(await pending()).toBe(1);
+    await eventually(async () => (await pending()) === 2, 5_000, 'the background refresh');
+    expect(errors).toEqual([]);
+  });
+});

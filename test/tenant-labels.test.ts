@@ -1,0 +1,49 @@
+import { afterAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadTenantsFile, NO_TENANTS_FILE, Tenants } from '../src/tenants.ts';
+import { startTestApp } from './support/http-app.ts';
+import { quietLog } from './support/postgres.ts';
+import { writeTenantsFile } from './support/tenants.ts';
+
+describe('SLUICE_METRIC_TENANTS caps the tenant label', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-labels-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('open mode: the first tenants keep their names for good, later ones are _other', () => {
+    const tenants = new Tenants(NO_TENANTS_FILE, quietLog, { metricTenants: 2 });
+    expect(['a', 'b', 'c', 'a', 'd', 'b'].map((t) => tenants.metricLabel(t))).toEqual(['a', 'b', '_other', 'a', '_other', 'b']);
+  });
+
+  test('authenticated mode: only the file\'s tenants are named, and at most the cap of them', () => {
+    const file = join(dir, 'tenants.json');
+    writeTenantsFile(file, { x: { tokens: ['tx-0123456789abcdef'] }, y: { tokens: ['ty-0123456789abcdef'] }, z: { tokens: ['tz-0123456789abcdef'] } });
+    const tenants = new Tenants(loadTenantsFile(file), quietLog, { metricTenants: 2 });
+    // A tenant outside the file takes no slot.
+    expect(['stranger', 'y', 'x', 'z', 'y'].map((t) => tenants.metricLabel(t))).toEqual(['_other', 'y', 'x', '_other', 'y']);
+  });
+
+  test('/metrics shows at most the cap of ingest tenants, the rest summed under _other', async () => {
+    const t = await startTestApp({ tenants: new Tenants(NO_TENANTS_FILE, quietLog, { metricTenants: 3 }) });
+    try {
+      for (let i = 0; i < 10; i++) {
+        const res = await t.app.request('/v1/events', {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json', 'X-Tenant-Id': `tenant-${i}` },
+          body: JSON.stringify({ dedupe_key: `k${i}`, payload: { i } }),
+        });
+        expect(res.status).toBe(202);
+      }
+      const text = await (await t.app.request('/metrics')).text();
+      const events = text.split('\n').filter((l) => l.startsWith('sluice_ingest_events_total{'));
+      const labels = events.map((l) => /tenant="([^"]+)"/.exec(l)?.[1]).sort();
+      expect(labels).toEqual(['_other', 'tenant-0', 'tenant-1', 'tenant-2']);
+      expect(events.find((l) => l.includes('tenant="_other"'))).toEndWith(' 7');
+      const requests = new Set(text.split('\n').filter((l) => l.startsWith('sluice_ingest_requests_total{')).map((l) => /tenant="([^"]+)"/.exec(l)?.[1]));
+      expect([...requests].sort()).toEqual(['_other', 'tenant-0', 'tenant-1', 'tenant-2']);
+    } finally {
+      await t.close();
+    }
+  });
+});
