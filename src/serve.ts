@@ -91,7 +91,10 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
       },
       maxBodyBytes: config.http.maxBodyBytes,
       maxBatchLines: config.ingest.maxBatchLines,
+      maxJsonDepth: config.ingest.maxJsonDepth,
+      maxLineBytes: config.ingest.maxLineBytes,
       defaultTopic: config.kafka.topic,
+      progressTopic: config.processor.progressTopic,
       tenants,
       admin:
         config.adminToken === undefined

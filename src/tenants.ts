@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { ConfigError, type ErrorDetail } from './errors.ts';
 import { tenantIdSchema } from './http/event-schema.ts';
 import type { Logger } from './log.ts';
-import { topicNameProblem } from './processor/topic-name.ts';
+import { collisionKey, topicNameProblem } from './processor/topic-name.ts';
 import { TokenIndex } from './tenant-tokens.ts';
 
 export interface Quota {
@@ -63,6 +63,9 @@ const fileSchema = z.strictObject({
     )
     .default({}),
 });
+
+/** In open mode, how many tenants get a `tenant` label of their own; the rest are counted as `_other`. */
+export const OPEN_MODE_TENANT_LABELS = 1_000;
 
 /** What every tenant gets when neither the file's defaults nor its own entry say otherwise. */
 export const BUILT_IN_DEFAULTS: TenantPolicy = {
@@ -148,13 +151,17 @@ export class Tenants {
   #tokens: TokenIndex;
   /** Topic → the tenants the file gives it to; asked for every event that names a topic. */
   #topicOwners: Map<string, string[]>;
+  /** collisionKey(topic) → the file's topic with that key. */
+  #topicKeys: Map<string, string>;
   #log: Logger;
   #generation = 0;
+  #openLabels = new Set<string>();
 
   constructor(config: TenantsConfig, log: Logger) {
     this.#config = config;
     this.#tokens = new TokenIndex(config.tenants);
     this.#topicOwners = topicOwners(config);
+    this.#topicKeys = topicKeys(this.#topicOwners);
     this.#log = log;
   }
 
@@ -177,6 +184,12 @@ export class Tenants {
     return owner === undefined ? undefined : `topic ${topic} belongs to tenant ${owner}`;
   }
 
+  /** Which of the file's topics `topic` collides with under Kafka's `.`/`_` rule (not being it), if any. */
+  topicCollision(topic: string): string | undefined {
+    const other = this.#topicKeys.get(collisionKey(topic));
+    return other === undefined || other === topic ? undefined : `collides with topic ${other} (Kafka treats . and _ alike)`;
+  }
+
   policy(tenantId: string): TenantPolicy {
     return this.#config.tenants.get(tenantId) ?? this.#config.defaults;
   }
@@ -192,8 +205,12 @@ export class Tenants {
    * label cardinality stays bounded by the file.
    */
   metricLabel(tenantId: string): string {
-    if (this.#config.file === undefined || this.#config.tenants.has(tenantId)) return tenantId;
-    return '_other';
+    if (this.#config.file !== undefined) return this.#config.tenants.has(tenantId) ? tenantId : '_other';
+    // Open mode: any client names any tenant, so only the first ones seen get a series of their own.
+    if (this.#openLabels.has(tenantId)) return tenantId;
+    if (this.#openLabels.size >= OPEN_MODE_TENANT_LABELS) return '_other';
+    this.#openLabels.add(tenantId);
+    return tenantId;
   }
 
   /** Bumped by every successful reload, so holders of derived state know to refresh it. */
@@ -210,6 +227,7 @@ export class Tenants {
       // Policies and tokens are swapped together: no request sees one file's tokens with another's.
       this.#tokens = new TokenIndex(config.tenants);
       this.#topicOwners = topicOwners(config);
+      this.#topicKeys = topicKeys(this.#topicOwners);
       this.#config = config;
       this.#generation++;
       this.#log.info('tenants file reloaded', { file, tenants: this.#config.tenants.size });
@@ -228,4 +246,8 @@ function topicOwners(config: TenantsConfig): Map<string, string[]> {
     if (policy.topic !== undefined) owners.set(policy.topic, [...(owners.get(policy.topic) ?? []), tenant]);
   }
   return owners;
+}
+
+function topicKeys(owners: Map<string, string[]>): Map<string, string> {
+  return new Map([...owners.keys()].map((t) => [collisionKey(t), t]));
 }

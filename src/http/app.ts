@@ -11,6 +11,7 @@ import { checkHeaderLimits } from './header-limits.ts';
 import { authenticateIngest } from './ingest-auth.ts';
 import { mediaType, parseEvents, validTraceparent } from './parse-events.ts';
 import { readBody } from './read-body.ts';
+import { topicProblem } from '../processor/topic-name.ts';
 
 export interface ComponentState {
   ok: boolean;
@@ -23,8 +24,12 @@ export interface AppDeps {
   write(envelopes: Envelope[]): Promise<WriteResult[]>;
   maxBodyBytes: number;
   maxBatchLines: number;
+  maxJsonDepth: number;
+  maxLineBytes: number;
   /** SLUICE_KAFKA_TOPIC: the topic of events whose tenant has none of its own. */
   defaultTopic: string;
+  /** Sluice's own progress topic: no event may name it (or a topic colliding with it). */
+  progressTopic: string;
   tenants: Tenants;
   /** The admin API's parts; undefined (SLUICE_ADMIN_TOKEN unset) = every /admin path is 404. */
   admin?: AdminDeps | undefined;
@@ -43,6 +48,11 @@ const REQUEST_ID = /^[\x21-\x7e]{1,256}$/;
 export function createApp(deps: AppDeps): Hono<Env> {
   const { log, metrics } = deps;
   const app = new Hono<Env>();
+  const topics = {
+    progressTopic: deps.progressTopic,
+    defaultTopic: deps.defaultTopic,
+    tenantTopicCollision: (t: string) => deps.tenants.topicCollision(t),
+  };
 
   app.onError((err, c) => errorResponse(c, err, log));
   app.notFound((c) => errorResponse(c, new SluiceError('not_found', `no route for ${c.req.method} ${c.req.path}`), log));
@@ -74,11 +84,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
         tenant: tokenTenant,
         topicFor: (t) => deps.tenants.policy(t).topic ?? deps.defaultTopic,
         topicProblem: (t, topic) => deps.tenants.topicProblem(t, topic),
+        topicInvalid: (topic) => topicProblem(topic, topics),
         maxBatchLines: deps.maxBatchLines,
+        maxJsonDepth: deps.maxJsonDepth,
+        maxLineBytes: deps.maxLineBytes,
       });
       tenant = singleTenant(envelopes);
       const results = await deps.write(envelopes);
-      for (const r of results) metrics.ingestEvents.inc({ tenant: r.tenant_id, result: r.duplicate ? 'duplicate' : 'accepted' });
+      for (const r of results) metrics.ingestEvents.inc({ tenant: deps.tenants.metricLabel(r.tenant_id), result: r.duplicate ? 'duplicate' : 'accepted' });
       if (format === 'json') {
         const [r] = results;
         response = c.json(r, r?.duplicate === true ? 200 : 202);
@@ -91,7 +104,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       if (statusOf(err) >= 500) log.warn('ingest failed', { request_id: requestId, code: (err as SluiceError).code });
     }
     const status = String(response.status);
-    metrics.ingestRequests.inc({ status, tenant });
+    metrics.ingestRequests.inc({ status, tenant: deps.tenants.metricLabel(tenant) });
     metrics.ingestLatency.observe({ status }, (performance.now() - started) / 1000);
     return response;
   });

@@ -40,7 +40,7 @@ export interface Publishing {
 
 type Message = MessageToProduce<string, string, string, string>;
 
-/** The Kafka record for an outbox row: key tenant:dedupe_key, payload as JSON, sluice's headers. */
+/** The Kafka record for an outbox row: key tenant:dedupe_key, the client's payload text, sluice's headers. */
 export function toKafkaMessage(row: ClaimedRow): Message {
   const headers: Record<string, string> = {
     ...row.headers,
@@ -52,7 +52,7 @@ export function toKafkaMessage(row: ClaimedRow): Message {
   if (row.request_id !== null) headers.request_id = row.request_id;
   if (row.traceparent !== null) headers.traceparent = row.traceparent;
   if (row.replays > 0) headers.replay = 'true';
-  return { topic: row.topic, key: recordKey(row), value: JSON.stringify(row.payload), headers };
+  return { topic: row.topic, key: recordKey(row), value: row.payload, headers };
 }
 
 function newProducer(opts: PublishingOptions, transactionalId: string | undefined): Producer<string, string, string, string> {

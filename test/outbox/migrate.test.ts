@@ -15,12 +15,12 @@ describe('migrations', () => {
     const b = postgres(db.url, { max: 1, onnotice: () => {} });
     try {
       const [ra, rb] = await Promise.all([migrate(a, quietLog), migrate(b, quietLog)]);
-      expect([...ra.applied, ...rb.applied].sort()).toEqual(['0001_outbox', '0002_processor']);
+      expect([...ra.applied, ...rb.applied].sort()).toEqual(['0001_outbox', '0002_processor', '0003_payload_text']);
       const rows = await db.sql<{ version: string }[]>`SELECT version FROM sluice_migrations ORDER BY version`;
-      expect(rows.map((r) => r.version)).toEqual(['0001_outbox', '0002_processor']);
+      expect(rows.map((r) => r.version)).toEqual(['0001_outbox', '0002_processor', '0003_payload_text']);
       const again = await migrate(a, quietLog);
       expect(again.applied).toEqual([]);
-      expect(again.current).toBe('0002_processor');
+      expect(again.current).toBe('0003_payload_text');
     } finally {
       await Promise.all([a.end(), b.end()]);
     }
