@@ -109,6 +109,7 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
         const states: Record<string, ComponentState> = {
           journal: journal.failure === undefined ? { ok: true } : { ok: false, detail: journal.failure },
           outbox: outbox ? { ok: true } : { ok: false, detail: 'database did not answer within 2s' },
+          forwarder: forwarderState(ingest.forwarder),
         };
         // Only a process that publishes depends on Kafka.
         if (processing !== undefined) {
@@ -119,6 +120,7 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
       beforeScrape: async () => {
         await gauges.refresh();
         metrics.forwarderLag.set(ingest.forwarderLag());
+        metrics.forwarderFailingSeconds.set(ingest.forwarder.failingMs() / 1000);
       },
     });
 
@@ -151,6 +153,15 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
     await closeAll();
     throw err;
   }
+}
+
+/** Past this long failing without a break, the forwarder makes the instance not ready: it is stuck. */
+const FORWARDER_STUCK_MS = 30_000;
+
+function forwarderState(forwarder: { failingMs(): number; lastError: string | undefined }): ComponentState {
+  const failing = forwarder.failingMs();
+  if (failing < FORWARDER_STUCK_MS) return { ok: true };
+  return { ok: false, detail: `failing for ${Math.round(failing / 1000)} s: ${forwarder.lastError ?? 'unknown error'}` };
 }
 
 async function withTimeout(p: Promise<boolean>, ms: number): Promise<boolean> {

@@ -11,7 +11,7 @@ import { checkHeaderLimits } from './header-limits.ts';
 import { authenticateIngest } from './ingest-auth.ts';
 import { mediaType, parseEvents, validTraceparent } from './parse-events.ts';
 import { readBody } from './read-body.ts';
-import { topicProblem } from '../processor/topic-name.ts';
+import { sluiceTopics, topicProblem } from '../processor/topic-name.ts';
 
 export interface ComponentState {
   ok: boolean;
@@ -48,11 +48,7 @@ const REQUEST_ID = /^[\x21-\x7e]{1,256}$/;
 export function createApp(deps: AppDeps): Hono<Env> {
   const { log, metrics } = deps;
   const app = new Hono<Env>();
-  const topics = {
-    progressTopic: deps.progressTopic,
-    defaultTopic: deps.defaultTopic,
-    tenantTopicCollision: (t: string) => deps.tenants.topicCollision(t),
-  };
+  const topics = sluiceTopics(deps.progressTopic, deps.defaultTopic, deps.tenants);
 
   app.onError((err, c) => errorResponse(c, err, log));
   app.notFound((c) => errorResponse(c, new SluiceError('not_found', `no route for ${c.req.method} ${c.req.path}`), log));

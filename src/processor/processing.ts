@@ -33,6 +33,7 @@ export function startProcessing(opts: {
     exclusive: db.kind === 'embedded',
     brokers,
     clientId: config.kafka.clientId,
+    defaultTopic: config.kafka.topic,
     publishing,
     controls: opts.controls,
     tenants: opts.tenants,

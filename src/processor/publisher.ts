@@ -1,6 +1,7 @@
 import { compatibilityPartitioner, Producer, stringSerializers, type MessageToProduce } from '@platformatic/kafka';
 import { recordKey } from '../envelope.ts';
 import type { ClaimedRow } from '../outbox/claims.ts';
+import { classifyFailure, describeKafkaError } from './kafka-errors.ts';
 import { encodeProgress, progressKey } from './progress.ts';
 
 export type Compression = 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd';
@@ -27,6 +28,11 @@ export interface PartitionProducer {
    * transaction holding the records and the progress record, committed; in at_least_once one send.
    */
   publish(rows: readonly ClaimedRow[]): Promise<void>;
+  /**
+   * Asks the cluster about one topic alone (creating it if the broker auto-creates): the broker's
+   * reason when it refuses the topic for good, undefined when it takes it (or did not answer).
+   */
+  topicRefusal(topic: string): Promise<string | undefined>;
   close(): Promise<void>;
 }
 
@@ -119,6 +125,14 @@ export function createPublishing(opts: PublishingOptions): Publishing {
   const shared = new ProducerSlot(() => newProducer(opts, undefined));
   const slots = new Set<ProducerSlot>([shared]);
   let closed: Promise<void> | undefined;
+  const topicRefusal = async (topic: string): Promise<string | undefined> => {
+    try {
+      await shared.get().metadata({ topics: [topic], autocreateTopics: true, forceUpdate: true });
+      return undefined;
+    } catch (err) {
+      return classifyFailure(err) === 'refused' ? describeKafkaError(err) : undefined;
+    }
+  };
   return {
     guarantee: opts.guarantee,
     forPartition(partition) {
@@ -137,6 +151,7 @@ export function createPublishing(opts: PublishingOptions): Publishing {
               throw err;
             }
           },
+          topicRefusal,
           close: async () => {},
         };
       }
@@ -178,6 +193,7 @@ export function createPublishing(opts: PublishingOptions): Publishing {
             throw err;
           }
         },
+        topicRefusal,
         async close() {
           slots.delete(slot);
           await slot.replace();

@@ -39,3 +39,12 @@ export function topicProblem(name: string, topics: SluiceTopics): string | undef
   }
   return topics.tenantTopicCollision(name);
 }
+
+/** The SluiceTopics of a deployment: its progress and default topics, and its tenants file's topics. */
+export function sluiceTopics(
+  progressTopic: string,
+  defaultTopic: string,
+  tenants: { topicCollision(topic: string): string | undefined },
+): SluiceTopics {
+  return { progressTopic, defaultTopic, tenantTopicCollision: (t) => tenants.topicCollision(t) };
+}

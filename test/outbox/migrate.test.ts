@@ -15,12 +15,12 @@ describe('migrations', () => {
     const b = postgres(db.url, { max: 1, onnotice: () => {} });
     try {
       const [ra, rb] = await Promise.all([migrate(a, quietLog), migrate(b, quietLog)]);
-      expect([...ra.applied, ...rb.applied].sort()).toEqual(['0001_outbox', '0002_processor', '0003_payload_text']);
+      expect([...ra.applied, ...rb.applied].sort()).toEqual(['0001_outbox', '0002_processor', '0003_payload_text', '0004_forwarder_quarantine']);
       const rows = await db.sql<{ version: string }[]>`SELECT version FROM sluice_migrations ORDER BY version`;
-      expect(rows.map((r) => r.version)).toEqual(['0001_outbox', '0002_processor', '0003_payload_text']);
+      expect(rows.map((r) => r.version)).toEqual(['0001_outbox', '0002_processor', '0003_payload_text', '0004_forwarder_quarantine']);
       const again = await migrate(a, quietLog);
       expect(again.applied).toEqual([]);
-      expect(again.current).toBe('0003_payload_text');
+      expect(again.current).toBe('0004_forwarder_quarantine');
     } finally {
       await Promise.all([a.end(), b.end()]);
     }
