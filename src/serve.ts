@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { describeError } from './errors.ts';
 import { createApp, type ComponentState } from './http/app.ts';
+import { edgeFetch } from './http/edge.ts';
 import { startIngestStack } from './ingest/ingest-stack.ts';
 import { startLocalBroker, type LocalBroker } from './kafka/local-broker.ts';
 import type { Logger } from './log.ts';
@@ -127,9 +128,11 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
     const server = Bun.serve({
       hostname: config.http.host,
       port: config.http.port,
-      fetch: app.fetch,
-      // Our own reader answers 413 in sluice's error shape; Bun's limit is only a backstop.
-      maxRequestBodySize: config.http.maxBodyBytes * 2 + 1024,
+      fetch: edgeFetch(app.fetch),
+      // Our own reader answers every oversize body with sluice's JSON 413 (a declared length before
+      // reading anything, a chunked one as soon as it passes the limit); Bun's own limit would
+      // answer first with an empty 413, so it is out of the way.
+      maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     });
     closers.push({ name: 'http', close: () => server.stop() });
     const url = `http://${config.http.host}:${server.port}`;
