@@ -86,6 +86,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
         maxLineBytes: deps.maxLineBytes,
       });
       tenant = singleTenant(envelopes);
+      // Bun 1.4.5 answers some framings (a chunked trailer, bytes after the body, pipelined requests)
+      // with its own bare 400, or nothing, and closes the connection while this handler runs; it
+      // signals that one event-loop turn after the body was read. Such a request must not be
+      // written: its client was told it failed (README, "Bun's HTTP framing").
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (c.req.raw.signal.aborted) throw new SluiceError('request_incomplete', 'the connection was closed before the write');
       const results = await deps.write(envelopes);
       for (const r of results) metrics.ingestEvents.inc({ tenant: deps.tenants.metricLabel(r.tenant_id), result: r.duplicate ? 'duplicate' : 'accepted' });
       if (format === 'json') {
