@@ -115,7 +115,7 @@ export function loadTenantsFile(path: string): TenantsConfig {
       }),
     );
   }
-  const shared = sharedTokens(parsed.data.tenants);
+  const shared = [...sharedTokens(parsed.data.tenants), ...collidingTopics(parsed.data.tenants)];
   if (shared.length > 0) return fail(shared.map((d) => ({ ...d, message: `SLUICE_TENANTS_FILE ${path}: ${d.message}` })));
   const defaults = merge(BUILT_IN_DEFAULTS, parsed.data.defaults ?? {}, undefined);
   const tenants = new Map<string, TenantPolicy & { tokens: string[] }>();
@@ -123,6 +123,21 @@ export function loadTenantsFile(path: string): TenantsConfig {
     tenants.set(id, { ...merge(defaults, t, t.topic), tokens: t.tokens });
   }
   return { file: path, defaults, tenants };
+}
+
+/** Two topics Kafka treats as one (`.` and `_` alike): the broker would refuse the second for good. */
+function collidingTopics(tenants: Record<string, { topic?: string | undefined }>): ErrorDetail[] {
+  const byKey = new Map<string, string>();
+  const problems: ErrorDetail[] = [];
+  for (const [id, { topic }] of Object.entries(tenants)) {
+    if (topic === undefined) continue;
+    const other = byKey.get(collisionKey(topic));
+    if (other !== undefined && other !== topic) {
+      problems.push({ path: `SLUICE_TENANTS_FILE:tenants.${id}.topic`, message: `tenants.${id}.topic ${topic} collides with topic ${other} (Kafka treats . and _ alike)` });
+    }
+    byKey.set(collisionKey(topic), other ?? topic);
+  }
+  return problems;
 }
 
 /** A token must name exactly one tenant: one listed under two would make that tenant a guess. */
