@@ -104,17 +104,17 @@ export function parseEvents(body: Uint8Array, format: BodyFormat, ctx: RequestCo
  */
 function parseEvent(text: string, bytes: number, line: number | undefined, ctx: RequestContext, problems: Problems): unknown {
   if (bytes > ctx.maxLineBytes) {
-    problems.invalid.push(withLine({ message: `event is ${bytes} bytes; limit is SLUICE_MAX_LINE_BYTES=${ctx.maxLineBytes}`}, line));
+    problems.invalid.push(withLine({ message: `event is ${bytes} bytes; limit is SLUICE_MAX_LINE_BYTES=${ctx.maxLineBytes}` }, line));
     return undefined;
   }
   if (nestsDeeperThan(text, ctx.maxJsonDepth)) {
-    problems.invalid.push(withLine({ message: `JSON nests deeper than SLUICE_MAX_JSON_DEPTH=${ctx.maxJsonDepth} levels`}, line));
+    problems.invalid.push(withLine({ message: `JSON nests deeper than SLUICE_MAX_JSON_DEPTH=${ctx.maxJsonDepth} levels` }, line));
     return undefined;
   }
   try {
     return JSON.parse(text);
   } catch (err) {
-    problems.invalid.push(withLine({ message: `not valid JSON: ${(err as Error).message}`}, line));
+    problems.invalid.push(withLine({ message: `not valid JSON: ${(err as Error).message}` }, line));
     problems.badJson = true;
     return undefined;
   }
@@ -163,11 +163,17 @@ function toEnvelope(
     topic: event.topic ?? ctx.topicFor(tenant.tenant),
     request_id: ctx.requestId,
     headers: event.headers ?? {},
-    // The text passed JSON.parse and its payload is an object, so the member is there.
-    payload: rawMember(text, 'payload') ?? '{}',
+    payload: payloadText(text),
   };
   if (ctx.traceparent !== undefined) envelope.traceparent = ctx.traceparent;
   return envelope;
+}
+
+/** The payload's exact text. The event passed JSON.parse with an object payload, so it is there. */
+function payloadText(eventText: string): string {
+  const raw = rawMember(eventText, 'payload');
+  if (raw === undefined) throw new Error('the payload of a parsed event was not found in its text');
+  return raw;
 }
 
 /** X-Idempotency-Key, else a client-sent X-Request-ID. */
