@@ -9,6 +9,7 @@ import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
 import { parseResponses, rawRequest } from '../support/raw-http.ts';
 import { eventually } from '../support/sluice.ts';
 import { spawnSluice, type SpawnedSluice } from '../support/spawn-sluice.ts';
+import { writeTenantsFile } from '../support/tenants.ts';
 
 /**
  * Issue 10's fuzz suite: random and adversarial requests (JSON, NDJSON, headers, content types,
@@ -16,7 +17,8 @@ import { spawnSluice, type SpawnedSluice } from '../support/spawn-sluice.ts';
  * every request the process must be alive and answer /healthz, and the response must be one of the
  * documented statuses with the documented body. After the run, every accepted event is in Kafka once,
  * keyed tenant_id:dedupe_key, its value byte-identical to the payload sent, and nothing of a refused
- * request is in the journal, the outbox or Kafka.
+ * request (each has an X-Request-ID of its own) is in the journal, the outbox or Kafka. Runs open and
+ * with a tenants file.
  *
  * Bounded for CI: a fixed seed, then one fresh seed (printed; rerun it with SLUICE_FUZZ_SEED=<seed>),
  * SLUICE_FUZZ_RUNS requests each (default 250). A longer run: SLUICE_FUZZ_RUNS=5000.
@@ -62,6 +64,8 @@ interface Case {
   transport: 'fetch' | 'http10' | 'chunked' | 'abort' | 'trailer' | 'extra';
   /** Instead of all the above: send an accepted event's tenant and key again (with another payload); this picks which. */
   repeat: number | undefined;
+  /** With a tenants file: the token of the request's own tenant, another tenant's, an unknown one, or none. */
+  auth: 'own' | 'other' | 'unknown' | 'none';
 }
 
 const ADVERSARIAL_PAYLOADS = [
@@ -142,15 +146,16 @@ function caseArb(): fc.Arbitrary<Case> {
     ),
     transport: mostly(fc.constant('fetch'), fc.constantFrom('http10', 'chunked', 'abort', 'trailer', 'extra')),
     repeat: fc.oneof({ weight: 9, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.nat() }),
+    auth: mostly(fc.constant('own' as const), fc.constantFrom('other' as const, 'unknown' as const, 'none' as const)),
   });
 }
 
 /** One request as sent: body bytes, the headers that go with it, and what each event sent. */
-function materialize(c: Case, tenant: string): { body: Uint8Array; headers: Record<string, string>; sent: Sent[] } {
+function materialize(c: Case, tenant: string, auth: Record<string, string>): { body: Uint8Array; headers: Record<string, string>; sent: Sent[] } {
   const events = (c.format === 'ndjson' ? c.events : c.events.slice(0, 1)).map((e) => e(tenant));
   const text = events.map((e) => e.text).join('\n');
   const body = c.format === 'garbage' ? c.garbage : new TextEncoder().encode(text);
-  const headers: Record<string, string> = { ...c.headers };
+  const headers: Record<string, string> = { ...c.headers, ...auth };
   if (headers['X-Tenant-Id'] !== undefined) headers['X-Tenant-Id'] = headers['X-Tenant-Id'].replace('own', tenant);
   const contentType = c.contentType === 'matching' ? (c.format === 'ndjson' ? 'application/x-ndjson' : 'application/json') : c.contentType;
   if (contentType !== undefined) headers['Content-Type'] = contentType;
@@ -201,160 +206,181 @@ async function send(url: string, c: Case, body: Uint8Array, headers: Record<stri
 
 type Result = { id: string | null; tenant_id: string; dedupe_key: string; duplicate: boolean; durability: string };
 
-describe('fuzz: hostile requests against a running sluice', () => {
-  let db: TestDatabase;
-  let brokers: string[];
-  let sluice: SpawnedSluice;
-  let journalDir: string;
-  /** (tenant:dedupe_key) → what Kafka must hold for it: the first accepted payload, its topic and outbox id. */
-  const ledger = new Map<string, { payload: string; topic: string; id: string | null; tenant: string; dedupeKey: string }>();
-  /** Tenants of refused or aborted requests that accepted nothing. */
-  const refusedTenants = new Set<string>();
-  const acceptedTenants = new Set<string>();
-  let requests = 0;
-  /** How the requests were answered, for the summary line: a generator that stops reaching the accept path shows here. */
-  const answers = new Map<string, number>();
+/** Fuzzes one sluice: open (the claims name a fresh tenant per request) or with a tenants file (bearer tokens). */
+function fuzzSuite(mode: 'open' | 'tenants'): void {
+  describe(`fuzz: hostile requests against a running sluice (${mode})`, () => {
+    let db: TestDatabase;
+    let brokers: string[];
+    let sluice: SpawnedSluice;
+    let journalDir: string;
+    /** (tenant:dedupe_key) → what Kafka must hold for it: the first accepted payload, its topic and outbox id. */
+    const ledger = new Map<string, { payload: string; topic: string; id: string | null; tenant: string; dedupeKey: string }>();
+    /** X-Request-ID of every request that was answered 2xx: nothing of any other may be anywhere. */
+    const acceptedRequests = new Set<string>();
+    let requests = 0;
+    const FILE_TENANTS = ['alpha', 'beta'];
+    const token = (tenant: string): string => `token-${tenant}-${run}`;
+    /** A fresh tenant per request in open mode (so its rows are its own); one of the file's otherwise. */
+    const tenantOf = (n: number): string => (mode === 'open' ? `r${n}` : (FILE_TENANTS[n % FILE_TENANTS.length] ?? 'alpha'));
+    function authHeaders(tenant: string, auth: Case['auth']): Record<string, string> {
+      if (mode === 'open' || auth === 'none') return {};
+      const other = FILE_TENANTS.find((t) => t !== tenant) ?? tenant;
+      return { Authorization: `Bearer ${auth === 'own' ? token(tenant) : auth === 'other' ? token(other) : 'unknown-token'}` };
+    }
+    /** How the requests were answered, for the summary line: a generator that stops reaching the accept path shows here. */
+    const answers = new Map<string, number>();
 
-  beforeAll(async () => {
-    db = await createTestDatabase({ migrate: false });
-    brokers = await testBrokers();
-    journalDir = mkdtempSync(join(tmpdir(), 'sluice-fuzz-'));
-    sluice = await spawnSluice({
-      DATABASE_URL: db.url,
-      KAFKA_BROKERS: brokers.join(','),
-      SLUICE_PORT: '0',
-      SLUICE_JOURNAL_DIR: journalDir,
-      SLUICE_NODE_ID: 'fuzz',
-      SLUICE_KAFKA_TOPIC: DEFAULT_TOPIC,
-      SLUICE_PROGRESS_TOPIC: PROGRESS_TOPIC,
-      SLUICE_TRANSACTIONAL_ID_PREFIX: `fz-${run}`,
-      SLUICE_MAX_BODY_BYTES: String(MAX_BODY),
-      SLUICE_POLL_MS: '20',
+    beforeAll(async () => {
+      db = await createTestDatabase({ migrate: false });
+      brokers = await testBrokers();
+      journalDir = mkdtempSync(join(tmpdir(), 'sluice-fuzz-'));
+      const tenantsFile = join(journalDir, 'tenants.json');
+      if (mode === 'tenants') writeTenantsFile(tenantsFile, Object.fromEntries(FILE_TENANTS.map((t) => [t, { tokens: [token(t)] }])));
+      sluice = await spawnSluice({
+        ...(mode === 'tenants' ? { SLUICE_TENANTS_FILE: tenantsFile } : {}),
+        DATABASE_URL: db.url,
+        KAFKA_BROKERS: brokers.join(','),
+        SLUICE_PORT: '0',
+        SLUICE_JOURNAL_DIR: journalDir,
+        SLUICE_NODE_ID: 'fuzz',
+        SLUICE_KAFKA_TOPIC: DEFAULT_TOPIC,
+        SLUICE_PROGRESS_TOPIC: PROGRESS_TOPIC,
+        SLUICE_TRANSACTIONAL_ID_PREFIX: `fz-${run}-${mode}`,
+        SLUICE_MAX_BODY_BYTES: String(MAX_BODY),
+        SLUICE_POLL_MS: '20',
+      });
+    }, 120_000);
+
+    afterAll(async () => {
+      sluice?.proc.kill('SIGTERM');
+      await sluice?.proc.exited;
+      await db?.drop();
+      rmSync(journalDir, { recursive: true, force: true });
     });
-  }, 120_000);
 
-  afterAll(async () => {
-    sluice?.proc.kill('SIGTERM');
-    await sluice?.proc.exited;
-    await db?.drop();
-    rmSync(journalDir, { recursive: true, force: true });
+    /** A write repeated under an accepted tenant and key: 200, the original id, and Kafka keeps the first payload. */
+    async function checkRepeat(pick: number): Promise<void> {
+      const originals = [...ledger.values()];
+      const original = originals[pick % originals.length];
+      if (original === undefined) return;
+      const requestId = `fzreq-${mode}-${++requests}`;
+      const res = await fetch(`${sluice.url}/v1/events`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'X-Tenant-Id': original.tenant, 'X-Request-ID': requestId, ...authHeaders(original.tenant, 'own') },
+        body: JSON.stringify({ dedupe_key: original.dedupeKey, payload: { again: true }, topic: original.topic }),
+      });
+      acceptedRequests.add(requestId);
+      const outcome = `${res.status} repeat`;
+      answers.set(outcome, (answers.get(outcome) ?? 0) + 1);
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ id: original.id, tenant_id: original.tenant, dedupe_key: original.dedupeKey, duplicate: true, durability: 'outbox' });
+    }
+
+    async function checkOne(c: Case): Promise<void> {
+      if (c.repeat !== undefined && ledger.size > 0) {
+        await checkRepeat(c.repeat);
+        return;
+      }
+      const n = ++requests;
+      const tenant = tenantOf(n);
+      const requestId = `fzreq-${mode}-${n}`;
+      const { body: sentBody, headers, sent } = materialize(c, tenant, { ...authHeaders(tenant, c.auth), 'X-Request-ID': requestId });
+      const answer = await send(sluice.url, c, sentBody, headers);
+      expect(sluice.proc.exitCode).toBeNull();
+      expect((await fetch(`${sluice.url}/healthz`)).status).toBe(200);
+      const outcome = answer === undefined ? `refused (${c.transport})` : answer.status >= 400 ? `${answer.status} ${/"code":"(\w+)"/.exec(answer.body)?.[1]}` : String(answer.status);
+      answers.set(outcome, (answers.get(outcome) ?? 0) + 1);
+      if (answer === undefined) return;
+      expect(answer.body.length).toBeLessThan(16_384);
+      const body = JSON.parse(answer.body) as Record<string, unknown>;
+      if (answer.status >= 400) {
+        const error = body.error as { code: string; message: string; details?: unknown[]; details_total?: number };
+        expect(Object.keys(body)).toEqual(['error']);
+        expect(STATUS_OF[error.code]).toBe(answer.status);
+        expect(typeof error.message).toBe('string');
+        if (error.details !== undefined) expect(error.details.length).toBeLessThanOrEqual(20);
+        return;
+      }
+      expect([200, 202]).toContain(answer.status);
+      acceptedRequests.add(requestId);
+      const ndjson = 'results' in body;
+      const results = (ndjson ? body.results : [body]) as Result[];
+      expect(results.length).toBe(sent.length);
+      if (!ndjson) expect(answer.status).toBe(results[0]?.duplicate === true ? 200 : 202);
+      results.forEach((r, i) => {
+        const event = sent[i];
+        if (event === undefined) throw new Error('a result without an event');
+        if (mode === 'open') expect(r.tenant_id.startsWith(tenant)).toBe(true);
+        else expect(r.tenant_id).toBe(tenant);
+        if (event.dedupeKey !== undefined) expect(r.dedupe_key).toBe(event.dedupeKey);
+        const key = `${r.tenant_id}:${r.dedupe_key}`;
+        if (r.duplicate) {
+          expect(ledger.has(key)).toBe(true);
+        } else {
+          expect(ledger.has(key)).toBe(false);
+          ledger.set(key, { payload: event.payload, topic: event.topic ?? DEFAULT_TOPIC, id: r.id, tenant: r.tenant_id, dedupeKey: r.dedupe_key });
+        }
+      });
+    }
+
+    async function fuzz(seed: number): Promise<void> {
+      await fc.assert(fc.asyncProperty(caseArb(), checkOne), { seed, numRuns: RUNS });
+    }
+
+    test(`fixed seed ${FIXED_SEED}`, async () => {
+      await fuzz(FIXED_SEED);
+    }, 300_000);
+
+    test('a fresh seed (printed)', async () => {
+      const seed = Number(process.env.SLUICE_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
+      console.error(JSON.stringify({ level: 'info', msg: 'fuzz seed', seed, runs: RUNS, rerun: `SLUICE_FUZZ_SEED=${seed} bun test test/fuzz` }));
+      await fuzz(seed);
+    }, 300_000);
+
+    test('afterwards: each accepted event in Kafka once, byte for byte; nothing of a refused request anywhere', async () => {
+      expect(ledger.size).toBeGreaterThan(0);
+      await eventually(async () => {
+        const [r] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox WHERE status = 'pending'`;
+        return r?.n === 0;
+      }, 60_000, 'every outbox row published');
+      const rows = await db.sql<{ tenant_id: string; dedupe_key: string; status: string; request_id: string }[]>`
+        SELECT tenant_id, dedupe_key, status, request_id FROM outbox`;
+      expect(rows.filter((r) => r.status !== 'sent')).toEqual([]);
+      expect(rows.map((r) => `${r.tenant_id}:${r.dedupe_key}`).sort()).toEqual([...ledger.keys()].sort());
+      expect(rows.filter((r) => !acceptedRequests.has(r.request_id))).toEqual([]);
+
+      const byTopic = new Map<string, number>();
+      for (const { topic } of ledger.values()) byTopic.set(topic, (byTopic.get(topic) ?? 0) + 1);
+      for (const [topic, expected] of byTopic) {
+        // Both suites write to the same topics: each checks the records of its own requests.
+        const records = (await readTopic(brokers, topic, { expected, graceMs: 500 })).filter((r) => r.headers.request_id?.startsWith(`fzreq-${mode}-`));
+        const seen = new Map<string, number>();
+        for (const r of records) {
+          seen.set(r.key, (seen.get(r.key) ?? 0) + 1);
+          const want = ledger.get(r.key);
+          expect({ key: r.key, topic, value: r.value }).toEqual({ key: r.key, topic: want?.topic ?? '(not accepted)', value: want?.payload ?? '(not accepted)' });
+          expect(r.headers.tenant_id).toBe(r.key.slice(0, r.key.indexOf(':')));
+          expect(acceptedRequests.has(r.headers.request_id ?? '')).toBe(true);
+        }
+        expect([...seen.values()].every((n) => n === 1)).toBe(true);
+        expect(seen.size).toBe(expected);
+      }
+
+      // Every journal line comes from an accepted request (in sync mode a duplicate is journaled too).
+      const journalRequests = new Set<string>();
+      const nodeDir = join(journalDir, 'fuzz');
+      for (const file of readdirSync(nodeDir).filter((f) => f.endsWith('.jsonl'))) {
+        for (const line of readFileSync(join(nodeDir, file), 'utf8').split('\n')) {
+          if (line.length > 0) journalRequests.add((JSON.parse(line) as { request_id: string }).request_id);
+        }
+      }
+      expect([...journalRequests].filter((id) => !acceptedRequests.has(id))).toEqual([]);
+      expect(journalRequests.size).toBeGreaterThan(0);
+      expect(sluice.logLines().filter((l) => /"level":"error"|uncaught|unhandled/.test(l))).toEqual([]);
+      console.error(JSON.stringify({ level: 'info', msg: 'fuzz summary', mode, requests, accepted_events: ledger.size, answers: Object.fromEntries(answers) }));
+    }, 120_000);
   });
+}
 
-  /** A write repeated under an accepted tenant and key: 200, the original id, and Kafka keeps the first payload. */
-  async function checkRepeat(pick: number): Promise<void> {
-    const originals = [...ledger.values()];
-    const original = originals[pick % originals.length];
-    if (original === undefined) return;
-    const res = await fetch(`${sluice.url}/v1/events`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json', 'X-Tenant-Id': original.tenant },
-      body: JSON.stringify({ dedupe_key: original.dedupeKey, payload: { again: true }, topic: original.topic }),
-    });
-    const outcome = `${res.status} repeat`;
-    answers.set(outcome, (answers.get(outcome) ?? 0) + 1);
-    expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ id: original.id, tenant_id: original.tenant, dedupe_key: original.dedupeKey, duplicate: true, durability: 'outbox' });
-  }
-
-  async function checkOne(c: Case): Promise<void> {
-    if (c.repeat !== undefined && ledger.size > 0) {
-      await checkRepeat(c.repeat);
-      return;
-    }
-    const tenant = `r${++requests}`;
-    const { body: sentBody, headers, sent } = materialize(c, tenant);
-    const answer = await send(sluice.url, c, sentBody, headers);
-    expect(sluice.proc.exitCode).toBeNull();
-    expect((await fetch(`${sluice.url}/healthz`)).status).toBe(200);
-    const outcome = answer === undefined ? `refused (${c.transport})` : answer.status >= 400 ? `${answer.status} ${/"code":"(\w+)"/.exec(answer.body)?.[1]}` : String(answer.status);
-    answers.set(outcome, (answers.get(outcome) ?? 0) + 1);
-    if (answer === undefined) {
-      refusedTenants.add(tenant);
-      return;
-    }
-    expect(answer.body.length).toBeLessThan(16_384);
-    const body = JSON.parse(answer.body) as Record<string, unknown>;
-    if (answer.status >= 400) {
-      const error = body.error as { code: string; message: string; details?: unknown[]; details_total?: number };
-      expect(Object.keys(body)).toEqual(['error']);
-      expect(STATUS_OF[error.code]).toBe(answer.status);
-      expect(typeof error.message).toBe('string');
-      if (error.details !== undefined) expect(error.details.length).toBeLessThanOrEqual(20);
-      refusedTenants.add(tenant);
-      return;
-    }
-    expect([200, 202]).toContain(answer.status);
-    const ndjson = 'results' in body;
-    const results = (ndjson ? body.results : [body]) as Result[];
-    expect(results.length).toBe(sent.length);
-    if (!ndjson) expect(answer.status).toBe(results[0]?.duplicate === true ? 200 : 202);
-    results.forEach((r, i) => {
-      const event = sent[i];
-      if (event === undefined) throw new Error('a result without an event');
-      expect(r.tenant_id.startsWith(tenant)).toBe(true);
-      if (event.dedupeKey !== undefined) expect(r.dedupe_key).toBe(event.dedupeKey);
-      const key = `${r.tenant_id}:${r.dedupe_key}`;
-      if (r.duplicate) {
-        expect(ledger.has(key)).toBe(true);
-      } else {
-        expect(ledger.has(key)).toBe(false);
-        ledger.set(key, { payload: event.payload, topic: event.topic ?? DEFAULT_TOPIC, id: r.id, tenant: r.tenant_id, dedupeKey: r.dedupe_key });
-      }
-      acceptedTenants.add(r.tenant_id);
-    });
-  }
-
-  async function fuzz(seed: number): Promise<void> {
-    await fc.assert(fc.asyncProperty(caseArb(), checkOne), { seed, numRuns: RUNS });
-  }
-
-  test(`fixed seed ${FIXED_SEED}`, async () => {
-    await fuzz(FIXED_SEED);
-  }, 300_000);
-
-  test('a fresh seed (printed)', async () => {
-    const seed = Number(process.env.SLUICE_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
-    console.error(JSON.stringify({ level: 'info', msg: 'fuzz seed', seed, runs: RUNS, rerun: `SLUICE_FUZZ_SEED=${seed} bun test test/fuzz` }));
-    await fuzz(seed);
-  }, 300_000);
-
-  test('afterwards: each accepted event in Kafka once, byte for byte; nothing of a refused request anywhere', async () => {
-    expect(ledger.size).toBeGreaterThan(0);
-    await eventually(async () => {
-      const [r] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox WHERE status = 'pending'`;
-      return r?.n === 0;
-    }, 60_000, 'every outbox row published');
-    const rows = await db.sql<{ tenant_id: string; dedupe_key: string; status: string; last_error: string | null }[]>`
-      SELECT tenant_id, dedupe_key, status, last_error FROM outbox`;
-    expect(rows.filter((r) => r.status !== 'sent')).toEqual([]);
-    expect(rows.map((r) => `${r.tenant_id}:${r.dedupe_key}`).sort()).toEqual([...ledger.keys()].sort());
-
-    const byTopic = new Map<string, number>();
-    for (const { topic } of ledger.values()) byTopic.set(topic, (byTopic.get(topic) ?? 0) + 1);
-    for (const [topic, expected] of byTopic) {
-      const records = await readTopic(brokers, topic, { expected, graceMs: 500 });
-      const seen = new Map<string, number>();
-      for (const r of records) {
-        seen.set(r.key, (seen.get(r.key) ?? 0) + 1);
-        const want = ledger.get(r.key);
-        expect({ key: r.key, topic, value: r.value }).toEqual({ key: r.key, topic: want?.topic ?? '(not accepted)', value: want?.payload ?? '(not accepted)' });
-        expect(r.headers.tenant_id).toBe(r.key.slice(0, r.key.indexOf(':')));
-      }
-      expect([...seen.values()].every((n) => n === 1)).toBe(true);
-      expect(seen.size).toBe(expected);
-    }
-
-    const journalTenants = new Set<string>();
-    const nodeDir = join(journalDir, 'fuzz');
-    for (const file of readdirSync(nodeDir).filter((f) => f.endsWith('.jsonl'))) {
-      for (const line of readFileSync(join(nodeDir, file), 'utf8').split('\n')) {
-        if (line.length > 0) journalTenants.add((JSON.parse(line) as { tenant_id: string }).tenant_id);
-      }
-    }
-    const refusedOnly = [...refusedTenants].filter((t) => !acceptedTenants.has(t));
-    expect(refusedOnly.filter((t) => journalTenants.has(t))).toEqual([]);
-    expect([...journalTenants].filter((t) => !acceptedTenants.has(t))).toEqual([]);
-    expect(sluice.logLines().filter((l) => /"level":"error"|uncaught|unhandled/.test(l))).toEqual([]);
-    console.error(JSON.stringify({ level: 'info', msg: 'fuzz summary', requests, accepted_events: ledger.size, answers: Object.fromEntries(answers) }));
-  }, 120_000);
-});
+fuzzSuite('open');
+fuzzSuite('tenants');
