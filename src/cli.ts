@@ -1,4 +1,5 @@
 import { loadConfig, type Config } from './config.ts';
+import { guardProcess } from './crash-guard.ts';
 import { ConfigError, describeError } from './errors.ts';
 import { createLogger, type Logger } from './log.ts';
 import { runJournalVerify, runReplay } from './journal/commands.ts';
@@ -69,6 +70,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function runUntilSignal(start: () => Promise<Running>, config: Config, log: Logger): Promise<number> {
+  guardProcess(log);
   let running: Running;
   try {
     running = await start();

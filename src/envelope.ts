@@ -5,7 +5,11 @@ export interface Envelope {
   topic: string;
   request_id: string;
   headers: Record<string, string>;
-  payload: Record<string, unknown>;
+  /**
+   * The payload exactly as the client sent it: JSON text of an object, never re-serialized on its
+   * way to the Kafka record's value (a round trip through JSON.parse changes numbers and keys).
+   */
+  payload: string;
   /** W3C trace context of the client's request, when it sent a valid one. */
   traceparent?: string;
 }

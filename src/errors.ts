@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'unauthorized'
   | 'forbidden'
   | 'payload_too_large'
+  | 'request_incomplete'
   | 'header_too_large'
   | 'unsupported_media_type'
   | 'not_found'

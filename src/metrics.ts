@@ -21,6 +21,8 @@ export interface Metrics {
   readonly journalIncidents: Counter<'kind'>;
   readonly forwardedRecords: Counter<'result'>;
   readonly forwarderLag: Gauge;
+  readonly forwarderQuarantined: Counter;
+  readonly forwarderFailingSeconds: Gauge;
   readonly outboxPending: Gauge<'tenant'>;
   readonly published: Counter<'tenant'>;
   readonly publishLatency: Histogram;
@@ -143,6 +145,16 @@ export function createMetrics(): Metrics {
     forwarderLag: new Gauge({
       name: 'sluice_forwarder_lag_records',
       help: 'Journal records written but not yet forwarded to the outbox.',
+      registers: reg,
+    }),
+    forwarderQuarantined: new Counter({
+      name: 'sluice_forwarder_quarantined_total',
+      help: 'Journal lines the outbox refused for good, recorded in forwarder_quarantine and passed over.',
+      registers: reg,
+    }),
+    forwarderFailingSeconds: new Gauge({
+      name: 'sluice_forwarder_failing_seconds',
+      help: 'How long the forwarder has failed without a break (0 while it works).',
       registers: reg,
     }),
     outboxPending: new Gauge({

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { describeError } from './errors.ts';
 import { createApp, type ComponentState } from './http/app.ts';
+import { edgeFetch } from './http/edge.ts';
 import { startIngestStack } from './ingest/ingest-stack.ts';
 import { startLocalBroker, type LocalBroker } from './kafka/local-broker.ts';
 import type { Logger } from './log.ts';
@@ -91,7 +92,10 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
       },
       maxBodyBytes: config.http.maxBodyBytes,
       maxBatchLines: config.ingest.maxBatchLines,
+      maxJsonDepth: config.ingest.maxJsonDepth,
+      maxLineBytes: config.ingest.maxLineBytes,
       defaultTopic: config.kafka.topic,
+      progressTopic: config.processor.progressTopic,
       tenants,
       admin:
         config.adminToken === undefined
@@ -108,6 +112,7 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
           // Acknowledged records are in no file: the node stays out of rotation until a person has looked.
           journal_integrity: journal.integrity.incidents === 0 ? { ok: true } : { ok: false, detail: journal.integrity.describe() ?? '' },
           outbox: outbox ? { ok: true } : { ok: false, detail: 'database did not answer within 2s' },
+          forwarder: forwarderState(ingest.forwarder),
         };
         const refusal = writePath.refusal;
         if (config.writeMode !== 'sync') states.backlog = refusal === undefined ? { ok: true } : { ok: false, detail: refusal };
@@ -120,15 +125,18 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
       beforeScrape: async () => {
         await gauges.forScrape((err) => log.warn('outbox gauges not refreshed', { error: describeError(err) }));
         metrics.forwarderLag.set(ingest.forwarderLag());
+        metrics.forwarderFailingSeconds.set(ingest.forwarder.failingMs() / 1000);
       },
     });
 
     const server = Bun.serve({
       hostname: config.http.host,
       port: config.http.port,
-      fetch: app.fetch,
-      // Our own reader answers 413 in sluice's error shape; Bun's limit is only a backstop.
-      maxRequestBodySize: config.http.maxBodyBytes * 2 + 1024,
+      fetch: edgeFetch(app.fetch),
+      // Our own reader answers every oversize body with sluice's JSON 413 (a declared length before
+      // reading anything, a chunked one as soon as it passes the limit); Bun's own limit would
+      // answer first with an empty 413, so it is out of the way.
+      maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     });
     closers.push({ name: 'http', close: () => server.stop() });
     const url = `http://${config.http.host}:${server.port}`;
@@ -152,6 +160,15 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
     await closeAll();
     throw err;
   }
+}
+
+/** Past this long failing without a break, the forwarder makes the instance not ready: it is stuck. */
+const FORWARDER_STUCK_MS = 30_000;
+
+function forwarderState(forwarder: { failingMs(): number; lastError: string | undefined }): ComponentState {
+  const failing = forwarder.failingMs();
+  if (failing < FORWARDER_STUCK_MS) return { ok: true };
+  return { ok: false, detail: `failing for ${Math.round(failing / 1000)} s: ${forwarder.lastError ?? 'unknown error'}` };
 }
 
 async function withTimeout(p: Promise<boolean>, ms: number): Promise<boolean> {

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { ConfigError, type ErrorDetail } from './errors.ts';
 import { tenantIdSchema } from './http/event-schema.ts';
 import type { Logger } from './log.ts';
-import { topicNameProblem } from './processor/topic-name.ts';
+import { collisionKey, topicNameProblem } from './processor/topic-name.ts';
 import { DEFAULT_METRIC_TENANTS, OTHER_TENANTS, TenantLabels } from './tenant-labels.ts';
 import { TokenIndex } from './tenant-tokens.ts';
 
@@ -113,7 +113,7 @@ export function loadTenantsFile(path: string): TenantsConfig {
       }),
     );
   }
-  const shared = sharedTokens(parsed.data.tenants);
+  const shared = [...sharedTokens(parsed.data.tenants), ...collidingTopics(parsed.data.tenants)];
   if (shared.length > 0) return fail(shared.map((d) => ({ ...d, message: `SLUICE_TENANTS_FILE ${path}: ${d.message}` })));
   const defaults = merge(BUILT_IN_DEFAULTS, parsed.data.defaults ?? {}, undefined);
   const tenants = new Map<string, TenantPolicy & { tokens: string[] }>();
@@ -121,6 +121,21 @@ export function loadTenantsFile(path: string): TenantsConfig {
     tenants.set(id, { ...merge(defaults, t, t.topic), tokens: t.tokens });
   }
   return { file: path, defaults, tenants };
+}
+
+/** Two topics Kafka treats as one (`.` and `_` alike): the broker would refuse the second for good. */
+function collidingTopics(tenants: Record<string, { topic?: string | undefined }>): ErrorDetail[] {
+  const byKey = new Map<string, string>();
+  const problems: ErrorDetail[] = [];
+  for (const [id, { topic }] of Object.entries(tenants)) {
+    if (topic === undefined) continue;
+    const other = byKey.get(collisionKey(topic));
+    if (other !== undefined && other !== topic) {
+      problems.push({ path: `SLUICE_TENANTS_FILE:tenants.${id}.topic`, message: `tenants.${id}.topic ${topic} collides with topic ${other} (Kafka treats . and _ alike)` });
+    }
+    byKey.set(collisionKey(topic), other ?? topic);
+  }
+  return problems;
 }
 
 /** A token must name exactly one tenant: one listed under two would make that tenant a guess. */
@@ -149,6 +164,8 @@ export class Tenants {
   #tokens: TokenIndex;
   /** Topic → the tenants the file gives it to; asked for every event that names a topic. */
   #topicOwners: Map<string, string[]>;
+  /** collisionKey(topic) → the file's topic with that key. */
+  #topicKeys: Map<string, string>;
   #log: Logger;
   #labels: TenantLabels;
   #generation = 0;
@@ -158,6 +175,7 @@ export class Tenants {
     this.#config = config;
     this.#tokens = new TokenIndex(config.tenants);
     this.#topicOwners = topicOwners(config);
+    this.#topicKeys = topicKeys(this.#topicOwners);
     this.#log = log;
   }
 
@@ -178,6 +196,12 @@ export class Tenants {
   topicProblem(tenantId: string, topic: string): string | undefined {
     const owner = this.#topicOwners.get(topic)?.find((t) => t !== tenantId);
     return owner === undefined ? undefined : `topic ${topic} belongs to tenant ${owner}`;
+  }
+
+  /** Which of the file's topics `topic` collides with under Kafka's `.`/`_` rule (not being it), if any. */
+  topicCollision(topic: string): string | undefined {
+    const other = this.#topicKeys.get(collisionKey(topic));
+    return other === undefined || other === topic ? undefined : `collides with topic ${other} (Kafka treats . and _ alike)`;
   }
 
   policy(tenantId: string): TenantPolicy {
@@ -213,6 +237,7 @@ export class Tenants {
       // Policies and tokens are swapped together: no request sees one file's tokens with another's.
       this.#tokens = new TokenIndex(config.tenants);
       this.#topicOwners = topicOwners(config);
+      this.#topicKeys = topicKeys(this.#topicOwners);
       this.#config = config;
       this.#generation++;
       this.#log.info('tenants file reloaded', { file, tenants: this.#config.tenants.size });
@@ -231,4 +256,8 @@ function topicOwners(config: TenantsConfig): Map<string, string[]> {
     if (policy.topic !== undefined) owners.set(policy.topic, [...(owners.get(policy.topic) ?? []), tenant]);
   }
   return owners;
+}
+
+function topicKeys(owners: Map<string, string[]>): Map<string, string> {
+  return new Map([...owners.keys()].map((t) => [collisionKey(t), t]));
 }

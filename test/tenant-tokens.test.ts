@@ -31,6 +31,12 @@ describe('token lookup', () => {
     expect(() => loadTenantsFile(file)).toThrow('tenants.beta.tokens.1 is also a token of tenant acme');
   });
 
+  test('two tenants\' topics that Kafka treats as one (./_) are an error naming both', () => {
+    const file = join(dir, 'collide.json');
+    writeTenantsFile(file, { acme: { tokens: ['a'], topic: 'orders.eu' }, beta: { tokens: ['b'], topic: 'orders_eu' }, same: { tokens: ['c'], topic: 'orders.eu' } });
+    expect(() => loadTenantsFile(file)).toThrow('tenants.beta.topic orders_eu collides with topic orders.eu (Kafka treats . and _ alike)');
+  });
+
   test('a reload swaps the tokens; a rejected file keeps the old ones', () => {
     const file = join(dir, 'reload.json');
     const lines: string[] = [];

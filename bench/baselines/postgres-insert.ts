@@ -37,7 +37,7 @@ export async function measureInsertCeiling(opts: {
       dedupe_key: `${opts.runId}-w${w}-${n}-${i}`,
       partition,
       topic: opts.topic,
-      payload: opts.payload,
+      payload: JSON.stringify(opts.payload),
       headers: {},
       request_id: `${opts.runId}-w${w}-${n}`,
       traceparent: undefined,

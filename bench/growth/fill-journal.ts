@@ -20,7 +20,7 @@ export async function fillJournal(dir: string, nodeId: string, records: number, 
           topic: 'sluice.events',
           request_id: `r${i}`,
           headers: {},
-          payload: { kind: 'order.created', amount: 4200, currency: 'EUR', customer: 'c-1234567' },
+          payload: '{"kind":"order.created","amount":4200,"currency":"EUR","customer":"c-1234567"}',
         });
       }
       await journal.append(batch);

@@ -22,7 +22,7 @@ export async function fillOutbox(sql: Sql, shape: OutboxShape, runId: string): P
       dedupe_key: 'template',
       partition: 0,
       topic: 'sluice.events',
-      payload: { kind: 'order.created', amount: 4200, currency: 'EUR', customer: 'c-1234567' },
+      payload: '{"kind":"order.created","amount":4200,"currency":"EUR","customer":"c-1234567"}',
       headers: {},
       request_id: 'growth',
       traceparent: undefined,
@@ -36,12 +36,12 @@ export async function fillOutbox(sql: Sql, shape: OutboxShape, runId: string): P
     const to = Math.min(shape.rows, from + chunk) - 1;
     const firstPending = shape.rows - shape.pending;
     await sql`
-      INSERT INTO outbox (tenant_id, dedupe_key, partition, topic, payload, headers, request_id, ingested_at, status, sent_at)
-      SELECT 'g' || (g % ${shape.tenants}), ${runId} || '-' || g, (g % ${shape.tenants}) % ${shape.partitions}, t.topic, t.payload, t.headers,
+      INSERT INTO outbox (tenant_id, dedupe_key, partition, topic, payload_text, headers, request_id, ingested_at, status, sent_at)
+      SELECT 'g' || (g % ${shape.tenants}), ${runId} || '-' || g, (g % ${shape.tenants}) % ${shape.partitions}, t.topic, t.payload_text, t.headers,
              'growth', now(),
              CASE WHEN g >= ${firstPending} THEN 'pending' WHEN g % 1009 = 0 THEN 'dead' ELSE 'sent' END,
              CASE WHEN g >= ${firstPending} OR g % 1009 = 0 THEN NULL ELSE now() END
-      FROM generate_series(${from}::bigint, ${to}::bigint) AS g, (SELECT topic, payload, headers FROM outbox WHERE id = ${template.id}) AS t`;
+      FROM generate_series(${from}::bigint, ${to}::bigint) AS g, (SELECT topic, payload_text, headers FROM outbox WHERE id = ${template.id}) AS t`;
   }
   // A long-running table has statistics (autovacuum); a freshly filled one would mislead the planner.
   await sql`VACUUM ANALYZE outbox`;

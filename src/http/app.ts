@@ -11,6 +11,7 @@ import { checkHeaderLimits } from './header-limits.ts';
 import { authenticateIngest } from './ingest-auth.ts';
 import { mediaType, parseEvents, validTraceparent } from './parse-events.ts';
 import { readBody } from './read-body.ts';
+import { sluiceTopics, topicProblem } from '../processor/topic-name.ts';
 
 export interface ComponentState {
   ok: boolean;
@@ -23,8 +24,12 @@ export interface AppDeps {
   write(envelopes: Envelope[]): Promise<WriteResult[]>;
   maxBodyBytes: number;
   maxBatchLines: number;
+  maxJsonDepth: number;
+  maxLineBytes: number;
   /** SLUICE_KAFKA_TOPIC: the topic of events whose tenant has none of its own. */
   defaultTopic: string;
+  /** Sluice's own progress topic: no event may name it (or a topic colliding with it). */
+  progressTopic: string;
   tenants: Tenants;
   /** The admin API's parts; undefined (SLUICE_ADMIN_TOKEN unset) = every /admin path is 404. */
   admin?: AdminDeps | undefined;
@@ -43,6 +48,7 @@ const REQUEST_ID = /^[\x21-\x7e]{1,256}$/;
 export function createApp(deps: AppDeps): Hono<Env> {
   const { log, metrics } = deps;
   const app = new Hono<Env>();
+  const topics = sluiceTopics(deps.progressTopic, deps.defaultTopic, deps.tenants);
 
   app.onError((err, c) => errorResponse(c, err, log));
   app.notFound((c) => errorResponse(c, new SluiceError('not_found', `no route for ${c.req.method} ${c.req.path}`), log));
@@ -74,9 +80,18 @@ export function createApp(deps: AppDeps): Hono<Env> {
         tenant: tokenTenant,
         topicFor: (t) => deps.tenants.policy(t).topic ?? deps.defaultTopic,
         topicProblem: (t, topic) => deps.tenants.topicProblem(t, topic),
+        topicInvalid: (topic) => topicProblem(topic, topics),
         maxBatchLines: deps.maxBatchLines,
+        maxJsonDepth: deps.maxJsonDepth,
+        maxLineBytes: deps.maxLineBytes,
       });
       tenant = singleTenant(envelopes);
+      // Bun 1.4.5 answers some framings (a chunked trailer, bytes after the body, pipelined requests)
+      // with its own bare 400, or nothing, and closes the connection while this handler runs; it
+      // signals that one event-loop turn after the body was read. Such a request must not be
+      // written: its client was told it failed (README, "Bun's HTTP framing").
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (c.req.raw.signal.aborted) throw new SluiceError('request_incomplete', 'the connection was closed before the write');
       const results = await deps.write(envelopes);
       for (const r of results) metrics.ingestEvents.inc({ tenant: deps.tenants.metricLabel(r.tenant_id), result: r.duplicate ? 'duplicate' : 'accepted' });
       if (format === 'json') {

@@ -1,6 +1,6 @@
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { type ErrorCode, SluiceError } from '../errors.ts';
+import { type ErrorCode, type ErrorDetail, SluiceError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 
 /** The one place where error codes become HTTP statuses. */
@@ -11,6 +11,7 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   forbidden: 403,
   not_found: 404,
   payload_too_large: 413,
+  request_incomplete: 400,
   header_too_large: 431,
   unsupported_media_type: 415,
   quota_exceeded: 429,
@@ -25,6 +26,24 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   kafka_rejected: 500,
 };
 
+/**
+ * Error bodies are bounded whatever the request held: the first details (with `details_total` when
+ * there were more), and messages and paths clipped, since both can quote the client's input.
+ */
+const MAX_DETAILS = 20;
+const MAX_MESSAGE_CHARS = 512;
+const MAX_DETAIL_CHARS = 256;
+
+function clip(s: string, max: number): string {
+  return s.length <= max ? s : `${s.slice(0, max)}…`;
+}
+
+function boundedDetail(d: ErrorDetail): ErrorDetail {
+  const bounded: ErrorDetail = { ...d, message: clip(d.message, MAX_DETAIL_CHARS) };
+  if (d.path !== undefined) bounded.path = clip(d.path, MAX_DETAIL_CHARS);
+  return bounded;
+}
+
 export function statusOf(err: unknown): ContentfulStatusCode {
   return err instanceof SluiceError ? STATUS[err.code] : 500;
 }
@@ -34,8 +53,14 @@ export function errorResponse(c: Context, err: unknown, log: Logger): Response {
     log.error('unhandled error', { error: err instanceof Error ? err.stack ?? err.message : String(err), path: c.req.path });
     return c.json({ error: { code: 'internal', message: 'internal error' } }, 500);
   }
-  const body: { code: ErrorCode; message: string; details?: unknown } = { code: err.code, message: err.message };
-  if (err.details !== undefined) body.details = err.details;
+  const body: { code: ErrorCode; message: string; details?: ErrorDetail[]; details_total?: number } = {
+    code: err.code,
+    message: clip(err.message, MAX_MESSAGE_CHARS),
+  };
+  if (err.details !== undefined) {
+    body.details = err.details.slice(0, MAX_DETAILS).map(boundedDetail);
+    if (err.details.length > MAX_DETAILS) body.details_total = err.details.length;
+  }
   if (err.retryAfter !== undefined) c.header('Retry-After', String(Math.max(1, Math.ceil(err.retryAfter))));
   if (err.code === 'unauthorized') c.header('WWW-Authenticate', 'Bearer');
   return c.json({ error: body }, STATUS[err.code]);

@@ -25,85 +25,83 @@ export const tenantIdSchema = z
   .regex(/^[A-Za-z0-9._-]+$/, { error: 'must use only A-Z a-z 0-9 . _ -' })
   .max(LIMITS.tenantId, { error: `must be at most ${LIMITS.tenantId} characters` });
 
+/** C0 and C1 control characters and DEL: they would reach logs and Kafka headers raw (CR/LF, ESC). */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
 export const dedupeKeySchema = z
   .string()
   .min(1, { error: 'must not be empty' })
   .max(LIMITS.dedupeKey, { error: `must be at most ${LIMITS.dedupeKey} characters` })
-  .refine(storable, { error: 'must be valid Unicode without NUL characters' });
+  .refine((s) => !CONTROL.test(s), { error: 'must not hold control characters' })
+  .refine(storable, { error: 'must be valid Unicode' });
 
+/** Kafka's own syntax; the rest of the topic rule (src/processor/topic-name.ts) runs with the tenant known. */
 const topicSchema = z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, { error: 'is not a valid Kafka topic name' });
 
+/**
+ * A header name compared as a reader of Kafka headers might: case, whitespace and `-`/`_` ignored,
+ * so `Tenant-ID ` cannot pass for sluice's own `tenant_id`.
+ */
+function lookAlike(name: string): string {
+  return name.toLowerCase().replace(/\s+/g, '').replaceAll('-', '_');
+}
+
+function headerNameProblem(name: string): string | undefined {
+  if (name.length === 0) return 'header names must not be empty';
+  if (name.length > LIMITS.headerName) return `header names must be at most ${LIMITS.headerName} characters`;
+  if (CONTROL.test(name)) return 'header names must not hold control characters';
+  if (!storable(name)) return 'header names must be valid Unicode';
+  // Zod and plain objects treat this name as the prototype, not as a key.
+  if (name === '__proto__') return 'is not allowed as a header name';
+  if (RESERVED_HEADERS.has(lookAlike(name))) return `is (or looks like) the header ${lookAlike(name)} that sluice sets itself`;
+  return undefined;
+}
+
+function headerValueProblem(value: unknown): string | undefined {
+  if (typeof value !== 'string') return 'header values must be strings';
+  if (value.length > LIMITS.headerValue) return `header values must be at most ${LIMITS.headerValue} characters`;
+  if (!storable(value)) return 'must be valid Unicode without NUL characters';
+  return undefined;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Checked by hand rather than with z.record, which skips a `__proto__` key without a word. */
 const headersSchema = z
-  .record(
-    z
-      .string()
-      .min(1)
-      .max(LIMITS.headerName, { error: `header names must be at most ${LIMITS.headerName} characters` })
-      .refine((name) => !RESERVED_HEADERS.has(name.toLowerCase()), { error: 'is a header name sluice sets itself' })
-      .refine(storable, { error: 'must be valid Unicode without NUL characters' }),
-    z
-      .string({ error: 'header values must be strings' })
-      .max(LIMITS.headerValue, { error: `header values must be at most ${LIMITS.headerValue} characters` })
-      .refine(storable, { error: 'must be valid Unicode without NUL characters' }),
-  )
-  .refine((h) => Object.keys(h).length <= LIMITS.headerCount, {
-    error: `at most ${LIMITS.headerCount} headers`,
+  .custom<Record<string, string>>(isPlainObject, { error: 'must be a JSON object of string values' })
+  .superRefine((headers, ctx) => {
+    const names = Object.keys(headers);
+    if (names.length > LIMITS.headerCount) {
+      ctx.addIssue({ code: 'custom', message: `at most ${LIMITS.headerCount} headers` });
+      return;
+    }
+    for (const name of names) {
+      const problem = headerNameProblem(name) ?? headerValueProblem(headers[name]);
+      if (problem !== undefined) ctx.addIssue({ code: 'custom', path: [name], message: problem });
+    }
   });
 
-/** An event's shape, without the walk of its payload for unstorable strings (see `mayHoldUnstorable`). */
-export const eventShapeSchema = z.strictObject({
+/**
+ * An event as parsed from JSON. The payload is only checked to be an object here: what travels on
+ * is its exact text (see src/json-text.ts), so nothing in it is rewritten.
+ */
+export const eventSchema = z.strictObject({
   dedupe_key: dedupeKeySchema.optional(),
-  payload: z.record(z.string(), z.unknown(), { error: 'must be a JSON object' }),
+  payload: z.custom<Record<string, unknown>>(isPlainObject, { error: 'must be a JSON object' }),
   topic: topicSchema.optional(),
   headers: headersSchema.optional(),
   tenant_id: tenantIdSchema.optional(),
   namespace: z
     .string()
-    .regex(/^[A-Za-z0-9._-]+:.+$/, { error: 'must have the form tenant:namespace' })
+    .regex(/^[A-Za-z0-9._-]+:[^\u0000-\u001f\u007f-\u009f]+$/, { error: 'must have the form tenant:namespace, without control characters' })
     .max(512)
     .optional(),
 });
 
-export const eventSchema = eventShapeSchema.superRefine((event, ctx) => {
-  // Postgres jsonb cannot hold NUL characters or lone surrogates: reject them here, with their path.
-  const bad = findUnstorable(event.payload, ['payload']);
-  if (bad !== undefined) {
-    ctx.addIssue({ code: 'custom', path: bad, message: 'must be valid Unicode without NUL characters' });
-  }
-});
-
 export type EventBody = z.infer<typeof eventSchema>;
-
-/**
- * Whether JSON text decoded from valid UTF-8 can yield a string Postgres cannot store. JSON.parse
- * rejects raw control characters in strings and valid UTF-8 holds no lone surrogates, so only the
- * escapes \u0000 and \uD800-\uDFFF can; text without them needs no walk of every parsed value (that
- * walk was ~10% of the CPU of an NDJSON ingest). A false alarm (an escaped backslash before "u")
- * only costs the walk.
- */
-export function mayHoldUnstorable(json: string): boolean {
-  return /\\u(?:0000|[dD][89a-fA-F])/.test(json);
-}
 
 function storable(s: string): boolean {
   return !s.includes('\u0000') && s.isWellFormed();
-}
-
-function findUnstorable(value: unknown, path: (string | number)[]): (string | number)[] | undefined {
-  if (typeof value === 'string') return storable(value) ? undefined : path;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const bad = findUnstorable(value[i], [...path, i]);
-      if (bad !== undefined) return bad;
-    }
-    return undefined;
-  }
-  if (typeof value === 'object' && value !== null) {
-    for (const [k, v] of Object.entries(value)) {
-      if (!storable(k)) return [...path, k];
-      const bad = findUnstorable(v, [...path, k]);
-      if (bad !== undefined) return bad;
-    }
-  }
-  return undefined;
 }

@@ -1,6 +1,7 @@
 import type { Envelope } from '../envelope.ts';
 import { type ErrorDetail, SluiceError } from '../errors.ts';
-import { dedupeKeySchema, eventSchema, eventShapeSchema, mayHoldUnstorable, type EventBody } from './event-schema.ts';
+import { nestsDeeperThan, rawMember } from '../json-text.ts';
+import { dedupeKeySchema, eventSchema, type EventBody } from './event-schema.ts';
 import { bodyClaims, claimMismatch, headerClaims, resolveOpenTenant, type TenantClaim } from './tenant.ts';
 
 export type BodyFormat = 'json' | 'ndjson';
@@ -17,13 +18,21 @@ export interface RequestContext {
   topicFor(tenant: string): string;
   /** Why a tenant may not publish to a topic its event names (403), or undefined. */
   topicProblem(tenant: string, topic: string): string | undefined;
+  /** Why no event may name this topic (the topic rule: 400), or undefined. */
+  topicInvalid(topic: string): string | undefined;
   maxBatchLines: number;
+  /** SLUICE_MAX_JSON_DEPTH: checked on the text before it is parsed. */
+  maxJsonDepth: number;
+  /** SLUICE_MAX_LINE_BYTES: one event's bytes (a JSON body, or an NDJSON line). */
+  maxLineBytes: number;
 }
 
 /** Bad lines, and lines claiming a tenant other than the token's: the batch fails with 400 or 403. */
 interface Problems {
   invalid: ErrorDetail[];
   forbidden: ErrorDetail[];
+  /** Some line is not JSON at all (invalid_json rather than validation_failed). */
+  badJson: boolean;
 }
 
 const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
@@ -55,22 +64,17 @@ export function parseEvents(body: Uint8Array, format: BodyFormat, ctx: RequestCo
   const headerMismatch = ctx.tenant === undefined ? undefined : claimMismatch(ctx.tenant, headerTenants);
   if (headerMismatch !== undefined) throw new SluiceError('forbidden', headerMismatch);
   const headerKey = idempotencyHeader(ctx);
-  const problems: Problems = { invalid: [], forbidden: [] };
-  const schema = mayHoldUnstorable(text) ? eventSchema : eventShapeSchema;
+  const problems: Problems = { invalid: [], forbidden: [], badJson: false };
   if (format === 'json') {
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch (err) {
-      throw new SluiceError('invalid_json', `request body is not valid JSON: ${(err as Error).message}`);
-    }
-    const envelope = toEnvelope(schema, value, undefined, headerKey, headerTenants, ctx, problems);
-    if (envelope === undefined) throw rejection('event is invalid', problems, false);
-    return [envelope];
+    const value = parseEvent(text, body.byteLength, undefined, ctx, problems);
+    const envelope = value === undefined ? undefined : toEnvelope(value, text, undefined, headerKey, headerTenants, ctx, problems);
+    if (envelope !== undefined) return [envelope];
+    // A problem of the whole body (not JSON, too deep, too large) is the message; field problems are details.
+    const [first] = problems.invalid;
+    throw rejection(first !== undefined && first.path === undefined ? `request body: ${first.message}` : 'event is invalid', problems);
   }
   const lines = text.split('\n');
   const envelopes: Envelope[] = [];
-  let badJson = false;
   let count = 0;
   for (let i = 0; i < lines.length; i++) {
     const line = (lines[i] ?? '').trim();
@@ -80,34 +84,52 @@ export function parseEvents(body: Uint8Array, format: BodyFormat, ctx: RequestCo
         details: [{ line: i + 1, message: `limit is SLUICE_MAX_BATCH_LINES=${ctx.maxBatchLines}` }],
       });
     }
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch (err) {
-      badJson = true;
-      problems.invalid.push({ line: i + 1, message: `not valid JSON: ${(err as Error).message}` });
-      continue;
-    }
+    // A line's UTF-8 length is at most 3 bytes a character; counted only when that could pass the limit.
+    const bytes = line.length * 3 > ctx.maxLineBytes ? Buffer.byteLength(line) : line.length;
+    const value = parseEvent(line, bytes, i + 1, ctx, problems);
+    if (value === undefined) continue;
     const lineKey = headerKey === undefined ? undefined : `${headerKey}:${i + 1}`;
-    const envelope = toEnvelope(schema, value, i + 1, lineKey, headerTenants, ctx, problems);
+    const envelope = toEnvelope(value, line, i + 1, lineKey, headerTenants, ctx, problems);
     if (envelope !== undefined) envelopes.push(envelope);
   }
-  const bad = problems.invalid.length + problems.forbidden.length;
-  if (bad > 0) throw rejection(`${bad} invalid line(s) in batch; nothing was written`, problems, badJson);
+  const bad = new Set([...problems.invalid, ...problems.forbidden].map((p) => p.line)).size;
+  if (bad > 0) throw rejection(`${bad} invalid line(s) in batch; nothing was written`, problems);
   if (envelopes.length === 0) throw new SluiceError('validation_failed', 'batch holds no events');
   return envelopes;
 }
 
+/**
+ * JSON.parse of one event, after the limits that keep it linear and shallow: its size and its
+ * nesting depth, both checked on the text. Problems are recorded; undefined means the event is bad.
+ */
+function parseEvent(text: string, bytes: number, line: number | undefined, ctx: RequestContext, problems: Problems): unknown {
+  if (bytes > ctx.maxLineBytes) {
+    problems.invalid.push(withLine({ message: `event is ${bytes} bytes; limit is SLUICE_MAX_LINE_BYTES=${ctx.maxLineBytes}` }, line));
+    return undefined;
+  }
+  if (nestsDeeperThan(text, ctx.maxJsonDepth)) {
+    problems.invalid.push(withLine({ message: `JSON nests deeper than SLUICE_MAX_JSON_DEPTH=${ctx.maxJsonDepth} levels` }, line));
+    return undefined;
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    problems.invalid.push(withLine({ message: `not valid JSON: ${(err as Error).message}` }, line));
+    problems.badJson = true;
+    return undefined;
+  }
+}
+
 function toEnvelope(
-  schema: typeof eventShapeSchema,
   value: unknown,
+  text: string,
   line: number | undefined,
   fallbackKey: string | undefined,
   headerTenants: TenantClaim[],
   ctx: RequestContext,
   problems: Problems,
 ): Envelope | undefined {
-  const parsed = schema.safeParse(value);
+  const parsed = eventSchema.safeParse(value);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const path = issue.path.map(String).join('.');
@@ -125,6 +147,11 @@ function toEnvelope(
     problems.invalid.push(withLine({ path: 'tenant_id', message: tenant.error }, line));
     return undefined;
   }
+  const invalidTopic = event.topic === undefined ? undefined : ctx.topicInvalid(event.topic);
+  if (invalidTopic !== undefined) {
+    problems.invalid.push(withLine({ path: 'topic', message: `${event.topic} ${invalidTopic}` }, line));
+    return undefined;
+  }
   const topicProblem = event.topic === undefined ? undefined : ctx.topicProblem(tenant.tenant, event.topic);
   if (topicProblem !== undefined) {
     problems.forbidden.push(withLine({ path: 'topic', message: topicProblem }, line));
@@ -136,10 +163,17 @@ function toEnvelope(
     topic: event.topic ?? ctx.topicFor(tenant.tenant),
     request_id: ctx.requestId,
     headers: event.headers ?? {},
-    payload: event.payload,
+    payload: payloadText(text),
   };
   if (ctx.traceparent !== undefined) envelope.traceparent = ctx.traceparent;
   return envelope;
+}
+
+/** The payload's exact text. The event passed JSON.parse with an object payload, so it is there. */
+function payloadText(eventText: string): string {
+  const raw = rawMember(eventText, 'payload');
+  if (raw === undefined) throw new Error('the payload of a parsed event was not found in its text');
+  return raw;
 }
 
 /** X-Idempotency-Key, else a client-sent X-Request-ID. */
@@ -175,11 +209,11 @@ function eventTenant(
 }
 
 /** A claim of someone else's tenant outranks a malformed line: the client must learn it is refused. */
-function rejection(message: string, problems: Problems, badJson: boolean): SluiceError {
+function rejection(message: string, problems: Problems): SluiceError {
   if (problems.forbidden.length > 0) {
     return new SluiceError('forbidden', 'the request claims a tenant other than the token\'s; nothing was written', {
       details: problems.forbidden,
     });
   }
-  return new SluiceError(badJson ? 'invalid_json' : 'validation_failed', message, { details: problems.invalid });
+  return new SluiceError(problems.badJson ? 'invalid_json' : 'validation_failed', message, { details: problems.invalid });
 }

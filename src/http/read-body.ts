@@ -5,6 +5,16 @@ import { SluiceError } from '../errors.ts';
  * names where the limit comes from, for the error's details.
  */
 export async function readBody(req: Request, maxBytes: number, limit = `SLUICE_MAX_BODY_BYTES=${maxBytes}`): Promise<Uint8Array> {
+  try {
+    return await read(req, maxBytes, limit);
+  } catch (err) {
+    if (err instanceof SluiceError) throw err;
+    // The client went away or stalled past the server's idle timeout mid-body: its fault, not ours.
+    throw new SluiceError('request_incomplete', 'the request body ended before it was complete (aborted or timed out)', { cause: err });
+  }
+}
+
+async function read(req: Request, maxBytes: number, limit: string): Promise<Uint8Array> {
   const declared = req.headers.get('content-length');
   if (declared !== null && Number(declared) > maxBytes) throw tooLarge(maxBytes, limit);
   // A declared length bounds the body (HTTP framing ends it there), so it is read in one call: the

@@ -6,9 +6,14 @@ export interface JournalEntry extends Envelope {
   ts: string;
 }
 
-/** Serializes an entry with the documented field order, so `jq` output reads naturally. */
+/**
+ * Serializes an entry with the documented field order, so `jq` output reads naturally. The payload is
+ * spliced in as the client's own text, so the line holds it byte for byte. A payload with a line
+ * break between its tokens cannot sit in one JSONL line as is: it is carried as a JSON string,
+ * `payload_text`, instead (still byte for byte; `jq -r .payload_text` gives it back).
+ */
 export function formatEntry(e: JournalEntry): string {
-  const line: Record<string, unknown> = {
+  const head = JSON.stringify({
     seq: e.seq,
     ts: e.ts,
     tenant_id: e.tenant_id,
@@ -16,8 +21,8 @@ export function formatEntry(e: JournalEntry): string {
     topic: e.topic,
     request_id: e.request_id,
     headers: e.headers,
-    payload: e.payload,
-  };
-  if (e.traceparent !== undefined) line.traceparent = e.traceparent;
-  return `${JSON.stringify(line)}\n`;
+  });
+  const payload = /[\r\n]/.test(e.payload) ? `"payload_text":${JSON.stringify(e.payload)}` : `"payload":${e.payload}`;
+  const trace = e.traceparent === undefined ? '' : `,"traceparent":${JSON.stringify(e.traceparent)}`;
+  return `${head.slice(0, -1)},${payload}${trace}}\n`;
 }

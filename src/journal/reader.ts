@@ -1,5 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
+import { rawMember } from '../json-text.ts';
 import type { JournalEntry } from './entry.ts';
 
 /** One line of a segment: 1-based number, byte offsets of its start and of the next line (uncompressed). */
@@ -88,8 +89,24 @@ export function parseEntry(text: string): JournalEntry | string {
   for (const field of ['ts', 'tenant_id', 'dedupe_key', 'topic', 'request_id'] as const) {
     if (typeof e[field] !== 'string') return `missing or invalid "${field}"`;
   }
-  if (typeof e.payload !== 'object' || e.payload === null || Array.isArray(e.payload)) return 'missing or invalid "payload"';
   if (typeof e.headers !== 'object' || e.headers === null || Array.isArray(e.headers)) return 'missing or invalid "headers"';
   if (e.traceparent !== undefined && typeof e.traceparent !== 'string') return 'invalid "traceparent"';
-  return value as JournalEntry;
+  const payload = payloadText(text, e);
+  if (payload === undefined) return 'missing or invalid "payload"';
+  return { ...(value as JournalEntry), payload };
+}
+
+/** The payload's exact text: spliced into the line (`payload`) or, holding line breaks, `payload_text`. */
+function payloadText(line: string, e: Record<string, unknown>): string | undefined {
+  if (isObject(e.payload)) return rawMember(line, 'payload');
+  if (typeof e.payload_text !== 'string') return undefined;
+  try {
+    return isObject(JSON.parse(e.payload_text)) ? e.payload_text : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function isObject(v: unknown): boolean {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

@@ -7,7 +7,8 @@ export interface ClaimedRow {
   dedupe_key: string;
   partition: number;
   topic: string;
-  payload: Record<string, unknown>;
+  /** The client's JSON text, byte for byte: the Kafka record's value. */
+  payload: string;
   headers: Record<string, string>;
   request_id: string | null;
   traceparent: string | null;
@@ -15,7 +16,7 @@ export interface ClaimedRow {
   attempts: number;
   /** How often an operator re-queued the row (as of this claim); above 0 it is published with `replay: true`. */
   replays: number;
-  /** Bytes of the payload as JSON text (Postgres' spelling, a little larger than the compact one). */
+  /** Bytes of the payload text. */
   payload_bytes: number;
 }
 
@@ -56,8 +57,10 @@ export async function claimForTenants(sql: Sql, partition: number, grants: Reado
   const rows = await sql<(ClaimedRow & { ready: boolean })[]>`
     SELECT r.* FROM unnest(${sql.array(tenants)}::text[], ${sql.array(tenants.map((t) => grants.get(t) ?? 0))}::int[]) AS g(t, n)
     CROSS JOIN LATERAL (
-      SELECT id::text, tenant_id, dedupe_key, partition, topic, payload, headers, request_id, traceparent,
-             ingested_at, attempts, replays, octet_length(payload::text) AS payload_bytes,
+      SELECT id::text, tenant_id, dedupe_key, partition, topic,
+             -- Rows from before migration 0004 have only the jsonb column.
+             coalesce(payload_text, payload::text) AS payload, headers, request_id, traceparent,
+             ingested_at, attempts, replays, octet_length(coalesce(payload_text, payload::text)) AS payload_bytes,
              (available_at <= now() AND xid < pg_snapshot_xmin(pg_current_snapshot())) AS ready
       FROM outbox
       WHERE partition = ${partition} AND tenant_id = g.t AND status = 'pending'

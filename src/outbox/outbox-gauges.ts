@@ -24,7 +24,9 @@ export class OutboxGauges {
 
   /** A tenant that wrote here: reported from now on, with 0 once it has nothing waiting. */
   saw(tenant: string): void {
-    this.#known.add(tenant);
+    // Tenants without a label of their own are reported through the outbox's counts alone, so an open
+    // deployment does not remember every tenant name a client ever sent.
+    if (this.#tenants.metricLabel(tenant) === tenant) this.#known.add(tenant);
   }
 
   /**
@@ -47,9 +49,9 @@ export class OutboxGauges {
 
   async refresh(): Promise<void> {
     const stats = await outboxStats(this.#sql);
-    for (const tenant of stats.keys()) this.#known.add(tenant);
+    for (const tenant of stats.keys()) this.saw(tenant);
     const byLabel = new Map<string, { pending: number; dead: number; oldest: number }>();
-    for (const tenant of this.#known) {
+    for (const tenant of new Set([...this.#known, ...stats.keys()])) {
       const s = stats.get(tenant);
       const label = this.#tenants.metricLabel(tenant);
       const sum = byLabel.get(label) ?? { pending: 0, dead: 0, oldest: 0 };

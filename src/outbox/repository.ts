@@ -8,7 +8,8 @@ export interface NewOutboxRow {
   dedupe_key: string;
   partition: number;
   topic: string;
-  payload: Record<string, unknown>;
+  /** The client's JSON text, byte for byte. */
+  payload: string;
   headers: Record<string, string>;
   request_id: string;
   traceparent: string | undefined;
@@ -42,14 +43,14 @@ export interface InsertResult {
 export async function insertRows(sql: Sql, rows: NewOutboxRow[]): Promise<InsertResult[]> {
   if (rows.length === 0) return [];
   const inserted = await sql<{ id: string; tenant_id: string; dedupe_key: string }[]>`
-    INSERT INTO outbox (tenant_id, dedupe_key, partition, topic, payload, headers, request_id, traceparent, ingested_at)
-    SELECT t, k, p, tp, pl::jsonb, h::jsonb, r, tr, ia::timestamptz
+    INSERT INTO outbox (tenant_id, dedupe_key, partition, topic, payload_text, headers, request_id, traceparent, ingested_at)
+    SELECT t, k, p, tp, pl, h::jsonb, r, tr, ia::timestamptz
     FROM unnest(
       ${sql.array(rows.map((r) => r.tenant_id))}::text[],
       ${sql.array(rows.map((r) => r.dedupe_key))}::text[],
       ${sql.array(rows.map((r) => r.partition))}::int[],
       ${sql.array(rows.map((r) => r.topic))}::text[],
-      ${sql.array(rows.map((r) => JSON.stringify(r.payload)))}::text[],
+      ${sql.array(rows.map((r) => r.payload))}::text[],
       ${sql.array(rows.map((r) => JSON.stringify(r.headers)))}::text[],
       ${sql.array(rows.map((r) => r.request_id))}::text[],
       ${sql.array(rows.map((r) => r.traceparent ?? null))}::text[],

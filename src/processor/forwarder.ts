@@ -8,7 +8,9 @@ import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Sql } from '../outbox/db.ts';
-import { insertRows, rowFor } from '../outbox/repository.ts';
+import { insertOrQuarantine } from '../outbox/quarantine.ts';
+import { segmentFileName } from '../journal/segment-name.ts';
+import { basename } from 'node:path';
 import { Idle } from '../idle.ts';
 
 /** What the forwarder asks of the node's journal writer, the owner of its segments. */
@@ -46,6 +48,7 @@ export class Forwarder {
   #idle = new Idle(this.#abort.signal);
   #loop: Promise<void> | undefined;
   #lastError: string | undefined;
+  #failingSince: number | undefined;
 
   constructor(opts: ForwarderOptions) {
     this.#opts = opts;
@@ -63,6 +66,11 @@ export class Forwarder {
 
   get lastError(): string | undefined {
     return this.#lastError;
+  }
+
+  /** Milliseconds the forwarder has failed without a break; 0 while it works. */
+  failingMs(now = performance.now()): number {
+    return this.#failingSince === undefined ? 0 : now - this.#failingSince;
   }
 
   start(): void {
@@ -122,9 +130,11 @@ export class Forwarder {
         const moved = await this.#step();
         backoff = 0;
         this.#lastError = undefined;
+        this.#failingSince = undefined;
         if (!moved) await this.#idle.wait(this.#opts.pollMs);
       } catch (err) {
         this.#lastError = describeError(err);
+        this.#failingSince ??= performance.now();
         if (backoff === 0) this.#opts.log.warn('forwarding failed; will retry', { error: this.#lastError });
         backoff = Math.min(MAX_BACKOFF_MS, backoff === 0 ? 100 : backoff * 2);
         await this.#idle.wait(backoff / 2 + Math.random() * (backoff / 2));
@@ -222,10 +232,14 @@ export class Forwarder {
     const committed = this.#opts.committed();
     const toInsert = entries.filter((e) => e.seq < committed.from || e.seq > committed.through);
     if (toInsert.length > 0) {
-      const results = await insertRows(
-        this.#opts.sql,
-        toInsert.map((e) => rowFor(e, this.#opts.partitions)),
-      );
+      // A line the outbox refuses for good is quarantined (position and error recorded, line left in
+      // the journal) so that it cannot hold every later line back.
+      const at = { nodeId: basename(this.#opts.journal.nodeDir), segment: segmentFileName(next.segment) };
+      const { results, quarantined } = await insertOrQuarantine(this.#opts.sql, toInsert, this.#opts.partitions, at);
+      for (const q of quarantined) {
+        this.#opts.log.error('journal line refused by the outbox for good; quarantined', { ...at, seq: q.entry.seq, error: q.error });
+      }
+      this.#opts.metrics.forwarderQuarantined.inc(quarantined.length);
       const duplicates = results.filter((r) => r.duplicate).length;
       this.#opts.metrics.forwardedRecords.inc({ result: 'inserted' }, results.length - duplicates);
       this.#opts.metrics.forwardedRecords.inc({ result: 'duplicate' }, duplicates);

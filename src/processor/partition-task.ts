@@ -40,6 +40,8 @@ export interface PartitionTaskOptions {
   stillOwned(): Promise<boolean>;
   /** The task stopped because a newer owner fenced it (or the lock was found lost). */
   onFenced(partition: number): void;
+  /** The topic rule (src/processor/topic-name.ts): why no record may go to this topic, or undefined. */
+  topicProblem(topic: string): string | undefined;
 }
 
 const MAX_LOOP_BACKOFF_MS = 5_000;
@@ -167,33 +169,62 @@ export class PartitionTask {
     // Moves on even when the granted tenants have nothing due (retry backoff): the next round starts
     // after them, so they cannot keep the batch to themselves.
     this.#lastTenant = [...grants.keys()].at(-1);
-    const rows = withinBytes(await claimForTenants(sql, partition, grants), this.#o.batchBytes);
-    if (rows.length === 0) return 0;
-    await this.#publish(rows, groupByTenant(rows));
-    return rows.length;
+    const claimed = withinBytes(await claimForTenants(sql, partition, grants), this.#o.batchBytes);
+    if (claimed.length === 0) return 0;
+    const rows = await this.#refuseByTopicRule(claimed);
+    if (rows.length > 0) await this.#publish(rows);
+    return claimed.length;
   }
 
   /**
-   * Publishes a batch. When Kafka refuses it for a reason that belongs to a tenant (its topic, its
-   * records), each tenant's rows are published on their own, so only the culprit is charged.
+   * Rows whose topic breaks the topic rule (ingest refuses them, but a row can come from an old
+   * journal or straight from SQL) are dead at once and never reach the Kafka client: some such names
+   * (`__consumer_offsets`) crash it instead of failing. Returns the other rows.
    */
-  async #publish(rows: ClaimedRow[], perTenant: Map<string, ClaimedRow[]>): Promise<void> {
-    const kind = await this.#attempt(rows);
-    if (kind === undefined) return;
-    if (perTenant.size === 1) {
-      await this.#tenantFailed(rows, kind.err, kind.kind);
+  async #refuseByTopicRule(rows: ClaimedRow[]): Promise<ClaimedRow[]> {
+    const problems = new Map(rows.map((r) => [r, this.#o.topicProblem(r.topic)]));
+    const refused = groupBy(
+      rows.filter((r) => problems.get(r) !== undefined),
+      (r) => `topic ${r.topic} ${problems.get(r)}`,
+    );
+    for (const [error, dead] of refused) await this.#bury(dead, error, 'record refused by the topic rule; marked dead');
+    return rows.filter((r) => problems.get(r) === undefined);
+  }
+
+  /** Marks rows dead for good with their reason, counted and logged per tenant. */
+  async #bury(rows: ClaimedRow[], error: string, msg: string): Promise<void> {
+    const { sql, metrics, tenants, log } = this.#o;
+    for (const [tenant, mine] of groupByTenant(rows)) {
+      const dead = await markDead(sql, mine.map((r) => r.id), error);
+      metrics.dead.inc({ tenant: tenants.metricLabel(tenant) }, dead);
+      log.warn(msg, { tenant, outbox_ids: mine.slice(0, 10).map((r) => r.id), rows: mine.length, error });
+    }
+  }
+
+  /**
+   * Publishes a batch. When Kafka refuses it, each tenant's rows for each topic are published on
+   * their own, so only the culprit is charged: one tenant's bad topic never costs another tenant (or
+   * the same tenant's other topics) an attempt. If every group fails alike for a reason that is
+   * not a record's, that is the cluster's (or sluice's own progress topic's) problem: nobody is
+   * charged and the task backs off.
+   */
+  async #publish(rows: ClaimedRow[]): Promise<void> {
+    const failure = await this.#attempt(rows);
+    if (failure === undefined) return;
+    const groups = groupBy(rows, (r) => `${r.tenant_id}\u0000${r.topic}`);
+    if (groups.size === 1) {
+      if (failure.kind === 'transient') throw failure.err;
+      await this.#groupFailed(rows, failure.err, failure.kind);
       return;
     }
     const failed: [ClaimedRow[], { kind: FailureKind; err: unknown }][] = [];
-    for (const mine of perTenant.values()) {
-      const failure = await this.#attempt(mine);
-      if (failure !== undefined) failed.push([mine, failure]);
+    for (const group of groups.values()) {
+      const f = await this.#attempt(group);
+      if (f !== undefined) failed.push([group, f]);
     }
-    // Every tenant refused for the same topic-level reason: that is the cluster's (or sluice's own
-    // progress topic's) problem, not theirs. Nobody is charged; the task backs off.
     const [first] = failed;
-    if (first !== undefined && failed.length === perTenant.size && failed.every(([, f]) => f.kind === 'topic')) throw first[1].err;
-    for (const [mine, failure] of failed) await this.#tenantFailed(mine, failure.err, failure.kind);
+    if (first !== undefined && failed.length === groups.size && failed.every(([, f]) => f.kind === 'topic' || f.kind === 'transient')) throw first[1].err;
+    for (const [group, f] of failed) await this.#groupFailed(group, f.err, f.kind);
   }
 
   /** Publishes and marks; a tenant-attributable failure is returned, anything else thrown. */
@@ -213,7 +244,6 @@ export class PartitionTask {
         this.#o.log.info('a commit reported as failed had gone through; its rows are marked sent', { partition: this.partition, rows: rows.length });
       } else {
         metrics.transactions.inc({ result: 'aborted' });
-        if (kind === 'transient') throw err;
         return { kind, err };
       }
     }
@@ -233,20 +263,27 @@ export class PartitionTask {
   }
 
   /**
-   * A tenant's rows failed. Records Kafka refuses for good are found one by one and go dead at once;
+   * One tenant's rows for one topic failed. A topic the broker confirms it refuses makes them dead
+   * with its reason; records Kafka refuses for good are found one by one and go dead at once;
    * otherwise every row is retried later with backoff, dead once out of attempts.
    */
-  async #tenantFailed(rows: ClaimedRow[], err: unknown, kind: FailureKind): Promise<void> {
+  async #groupFailed(rows: ClaimedRow[], err: unknown, kind: FailureKind): Promise<void> {
     const { sql, controls, metrics, tenants, log, maxAttempts, retryBaseMs, retryMaxMs } = this.#o;
     const tenant = rows[0]?.tenant_id ?? '';
     const label = tenants.metricLabel(tenant);
     const error = describeKafkaError(err);
+    if (kind === 'refused') {
+      const refusal = await this.#o.producer.topicRefusal(rows[0]?.topic ?? '');
+      if (refusal !== undefined) {
+        controls.breaker(tenant).failure();
+        await this.#bury(rows, `topic ${rows[0]?.topic} refused by Kafka: ${refusal}`, 'topic refused by Kafka for good; its records marked dead');
+        return;
+      }
+    }
     if (kind === 'record') {
       if (rows.length === 1) {
         controls.breaker(tenant).failure();
-        const dead = await markDead(sql, rows.map((r) => r.id), error);
-        metrics.dead.inc({ tenant: label }, dead);
-        log.warn('record rejected by Kafka for good; marked dead', { tenant, outbox_id: rows[0]?.id, error });
+        await this.#bury(rows, error, 'record rejected by Kafka for good; marked dead');
         return;
       }
       // Which records? Each is tried alone; only those verdicts count for the breaker.
@@ -254,7 +291,7 @@ export class PartitionTask {
         if (!controls.breaker(tenant).allows()) return;
         const failed = await this.#attempt([row]);
         if (failed === undefined) continue;
-        await this.#tenantFailed([row], failed.err, failed.kind);
+        await this.#groupFailed([row], failed.err, failed.kind);
         // A row waiting for its retry holds the later ones back: they must not overtake it.
         if (failed.kind !== 'record') return;
       }
@@ -269,17 +306,21 @@ export class PartitionTask {
     );
     metrics.publishRetries.inc({ tenant: label }, rows.length - dead.length);
     metrics.dead.inc({ tenant: label }, dead.length);
-    log.warn('publish failed for a tenant; rows will be retried', { tenant, rows: rows.length, dead: dead.length, error });
+    log.warn('publish failed for a tenant; rows will be retried', { tenant, topic: rows[0]?.topic, rows: rows.length, dead: dead.length, error });
   }
-
 }
 
-function groupByTenant(rows: readonly ClaimedRow[]): Map<string, ClaimedRow[]> {
+function groupBy(rows: readonly ClaimedRow[], key: (row: ClaimedRow) => string): Map<string, ClaimedRow[]> {
   const groups = new Map<string, ClaimedRow[]>();
   for (const row of rows) {
-    const group = groups.get(row.tenant_id);
-    if (group === undefined) groups.set(row.tenant_id, [row]);
+    const k = key(row);
+    const group = groups.get(k);
+    if (group === undefined) groups.set(k, [row]);
     else group.push(row);
   }
   return groups;
+}
+
+function groupByTenant(rows: readonly ClaimedRow[]): Map<string, ClaimedRow[]> {
+  return groupBy(rows, (r) => r.tenant_id);
 }

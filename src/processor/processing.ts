@@ -35,6 +35,7 @@ export async function startProcessing(opts: {
     exclusive: db.kind === 'embedded',
     brokers,
     clientId: config.kafka.clientId,
+    defaultTopic: config.kafka.topic,
     publishing,
     controls: opts.controls,
     tenants: opts.tenants,

@@ -10,6 +10,7 @@ import { PartitionTask } from './partition-task.ts';
 import { ensureProgressTopic, ProgressReader } from './progress.ts';
 import type { Publishing } from './publisher.ts';
 import type { TenantControls } from './tenant-controls.ts';
+import { sluiceTopics, topicProblem, type SluiceTopics } from './topic-name.ts';
 
 export interface ProcessorOptions {
   sql: Sql;
@@ -27,6 +28,8 @@ export interface ProcessorOptions {
   batchBytes: number;
   pollMs: number;
   progressTopic: string;
+  /** SLUICE_KAFKA_TOPIC: with the progress topic and the tenants' topics, what the topic rule protects. */
+  defaultTopic: string;
   transactionalIdPrefix: string;
   /** This outbox's identity: the progress records it reads must carry it. */
   outboxIdentity: string;
@@ -53,9 +56,11 @@ export class Processor {
   #abort = new AbortController();
   #cleanup: Promise<void> | undefined;
   #idle = new Idle(this.#abort.signal);
+  #topics: SluiceTopics;
 
   constructor(opts: ProcessorOptions) {
     this.#o = opts;
+    this.#topics = sluiceTopics(opts.progressTopic, opts.defaultTopic, opts.tenants);
     opts.metrics.partitions.set(opts.partitions);
     this.#ownership = new PartitionOwnership({
       sql: opts.sql,
@@ -130,6 +135,7 @@ export class Processor {
       retryBaseMs: o.retryBaseMs,
       retryMaxMs: o.retryMaxMs,
       stillOwned: () => this.#ownership.holds(partition),
+      topicProblem: (topic) => topicProblem(topic, this.#topics),
       onFenced: (p) => {
         if (this.#tasks.get(p) === task) this.#tasks.delete(p);
         void this.#ownership.release(p);

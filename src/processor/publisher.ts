@@ -1,6 +1,7 @@
 import { compatibilityPartitioner, Producer, stringSerializers, type MessageToProduce } from '@platformatic/kafka';
 import { recordKey } from '../envelope.ts';
 import type { ClaimedRow } from '../outbox/claims.ts';
+import { classifyFailure, describeKafkaError } from './kafka-errors.ts';
 import { encodeProgress, progressKey } from './progress.ts';
 
 export type Compression = 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd';
@@ -29,6 +30,11 @@ export interface PartitionProducer {
    * transaction holding the records and the progress record, committed; in at_least_once one send.
    */
   publish(rows: readonly ClaimedRow[]): Promise<void>;
+  /**
+   * Asks the cluster about one topic alone (creating it if the broker auto-creates): the broker's
+   * reason when it refuses the topic for good, undefined when it takes it (or did not answer).
+   */
+  topicRefusal(topic: string): Promise<string | undefined>;
   close(): Promise<void>;
 }
 
@@ -42,7 +48,7 @@ export interface Publishing {
 
 type Message = MessageToProduce<string, string, string, string>;
 
-/** The Kafka record for an outbox row: key tenant:dedupe_key, payload as JSON, sluice's headers. */
+/** The Kafka record for an outbox row: key tenant:dedupe_key, the client's payload text, sluice's headers. */
 export function toKafkaMessage(row: ClaimedRow): Message {
   const headers: Record<string, string> = {
     ...row.headers,
@@ -54,7 +60,7 @@ export function toKafkaMessage(row: ClaimedRow): Message {
   if (row.request_id !== null) headers.request_id = row.request_id;
   if (row.traceparent !== null) headers.traceparent = row.traceparent;
   if (row.replays > 0) headers.replay = 'true';
-  return { topic: row.topic, key: recordKey(row), value: JSON.stringify(row.payload), headers };
+  return { topic: row.topic, key: recordKey(row), value: row.payload, headers };
 }
 
 function newProducer(opts: PublishingOptions, transactionalId: string | undefined): Producer<string, string, string, string> {
@@ -121,6 +127,14 @@ export function createPublishing(opts: PublishingOptions): Publishing {
   const shared = new ProducerSlot(() => newProducer(opts, undefined));
   const slots = new Set<ProducerSlot>([shared]);
   let closed: Promise<void> | undefined;
+  const topicRefusal = async (topic: string): Promise<string | undefined> => {
+    try {
+      await shared.get().metadata({ topics: [topic], autocreateTopics: true, forceUpdate: true });
+      return undefined;
+    } catch (err) {
+      return classifyFailure(err) === 'refused' ? describeKafkaError(err) : undefined;
+    }
+  };
   return {
     guarantee: opts.guarantee,
     forPartition(partition) {
@@ -139,6 +153,7 @@ export function createPublishing(opts: PublishingOptions): Publishing {
               throw err;
             }
           },
+          topicRefusal,
           close: async () => {},
         };
       }
@@ -180,6 +195,7 @@ export function createPublishing(opts: PublishingOptions): Publishing {
             throw err;
           }
         },
+        topicRefusal,
         async close() {
           slots.delete(slot);
           await slot.replace();

@@ -9,3 +9,42 @@ export function topicNameProblem(name: string): string | undefined {
   if (name.startsWith('__')) return 'names an internal Kafka topic';
   return undefined;
 }
+
+/** Kafka refuses to create a topic whose name equals an existing one's once `.` and `_` are treated alike. */
+export function collisionKey(name: string): string {
+  return name.replaceAll('.', '_');
+}
+
+/** The topics sluice itself is configured with; any other topic colliding with one of them is refused. */
+export interface SluiceTopics {
+  progressTopic: string;
+  defaultTopic: string;
+  /** The tenants file's topics (it can be reloaded, so asked each time). */
+  tenantTopicCollision(name: string): string | undefined;
+}
+
+/**
+ * The one topic rule, applied at ingest (a 400 naming the reason) and again at publish (a row that
+ * fails it is dead at once, never sent): Kafka's syntax, no `.`/`..`, no `__` internal topics, not
+ * sluice's progress topic, and no name that collides with another sluice topic under Kafka's `.`/`_`
+ * rule (the broker would refuse it with an error that looks like an outage).
+ */
+export function topicProblem(name: string, topics: SluiceTopics): string | undefined {
+  const syntax = topicNameProblem(name);
+  if (syntax !== undefined) return syntax;
+  if (name === topics.progressTopic) return 'is sluice\'s progress topic';
+  const key = collisionKey(name);
+  for (const own of [topics.progressTopic, topics.defaultTopic]) {
+    if (own !== name && collisionKey(own) === key) return `collides with topic ${own} (Kafka treats . and _ alike)`;
+  }
+  return topics.tenantTopicCollision(name);
+}
+
+/** The SluiceTopics of a deployment: its progress and default topics, and its tenants file's topics. */
+export function sluiceTopics(
+  progressTopic: string,
+  defaultTopic: string,
+  tenants: { topicCollision(topic: string): string | undefined },
+): SluiceTopics {
+  return { progressTopic, defaultTopic, tenantTopicCollision: (t) => tenants.topicCollision(t) };
+}

@@ -10,7 +10,7 @@ import { JournalWriter } from '../../src/journal/writer.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
 
-const event = (key: string): Envelope => ({ tenant_id: 't', dedupe_key: key, topic: 'x', request_id: 'r', headers: {}, payload: { key } });
+const event = (key: string): Envelope => ({ tenant_id: 't', dedupe_key: key, topic: 'x', request_id: 'r', headers: {}, payload: JSON.stringify({ key }) });
 
 describe('fast_ack write path under a forwarder backlog', () => {
   let db: TestDatabase;

@@ -24,7 +24,7 @@ function tempDir(): string {
   return d;
 }
 
-const envelope = (i: number): Envelope => ({ tenant_id: 't', dedupe_key: `k${i}`, topic: 'x', request_id: 'r', headers: {}, payload: { i } });
+const envelope = (i: number): Envelope => ({ tenant_id: 't', dedupe_key: `k${i}`, topic: 'x', request_id: 'r', headers: {}, payload: JSON.stringify({ i }) });
 
 async function setup(opts: { segmentBytes?: number; retentionMs?: number; retentionBytes?: number; forwarded?: () => number } = {}) {
   const dir = tempDir();

@@ -33,7 +33,7 @@ beforeAll(async () => {
   const metrics = createMetrics();
   const w = await JournalWriter.open({ dir: journalDir, nodeId: 'n1', segmentBytes: 4096, log: quietLog, metrics });
   for (let i = 1; i <= 60; i++) {
-    await w.append([{ tenant_id: i % 2 === 0 ? 'even' : 'odd', dedupe_key: `k${i}`, topic: 't', request_id: 'r', headers: {}, payload: { i } }]);
+    await w.append([{ tenant_id: i % 2 === 0 ? 'even' : 'odd', dedupe_key: `k${i}`, topic: 't', request_id: 'r', headers: {}, payload: JSON.stringify({ i }) }]);
     if (i === 30) {
       await Bun.sleep(20);
       midpoint = new Date().toISOString();

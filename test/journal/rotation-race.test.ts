@@ -59,7 +59,7 @@ describe('journal rotation racing maintenance', () => {
         const batch: Envelope[] = [];
         for (let n = 1 + Math.floor(random() * 4); n > 0 && next < total; n--) {
           const i = next++;
-          batch.push({ tenant_id: 't', dedupe_key: `k${i}`, topic: 'x', request_id: 'r', headers: {}, payload: { i, pad: 'p'.repeat(Math.floor(random() * 300)) } });
+          batch.push({ tenant_id: 't', dedupe_key: `k${i}`, topic: 'x', request_id: 'r', headers: {}, payload: JSON.stringify({ i, pad: 'p'.repeat(Math.floor(random() * 300)) }) });
         }
         for (const e of await writer.append(batch)) acked.set(e.seq, e.dedupe_key);
         if (random() < 0.3) await Bun.sleep(random() * 2);

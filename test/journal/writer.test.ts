@@ -19,7 +19,7 @@ function tempDir(): string {
 }
 
 function envelope(i: number): Envelope {
-  return { tenant_id: 'acme', dedupe_key: `k${i}`, topic: 't', request_id: `r${i}`, headers: {}, payload: { i } };
+  return { tenant_id: 'acme', dedupe_key: `k${i}`, topic: 't', request_id: `r${i}`, headers: {}, payload: JSON.stringify({ i }) };
 }
 
 async function openWriter(dir: string, metrics: Metrics = createMetrics(), segmentBytes = 1 << 20) {

@@ -56,6 +56,7 @@ describe('ops/prometheus/alerts.yml', () => {
       'SluiceDeadRecordsWaiting',
       'SluiceDown',
       'SluiceForwarderLagging',
+      'SluiceForwarderStuck',
       'SluiceIngestErrors',
       'SluiceJournalIntegrity',
       'SluiceJournalOverRetention',

@@ -20,7 +20,7 @@ function row(tenant: string, key: string): NewOutboxRow {
     dedupe_key: key,
     partition: P,
     topic: 'events',
-    payload: { key },
+    payload: JSON.stringify({ key }),
     headers: {},
     request_id: `req-${key}`,
     traceparent: undefined,

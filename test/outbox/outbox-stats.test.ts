@@ -26,12 +26,12 @@ describe('outbox gauges and backlog counts read only what waits or died', () => 
   beforeAll(async () => {
     db = await createTestDatabase();
     const [template] = await insertRows(db.sql, [
-      { tenant_id: 'template', dedupe_key: 't', partition: 0, topic: 'e', payload: { n: 1 }, headers: {}, request_id: 'r', traceparent: undefined, ingested_at: new Date().toISOString() },
+      { tenant_id: 'template', dedupe_key: 't', partition: 0, topic: 'e', payload: '{"n":1}', headers: {}, request_id: 'r', traceparent: undefined, ingested_at: new Date().toISOString() },
     ]);
     // Mostly sent, as the dedupe window keeps them; created_at grows with the id, as inserts make it.
     await db.sql`
-      INSERT INTO outbox (tenant_id, dedupe_key, partition, topic, payload, headers, ingested_at, status, sent_at, created_at)
-      SELECT 'g' || (g % 50), 'k' || g, (g % 50) % 16, t.topic, t.payload, t.headers, now(), 'sent', now(), now() - make_interval(secs => ${ROWS} - g)
+      INSERT INTO outbox (tenant_id, dedupe_key, partition, topic, payload_text, headers, ingested_at, status, sent_at, created_at)
+      SELECT 'g' || (g % 50), 'k' || g, (g % 50) % 16, t.topic, t.payload_text, t.headers, now(), 'sent', now(), now() - make_interval(secs => ${ROWS} - g)
       FROM generate_series(1, ${ROWS}) AS g, (SELECT * FROM outbox WHERE id = ${template?.id ?? ''}) AS t`;
     await db.sql`DELETE FROM outbox WHERE tenant_id = 'template'`;
     const next = prng(seed);
@@ -91,7 +91,7 @@ describe('OutboxGauges for a scrape', () => {
     const metrics = createMetrics();
     const gauges = new OutboxGauges(db.sql, new Tenants(NO_TENANTS_FILE, quietLog), metrics);
     const pending = async (): Promise<number | undefined> => (await metrics.outboxPending.get()).values.find((v) => v.labels.tenant === 'a')?.value;
-    const row = (key: string): NewOutboxRow => ({ tenant_id: 'a', dedupe_key: key, partition: 0, topic: 'e', payload: {}, headers: {}, request_id: 'r', traceparent: undefined, ingested_at: new Date().toISOString() });
+    const row = (key: string): NewOutboxRow => ({ tenant_id: 'a', dedupe_key: key, partition: 0, topic: 'e', payload: '{}', headers: {}, request_id: 'r', traceparent: undefined, ingested_at: new Date().toISOString() });
     const errors: unknown[] = [];
     await insertRows(db.sql, [row('k1')]);
     await gauges.forScrape((err) => errors.push(err));

@@ -39,7 +39,7 @@ const envelope = (i: number, tenant = 'acme'): Envelope => ({
   topic: 'events',
   request_id: `r${i}`,
   headers: { n: String(i) },
-  payload: { i },
+  payload: JSON.stringify({ i }),
 });
 
 async function writer(segmentBytes = 1 << 20): Promise<JournalWriter> {
@@ -83,8 +83,8 @@ describe('forwarder', () => {
     const f = await forwarder(w, 40);
     await eventually(async () => (await outboxKeys()).length === 150, 10_000, '150 rows');
     expect(await outboxKeys()).toEqual(keys(1, 150));
-    const [row] = await db.sql`SELECT topic, payload, headers, request_id FROM outbox WHERE dedupe_key = 'k7'`;
-    expect(row).toEqual({ topic: 'events', payload: { i: 7 }, headers: { n: '7' }, request_id: 'r7' });
+    const [row] = await db.sql`SELECT topic, payload_text AS payload, headers, request_id FROM outbox WHERE dedupe_key = 'k7'`;
+    expect(row).toEqual({ topic: 'events', payload: '{"i":7}', headers: { n: '7' }, request_id: 'r7' });
     // Writes after the forwarder caught up are forwarded too.
     for (let i = 151; i <= 160; i++) await w.append([envelope(i)]);
     await eventually(async () => (await outboxKeys()).length === 160, 10_000, '160 rows');

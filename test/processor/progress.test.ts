@@ -25,7 +25,10 @@ describe('progress record', () => {
     const produce = Object.assign(new Error('Received response with error'), { apiId: 'MESSAGE_TOO_LARGE' });
     expect(classifyFailure(new AggregateError([produce], 'Producing messages failed.'))).toBe('record');
     expect(classifyFailure(Object.assign(new Error('x'), { apiId: 'PRODUCER_FENCED' }))).toBe('fenced');
-    expect(classifyFailure(new Error('x', { cause: Object.assign(new Error('y'), { apiId: 'TOPIC_AUTHORIZATION_FAILED' }) }))).toBe('topic');
+    expect(classifyFailure(new Error('x', { cause: Object.assign(new Error('y'), { apiId: 'TOPIC_AUTHORIZATION_FAILED' }) }))).toBe('refused');
+    expect(classifyFailure(Object.assign(new Error('x'), { apiId: 'NOT_ENOUGH_REPLICAS' }))).toBe('topic');
+    // The client's own spelling of UNKNOWN_TOPIC_OR_PARTITION (a topic colliding under the ./_ rule).
+    expect(classifyFailure(Object.assign(new Error('Unknown topic a_b.'), { code: 'PLT_KFK_USER' }))).toBe('refused');
     expect(classifyFailure(new Error('connect ECONNREFUSED'))).toBe('transient');
   });
 });

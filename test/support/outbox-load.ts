@@ -34,7 +34,7 @@ export async function fillOutbox(
       dedupe_key: `k${i}`,
       partition: partitionOf(tenant, opts.partitions),
       topic,
-      payload: { i, pad: 'x'.repeat(100) },
+      payload: JSON.stringify({ i, pad: 'x'.repeat(100) }),
       headers: { source: 'fill' },
       request_id: `r${i}`,
       traceparent: undefined,

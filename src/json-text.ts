@@ -1,0 +1,95 @@
+/**
+ * Linear scans of JSON text, so that sluice can carry a client's payload as the exact text it sent
+ * (JSON.parse and JSON.stringify round-trips change numbers such as 1e400 or 2^53+1 and drop
+ * `__proto__` keys) and refuse deep nesting before anything recursive touches it.
+ */
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+const COMMA = 0x2c;
+
+/** Index just past the string starting at `start` (a quote), or text.length when it never ends. */
+function stringEnd(text: string, start: number): number {
+  let i = start + 1;
+  for (;;) {
+    const quote = text.indexOf('"', i);
+    if (quote < 0) return text.length;
+    let backslashes = 0;
+    for (let j = quote - 1; j > start && text.charCodeAt(j) === BACKSLASH; j--) backslashes++;
+    if (backslashes % 2 === 0) return quote + 1;
+    i = quote + 1;
+  }
+}
+
+/**
+ * Whether arrays and objects in `text` nest deeper than `max` (a top-level object is depth 1).
+ * Works on any text, valid JSON or not, in one pass: strings are skipped, brackets counted.
+ */
+export function nestsDeeperThan(text: string, max: number): boolean {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      i = stringEnd(text, i) - 1;
+    } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+      if (++depth > max) return true;
+    } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
+      depth--;
+    }
+  }
+  return false;
+}
+
+function skipSpace(text: string, i: number): number {
+  let c = text.charCodeAt(i);
+  while (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) c = text.charCodeAt(++i);
+  return i;
+}
+
+/** Index just past the JSON value starting at `start`; `text` is known to be valid JSON. */
+function valueEnd(text: string, start: number): number {
+  const first = text.charCodeAt(start);
+  if (first === QUOTE) return stringEnd(text, start);
+  if (first !== OPEN_BRACE && first !== OPEN_BRACKET) {
+    let i = start;
+    for (let c = text.charCodeAt(i); i < text.length; c = text.charCodeAt(++i)) {
+      if (c === COMMA || c === CLOSE_BRACE || c === CLOSE_BRACKET || c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) break;
+    }
+    return i;
+  }
+  let depth = 0;
+  for (let i = start; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) i = stringEnd(text, i) - 1;
+    else if (c === OPEN_BRACE || c === OPEN_BRACKET) depth++;
+    else if ((c === CLOSE_BRACE || c === CLOSE_BRACKET) && --depth === 0) return i + 1;
+  }
+  return text.length;
+}
+
+/**
+ * The exact text of the member `name` of the JSON object `json` (the last one, as JSON.parse keeps
+ * the last of repeated names), or undefined. `json` must already have passed JSON.parse.
+ */
+export function rawMember(json: string, name: string): string | undefined {
+  let i = skipSpace(json, 0);
+  if (json.charCodeAt(i) !== OPEN_BRACE) return undefined;
+  let found: string | undefined;
+  i = skipSpace(json, i + 1);
+  while (i < json.length && json.charCodeAt(i) !== CLOSE_BRACE) {
+    const keyEnd = stringEnd(json, i);
+    const rawKey = json.slice(i + 1, keyEnd - 1);
+    const key = rawKey.includes('\\') ? (JSON.parse(json.slice(i, keyEnd)) as string) : rawKey;
+    // Past the colon to the value.
+    const start = skipSpace(json, skipSpace(json, keyEnd) + 1);
+    const end = valueEnd(json, start);
+    if (key === name) found = json.slice(start, end);
+    i = skipSpace(json, end);
+    if (json.charCodeAt(i) === COMMA) i = skipSpace(json, i + 1);
+  }
+  return found;
+}
