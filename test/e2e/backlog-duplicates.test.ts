@@ -52,7 +52,7 @@ for (const mode of ['sync', 'fast_ack'] as const) {
         expect(await both.json()).toMatchObject({ accepted: 0, duplicates: 2 });
 
         await running.shutdown('test');
-        const rows = await db.sql<{ dedupe_key: string; payload: { k?: string } }[]>`SELECT dedupe_key, payload FROM outbox ORDER BY dedupe_key`;
+        const rows = await db.sql<{ dedupe_key: string; payload: { k?: string } }[]>`SELECT dedupe_key, payload_text::jsonb AS payload FROM outbox ORDER BY dedupe_key`;
         expect(rows.map((r) => [r.dedupe_key, r.payload.k])).toEqual([
           ['k1', 'k1'],
           ['k2', 'k2'],

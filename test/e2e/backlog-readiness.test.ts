@@ -60,7 +60,7 @@ describe('a fast_ack node whose backlog is full', () => {
     await f.db.sql`ALTER TABLE outbox_held RENAME TO outbox`;
     await eventually(async () => (await readyz()).status === 200, 30_000, 'ready again');
     await eventually(async () => (await f.db.sql`SELECT 1 FROM outbox WHERE tenant_id = 'acme'`).length === 1001, 30_000, 'backlog forwarded');
-    const rows = await f.db.sql<{ dedupe_key: string; payload: { k?: string } }[]>`SELECT dedupe_key, payload FROM outbox WHERE tenant_id = 'acme'`;
+    const rows = await f.db.sql<{ dedupe_key: string; payload: { k?: string } }[]>`SELECT dedupe_key, payload_text::jsonb AS payload FROM outbox WHERE tenant_id = 'acme'`;
     expect(rows.some((r) => r.dedupe_key === 'new')).toBe(false);
     // Each key holds its first write, never a repeat's payload.
     expect(rows.every((r) => r.payload.k === r.dedupe_key)).toBe(true);

@@ -94,7 +94,7 @@ describe('the dedupe index across restarts, clean and kill -9, with forwarding b
 
     await db.sql`ALTER TABLE outbox_held RENAME TO outbox`;
     await eventually(async () => (await db.sql`SELECT 1 FROM outbox`).length === 3001, 30_000, 'backlog forwarded');
-    const rows = await db.sql<{ dedupe_key: string; payload: { k: string; again?: boolean } }[]>`SELECT dedupe_key, payload FROM outbox`;
+    const rows = await db.sql<{ dedupe_key: string; payload: { k: string; again?: boolean } }[]>`SELECT dedupe_key, payload_text::jsonb AS payload FROM outbox`;
     expect(rows.filter((r) => r.payload.k !== r.dedupe_key || r.payload.again !== undefined)).toEqual([]);
     fourth.proc.kill('SIGTERM');
     expect(await fourth.proc.exited).toBe(0);
