@@ -30,6 +30,7 @@ export function startProcessing(opts: {
     ...config.processor,
     ...config.outbox,
     sql: db.sql,
+    lockSession: (onClose) => db.session(onClose),
     exclusive: db.kind === 'embedded',
     brokers,
     clientId: config.kafka.clientId,

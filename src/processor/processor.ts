@@ -13,6 +13,8 @@ import type { TenantControls } from './tenant-controls.ts';
 
 export interface ProcessorOptions {
   sql: Sql;
+  /** A client of one connection for the partition locks (see ownership.ts). */
+  lockSession(onClose: () => void): Sql;
   /** The embedded database serves this process alone: it owns every partition without locks. */
   exclusive: boolean;
   brokers: string[];
@@ -56,7 +58,7 @@ export class Processor {
     this.#o = opts;
     opts.metrics.partitions.set(opts.partitions);
     this.#ownership = new PartitionOwnership({
-      sql: opts.sql,
+      lockSession: opts.lockSession,
       exclusive: opts.exclusive,
       partitions: opts.partitions,
       rebalanceMs: opts.rebalanceMs,
