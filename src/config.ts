@@ -35,6 +35,7 @@ const envSchema = z.object({
   SLUICE_MAX_BODY_BYTES: int(MiB, 64, 64 * MiB),
   SLUICE_MAX_BATCH: int(1000, 1, 100_000),
   SLUICE_MAX_BATCH_LINES: int(10_000, 1, 1_000_000),
+  SLUICE_SYNC_OUTBOX_WAIT_MS: int(2_000, 1, 60_000),
   SLUICE_JOURNAL_DIR: z.string().min(1).default('./journal'),
   SLUICE_JOURNAL_SEGMENT_BYTES: int(64 * MiB, 4096),
   SLUICE_JOURNAL_SEGMENT_MAX_AGE_MS: int(3_600_000, 100),
@@ -83,7 +84,7 @@ export interface Config {
   logLevel: Env['SLUICE_LOG_LEVEL'];
   nodeId: string;
   writeMode: Env['SLUICE_WRITE_MODE'];
-  ingest: { maxBatch: number; maxBatchLines: number };
+  ingest: { maxBatch: number; maxBatchLines: number; syncOutboxWaitMs: number };
   journal: {
     dir: string;
     segmentBytes: number;
@@ -157,7 +158,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     logLevel: e.SLUICE_LOG_LEVEL,
     nodeId: e.SLUICE_NODE_ID,
     writeMode: e.SLUICE_WRITE_MODE,
-    ingest: { maxBatch: e.SLUICE_MAX_BATCH, maxBatchLines: e.SLUICE_MAX_BATCH_LINES },
+    ingest: { maxBatch: e.SLUICE_MAX_BATCH, maxBatchLines: e.SLUICE_MAX_BATCH_LINES, syncOutboxWaitMs: e.SLUICE_SYNC_OUTBOX_WAIT_MS },
     journal: {
       dir: e.SLUICE_JOURNAL_DIR,
       segmentBytes: e.SLUICE_JOURNAL_SEGMENT_BYTES,

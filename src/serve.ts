@@ -3,6 +3,7 @@ import type { Config } from './config.ts';
 import { describeError } from './errors.ts';
 import { createApp, type ComponentState } from './http/app.ts';
 import { startIngestStack } from './ingest/ingest-stack.ts';
+import { journalReadiness } from './ingest/journal-readiness.ts';
 import { startLocalBroker, type LocalBroker } from './kafka/local-broker.ts';
 import type { Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
@@ -99,12 +100,13 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
           : { token: config.adminToken, sql: db.sql, controls, wake: wakeProcessor },
       draining: () => draining,
       readiness: async () => {
-        const [outbox, kafka] = await Promise.all([
+        const [outbox, kafka, journalState] = await Promise.all([
           withTimeout(db.sql`SELECT 1`.then(() => true), 2_000),
           processing?.publishing.reachable(2_000),
+          journalReadiness(journal.nodeDir, journal.failure, config.http.maxBodyBytes),
         ]);
         const states: Record<string, ComponentState> = {
-          journal: journal.failure === undefined ? { ok: true } : { ok: false, detail: journal.failure },
+          journal: journalState,
           outbox: outbox ? { ok: true } : { ok: false, detail: 'database did not answer within 2s' },
         };
         // Only a process that publishes depends on Kafka.

@@ -53,6 +53,8 @@ export async function startIngestStack(opts: {
     sql,
     partitions: config.partitions,
     maxBatch: config.ingest.maxBatch,
+    outboxWaitMs: config.ingest.syncOutboxWaitMs,
+    forwardedThrough: () => forwarder?.checkpoint.seq ?? 0,
     recentKeys,
     log,
     ...(opts.onCommitted !== undefined ? { onCommitted: opts.onCommitted } : {}),

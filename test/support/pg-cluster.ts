@@ -1,4 +1,4 @@
-import { chownSync, existsSync } from 'node:fs';
+import { chownSync, existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,9 @@ export interface PgCluster {
   start(): Promise<void>;
   /** `pg_ctl stop -m <mode>`: `immediate` is the abrupt stop (no checkpoint, sessions cut). */
   stop(mode?: 'fast' | 'immediate'): Promise<void>;
+  /** SIGSTOP (or SIGCONT) to the server and all its processes: a server that hangs without closing anything. */
+  freeze(): void;
+  thaw(): void;
   /** Terminates every session of the given application_name; resolves with how many. */
   terminate(applicationName: string): Promise<number>;
   destroy(): Promise<void>;
@@ -73,6 +76,8 @@ export async function startPgCluster(): Promise<PgCluster> {
     async stop(mode = 'fast') {
       await run([join(BIN, 'pg_ctl'), '-D', dataDir, '-m', mode, '-w', '-t', '60', 'stop']);
     },
+    freeze: () => signalAll('SIGSTOP'),
+    thaw: () => signalAll('SIGCONT'),
     async terminate(applicationName) {
       const sql = postgres(url, { max: 1, onnotice: () => {}, connection: { application_name: 'sluice-fault' } });
       try {
@@ -93,6 +98,11 @@ export async function startPgCluster(): Promise<PgCluster> {
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+  function signalAll(signal: 'SIGSTOP' | 'SIGCONT'): void {
+    const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const children = Bun.spawnSync({ cmd: ['pgrep', '-P', String(pid)] }).stdout.toString().split('\n').filter((l) => l.length > 0).map(Number);
+    for (const p of [pid, ...children]) process.kill(p, signal);
+  }
   await cluster.start();
   return cluster;
 }
