@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { INCIDENT_KINDS } from './journal/integrity.ts';
 
 /**
  * The one registry and every metric. Per-tenant metrics carry a `tenant` label. prom-client's default
@@ -17,6 +18,7 @@ export interface Metrics {
   readonly journalSegments: Gauge<'state'>;
   readonly journalCompressed: Counter;
   readonly journalRetentionDeleted: Counter<'unit'>;
+  readonly journalIncidents: Counter<'kind'>;
   readonly forwardedRecords: Counter<'result'>;
   readonly forwarderLag: Gauge;
   readonly outboxPending: Gauge<'tenant'>;
@@ -37,6 +39,18 @@ export interface Metrics {
   readonly outboxRetentionDeleted: Counter;
   readonly replayed: Counter<'tenant' | 'kind'>;
   readonly adminRequests: Counter<'route' | 'status'>;
+}
+
+/** Every kind starts at 0, so an alert on its increase fires on the very first incident. */
+function journalIncidentCounter(registers: Registry[]): Counter<'kind'> {
+  const counter = new Counter({
+    name: 'sluice_journal_integrity_incidents_total',
+    help: 'Journal integrity incidents by kind (gap, missing_segment, checkpoint_ahead, compression_mismatch): acknowledged records in no file.',
+    labelNames: ['kind'],
+    registers,
+  });
+  for (const kind of INCIDENT_KINDS) counter.inc({ kind }, 0);
+  return counter;
 }
 
 export function createMetrics(): Metrics {
@@ -119,6 +133,7 @@ export function createMetrics(): Metrics {
       labelNames: ['unit'],
       registers: reg,
     }),
+    journalIncidents: journalIncidentCounter(reg),
     forwardedRecords: new Counter({
       name: 'sluice_forwarded_records_total',
       help: 'Journal records passed by the forwarder, by result (inserted, duplicate, already_in_outbox).',

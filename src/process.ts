@@ -35,7 +35,7 @@ export async function runProcessor(config: Config, log: Logger): Promise<Running
     await db.close();
     throw err;
   }
-  const processing = startProcessing({ config, db, brokers, tenants, controls, metrics, log });
+  const processing = await startProcessing({ config, db, brokers, tenants, controls, metrics, log });
   const gauges = new OutboxGauges(db.sql, tenants, metrics);
   const server = Bun.serve({
     hostname: config.http.host,

@@ -63,7 +63,7 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
     closers.push({ name: 'database', close: () => db.close() });
     await migrate(db.sql, log);
 
-    const processing = brokers !== undefined && withProcessor ? startProcessing({ config, db, brokers, tenants, controls, metrics, log }) : undefined;
+    const processing = brokers !== undefined && withProcessor ? await startProcessing({ config, db, brokers, tenants, controls, metrics, log }) : undefined;
     if (processing !== undefined) closers.push({ name: 'processor', close: () => processing.close() });
     const wakeProcessor = (): void => processing?.processor.wake();
     const gauges = new OutboxGauges(db.sql, tenants, metrics);
@@ -107,6 +107,8 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
         ]);
         const states: Record<string, ComponentState> = {
           journal: journalState,
+          // Acknowledged records are in no file: the node stays out of rotation until a person has looked.
+          journal_integrity: journal.integrity.incidents === 0 ? { ok: true } : { ok: false, detail: journal.integrity.describe() ?? '' },
           outbox: outbox ? { ok: true } : { ok: false, detail: 'database did not answer within 2s' },
         };
         // Only a process that publishes depends on Kafka.

@@ -60,14 +60,13 @@ export async function startIngestStack(opts: {
     ...(opts.onCommitted !== undefined ? { onCommitted: opts.onCommitted } : {}),
   });
   const fwd = new Forwarder({
-    nodeDir: journal.nodeDir,
+    journal,
     sql,
     partitions: config.partitions,
     batchSize: config.forwarder.batchSize,
     pollMs: config.processor.pollMs,
     log,
     metrics,
-    active: () => journal.active,
     committed: () => writePath.committed,
     settledThrough: () => writePath.settledThrough,
     onForwarded: (seq) => {

@@ -3,29 +3,53 @@ import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import { openDatabase } from '../outbox/db.ts';
 import { migrate } from '../outbox/migrate.ts';
-import { replayJournal, type ReplayFilter, type ReplayProgress } from './replay.ts';
+import { replayJournal, type ReplayFilter, type ReplayProgress, type ReplaySummary } from './replay.ts';
+import { formatSeconds, progressFields, progressLine } from './replay-progress.ts';
 import { verifyJournal } from './verify.ts';
 
 const out = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
 
-/** `sluice replay <globs...> [--tenant T] [--since ISO] [--until ISO] [--dry-run]` */
+const REPLAY_USAGE = `usage: sluice replay <dir|glob>... [--tenant T] [--since ISO] [--until ISO] [--dry-run]
+
+Replays journal files (plain and gzipped) into the outbox, idempotently: a (tenant, dedupe_key)
+already there is counted as a duplicate and left alone. A directory means every journal file below
+it (a journal root, or one node's directory); anything else is a glob (quote it).
+
+  --tenant T     only this tenant's records
+  --since ISO    only records journaled at or after this time
+  --until ISO    only records journaled before this time
+  --dry-run      write nothing (not even the outbox's tables): count what would be inserted and
+                 what is a duplicate, of the outbox or of an earlier line of the same run
+
+Progress goes to stderr (redrawn on a terminal, a JSON line every few seconds otherwise), the
+summary to stdout. Exit 0: replayed, no problem found; 1: nothing matched, or bad lines, seq gaps
+or unreadable files were found (listed in the summary); 2: wrong arguments.`;
+
+/** How often a progress line is written when stderr is not a terminal. */
+const PROGRESS_LOG_MS = 5_000;
+
+/** `sluice replay <dirs or globs...> [--tenant T] [--since ISO] [--until ISO] [--dry-run]` */
 export async function runReplay(argv: string[], config: Config, log: Logger): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { tenant: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' }, 'dry-run': { type: 'boolean' } },
+      options: { tenant: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' }, 'dry-run': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
     });
   } catch (err) {
-    process.stderr.write(`replay: ${(err as Error).message}\n`);
+    process.stderr.write(`replay: ${(err as Error).message}\n\n${REPLAY_USAGE}\n`);
     return 2;
   }
   const { values, positionals } = parsed;
+  if (values.help === true) {
+    out(REPLAY_USAGE);
+    return 0;
+  }
   if (positionals.length === 0) {
-    process.stderr.write('usage: sluice replay <globs...> [--tenant T] [--since ISO] [--until ISO] [--dry-run]\n');
+    process.stderr.write(`${REPLAY_USAGE}\n`);
     return 2;
   }
   const filter: ReplayFilter = {};
@@ -40,41 +64,52 @@ export async function runReplay(argv: string[], config: Config, log: Logger): Pr
     }
     filter[name] = date;
   }
+  const dryRun = values['dry-run'] === true;
   const db = await openDatabase(config.db, log);
   const tty = process.stderr.isTTY === true;
   let lastDraw = 0;
   const progress = (p: ReplayProgress): void => {
     const now = Date.now();
-    if (!tty || now - lastDraw < 200) return;
+    const done = p.filesDone === p.files;
+    if (now - lastDraw < (tty ? 200 : PROGRESS_LOG_MS) && !done) return;
     lastDraw = now;
-    process.stderr.write(`\r\x1b[Kreplay: file ${p.filesDone}/${p.files}, ${p.lines} lines, ${p.inserted} inserted, ${p.duplicates} duplicates`);
+    if (tty) process.stderr.write(`\r\x1b[K${progressLine(p)}`);
+    else process.stderr.write(`${JSON.stringify({ ts: new Date().toISOString(), level: 'info', msg: 'replay progress', ...progressFields(p) })}\n`);
   };
   try {
-    await migrate(db.sql, log);
-    const s = await replayJournal({
-      patterns: positionals,
-      filter,
-      dryRun: values['dry-run'] === true,
-      sql: db.sql,
-      partitions: config.partitions,
-      batchSize: 500,
-      onProgress: progress,
-    });
-    if (tty) process.stderr.write('\r\x1b[K');
-    out(`replay summary${s.dryRun ? ' (dry run: nothing written)' : ''}`);
-    out(`  files       ${s.files}${s.unreadable.length > 0 ? ` (${s.unreadable.length} unreadable)` : ''}`);
-    out(`  lines       ${s.lines}`);
-    out(`  ${s.dryRun ? 'would insert' : 'inserted   '} ${s.inserted}`);
-    out(`  duplicates  ${s.duplicates}`);
-    out(`  skipped     ${s.skipped} (by filter)`);
-    out(`  bad lines   ${s.badLines.length}`);
-    for (const b of s.badLines) out(`    ${b.file}:${b.line}: ${b.reason}`);
-    for (const u of s.unreadable) out(`  unreadable  ${u.file}: ${u.reason}`);
-    if (s.files === 0) process.stderr.write('replay: no journal files matched\n');
-    return s.unreadable.length > 0 ? 1 : 0;
+    // A dry run changes nothing, not even the schema of a database being rebuilt.
+    if (!dryRun) await migrate(db.sql, log);
+    const s = await replayJournal({ patterns: positionals, filter, dryRun, sql: db.sql, partitions: config.partitions, batchSize: 500, onProgress: progress });
+    if (tty) process.stderr.write('\n');
+    printSummary(s);
+    if (s.files === 0) {
+      process.stderr.write(`replay: no journal files matched ${positionals.join(' ')}\n`);
+      return 1;
+    }
+    if (s.inserted + s.duplicates === 0) {
+      process.stderr.write('replay: no record matched the filter\n');
+      return 1;
+    }
+    return s.unreadable.length + s.badLines.length + s.gaps.length > 0 ? 1 : 0;
   } finally {
     await db.close();
   }
+}
+
+function printSummary(s: ReplaySummary): void {
+  const seconds = s.elapsedMs / 1000;
+  out(`replay summary${s.dryRun ? ' (dry run: nothing written)' : ''}`);
+  out(`  files       ${s.files}${s.unreadable.length > 0 ? ` (${s.unreadable.length} unreadable)` : ''}`);
+  out(`  lines       ${s.lines}`);
+  out(`  ${s.dryRun ? 'would insert' : 'inserted   '} ${s.inserted}`);
+  out(`  duplicates  ${s.duplicates}`);
+  out(`  skipped     ${s.skipped} (by filter)`);
+  out(`  bad lines   ${s.badLines.length}`);
+  for (const b of s.badLines) out(`    ${b.file}:${b.line}: ${b.reason}`);
+  out(`  gaps        ${s.gaps.length}`);
+  for (const g of s.gaps) out(`    ${g.file}:${g.line}: seq ${g.seq} follows ${g.after} (${g.seq - g.after - 1} missing, or not selected)`);
+  for (const u of s.unreadable) out(`  unreadable  ${u.file}: ${u.reason}`);
+  out(`  elapsed     ${formatSeconds(seconds)} (${seconds > 0 ? Math.round(s.lines / seconds) : s.lines} lines/s)`);
 }
 
 /** `sluice journal verify <dir>` */

@@ -27,6 +27,8 @@ export class JournalMaintenance {
   #running: Promise<void> | undefined;
   #again = false;
   #warnedFull = false;
+  /** Segments whose gzipped copy failed its check: kept plain, reported once, not retried every pass. */
+  #refused = new Set<number>();
 
   constructor(opts: MaintenanceOptions) {
     this.#opts = opts;
@@ -65,25 +67,39 @@ export class JournalMaintenance {
   async runOnce(now = Date.now()): Promise<void> {
     const { writer, log, metrics } = this.#opts;
     writer.rotateIfOlderThan(this.#opts.maxSegmentAgeMs, now);
-    const activeSeq = writer.active?.firstSeq;
-    for (const seg of await listSegments(writer.nodeDir)) {
-      if (seg.gzipped || seg.firstSeq === activeSeq) continue;
-      const { bytesIn, bytesOut } = await compressSegment(writer.nodeDir, seg.firstSeq);
+    // Read once, before the directory: a segment below it is sealed for good, whatever the writer
+    // does while this pass runs; anything at or above it is left alone.
+    const sealedBelow = writer.sealedBelow;
+    const sealed = (await listSegments(writer.nodeDir)).filter((s) => s.firstSeq < sealedBelow);
+    for (const seg of sealed) {
+      if (seg.gzipped || this.#refused.has(seg.firstSeq)) continue;
+      // Segments sealed before this process started had their tails checked at start-up.
+      const result = await compressSegment(writer.nodeDir, seg.firstSeq, writer.sealedLastSeq(seg.firstSeq));
+      if (!result.ok) {
+        this.#refused.add(seg.firstSeq);
+        writer.integrity.report({
+          kind: 'compression_mismatch',
+          file: seg.path,
+          message: `not compressed, the plain segment is kept: ${result.reason}`,
+          ...(result.range.hole !== undefined ? { after: result.range.hole.after, seq: result.range.hole.seq, line: result.range.hole.line } : {}),
+        });
+        continue;
+      }
       metrics.journalCompressed.inc();
-      log.info('journal segment compressed', { file: seg.file, bytes_in: bytesIn, bytes_out: bytesOut });
+      log.info('journal segment compressed', { file: seg.file, bytes_in: result.bytesIn, bytes_out: result.bytesOut, first_seq: result.range.first, last_seq: result.range.last });
     }
 
-    const segments = await listSegments(writer.nodeDir);
-    let total = segments.reduce((n, s) => n + s.bytes, 0);
+    const segments = (await listSegments(writer.nodeDir)).filter((s) => s.firstSeq < sealedBelow);
+    let total = (await listSegments(writer.nodeDir)).reduce((n, s) => n + s.bytes, 0);
     const forwarded = this.#opts.forwardedThrough();
     let blocked = false;
     for (let i = 0; i < segments.length; i++) {
       const seg = segments[i];
-      if (seg === undefined || seg.firstSeq === activeSeq) break;
+      if (seg === undefined) break;
       const tooOld = now - seg.mtimeMs > this.#opts.retentionMs;
       const tooBig = total > this.#opts.retentionBytes;
       if (!tooOld && !tooBig) break;
-      const lastSeq = (segments[i + 1]?.firstSeq ?? writer.nextSeq) - 1;
+      const lastSeq = (segments[i + 1]?.firstSeq ?? sealedBelow) - 1;
       if (lastSeq > forwarded) {
         blocked = tooBig;
         break;

@@ -29,15 +29,20 @@ export async function* readSegmentLines(
     firstLine?: number;
     /** Told how many bytes follow the last newline (a torn or still-growing line), if any. */
     onPartial?: (bytes: number) => void;
+    /** Told of each chunk read from the file, in bytes as stored (compressed for gzip): for progress. */
+    onRead?: (bytes: number) => void;
   },
 ): AsyncGenerator<SegmentLine> {
   const from = opts.from ?? 0;
   // Checked first: a stream with end < start is a synchronous ERR_OUT_OF_RANGE, not an empty read.
   if (!opts.gzipped && opts.to !== undefined && opts.to <= from) return;
   // Plain files are read from the offset directly; gzip has to be inflated from the start.
-  const source = opts.gzipped
-    ? createReadStream(path).pipe(createGunzip())
-    : createReadStream(path, { start: from, ...(opts.to !== undefined ? { end: opts.to - 1 } : {}) });
+  const file = opts.gzipped ? createReadStream(path) : createReadStream(path, { start: from, ...(opts.to !== undefined ? { end: opts.to - 1 } : {}) });
+  const onRead = opts.onRead;
+  if (onRead !== undefined) file.on('data', (chunk) => onRead(chunk.length));
+  const source = opts.gzipped ? file.pipe(createGunzip()) : file;
+  // pipe() does not pass the file's own errors (ENOENT, EIO) on: without this the read never ends.
+  if (source !== file) file.on('error', (err) => source.destroy(err));
   let skip = opts.gzipped ? from : 0;
   let pos = from;
   let line = opts.firstLine ?? 1;

@@ -29,17 +29,30 @@ export async function recoverTail(path: string, gzipped: boolean): Promise<TailR
       end = last.start;
       await handle.truncate(end);
     }
-    // Bad lines before the tail are not torn writes: they stay in place for `journal verify` to report.
-    let lastSeq: number | undefined;
-    for (let pos = end; lastSeq === undefined; ) {
-      const line = await lastLine(handle, pos);
-      if (line === undefined) break;
-      lastSeq = seqOf(line.text);
-      pos = line.start;
-    }
-    return { lastSeq, truncatedBytes: size - end };
+    return { lastSeq: await lastParsableSeq(handle, end), truncatedBytes: size - end };
   } finally {
     await handle.close();
+  }
+}
+
+/** The seq of the last parsable line of a plain segment, read from its end; nothing is changed. */
+export async function lastSeqOf(path: string): Promise<number | undefined> {
+  const handle = await open(path, 'r');
+  try {
+    return await lastParsableSeq(handle, (await handle.stat()).size);
+  } finally {
+    await handle.close();
+  }
+}
+
+// Bad lines before the tail are not torn writes: they stay in place for `journal verify` to report.
+async function lastParsableSeq(handle: Awaited<ReturnType<typeof open>>, end: number): Promise<number | undefined> {
+  for (let pos = end; ; ) {
+    const line = await lastLine(handle, pos);
+    if (line === undefined) return undefined;
+    const seq = seqOf(line.text);
+    if (seq !== undefined) return seq;
+    pos = line.start;
   }
 }
 

@@ -1,8 +1,10 @@
+import { stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import fg from 'fast-glob';
 import type { Sql } from '../outbox/db.ts';
-import { existingPairs, insertRows, rowFor } from '../outbox/repository.ts';
+import { existingPairs, insertRows, outboxExists, rowFor } from '../outbox/repository.ts';
 import type { JournalEntry } from './entry.ts';
+import { PairHashSet } from './key-set.ts';
 import { parseEntry, readSegmentLines, type BadLine } from './reader.ts';
 import { parseSegmentFileName } from './segment-name.ts';
 
@@ -16,9 +18,21 @@ export interface ReplayProgress {
   file: string;
   filesDone: number;
   files: number;
+  /** Bytes of the selected files read so far (as stored: gzipped ones at their compressed size). */
+  bytesDone: number;
+  bytes: number;
   lines: number;
   inserted: number;
   duplicates: number;
+  elapsedMs: number;
+}
+
+/** Where the seqs of one node directory's files do not run on by one: records that are in no file given. */
+export interface SeqGap {
+  file: string;
+  line: number;
+  after: number;
+  seq: number;
 }
 
 export interface ReplaySummary {
@@ -28,8 +42,10 @@ export interface ReplaySummary {
   duplicates: number;
   skipped: number;
   badLines: BadLine[];
+  gaps: SeqGap[];
   unreadable: { file: string; reason: string }[];
   dryRun: boolean;
+  elapsedMs: number;
 }
 
 export interface ReplayOptions {
@@ -42,8 +58,19 @@ export interface ReplayOptions {
   onProgress?: (p: ReplayProgress) => void;
 }
 
-/** Journal files matched by the globs, plain and gzipped, in seq order per directory. */
-export async function selectJournalFiles(patterns: string[]): Promise<string[]> {
+/**
+ * Journal files named by the arguments, plain and gzipped, in seq order per directory. An argument
+ * that is a directory means every journal file below it (a journal root or one node's directory);
+ * anything else is a glob.
+ */
+export async function selectJournalFiles(args: string[]): Promise<string[]> {
+  const patterns = await Promise.all(
+    args.map(async (arg) => {
+      const abs = arg.startsWith('/') ? arg : resolve(arg);
+      const isDir = await stat(abs).then((s) => s.isDirectory(), () => false);
+      return isDir ? `${fg.escapePath(abs)}/**/*.{jsonl,jsonl.gz}` : abs;
+    }),
+  );
   const files = await fg(patterns, { absolute: true, onlyFiles: true, unique: true, dot: false });
   const journal = files.filter((f) => f.endsWith('.jsonl') || f.endsWith('.jsonl.gz'));
   const key = (f: string): [string, number, string] => [dirname(f), parseSegmentFileName(basename(f))?.firstSeq ?? Number.MAX_SAFE_INTEGER, f];
@@ -56,25 +83,33 @@ export async function selectJournalFiles(patterns: string[]): Promise<string[]> 
 
 /**
  * Replays journal files into the outbox, idempotently: rows are inserted with ON CONFLICT DO NOTHING,
- * so running it twice inserts nothing the second time. A dry run inserts nothing and counts what
- * would be inserted and what is already there.
+ * so running it twice inserts nothing the second time. A dry run writes nothing (it does not even
+ * create the outbox) and counts what would be inserted: a pair already in the outbox, or met earlier
+ * in the same run, is a duplicate. Seq gaps within a node directory's files are reported, as the
+ * forwarder reports them.
  */
 export async function replayJournal(opts: ReplayOptions): Promise<ReplaySummary> {
-  const files = await selectJournalFiles(opts.patterns.map((p) => (p.startsWith('/') ? p : resolve(p))));
-  const summary: ReplaySummary = { files: files.length, lines: 0, inserted: 0, duplicates: 0, skipped: 0, badLines: [], unreadable: [], dryRun: opts.dryRun };
+  const started = performance.now();
+  const files = await selectJournalFiles(opts.patterns);
+  const sizes = await Promise.all(files.map((f) => stat(f).then((s) => s.size, () => 0)));
+  const bytes = sizes.reduce((a, b) => a + b, 0);
+  const summary: ReplaySummary = {
+    files: files.length, lines: 0, inserted: 0, duplicates: 0, skipped: 0, badLines: [], gaps: [], unreadable: [], dryRun: opts.dryRun, elapsedMs: 0,
+  };
+  // A dry run against a database that has no outbox yet (a lost one, rebuilt): everything is new.
+  const outboxThere = opts.dryRun ? await outboxExists(opts.sql) : true;
+  const seenInRun = new PairHashSet();
   let batch: JournalEntry[] = [];
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return;
     const rows = batch.map((e) => rowFor(e, opts.partitions));
     batch = [];
     if (opts.dryRun) {
-      const existing = await existingPairs(opts.sql, rows);
-      const seen = new Set<string>();
+      const existing = outboxThere ? await existingPairs(opts.sql, rows) : new Set<string>();
       for (const r of rows) {
-        const k = `${r.tenant_id}\u0000${r.dedupe_key}`;
-        if (existing.has(k) || seen.has(k)) summary.duplicates++;
+        const fresh = seenInRun.add(r.tenant_id, r.dedupe_key);
+        if (!fresh || existing.has(`${r.tenant_id}\u0000${r.dedupe_key}`)) summary.duplicates++;
         else summary.inserted++;
-        seen.add(k);
       }
       return;
     }
@@ -84,15 +119,27 @@ export async function replayJournal(opts: ReplayOptions): Promise<ReplaySummary>
       else summary.inserted++;
     }
   };
+  let bytesBefore = 0;
+  let lastSeq: { dir: string; seq: number } | undefined;
   for (const [i, file] of files.entries()) {
+    let read = 0;
+    const progress = (): void =>
+      opts.onProgress?.({
+        file, filesDone: i, files: files.length, bytesDone: bytesBefore + read, bytes, lines: summary.lines,
+        inserted: summary.inserted, duplicates: summary.duplicates, elapsedMs: performance.now() - started,
+      });
+    const dir = dirname(file);
+    if (lastSeq?.dir !== dir) lastSeq = undefined;
     try {
-      for await (const l of readSegmentLines(file, { gzipped: file.endsWith('.gz') })) {
+      for await (const l of readSegmentLines(file, { gzipped: file.endsWith('.gz'), onRead: (n) => (read += n) })) {
         summary.lines++;
         const e = parseEntry(l.text);
         if (typeof e === 'string') {
           summary.badLines.push({ file, line: l.line, reason: e });
           continue;
         }
+        if (lastSeq !== undefined && e.seq !== lastSeq.seq + 1) summary.gaps.push({ file, line: l.line, after: lastSeq.seq, seq: e.seq });
+        lastSeq = { dir, seq: e.seq };
         if (!matches(e, opts.filter)) {
           summary.skipped++;
           continue;
@@ -100,17 +147,24 @@ export async function replayJournal(opts: ReplayOptions): Promise<ReplaySummary>
         batch.push(e);
         if (batch.length >= opts.batchSize) {
           await flush();
-          opts.onProgress?.({ file, filesDone: i, files: files.length, lines: summary.lines, inserted: summary.inserted, duplicates: summary.duplicates });
+          progress();
         }
       }
       await flush();
     } catch (err) {
       batch = [];
+      lastSeq = undefined;
       if (isDatabaseError(err)) throw err;
       summary.unreadable.push({ file, reason: (err as Error).message });
     }
-    opts.onProgress?.({ file, filesDone: i + 1, files: files.length, lines: summary.lines, inserted: summary.inserted, duplicates: summary.duplicates });
+    bytesBefore += sizes[i] ?? 0;
+    read = 0;
+    opts.onProgress?.({
+      file, filesDone: i + 1, files: files.length, bytesDone: bytesBefore, bytes, lines: summary.lines,
+      inserted: summary.inserted, duplicates: summary.duplicates, elapsedMs: performance.now() - started,
+    });
   }
+  summary.elapsedMs = performance.now() - started;
   return summary;
 }
 

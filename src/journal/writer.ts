@@ -1,14 +1,16 @@
 import { mkdirSync } from 'node:fs';
-import { open, readdir, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SluiceError, describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Envelope } from '../envelope.ts';
+import { CHECKPOINT_FILE, readCheckpoint, type Checkpoint } from './checkpoint.ts';
 import { formatEntry, type JournalEntry } from './entry.ts';
-import { recoverTail } from './recover.ts';
-import { tidySegments } from './segments.ts';
-import { compareSegments, parseSegmentFileName, segmentFileName } from './segment-name.ts';
+import { JournalIntegrity } from './integrity.ts';
+import { lastSeqOf, recoverTail } from './recover.ts';
+import { listSegments, tidySegments, type SegmentFile } from './segments.ts';
+import { parseSegmentFileName, segmentFileName } from './segment-name.ts';
 
 export interface JournalWriterOptions {
   dir: string;
@@ -18,7 +20,7 @@ export interface JournalWriterOptions {
   metrics: Metrics;
   /** After each group commit: what is durable now (the forwarder reads no further). */
   onDurable?: () => void;
-  /** After a segment was closed by rotation: it may now be compressed. */
+  /** After a segment was sealed by rotation: it may now be compressed. */
   onSegmentClosed?: (firstSeq: number) => void;
 }
 
@@ -37,9 +39,16 @@ interface Pending {
 /**
  * Appends entries to `<dir>/<node>/<first seq>.jsonl`. Appends that arrive while a write+fdatasync is
  * in flight are group-committed by the next one; every promise resolves only after its fsync.
+ *
+ * The writer is the one owner of the segments' life: a segment is active while the writer may still
+ * append to it and sealed from the moment its handle is closed, for good (`sealedBelow`). Maintenance
+ * (gzip, retention) and readers act on sealed segments only and ask the writer, never the directory,
+ * which those are.
  */
 export class JournalWriter {
   readonly nodeDir: string;
+  /** Where this node's journal incidents are counted; maintenance and the forwarder report here too. */
+  readonly integrity: JournalIntegrity;
   #opts: JournalWriterOptions;
   #handle: FileHandle | undefined;
   #segmentFirstSeq = 0;
@@ -51,9 +60,12 @@ export class JournalWriter {
   #flushing: Promise<void> | undefined;
   #closed = false;
   #failure: string | undefined;
+  /** The last seq of each segment this writer sealed: what its gzipped copy must end with. */
+  #sealedLast = new Map<number, number>();
 
-  private constructor(opts: JournalWriterOptions, nodeDir: string, nextSeq: number) {
+  private constructor(opts: JournalWriterOptions, nodeDir: string, nextSeq: number, integrity: JournalIntegrity) {
     this.#opts = opts;
+    this.integrity = integrity;
     this.nodeDir = nodeDir;
     this.#nextSeq = nextSeq;
   }
@@ -61,35 +73,60 @@ export class JournalWriter {
   static async open(opts: JournalWriterOptions): Promise<JournalWriter> {
     const nodeDir = join(opts.dir, opts.nodeId);
     mkdirSync(nodeDir, { recursive: true });
+    const integrity = new JournalIntegrity(opts.log, opts.metrics);
     const tidied = await tidySegments(nodeDir);
     if (tidied.removedPlain.length + tidied.removedTemp.length > 0) {
       opts.log.warn('journal tidied after an interrupted compression', { dir: nodeDir, ...tidied });
     }
-    const segments = (await readdir(nodeDir))
-      .map(parseSegmentFileName)
-      .filter((s) => s !== undefined)
-      .sort(compareSegments);
+    const segments = await listSegments(nodeDir);
     const newest = segments.at(-1);
-    let nextSeq = 1;
+    let lastSeq = 0;
     if (newest !== undefined) {
-      const recovered = await recoverTail(join(nodeDir, newest.file), newest.gzipped);
+      const recovered = await recoverTail(newest.path, newest.gzipped);
       if (recovered.truncatedBytes > 0) {
-        opts.log.warn('journal torn tail truncated', {
-          file: join(nodeDir, newest.file),
-          bytes: recovered.truncatedBytes,
-        });
+        opts.log.warn('journal torn tail truncated', { file: newest.path, bytes: recovered.truncatedBytes });
         opts.metrics.journalTornTails.inc();
       }
-      nextSeq = (recovered.lastSeq ?? newest.firstSeq - 1) + 1;
+      lastSeq = recovered.lastSeq ?? newest.firstSeq - 1;
     }
-    const writer = new JournalWriter(opts, nodeDir, nextSeq);
-    if (newest !== undefined && !newest.gzipped) await writer.#openSegment(newest.file);
+    const recovered = await listSegments(nodeDir);
+    await checkSealedTails(recovered, integrity);
+    // A seq is never given out twice: not even when the files lost records the forwarder had passed.
+    const cp = await readCheckpoint(nodeDir);
+    const ahead = cp !== undefined && cp.seq > lastSeq;
+    if (ahead) {
+      integrity.report({
+        kind: 'checkpoint_ahead',
+        file: join(nodeDir, CHECKPOINT_FILE),
+        message: `the checkpoint passed seq ${cp.seq} but the journal ends at seq ${lastSeq}: records ${lastSeq + 1}..${cp.seq} are in no file; new records start at ${cp.seq + 1}`,
+        after: lastSeq,
+        seq: cp.seq + 1,
+      });
+    } else if (cp !== undefined) {
+      await checkCheckpointSegment(cp, recovered, integrity, nodeDir);
+    }
+    const writer = new JournalWriter(opts, nodeDir, Math.max(lastSeq, cp?.seq ?? 0) + 1, integrity);
+    // After a jump the old newest segment is sealed: the new seqs start a segment of their own.
+    if (newest !== undefined && !newest.gzipped && !ahead) await writer.#openSegment(newest.file);
     return writer;
   }
 
   /** Seq the next appended entry will get. */
   get nextSeq(): number {
     return this.#nextSeq;
+  }
+
+  /**
+   * Every segment whose first seq is below this is sealed: closed, complete, never written again. It
+   * only grows, so a caller that read it once may act on those segments while the writer rotates on.
+   */
+  get sealedBelow(): number {
+    return this.#handle === undefined ? this.#nextSeq : this.#segmentFirstSeq;
+  }
+
+  /** The last seq of a segment this writer sealed, if it sealed it (undefined for older ones). */
+  sealedLastSeq(firstSeq: number): number | undefined {
+    return this.#sealedLast.get(firstSeq);
   }
 
   /** The open segment, if any: a new one is created by the next append after rotation. */
@@ -194,6 +231,7 @@ export class JournalWriter {
     if (this.#handle === undefined) return;
     const closed = this.#segmentFirstSeq;
     await this.#handle.close();
+    if (this.#nextSeq > closed) this.#sealedLast.set(closed, this.#nextSeq - 1);
     this.#handle = undefined;
     this.#opts.onSegmentClosed?.(closed);
   }
@@ -224,5 +262,59 @@ async function writeAll(handle: FileHandle, bytes: Buffer, position: number): Pr
   while (offset < bytes.length) {
     const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset, position + offset);
     offset += bytesWritten;
+  }
+}
+
+/**
+ * Start-up check of the sealed plain segments (cheap: their last line is read from the end): each must
+ * end just before the next one starts. Gzipped ones were checked whole when they were compressed.
+ */
+async function checkSealedTails(segments: SegmentFile[], integrity: JournalIntegrity): Promise<void> {
+  for (let i = 0; i + 1 < segments.length; i++) {
+    const seg = segments[i];
+    const next = segments[i + 1];
+    if (seg === undefined || next === undefined || seg.gzipped) continue;
+    const last = await lastSeqOf(seg.path);
+    const expected = next.firstSeq - 1;
+    if (last !== undefined && last !== expected) {
+      integrity.report({
+        kind: 'gap',
+        file: seg.path,
+        message: last < expected ? `segment ends at seq ${last} but the next one starts at ${next.firstSeq}: ${expected - last} record(s) in no file` : `segment ends at seq ${last}, past the next segment's first seq ${next.firstSeq}`,
+        after: last,
+        seq: next.firstSeq,
+      });
+    }
+  }
+}
+
+/**
+ * The checkpoint's segment is gone while records after it remain, or the checkpoint points past the
+ * end of its (plain) segment: either way records the forwarder counted on are not in the files.
+ */
+async function checkCheckpointSegment(cp: Checkpoint, segments: SegmentFile[], integrity: JournalIntegrity, nodeDir: string): Promise<void> {
+  const file = join(nodeDir, CHECKPOINT_FILE);
+  const seg = segments.find((s) => s.firstSeq === cp.segment);
+  if (seg === undefined) {
+    const later = segments.find((s) => s.firstSeq > cp.segment);
+    // Retention deletes forwarded segments only: the next one must start right after the checkpoint.
+    if (later !== undefined && later.firstSeq !== cp.seq + 1 && cp.offset > 0) {
+      integrity.report({
+        kind: 'missing_segment',
+        file,
+        message: `the checkpoint's segment ${segmentFileName(cp.segment)} is missing and the next one starts at seq ${later.firstSeq}, not ${cp.seq + 1}`,
+        after: cp.seq,
+        seq: later.firstSeq,
+      });
+    }
+    return;
+  }
+  if (!seg.gzipped && cp.offset > seg.bytes) {
+    integrity.report({
+      kind: 'checkpoint_ahead',
+      file: seg.path,
+      message: `the checkpoint is at byte ${cp.offset} but the segment holds ${seg.bytes} bytes`,
+      after: cp.seq,
+    });
   }
 }

@@ -101,6 +101,12 @@ export async function existingPairs(sql: Sql, pairs: { tenant_id: string; dedupe
   return new Set(rows.map((r) => pairKey(r.tenant_id, r.dedupe_key)));
 }
 
+/** False on a database that was never migrated (a dry-run replay into a rebuilt one must not create it). */
+export async function outboxExists(sql: Sql): Promise<boolean> {
+  const [row] = await sql<{ there: boolean }[]>`SELECT to_regclass('outbox') IS NOT NULL AS there`;
+  return row?.there === true;
+}
+
 function pairKey(tenant: string, key: string): string {
   return `${tenant}\u0000${key}`;
 }

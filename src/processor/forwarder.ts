@@ -3,23 +3,24 @@ import type { JournalEntry } from '../journal/entry.ts';
 import { readCheckpoint, writeCheckpoint, type Checkpoint } from '../journal/checkpoint.ts';
 import { parseEntry, readSegmentLines, type BadLine } from '../journal/reader.ts';
 import { listSegments, type SegmentFile } from '../journal/segments.ts';
-import type { ActiveSegment } from '../journal/writer.ts';
+import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Sql } from '../outbox/db.ts';
 import { insertRows, rowFor } from '../outbox/repository.ts';
 import { Idle } from '../idle.ts';
 
+/** What the forwarder asks of the node's journal writer, the owner of its segments. */
+export type ForwarderJournal = Pick<JournalWriter, 'nodeDir' | 'active' | 'sealedBelow' | 'integrity'>;
+
 export interface ForwarderOptions {
-  nodeDir: string;
+  journal: ForwarderJournal;
   sql: Sql;
   partitions: number;
   batchSize: number;
   pollMs: number;
   log: Logger;
   metrics: Metrics;
-  /** The writer's open segment: bytes past `durableBytes` may not be fsynced yet and are not read. */
-  active(): ActiveSegment | undefined;
   /** Seqs already in the outbox because the sync path inserted them (from > through when none). */
   committed(): { from: number; through: number };
   /** The forwarder reads no line past this seq (sync mode: lines whose own insert is still running). */
@@ -49,7 +50,7 @@ export class Forwarder {
 
   /** Loads the checkpoint; call before start() or scan(). */
   async init(): Promise<void> {
-    const cp = await readCheckpoint(this.#opts.nodeDir);
+    const cp = await readCheckpoint(this.#opts.journal.nodeDir);
     if (cp !== undefined) this.#cp = cp;
   }
 
@@ -82,7 +83,7 @@ export class Forwarder {
       const seg = await this.#segmentAt(cp);
       if (seg === undefined) return;
       if (seg.firstSeq !== cp.segment) cp = { segment: seg.firstSeq, offset: 0, line: 1, seq: cp.seq };
-      for await (const l of this.#lines(seg, cp)) {
+      for await (const l of this.#lines(seg, cp, seg.firstSeq < this.#opts.journal.sealedBelow)) {
         const e = parseEntry(l.text);
         if (typeof e !== 'string' && e.seq > this.#cp.seq) visit(e);
       }
@@ -111,15 +112,28 @@ export class Forwarder {
 
   /** Forwards what the current segment holds, or moves on to the next one. False when there was nothing to do. */
   async #step(): Promise<boolean> {
+    try {
+      return await this.#forwardSegment();
+    } catch (err) {
+      // Maintenance gzipped the plain segment between the listing and the read: read the .gz instead.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+      throw err;
+    }
+  }
+
+  async #forwardSegment(): Promise<boolean> {
     const seg = await this.#segmentAt(this.#cp);
     if (seg === undefined) return false;
     if (seg.firstSeq !== this.#cp.segment) this.#cp = { segment: seg.firstSeq, offset: 0, line: 1, seq: this.#cp.seq };
+    // Asked before reading: a segment sealed by then is read to its true end below, so leaving it
+    // afterwards skips nothing. One sealed only during the read is read again first.
+    const sealed = seg.firstSeq < this.#opts.journal.sealedBelow;
     const start = this.#cp;
     let entries: JournalEntry[] = [];
     let next = start;
     let held = false;
     // One pass over the segment, committing every batchSize entries: a gzipped segment is inflated once.
-    for await (const l of this.#lines(seg, start)) {
+    for await (const l of this.#lines(seg, start, sealed)) {
       const e = parseEntry(l.text);
       if (typeof e !== 'string' && e.seq > this.#opts.settledThrough()) {
         held = true;
@@ -129,6 +143,16 @@ export class Forwarder {
       if (typeof e === 'string') {
         this.#reportBad({ file: seg.path, line: l.line, reason: e });
       } else if (e.seq > next.seq) {
+        if (next.seq > 0 && e.seq !== next.seq + 1) {
+          this.#opts.journal.integrity.report({
+            kind: 'gap',
+            file: seg.path,
+            line: l.line,
+            message: `seq ${e.seq} follows ${next.seq}: ${e.seq - next.seq - 1} record(s) in no file`,
+            after: next.seq,
+            seq: e.seq,
+          });
+        }
         next.seq = e.seq;
         entries.push(e);
       }
@@ -145,9 +169,9 @@ export class Forwarder {
     if (next !== start) return true;
     // Never move past a line that is still being inserted by its own request.
     if (held) return false;
+    if (!sealed) return seg.firstSeq < this.#opts.journal.sealedBelow;
     const following = await this.#nextSegment(seg);
-    // The active segment is never left: its next bytes are simply not written yet.
-    if (following === undefined || this.#opts.active()?.firstSeq === seg.firstSeq) return false;
+    if (following === undefined) return false;
     this.#cp = { segment: following.firstSeq, offset: 0, line: 1, seq: this.#cp.seq };
     return true;
   }
@@ -165,31 +189,39 @@ export class Forwarder {
       this.#opts.metrics.forwardedRecords.inc({ result: 'duplicate' }, duplicates);
     }
     this.#opts.metrics.forwardedRecords.inc({ result: 'already_in_outbox' }, entries.length - toInsert.length);
-    await writeCheckpoint(this.#opts.nodeDir, next);
+    await writeCheckpoint(this.#opts.journal.nodeDir, next);
     this.#cp = { ...next };
     this.#opts.onForwarded?.(next.seq);
   }
 
-  #lines(seg: SegmentFile, cp: Checkpoint) {
-    const active = this.#opts.active();
-    const to = active?.firstSeq === seg.firstSeq && !seg.gzipped ? active.durableBytes : undefined;
+  /** A sealed segment is read to its end; the active one only as far as it is fsynced. */
+  #lines(seg: SegmentFile, cp: Checkpoint, sealed: boolean) {
+    const active = this.#opts.journal.active;
+    const to = sealed || seg.gzipped ? undefined : active?.firstSeq === seg.firstSeq ? active.durableBytes : 0;
     return readSegmentLines(seg.path, { gzipped: seg.gzipped, from: cp.offset, to, firstLine: cp.line });
   }
 
   async #segmentAt(cp: Checkpoint): Promise<SegmentFile | undefined> {
-    const segments = await listSegments(this.#opts.nodeDir);
+    const segments = await listSegments(this.#opts.journal.nodeDir);
     const exact = segments.find((s) => s.firstSeq === cp.segment);
     if (exact !== undefined) return exact;
     // No checkpoint yet, or its segment is gone: continue at the first segment holding anything newer.
     const later = segments.find((s) => s.firstSeq > cp.segment);
-    if (later !== undefined && cp.offset > 0) {
-      this.#opts.log.warn('checkpoint segment missing; continuing at the next one', { missing: cp.segment, next: later.firstSeq });
+    // Retention deletes only what was forwarded, so the next segment must start right after it.
+    if (later !== undefined && cp.seq > 0 && later.firstSeq !== cp.seq + 1) {
+      this.#opts.journal.integrity.report({
+        kind: 'missing_segment',
+        file: later.path,
+        message: `the forwarder passed seq ${cp.seq} but the next segment on disk starts at ${later.firstSeq}: ${later.firstSeq - cp.seq - 1} record(s) in no file`,
+        after: cp.seq,
+        seq: later.firstSeq,
+      });
     }
     return later;
   }
 
   async #nextSegment(seg: SegmentFile): Promise<SegmentFile | undefined> {
-    return (await listSegments(this.#opts.nodeDir)).find((s) => s.firstSeq > seg.firstSeq);
+    return (await listSegments(this.#opts.journal.nodeDir)).find((s) => s.firstSeq > seg.firstSeq);
   }
 
   #reportBad(bad: BadLine): void {

@@ -2,6 +2,7 @@ import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Database } from '../outbox/db.ts';
+import { readOutboxIdentity } from '../outbox/identity.ts';
 import type { Tenants } from '../tenants.ts';
 import { Processor } from './processor.ts';
 import { createPublishing, type Publishing } from './publisher.ts';
@@ -15,7 +16,7 @@ export interface Processing {
 }
 
 /** The Kafka producers and the processor, as both `serve` and `process` run them. */
-export function startProcessing(opts: {
+export async function startProcessing(opts: {
   config: Config;
   db: Database;
   brokers: string[];
@@ -23,9 +24,10 @@ export function startProcessing(opts: {
   controls: TenantControls;
   metrics: Metrics;
   log: Logger;
-}): Processing {
+}): Promise<Processing> {
   const { config, db, brokers } = opts;
-  const publishing = createPublishing({ ...config.kafka, ...config.processor, brokers });
+  const outboxIdentity = await readOutboxIdentity(db.sql);
+  const publishing = createPublishing({ ...config.kafka, ...config.processor, brokers, outboxIdentity });
   const processor = new Processor({
     ...config.processor,
     ...config.outbox,
@@ -40,6 +42,7 @@ export function startProcessing(opts: {
     log: opts.log,
     metrics: opts.metrics,
     partitions: config.partitions,
+    outboxIdentity,
   });
   processor.start();
   let closing: Promise<void> | undefined;

@@ -30,6 +30,8 @@ export interface ProcessorOptions {
   pollMs: number;
   progressTopic: string;
   transactionalIdPrefix: string;
+  /** This outbox's identity: the progress records it reads must carry it. */
+  outboxIdentity: string;
   maxAttempts: number;
   retryBaseMs: number;
   retryMaxMs: number;
@@ -107,7 +109,14 @@ export class Processor {
         ? {
             lastCommitted: async () => {
               await this.#ensureProgressTopic();
-              this.#progress ??= new ProgressReader(o.brokers, o.progressTopic, o.transactionalIdPrefix, o.clientId);
+              this.#progress ??= new ProgressReader({
+                brokers: o.brokers,
+                topic: o.progressTopic,
+                transactionalIdPrefix: o.transactionalIdPrefix,
+                outboxIdentity: o.outboxIdentity,
+                clientId: o.clientId,
+                log: o.log,
+              });
               return this.#progress.read(partition);
             },
           }

@@ -1,6 +1,7 @@
 import { Admin } from '@platformatic/kafka';
 import { CommittedReader } from '../kafka/committed-records.ts';
 import type { PublishedRef } from '../outbox/claims.ts';
+import type { Logger } from '../log.ts';
 import { errorCodes } from './kafka-errors.ts';
 
 /**
@@ -9,11 +10,18 @@ import { errorCodes } from './kafka-errors.ts';
  * partition of the same number. A new owner of a partition reads the last committed one and marks
  * those rows sent, so a crash between the Kafka commit and the Postgres update publishes nothing twice.
  *
- * The key is the partition's transactional id (`<prefix>-p<partition>`), not just `p<partition>`:
- * outbox ids mean something only in their own database, so deployments that share a Kafka cluster
- * (each with its own prefix) must never read each other's progress.
+ * The key is the partition's transactional id and the outbox's identity
+ * (`<prefix>-p<partition>@<outbox uuid>`): outbox ids mean something only in their own database, so
+ * deployments that share a Kafka cluster, and a database rebuilt after a disaster that publishes with
+ * the old prefix, never act on each other's progress, and compaction never drops one outbox's last
+ * record for another's.
  */
-export function progressKey(transactionalIdPrefix: string, partition: number): string {
+export function progressKey(transactionalIdPrefix: string, partition: number, outboxIdentity: string): string {
+  return `${partitionKeyPrefix(transactionalIdPrefix, partition)}@${outboxIdentity}`;
+}
+
+/** What every progress key of this prefix and partition starts with, whichever outbox wrote it. */
+function partitionKeyPrefix(transactionalIdPrefix: string, partition: number): string {
   return `${transactionalIdPrefix}-p${partition}`;
 }
 
@@ -71,12 +79,18 @@ export class ProgressReader {
   #reader: CommittedReader;
   #topic: string;
   #prefix: string;
+  #identity: string;
+  #log: Logger;
+  #foreignLogged = new Set<string>();
   #queued = new Map<number, PromiseWithResolvers<PublishedRef[]>>();
   #running: Promise<void> | undefined;
 
-  constructor(brokers: string[], topic: string, transactionalIdPrefix: string, clientId: string) {
-    this.#topic = topic;
-    this.#prefix = transactionalIdPrefix;
+  constructor(opts: { brokers: string[]; topic: string; transactionalIdPrefix: string; outboxIdentity: string; clientId: string; log: Logger }) {
+    const { brokers, clientId } = opts;
+    this.#topic = opts.topic;
+    this.#prefix = opts.transactionalIdPrefix;
+    this.#identity = opts.outboxIdentity;
+    this.#log = opts.log;
     this.#reader = new CommittedReader(brokers, `${clientId}-progress-reader`);
   }
 
@@ -125,14 +139,31 @@ export class ProgressReader {
    * one marker, so the newest committed record is normally within the last few offsets.
    */
   async #lastValue(partition: number, end: bigint): Promise<string | undefined> {
-    const key = progressKey(this.#prefix, partition);
+    const key = progressKey(this.#prefix, partition, this.#identity);
+    const shared = partitionKeyPrefix(this.#prefix, partition);
     for (let window = 16n; end > 0n; window *= 4n) {
       const from = end > window ? end - window : 0n;
-      const mine = (await this.#reader.read(this.#topic, partition, from, end)).filter((r) => r.key === key);
-      const last = mine.at(-1);
+      const records = await this.#reader.read(this.#topic, partition, from, end);
+      for (const r of records) {
+        if (r.key !== key && r.key !== null && (r.key === shared || r.key.startsWith(`${shared}@`))) this.#foreign(partition, r.key);
+      }
+      const last = records.filter((r) => r.key === key).at(-1);
       if (last !== undefined) return last.value ?? '';
       if (from === 0n) return undefined;
     }
     return undefined;
+  }
+
+  /** Another outbox's progress under this prefix: ignored, and said once per key. */
+  #foreign(partition: number, key: string): void {
+    if (this.#foreignLogged.has(key)) return;
+    this.#foreignLogged.add(key);
+    const other = key.includes('@') ? key.slice(key.indexOf('@') + 1) : undefined;
+    this.#log.warn('progress record of another outbox ignored', {
+      partition,
+      key,
+      outbox: this.#identity,
+      other_outbox: other ?? 'none (written before progress records named their outbox)',
+    });
   }
 }

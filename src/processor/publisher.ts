@@ -13,6 +13,8 @@ export interface PublishingOptions {
   guarantee: Guarantee;
   transactionalIdPrefix: string;
   progressTopic: string;
+  /** Carried in every progress record's key (see progress.ts). */
+  outboxIdentity: string;
 }
 
 /** Publishes one outbox partition's batches. */
@@ -156,7 +158,7 @@ export function createPublishing(opts: PublishingOptions): Publishing {
       const progress = (rows: readonly ClaimedRow[]): Message => ({
         topic: opts.progressTopic,
         partition,
-        key: progressKey(opts.transactionalIdPrefix, partition),
+        key: progressKey(opts.transactionalIdPrefix, partition, opts.outboxIdentity),
         value: encodeProgress(rows),
       });
       return {

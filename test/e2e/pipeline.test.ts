@@ -63,12 +63,12 @@ describe('ingest → journal → outbox → Kafka', () => {
     expect(records.map((r) => [r.key, r.value])).toEqual([['dup:once', '{"n":1}']]);
   });
 
-  test('/readyz reports journal, outbox and kafka ready; /metrics counts published records per tenant', async () => {
+  test('/readyz reports journal, journal integrity, outbox and kafka ready; /metrics counts published records per tenant', async () => {
     const ready = await fetch(`${f.sluice.url}/readyz`);
     expect(ready.status).toBe(200);
     expect(await ready.json()).toEqual({
       status: 'ready',
-      components: { journal: { ok: true }, outbox: { ok: true }, kafka: { ok: true } },
+      components: { journal: { ok: true }, journal_integrity: { ok: true }, outbox: { ok: true }, kafka: { ok: true } },
     });
     const metrics = await (await fetch(`${f.sluice.url}/metrics`)).text();
     expect(metrics).toMatch(/sluice_published_total\{tenant="acme"\} 1/);

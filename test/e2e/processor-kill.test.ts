@@ -3,9 +3,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ProgressReader } from '../../src/processor/progress.ts';
+import { readOutboxIdentity } from '../../src/outbox/identity.ts';
 import { readTopic, testBrokers } from '../support/kafka.ts';
 import { assertExactlyOnceInOrder, createTopic, fillOutbox } from '../support/outbox-load.ts';
-import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
+import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
 import { eventually } from '../support/sluice.ts';
 import { spawnSluice, type SpawnedSluice } from '../support/spawn-sluice.ts';
 
@@ -55,7 +56,14 @@ describe('SIGKILL of processors during publication', () => {
 
   /** Rows that a committed Kafka transaction published but that are still pending in the outbox. */
   async function committedButUnmarked(): Promise<number> {
-    const reader = new ProgressReader(brokers, PROGRESS_TOPIC, prefix, 'kill-test');
+    const reader = new ProgressReader({
+      brokers,
+      topic: PROGRESS_TOPIC,
+      transactionalIdPrefix: prefix,
+      outboxIdentity: await readOutboxIdentity(db.sql),
+      clientId: 'kill-test',
+      log: quietLog,
+    });
     try {
       const refs = (await Promise.all(Array.from({ length: PARTITIONS }, (_, p) => reader.read(p)))).flat();
       if (refs.length === 0) return 0;

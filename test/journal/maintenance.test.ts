@@ -94,9 +94,27 @@ describe('journal maintenance', () => {
     expect(readdirSync(nodeDir).sort()).toEqual(['00000000000000000001.jsonl.gz']);
     expect(await zcat(`${plain}.gz`)).toBe(text);
     // And a clean compression of a plain segment leaves only the .gz.
-    writeFileSync(join(nodeDir, '00000000000000000002.jsonl'), text);
-    await compressSegment(nodeDir, 2);
+    writeFileSync(join(nodeDir, '00000000000000000002.jsonl'), text.replace('{"seq":1,', '{"seq":2,'));
+    expect(await compressSegment(nodeDir, 2, 2)).toMatchObject({ ok: true });
     expect(readdirSync(nodeDir).sort()).toEqual(['00000000000000000001.jsonl.gz', '00000000000000000002.jsonl.gz']);
+  });
+
+  test('compression refuses a copy that does not hold the seq range it should, and keeps the plain segment', async () => {
+    const { nodeDir, writer } = await setup();
+    await writer.append([envelope(1), envelope(2), envelope(3)]);
+    await writer.close();
+    const plain = join(nodeDir, '00000000000000000001.jsonl');
+    // Seqs 1..3 were written, but the writer knows seq 4 went into it too: the file lost a line.
+    expect(await compressSegment(nodeDir, 1, 4)).toMatchObject({ ok: false, reason: 'it ends at seq 3, but seqs through 4 were written to it' });
+    expect(readdirSync(nodeDir).sort()).toEqual(['00000000000000000001.jsonl']);
+    // A hole in the middle.
+    const lines = (await readFile(plain, 'utf8')).split('\n');
+    writeFileSync(plain, [lines[0], lines[2], ''].join('\n'));
+    expect(await compressSegment(nodeDir, 1)).toMatchObject({ ok: false, reason: 'seq 3 follows 1 at line 2' });
+    // A file whose first seq is not its name.
+    writeFileSync(plain, [lines[1], lines[2], ''].join('\n'));
+    expect(await compressSegment(nodeDir, 1)).toMatchObject({ ok: false, reason: 'its first seq is 2, not 1 as its name says' });
+    expect(readdirSync(nodeDir).sort()).toEqual(['00000000000000000001.jsonl']);
   });
 
   test('retention deletes old forwarded segments only; an unforwarded one survives past its age', async () => {

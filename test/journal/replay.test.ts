@@ -3,32 +3,22 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { JournalMaintenance } from '../../src/journal/maintenance.ts';
+import { formatSeconds, progressFigures, progressLine } from '../../src/journal/replay-progress.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
 import { createMetrics } from '../../src/metrics.ts';
+import { runCli, summaryField, type CliResult } from '../support/cli.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
 
-const CLI = join(import.meta.dir, '..', '..', 'src', 'cli.ts');
 let db: TestDatabase;
 let root: string;
 let journalDir: string;
 let midpoint: string;
 
-async function sluice(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn({
-    cmd: ['bun', CLI, ...args],
-    env: { ...process.env, DATABASE_URL: db.url, SLUICE_LOG_LEVEL: 'warn' },
-    stdout: 'pipe',
-    stderr: 'pipe',
-  });
-  const [code, stdout, stderr] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  return { code, stdout, stderr };
+function sluice(args: string[]): Promise<CliResult> {
+  return runCli(args, { DATABASE_URL: db.url, SLUICE_LOG_LEVEL: 'warn' });
 }
 
-function field(stdout: string, name: string): number {
-  const m = new RegExp(`^\\s+${name}\\s+(\\d+)`, 'm').exec(stdout);
-  if (m?.[1] === undefined) throw new Error(`no "${name}" in:\n${stdout}`);
-  return Number(m[1]);
-}
+const field = summaryField;
 
 async function outboxCount(): Promise<number> {
   const [r] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox`;
@@ -129,6 +119,72 @@ describe('sluice replay', () => {
     expect(verify.stdout).toContain('00000000000000000004.jsonl.gz: unreadable');
     expect(verify.stdout).toContain('journal damaged');
   }, 30_000);
+});
+
+describe('sluice replay, as a person recovering from a disaster runs it', () => {
+  test('a directory argument means its journal files; progress on stderr with rate and time left; a summary', async () => {
+    const res = await sluice(['replay', journalDir]);
+    expect(res.code).toBe(0);
+    expect(field(res.stdout, 'inserted')).toBe(60);
+    expect(res.stdout).toMatch(/elapsed\s+\d+ s \(\d+ lines\/s\)/);
+    // Not a terminal: progress comes as JSON lines, the last one at 100%.
+    const lines = res.stderr.split('\n').filter((l) => l.includes('"replay progress"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.at(-1)).toMatchObject({ level: 'info', percent: 100, lines: 60, inserted: 60, eta_s: 0 });
+    expect(typeof lines.at(-1)?.lines_per_s).toBe('number');
+    // One node's directory works too.
+    const node = await sluice(['replay', join(journalDir, 'n1'), '--dry-run']);
+    expect(field(node.stdout, 'duplicates')).toBe(60);
+  }, 30_000);
+
+  test('nothing matched is an error, not a quiet success', async () => {
+    const none = await sluice(['replay', join(root, 'no-such-dir', '*.jsonl')]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain('no journal files matched');
+    const filtered = await sluice(['replay', journalDir, '--tenant', 'nobody']);
+    expect(filtered.code).toBe(1);
+    expect(filtered.stderr).toContain('no record matched the filter');
+    expect(await outboxCount()).toBe(0);
+  }, 30_000);
+
+  test('--dry-run against a database never migrated creates nothing and counts duplicates across the whole run', async () => {
+    const empty = await createTestDatabase({ migrate: false });
+    const twice = join(root, 'twice');
+    try {
+      // The same journal twice (two copies of a node's directory): every pair is met twice, in batches far apart.
+      Bun.spawnSync(['mkdir', '-p', twice]);
+      Bun.spawnSync(['cp', '-r', join(journalDir, 'n1'), join(twice, 'a')]);
+      Bun.spawnSync(['cp', '-r', join(journalDir, 'n1'), join(twice, 'b')]);
+      const { code, stdout } = await runCli(['replay', twice, '--dry-run'], { DATABASE_URL: empty.url, SLUICE_LOG_LEVEL: 'warn' });
+      expect(code).toBe(0);
+      expect(field(stdout, 'lines')).toBe(120);
+      expect(field(stdout, 'would insert')).toBe(60);
+      expect(field(stdout, 'duplicates')).toBe(60);
+      const [tables] = await empty.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public'`;
+      expect(tables?.n).toBe(0);
+    } finally {
+      await empty.drop();
+      rmSync(twice, { recursive: true, force: true });
+    }
+  }, 30_000);
+
+  test('--help prints the usage and exits 0; wrong arguments exit 2 with it', async () => {
+    const help = await sluice(['replay', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('usage: sluice replay <dir|glob>...');
+    const wrong = await sluice(['replay', '--nope', journalDir]);
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain('usage: sluice replay');
+  });
+});
+
+describe('replay progress figures', () => {
+  test('percent, rate and time left come from the bytes read so far', () => {
+    const p = { file: 'f', filesDone: 1, files: 4, bytesDone: 250, bytes: 1_000, lines: 5_000, inserted: 0, duplicates: 0, elapsedMs: 2_000 };
+    expect(progressFigures(p)).toEqual({ percent: 25, linesPerSecond: 2_500, etaSeconds: 6 });
+    expect(progressFigures({ ...p, bytesDone: 0, elapsedMs: 0 }).etaSeconds).toBeUndefined();
+    expect(progressLine(p)).toBe('replay: 25.0% (file 1/4), 5000 lines, 0 inserted, 0 duplicates, 2500 lines/s, ~6 s left');
+    expect(formatSeconds(3_725)).toBe('1 h 2 min');
+  });
 });
 
 describe('sluice journal verify', () => {

@@ -57,6 +57,7 @@ describe('ops/prometheus/alerts.yml', () => {
       'SluiceDown',
       'SluiceForwarderLagging',
       'SluiceIngestErrors',
+      'SluiceJournalIntegrity',
       'SluiceJournalOverRetention',
       'SluiceOutboxBacklogGrowing',
       'SluiceOutboxOldestPendingTooOld',

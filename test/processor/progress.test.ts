@@ -3,6 +3,7 @@ import { Producer, stringSerializers } from '@platformatic/kafka';
 import { classifyFailure } from '../../src/processor/kafka-errors.ts';
 import { decodeProgress, encodeProgress, ensureProgressTopic, progressKey, ProgressReader } from '../../src/processor/progress.ts';
 import { testBrokers } from '../support/kafka.ts';
+import { quietLog } from '../support/postgres.ts';
 
 describe('progress record', () => {
   test('encodes outbox ids with their replay counts and decodes them back', () => {
@@ -16,8 +17,8 @@ describe('progress record', () => {
     expect(() => decodeProgress('1.0,x')).toThrow('malformed progress record entry "x"');
   });
 
-  test('keys carry the transactional id prefix, so deployments sharing a cluster never read each other', () => {
-    expect(progressKey('eu-west', 7)).toBe('eu-west-p7');
+  test('keys carry the transactional id prefix and the outbox identity, so no outbox reads another', () => {
+    expect(progressKey('eu-west', 7, '0b7f5c1e-0000-4000-8000-000000000001')).toBe('eu-west-p7@0b7f5c1e-0000-4000-8000-000000000001');
   });
 
   test('Kafka errors are classified by their codes, nested or not', () => {
@@ -33,6 +34,7 @@ describe('reading the last committed progress record from a real broker', () => 
   let brokers: string[];
   const topic = `progress.${Bun.randomUUIDv7()}`;
   const prefix = `pr-${Bun.randomUUIDv7()}`;
+  const outbox = crypto.randomUUID();
   let producer: Producer<string, string, string, string>;
 
   beforeAll(async () => {
@@ -63,18 +65,25 @@ describe('reading the last committed progress record from a real broker', () => 
   test('the newest committed record wins; aborted ones and other prefixes are ignored', async () => {
     // Several aborted transactions of one producer in one fetch: the case @platformatic/kafka's
     // read_committed stream lets through.
-    await write(0, progressKey(prefix, 0), '10.0', true);
-    await write(0, progressKey(prefix, 0), '11.0', false);
-    await write(0, progressKey(prefix, 0), '12.0', false);
-    await write(1, progressKey(prefix, 1), '1.0,2.0', true);
-    await write(1, progressKey(prefix, 1), '3.0,4.1', true);
-    await write(1, progressKey(prefix, 1), '5.0', false);
-    await write(1, progressKey('someone-else', 1), '99.0', true);
-    for (let i = 0; i < 30; i++) await write(2, progressKey('someone-else', 2), `${i}.0`, true);
-    await write(3, progressKey(prefix, 3), '7.0', true);
-    for (let i = 0; i < 40; i++) await write(3, progressKey('someone-else', 3), `${i}.0`, i % 2 === 0);
+    await write(0, progressKey(prefix, 0, outbox), '10.0', true);
+    await write(0, progressKey(prefix, 0, outbox), '11.0', false);
+    await write(0, progressKey(prefix, 0, outbox), '12.0', false);
+    await write(1, progressKey(prefix, 1, outbox), '1.0,2.0', true);
+    await write(1, progressKey(prefix, 1, outbox), '3.0,4.1', true);
+    await write(1, progressKey(prefix, 1, outbox), '5.0', false);
+    await write(1, progressKey('someone-else', 1, outbox), '99.0', true);
+    for (let i = 0; i < 30; i++) await write(2, progressKey('someone-else', 2, outbox), `${i}.0`, true);
+    await write(3, progressKey(prefix, 3, outbox), '7.0', true);
+    for (let i = 0; i < 40; i++) await write(3, progressKey('someone-else', 3, outbox), `${i}.0`, i % 2 === 0);
 
-    const reader = new ProgressReader(brokers, topic, prefix, 'test');
+    // The same prefix from another outbox (a database rebuilt after a disaster), and a key written
+    // before keys named their outbox: neither is this outbox's progress.
+    const rebuilt = crypto.randomUUID();
+    await write(0, progressKey(prefix, 0, rebuilt), '13.0', true);
+    await write(1, `${prefix}-p1`, '6.0', true);
+    const warnings: Record<string, unknown>[] = [];
+    const log = { ...quietLog, warn: (msg: string, fields?: Record<string, unknown>) => warnings.push({ msg, ...fields }) };
+    const reader = new ProgressReader({ brokers, topic, transactionalIdPrefix: prefix, outboxIdentity: outbox, clientId: 'test', log });
     try {
       const [p0, p1, p2, p3] = await Promise.all([0, 1, 2, 3].map((p) => reader.read(p)));
       expect(p0).toEqual([{ id: '10', replays: 0 }]);
@@ -85,6 +94,10 @@ describe('reading the last committed progress record from a real broker', () => 
       expect(p2).toEqual([]);
       // Found past a window of 16 and one of 64 offsets of another deployment's records.
       expect(p3).toEqual([{ id: '7', replays: 0 }]);
+      expect(warnings).toEqual([
+        expect.objectContaining({ msg: 'progress record of another outbox ignored', partition: 0, other_outbox: rebuilt }),
+        expect.objectContaining({ msg: 'progress record of another outbox ignored', partition: 1, key: `${prefix}-p1` }),
+      ]);
     } finally {
       await reader.close();
     }
