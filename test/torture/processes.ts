@@ -48,7 +48,10 @@ export class SluiceProcess {
         void child.proc.exited.then((code) => {
           if (this.#child !== child) return;
           this.#child = undefined;
-          if (!this.#expectExit) this.#incidents.push({ name: this.name, what: `exited on its own with ${code}`, tail: child.logLines().slice(-15) });
+          if (this.#expectExit) return;
+          this.#incidents.push({ name: this.name, what: `exited on its own with ${code}`, tail: child.logLines().slice(-15) });
+          // As a supervisor would: the run goes on, and the incident fails it.
+          void this.start().catch(() => {});
         });
         return;
       } catch (err) {

@@ -35,6 +35,9 @@ console.log(
       out_of_order: c.outOfOrder.length,
       phantom: c.phantom.length,
       longest_recovery: report.longestRecovery,
+      longest_recovery_ms_by_fault: Object.fromEntries(
+        Object.keys(report.faults).map((f) => [f, Math.max(...report.recoveries.filter((r) => r.fault === f).map((r) => r.ms))]),
+      ),
       journal_verify: report.journalVerify.ok ? 'clean' : 'damaged',
       violations: report.violations,
     },

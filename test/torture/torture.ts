@@ -96,8 +96,8 @@ export async function runTorture(opts: TortureOptions): Promise<TortureReport> {
       SLUICE_JOURNAL_SEGMENT_BYTES: '8192',
       SLUICE_JOURNAL_SEGMENT_MAX_AGE_MS: '500',
       SLUICE_JOURNAL_MAINTENANCE_MS: '100',
-      SLUICE_JOURNAL_RETENTION_MS: '2000',
-      SLUICE_JOURNAL_RETENTION_BYTES: String(1 << 20),
+      // Retention by bytes: forwarded segments are deleted all run long, and the last ones stay for verify.
+      SLUICE_JOURNAL_RETENTION_BYTES: String(256 << 10),
       SLUICE_MAX_BODY_BYTES: '65536',
       SLUICE_PARTITIONS: String(PARTITIONS),
       SLUICE_REBALANCE_MS: '300',
@@ -190,7 +190,14 @@ export async function runTorture(opts: TortureOptions): Promise<TortureReport> {
           await cluster.stop('immediate');
           const seen = await watch(heldMs, async () => (await ownedTotal([serve, proc])) === 0 && (await notReady(fast.url, 'outbox')));
           if (!seen) violations.push(`Postgres down ${heldMs} ms: /readyz or sluice_partitions_owned never said so`);
+          // Sometimes an instance is also asked to stop while Postgres is away: it must still exit 0 in time.
+          const stopping = rng() < 0.3 ? pick(all) : undefined;
+          if (stopping !== undefined) {
+            name = `pg-stop + SIGTERM ${stopping.name}`;
+            await stopping.terminate(SHUTDOWN_TIMEOUT_MS + 5_000);
+          }
           await cluster.start();
+          await stopping?.start();
           break;
         }
         case 'pg-freeze':
