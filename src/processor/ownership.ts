@@ -197,7 +197,9 @@ export class PartitionOwnership {
     if (this.#session !== session) return;
     this.#session = undefined;
     this.#o.log.warn('partition lock session closed; stopping every partition task', { owned: [...this.#owned] });
-    void this.#releaseAll().then(() => this.#o.metrics.partitionsOwned.set(this.#owned.size));
+    void this.#releaseAll()
+      .catch((err: unknown) => this.#o.log.error('stopping partition tasks failed', { error: describeError(err) }))
+      .finally(() => this.#o.metrics.partitionsOwned.set(this.#owned.size));
     this.#o.metrics.partitionsOwned.set(0);
     void endSession(session);
     this.#idle.wake();

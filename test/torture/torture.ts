@@ -28,7 +28,10 @@ export interface Recovery {
 export interface TortureReport {
   seed: number;
   durationMs: number;
+  /** Faults by what was done (`kill serve`, `pg-stop`, …). */
   faults: Record<string, number>;
+  /** Faults by kind: every kind comes once before any comes twice. */
+  kinds: Record<string, number>;
   check: CheckResult;
   recoveries: Recovery[];
   longestRecovery: Recovery | undefined;
@@ -40,7 +43,7 @@ export interface TortureReport {
 
 const PARTITIONS = 8;
 const SHUTDOWN_TIMEOUT_MS = 10_000;
-const FAULTS = ['kill-serve', 'kill-ingest', 'kill-process', 'term', 'pg-terminate', 'pg-stop', 'pg-freeze', 'broker-kill', 'disk-full'] as const;
+export const FAULTS = ['kill-serve', 'kill-ingest', 'kill-process', 'term', 'pg-terminate', 'pg-stop', 'pg-freeze', 'broker-kill', 'disk-full'] as const;
 type Fault = (typeof FAULTS)[number];
 
 /**
@@ -156,12 +159,18 @@ export async function runTorture(opts: TortureOptions): Promise<TortureReport> {
     );
 
     const faults: Record<string, number> = {};
+    const kinds: Record<string, number> = {};
+    let deck: Fault[] = [];
     const recoveries: Recovery[] = [];
     const hold = (): number => 1_000 + Math.floor(rng() * 3_000);
     const started = performance.now();
-    while (performance.now() - started < opts.durationMs) {
+    // At least one fault of every kind, however short the run.
+    for (let done = 0; performance.now() - started < opts.durationMs || done < FAULTS.length; done++) {
       await Bun.sleep(1_000 + Math.floor(rng() * 3_000));
-      const fault: Fault = pick(FAULTS);
+      // A shuffled deck: every kind of fault once per round, in the seed's order.
+      if (deck.length === 0) deck = [...FAULTS].map((f) => ({ f, r: rng() })).sort((a, b) => a.r - b.r).map((x) => x.f);
+      const fault = deck.shift() as Fault;
+      kinds[fault] = (kinds[fault] ?? 0) + 1;
       let name: string = fault;
       const heldMs = hold();
       log('torture: fault', { fault, hold_ms: heldMs, acknowledged: ops.filter((o) => o.outcome === 'ok').length });
@@ -246,7 +255,7 @@ export async function runTorture(opts: TortureOptions): Promise<TortureReport> {
     for (const i of incidents) violations.push(`${i.name} ${i.what}; last log lines:\n${i.tail.join('\n')}`);
 
     const longestRecovery = recoveries.reduce<Recovery | undefined>((a, r) => (a === undefined || r.ms > a.ms ? r : a), undefined);
-    return { seed: opts.seed, durationMs: opts.durationMs, faults, check, recoveries, longestRecovery, incidents, journalVerify, violations };
+    return { seed: opts.seed, durationMs: opts.durationMs, faults, kinds, check, recoveries, longestRecovery, incidents, journalVerify, violations };
   } finally {
     process.off('SIGINT', interrupted);
     process.off('SIGTERM', interrupted);
