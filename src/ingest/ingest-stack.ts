@@ -83,6 +83,15 @@ export async function startIngestStack(opts: {
       backlog++;
     });
     if (backlog > 0) log.info('unforwarded journal records indexed for dedupe', { records: backlog });
+  } else {
+    // Any of them may have been answered from the journal before a crash: their tenants' writes keep
+    // that way until the forwarder has passed them, so none overtakes them.
+    let held = 0;
+    await fwd.scan((e) => {
+      writePath.viaJournalUntilForwarded(e.tenant_id, e.seq);
+      held++;
+    });
+    if (held > 0) log.info('unforwarded journal records: their tenants write through the journal until forwarded', { records: held });
   }
   fwd.start();
   const upkeep = new JournalMaintenance({

@@ -199,7 +199,7 @@ export class WritePath {
         // Fsynced in the journal; the forwarder inserts it once the outbox answers. Answered as
         // fast_ack would answer it: a 503 would have clients without a dedupe_key of their own
         // retry under a new key and publish twice.
-        this.#viaJournal.set(e.tenant_id, e.seq);
+        this.viaJournalUntilForwarded(e.tenant_id, e.seq);
         return { id: `${nodeId}:${e.seq}`, tenant_id: e.tenant_id, dedupe_key: e.dedupe_key, duplicate: false, durability: 'journal' };
       });
       let offset = 0;
@@ -242,6 +242,11 @@ export class WritePath {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** sync: the tenant's writes are answered from the journal until the forwarder has passed `seq`. */
+  viaJournalUntilForwarded(tenant: string, seq: number): void {
+    if (seq > (this.#viaJournal.get(tenant) ?? 0)) this.#viaJournal.set(tenant, seq);
   }
 
   /** Tenants whose journal-answered writes the forwarder has inserted may go straight to the outbox again. */

@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Envelope } from '../../src/envelope.ts';
+import { loadConfig } from '../../src/config.ts';
+import { startIngestStack } from '../../src/ingest/ingest-stack.ts';
 import { RecentKeys } from '../../src/ingest/recent-keys.ts';
 import { WritePath } from '../../src/ingest/write-path.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
@@ -11,6 +13,7 @@ import { openDatabase, type Database } from '../../src/outbox/db.ts';
 import { migrate } from '../../src/outbox/migrate.ts';
 import { startPgCluster, type PgCluster } from '../support/pg-cluster.ts';
 import { quietLog } from '../support/postgres.ts';
+import { eventually } from '../support/sluice.ts';
 
 // sync mode while Postgres is down or hangs: every write is answered within SLUICE_SYNC_OUTBOX_WAIT_MS
 // from the journal, and a tenant with such a write keeps going through the journal until the
@@ -92,3 +95,38 @@ test('down, hung, back: answers within the wait, and a tenant that fell back sta
   expect(keys).toContain('a:4');
   expect(keys).not.toContain('a:3');
 }, 60_000);
+
+test('after a restart, a tenant with unforwarded journal lines writes through the journal until they are forwarded', async () => {
+  const journalDir = mkdtempSync(join(tmpdir(), 'sluice-sync-restart-'));
+  const config = loadConfig({
+    DATABASE_URL: cluster.url,
+    SLUICE_JOURNAL_DIR: journalDir,
+    SLUICE_NODE_ID: 'r',
+    SLUICE_WRITE_MODE: 'sync',
+    SLUICE_SYNC_OUTBOX_WAIT_MS: String(WAIT_MS),
+  });
+  try {
+    const first = await startIngestStack({ config, sql: db.sql, log: quietLog, metrics: createMetrics() });
+    await cluster.stop('immediate');
+    // Many lines ahead of the tenant's own, so the forwarder is still busy after the restart.
+    const others = Array.from({ length: 20_000 }, (_, i) => event('others', `o${i}`));
+    expect((await first.writePath.write(others))[0]?.durability).toBe('journal');
+    expect((await first.writePath.write([event('late', '1')]))[0]?.durability).toBe('journal');
+    await first.close();
+    await cluster.start();
+
+    const second = await startIngestStack({ config, sql: db.sql, log: quietLog, metrics: createMetrics() });
+    try {
+      const [late2] = await second.writePath.write([event('late', '2')]);
+      expect(late2?.durability).toBe('journal');
+      await eventually(async () => (await inOutbox()).includes('late:2'), 30_000, 'late:2 forwarded');
+      const keys = await inOutbox();
+      expect(keys.indexOf('late:1')).toBeGreaterThanOrEqual(0);
+      expect(keys.indexOf('late:1')).toBeLessThan(keys.indexOf('late:2'));
+    } finally {
+      await second.close();
+    }
+  } finally {
+    rmSync(journalDir, { recursive: true, force: true });
+  }
+}, 90_000);

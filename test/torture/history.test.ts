@@ -34,7 +34,7 @@ test('lost, duplicated, reordered and phantom records are each found', () => {
   expect(r.lostBackground).toBe(1);
   expect(r.duplicated).toEqual(['a:a-1']);
   // a-0 was acknowledged before a-1 was sent, yet a-1 came first.
-  expect(r.outOfOrder).toEqual(['a:a-1']);
+  expect(r.outOfOrder).toEqual(['a:a-1 (?, 1 attempts) before a:a-0 (?, 1 attempts)']);
   expect(r.phantom).toEqual(['x:x-9']);
 });
 

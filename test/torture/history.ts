@@ -82,11 +82,15 @@ export function checkHistory(ops: readonly Op[], records: readonly KafkaRecord[]
     if (!PROMISED.has(list[0]?.mode ?? '')) continue;
     // Acknowledgement order is stream order; each record must come after every one acknowledged before it.
     let latest = -1;
+    let latestKey = '';
     for (const o of list.sort((a, b) => a.n - b.n)) {
       const p = position.get(`${o.tenant}:${o.key}`);
       if (p === undefined) continue;
-      if (p < latest) result.outOfOrder.push(`${o.tenant}:${o.key}`);
-      latest = Math.max(latest, p);
+      if (p < latest) result.outOfOrder.push(`${o.tenant}:${o.key} (${o.durability ?? '?'}, ${o.attempts} attempts) before ${latestKey}`);
+      if (p > latest) {
+        latest = p;
+        latestKey = `${o.tenant}:${o.key} (${o.durability ?? '?'}, ${o.attempts} attempts)`;
+      }
     }
   }
   return result;
