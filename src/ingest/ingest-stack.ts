@@ -4,6 +4,7 @@ import { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Sql } from '../outbox/db.ts';
+import { claimOutbox } from '../outbox/identity.ts';
 import { Forwarder } from '../processor/forwarder.ts';
 import { RecentKeys } from './recent-keys.ts';
 import { WritePath } from './write-path.ts';
@@ -31,6 +32,8 @@ export async function startIngestStack(opts: {
   onCommitted?: () => void;
 }): Promise<IngestStack> {
   const { config, sql, log, metrics } = opts;
+  // Rows are placed by partition: refuse a count other than the outbox's before anything is written.
+  await claimOutbox(sql, config.partitions);
   let forwarder: Forwarder | undefined;
   let maintenance: JournalMaintenance | undefined;
   const journal = await JournalWriter.open({

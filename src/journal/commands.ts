@@ -1,7 +1,9 @@
 import { parseArgs } from 'node:util';
 import type { Config } from '../config.ts';
+import { ConfigError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { openDatabase } from '../outbox/db.ts';
+import { claimOutbox } from '../outbox/identity.ts';
 import { migrate } from '../outbox/migrate.ts';
 import { replayJournal, type ReplayFilter, type ReplayProgress, type ReplaySummary } from './replay.ts';
 import { formatSeconds, progressFields, progressLine } from './replay-progress.ts';
@@ -78,7 +80,10 @@ export async function runReplay(argv: string[], config: Config, log: Logger): Pr
   };
   try {
     // A dry run changes nothing, not even the schema of a database being rebuilt.
-    if (!dryRun) await migrate(db.sql, log);
+    if (!dryRun) {
+      await migrate(db.sql, log);
+      await claimOutbox(db.sql, config.partitions);
+    }
     const s = await replayJournal({ patterns: positionals, filter, dryRun, sql: db.sql, partitions: config.partitions, batchSize: 500, onProgress: progress });
     if (tty) process.stderr.write('\n');
     printSummary(s);
@@ -91,6 +96,10 @@ export async function runReplay(argv: string[], config: Config, log: Logger): Pr
       return 1;
     }
     return s.unreadable.length + s.badLines.length + s.gaps.length > 0 ? 1 : 0;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`replay: ${err.message}\n`);
+    return 2;
   } finally {
     await db.close();
   }

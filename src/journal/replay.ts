@@ -152,9 +152,10 @@ export async function replayJournal(opts: ReplayOptions): Promise<ReplaySummary>
       }
       await flush();
     } catch (err) {
-      batch = [];
-      lastSeq = undefined;
       if (isDatabaseError(err)) throw err;
+      lastSeq = undefined;
+      // What was read before the damage is replayed ("what could be read was replayed").
+      await flush();
       summary.unreadable.push({ file, reason: (err as Error).message });
     }
     bytesBefore += sizes[i] ?? 0;

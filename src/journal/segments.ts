@@ -134,6 +134,7 @@ function rangeProblem(range: SeqRange, firstSeq: number, expectedLastSeq: number
 export class SeqScanner {
   #range: SeqRange = { first: undefined, last: undefined, lines: 0, hole: undefined };
   #partial = '';
+  #afterBadLine = false;
 
   push(chunk: Buffer): void {
     const text = this.#partial + chunk.toString('latin1');
@@ -153,9 +154,15 @@ export class SeqScanner {
     const r = this.#range;
     r.lines++;
     const m = SEQ_PREFIX.exec(text.slice(start, start + 40));
-    if (m?.[1] === undefined) return;
+    if (m?.[1] === undefined) {
+      // A corrupt line is kept verbatim and reported by the forwarder and `journal verify`; the seq
+      // after it is not a hole of this segment's making.
+      this.#afterBadLine = true;
+      return;
+    }
     const seq = Number(m[1]);
-    if (r.last !== undefined && seq !== r.last + 1 && r.hole === undefined) r.hole = { after: r.last, seq, line: r.lines };
+    if (r.last !== undefined && seq !== r.last + 1 && !this.#afterBadLine && r.hole === undefined) r.hole = { after: r.last, seq, line: r.lines };
+    this.#afterBadLine = false;
     r.first ??= seq;
     r.last = seq;
   }

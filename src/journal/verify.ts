@@ -37,14 +37,19 @@ export async function verifyJournal(dir: string): Promise<VerifyReport> {
   return report;
 }
 
+/** Directories holding segments or a checkpoint (every segment forwarded and retired by retention). */
 async function nodeDirs(dir: string): Promise<string[]> {
-  if ((await listSegments(dir)).length > 0) return [dir];
+  if (await isNodeDir(dir)) return [dir];
   const found: string[] = [];
   for (const name of (await readdir(dir)).sort()) {
     const sub = join(dir, name);
-    if ((await stat(sub)).isDirectory() && (await listSegments(sub)).length > 0) found.push(sub);
+    if ((await stat(sub)).isDirectory() && (await isNodeDir(sub))) found.push(sub);
   }
   return found;
+}
+
+async function isNodeDir(dir: string): Promise<boolean> {
+  return (await listSegments(dir)).length > 0 || (await stat(join(dir, CHECKPOINT_FILE)).then(() => true, () => false));
 }
 
 async function verifyNode(nodeDir: string, problems: Problem[]): Promise<NodeReport> {
@@ -118,7 +123,8 @@ async function verifyNode(nodeDir: string, problems: Problem[]): Promise<NodeRep
 
 /** The checkpoint must not have passed records the files do not hold, nor name a segment lost in the middle. */
 function checkCheckpointAgainstFiles(cp: Checkpoint, segments: SegmentFile[], node: NodeReport, file: string, problems: Problem[]): void {
-  if (cp.seq > (node.lastSeq ?? 0)) {
+  // With no segment left, retention retired everything the checkpoint passed: nothing to compare.
+  if (segments.length > 0 && cp.seq > (node.lastSeq ?? 0)) {
     problems.push({ file, message: `the checkpoint passed seq ${cp.seq} but the journal ends at seq ${node.lastSeq ?? '-'}` });
   }
   if (cp.offset > 0 && !segments.some((s) => s.firstSeq === cp.segment)) {

@@ -1,9 +1,28 @@
-import { SluiceError } from '../errors.ts';
+import { ConfigError, SluiceError } from '../errors.ts';
 import type { Sql } from './db.ts';
 
 /** This outbox's identity (migrations/0003_outbox_identity.sql): a UUID made once, with the database. */
 export async function readOutboxIdentity(sql: Sql): Promise<string> {
-  const [row] = await sql<{ id: string }[]>`SELECT id::text AS id FROM outbox_identity`;
-  if (row === undefined) throw new SluiceError('outbox_unavailable', 'the outbox has no identity row (outbox_identity is empty): run `sluice migrate`');
+  return (await identityRow(sql)).id;
+}
+
+/**
+ * The identity, after checking that this process places rows in as many partitions as the outbox was
+ * first used with (the first process records its SLUICE_PARTITIONS). Another count is a configuration
+ * error: its rows would sit in partitions no processor owns, pending for ever, with nothing reporting it.
+ */
+export async function claimOutbox(sql: Sql, partitions: number): Promise<string> {
+  await sql`UPDATE outbox_identity SET partitions = ${partitions} WHERE partitions IS NULL`;
+  const row = await identityRow(sql);
+  if (row.partitions !== partitions) {
+    const message = `SLUICE_PARTITIONS is ${partitions}, but this outbox places its rows in ${row.partitions ?? '?'} partitions: run every sluice of this outbox (serve, ingest, process, replay) with SLUICE_PARTITIONS=${row.partitions ?? '?'}`;
+    throw new ConfigError(message, [{ path: 'SLUICE_PARTITIONS', message }]);
+  }
   return row.id;
+}
+
+async function identityRow(sql: Sql): Promise<{ id: string; partitions: number | null }> {
+  const [row] = await sql<{ id: string; partitions: number | null }[]>`SELECT id::text AS id, partitions FROM outbox_identity`;
+  if (row === undefined) throw new SluiceError('outbox_unavailable', 'the outbox has no identity row (outbox_identity is empty): run `sluice migrate`');
+  return row;
 }

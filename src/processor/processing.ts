@@ -2,7 +2,7 @@ import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Database } from '../outbox/db.ts';
-import { readOutboxIdentity } from '../outbox/identity.ts';
+import { claimOutbox } from '../outbox/identity.ts';
 import type { Tenants } from '../tenants.ts';
 import { Processor } from './processor.ts';
 import { createPublishing, type Publishing } from './publisher.ts';
@@ -26,7 +26,7 @@ export async function startProcessing(opts: {
   log: Logger;
 }): Promise<Processing> {
   const { config, db, brokers } = opts;
-  const outboxIdentity = await readOutboxIdentity(db.sql);
+  const outboxIdentity = await claimOutbox(db.sql, config.partitions);
   const publishing = createPublishing({ ...config.kafka, ...config.processor, brokers, outboxIdentity });
   const processor = new Processor({
     ...config.processor,

@@ -210,4 +210,20 @@ describe('disaster recovery runbook', () => {
     await allSent(db, 7);
     await stop(after);
   }, 120_000);
+
+  test('regression (issue 9): a process with another SLUICE_PARTITIONS than the outbox is refused, not left unpublished', async () => {
+    const d = await deployment();
+    const db = await database();
+    const s = await start(d, db, { SLUICE_PARTITIONS: '4' });
+    await write(s, range(1, 3));
+    await allSent(db, 3);
+    await stop(s);
+    // Replay (or serve) with the default 16 partitions: refused with the fix, nothing written.
+    const replay = await runCli(['replay', d.journalDir], { DATABASE_URL: db.url, SLUICE_LOG_LEVEL: 'warn' });
+    expect(replay.code).toBe(2);
+    expect(replay.stderr).toContain('SLUICE_PARTITIONS is 16, but this outbox places its rows in 4 partitions');
+    await expect(start(d, db)).rejects.toThrow('run every sluice of this outbox (serve, ingest, process, replay) with SLUICE_PARTITIONS=4');
+    const ok = await runCli(['replay', d.journalDir], { DATABASE_URL: db.url, SLUICE_LOG_LEVEL: 'warn', SLUICE_PARTITIONS: '4' });
+    expect([ok.code, summaryField(ok.stdout, 'duplicates')]).toEqual([0, 3]);
+  }, 120_000);
 });

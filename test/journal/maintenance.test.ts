@@ -7,6 +7,8 @@ import { gzipSync } from 'node:zlib';
 import type { Envelope } from '../../src/envelope.ts';
 import { JournalMaintenance } from '../../src/journal/maintenance.ts';
 import { compressSegment, tidySegments } from '../../src/journal/segments.ts';
+import { writeCheckpoint } from '../../src/journal/checkpoint.ts';
+import { verifyJournal } from '../../src/journal/verify.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
 import { createMetrics, type Metrics } from '../../src/metrics.ts';
 import { quietLog } from '../support/postgres.ts';
@@ -115,6 +117,10 @@ describe('journal maintenance', () => {
     writeFileSync(plain, [lines[1], lines[2], ''].join('\n'));
     expect(await compressSegment(nodeDir, 1)).toMatchObject({ ok: false, reason: 'its first seq is 2, not 1 as its name says' });
     expect(readdirSync(nodeDir).sort()).toEqual(['00000000000000000001.jsonl']);
+    // A corrupt line is not a hole: the segment is compressed with it, verbatim.
+    writeFileSync(plain, [lines[0], '{broken', lines[2], ''].join('\n'));
+    expect(await compressSegment(nodeDir, 1, 3)).toMatchObject({ ok: true });
+    expect(await zcat(`${plain}.gz`)).toBe([lines[0], '{broken', lines[2], ''].join('\n'));
   });
 
   test('retention deletes old forwarded segments only; an unforwarded one survives past its age', async () => {
@@ -149,5 +155,22 @@ describe('journal maintenance', () => {
     // Everything forwarded and over the byte limit: only the active segment remains.
     expect(readdirSync(nodeDir).filter((f) => f.includes('.jsonl'))).toEqual([before.at(-1) ?? '']);
     await writer.close();
+  });
+
+  test('regression (issue 9): a journal whose every segment was forwarded and retired restarts clean, seqs going on', async () => {
+    const { dir, nodeDir, writer, maintenance } = await setup({ retentionMs: 0, forwarded: () => 10 });
+    for (let i = 1; i <= 10; i++) await writer.append([envelope(i)]);
+    await writeCheckpoint(nodeDir, { segment: 1, offset: 10_000, line: 11, seq: 10 });
+    // Sealed by age, gzipped, then deleted by retention: only the checkpoint is left.
+    await maintenance.runOnce(Date.now() + 61_000);
+    await maintenance.runOnce(Date.now() + 61_000);
+    await writer.close();
+    expect(readdirSync(nodeDir)).toEqual(['checkpoint.json']);
+    const reopened = await JournalWriter.open({ dir, nodeId: 'n1', segmentBytes: 1 << 20, log: quietLog, metrics: createMetrics() });
+    expect(reopened.integrity.incidents).toBe(0);
+    expect((await reopened.append([envelope(11)])).map((e) => e.seq)).toEqual([11]);
+    await reopened.close();
+    const report = await verifyJournal(dir);
+    expect(report.problems).toEqual([]);
   });
 });

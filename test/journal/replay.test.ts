@@ -2,6 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:tes
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { JournalMaintenance } from '../../src/journal/maintenance.ts';
 import { formatSeconds, progressFigures, progressLine } from '../../src/journal/replay-progress.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
@@ -118,6 +119,26 @@ describe('sluice replay', () => {
     expect(verify.stdout).toContain('00000000000000000001.jsonl:2: not valid JSON');
     expect(verify.stdout).toContain('00000000000000000004.jsonl.gz: unreadable');
     expect(verify.stdout).toContain('journal damaged');
+  }, 30_000);
+});
+
+describe('sluice replay of damaged files', () => {
+  test('regression (issue 9): a truncated .jsonl.gz replays every line it could read, and says the file is unreadable', async () => {
+    const dir = join(root, 'truncated', 'n1');
+    Bun.spawnSync(['mkdir', '-p', dir]);
+    const text = Array.from({ length: 400 }, (_, i) =>
+      JSON.stringify({ seq: i + 1, ts: '2026-11-25T00:00:00.000Z', tenant_id: 'x', dedupe_key: `t${i + 1}`, topic: 't', request_id: 'r', headers: {}, payload: { i, pad: `${i}`.repeat(40) } }),
+    ).join('\n');
+    const gz = gzipSync(`${text}\n`);
+    writeFileSync(join(dir, '00000000000000000001.jsonl.gz'), gz.subarray(0, Math.floor(gz.length * 0.6)));
+    const res = await sluice(['replay', join(root, 'truncated')]);
+    expect(res.code).toBe(1);
+    expect(res.stdout).toMatch(/unreadable\s+.*00000000000000000001\.jsonl\.gz/);
+    const lines = field(res.stdout, 'lines');
+    expect(lines).toBeGreaterThan(0);
+    expect(field(res.stdout, 'inserted')).toBe(lines);
+    const keys = (await db.sql<{ dedupe_key: string }[]>`SELECT dedupe_key FROM outbox ORDER BY id`).map((r) => r.dedupe_key);
+    expect(keys).toEqual(Array.from({ length: lines }, (_, i) => `t${i + 1}`));
   }, 30_000);
 });
 
