@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, expect, test } from 'bun:test';
+import postgres from 'postgres';
 import { createMetrics } from '../../src/metrics.ts';
 import { openDatabase, type Database } from '../../src/outbox/db.ts';
 import { PartitionOwnership } from '../../src/processor/ownership.ts';
@@ -23,11 +24,21 @@ async function gauge(metrics: ReturnType<typeof createMetrics>): Promise<number>
   return (await metrics.partitionsOwned.get()).values[0]?.value ?? -1;
 }
 
-/** Partition locks the cluster says are granted, from outside the instance. */
+/**
+ * Partition locks the cluster says are granted, seen from a session of its own (not one of the
+ * terminated ones); -1 while Postgres does not answer.
+ */
 async function locksHeld(): Promise<number> {
-  const [row] = await db.sql<{ n: number }[]>`
-    SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = ${0x511ce0}::int::oid AND granted`;
-  return row?.n ?? 0;
+  const observer = postgres(cluster.url, { max: 1, onnotice: () => {}, connection: { application_name: 'observer' } });
+  try {
+    const [row] = await observer<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = ${0x511ce0}::int::oid AND granted`;
+    return row?.n ?? 0;
+  } catch {
+    return -1;
+  } finally {
+    await observer.end({ timeout: 1 });
+  }
 }
 
 test('partition locks lost to pg_terminate_backend and to an immediate stop are taken again; the gauge and tasks follow', async () => {
