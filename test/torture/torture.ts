@@ -217,7 +217,7 @@ export async function runTorture(opts: TortureOptions): Promise<TortureReport> {
         case 'broker-kill':
           await broker.kill();
           await Bun.sleep(heldMs / 2);
-          broker = await startLocalBroker({ port: brokerPort, dataDir: brokerDir });
+          broker = await restartBroker(brokerPort, brokerDir, log);
           break;
         case 'disk-full': {
           disk.fill(0);
@@ -260,6 +260,22 @@ export async function runTorture(opts: TortureOptions): Promise<TortureReport> {
     process.off('SIGINT', interrupted);
     process.off('SIGTERM', interrupted);
     await runCleanup();
+  }
+}
+
+/**
+ * A broker SIGKILLed under load sometimes fails its next start on this machine (KRaft's raft manager
+ * not created, a JVM that never gets ready): that is the test broker's trouble, not sluice's, so the
+ * start is tried again. sluice's side of the outage only gets longer.
+ */
+async function restartBroker(port: number, dataDir: string, log: (msg: string, fields?: Record<string, unknown>) => void): Promise<LocalBroker> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startLocalBroker({ port, dataDir });
+    } catch (err) {
+      if (attempt >= 3) throw err;
+      log('torture: broker did not start again; retrying', { attempt, error: String(err).slice(0, 500) });
+    }
   }
 }
 
