@@ -37,6 +37,7 @@ const envSchema = z.object({
   SLUICE_MAX_BATCH_LINES: int(10_000, 1, 1_000_000),
   SLUICE_MAX_JSON_DEPTH: int(64, 2, 1_000),
   SLUICE_MAX_LINE_BYTES: int(MiB, 64, 64 * MiB),
+  SLUICE_SYNC_OUTBOX_WAIT_MS: int(2_000, 1, 60_000),
   SLUICE_JOURNAL_DIR: z.string().min(1).default('./journal'),
   SLUICE_JOURNAL_SEGMENT_BYTES: int(64 * MiB, 4096),
   SLUICE_JOURNAL_SEGMENT_MAX_AGE_MS: int(3_600_000, 100),
@@ -87,7 +88,7 @@ export interface Config {
   logLevel: Env['SLUICE_LOG_LEVEL'];
   nodeId: string;
   writeMode: Env['SLUICE_WRITE_MODE'];
-  ingest: { maxBatch: number; maxBatchLines: number; maxJsonDepth: number; maxLineBytes: number };
+  ingest: { maxBatch: number; maxBatchLines: number; maxJsonDepth: number; maxLineBytes: number; syncOutboxWaitMs: number };
   journal: {
     dir: string;
     segmentBytes: number;
@@ -168,6 +169,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       maxBatchLines: e.SLUICE_MAX_BATCH_LINES,
       maxJsonDepth: e.SLUICE_MAX_JSON_DEPTH,
       maxLineBytes: e.SLUICE_MAX_LINE_BYTES,
+      syncOutboxWaitMs: e.SLUICE_SYNC_OUTBOX_WAIT_MS,
     },
     journal: {
       dir: e.SLUICE_JOURNAL_DIR,

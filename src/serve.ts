@@ -4,6 +4,7 @@ import { describeError } from './errors.ts';
 import { createApp, type ComponentState } from './http/app.ts';
 import { edgeFetch } from './http/edge.ts';
 import { startIngestStack } from './ingest/ingest-stack.ts';
+import { journalReadiness } from './ingest/journal-readiness.ts';
 import { startLocalBroker, type LocalBroker } from './kafka/local-broker.ts';
 import type { Logger } from './log.ts';
 import { createMetrics } from './metrics.ts';
@@ -103,12 +104,13 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
           : { token: config.adminToken, sql: db.sql, controls, wake: wakeProcessor },
       draining: () => draining,
       readiness: async () => {
-        const [outbox, kafka] = await Promise.all([
+        const [outbox, kafka, journalState] = await Promise.all([
           withTimeout(db.sql`SELECT 1`.then(() => true), 2_000),
           processing?.publishing.reachable(2_000),
+          journalReadiness(journal.nodeDir, journal.failure, config.http.maxBodyBytes),
         ]);
         const states: Record<string, ComponentState> = {
-          journal: journal.failure === undefined ? { ok: true } : { ok: false, detail: journal.failure },
+          journal: journalState,
           // Acknowledged records are in no file: the node stays out of rotation until a person has looked.
           journal_integrity: journal.integrity.incidents === 0 ? { ok: true } : { ok: false, detail: journal.integrity.describe() ?? '' },
           outbox: outbox ? { ok: true } : { ok: false, detail: 'database did not answer within 2s' },

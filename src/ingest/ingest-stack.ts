@@ -57,6 +57,8 @@ export async function startIngestStack(opts: {
     sql,
     partitions: config.partitions,
     maxBatch: config.ingest.maxBatch,
+    outboxWaitMs: config.ingest.syncOutboxWaitMs,
+    forwardedThrough: () => forwarder?.checkpoint.seq ?? 0,
     recentKeys,
     log,
     ...(opts.onCommitted !== undefined ? { onCommitted: opts.onCommitted } : {}),
@@ -82,6 +84,15 @@ export async function startIngestStack(opts: {
   if (snapshots !== undefined) {
     await loadDedupeIndex({ journal, forwarder: fwd, keys: recentKeys, log });
     snapshots.start();
+  } else {
+    // Any of them may have been answered from the journal before a crash: their tenants' writes keep
+    // that way until the forwarder has passed them, so none overtakes them.
+    let held = 0;
+    await fwd.scan((e) => {
+      writePath.viaJournalUntilForwarded(e.tenant_id, e.seq);
+      held++;
+    });
+    if (held > 0) log.info('unforwarded journal records: their tenants write through the journal until forwarded', { records: held });
   }
   fwd.start();
   const upkeep = new JournalMaintenance({

@@ -3,7 +3,8 @@ import { SluiceError, describeError } from '../errors.ts';
 import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
 import type { Sql } from '../outbox/db.ts';
-import { existingPairs, insertRows, rowFor } from '../outbox/repository.ts';
+import type { JournalEntry } from '../journal/entry.ts';
+import { existingPairs, insertRows, rowFor, type InsertResult } from '../outbox/repository.ts';
 import type { RecentKeys } from './recent-keys.ts';
 
 export type WriteMode = 'sync' | 'fast_ack' | 'background';
@@ -36,6 +37,10 @@ export interface WritePathOptions {
   maxUnforwarded: number;
   /** Called after rows were committed to the outbox, so an in-process processor can start at once. */
   onCommitted?: () => void;
+  /** sync: the last seq the forwarder has inserted into the outbox (its checkpoint). */
+  forwardedThrough(): number;
+  /** sync: how long a write waits for its outbox insert before it is answered from the journal. */
+  outboxWaitMs: number;
 }
 
 interface Waiting {
@@ -64,6 +69,11 @@ export class WritePath {
   #committedThrough: number;
   /** While a sync batch is between its journal append and the end of its outbox insert: its first possible seq. */
   #unsettledFrom: number | undefined;
+  /**
+   * sync: tenants with a write answered from the journal that the forwarder has not inserted yet,
+   * with the seq of their last such write. Their later writes take the same way, so none overtakes it.
+   */
+  #viaJournal = new Map<string, number>();
 
   constructor(opts: WritePathOptions) {
     this.#opts = opts;
@@ -194,24 +204,29 @@ export class WritePath {
     this.#unsettledFrom = this.#opts.journal.nextSeq;
     try {
       const entries = await this.#opts.journal.append(envelopes);
-      let results: WriteResult[];
-      try {
-        const inserted = await insertRows(this.#opts.sql, entries.map((e) => rowFor(e, this.#opts.partitions)));
-        const first = entries[0]?.seq ?? 0;
-        if (first === this.#committedThrough + 1) this.#committedThrough = entries.at(-1)?.seq ?? this.#committedThrough;
+      this.#forgetForwarded();
+      const direct = entries.filter((e) => !this.#viaJournal.has(e.tenant_id));
+      const inserted = direct.length === 0 ? new Map<number, InsertResult>() : await this.#insert(direct, envelopes.length);
+      if (inserted !== undefined && inserted.size > 0) {
+        const first = direct[0]?.seq ?? 0;
+        const last = direct.at(-1)?.seq ?? 0;
+        // The forwarder skips this range: only a batch inserted whole, and a range without holes.
+        if (direct.length === entries.length) {
+          if (first !== this.#committedThrough + 1) this.#committedFrom = first;
+          this.#committedThrough = last;
+        }
         this.#opts.onCommitted?.();
-        results = entries.map((e, i) => {
-          const r = inserted[i];
-          return { id: r?.id ?? null, tenant_id: e.tenant_id, dedupe_key: e.dedupe_key, duplicate: r?.duplicate ?? false, durability: 'outbox' };
-        });
-      } catch (err) {
-        // The writes are fsynced in the journal and the forwarder will insert them once the outbox
-        // answers: they are acknowledged as fast_ack would acknowledge them. A 503 here would make
-        // clients without a dedupe_key of their own retry under a new key and publish twice.
-        this.#opts.log.error('outbox insert failed; writes acknowledged from the journal', { error: describeError(err), events: envelopes.length });
-        const { nodeId } = this.#opts;
-        results = entries.map((e) => ({ id: `${nodeId}:${e.seq}`, tenant_id: e.tenant_id, dedupe_key: e.dedupe_key, duplicate: false, durability: 'journal' }));
       }
+      const { nodeId } = this.#opts;
+      const results = entries.map((e): WriteResult => {
+        const r = inserted?.get(e.seq);
+        if (r !== undefined) return { id: r.id, tenant_id: e.tenant_id, dedupe_key: e.dedupe_key, duplicate: r.duplicate, durability: 'outbox' };
+        // Fsynced in the journal; the forwarder inserts it once the outbox answers. Answered as
+        // fast_ack would answer it: a 503 would have clients without a dedupe_key of their own
+        // retry under a new key and publish twice.
+        this.viaJournalUntilForwarded(e.tenant_id, e.seq);
+        return { id: `${nodeId}:${e.seq}`, tenant_id: e.tenant_id, dedupe_key: e.dedupe_key, duplicate: false, durability: 'journal' };
+      });
       let offset = 0;
       for (const w of batch) {
         w.resolve(results.slice(offset, offset + w.envelopes.length));
@@ -222,6 +237,48 @@ export class WritePath {
     } finally {
       this.#unsettledFrom = undefined;
     }
+  }
+
+  /** Inserts into the outbox within `outboxWaitMs`; undefined when it failed or took longer. */
+  async #insert(entries: JournalEntry[], events: number): Promise<Map<number, InsertResult> | undefined> {
+    const { sql, partitions, outboxWaitMs, log } = this.#opts;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const insert = insertRows(sql, entries.map((e) => rowFor(e, partitions)));
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), outboxWaitMs);
+    });
+    try {
+      const inserted = await Promise.race([insert, late]);
+      if (inserted === 'late') {
+        // It may still commit: the forwarder's insert of the same lines then finds the rows there.
+        insert.catch(() => {});
+        log.error('outbox insert too slow; writes acknowledged from the journal', { wait_ms: outboxWaitMs, events });
+        return undefined;
+      }
+      const bySeq = new Map<number, InsertResult>();
+      entries.forEach((e, i) => {
+        const r = inserted[i];
+        if (r !== undefined) bySeq.set(e.seq, r);
+      });
+      return bySeq;
+    } catch (err) {
+      log.error('outbox insert failed; writes acknowledged from the journal', { error: describeError(err), events });
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** sync: the tenant's writes are answered from the journal until the forwarder has passed `seq`. */
+  viaJournalUntilForwarded(tenant: string, seq: number): void {
+    if (seq > (this.#viaJournal.get(tenant) ?? 0)) this.#viaJournal.set(tenant, seq);
+  }
+
+  /** Tenants whose journal-answered writes the forwarder has inserted may go straight to the outbox again. */
+  #forgetForwarded(): void {
+    if (this.#viaJournal.size === 0) return;
+    const forwarded = this.#opts.forwardedThrough();
+    for (const [tenant, seq] of this.#viaJournal) if (seq <= forwarded) this.#viaJournal.delete(tenant);
   }
 
   /**

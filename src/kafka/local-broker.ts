@@ -21,6 +21,8 @@ export interface LocalBroker {
   readonly port: number;
   readonly dataDir: string;
   stop(): Promise<void>;
+  /** SIGKILL, as a crash would end it (a data directory that was given is kept, to start again on). */
+  kill(): Promise<void>;
 }
 
 const POM_PATH = resolve(import.meta.dir, '../../scripts/kafka/pom.xml');
@@ -338,5 +340,10 @@ export async function startLocalBroker(opts: LocalBrokerOptions = {}): Promise<L
     await Bun.sleep(100);
   }
 
-  return { bootstrap, port, dataDir, stop };
+  const kill = (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    return stop();
+  };
+
+  return { bootstrap, port, dataDir, stop, kill };
 }

@@ -8,6 +8,11 @@ export interface Database {
   readonly sql: Sql;
   /** `postgres` for a real server, `embedded` for PGlite behind a loopback socket. */
   readonly kind: 'postgres' | 'embedded';
+  /**
+   * A new client of one connection, for state that lives in a session (advisory locks); `onClose`
+   * runs when that connection closes. Never timed out for idleness or age: that would drop the locks.
+   */
+  session(onClose: () => void): Sql;
   close(): Promise<void>;
 }
 
@@ -23,8 +28,9 @@ export interface DatabaseOptions {
  */
 export async function openDatabase(opts: DatabaseOptions, log: Logger): Promise<Database> {
   if (opts.url !== undefined) {
-    const sql = connect(opts.url, opts.pool);
-    return { sql, kind: 'postgres', close: once(() => sql.end({ timeout: 5 })) };
+    const url = opts.url;
+    const sql = connect(url, opts.pool);
+    return { sql, kind: 'postgres', session: (onClose) => connect(url, 1, onClose), close: once(() => sql.end({ timeout: 5 })) };
   }
   const embedded: EmbeddedPostgres = await startEmbeddedPostgres(opts.dataDir, log);
   // pglite-socket shares one Postgres session among its connections: one connection only.
@@ -32,6 +38,8 @@ export async function openDatabase(opts: DatabaseOptions, log: Logger): Promise<
   return {
     sql,
     kind: 'embedded',
+    // One process owns the embedded database, and its socket serves one session: share the client.
+    session: () => sql,
     close: once(async () => {
       await sql.end({ timeout: 5 });
       await embedded.close();
@@ -39,15 +47,23 @@ export async function openDatabase(opts: DatabaseOptions, log: Logger): Promise<
   };
 }
 
-function connect(url: string, max: number): Sql {
+function connect(url: string, max: number, onClose?: () => void): Sql {
   return postgres(url, {
     max,
     onnotice: () => {},
     // Bigint ids come back as strings; sluice passes them through as strings in JSON.
     types: {},
     connection: { application_name: 'sluice' },
+    // A server that does not answer is an outage to report, not a 30 s wait per query.
+    connect_timeout: CONNECT_TIMEOUT_S,
+    // The library's default backoff grows to 20 s after a few failed connects: an outage would
+    // outlast itself by that much. Seconds, doubling, capped at 1 s, half of it random.
+    backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 1) * (0.5 + Math.random() / 2),
+    ...(onClose === undefined ? {} : { onclose: onClose, idle_timeout: 0, max_lifetime: 0 }),
   });
 }
+
+const CONNECT_TIMEOUT_S = 5;
 
 function once(fn: () => Promise<void>): () => Promise<void> {
   let done: Promise<void> | undefined;

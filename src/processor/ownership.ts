@@ -1,16 +1,20 @@
-import type postgres from 'postgres';
 import { describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Sql } from '../outbox/db.ts';
 import { Idle } from '../idle.ts';
+import { backoffMs } from './backoff.ts';
 
 // Two-key advisory locks: (namespace, number). Any constants work; every sluice must use the same.
 const PARTITION_LOCKS = 0x511ce0;
 const MEMBER_LOCKS = 0x511ce1;
 
 export interface OwnershipOptions {
-  sql: Sql;
+  /**
+   * Opens a client of one connection that holds the locks; `onClose` runs when its connection
+   * closes. Not called when `exclusive`.
+   */
+  lockSession(onClose: () => void): Sql;
   /** The embedded database serves one process (it holds a lock file): it owns every partition. */
   exclusive: boolean;
   partitions: number;
@@ -24,15 +28,21 @@ export interface OwnershipOptions {
 
 /**
  * Which outbox partitions this instance owns. Ownership is a session-level advisory lock held on a
- * reserved connection: when the instance dies, Postgres ends the session and frees its partitions.
+ * connection of its own: when the instance dies, Postgres ends the session and frees its partitions.
  * Every instance also holds a member lock, so each can count the live instances and keep its fair
  * share (ceil(P / members)): it gives partitions up when others join and takes free ones over when
  * an instance leaves or dies.
+ *
+ * The session is a client of its own (not a connection reserved from the pool: postgres.js lets a
+ * reserved handle write to a connection that has closed, porsager/postgres#1208). Its client would
+ * reconnect silently, so every lock query also returns the backend pid and a different pid means
+ * the session, and every lock with it, is gone; its close event stops every task at once.
  */
 export class PartitionOwnership {
   #o: OwnershipOptions;
   #owned = new Set<number>();
-  #conn: postgres.ReservedSql | undefined;
+  #session: LockSession | undefined;
+  #failures = 0;
   #abort = new AbortController();
   #idle = new Idle(this.#abort.signal);
   #loop: Promise<void> | undefined;
@@ -54,16 +64,16 @@ export class PartitionOwnership {
   async holds(partition: number): Promise<boolean> {
     if (!this.#owned.has(partition)) return false;
     if (this.#o.exclusive) return true;
-    const conn = this.#conn;
-    if (conn === undefined) return false;
+    const session = this.#session;
+    if (session === undefined) return false;
     try {
-      const [row] = await conn<{ held: boolean }[]>`
+      const [row] = await session.sql<{ held: boolean; pid: number }[]>`
         SELECT EXISTS (
           SELECT 1 FROM pg_locks
           WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
             AND classid = ${PARTITION_LOCKS}::int::oid AND objid = ${partition}::int::oid
-        ) AS held`;
-      return row?.held === true;
+        ) AS held, pg_backend_pid() AS pid`;
+      return row?.held === true && row.pid === session.pid && this.#session === session;
     } catch {
       return false;
     }
@@ -76,8 +86,8 @@ export class PartitionOwnership {
   async release(partition: number): Promise<void> {
     if (!this.#owned.delete(partition)) return;
     this.#o.metrics.partitionsOwned.set(this.#owned.size);
-    const conn = this.#conn;
-    if (!this.#o.exclusive && conn !== undefined) await conn`SELECT pg_advisory_unlock(${PARTITION_LOCKS}, ${partition})`.catch(() => {});
+    const session = this.#session;
+    if (!this.#o.exclusive && session !== undefined) await session.sql`SELECT pg_advisory_unlock(${PARTITION_LOCKS}, ${partition})`.catch(() => {});
   }
 
   /** Stops every owned partition's task, then releases the locks. Safe to call twice. */
@@ -85,27 +95,31 @@ export class PartitionOwnership {
     this.#abort.abort();
     await this.#loop;
     await this.#releaseAll();
-    if (this.#conn !== undefined) {
-      await this.#conn`SELECT pg_advisory_unlock_all()`.catch(() => {});
-      this.#conn.release();
-      this.#conn = undefined;
+    const session = this.#session;
+    this.#session = undefined;
+    if (session !== undefined) {
+      await session.sql`SELECT pg_advisory_unlock_all()`.catch(() => {});
+      await endSession(session);
     }
   }
 
   async #run(): Promise<void> {
-    let failing = false;
     while (!this.#abort.signal.aborted) {
       try {
         await this.#rebalance();
-        if (failing) this.#o.log.info('partition ownership restored', { owned: [...this.#owned] });
-        failing = false;
+        if (this.#failures > 0) this.#o.log.info('partition ownership restored', { owned: [...this.#owned], after_failures: this.#failures });
+        this.#failures = 0;
       } catch (err) {
-        if (!failing) this.#o.log.warn('partition ownership check failed', { error: describeError(err) });
-        failing = true;
+        this.#failures++;
+        // The first failure and then every tenth: an outage must not flood the log.
+        if (this.#failures === 1 || this.#failures % 10 === 0) {
+          this.#o.log.warn('partition ownership check failed; retrying', { error: describeError(err), failures: this.#failures });
+        }
         await this.#lostConnection();
       }
       this.#o.metrics.partitionsOwned.set(this.#owned.size);
-      await this.#idle.wait(this.#o.rebalanceMs);
+      const { rebalanceMs } = this.#o;
+      await this.#idle.wait(this.#failures === 0 ? rebalanceMs : backoffMs(this.#failures, Math.min(100, rebalanceMs), rebalanceMs));
     }
   }
 
@@ -115,16 +129,15 @@ export class PartitionOwnership {
       for (let p = 0; p < partitions && this.#owned.size < partitions; p++) this.#take(p);
       return;
     }
-    const conn = await this.#connection();
+    const session = await this.#connection();
+    const conn = session.sql;
     // A lock can be lost without this instance noticing otherwise (an administrator's
     // pg_terminate_backend, say): what the session holds is the truth.
-    const held = new Set(
-      (
-        await conn<{ p: number }[]>`
-          SELECT objid::int AS p FROM pg_locks
-          WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND classid = ${PARTITION_LOCKS}::int::oid AND granted`
-      ).map((r) => r.p),
-    );
+    const locks = await conn<{ p: number | null; pid: number }[]>`
+      SELECT l.objid::int AS p, b.pid FROM (SELECT pg_backend_pid() AS pid) b
+      LEFT JOIN pg_locks l ON l.locktype = 'advisory' AND l.pid = b.pid AND l.classid = ${PARTITION_LOCKS}::int::oid AND l.granted`;
+    this.#sameSession(session, locks[0]?.pid);
+    const held = new Set(locks.flatMap((r) => (r.p === null ? [] : [r.p])));
     for (const p of [...this.#owned]) {
       if (!held.has(p)) {
         this.#o.log.warn('partition lock lost', { partition: p });
@@ -147,39 +160,59 @@ export class PartitionOwnership {
       // Each instance starts its search elsewhere, so joiners do not all contend for partition 0.
       const p = (this.#start + i) % partitions;
       if (this.#owned.has(p)) continue;
-      const [got] = await conn<{ ok: boolean }[]>`SELECT pg_try_advisory_lock(${PARTITION_LOCKS}, ${p}) AS ok`;
+      const [got] = await conn<{ ok: boolean; pid: number }[]>`SELECT pg_try_advisory_lock(${PARTITION_LOCKS}, ${p}) AS ok, pg_backend_pid() AS pid`;
+      this.#sameSession(session, got?.pid);
       if (got?.ok === true) this.#take(p);
     }
   }
 
-  async #connection(): Promise<postgres.ReservedSql> {
-    if (this.#conn !== undefined) return this.#conn;
-    const conn = await this.#o.sql.reserve();
+  async #connection(): Promise<LockSession> {
+    if (this.#session !== undefined) return this.#session;
+    const session: LockSession = { sql: this.#o.lockSession(() => this.#closed(session)), pid: 0 };
     try {
       for (;;) {
-        const [got] = await conn<{ ok: boolean }[]>`SELECT pg_try_advisory_lock(${MEMBER_LOCKS}, ${this.#start}) AS ok`;
-        if (got?.ok === true) break;
+        const [got] = await session.sql<{ ok: boolean; pid: number }[]>`
+          SELECT pg_try_advisory_lock(${MEMBER_LOCKS}, ${this.#start}) AS ok, pg_backend_pid() AS pid`;
+        if (got?.ok === true) {
+          session.pid = got.pid;
+          break;
+        }
         this.#start = Math.floor(Math.random() * 0x7fffffff);
       }
     } catch (err) {
-      conn.release();
+      await endSession(session);
       throw err;
     }
-    this.#conn = conn;
-    return conn;
+    this.#session = session;
+    return session;
+  }
+
+  /** A pid other than the session's: the client reconnected, so the locks were lost with the old session. */
+  #sameSession(session: LockSession, pid: number | undefined): void {
+    if (pid !== session.pid || this.#session !== session) throw new Error(`lock session replaced (backend ${session.pid} is gone)`);
+  }
+
+  /** The lock session's connection closed: every lock went with it, so every task stops now. */
+  #closed(session: LockSession): void {
+    if (this.#session !== session) return;
+    this.#session = undefined;
+    this.#o.log.warn('partition lock session closed; stopping every partition task', { owned: [...this.#owned] });
+    void this.#releaseAll()
+      .catch((err: unknown) => this.#o.log.error('stopping partition tasks failed', { error: describeError(err) }))
+      .finally(() => this.#o.metrics.partitionsOwned.set(this.#owned.size));
+    this.#o.metrics.partitionsOwned.set(0);
+    void endSession(session);
+    this.#idle.wake();
   }
 
   /** The session is gone, and with it every lock: stop all tasks before anyone else starts them. */
   async #lostConnection(): Promise<void> {
     if (this.#o.exclusive) return;
     await this.#releaseAll();
-    const conn = this.#conn;
-    this.#conn = undefined;
-    if (conn !== undefined) {
-      // The session may still be alive (only a query failed): end it so its locks are surely gone.
-      await conn`SELECT pg_advisory_unlock_all()`.catch(() => {});
-      conn.release();
-    }
+    const session = this.#session;
+    this.#session = undefined;
+    // The session may still be alive (only a query failed): ending it surely frees its locks.
+    if (session !== undefined) await endSession(session);
   }
 
   #take(p: number): void {
@@ -196,5 +229,14 @@ export class PartitionOwnership {
   async #releaseAll(): Promise<void> {
     await Promise.all([...this.#owned].map((p) => this.#drop(p)));
   }
+}
 
+interface LockSession {
+  sql: Sql;
+  /** The backend that holds the member lock: a query answered by any other backend means it is gone. */
+  pid: number;
+}
+
+async function endSession(session: LockSession): Promise<void> {
+  await session.sql.end({ timeout: 1 }).catch(() => {});
 }

@@ -32,6 +32,7 @@ export async function startProcessing(opts: {
     ...config.processor,
     ...config.outbox,
     sql: db.sql,
+    lockSession: (onClose) => db.session(onClose),
     exclusive: db.kind === 'embedded',
     brokers,
     clientId: config.kafka.clientId,

@@ -14,6 +14,8 @@ import { sluiceTopics, topicProblem, type SluiceTopics } from './topic-name.ts';
 
 export interface ProcessorOptions {
   sql: Sql;
+  /** A client of one connection for the partition locks (see ownership.ts). */
+  lockSession(onClose: () => void): Sql;
   /** The embedded database serves this process alone: it owns every partition without locks. */
   exclusive: boolean;
   brokers: string[];
@@ -63,7 +65,7 @@ export class Processor {
     this.#topics = sluiceTopics(opts.progressTopic, opts.defaultTopic, opts.tenants);
     opts.metrics.partitions.set(opts.partitions);
     this.#ownership = new PartitionOwnership({
-      sql: opts.sql,
+      lockSession: opts.lockSession,
       exclusive: opts.exclusive,
       partitions: opts.partitions,
       rebalanceMs: opts.rebalanceMs,

@@ -34,6 +34,8 @@ describe('fast_ack write path under a forwarder backlog', () => {
       log: quietLog,
       unforwarded: () => unforwarded,
       maxUnforwarded: 1_000,
+      forwardedThrough: () => 0,
+      outboxWaitMs: 2_000,
     });
   });
 

@@ -44,6 +44,8 @@ export async function startTestApp(
     recentKeys: new RecentKeys(100, 'n1'),
     unforwarded: () => 0,
     maxUnforwarded: 200_000,
+    forwardedThrough: () => 0,
+    outboxWaitMs: 2_000,
     log,
   });
   const app = createApp({

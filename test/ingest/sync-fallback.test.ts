@@ -1,0 +1,132 @@
+import { afterAll, beforeAll, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Envelope } from '../../src/envelope.ts';
+import { loadConfig } from '../../src/config.ts';
+import { startIngestStack } from '../../src/ingest/ingest-stack.ts';
+import { RecentKeys } from '../../src/ingest/recent-keys.ts';
+import { WritePath } from '../../src/ingest/write-path.ts';
+import { JournalWriter } from '../../src/journal/writer.ts';
+import { createMetrics } from '../../src/metrics.ts';
+import { openDatabase, type Database } from '../../src/outbox/db.ts';
+import { migrate } from '../../src/outbox/migrate.ts';
+import { startPgCluster, type PgCluster } from '../support/pg-cluster.ts';
+import { quietLog } from '../support/postgres.ts';
+import { eventually } from '../support/sluice.ts';
+
+// sync mode while Postgres is down or hangs: every write is answered within SLUICE_SYNC_OUTBOX_WAIT_MS
+// from the journal, and a tenant with such a write keeps going through the journal until the
+// forwarder has inserted it, so none of its later writes reaches the outbox first.
+let cluster: PgCluster;
+let db: Database;
+let dir: string;
+let journal: JournalWriter;
+let forwarded = 0;
+let path: WritePath;
+const WAIT_MS = 500;
+
+beforeAll(async () => {
+  cluster = await startPgCluster();
+  db = await openDatabase({ url: cluster.url, dataDir: '', pool: 4 }, quietLog);
+  await migrate(db.sql, quietLog);
+  dir = mkdtempSync(join(tmpdir(), 'sluice-sync-fb-'));
+  journal = await JournalWriter.open({ dir, nodeId: 'n', segmentBytes: 1 << 20, log: quietLog, metrics: createMetrics() });
+  path = new WritePath({
+    mode: 'sync',
+    nodeId: 'n',
+    journal,
+    sql: db.sql,
+    partitions: 16,
+    maxBatch: 1000,
+    recentKeys: new RecentKeys(100, 'n'),
+    log: quietLog,
+    unforwarded: () => 0,
+    maxUnforwarded: 1_000,
+    forwardedThrough: () => forwarded,
+    outboxWaitMs: WAIT_MS,
+  });
+});
+afterAll(async () => {
+  await journal.close();
+  await db.close();
+  await cluster.destroy();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const event = (tenant: string, key: string): Envelope => ({ tenant_id: tenant, dedupe_key: key, topic: 'x', request_id: 'r', headers: {}, payload: JSON.stringify({ key }) });
+
+async function inOutbox(): Promise<string[]> {
+  const rows = await db.sql<{ k: string }[]>`SELECT tenant_id || ':' || dedupe_key AS k FROM outbox ORDER BY id`;
+  return rows.map((r) => r.k);
+}
+
+test('down, hung, back: answers within the wait, and a tenant that fell back stays behind the journal until forwarded', async () => {
+  expect((await path.write([event('a', '1')]))[0]).toMatchObject({ durability: 'outbox', duplicate: false });
+
+  await cluster.stop('immediate');
+  const down = await path.write([event('a', '2')]);
+  expect(down[0]).toMatchObject({ durability: 'journal', id: expect.stringMatching(/^n:\d+$/) });
+  await cluster.start();
+
+  // A server that accepts and then says nothing: the answer still comes within the wait.
+  await db.sql`SELECT 1`;
+  cluster.freeze();
+  const started = performance.now();
+  const hung = await path.write([event('b', '1')]);
+  const hungMs = performance.now() - started;
+  cluster.thaw();
+  expect(hung[0]?.durability).toBe('journal');
+  expect(hungMs).toBeGreaterThanOrEqual(WAIT_MS);
+  expect(hungMs).toBeLessThan(WAIT_MS + 1_500);
+
+  // Postgres is back; a and b still have journal-answered writes the forwarder has not passed.
+  const [a3, c1, b2] = await path.write([event('a', '3'), event('c', '1'), event('b', '2')]);
+  expect(a3?.durability).toBe('journal');
+  expect(b2?.durability).toBe('journal');
+  expect(c1?.durability).toBe('outbox');
+  expect(await inOutbox()).not.toContain('a:3');
+
+  // The forwarder passed a's and b's last journal-answered writes: they go straight in again.
+  forwarded = Number(b2?.id?.split(':')[1]);
+  const [a4] = await path.write([event('a', '4')]);
+  expect(a4?.durability).toBe('outbox');
+  const keys = await inOutbox();
+  expect(keys).toContain('a:4');
+  expect(keys).not.toContain('a:3');
+}, 60_000);
+
+test('after a restart, a tenant with unforwarded journal lines writes through the journal until they are forwarded', async () => {
+  const journalDir = mkdtempSync(join(tmpdir(), 'sluice-sync-restart-'));
+  const config = loadConfig({
+    DATABASE_URL: cluster.url,
+    SLUICE_JOURNAL_DIR: journalDir,
+    SLUICE_NODE_ID: 'r',
+    SLUICE_WRITE_MODE: 'sync',
+    SLUICE_SYNC_OUTBOX_WAIT_MS: String(WAIT_MS),
+  });
+  try {
+    const first = await startIngestStack({ config, sql: db.sql, log: quietLog, metrics: createMetrics() });
+    await cluster.stop('immediate');
+    // Many lines ahead of the tenant's own, so the forwarder is still busy after the restart.
+    const others = Array.from({ length: 20_000 }, (_, i) => event('others', `o${i}`));
+    expect((await first.writePath.write(others))[0]?.durability).toBe('journal');
+    expect((await first.writePath.write([event('late', '1')]))[0]?.durability).toBe('journal');
+    await first.close();
+    await cluster.start();
+
+    const second = await startIngestStack({ config, sql: db.sql, log: quietLog, metrics: createMetrics() });
+    try {
+      const [late2] = await second.writePath.write([event('late', '2')]);
+      expect(late2?.durability).toBe('journal');
+      await eventually(async () => (await inOutbox()).includes('late:2'), 30_000, 'late:2 forwarded');
+      const keys = await inOutbox();
+      expect(keys.indexOf('late:1')).toBeGreaterThanOrEqual(0);
+      expect(keys.indexOf('late:1')).toBeLessThan(keys.indexOf('late:2'));
+    } finally {
+      await second.close();
+    }
+  } finally {
+    rmSync(journalDir, { recursive: true, force: true });
+  }
+}, 90_000);

@@ -1,0 +1,87 @@
+import { afterAll, beforeAll, expect, test } from 'bun:test';
+import postgres from 'postgres';
+import { createMetrics } from '../../src/metrics.ts';
+import { openDatabase, type Database } from '../../src/outbox/db.ts';
+import { PartitionOwnership } from '../../src/processor/ownership.ts';
+import { startPgCluster, type PgCluster } from '../support/pg-cluster.ts';
+import { quietLog } from '../support/postgres.ts';
+import { eventually } from '../support/sluice.ts';
+
+let cluster: PgCluster;
+let db: Database;
+beforeAll(async () => {
+  cluster = await startPgCluster();
+  db = await openDatabase({ url: cluster.url, dataDir: '', pool: 4 }, quietLog);
+});
+afterAll(async () => {
+  await db.close();
+  await cluster.destroy();
+});
+
+const PARTITIONS = 4;
+
+async function gauge(metrics: ReturnType<typeof createMetrics>): Promise<number> {
+  return (await metrics.partitionsOwned.get()).values[0]?.value ?? -1;
+}
+
+/**
+ * Partition locks the cluster says are granted, seen from a session of its own (not one of the
+ * terminated ones); -1 while Postgres does not answer.
+ */
+async function locksHeld(): Promise<number> {
+  const observer = postgres(cluster.url, { max: 1, onnotice: () => {}, connection: { application_name: 'observer' } });
+  try {
+    const [row] = await observer<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = ${0x511ce0}::int::oid AND granted`;
+    return row?.n ?? 0;
+  } catch {
+    return -1;
+  } finally {
+    await observer.end({ timeout: 1 });
+  }
+}
+
+test('partition locks lost to pg_terminate_backend and to an immediate stop are taken again; the gauge and tasks follow', async () => {
+  const metrics = createMetrics();
+  const running = new Set<number>();
+  let overlaps = 0;
+  const ownership = new PartitionOwnership({
+    lockSession: (onClose) => db.session(onClose),
+    exclusive: false,
+    partitions: PARTITIONS,
+    rebalanceMs: 200,
+    log: quietLog,
+    metrics,
+    acquired: (p) => {
+      if (running.has(p)) overlaps++;
+      running.add(p);
+    },
+    releasing: async (p) => {
+      running.delete(p);
+    },
+  });
+  ownership.start();
+  try {
+    await eventually(async () => ownership.owned.size === PARTITIONS && (await gauge(metrics)) === PARTITIONS, 10_000, 'all partitions owned');
+    expect(await locksHeld()).toBe(PARTITIONS);
+
+    expect(await cluster.terminate('sluice')).toBeGreaterThan(0);
+    // The close event stops every task at once: nothing runs on a lock that is gone.
+    await eventually(async () => running.size === 0 || (await locksHeld()) === running.size, 5_000, 'tasks stopped with the session');
+    await eventually(async () => ownership.owned.size === PARTITIONS && (await locksHeld()) === PARTITIONS, 10_000, 'locks taken again after pg_terminate_backend');
+    expect(await gauge(metrics)).toBe(PARTITIONS);
+
+    await cluster.stop('immediate');
+    await eventually(async () => ownership.owned.size === 0 && running.size === 0 && (await gauge(metrics)) === 0, 5_000, 'nothing owned while Postgres is down');
+    await Bun.sleep(1_000);
+    expect(ownership.owned.size).toBe(0);
+    await cluster.start();
+    await eventually(async () => ownership.owned.size === PARTITIONS && (await locksHeld()) === PARTITIONS, 15_000, 'locks taken again after Postgres restarted');
+    expect(await gauge(metrics)).toBe(PARTITIONS);
+    expect([...running].sort()).toEqual([0, 1, 2, 3]);
+    expect(overlaps).toBe(0);
+  } finally {
+    await ownership.stop();
+  }
+  expect(await locksHeld()).toBe(0);
+}, 60_000);

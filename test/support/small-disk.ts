@@ -1,0 +1,40 @@
+import { mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A tmpfs of its own (root only): a disk that can really be filled and freed. */
+export interface SmallDisk {
+  readonly dir: string;
+  /** Writes a filler file leaving about `leaveBytes` free. */
+  fill(leaveBytes: number): void;
+  free(): void;
+  freeBytes(): number;
+  unmount(): void;
+}
+
+export function mountSmallDisk(bytes: number): SmallDisk {
+  if (process.getuid?.() !== 0) throw new Error('a small disk is a tmpfs mount: run the tests as root (CI does)');
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-disk-'));
+  const mount = Bun.spawnSync({ cmd: ['mount', '-t', 'tmpfs', '-o', `size=${bytes}`, 'tmpfs', dir], stderr: 'pipe' });
+  if (mount.exitCode !== 0) throw new Error(`mount tmpfs failed: ${mount.stderr.toString()}`);
+  const filler = join(dir, 'filler');
+  const disk: SmallDisk = {
+    dir,
+    freeBytes() {
+      const fs = statfsSync(dir);
+      return fs.bavail * fs.bsize;
+    },
+    fill(leaveBytes) {
+      disk.free();
+      writeFileSync(filler, Buffer.alloc(Math.max(0, disk.freeBytes() - leaveBytes)));
+    },
+    free() {
+      rmSync(filler, { force: true });
+    },
+    unmount() {
+      Bun.spawnSync({ cmd: ['umount', '-l', dir] });
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return disk;
+}
