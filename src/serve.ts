@@ -1,38 +1,55 @@
 import { join } from 'node:path';
 import type { Config } from './config.ts';
-import { describeError } from './errors.ts';
-import { createApp, type ComponentState } from './http/app.ts';
+import { describeError, SluiceError } from './errors.ts';
+import { createApp } from './http/app.ts';
+import { listen } from './http/listener.ts';
+import { Readiness } from './http/readiness.ts';
 import { startIngestStack } from './ingest/ingest-stack.ts';
 import { startLocalBroker, type LocalBroker } from './kafka/local-broker.ts';
 import type { Logger } from './log.ts';
-import { createMetrics } from './metrics.ts';
-import { openDatabase } from './outbox/db.ts';
+import { createMetrics, zeroTenantSeries } from './metrics.ts';
+import { openDatabase, type Database } from './outbox/db.ts';
 import { migrate } from './outbox/migrate.ts';
 import { OutboxGauges } from './outbox/outbox-gauges.ts';
 import { pendingByTenant } from './outbox/repository.ts';
 import { Backlog } from './ingest/backlog.ts';
+import { probeDatabase, probeWritableDir } from './probes.ts';
 import { startProcessing } from './processor/processing.ts';
 import { TenantControls } from './processor/tenant-controls.ts';
 import { loadTenantsFile, NO_TENANTS_FILE, Tenants } from './tenants.ts';
 
 export interface Running {
   readonly url: string;
-  /** Re-reads the tenants file (SIGHUP); a bad file is reported and the one in force kept. */
-  reloadTenants(): boolean;
+  /** SIGHUP: re-reads the tenants file and the TLS certificate; a bad one is reported and the one in force kept. */
+  reload(): boolean;
+  /** Settles with a reason when a part this process cannot run without fails (its local broker exited). */
+  readonly failed: Promise<string>;
   /** Graceful stop: refuse new writes, drain, flush, close everything. Safe to call twice. */
   shutdown(reason: string): Promise<void>;
 }
 
+const PROBE_TIMEOUT_MS = 5_000;
+
 /**
  * The composition root of `serve`: ingest, journal, outbox and processor in one process (`ingest`:
  * the same without the processor, which then runs elsewhere as `process`). Parts are built in
- * dependency order and closed in reverse.
+ * dependency order and closed in reverse; the local broker and the embedded database, the slow
+ * ones, start side by side.
  */
 export async function serve(config: Config, log: Logger, opts: { processor?: boolean } = {}): Promise<Running> {
+  const started = performance.now();
+  const timings: Record<string, number> = {};
+  const timed = async <T>(part: string, p: Promise<T>): Promise<T> => {
+    const t = performance.now();
+    const value = await p;
+    timings[`${part}_ms`] = Math.round(performance.now() - t);
+    return value;
+  };
   const withProcessor = opts.processor ?? true;
   // Parsed before anything starts: a bad tenants file stops sluice like a bad variable does.
   const tenants = new Tenants(config.tenantsFile === undefined ? NO_TENANTS_FILE : loadTenantsFile(config.tenantsFile), log);
   const metrics = createMetrics();
+  zeroTenantSeries(metrics, tenants.configured);
   const controls = new TenantControls(tenants, metrics, log);
   const closers: { name: string; close: () => Promise<void> }[] = [];
   const closeAll = async (): Promise<void> => {
@@ -44,36 +61,73 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
       }
     }
   };
+  let fail: (reason: string) => void = () => {};
+  const failed = new Promise<string>((resolve) => {
+    fail = resolve;
+  });
 
   try {
-    let brokers = config.kafka.brokers;
-    if (brokers === undefined && withProcessor) {
-      log.info('KAFKA_BROKERS not set: starting a local Kafka broker');
-      const broker: LocalBroker = await startLocalBroker({
-        dataDir: join(config.db.dataDir, 'kafka'),
-        port: config.kafka.localPort,
-      });
-      closers.push({ name: 'kafka-local', close: () => broker.stop() });
-      brokers = [broker.bootstrap];
-      log.info('local kafka ready', { bootstrap: broker.bootstrap });
+    // Checked first: an unwritable journal is found in milliseconds, not after the broker started.
+    const journalDir = probeWritableDir('SLUICE_JOURNAL_DIR', join(config.journal.dir, config.nodeId));
+    if (!journalDir.ok) throw new SluiceError('journal_unavailable', journalDir.detail);
+
+    const localBroker =
+      config.kafka.brokers === undefined && withProcessor ? timed('kafka_local', startOwnBroker(config, log)) : undefined;
+    // Both settle before anything else happens, so a failure of one never leaves the other running unowned.
+    const [broker, db] = await Promise.allSettled([localBroker, timed('database', openChecked(config, log))]);
+    if (broker.status === 'fulfilled' && broker.value !== undefined) {
+      const b = broker.value;
+      closers.push({ name: 'kafka-local', close: () => b.stop() });
     }
+    if (db.status === 'fulfilled') closers.push({ name: 'database', close: () => db.value.close() });
+    if (broker.status === 'rejected') throw broker.reason;
+    if (db.status === 'rejected') throw db.reason;
+    const database = db.value;
+    let brokers = config.kafka.brokers;
+    let stopping = false;
+    if (broker.value !== undefined) {
+      const own = broker.value;
+      brokers = [own.bootstrap];
+      log.info('local kafka ready', { bootstrap: own.bootstrap });
+      // Whatever holds the port after the broker died is not ours: stop rather than publish to it.
+      void own.exited.then((code) => {
+        if (!stopping) fail(`the local Kafka broker exited (code ${code}); see ${join(own.dataDir, 'broker.log')}`);
+      });
+    }
+    await timed('migrate', migrate(database.sql, log));
 
-    const db = await openDatabase(config.db, log);
-    closers.push({ name: 'database', close: () => db.close() });
-    await migrate(db.sql, log);
-
-    const processing = brokers !== undefined && withProcessor ? startProcessing({ config, db, brokers, tenants, controls, metrics, log }) : undefined;
+    const processing =
+      brokers !== undefined && withProcessor ? startProcessing({ config, db: database, brokers, tenants, controls, metrics, log }) : undefined;
     if (processing !== undefined) closers.push({ name: 'processor', close: () => processing.close() });
     const wakeProcessor = (): void => processing?.processor.wake();
-    const gauges = new OutboxGauges(db.sql, tenants, metrics);
+    const gauges = new OutboxGauges(database.sql, tenants, metrics);
 
-    const backlog = new Backlog({ pending: () => pendingByTenant(db.sql), tenants, metrics, log, refreshMs: 1_000 });
+    const backlog = new Backlog({ pending: () => pendingByTenant(database.sql), tenants, metrics, log, refreshMs: 1_000 });
     await backlog.start();
     closers.push({ name: 'backlog', close: async () => backlog.stop() });
 
-    const ingest = await startIngestStack({ config, sql: db.sql, log, metrics, onCommitted: wakeProcessor });
+    const ingest = await timed('journal', startIngestStack({ config, sql: database.sql, log, metrics, onCommitted: wakeProcessor }));
     closers.push({ name: 'ingest', close: () => ingest.close() });
     const { writePath, journal } = ingest;
+
+    // An ingest node is ready when it can take a write and make it durable in its mode: the journal
+    // always, the outbox in sync mode, room below SLUICE_MAX_UNFORWARDED otherwise. Kafka is the
+    // processor's business: reported, never a reason to turn writes away.
+    const readiness = new Readiness()
+      .add('journal', true, () => (journal.failure === undefined ? { ok: true } : { ok: false, detail: journal.failure }))
+      .add('outbox', config.writeMode === 'sync', async () => {
+        await database.sql`SELECT 1`;
+        return { ok: true };
+      });
+    if (config.writeMode !== 'sync') {
+      readiness.add('backlog', true, () => {
+        const lag = ingest.forwarderLag();
+        return lag < config.forwarder.maxUnforwarded
+          ? { ok: true }
+          : { ok: false, detail: `${lag} journal records not yet in the outbox (SLUICE_MAX_UNFORWARDED ${config.forwarder.maxUnforwarded})` };
+      });
+    }
+    if (processing !== undefined) readiness.add('kafka', false, () => processing.kafka.check());
 
     let draining = false;
     const app = createApp({
@@ -96,52 +150,47 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
       admin:
         config.adminToken === undefined
           ? undefined
-          : { token: config.adminToken, sql: db.sql, controls, wake: wakeProcessor },
+          : { token: config.adminToken, sql: database.sql, controls, wake: wakeProcessor },
       draining: () => draining,
-      readiness: async () => {
-        const [outbox, kafka] = await Promise.all([
-          withTimeout(db.sql`SELECT 1`.then(() => true), 2_000),
-          processing?.publishing.reachable(2_000),
-        ]);
-        const states: Record<string, ComponentState> = {
-          journal: journal.failure === undefined ? { ok: true } : { ok: false, detail: journal.failure },
-          outbox: outbox ? { ok: true } : { ok: false, detail: 'database did not answer within 2s' },
-        };
-        // Only a process that publishes depends on Kafka.
-        if (processing !== undefined) {
-          states.kafka = kafka === true ? { ok: true } : { ok: false, detail: processing.processor.lastError ?? 'no broker answered within 2s' };
-        }
-        return states;
-      },
+      readiness,
       beforeScrape: async () => {
-        await gauges.refresh();
         metrics.forwarderLag.set(ingest.forwarderLag());
+        await gauges.refresh();
       },
     });
 
-    const server = Bun.serve({
-      hostname: config.http.host,
+    const server = listen({
+      host: config.http.host,
       port: config.http.port,
+      tls: config.tls,
       fetch: app.fetch,
       // Our own reader answers 413 in sluice's error shape; Bun's limit is only a backstop.
       maxRequestBodySize: config.http.maxBodyBytes * 2 + 1024,
+      log,
     });
     closers.push({ name: 'http', close: () => server.stop() });
-    const url = `http://${config.http.host}:${server.port}`;
-    log.info('sluice listening', { url, node_id: config.nodeId, write_mode: config.writeMode, database: db.kind });
+    timings.total_ms = Math.round(performance.now() - started);
+    log.info('sluice listening', { url: server.url, node_id: config.nodeId, write_mode: config.writeMode, database: database.kind, tls: config.tls !== undefined, ...timings });
 
-    let stopping: Promise<void> | undefined;
+    let shutdown: Promise<void> | undefined;
     return {
-      url,
-      reloadTenants: () => tenants.reload(),
+      url: server.url,
+      failed,
+      reload() {
+        const reloaded = tenants.reload();
+        if (reloaded) zeroTenantSeries(metrics, tenants.configured);
+        const tls = server.reloadTls();
+        return reloaded || tls;
+      },
       shutdown(reason) {
-        stopping ??= (async () => {
+        shutdown ??= (async () => {
           log.info('shutting down', { reason, in_flight: writePath.inFlight });
           draining = true;
+          stopping = true;
           await closeAll();
           log.info('shutdown complete');
         })();
-        return stopping;
+        return shutdown;
       },
     };
   } catch (err) {
@@ -150,7 +199,26 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
   }
 }
 
-async function withTimeout(p: Promise<boolean>, ms: number): Promise<boolean> {
-  const timeout = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), ms).unref());
-  return Promise.race([p.catch(() => false), timeout]);
+/** The local broker, or a SluiceError naming SLUICE_KAFKA_LOCAL_PORT: never somebody else's broker. */
+async function startOwnBroker(config: Config, log: Logger): Promise<LocalBroker> {
+  log.info('KAFKA_BROKERS not set: starting a local Kafka broker', { port: config.kafka.localPort });
+  try {
+    return await startLocalBroker({ dataDir: join(config.db.dataDir, 'kafka'), port: config.kafka.localPort });
+  } catch (err) {
+    const why = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new SluiceError(
+      'kafka_unavailable',
+      `SLUICE_KAFKA_LOCAL_PORT ${config.kafka.localPort}: the local Kafka broker did not start: ${why}: free the port or set SLUICE_KAFKA_LOCAL_PORT to another one, or set KAFKA_BROKERS to use a broker you run`,
+      { cause: err },
+    );
+  }
+}
+
+/** Opens the outbox database; a real server is probed first, so a bad DATABASE_URL fails within seconds, saying why. */
+export async function openChecked(config: Config, log: Logger): Promise<Database> {
+  if (config.db.url !== undefined) {
+    const probe = await probeDatabase(config.db.url, PROBE_TIMEOUT_MS);
+    if (!probe.ok) throw new SluiceError('outbox_unavailable', probe.detail);
+  }
+  return openDatabase(config.db, log);
 }

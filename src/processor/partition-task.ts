@@ -14,7 +14,7 @@ import type { Tenants } from '../tenants.ts';
 import { backoffMs } from './backoff.ts';
 import { withinBytes } from './batch-bytes.ts';
 import { allocate, roundRobin, type Claimant } from './fair-share.ts';
-import { classifyFailure, describeKafkaError, type FailureKind } from './kafka-errors.ts';
+import { classifyFailure, describeKafkaError, failureReason, type FailureKind } from './kafka-errors.ts';
 import type { PartitionProducer } from './publisher.ts';
 import type { TenantControls } from './tenant-controls.ts';
 import { Idle } from '../idle.ts';
@@ -110,11 +110,15 @@ export class PartitionTask {
         }
         failures++;
         this.#lastError = describeKafkaError(err);
-        // The first failure and then every tenth: an outage must not flood the log.
+        // Stopping ends connections under a batch in flight: not a failure worth a line. A cluster
+        // outage is logged once by KafkaHealth, not per partition; other failures the first time
+        // and then every tenth.
+        if (this.#abort.signal.aborted) break;
         if (failures === 1 || failures % 10 === 0) {
-          log.warn('publish failed; rows stay pending', { partition, error: this.#lastError, failures });
+          const level = classifyFailure(err) === 'transient' ? 'debug' : 'warn';
+          log[level]('publish failed; rows stay pending', { partition, error: this.#lastError, failures });
         }
-        this.#o.metrics.publishFailures.inc({ reason: err instanceof Error ? err.name : 'unknown' });
+        this.#o.metrics.publishFailures.inc({ reason: failureReason(err) });
         backoff = Math.min(MAX_LOOP_BACKOFF_MS, backoff === 0 ? 100 : backoff * 2);
         await this.#idle.wait(backoffMs(1, backoff, backoff));
       }

@@ -2,7 +2,9 @@ import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Database } from '../outbox/db.ts';
+import { probeKafka } from '../probes.ts';
 import type { Tenants } from '../tenants.ts';
+import { KafkaHealth } from './kafka-health.ts';
 import { Processor } from './processor.ts';
 import { createPublishing, type Publishing } from './publisher.ts';
 import type { TenantControls } from './tenant-controls.ts';
@@ -10,9 +12,15 @@ import type { TenantControls } from './tenant-controls.ts';
 export interface Processing {
   readonly processor: Processor;
   readonly publishing: Publishing;
+  /** Whether the cluster answers: the processor's readiness; logged once per change of state. */
+  readonly kafka: KafkaHealth;
   /** Stops the processor (each open batch committed or aborted, partitions released), then the producers. */
   close(): Promise<void>;
 }
+
+// Under the 2 s readiness bound, which probes on every /readyz.
+const KAFKA_PROBE_TIMEOUT_MS = 1_500;
+const KAFKA_PROBE_INTERVAL_MS = 5_000;
 
 /** The Kafka producers and the processor, as both `serve` and `process` run them. */
 export function startProcessing(opts: {
@@ -40,13 +48,22 @@ export function startProcessing(opts: {
     metrics: opts.metrics,
     partitions: config.partitions,
   });
+  const kafka = new KafkaHealth({
+    brokers,
+    probe: () => probeKafka(brokers, KAFKA_PROBE_TIMEOUT_MS),
+    intervalMs: KAFKA_PROBE_INTERVAL_MS,
+    log: opts.log,
+    metrics: opts.metrics,
+  });
+  kafka.start();
   processor.start();
   let closing: Promise<void> | undefined;
   return {
     processor,
     publishing,
+    kafka,
     close() {
-      closing ??= processor.stop().finally(() => publishing.close());
+      closing ??= Promise.all([kafka.stop(), processor.stop()]).finally(() => publishing.close()).then(() => {});
       return closing;
     },
   };

@@ -39,7 +39,7 @@ describe('ingest and process as separate processes', () => {
     const ingest = await spawnSluice(env, 'ingest');
     children.push(ingest);
     const ready = await fetch(`${ingest.url}/readyz`);
-    expect(await ready.json()).toEqual({ status: 'ready', components: { journal: { ok: true }, outbox: { ok: true } } });
+    expect(await ready.json()).toEqual({ status: 'ready', components: { journal: { ok: true, required: true }, outbox: { ok: true, required: true } } });
     expect((await postEvent(ingest.url, { dedupe_key: 'one', payload: { n: 1 } }, { 'X-Tenant-Id': 'split' })).status).toBe(202);
 
     const processor = await spawnSluice(env, 'process');

@@ -1,0 +1,54 @@
+import { join } from 'node:path';
+import type { Config } from './config.ts';
+import { portProblem } from './kafka/local-broker.ts';
+import { probeDatabase, probeKafka, probeWritableDir, type ProbeResult } from './probes.ts';
+import { loadTenantsFile } from './tenants.ts';
+import { ConfigError } from './errors.ts';
+
+/**
+ * `sluice check`: every component probed side by side, each within `timeoutMs`, one line each.
+ * Returns 0 when all are usable, 1 otherwise.
+ */
+export async function runCheck(config: Config, timeoutMs: number, out: (line: string) => void): Promise<number> {
+  const results: [string, Promise<ProbeResult>][] = [
+    ['tenants', Promise.resolve(checkTenants(config))],
+    ['journal', Promise.resolve(probeWritableDir('SLUICE_JOURNAL_DIR', join(config.journal.dir, config.nodeId)))],
+    [
+      'database',
+      config.db.url === undefined
+        ? Promise.resolve(embeddedNote(probeWritableDir('SLUICE_DATA_DIR', config.db.dataDir)))
+        : probeDatabase(config.db.url, timeoutMs),
+    ],
+    ['kafka', config.kafka.brokers === undefined ? localBroker(config.kafka.localPort) : probeKafka(config.kafka.brokers, timeoutMs)],
+  ];
+  out(`config     ok    ${config.writeMode} mode, node ${config.nodeId}, ${config.http.host}:${config.http.port}${config.tls === undefined ? '' : ' (TLS)'}`);
+  let failed = 0;
+  for (const [name, pending] of results) {
+    const r = await pending;
+    if (!r.ok) failed++;
+    out(`${name.padEnd(10)} ${r.ok ? 'ok  ' : 'FAIL'}  ${r.detail}`);
+  }
+  return failed === 0 ? 0 : 1;
+}
+
+function checkTenants(config: Config): ProbeResult {
+  if (config.tenantsFile === undefined) return { ok: true, detail: 'no SLUICE_TENANTS_FILE: open mode (loopback only, no tokens)' };
+  try {
+    const t = loadTenantsFile(config.tenantsFile);
+    return { ok: true, detail: `${config.tenantsFile}: ${t.tenants.size} tenant(s)` };
+  } catch (err) {
+    if (err instanceof ConfigError) return { ok: false, detail: (err.details ?? []).map((d) => d.message).join('; ') };
+    throw err;
+  }
+}
+
+function embeddedNote(dir: ProbeResult): ProbeResult {
+  return dir.ok ? { ok: true, detail: `no DATABASE_URL: embedded database in ${dir.detail}` } : dir;
+}
+
+async function localBroker(port: number): Promise<ProbeResult> {
+  const problem = await portProblem(port);
+  return problem === undefined
+    ? { ok: true, detail: `no KAFKA_BROKERS: serve starts a local broker on 127.0.0.1:${port} (SLUICE_KAFKA_LOCAL_PORT)` }
+    : { ok: false, detail: `SLUICE_KAFKA_LOCAL_PORT ${port}: ${problem}: stop it, set SLUICE_KAFKA_LOCAL_PORT to a free port, or set KAFKA_BROKERS to use a broker you run` };
+}
