@@ -4,10 +4,9 @@ import { loadConfig, type Config } from './config.ts';
 import { ConfigError, describeError, SluiceError } from './errors.ts';
 import { createLogger, type Logger } from './log.ts';
 import { runJournalVerify, runReplay } from './journal/commands.ts';
-import { openDatabase } from './outbox/db.ts';
 import { migrate } from './outbox/migrate.ts';
 import { runProcessor } from './process.ts';
-import { serve, type Running } from './serve.ts';
+import { openChecked, serve, type Running } from './serve.ts';
 import { VERSION } from './version.ts';
 
 const stdout = (text: string): void => {
@@ -153,7 +152,7 @@ async function runUntilSignal(start: () => Promise<Running>, config: Config, log
 }
 
 async function runMigrate(config: Config, log: Logger): Promise<number> {
-  const db = await openDatabase(config.db, log);
+  const db = await openChecked(config, log);
   try {
     const result = await migrate(db.sql, log);
     log.info('migrations done', { applied: result.applied, current: result.current });
