@@ -205,7 +205,7 @@ export function createMetrics(): Metrics {
     }),
     quotaThrottled: new Counter({
       name: 'sluice_quota_throttled_total',
-      help: 'Records held back in the outbox because the tenant had no quota tokens left, by tenant.',
+      help: 'Claim rounds in which the tenant quota held back records waiting to be published (no tokens left, or fewer than the records waiting), by tenant.',
       labelNames: ['tenant'],
       registers: reg,
     }),

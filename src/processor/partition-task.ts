@@ -171,7 +171,15 @@ export class PartitionTask {
     // Moves on even when the granted tenants have nothing due (retry backoff): the next round starts
     // after them, so they cannot keep the batch to themselves.
     this.#lastTenant = [...grants.keys()].at(-1);
-    const rows = withinBytes(await claimForTenants(sql, partition, grants), this.#o.batchBytes);
+    const claimed = await claimForTenants(sql, partition, grants);
+    // A tenant whose grant was all its tokens and whose rows filled it had more waiting: the quota held them back.
+    for (const c of claimants) {
+      const grant = grants.get(c.tenant) ?? 0;
+      if (grant > 0 && grant === Math.floor(c.tokens) && claimed.filter((r) => r.tenant_id === c.tenant).length === grant) {
+        metrics.quotaThrottled.inc({ tenant: tenants.metricLabel(c.tenant) });
+      }
+    }
+    const rows = withinBytes(claimed, this.#o.batchBytes);
     if (rows.length === 0) return 0;
     await this.#publish(rows, groupByTenant(rows));
     return rows.length;

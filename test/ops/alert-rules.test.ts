@@ -58,9 +58,11 @@ describe('ops/prometheus/alerts.yml', () => {
       'SluiceForwarderLagging',
       'SluiceIngestErrors',
       'SluiceJournalOverRetention',
+      'SluiceKafkaUnreachable',
       'SluiceOutboxBacklogGrowing',
       'SluiceOutboxOldestPendingTooOld',
       'SluicePartitionsUnowned',
+      'SluiceQuotaThrottling',
       'SluiceRecordsDead',
     ]);
   });
