@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { Config } from './config.ts';
+import { readTls } from './http/listener.ts';
 import { portProblem } from './kafka/local-broker.ts';
 import { probeDatabase, probeKafka, probeWritableDir, type ProbeResult } from './probes.ts';
 import { loadTenantsFile } from './tenants.ts';
@@ -12,6 +13,7 @@ import { ConfigError } from './errors.ts';
 export async function runCheck(config: Config, timeoutMs: number, out: (line: string) => void): Promise<number> {
   const results: [string, Promise<ProbeResult>][] = [
     ['tenants', Promise.resolve(checkTenants(config))],
+    ...(config.tls === undefined ? [] : [['tls', Promise.resolve(checkTls(config.tls))] as [string, Promise<ProbeResult>]]),
     ['journal', Promise.resolve(probeWritableDir('SLUICE_JOURNAL_DIR', join(config.journal.dir, config.nodeId)))],
     [
       'database',
@@ -31,15 +33,27 @@ export async function runCheck(config: Config, timeoutMs: number, out: (line: st
   return failed === 0 ? 0 : 1;
 }
 
-function checkTenants(config: Config): ProbeResult {
-  if (config.tenantsFile === undefined) return { ok: true, detail: 'no SLUICE_TENANTS_FILE: open mode (loopback only, no tokens)' };
+/** A check that throws ConfigError when it fails: its details become the FAIL line. */
+function configured(check: () => string): ProbeResult {
   try {
-    const t = loadTenantsFile(config.tenantsFile);
-    return { ok: true, detail: `${config.tenantsFile}: ${t.tenants.size} tenant(s)` };
+    return { ok: true, detail: check() };
   } catch (err) {
     if (err instanceof ConfigError) return { ok: false, detail: (err.details ?? []).map((d) => d.message).join('; ') };
     throw err;
   }
+}
+
+function checkTenants(config: Config): ProbeResult {
+  const file = config.tenantsFile;
+  if (file === undefined) return { ok: true, detail: 'no SLUICE_TENANTS_FILE: open mode (loopback only, no tokens)' };
+  return configured(() => `${file}: ${loadTenantsFile(file).tenants.size} tenant(s)`);
+}
+
+function checkTls(files: { certFile: string; keyFile: string }): ProbeResult {
+  return configured(() => {
+    readTls(files);
+    return `${files.certFile} and its key are readable PEM files`;
+  });
 }
 
 function embeddedNote(dir: ProbeResult): ProbeResult {

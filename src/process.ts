@@ -2,7 +2,7 @@ import { Hono } from 'hono';
 import type { Config } from './config.ts';
 import { ConfigError, SluiceError } from './errors.ts';
 import { errorResponse } from './http/error-response.ts';
-import { listen } from './http/listener.ts';
+import { listen, readTls } from './http/listener.ts';
 import { addOpsRoutes } from './http/ops-routes.ts';
 import { Readiness } from './http/readiness.ts';
 import type { Logger } from './log.ts';
@@ -28,6 +28,7 @@ export async function runProcessor(config: Config, log: Logger): Promise<Running
   if (missing.length > 0 || brokers === undefined) {
     throw new ConfigError(`invalid configuration: ${missing.map((m) => m.message).join('; ')}`, missing);
   }
+  if (config.tls !== undefined) readTls(config.tls);
   const tenants = new Tenants(config.tenantsFile === undefined ? NO_TENANTS_FILE : loadTenantsFile(config.tenantsFile), log);
   const metrics = createMetrics();
   zeroTenantSeries(metrics, tenants.configured);

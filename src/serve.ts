@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { describeError, SluiceError } from './errors.ts';
 import { createApp } from './http/app.ts';
-import { listen } from './http/listener.ts';
+import { listen, readTls } from './http/listener.ts';
 import { Readiness } from './http/readiness.ts';
 import { startIngestStack } from './ingest/ingest-stack.ts';
 import { startLocalBroker, type LocalBroker } from './kafka/local-broker.ts';
@@ -46,7 +46,8 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
     return value;
   };
   const withProcessor = opts.processor ?? true;
-  // Parsed before anything starts: a bad tenants file stops sluice like a bad variable does.
+  // Read before anything starts: a bad tenants file or certificate stops sluice like a bad variable does.
+  if (config.tls !== undefined) readTls(config.tls);
   const tenants = new Tenants(config.tenantsFile === undefined ? NO_TENANTS_FILE : loadTenantsFile(config.tenantsFile), log);
   const metrics = createMetrics();
   zeroTenantSeries(metrics, tenants.configured);

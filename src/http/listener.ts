@@ -27,7 +27,7 @@ export interface Listener {
 type Tls = { cert: string; key: string };
 
 /** Reads the PEM files; a missing or unreadable one is a ConfigError naming its setting. */
-function readTls(files: { certFile: string; keyFile: string }): Tls {
+export function readTls(files: { certFile: string; keyFile: string }): Tls {
   const read = (setting: string, path: string): string => {
     let text: string;
     try {
