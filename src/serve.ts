@@ -5,7 +5,7 @@ import { createApp } from './http/app.ts';
 import { listen, readTls } from './http/listener.ts';
 import { Readiness } from './http/readiness.ts';
 import { startIngestStack } from './ingest/ingest-stack.ts';
-import { startLocalBroker, type LocalBroker } from './kafka/local-broker.ts';
+import { portProblem, startLocalBroker, type LocalBroker } from './kafka/local-broker.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, zeroTenantSeries } from './metrics.ts';
 import { openDatabase, type Database } from './outbox/db.ts';
@@ -14,7 +14,7 @@ import { OutboxGauges } from './outbox/outbox-gauges.ts';
 import { pendingByTenant } from './outbox/repository.ts';
 import { Backlog } from './ingest/backlog.ts';
 import { probeDatabase, probeWritableDir } from './probes.ts';
-import { startProcessing } from './processor/processing.ts';
+import { startProcessing, type Processing } from './processor/processing.ts';
 import { TenantControls } from './processor/tenant-controls.ts';
 import { loadTenantsFile, NO_TENANTS_FILE, Tenants } from './tenants.ts';
 
@@ -72,34 +72,30 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
     const journalDir = probeWritableDir('SLUICE_JOURNAL_DIR', join(config.journal.dir, config.nodeId));
     if (!journalDir.ok) throw new SluiceError('journal_unavailable', journalDir.detail);
 
-    const localBroker =
-      config.kafka.brokers === undefined && withProcessor ? timed('kafka_local', startOwnBroker(config, log)) : undefined;
-    // Both settle before anything else happens, so a failure of one never leaves the other running unowned.
-    const [broker, db] = await Promise.allSettled([localBroker, timed('database', openChecked(config, log))]);
-    if (broker.status === 'fulfilled' && broker.value !== undefined) {
-      const b = broker.value;
-      closers.push({ name: 'kafka-local', close: () => b.stop() });
+    const ownBroker = config.kafka.brokers === undefined && withProcessor;
+    if (ownBroker) {
+      // Known at once; the broker itself takes seconds and is waited for in the background.
+      const problem = await portProblem(config.kafka.localPort);
+      if (problem !== undefined) throw localBrokerError(config, problem);
     }
-    if (db.status === 'fulfilled') closers.push({ name: 'database', close: () => db.value.close() });
-    if (broker.status === 'rejected') throw broker.reason;
-    if (db.status === 'rejected') throw db.reason;
-    const database = db.value;
-    let brokers = config.kafka.brokers;
     let stopping = false;
-    if (broker.value !== undefined) {
-      const own = broker.value;
-      brokers = [own.bootstrap];
-      log.info('local kafka ready', { bootstrap: own.bootstrap });
-      // Whatever holds the port after the broker died is not ours: stop rather than publish to it.
-      void own.exited.then((code) => {
-        if (!stopping) fail(`the local Kafka broker exited (code ${code}); see ${join(own.dataDir, 'broker.log')}`);
-      });
+    // The local broker starts beside the database; ingest does not wait for it, the processor does.
+    const brokerStart = ownBroker ? timed('kafka_local', startOwnBroker(config, log)) : undefined;
+    if (brokerStart !== undefined) {
+      brokerStart.catch(() => {});
+      closers.push({ name: 'kafka-local', close: async () => (await brokerStart.catch(() => undefined))?.stop() });
     }
+    const database = await timed('database', openChecked(config, log));
+    closers.push({ name: 'database', close: () => database.close() });
     await timed('migrate', migrate(database.sql, log));
 
-    const processing =
-      brokers !== undefined && withProcessor ? startProcessing({ config, db: database, brokers, tenants, controls, metrics, log }) : undefined;
-    if (processing !== undefined) closers.push({ name: 'processor', close: () => processing.close() });
+    let processing: Processing | undefined;
+    const startProcessor = (brokers: string[]): void => {
+      const started = startProcessing({ config, db: database, brokers, tenants, controls, metrics, log });
+      processing = started;
+      closers.push({ name: 'processor', close: () => started.close() });
+    };
+    if (config.kafka.brokers !== undefined && withProcessor) startProcessor(config.kafka.brokers);
     const wakeProcessor = (): void => processing?.processor.wake();
     const gauges = new OutboxGauges(database.sql, tenants, metrics);
 
@@ -128,7 +124,9 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
           : { ok: false, detail: `${lag} journal records not yet in the outbox (SLUICE_MAX_UNFORWARDED ${config.forwarder.maxUnforwarded})` };
       });
     }
-    if (processing !== undefined) readiness.add('kafka', false, () => processing.kafka.check());
+    if (withProcessor) {
+      readiness.add('kafka', false, () => processing?.kafka.check() ?? { ok: false, detail: `the local Kafka broker on 127.0.0.1:${config.kafka.localPort} is starting` });
+    }
 
     let draining = false;
     const app = createApp({
@@ -172,6 +170,20 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
     closers.push({ name: 'http', close: () => server.stop() });
     timings.total_ms = Math.round(performance.now() - started);
     log.info('sluice listening', { url: server.url, node_id: config.nodeId, write_mode: config.writeMode, database: database.kind, tls: config.tls !== undefined, ...timings });
+    brokerStart?.then(
+      (own) => {
+        if (stopping) return;
+        log.info('local kafka ready', { bootstrap: own.bootstrap, kafka_local_ms: timings.kafka_local_ms, since_start_ms: Math.round(performance.now() - started) });
+        startProcessor([own.bootstrap]);
+        // Whatever holds the port after the broker died is not ours: stop rather than publish to it.
+        void own.exited.then((code) => {
+          if (!stopping) fail(`the local Kafka broker exited (code ${code}); see ${join(own.dataDir, 'broker.log')}`);
+        });
+      },
+      (err: unknown) => {
+        if (!stopping) fail(localBrokerError(config, err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err)).message);
+      },
+    );
 
     let shutdown: Promise<void> | undefined;
     return {
@@ -200,19 +212,17 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
   }
 }
 
-/** The local broker, or a SluiceError naming SLUICE_KAFKA_LOCAL_PORT: never somebody else's broker. */
 async function startOwnBroker(config: Config, log: Logger): Promise<LocalBroker> {
   log.info('KAFKA_BROKERS not set: starting a local Kafka broker', { port: config.kafka.localPort });
-  try {
-    return await startLocalBroker({ dataDir: join(config.db.dataDir, 'kafka'), port: config.kafka.localPort });
-  } catch (err) {
-    const why = err instanceof Error ? err.message.split('\n')[0] : String(err);
-    throw new SluiceError(
-      'kafka_unavailable',
-      `SLUICE_KAFKA_LOCAL_PORT ${config.kafka.localPort}: the local Kafka broker did not start: ${why}: free the port or set SLUICE_KAFKA_LOCAL_PORT to another one, or set KAFKA_BROKERS to use a broker you run`,
-      { cause: err },
-    );
-  }
+  return startLocalBroker({ dataDir: join(config.db.dataDir, 'kafka'), port: config.kafka.localPort, fastStart: true });
+}
+
+/** Why the local broker cannot serve, naming SLUICE_KAFKA_LOCAL_PORT and the ways out: never somebody else's broker. */
+function localBrokerError(config: Config, why: string): SluiceError {
+  return new SluiceError(
+    'kafka_unavailable',
+    `SLUICE_KAFKA_LOCAL_PORT ${config.kafka.localPort}: the local Kafka broker did not start: ${why}: free the port or set SLUICE_KAFKA_LOCAL_PORT to another one, or set KAFKA_BROKERS to use a broker you run`,
+  );
 }
 
 /** Opens the outbox database; a real server is probed first, so a bad DATABASE_URL fails within seconds, saying why. */
