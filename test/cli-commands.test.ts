@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { COMMANDS } from '../src/cli-commands.ts';
 import { testBrokers } from './support/kafka.ts';
+import { freePort as closedPort, silentPort } from './support/ports.ts';
 import { createTestDatabase, type TestDatabase } from './support/postgres.ts';
 
 const CLI = join(import.meta.dir, '..', 'src', 'cli.ts');
@@ -37,29 +37,6 @@ function logLines(stderr: string): Record<string, unknown>[] {
     .split('\n')
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as Record<string, unknown>);
-}
-
-/** A port where something accepts connections and never says a word: a blackholed service. */
-async function silentPort(): Promise<{ port: number; close(): void }> {
-  const sockets: Socket[] = [];
-  const server: Server = createServer((s) => sockets.push(s));
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', () => ok()));
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return {
-    port: address.port,
-    close() {
-      for (const s of sockets) s.destroy();
-      server.close();
-    },
-  };
-}
-
-/** A port nothing listens on: bound once, then released. */
-async function closedPort(): Promise<number> {
-  const s = await silentPort();
-  s.close();
-  return s.port;
 }
 
 let scratch: string;

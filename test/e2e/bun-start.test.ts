@@ -1,20 +1,11 @@
 import { afterAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readTopic } from '../support/kafka.ts';
+import { freePort } from '../support/ports.ts';
 import { eventually, postEvent } from '../support/sluice.ts';
 import { spawnSluice } from '../support/spawn-sluice.ts';
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', () => ok()));
-  const address = server.address();
-  await new Promise<void>((ok) => server.close(() => ok()));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
 
 describe('bun start with no configuration: own broker, embedded database', () => {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bun-start-'));

@@ -1,21 +1,12 @@
 import { describe, expect, test } from 'bun:test';
 import { Admin } from '@platformatic/kafka';
-import { createServer } from 'node:net';
 import { createLogger } from '../../src/log.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { probeKafka } from '../../src/probes.ts';
 import { KafkaHealth } from '../../src/processor/kafka-health.ts';
 import { failureReason } from '../../src/processor/kafka-errors.ts';
 import { testBrokers } from '../support/kafka.ts';
-
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', () => ok()));
-  const address = server.address();
-  await new Promise<void>((ok) => server.close(() => ok()));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
+import { freePort as closedPort } from '../support/ports.ts';
 
 describe('KafkaHealth', () => {
   test('logs once per change of state, with the brokers and the cause, and sets sluice_kafka_reachable', async () => {
