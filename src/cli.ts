@@ -6,7 +6,8 @@ import { createLogger, type Logger } from './log.ts';
 import { runJournalVerify, runReplay } from './journal/commands.ts';
 import { migrate } from './outbox/migrate.ts';
 import { runProcessor } from './process.ts';
-import { openChecked, serve, type Running } from './serve.ts';
+import { openChecked } from './outbox/open-checked.ts';
+import { serve, type Running } from './serve.ts';
 import { VERSION } from './version.ts';
 
 const stdout = (text: string): void => {
@@ -87,7 +88,7 @@ async function main(argv: string[]): Promise<number> {
     case 'migrate':
       return startOrExplain(() => runMigrate(config, log), log);
     case 'replay':
-      return runReplay(args, config, log);
+      return startOrExplain(() => runReplay(args, config, log), log);
     default:
       throw new Error(`command ${spec.name} has no runner`);
   }

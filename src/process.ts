@@ -11,7 +11,8 @@ import { migrate } from './outbox/migrate.ts';
 import { OutboxGauges } from './outbox/outbox-gauges.ts';
 import { startProcessing } from './processor/processing.ts';
 import { TenantControls } from './processor/tenant-controls.ts';
-import { openChecked, type Running } from './serve.ts';
+import { openChecked } from './outbox/open-checked.ts';
+import type { Running } from './serve.ts';
 import { loadTenantsFile, NO_TENANTS_FILE, Tenants } from './tenants.ts';
 
 /**

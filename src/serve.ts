@@ -8,12 +8,12 @@ import { startIngestStack } from './ingest/ingest-stack.ts';
 import { portProblem, startLocalBroker, type LocalBroker } from './kafka/local-broker.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, zeroTenantSeries } from './metrics.ts';
-import { openDatabase, type Database } from './outbox/db.ts';
 import { migrate } from './outbox/migrate.ts';
+import { openChecked } from './outbox/open-checked.ts';
 import { OutboxGauges } from './outbox/outbox-gauges.ts';
 import { pendingByTenant } from './outbox/repository.ts';
 import { Backlog } from './ingest/backlog.ts';
-import { probeDatabase, probeWritableDir } from './probes.ts';
+import { probeWritableDir } from './probes.ts';
 import { startProcessing, type Processing } from './processor/processing.ts';
 import { TenantControls } from './processor/tenant-controls.ts';
 import { loadTenantsFile, NO_TENANTS_FILE, Tenants } from './tenants.ts';
@@ -27,8 +27,6 @@ export interface Running {
   /** Graceful stop: refuse new writes, drain, flush, close everything. Safe to call twice. */
   shutdown(reason: string): Promise<void>;
 }
-
-const PROBE_TIMEOUT_MS = 5_000;
 
 /**
  * The composition root of `serve`: ingest, journal, outbox and processor in one process (`ingest`:
@@ -223,13 +221,4 @@ function localBrokerError(config: Config, why: string): SluiceError {
     'kafka_unavailable',
     `SLUICE_KAFKA_LOCAL_PORT ${config.kafka.localPort}: the local Kafka broker did not start: ${why}: free the port or set SLUICE_KAFKA_LOCAL_PORT to another one, or set KAFKA_BROKERS to use a broker you run`,
   );
-}
-
-/** Opens the outbox database; a real server is probed first, so a bad DATABASE_URL fails within seconds, saying why. */
-export async function openChecked(config: Config, log: Logger): Promise<Database> {
-  if (config.db.url !== undefined) {
-    const probe = await probeDatabase(config.db.url, PROBE_TIMEOUT_MS);
-    if (!probe.ok) throw new SluiceError('outbox_unavailable', probe.detail);
-  }
-  return openDatabase(config.db, log);
 }

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
-import { openDatabase } from '../outbox/db.ts';
+import { openChecked } from '../outbox/open-checked.ts';
 import { migrate } from '../outbox/migrate.ts';
 import { replayJournal, type ReplayFilter, type ReplayProgress } from './replay.ts';
 import { verifyJournal } from './verify.ts';
@@ -40,7 +40,7 @@ export async function runReplay(argv: string[], config: Config, log: Logger): Pr
     }
     filter[name] = date;
   }
-  const db = await openDatabase(config.db, log);
+  const db = await openChecked(config, log);
   const tty = process.stderr.isTTY === true;
   let lastDraw = 0;
   const progress = (p: ReplayProgress): void => {
