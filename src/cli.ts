@@ -1,15 +1,11 @@
 import { argumentProblem, COMMANDS, overview, wantsHelp, type CommandSpec } from './cli-commands.ts';
-import { runCheck } from './check-command.ts';
 import { loadConfig, type Config } from './config.ts';
 import { ConfigError, describeError, SluiceError } from './errors.ts';
 import { createLogger, type Logger } from './log.ts';
-import { runJournalVerify, runReplay } from './journal/commands.ts';
-import { migrate } from './outbox/migrate.ts';
-import { runProcessor } from './process.ts';
-import { openChecked } from './outbox/open-checked.ts';
-import { serve, type Running } from './serve.ts';
+import type { Running } from './serve.ts';
 import { VERSION } from './version.ts';
 
+// Commands load their parts when they run: --help, --version and a wrong argument answer at once.
 const stdout = (text: string): void => {
   process.stdout.write(`${text}\n`);
 };
@@ -62,7 +58,7 @@ async function main(argv: string[]): Promise<number> {
     const { runKafkaLocal } = await import('../scripts/kafka-local.ts');
     return runKafkaLocal(args);
   }
-  if (spec.name === 'journal verify') return runJournalVerify(args);
+  if (spec.name === 'journal verify') return (await import('./journal/commands.ts')).runJournalVerify(args);
 
   let config: Config;
   try {
@@ -78,17 +74,22 @@ async function main(argv: string[]): Promise<number> {
   const log = createLogger({ level: config.logLevel, base: { node_id: config.nodeId } });
   switch (spec.name) {
     case 'serve':
-      return runUntilSignal(() => serve(config, log), config, log);
-    case 'ingest':
-      return runUntilSignal(() => serve(config, log, { processor: false }), config, log);
-    case 'process':
+    case 'ingest': {
+      const { serve } = await import('./serve.ts');
+      return runUntilSignal(() => serve(config, log, { processor: spec.name === 'serve' }), config, log);
+    }
+    case 'process': {
+      const { runProcessor } = await import('./process.ts');
       return runUntilSignal(() => runProcessor(config, log), config, log);
+    }
     case 'check':
-      return runCheck(config, checkTimeout(args), stdout);
+      return (await import('./check-command.ts')).runCheck(config, checkTimeout(args), stdout);
     case 'migrate':
       return startOrExplain(() => runMigrate(config, log), log);
-    case 'replay':
+    case 'replay': {
+      const { runReplay } = await import('./journal/commands.ts');
       return startOrExplain(() => runReplay(args, config, log), log);
+    }
     default:
       throw new Error(`command ${spec.name} has no runner`);
   }
@@ -153,6 +154,7 @@ async function runUntilSignal(start: () => Promise<Running>, config: Config, log
 }
 
 async function runMigrate(config: Config, log: Logger): Promise<number> {
+  const [{ openChecked }, { migrate }] = await Promise.all([import('./outbox/open-checked.ts'), import('./outbox/migrate.ts')]);
   const db = await openChecked(config, log);
   try {
     const result = await migrate(db.sql, log);

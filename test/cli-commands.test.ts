@@ -32,6 +32,18 @@ async function sluice(args: string[], env: Record<string, string> = {}): Promise
   return { code, stdout, stderr, ms: Math.round(performance.now() - started) };
 }
 
+/** Runs `fn` over `items`, four at a time: each is a process start, mostly waiting on the CPU. */
+async function inParallel<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      for (let i = next++; i < items.length; i = next++) results[i] = await fn(items[i] as T);
+    }),
+  );
+  return results;
+}
+
 function logLines(stderr: string): Record<string, unknown>[] {
   return stderr
     .split('\n')
@@ -49,16 +61,14 @@ describe('the command line', () => {
   test('--help on every command prints its usage and exits 0 without starting anything', async () => {
     // An unreachable database: a command that ran instead of printing help would fail on it.
     const env = { DATABASE_URL: `postgres://postgres@127.0.0.1:${await closedPort()}/none` };
-    const words = [...COMMANDS.map((c) => c.name.split(' ')), ['journal']];
-    for (const cmd of words) {
-      for (const flag of ['--help', '-h']) {
-        const r = await sluice([...cmd, flag], env);
-        const name = cmd[0] === 'journal' ? 'journal verify' : cmd.join(' ');
-        const usage = r.stdout.startsWith(`usage: sluice ${name}`);
-        expect({ cmd: [...cmd, flag].join(' '), code: r.code, usage }).toEqual({ cmd: [...cmd, flag].join(' '), code: 0, usage: true });
-        expect(r.stderr).toBe('');
-      }
-    }
+    const cases = [...COMMANDS.map((c) => [...c.name.split(' '), '--help']), ['journal', '--help'], ['serve', '-h'], ['replay', 'x.jsonl', '-h']];
+    const runs = await inParallel(cases, (args) => sluice(args, env));
+    runs.forEach((r, i) => {
+      const args = cases[i] ?? [];
+      const name = args[0] === 'journal' ? 'journal verify' : (COMMANDS.find((c) => args.join(' ').startsWith(c.name))?.name ?? '?');
+      const usage = r.stdout.startsWith(`usage: sluice ${name}`);
+      expect({ cmd: args.join(' '), code: r.code, usage, stderr: r.stderr }).toEqual({ cmd: args.join(' '), code: 0, usage: true, stderr: '' });
+    });
     const top = await sluice(['--help']);
     expect(top.code).toBe(0);
     for (const c of COMMANDS) expect(top.stdout).toContain(`  ${c.name} `);
@@ -89,10 +99,11 @@ describe('the command line', () => {
       [['journal', 'check'], 'usage: sluice <command>'],
       [[], 'usage: sluice <command>'],
     ];
-    for (const [args, usage] of cases) {
-      const r = await sluice(args);
+    const runs = await inParallel(cases, ([args]) => sluice(args));
+    runs.forEach((r, i) => {
+      const [args, usage] = cases[i] ?? [[], ''];
       expect({ args, code: r.code, usage: r.stderr.includes(usage), stdout: r.stdout }).toEqual({ args, code: 2, usage: true, stdout: '' });
-    }
+    });
   }, 60_000);
 });
 
