@@ -181,22 +181,24 @@ describe('configuration that checks itself', () => {
 
 describe('sluice check', () => {
   let db: TestDatabase;
+  let brokers: string[];
+  // The first test file to need the shared broker starts it: give that the time a cold broker takes.
   beforeAll(async () => {
     db = await createTestDatabase({ migrate: false });
-  });
+    brokers = await testBrokers();
+  }, 120_000);
   afterAll(async () => {
     await db?.drop();
   });
 
   test('all good: one ok line per component, exit 0', async () => {
-    const brokers = await testBrokers();
     const r = await sluice(['check'], { DATABASE_URL: db.url, KAFKA_BROKERS: brokers.join(','), SLUICE_JOURNAL_DIR: join(scratch, 'j-ok') });
     const lines = r.stdout.trim().split('\n');
     expect(lines.map((l) => l.slice(0, 16).trim())).toEqual(['config     ok', 'tenants    ok', 'journal    ok', 'database   ok', 'kafka      ok']);
     expect(lines[3]).toContain('postgres 15');
     expect(lines[4]).toMatch(/1 broker\(s\), cluster \S+/);
     expect(r.code).toBe(0);
-  }, 30_000);
+  }, 60_000);
 
   test('every broken component is a FAIL line naming its setting; a silent database times out', async () => {
     const silent = await silentPort();
@@ -220,7 +222,7 @@ describe('sluice check', () => {
     } finally {
       silent.close();
     }
-  }, 30_000);
+  }, 60_000);
 
   test('invalid configuration: a FAIL line per problem and exit 2', async () => {
     const r = await sluice(['check'], { SLUICE_PORT: 'eighty', SLUICE_WRTIE_MODE: 'sync' });
