@@ -53,7 +53,14 @@ export async function runProcessor(config: Config, log: Logger): Promise<Running
   const app = new Hono();
   app.onError((err, c) => errorResponse(c, err, log));
   app.notFound((c) => errorResponse(c, new SluiceError('not_found', `no route for ${c.req.method} ${c.req.path}`), log));
-  addOpsRoutes(app, { log, metrics, readiness, draining: () => draining, beforeScrape: () => gauges.refresh() });
+  addOpsRoutes(app, {
+    log,
+    metrics,
+    readiness,
+    draining: () => draining,
+    beforeScrape: () => gauges.refresh(),
+    health: () => ({ partitions_owned: processing.processor.owned.size }),
+  });
   let server;
   try {
     server = listen({ host: config.http.host, port: config.http.port, tls: config.tls, fetch: app.fetch, maxRequestBodySize: 64 * 1024, log });

@@ -12,11 +12,13 @@ export interface OpsDeps {
   draining(): boolean;
   /** Runs before /metrics renders, to refresh gauges read from the outbox. */
   beforeScrape?(): Promise<void>;
+  /** What /healthz adds to its `status: ok` (a processor: the partitions it owns). */
+  health?(): Record<string, unknown>;
 }
 
 /** /healthz, /readyz and /metrics: the same routes on every role (serve, ingest, process). */
 export function addOpsRoutes<E extends Env>(app: Hono<E>, deps: OpsDeps): void {
-  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/healthz', (c) => c.json({ status: 'ok', ...deps.health?.() }));
 
   app.get('/readyz', async function readyz(c) {
     const { ready, components } = await deps.readiness.report();

@@ -173,11 +173,11 @@ export class PartitionTask {
     this.#lastTenant = [...grants.keys()].at(-1);
     const claimed = await claimForTenants(sql, partition, grants);
     // A tenant whose grant was all its tokens and whose rows filled it had more waiting: the quota held them back.
-    for (const c of claimants) {
-      const grant = grants.get(c.tenant) ?? 0;
-      if (grant > 0 && grant === Math.floor(c.tokens) && claimed.filter((r) => r.tenant_id === c.tenant).length === grant) {
-        metrics.quotaThrottled.inc({ tenant: tenants.metricLabel(c.tenant) });
-      }
+    const bounded = claimants.filter((c) => (grants.get(c.tenant) ?? 0) > 0 && grants.get(c.tenant) === Math.floor(c.tokens));
+    if (bounded.length > 0) {
+      const counts = new Map<string, number>();
+      for (const r of claimed) counts.set(r.tenant_id, (counts.get(r.tenant_id) ?? 0) + 1);
+      for (const c of bounded) if (counts.get(c.tenant) === grants.get(c.tenant)) metrics.quotaThrottled.inc({ tenant: tenants.metricLabel(c.tenant) });
     }
     const rows = withinBytes(claimed, this.#o.batchBytes);
     if (rows.length === 0) return 0;

@@ -11,7 +11,7 @@ describe('bun start with no configuration: own broker, embedded database', () =>
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bun-start-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  test('ingest is ready before the broker, publishes once it is up, logs its timings, and stops quietly', async () => {
+  test('ingest is ready before the broker, publishes once it is up, logs its timings, stops quietly, and stops when its broker dies', async () => {
     const kafkaPort = await freePort();
     const topic = `start.${Bun.randomUUIDv7()}`;
     const env: Record<string, string> = {
@@ -64,8 +64,14 @@ describe('bun start with no configuration: own broker, embedded database', () =>
       await eventually(async () => warm.logLines().some((l) => l.includes('"local kafka ready"')), 90_000, 'the local broker again');
       const brokerLine = JSON.parse(warm.logLines().find((l) => l.includes('"local kafka ready"')) ?? '{}') as { kafka_local_ms: number; since_start_ms: number };
       console.log(`bun start (warm): ingest ready after ${readyMs} ms; local broker ${brokerLine.kafka_local_ms} ms, publishing from ${brokerLine.since_start_ms} ms`);
-      warm.proc.kill('SIGTERM');
-      expect(await warm.proc.exited).toBe(0);
+      // Its broker dies: sluice stops (exit 1) rather than publish to whatever takes the port next.
+      const children = Bun.spawnSync(['pgrep', '-f', '-P', String(warm.proc.pid), 'kafka.Kafka']).stdout.toString().trim().split('\n');
+      expect(children.length).toBe(1);
+      process.kill(Number(children[0]), 'SIGKILL');
+      expect(await warm.proc.exited).toBe(1);
+      const stopped = JSON.parse(warm.logLines().find((l) => l.includes('a part it cannot run without failed')) ?? '{}') as { level: string; reason: string };
+      expect(stopped.level).toBe('error');
+      expect(stopped.reason).toStartWith('the local Kafka broker exited (code ');
     } finally {
       warm.proc.kill('SIGKILL');
     }

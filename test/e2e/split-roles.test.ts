@@ -52,7 +52,7 @@ describe('ingest and process as separate processes', () => {
     const processorReady = await fetch(`${processor.url}/readyz`);
     expect(processorReady.status).toBe(200);
     expect(await processorReady.json()).toEqual({ status: 'ready', components: { outbox: { ok: true, required: true }, kafka: { ok: true, required: true } } });
-    expect(await (await fetch(`${processor.url}/healthz`)).json()).toEqual({ status: 'ok' });
+    expect(await (await fetch(`${processor.url}/healthz`)).json()).toEqual({ status: 'ok', partitions_owned: 16 });
     const missing = await fetch(`${processor.url}/v1/events`, { method: 'POST' });
     expect([missing.status, ((await missing.json()) as { error: { code: string } }).error.code]).toEqual([404, 'not_found']);
     const metrics = await (await fetch(`${processor.url}/metrics`)).text();
