@@ -23,6 +23,9 @@ export class KafkaHealth {
   #o: KafkaHealthOptions;
   #state: ComponentState = { ok: false, detail: 'not probed yet' };
   #probed = false;
+  /** Probes overlap (the loop and each /readyz): only the newest answer may change the state. */
+  #started = 0;
+  #applied = 0;
   #downSince = 0;
   #abort = new AbortController();
   #idle = new Idle(this.#abort.signal);
@@ -47,10 +50,12 @@ export class KafkaHealth {
     await this.#loop;
   }
 
-  /** Probes now and records the result. */
+  /** Probes now and records the result (unless a probe started later has already answered). */
   async check(): Promise<ComponentState> {
+    const seq = ++this.#started;
     const r = await this.#o.probe();
-    if (this.#abort.signal.aborted) return this.#state;
+    if (this.#abort.signal.aborted || seq < this.#applied) return this.#state;
+    this.#applied = seq;
     const { log, metrics, brokers } = this.#o;
     const before = this.#probed ? this.#state.ok : undefined;
     this.#probed = true;
