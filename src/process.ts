@@ -48,7 +48,7 @@ export async function runProcessor(config: Config, log: Logger): Promise<Running
       await db.sql`SELECT 1`;
       return { ok: true };
     })
-    .add('kafka', true, () => processing.kafka.check());
+    .add('kafka', true, () => processing.kafkaReadiness());
   let draining = false;
   const app = new Hono();
   app.onError((err, c) => errorResponse(c, err, log));

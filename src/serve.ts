@@ -123,7 +123,7 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
       });
     }
     if (withProcessor) {
-      readiness.add('kafka', false, () => processing?.kafka.check() ?? { ok: false, detail: `the local Kafka broker on 127.0.0.1:${config.kafka.localPort} is starting` });
+      readiness.add('kafka', false, () => processing?.kafkaReadiness() ?? { ok: false, detail: `the local Kafka broker on 127.0.0.1:${config.kafka.localPort} is starting` });
     }
 
     let draining = false;

@@ -1,6 +1,7 @@
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import type { ComponentState } from '../http/readiness.ts';
 import type { Database } from '../outbox/db.ts';
 import { probeKafka } from '../probes.ts';
 import type { Tenants } from '../tenants.ts';
@@ -12,8 +13,10 @@ import type { TenantControls } from './tenant-controls.ts';
 export interface Processing {
   readonly processor: Processor;
   readonly publishing: Publishing;
-  /** Whether the cluster answers: the processor's readiness; logged once per change of state. */
+  /** Whether the cluster answers; logged once per change of state. */
   readonly kafka: KafkaHealth;
+  /** The `kafka` component of /readyz: a fresh probe, with the last publish error while one stands. */
+  kafkaReadiness(): Promise<ComponentState>;
   /** Stops the processor (each open batch committed or aborted, partitions released), then the producers. */
   close(): Promise<void>;
 }
@@ -62,6 +65,11 @@ export function startProcessing(opts: {
     processor,
     publishing,
     kafka,
+    async kafkaReadiness() {
+      const state = await kafka.check();
+      const publishError = processor.lastError;
+      return state.ok && publishError !== undefined ? { ok: true, detail: `cluster answers; last publish failed: ${publishError}` } : state;
+    },
     close() {
       closing ??= Promise.all([kafka.stop(), processor.stop()]).finally(() => publishing.close()).then(() => {});
       return closing;
