@@ -1,89 +1,135 @@
+import { argumentProblem, COMMANDS, overview, wantsHelp, type CommandSpec } from './cli-commands.ts';
 import { loadConfig, type Config } from './config.ts';
 import { guardProcess } from './crash-guard.ts';
-import { ConfigError, describeError } from './errors.ts';
+import { ConfigError, describeError, SluiceError } from './errors.ts';
 import { createLogger, type Logger } from './log.ts';
-import { runJournalVerify, runReplay } from './journal/commands.ts';
-import { openDatabase } from './outbox/db.ts';
-import { migrate } from './outbox/migrate.ts';
-import { runProcessor } from './process.ts';
-import { serve, type Running } from './serve.ts';
+import type { Running } from './serve.ts';
+import { VERSION } from './version.ts';
 
-const USAGE = `usage: bun run sluice <command>
+// Commands load their parts when they run: --help, --version and a wrong argument answer at once.
+const stdout = (text: string): void => {
+  process.stdout.write(`${text}\n`);
+};
 
-commands:
-  serve         ingest + processor in one process (what \`bun start\` runs)
-  ingest        ingest (HTTP, journal, forwarder) without the processor
-  process       a processor alone (needs DATABASE_URL and KAFKA_BROKERS): scale publishing out
-  migrate       apply database migrations and exit
-  kafka-local   run a single-node Apache Kafka broker in the foreground
-  replay <globs...> [--tenant T] [--since ISO] [--until ISO] [--dry-run]
-                replay journal files (plain or gzipped) into the outbox, idempotently
-  journal verify <dir>
-                check every journal segment; non-zero exit on damage
-
-configuration: SLUICE_* environment variables, DATABASE_URL, KAFKA_BROKERS (see README.md)`;
+/** The command `argv` names (`journal verify` takes two words) and its own arguments. */
+function commandOf(argv: string[]): { spec: CommandSpec; args: string[] } | undefined {
+  for (const spec of COMMANDS) {
+    const words = spec.name.split(' ');
+    if (words.every((w, i) => argv[i] === w)) return { spec, args: argv.slice(words.length) };
+  }
+  return undefined;
+}
 
 async function main(argv: string[]): Promise<number> {
-  const [command] = argv;
-  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
-    console.log(USAGE);
-    return command === undefined ? 2 : 0;
+  const [first] = argv;
+  if (first === undefined) {
+    process.stderr.write(`${overview()}\n`);
+    return 2;
   }
-  if (command === 'kafka-local') {
-    const { runKafkaLocal } = await import('../scripts/kafka-local.ts');
-    return runKafkaLocal(argv.slice(1));
+  if (first === '--help' || first === '-h' || first === 'help') {
+    const named = argv[1] === undefined ? undefined : commandOf(argv.slice(1));
+    stdout(named?.spec.usage ?? overview());
+    return 0;
   }
-  if (command === 'journal') {
-    if (argv[1] !== 'verify') {
-      console.error(`unknown journal command: ${argv[1] ?? '(none)'}\n\n${USAGE}`);
-      return 2;
+  if (first === '--version' || first === '-v' || first === 'version') {
+    stdout(`sluice ${VERSION} (bun ${Bun.version})`);
+    return 0;
+  }
+  const found = commandOf(argv);
+  if (found === undefined) {
+    const journal = first === 'journal' ? COMMANDS.find((c) => c.name === 'journal verify') : undefined;
+    if (journal !== undefined && wantsHelp(argv.slice(1))) {
+      stdout(journal.usage);
+      return 0;
     }
-    return runJournalVerify(argv.slice(2));
+    process.stderr.write(`sluice: unknown command ${argv.slice(0, first === 'journal' ? 2 : 1).join(' ')}\n\n${overview()}\n`);
+    return 2;
   }
+  const { spec, args } = found;
+  if (wantsHelp(args)) {
+    stdout(spec.usage);
+    return 0;
+  }
+  const problem = argumentProblem(spec, args);
+  if (problem !== undefined) {
+    process.stderr.write(`sluice ${problem}\n\n${spec.usage}\n`);
+    return 2;
+  }
+  if (spec.name === 'kafka-local') {
+    const { runKafkaLocal } = await import('../scripts/kafka-local.ts');
+    return runKafkaLocal(args);
+  }
+  if (spec.name === 'journal verify') return (await import('./journal/commands.ts')).runJournalVerify(args);
+
   let config: Config;
   try {
     config = loadConfig(process.env);
   } catch (err) {
     if (err instanceof ConfigError) {
-      const log = createLogger();
-      log.error('invalid configuration', { errors: err.details?.map((d) => d.message) });
+      if (spec.name === 'check') for (const d of err.details ?? []) stdout(`config     FAIL  ${d.message}`);
+      else createLogger().error('invalid configuration', { errors: err.details?.map((d) => d.message) });
       return 2;
     }
     throw err;
   }
   const log = createLogger({ level: config.logLevel, base: { node_id: config.nodeId } });
-  switch (command) {
+  switch (spec.name) {
     case 'serve':
-      return runUntilSignal(() => serve(config, log), config, log);
-    case 'ingest':
-      return runUntilSignal(() => serve(config, log, { processor: false }), config, log);
-    case 'process':
+    case 'ingest': {
+      const { serve } = await import('./serve.ts');
+      return runUntilSignal(() => serve(config, log, { processor: spec.name === 'serve' }), config, log);
+    }
+    case 'process': {
+      const { runProcessor } = await import('./process.ts');
       return runUntilSignal(() => runProcessor(config, log), config, log);
+    }
+    case 'check':
+      return (await import('./check-command.ts')).runCheck(config, checkTimeout(args), stdout);
     case 'migrate':
-      return runMigrate(config, log);
-    case 'replay':
-      return runReplay(argv.slice(1), config, log);
+      return startOrExplain(() => runMigrate(config, log), log);
+    case 'replay': {
+      const { runReplay } = await import('./journal/commands.ts');
+      return startOrExplain(() => runReplay(args, config, log), log);
+    }
     default:
-      console.error(`unknown command: ${command}\n\n${USAGE}`);
-      return 2;
+      throw new Error(`command ${spec.name} has no runner`);
   }
 }
 
-async function runUntilSignal(start: () => Promise<Running>, config: Config, log: Logger): Promise<number> {
-  guardProcess(log);
-  let running: Running;
+function checkTimeout(args: string[]): number {
+  const i = args.indexOf('--timeout-ms');
+  const raw = i >= 0 ? Number(args[i + 1]) : Number.NaN;
+  return Number.isInteger(raw) && raw > 0 ? raw : 5_000;
+}
+
+/**
+ * Runs a start-up step. A SluiceError from it (a setting that does not work: the database at
+ * DATABASE_URL does not answer, the journal directory is not writable) is logged once, with its
+ * message naming the setting and the fix; exit 2 for invalid configuration, 1 otherwise.
+ */
+async function startOrExplain<T>(start: () => Promise<T>, log: Logger): Promise<T | number> {
   try {
-    running = await start();
+    return await start();
   } catch (err) {
     if (err instanceof ConfigError) {
       log.error('invalid configuration', { errors: err.details?.map((d) => d.message) });
       return 2;
     }
+    if (err instanceof SluiceError) {
+      log.error('sluice cannot start', { code: err.code, error: err.message });
+      return 1;
+    }
     throw err;
   }
-  process.on('SIGHUP', () => running.reloadTenants());
+}
+
+async function runUntilSignal(start: () => Promise<Running>, config: Config, log: Logger): Promise<number> {
+  guardProcess(log);
+  const running = await startOrExplain(start, log);
+  if (typeof running === 'number') return running;
+  process.on('SIGHUP', () => running.reload());
   return new Promise((resolve) => {
-    const stop = (signal: string): void => {
+    const stop = (signal: string, code = 0): void => {
       const timer = setTimeout(() => {
         log.error('shutdown timed out', { timeout_ms: config.shutdownTimeoutMs });
         resolve(1);
@@ -91,7 +137,7 @@ async function runUntilSignal(start: () => Promise<Running>, config: Config, log
       running.shutdown(signal).then(
         () => {
           clearTimeout(timer);
-          resolve(0);
+          resolve(code);
         },
         (err: unknown) => {
           clearTimeout(timer);
@@ -102,11 +148,16 @@ async function runUntilSignal(start: () => Promise<Running>, config: Config, log
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+    void running.failed.then((reason) => {
+      log.error('sluice stopping: a part it cannot run without failed', { reason });
+      stop('failure', 1);
+    });
   });
 }
 
 async function runMigrate(config: Config, log: Logger): Promise<number> {
-  const db = await openDatabase(config.db, log);
+  const [{ openChecked }, { migrate }] = await Promise.all([import('./outbox/open-checked.ts'), import('./outbox/migrate.ts')]);
+  const db = await openChecked(config, log);
   try {
     const result = await migrate(db.sql, log);
     log.info('migrations done', { applied: result.applied, current: result.current });

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { didYouMean } from './did-you-mean.ts';
 import { ConfigError, type ErrorDetail } from './errors.ts';
 
 /**
@@ -79,9 +80,33 @@ const envSchema = z.object({
   SLUICE_TENANTS_FILE: z.string().min(1).optional(),
   SLUICE_METRIC_TENANTS: int(1_000, 1, 1_000_000),
   SLUICE_ADMIN_TOKEN: z.string().min(16, { error: 'must be at least 16 characters' }).max(1024).optional(),
+  SLUICE_TLS_CERT_FILE: z.string().min(1).optional(),
+  SLUICE_TLS_KEY_FILE: z.string().min(1).optional(),
 });
 
 export type Env = z.infer<typeof envSchema>;
+
+/**
+ * SLUICE_* variables that are not settings of a running sluice but are still expected in its
+ * environment: the Kafka jar cache of `kafka-local`, and the test suite's and benchmarks' own
+ * settings, which their child sluices inherit.
+ */
+const OTHER_SLUICE_VARIABLES = ['SLUICE_CACHE_DIR', 'SLUICE_TEST_DATABASE_URL', 'SLUICE_BENCH_DATABASE_URL'];
+
+/** Every variable name sluice reads: what a typo is compared with. */
+export const KNOWN_VARIABLES: readonly string[] = [...Object.keys(envSchema.shape), ...OTHER_SLUICE_VARIABLES];
+
+/** SLUICE_* variables sluice does not know: a typo would otherwise leave a setting silently at its default. */
+function unknownVariables(env: Record<string, string | undefined>): ErrorDetail[] {
+  return Object.keys(env)
+    .filter((k) => k.startsWith('SLUICE_') && !KNOWN_VARIABLES.includes(k))
+    .sort()
+    .map((k) => {
+      const guess = didYouMean(k, KNOWN_VARIABLES);
+      const hint = guess === undefined ? 'remove it, or see README.md#configuration for the settings' : `did you mean ${guess}?`;
+      return { path: k, message: `${k} is not a sluice setting: ${hint}` };
+    });
+}
 
 export interface Config {
   http: { host: string; port: number; maxBodyBytes: number };
@@ -129,6 +154,8 @@ export interface Config {
   metricTenants: number;
   /** Enables the admin API when set. */
   adminToken: string | undefined;
+  /** PEM files of the HTTPS certificate (chain) and its key; undefined = plain HTTP. */
+  tls: { certFile: string; keyFile: string } | undefined;
   shutdownTimeoutMs: number;
 }
 
@@ -138,11 +165,15 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     Object.entries(env).filter(([k, v]) => v !== undefined && v !== '' && k in envSchema.shape),
   );
   const parsed = envSchema.safeParse(cleaned);
-  if (!parsed.success) {
-    const details: ErrorDetail[] = parsed.error.issues.map((issue) => ({
-      path: issue.path.join('.'),
-      message: `${issue.path.join('.')} ${issue.message}`,
-    }));
+  const unknown = unknownVariables(env);
+  if (!parsed.success || unknown.length > 0) {
+    const details: ErrorDetail[] = [
+      ...unknown,
+      ...(parsed.error?.issues ?? []).map((issue) => ({
+        path: issue.path.join('.'),
+        message: `${issue.path.join('.')} ${issue.message}`,
+      })),
+    ];
     throw new ConfigError(
       `invalid configuration: ${details.map((d) => d.message).join('; ')}`,
       details,
@@ -158,6 +189,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     // Without a tenants file anyone who can reach the port may write as any tenant.
     const message = `SLUICE_HOST ${e.SLUICE_HOST} is not a loopback address: without SLUICE_TENANTS_FILE sluice runs open (any client may write as any tenant), which is only allowed on 127.0.0.1, ::1 or localhost; set SLUICE_TENANTS_FILE to require bearer tokens`;
     throw new ConfigError(`invalid configuration: ${message}`, [{ path: 'SLUICE_HOST', message }]);
+  }
+  if ((e.SLUICE_TLS_CERT_FILE === undefined) !== (e.SLUICE_TLS_KEY_FILE === undefined)) {
+    const [set, unset] = e.SLUICE_TLS_CERT_FILE === undefined ? ['SLUICE_TLS_KEY_FILE', 'SLUICE_TLS_CERT_FILE'] : ['SLUICE_TLS_CERT_FILE', 'SLUICE_TLS_KEY_FILE'];
+    const message = `${unset} must be set with ${set}: TLS needs both the certificate and its key (PEM files)`;
+    throw new ConfigError(`invalid configuration: ${message}`, [{ path: unset, message }]);
   }
   return {
     http: { host: e.SLUICE_HOST, port: e.SLUICE_PORT, maxBodyBytes: e.SLUICE_MAX_BODY_BYTES },
@@ -206,6 +242,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     tenantsFile: e.SLUICE_TENANTS_FILE,
     metricTenants: e.SLUICE_METRIC_TENANTS,
     adminToken: e.SLUICE_ADMIN_TOKEN,
+    tls:
+      e.SLUICE_TLS_CERT_FILE === undefined || e.SLUICE_TLS_KEY_FILE === undefined
+        ? undefined
+        : { certFile: e.SLUICE_TLS_CERT_FILE, keyFile: e.SLUICE_TLS_KEY_FILE },
     shutdownTimeoutMs: e.SLUICE_SHUTDOWN_TIMEOUT_MS,
   };
 }

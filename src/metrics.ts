@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { INCIDENT_KINDS } from './journal/integrity.ts';
+import { VERSION } from './version.ts';
 
 /**
  * The one registry and every metric. Per-tenant metrics carry a `tenant` label. prom-client's default
@@ -17,7 +18,8 @@ export interface Metrics {
   readonly journalBytes: Gauge;
   readonly journalSegments: Gauge<'state'>;
   readonly journalCompressed: Counter;
-  readonly journalRetentionDeleted: Counter<'unit'>;
+  readonly journalRetentionDeletedSegments: Counter;
+  readonly journalRetentionDeletedRecords: Counter;
   readonly journalIncidents: Counter<'kind'>;
   readonly forwardedRecords: Counter<'result'>;
   readonly forwarderLag: Gauge;
@@ -41,6 +43,7 @@ export interface Metrics {
   readonly outboxRetentionDeleted: Counter;
   readonly replayed: Counter<'tenant' | 'kind'>;
   readonly adminRequests: Counter<'route' | 'status'>;
+  readonly kafkaReachable: Gauge<'brokers'>;
 }
 
 /** Every kind starts at 0, so an alert on its increase fires on the very first incident. */
@@ -71,6 +74,12 @@ export function createMetrics(): Metrics {
     help: 'Start time of the process since the Unix epoch in seconds.',
     registers: reg,
   }).set(Math.round(Date.now() / 1000 - process.uptime()));
+  new Gauge({
+    name: 'sluice_build_info',
+    help: 'Always 1; the labels say which sluice and which Bun run here.',
+    labelNames: ['version', 'bun'],
+    registers: reg,
+  }).set({ version: VERSION, bun: Bun.version }, 1);
   return {
     registry,
     ingestRequests: new Counter({
@@ -129,10 +138,14 @@ export function createMetrics(): Metrics {
       help: 'Closed segments gzipped.',
       registers: reg,
     }),
-    journalRetentionDeleted: new Counter({
-      name: 'sluice_journal_retention_deleted_total',
-      help: 'What retention deleted, by unit (segments, records); only forwarded segments are ever deleted.',
-      labelNames: ['unit'],
+    journalRetentionDeletedSegments: new Counter({
+      name: 'sluice_journal_retention_deleted_segments_total',
+      help: 'Journal segments retention deleted; only forwarded segments are ever deleted.',
+      registers: reg,
+    }),
+    journalRetentionDeletedRecords: new Counter({
+      name: 'sluice_journal_retention_deleted_records_total',
+      help: 'Journal records in the segments retention deleted.',
       registers: reg,
     }),
     journalIncidents: journalIncidentCounter(reg),
@@ -182,7 +195,7 @@ export function createMetrics(): Metrics {
       registers: reg,
     }),
     publishBatchSize: new Histogram({
-      name: 'sluice_publish_batch_size',
+      name: 'sluice_publish_batch_records',
       help: 'Records in one publish batch (one Kafka transaction in exactly_once).',
       buckets: [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000],
       registers: reg,
@@ -219,7 +232,7 @@ export function createMetrics(): Metrics {
     }),
     quotaThrottled: new Counter({
       name: 'sluice_quota_throttled_total',
-      help: 'Records held back in the outbox because the tenant had no quota tokens left, by tenant.',
+      help: 'Claim rounds in which the tenant quota held back records waiting to be published (no tokens left, or fewer than the records waiting), by tenant.',
       labelNames: ['tenant'],
       registers: reg,
     }),
@@ -262,5 +275,25 @@ export function createMetrics(): Metrics {
       labelNames: ['route', 'status'],
       registers: reg,
     }),
+    kafkaReachable: new Gauge({
+      name: 'sluice_kafka_reachable',
+      help: 'Whether the Kafka cluster answered the last probe (1) or not (0), by bootstrap broker list; only processes that publish export it.',
+      labelNames: ['brokers'],
+      registers: reg,
+    }),
   };
+}
+
+/**
+ * Gives each tenant its per-tenant series at 0, before anything happened to it: an alert on
+ * `increase()` sees the first dead record of a tenant only if its series existed before at 0.
+ */
+export function zeroTenantSeries(metrics: Metrics, tenants: readonly string[]): void {
+  for (const tenant of tenants) {
+    for (const result of ['accepted', 'duplicate']) metrics.ingestEvents.inc({ tenant, result }, 0);
+    for (const kind of ['ids', 'tenant', 'journal']) metrics.replayed.inc({ tenant, kind }, 0);
+    for (const counter of [metrics.published, metrics.publishRetries, metrics.dead, metrics.quotaThrottled, metrics.backlogRejected]) {
+      counter.inc({ tenant }, 0);
+    }
+  }
 }

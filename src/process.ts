@@ -1,34 +1,40 @@
+import { Hono } from 'hono';
 import type { Config } from './config.ts';
-import { ConfigError, describeError } from './errors.ts';
+import { ConfigError, describeError, SluiceError } from './errors.ts';
+import { errorResponse } from './http/error-response.ts';
+import { listen, readTls } from './http/listener.ts';
+import { addOpsRoutes } from './http/ops-routes.ts';
+import { Readiness } from './http/readiness.ts';
 import type { Logger } from './log.ts';
-import { createMetrics } from './metrics.ts';
-import { openDatabase } from './outbox/db.ts';
+import { createMetrics, zeroTenantSeries } from './metrics.ts';
 import { migrate } from './outbox/migrate.ts';
 import { OutboxGauges } from './outbox/outbox-gauges.ts';
 import { startProcessing } from './processor/processing.ts';
 import { TenantControls } from './processor/tenant-controls.ts';
+import { openChecked } from './outbox/open-checked.ts';
 import type { Running } from './serve.ts';
 import { loadTenantsFile, NO_TENANTS_FILE, Tenants } from './tenants.ts';
 
 /**
  * The composition root of `process`: a processor instance alone, to scale publishing out beside
  * `serve` or `ingest` instances. It shares the outbox, so it needs a real Postgres and a real Kafka
- * cluster; it serves /healthz and /metrics on SLUICE_HOST:SLUICE_PORT.
+ * cluster; it serves /healthz, /readyz and /metrics on SLUICE_HOST:SLUICE_PORT, ready when both answer.
  */
 export async function runProcessor(config: Config, log: Logger): Promise<Running> {
   const brokers = config.kafka.brokers;
   const missing = [
-    ...(config.db.url === undefined ? ['DATABASE_URL'] : []),
-    ...(brokers === undefined ? ['KAFKA_BROKERS'] : []),
+    ...(config.db.url === undefined ? [{ path: 'DATABASE_URL', message: 'DATABASE_URL must be set for process: the processor shares the outbox with other instances, so it needs a real Postgres' }] : []),
+    ...(brokers === undefined ? [{ path: 'KAFKA_BROKERS', message: 'KAFKA_BROKERS must be set for process: it publishes to a Kafka cluster you run (only serve starts a local broker)' }] : []),
   ];
   if (missing.length > 0 || brokers === undefined) {
-    const message = `process shares the outbox and Kafka with other instances: set ${missing.join(' and ')}`;
-    throw new ConfigError(`invalid configuration: ${message}`, missing.map((path) => ({ path, message })));
+    throw new ConfigError(`invalid configuration: ${missing.map((m) => m.message).join('; ')}`, missing);
   }
+  if (config.tls !== undefined) readTls(config.tls);
   const tenants = new Tenants(config.tenantsFile === undefined ? NO_TENANTS_FILE : loadTenantsFile(config.tenantsFile), log, { metricTenants: config.metricTenants });
   const metrics = createMetrics();
+  zeroTenantSeries(metrics, tenants.configured);
   const controls = new TenantControls(tenants, metrics, log);
-  const db = await openDatabase(config.db, log);
+  const db = await openChecked(config, log);
   try {
     await migrate(db.sql, log);
   } catch (err) {
@@ -37,30 +43,48 @@ export async function runProcessor(config: Config, log: Logger): Promise<Running
   }
   const processing = await startProcessing({ config, db, brokers, tenants, controls, metrics, log });
   const gauges = new OutboxGauges(db.sql, tenants, metrics);
-  const server = Bun.serve({
-    hostname: config.http.host,
-    port: config.http.port,
-    async fetch(req) {
-      const path = new URL(req.url).pathname;
-      if (path === '/healthz') return Response.json({ status: 'ok', partitions_owned: processing.processor.owned.size });
-      if (path === '/metrics') {
-        const warn = (err: unknown): void => log.warn('outbox gauges not refreshed', { error: describeError(err) });
-        await gauges.forScrape(warn).catch(warn);
-        return new Response(await metrics.registry.metrics(), { headers: { 'Content-Type': metrics.registry.contentType } });
-      }
-      return Response.json({ error: { code: 'not_found', message: `no route for ${req.method} ${path}` } }, { status: 404 });
-    },
+  const readiness = new Readiness()
+    .add('outbox', true, async () => {
+      await db.sql`SELECT 1`;
+      return { ok: true };
+    })
+    .add('kafka', true, () => processing.kafkaReadiness());
+  let draining = false;
+  const app = new Hono();
+  app.onError((err, c) => errorResponse(c, err, log));
+  app.notFound((c) => errorResponse(c, new SluiceError('not_found', `no route for ${c.req.method} ${c.req.path}`), log));
+  addOpsRoutes(app, {
+    log,
+    metrics,
+    readiness,
+    draining: () => draining,
+    beforeScrape: () => gauges.forScrape((err) => log.warn('outbox gauges not refreshed', { error: describeError(err) })),
+    health: () => ({ partitions_owned: processing.processor.owned.size }),
   });
-  const url = `http://${config.http.host}:${server.port}`;
-  log.info('sluice processor running', { url, node_id: config.nodeId, guarantee: config.processor.guarantee });
+  let server;
+  try {
+    server = listen({ host: config.http.host, port: config.http.port, tls: config.tls, fetch: app.fetch, maxRequestBodySize: 64 * 1024, log });
+  } catch (err) {
+    await processing.close();
+    await db.close();
+    throw err;
+  }
+  const listener = server;
+  log.info('sluice processor running', { url: listener.url, node_id: config.nodeId, guarantee: config.processor.guarantee });
   let stopping: Promise<void> | undefined;
   return {
-    url,
-    reloadTenants: () => tenants.reload(),
+    url: listener.url,
+    failed: new Promise<string>(() => {}),
+    reload() {
+      const reloaded = tenants.reload();
+      if (reloaded) zeroTenantSeries(metrics, tenants.configured);
+      return listener.reloadTls() || reloaded;
+    },
     shutdown(reason) {
       stopping ??= (async () => {
         log.info('shutting down', { reason });
-        await server.stop();
+        draining = true;
+        await listener.stop();
         await processing.close();
         await db.close();
         log.info('shutdown complete');

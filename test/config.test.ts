@@ -56,4 +56,19 @@ describe('configuration', () => {
     expect(loadConfig({ SLUICE_TRANSACTIONAL_ID_PREFIX: 'eu-1' }).processor.progressTopic).toBe('eu-1.progress');
     expect(loadConfig({}).processor.progressTopic).toBe('sluice.progress');
   });
+
+  test('an unknown SLUICE_ variable is an error with a did-you-mean; the tools\' own variables are not', () => {
+    expect(errorsOf({ SLUICE_WRTIE_MODE: 'fast_ack', SLUICE_PORT: 'x' }).sort()).toEqual(['SLUICE_PORT', 'SLUICE_WRTIE_MODE']);
+    expect(() => loadConfig({ SLUICE_WRTIE_MODE: 'fast_ack' })).toThrow('SLUICE_WRTIE_MODE is not a sluice setting: did you mean SLUICE_WRITE_MODE?');
+    expect(errorsOf({ SLUICE_CACHE_DIR: '/c', SLUICE_TEST_DATABASE_URL: 'postgres://x', SLUICE_BENCH_DATABASE_URL: 'postgres://y', HOME: '/root' })).toEqual([]);
+    // Empty means unset for values, but a misspelt name is reported even when empty.
+    expect(errorsOf({ SLUICE_JOURNALDIR: '' })).toEqual(['SLUICE_JOURNALDIR']);
+  });
+
+  test('TLS takes both files or neither', () => {
+    expect(errorsOf({ SLUICE_TLS_KEY_FILE: '/k.pem' })).toEqual(['SLUICE_TLS_CERT_FILE']);
+    expect(errorsOf({ SLUICE_TLS_CERT_FILE: '/c.pem' })).toEqual(['SLUICE_TLS_KEY_FILE']);
+    expect(loadConfig({ SLUICE_TLS_CERT_FILE: '/c.pem', SLUICE_TLS_KEY_FILE: '/k.pem' }).tls).toEqual({ certFile: '/c.pem', keyFile: '/k.pem' });
+    expect(loadConfig({}).tls).toBeUndefined();
+  });
 });

@@ -3,7 +3,7 @@ import { SluiceError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Sql } from '../outbox/db.ts';
-import { requeueIds, requeueTenant } from '../outbox/replay-requeue.ts';
+import { requeueIds, requeueTenant, tenantHasRows } from '../outbox/replay-requeue.ts';
 import { statusCountsByTenant } from '../outbox/status-counts.ts';
 import type { TenantControls } from '../processor/tenant-controls.ts';
 import type { Tenants } from '../tenants.ts';
@@ -70,12 +70,17 @@ export function createAdminApp(deps: AdminDeps, shared: { log: Logger; metrics: 
     return c.json({ tenants: list });
   });
 
-  admin.post('/tenants/:id/breaker/reset', function resetBreaker(c) {
+  admin.post('/tenants/:id/breaker/reset', async function resetBreaker(c) {
     const parsed = tenantIdSchema.min(1).safeParse(c.req.param('id'));
     if (!parsed.success) {
       throw new SluiceError('validation_failed', 'not a valid tenant id', {
         details: [{ path: 'id', message: parsed.error.issues[0]?.message ?? 'invalid' }],
       });
+    }
+    // Known: named by the tenants file, or with records in the outbox. Anything else is a typo that
+    // would otherwise answer 200 and create a breaker for nobody.
+    if (!tenants.configured.includes(parsed.data) && !(await tenantHasRows(sql, parsed.data))) {
+      throw new SluiceError('not_found', `unknown tenant ${parsed.data}: not in the tenants file and no records in the outbox`);
     }
     controls.resetBreaker(parsed.data);
     const { breaker, tokens } = controls.snapshot(parsed.data);

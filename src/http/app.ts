@@ -9,14 +9,11 @@ import { createAdminApp, type AdminDeps } from './admin-app.ts';
 import { errorResponse, statusOf } from './error-response.ts';
 import { checkHeaderLimits } from './header-limits.ts';
 import { authenticateIngest } from './ingest-auth.ts';
+import { addOpsRoutes } from './ops-routes.ts';
 import { mediaType, parseEvents, validTraceparent } from './parse-events.ts';
+import type { Readiness } from './readiness.ts';
 import { readBody } from './read-body.ts';
 import { sluiceTopics, topicProblem } from '../processor/topic-name.ts';
-
-export interface ComponentState {
-  ok: boolean;
-  detail?: string;
-}
 
 export interface AppDeps {
   log: Logger;
@@ -33,8 +30,8 @@ export interface AppDeps {
   tenants: Tenants;
   /** The admin API's parts; undefined (SLUICE_ADMIN_TOKEN unset) = every /admin path is 404. */
   admin?: AdminDeps | undefined;
-  /** Each component's readiness: journal, outbox, kafka. */
-  readiness(): Promise<Record<string, ComponentState>>;
+  /** The components /readyz reports, and which of them this node's role requires. */
+  readiness: Readiness;
   /** True once shutdown began: new writes get 503 shutting_down. */
   draining(): boolean;
   /** Runs before /metrics renders, to refresh gauges read from the outbox. */
@@ -113,20 +110,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   if (deps.admin !== undefined) app.route('/admin', createAdminApp(deps.admin, { log, metrics, tenants: deps.tenants }));
 
-  app.get('/healthz', (c) => c.json({ status: 'ok' }));
-
-  app.get('/readyz', async function readyz(c) {
-    const components = await deps.readiness();
-    const draining = deps.draining();
-    const ready = !draining && Object.values(components).every((s) => s.ok);
-    return c.json({ status: ready ? 'ready' : draining ? 'draining' : 'not_ready', components }, ready ? 200 : 503);
-  });
-
-  app.get('/metrics', async function scrape(c) {
-    await deps.beforeScrape?.();
-    c.header('Content-Type', metrics.registry.contentType);
-    return c.body(await metrics.registry.metrics());
-  });
+  addOpsRoutes(app, deps);
 
   return app;
 }

@@ -2,8 +2,8 @@ import { parseArgs } from 'node:util';
 import type { Config } from '../config.ts';
 import { ConfigError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { openDatabase } from '../outbox/db.ts';
 import { claimOutbox } from '../outbox/identity.ts';
+import { openChecked } from '../outbox/open-checked.ts';
 import { migrate } from '../outbox/migrate.ts';
 import { replayJournal, type ReplayFilter, type ReplayProgress, type ReplaySummary } from './replay.ts';
 import { formatSeconds, progressFields, progressLine } from './replay-progress.ts';
@@ -67,7 +67,7 @@ export async function runReplay(argv: string[], config: Config, log: Logger): Pr
     filter[name] = date;
   }
   const dryRun = values['dry-run'] === true;
-  const db = await openDatabase(config.db, log);
+  const db = await openChecked(config, log);
   // Say where the rows go: without DATABASE_URL that is the embedded database, easy to replay into by mistake.
   process.stderr.write(
     db.kind === 'embedded'

@@ -106,8 +106,8 @@ export class JournalMaintenance {
       }
       await unlink(seg.path);
       total -= seg.bytes;
-      metrics.journalRetentionDeleted.inc({ unit: 'segments' });
-      metrics.journalRetentionDeleted.inc({ unit: 'records' }, lastSeq - seg.firstSeq + 1);
+      metrics.journalRetentionDeletedSegments.inc();
+      metrics.journalRetentionDeletedRecords.inc(lastSeq - seg.firstSeq + 1);
       log.info('journal segment deleted by retention', { file: seg.file, reason: tooOld ? 'age' : 'bytes', last_seq: lastSeq });
     }
     if (blocked && !this.#warnedFull) {

@@ -14,15 +14,43 @@ export interface LocalBrokerOptions {
   dataDir?: string;
   cacheDir?: string;
   log?: (line: string) => void;
+  /**
+   * JIT with C1 only: on a small, busy machine the broker is ready seconds sooner because it spends
+   * less CPU compiling, at the cost of slower steady-state code. For `serve`'s own development
+   * broker; benchmarks and tests keep the default JIT.
+   */
+  fastStart?: boolean;
 }
 
 export interface LocalBroker {
   readonly bootstrap: string;
   readonly port: number;
   readonly dataDir: string;
+  /** Settles when the JVM exits, for whatever reason: after stop(), or on its own (a crash). */
+  readonly exited: Promise<number>;
   stop(): Promise<void>;
   /** SIGKILL, as a crash would end it (a data directory that was given is kept, to start again on). */
   kill(): Promise<void>;
+}
+
+/** Undefined when `port` on 127.0.0.1 can be bound now; else why not (a port taken is the usual). */
+export async function portProblem(port: number): Promise<string | undefined> {
+  const server = createServer();
+  return new Promise((resolve) => {
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      resolve(err.code === 'EADDRINUSE' ? `port ${port} on 127.0.0.1 is already in use by another process` : `port ${port} on 127.0.0.1 cannot be bound: ${err.message}`);
+    });
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(undefined)));
+  });
+}
+
+/** The cluster id the storage format wrote into a data directory, so the broker that answers can be told apart from a foreign one. */
+function formattedClusterId(dataDir: string): string | undefined {
+  try {
+    return /^cluster\.id=(.+)$/m.exec(readFileSync(join(dataDir, 'logs', 'meta.properties'), 'utf8'))?.[1]?.trim();
+  } catch {
+    return undefined;
+  }
 }
 
 const POM_PATH = resolve(import.meta.dir, '../../scripts/kafka/pom.xml');
@@ -226,7 +254,7 @@ async function pump(
  * three answers "not available yet" on first use, which costs ~1 s with the client's default
  * retryDelay, so warming them here saves seconds per test run.
  */
-async function probeReady(bootstrap: string): Promise<boolean> {
+async function probeReady(bootstrap: string, clusterId: string | undefined): Promise<boolean> {
   const options = {
     clientId: 'sluice-local-broker-probe',
     bootstrapBrokers: [bootstrap],
@@ -244,19 +272,45 @@ async function probeReady(bootstrap: string): Promise<boolean> {
       if (!/already exists/i.test(String(error))) throw error;
     }
     const metadata = await admin.metadata({ topics: [READY_TOPIC], forceUpdate: true });
+    if (clusterId !== undefined && metadata.id !== clusterId) {
+      throw new ForeignBroker(`another Kafka broker (cluster ${metadata.id}) answers on ${bootstrap}, not the one started here (cluster ${clusterId})`);
+    }
     if ((metadata.topics.get(READY_TOPIC)?.partitions[0]?.leader ?? -1) < 0) return false;
     await admin.findCoordinator({ keyType: FindCoordinatorKeyTypes.GROUP, keys: [READY_TOPIC] });
     await admin.findCoordinator({ keyType: FindCoordinatorKeyTypes.TRANSACTION, keys: [READY_TOPIC] });
     await producer.initIdempotentProducer({});
     return true;
-  } catch {
+  } catch (error) {
+    if (error instanceof ForeignBroker) throw error;
     return false;
   } finally {
     await Promise.allSettled([admin.close(), producer.close()]);
   }
 }
 
+class ForeignBroker extends Error {}
+
+/**
+ * A cluster id as `StorageTool random-uuid` makes one (Kafka's Uuid: 16 random bytes, base64url
+ * without padding, never starting with '-'), without starting a JVM for it.
+ */
+function randomClusterId(): string {
+  for (;;) {
+    const id = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('base64url');
+    if (!id.startsWith('-')) return id;
+  }
+}
+
+/**
+ * Starts the broker and resolves once it is ready. Fails, never falls back, when the port is taken,
+ * the JVM exits, or the broker that answers on the port is not the one started here (its cluster id
+ * differs): a caller must never end up publishing to somebody else's broker.
+ */
 export async function startLocalBroker(opts: LocalBrokerOptions = {}): Promise<LocalBroker> {
+  if (opts.port !== undefined) {
+    const problem = await portProblem(opts.port);
+    if (problem !== undefined) throw new Error(problem);
+  }
   const classpath = kafkaClasspath(await ensureKafkaJars(opts.cacheDir));
   const [freeA, freeB] = await freePorts(2);
   if (freeA === undefined || freeB === undefined) throw new Error('could not allocate ports');
@@ -280,12 +334,12 @@ export async function startLocalBroker(opts: LocalBrokerOptions = {}): Promise<L
     await writeFile(propsPath, serverProperties(dataDir, port, controllerPort));
     // A reused dataDir keeps its cluster id: formatting it again with a new id is an error, not a no-op.
     if (!existsSync(join(dataDir, 'logs', 'meta.properties'))) {
-      const clusterId = (await runKafkaTool(classpath, ['kafka.tools.StorageTool', 'random-uuid'])).trim();
+      const clusterId = randomClusterId();
       await runKafkaTool(classpath, ['kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', propsPath, '-g']);
     }
     logFile = createWriteStream(join(dataDir, 'broker.log'), { flags: 'a' });
     child = Bun.spawn({
-      cmd: [javaBin(), ...JVM_OPTS, '-cp', classpath, 'kafka.Kafka', propsPath],
+      cmd: [javaBin(), ...JVM_OPTS, ...(opts.fastStart === true ? ['-XX:TieredStopAtLevel=1'] : []), '-cp', classpath, 'kafka.Kafka', propsPath],
       cwd: dataDir,
       stdin: 'ignore',
       stdout: 'pipe',
@@ -324,6 +378,7 @@ export async function startLocalBroker(opts: LocalBrokerOptions = {}): Promise<L
     return stopping;
   };
 
+  const clusterId = formattedClusterId(dataDir);
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
     const exited = child.exitCode !== null || child.signalCode !== null;
@@ -336,7 +391,15 @@ export async function startLocalBroker(opts: LocalBrokerOptions = {}): Promise<L
       throw new Error(`kafka broker ${why}; ${errors}broker.log tail:\n${digest.tail.join('\n')}`);
     }
     // A probe against a port someone else holds can hang until its timeout; the JVM exiting ends it early.
-    if (await Promise.race([probeReady(bootstrap), child.exited.then(() => false)])) break;
+    let ready: boolean;
+    try {
+      ready = await Promise.race([probeReady(bootstrap, clusterId), child.exited.then(() => false)]);
+    } catch (error) {
+      await stop();
+      const errors = digest.firstErrors.length ? `; its first errors:\n${digest.firstErrors.join('\n')}` : '';
+      throw new Error(`${(error as Error).message}${errors}`);
+    }
+    if (ready) break;
     await Bun.sleep(100);
   }
 
@@ -345,5 +408,5 @@ export async function startLocalBroker(opts: LocalBrokerOptions = {}): Promise<L
     return stop();
   };
 
-  return { bootstrap, port, dataDir, stop, kill };
+  return { bootstrap, port, dataDir, exited: child.exited, stop, kill };
 }

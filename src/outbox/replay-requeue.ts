@@ -35,25 +35,32 @@ export interface TenantReplayFilter {
 }
 
 /**
- * Re-queues a tenant's rows that match the filter, oldest first, in one statement: `matched` counts
- * the rows the filter selects, `requeued` those it changed (0 on a dry run).
+ * Re-queues a tenant's rows that match the filter, oldest first and at most `limit`, in one
+ * statement: `matched` counts every row the filter selects, also those past the limit (so a caller
+ * sees that more remain), `requeued` those it changed (0 on a dry run).
  */
 export async function requeueTenant(sql: Sql, f: TenantReplayFilter): Promise<{ matched: number; requeued: number }> {
   const [counts] = await sql<{ matched: number; requeued: number }[]>`
-    WITH matched AS (
+    WITH selected AS (
       SELECT id FROM outbox
       WHERE tenant_id = ${f.tenantId}
         AND status = ANY(${sql.array([...f.statuses])}::text[])
         AND created_at >= coalesce(${f.since ?? null}::timestamptz, '-infinity')
         AND created_at < coalesce(${f.until ?? null}::timestamptz, 'infinity')
-      ORDER BY id
-      LIMIT ${f.limit}
+    ), first AS (
+      SELECT id FROM selected ORDER BY id LIMIT ${f.limit}
     ), changed AS (
       UPDATE outbox o SET ${requeued(sql)}
-      FROM matched m
+      FROM first m
       WHERE o.id = m.id AND NOT ${f.dryRun}::boolean
       RETURNING o.id
     )
-    SELECT (SELECT count(*) FROM matched)::int AS matched, (SELECT count(*) FROM changed)::int AS requeued`;
+    SELECT (SELECT count(*) FROM selected)::int AS matched, (SELECT count(*) FROM changed)::int AS requeued`;
   return counts ?? { matched: 0, requeued: 0 };
+}
+
+/** Whether the outbox holds any row of the tenant. */
+export async function tenantHasRows(sql: Sql, tenantId: string): Promise<boolean> {
+  const [row] = await sql<{ found: boolean }[]>`SELECT EXISTS (SELECT 1 FROM outbox WHERE tenant_id = ${tenantId}) AS found`;
+  return row?.found === true;
 }

@@ -45,3 +45,25 @@ export function describeKafkaError(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);
   return codes.length > 0 ? `${codes.join(', ')}: ${message}` : message;
 }
+
+/**
+ * The `reason` label of a failed publish: the Kafka error code when there is one, else `network`
+ * or `timeout` for the client's own failures. A closed, small set, unlike error class names.
+ */
+export function failureReason(err: unknown): string {
+  const [code] = errorCodes(err);
+  if (code !== undefined) return code.toLowerCase();
+  const clientCodes = new Set<string>();
+  const walk = (e: unknown, seen: Set<unknown>): void => {
+    if (typeof e !== 'object' || e === null || seen.has(e)) return;
+    seen.add(e);
+    const x = e as { code?: unknown; errors?: unknown; cause?: unknown };
+    if (typeof x.code === 'string') clientCodes.add(x.code);
+    if (Array.isArray(x.errors)) for (const inner of x.errors) walk(inner, seen);
+    walk(x.cause, seen);
+  };
+  walk(err, new Set());
+  if (clientCodes.has('PLT_KFK_TIMEOUT')) return 'timeout';
+  if (clientCodes.has('PLT_KFK_NETWORK') || [...clientCodes].some((c) => /^E[A-Z]+$/.test(c))) return 'network';
+  return 'other';
+}

@@ -14,7 +14,7 @@ import type { Tenants } from '../tenants.ts';
 import { backoffMs } from './backoff.ts';
 import { withinBytes } from './batch-bytes.ts';
 import { allocate, roundRobin, type Claimant } from './fair-share.ts';
-import { classifyFailure, describeKafkaError, type FailureKind } from './kafka-errors.ts';
+import { classifyFailure, describeKafkaError, failureReason, type FailureKind } from './kafka-errors.ts';
 import type { PartitionProducer } from './publisher.ts';
 import type { TenantControls } from './tenant-controls.ts';
 import { Idle } from '../idle.ts';
@@ -112,11 +112,15 @@ export class PartitionTask {
         }
         failures++;
         this.#lastError = describeKafkaError(err);
-        // The first failure and then every tenth: an outage must not flood the log.
+        // Stopping ends connections under a batch in flight: not a failure worth a line. A cluster
+        // outage is logged once by KafkaHealth, not per partition; other failures the first time
+        // and then every tenth.
+        if (this.#abort.signal.aborted) break;
         if (failures === 1 || failures % 10 === 0) {
-          log.warn('publish failed; rows stay pending', { partition, error: this.#lastError, failures });
+          const level = classifyFailure(err) === 'transient' ? 'debug' : 'warn';
+          log[level]('publish failed; rows stay pending', { partition, error: this.#lastError, failures });
         }
-        this.#o.metrics.publishFailures.inc({ reason: err instanceof Error ? err.name : 'unknown' });
+        this.#o.metrics.publishFailures.inc({ reason: failureReason(err) });
         backoff = Math.min(MAX_LOOP_BACKOFF_MS, backoff === 0 ? 100 : backoff * 2);
         await this.#idle.wait(backoffMs(1, backoff, backoff));
       }
@@ -169,11 +173,19 @@ export class PartitionTask {
     // Moves on even when the granted tenants have nothing due (retry backoff): the next round starts
     // after them, so they cannot keep the batch to themselves.
     this.#lastTenant = [...grants.keys()].at(-1);
-    const claimed = withinBytes(await claimForTenants(sql, partition, grants), this.#o.batchBytes);
-    if (claimed.length === 0) return 0;
-    const rows = await this.#refuseByTopicRule(claimed);
+    const claimed = await claimForTenants(sql, partition, grants);
+    // A tenant whose grant was all its tokens and whose rows filled it had more waiting: the quota held them back.
+    const bounded = claimants.filter((c) => (grants.get(c.tenant) ?? 0) > 0 && grants.get(c.tenant) === Math.floor(c.tokens));
+    if (bounded.length > 0) {
+      const counts = new Map<string, number>();
+      for (const r of claimed) counts.set(r.tenant_id, (counts.get(r.tenant_id) ?? 0) + 1);
+      for (const c of bounded) if (counts.get(c.tenant) === grants.get(c.tenant)) metrics.quotaThrottled.inc({ tenant: tenants.metricLabel(c.tenant) });
+    }
+    const within = withinBytes(claimed, this.#o.batchBytes);
+    if (within.length === 0) return 0;
+    const rows = await this.#refuseByTopicRule(within);
     if (rows.length > 0) await this.#publish(rows);
-    return claimed.length;
+    return within.length;
   }
 
   /**

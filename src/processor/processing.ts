@@ -1,9 +1,12 @@
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
+import type { ComponentState } from '../http/readiness.ts';
 import type { Database } from '../outbox/db.ts';
 import { claimOutbox } from '../outbox/identity.ts';
+import { probeKafka } from '../probes.ts';
 import type { Tenants } from '../tenants.ts';
+import { KafkaHealth } from './kafka-health.ts';
 import { Processor } from './processor.ts';
 import { createPublishing, type Publishing } from './publisher.ts';
 import type { TenantControls } from './tenant-controls.ts';
@@ -11,9 +14,17 @@ import type { TenantControls } from './tenant-controls.ts';
 export interface Processing {
   readonly processor: Processor;
   readonly publishing: Publishing;
+  /** Whether the cluster answers; logged once per change of state. */
+  readonly kafka: KafkaHealth;
+  /** The `kafka` component of /readyz: a fresh probe, with the last publish error while one stands. */
+  kafkaReadiness(): Promise<ComponentState>;
   /** Stops the processor (each open batch committed or aborted, partitions released), then the producers. */
   close(): Promise<void>;
 }
+
+// Under the 2 s readiness bound, which probes on every /readyz.
+const KAFKA_PROBE_TIMEOUT_MS = 1_500;
+const KAFKA_PROBE_INTERVAL_MS = 5_000;
 
 /** The Kafka producers and the processor, as both `serve` and `process` run them. */
 export async function startProcessing(opts: {
@@ -45,13 +56,27 @@ export async function startProcessing(opts: {
     partitions: config.partitions,
     outboxIdentity,
   });
+  const kafka = new KafkaHealth({
+    brokers,
+    probe: () => probeKafka(brokers, KAFKA_PROBE_TIMEOUT_MS),
+    intervalMs: KAFKA_PROBE_INTERVAL_MS,
+    log: opts.log,
+    metrics: opts.metrics,
+  });
+  kafka.start();
   processor.start();
   let closing: Promise<void> | undefined;
   return {
     processor,
     publishing,
+    kafka,
+    async kafkaReadiness() {
+      const state = await kafka.check();
+      const publishError = processor.lastError;
+      return state.ok && publishError !== undefined ? { ok: true, detail: `cluster answers; last publish failed: ${publishError}` } : state;
+    },
     close() {
-      closing ??= processor.stop().finally(() => publishing.close());
+      closing ??= Promise.all([kafka.stop(), processor.stop()]).finally(() => publishing.close()).then(() => {});
       return closing;
     },
   };

@@ -41,8 +41,6 @@ export interface PartitionProducer {
 export interface Publishing {
   readonly guarantee: Guarantee;
   forPartition(partition: number): PartitionProducer;
-  /** True when the cluster answers a metadata request within `timeoutMs`. */
-  reachable(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -123,7 +121,7 @@ class ProducerSlot {
 }
 
 export function createPublishing(opts: PublishingOptions): Publishing {
-  // at_least_once: one idempotent producer shared by every partition. Also the metadata probe.
+  // at_least_once: one idempotent producer shared by every partition.
   const shared = new ProducerSlot(() => newProducer(opts, undefined));
   const slots = new Set<ProducerSlot>([shared]);
   let closed: Promise<void> | undefined;
@@ -201,17 +199,6 @@ export function createPublishing(opts: PublishingOptions): Publishing {
           await slot.replace();
         },
       };
-    },
-    async reachable(timeoutMs) {
-      const probe = shared
-        .get()
-        .metadata({ topics: [], forceUpdate: true })
-        .then(
-          () => true,
-          () => false,
-        );
-      const timeout = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), timeoutMs).unref());
-      return Promise.race([probe, timeout]);
     },
     close() {
       closed ??= Promise.allSettled([...slots].map((s) => s.replace())).then(() => {});

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLocalBroker, type LocalBroker } from '../../src/kafka/local-broker.ts';
+import { createLogger } from '../../src/log.ts';
 import { readTopic } from '../support/kafka.ts';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
 import { eventually, postEvent, startSluice, type TestSluice } from '../support/sluice.ts';
@@ -12,13 +13,14 @@ describe('Kafka down while events arrive', () => {
   let dataDir: string;
   let broker: LocalBroker;
   let sluice: TestSluice;
+  const logs: Record<string, unknown>[] = [];
 
   beforeAll(async () => {
     db = await createTestDatabase({ migrate: false });
     // A broker of its own, on a data directory that survives its restart.
     dataDir = mkdtempSync(join(tmpdir(), 'sluice-outage-kafka-'));
     broker = await startLocalBroker({ dataDir });
-    sluice = await startSluice({ DATABASE_URL: db.url, KAFKA_BROKERS: broker.bootstrap });
+    sluice = await startSluice({ DATABASE_URL: db.url, KAFKA_BROKERS: broker.bootstrap }, { log: createLogger({ level: 'debug', write: (l) => logs.push(JSON.parse(l) as Record<string, unknown>) }) });
   }, 180_000);
 
   afterAll(async () => {
@@ -47,15 +49,28 @@ describe('Kafka down while events arrive', () => {
     await Bun.sleep(3_000);
     const [pending] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox WHERE status = 'pending'`;
     expect(pending?.n).toBe(20);
-    const notReady = await fetch(`${sluice.url}/readyz`);
-    expect(notReady.status).toBe(503);
-    expect(((await notReady.json()) as { components: { kafka: { ok: boolean } } }).components.kafka.ok).toBe(false);
+    // The outage shows in the metric the broker-unreachable alert watches.
+    const scrape = await (await fetch(`${sluice.url}/metrics`)).text();
+    expect(scrape).toContain(`sluice_kafka_reachable{brokers="${broker.bootstrap}"} 0`);
+    // The node still takes writes and makes them durable: ready for ingest; Kafka shown as down.
+    const ready = await fetch(`${sluice.url}/readyz`);
+    expect(ready.status).toBe(200);
+    const kafka = ((await ready.json()) as { components: { kafka: { ok: boolean; required: boolean; detail: string } } }).components.kafka;
+    expect(kafka).toMatchObject({ ok: false, required: false });
+    expect(kafka.detail).toContain(`KAFKA_BROKERS 127.0.0.1:${broker.port}: connection refused`);
 
     broker = await startLocalBroker({ dataDir, port: broker.port });
     await eventually(async () => {
       const [r] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox WHERE status = 'pending'`;
       return r?.n === 0;
     }, 60_000, 'backlog published');
+
+    // The outage is one warning with the broker and the cause, and one line when it is over; the
+    // partitions' own failures stay at debug level.
+    await eventually(async () => logs.some((l) => l.msg === 'kafka reachable again'), 20_000, 'recovery logged');
+    const outage = logs.filter((l) => l.level === 'warn' || l.level === 'error');
+    expect(outage.map((l) => [l.msg, l.brokers, l.cause])).toEqual([['kafka unreachable; records wait in the outbox', [broker.bootstrap], 'connection refused (nothing listens there)']]);
+    expect(logs.filter((l) => l.msg === 'kafka reachable again').length).toBe(1);
 
     const records = await readTopic([broker.bootstrap], sluice.topic, { expected: 21, graceMs: 2_000 });
     const keys = records.map((r) => r.key);

@@ -39,7 +39,15 @@ describe('ingest and process as separate processes', () => {
     const ingest = await spawnSluice(env, 'ingest');
     children.push(ingest);
     const ready = await fetch(`${ingest.url}/readyz`);
-    expect(await ready.json()).toEqual({ status: 'ready', components: { journal: { ok: true }, journal_integrity: { ok: true }, outbox: { ok: true }, forwarder: { ok: true } } });
+    expect(await ready.json()).toEqual({
+      status: 'ready',
+      components: {
+        journal: { ok: true, required: true },
+        journal_integrity: { ok: true, required: true },
+        outbox: { ok: true, required: true },
+        forwarder: { ok: true, required: true },
+      },
+    });
     expect((await postEvent(ingest.url, { dedupe_key: 'one', payload: { n: 1 } }, { 'X-Tenant-Id': 'split' })).status).toBe(202);
 
     const processor = await spawnSluice(env, 'process');
@@ -48,7 +56,22 @@ describe('ingest and process as separate processes', () => {
     expect(rest).toEqual([]);
     expect([record?.key, record?.value]).toEqual(['split:one', '{"n":1}']);
 
+    // The processor's own health endpoints: ready when the outbox and Kafka answer; errors in sluice's shape.
+    const processorReady = await fetch(`${processor.url}/readyz`);
+    expect(processorReady.status).toBe(200);
+    expect(await processorReady.json()).toEqual({ status: 'ready', components: { outbox: { ok: true, required: true }, kafka: { ok: true, required: true } } });
+    expect(await (await fetch(`${processor.url}/healthz`)).json()).toEqual({ status: 'ok', partitions_owned: 16 });
+    const missing = await fetch(`${processor.url}/v1/events`, { method: 'POST' });
+    expect([missing.status, ((await missing.json()) as { error: { code: string } }).error.code]).toEqual([404, 'not_found']);
+    const metrics = await (await fetch(`${processor.url}/metrics`)).text();
+    expect(metrics).toContain('sluice_published_total{tenant="split"} 1');
+    expect(metrics).toContain(`sluice_kafka_reachable{brokers="${brokers.join(',')}"} 1`);
+
     for (const c of [ingest, processor]) c.proc.kill('SIGTERM');
     expect(await Promise.all([ingest.proc.exited, processor.proc.exited])).toEqual([0, 0]);
+    // A clean stop says so and nothing more alarming.
+    for (const c of [ingest, processor]) {
+      expect(c.logLines().filter((l) => l.includes('"level":"warn"') || l.includes('"level":"error"'))).toEqual([]);
+    }
   }, 90_000);
 });

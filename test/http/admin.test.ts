@@ -134,7 +134,7 @@ describe('replay through the admin API, read back from Kafka', () => {
     });
     expect(
       await admin('POST', '/outbox/replay/tenant', { tenant_id: 'beta', since: feb, until: '2026-03-01T00:00:00+00:00', limit: 1 }),
-    ).toEqual({ status: 200, body: { matched: 1, requeued: 1 } });
+    ).toEqual({ status: 200, body: { matched: 2, requeued: 1 } });
     expect(await admin('POST', '/outbox/replay/tenant', { tenant_id: 'nobody' })).toEqual({ status: 200, body: { matched: 0, requeued: 0 } });
     expect(await replays()).toEqual({ b0: 1, b1: 1, b2: 1, b3: 0, b4: 0, b5: 1 });
 
@@ -160,6 +160,24 @@ describe('replay through the admin API, read back from Kafka', () => {
       ],
     });
   });
+
+  test('tenant-wide past the limit: matched is the true total, requeued what the limit allowed', async () => {
+    const topic = `gamma.${Bun.randomUUIDv7()}`;
+    await db.sql`
+      INSERT INTO outbox (tenant_id, dedupe_key, partition, topic, payload, ingested_at, status)
+      SELECT 'gamma', 'g-' || i, 0, ${topic}, jsonb_build_object('i', i), now(), 'dead' FROM generate_series(1, 12000) AS i`;
+    expect(await admin('POST', '/outbox/replay/tenant', { tenant_id: 'gamma', status: ['dead'], dry_run: true })).toEqual({
+      status: 200,
+      body: { matched: 12000, requeued: 0 },
+    });
+    expect(await admin('POST', '/outbox/replay/tenant', { tenant_id: 'gamma', status: ['dead'], limit: 5 })).toEqual({
+      status: 200,
+      body: { matched: 12000, requeued: 5 },
+    });
+    const [r] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox WHERE tenant_id = 'gamma' AND replays = 1`;
+    expect(r?.n).toBe(5);
+    await db.sql`DELETE FROM outbox WHERE tenant_id = 'gamma' AND status = 'dead'`;
+  }, 60_000);
 
   test('the logs never contain a token', () => {
     const all = logLines.join('');

@@ -245,6 +245,17 @@ describe('admin API at the HTTP layer', () => {
     expect(controls.snapshot('beta').breaker).toBe('closed');
   });
 
+  test('a breaker reset of a tenant sluice does not know is 404, and creates no breaker', async () => {
+    const res = await admin('/tenants/betta/breaker/reset');
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as { error: { code: string; message: string } }).error).toEqual({
+      code: 'not_found',
+      message: 'unknown tenant betta: not in the tenants file and no records in the outbox',
+    });
+    const list = (await (await admin('/tenants', { method: 'GET' })).json()) as { tenants: { tenant_id: string }[] };
+    expect(list.tenants.map((x) => x.tenant_id)).not.toContain('betta');
+  });
+
   test('every admin call is one audit line and counted by route and status', async () => {
     const before = logLines.length;
     await admin('/tenants', { method: 'GET', headers: bearer(BETA) });

@@ -207,12 +207,12 @@ describe('health endpoints', () => {
     expect(await (await app.request('/healthz')).json()).toEqual({ status: 'ok' });
     const ready = await app.request('/readyz');
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toEqual({ status: 'ready', components: { journal: { ok: true } } });
+    expect(await ready.json()).toEqual({ status: 'ready', components: { journal: { ok: true, required: true } } });
     draining = true;
     const drain = await app.request('/readyz');
     expect(drain.status).toBe(503);
     // Still each component's state, so an operator sees why a draining node may also be unhealthy.
-    expect(await drain.json()).toEqual({ status: 'draining', components: { journal: { ok: true } } });
+    expect(await drain.json()).toEqual({ status: 'draining', components: { journal: { ok: true, required: true } } });
   });
 
   test('/metrics exposes ingest counters by status and tenant in Prometheus text', async () => {

@@ -136,9 +136,8 @@ describe('journal maintenance', () => {
     await maintenance.runOnce(Date.now() + 10_000);
     const left = readdirSync(nodeDir).filter((f) => f.includes('.jsonl')).sort();
     expect(left).toEqual(segs.slice(2));
-    const deleted = await metrics.journalRetentionDeleted.get();
-    expect(deleted.values.find((v) => v.labels.unit === 'segments')?.value).toBe(2);
-    expect(deleted.values.find((v) => v.labels.unit === 'records')?.value).toBe((firstSeqs[2] ?? 0) - 1);
+    expect((await metrics.journalRetentionDeletedSegments.get()).values[0]?.value).toBe(2);
+    expect((await metrics.journalRetentionDeletedRecords.get()).values[0]?.value).toBe((firstSeqs[2] ?? 0) - 1);
     await writer.close();
   });
 

@@ -60,9 +60,11 @@ describe('ops/prometheus/alerts.yml', () => {
       'SluiceIngestErrors',
       'SluiceJournalIntegrity',
       'SluiceJournalOverRetention',
+      'SluiceKafkaUnreachable',
       'SluiceOutboxBacklogGrowing',
       'SluiceOutboxOldestPendingTooOld',
       'SluicePartitionsUnowned',
+      'SluiceQuotaThrottling',
       'SluiceRecordsDead',
     ]);
   });

@@ -100,6 +100,12 @@ describe('ops/grafana/dashboard.json', () => {
     expect(unfiltered.map((t) => `${t.panel.title}: ${t.expr}`)).toEqual([]);
   });
 
+  test('shows every metric family sluice exports', () => {
+    const shown = new Set(targets.flatMap((t) => metricNamesIn(t.expr)).map((n) => n.replace(/_(bucket|sum|count)$/, '')));
+    const families = createMetrics().registry.getMetricsAsArray().map((m) => m.name);
+    expect(families.filter((f) => !shown.has(f))).toEqual([]);
+  });
+
   test('has a panel for each thing an operator looks for', () => {
     const panelFor = (pattern: RegExp): string[] =>
       queryPanels.filter((p) => (p.targets ?? []).some((t) => pattern.test(t.expr))).map((p) => p.title);

@@ -1,4 +1,9 @@
-import { describe, expect, test } from 'bun:test';
+import { afterAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { VERSION } from '../../src/version.ts';
+import { newToken, writeTenantsFile } from '../support/tenants.ts';
 import { promtool } from '../support/promtool.ts';
 import { postEvent, sluiceFixture } from '../support/sluice.ts';
 
@@ -23,5 +28,36 @@ describe('/metrics of a running sluice', () => {
       exitCode: 0,
       complaints: [],
     });
+  });
+});
+
+describe('/metrics before anything happened, with a tenants file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-metrics-tenants-'));
+  writeTenantsFile(join(dir, 'tenants.json'), { acme: { tokens: [newToken('acme')] }, globex: { tokens: [newToken('globex')] } });
+  const f = sluiceFixture({ SLUICE_TENANTS_FILE: join(dir, 'tenants.json') });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test("every file tenant's counters exist at 0, build info and Kafka reachability are there, promtool is content", async () => {
+    const ready = await fetch(`${f.sluice.url}/readyz`);
+    expect(ready.status).toBe(200);
+    const text = await (await fetch(`${f.sluice.url}/metrics`)).text();
+    for (const tenant of ['acme', 'globex']) {
+      for (const series of [
+        `sluice_dead_total{tenant="${tenant}"} 0`,
+        `sluice_published_total{tenant="${tenant}"} 0`,
+        `sluice_publish_retries_total{tenant="${tenant}"} 0`,
+        `sluice_quota_throttled_total{tenant="${tenant}"} 0`,
+        `sluice_backlog_rejected_total{tenant="${tenant}"} 0`,
+        `sluice_ingest_events_total{tenant="${tenant}",result="accepted"} 0`,
+        `sluice_replayed_total{tenant="${tenant}",kind="tenant"} 0`,
+      ]) {
+        expect(text).toContain(series);
+      }
+    }
+    expect(text).toContain(`sluice_build_info{version="${VERSION}",bun="${Bun.version}"} 1`);
+    expect(text).toContain(`sluice_kafka_reachable{brokers="${f.brokers.join(',')}"} 1`);
+    const check = await promtool(['check', 'metrics'], text);
+    expect(`${check.stdout}${check.stderr}`.trim()).toBe('');
+    expect(check.exitCode).toBe(0);
   });
 });

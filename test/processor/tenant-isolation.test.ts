@@ -143,6 +143,11 @@ describe('one tenant failing or bursting does not stall the others', () => {
     expect(sent).toBeGreaterThanOrEqual(20);
     expect(sent).toBeLessThanOrEqual(20 + Math.ceil(20 * elapsed) + 5);
     expect(loud.pending).toBe(200 - sent);
+    // The throttling shows: the loud tenant's series counts it, the quiet one's stays at 0.
+    const metrics = await (await fetch(`${sluice.url}/metrics`)).text();
+    const throttled = (tenant: string): number => Number(new RegExp(`^sluice_quota_throttled_total\\{tenant="${tenant}"\\} (\\d+)$`, 'm').exec(metrics)?.[1] ?? Number.NaN);
+    expect(throttled('loud')).toBeGreaterThan(10);
+    expect(throttled('quiet')).toBe(0);
   }, 30_000);
 
   test('past max_pending a tenant gets 429 backlog_full with Retry-After; other tenants do not', async () => {

@@ -3,6 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createApp, type AppDeps } from '../../src/http/app.ts';
+import { Readiness } from '../../src/http/readiness.ts';
 import { RecentKeys } from '../../src/ingest/recent-keys.ts';
 import { WritePath } from '../../src/ingest/write-path.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
@@ -60,7 +61,7 @@ export async function startTestApp(
     progressTopic: 'sluice.progress',
     tenants: new Tenants(NO_TENANTS_FILE, log),
     draining: () => false,
-    readiness: async () => ({ journal: { ok: true } }),
+    readiness: new Readiness().add('journal', true, () => ({ ok: true })),
     ...deps,
   });
   return {

@@ -1,0 +1,68 @@
+import { join } from 'node:path';
+import type { Config } from './config.ts';
+import { readTls } from './http/listener.ts';
+import { portProblem } from './kafka/local-broker.ts';
+import { probeDatabase, probeKafka, probeWritableDir, type ProbeResult } from './probes.ts';
+import { loadTenantsFile } from './tenants.ts';
+import { ConfigError } from './errors.ts';
+
+/**
+ * `sluice check`: every component probed side by side, each within `timeoutMs`, one line each.
+ * Returns 0 when all are usable, 1 otherwise.
+ */
+export async function runCheck(config: Config, timeoutMs: number, out: (line: string) => void): Promise<number> {
+  const results: [string, Promise<ProbeResult>][] = [
+    ['tenants', Promise.resolve(checkTenants(config))],
+    ...(config.tls === undefined ? [] : [['tls', Promise.resolve(checkTls(config.tls))] as [string, Promise<ProbeResult>]]),
+    ['journal', Promise.resolve(probeWritableDir('SLUICE_JOURNAL_DIR', join(config.journal.dir, config.nodeId)))],
+    [
+      'database',
+      config.db.url === undefined
+        ? Promise.resolve(embeddedNote(probeWritableDir('SLUICE_DATA_DIR', config.db.dataDir)))
+        : probeDatabase(config.db.url, timeoutMs),
+    ],
+    ['kafka', config.kafka.brokers === undefined ? localBroker(config.kafka.localPort) : probeKafka(config.kafka.brokers, timeoutMs)],
+  ];
+  out(`config     ok    ${config.writeMode} mode, node ${config.nodeId}, ${config.http.host}:${config.http.port}${config.tls === undefined ? '' : ' (TLS)'}`);
+  let failed = 0;
+  for (const [name, pending] of results) {
+    const r = await pending;
+    if (!r.ok) failed++;
+    out(`${name.padEnd(10)} ${r.ok ? 'ok  ' : 'FAIL'}  ${r.detail}`);
+  }
+  return failed === 0 ? 0 : 1;
+}
+
+/** A check that throws ConfigError when it fails: its details become the FAIL line. */
+function configured(check: () => string): ProbeResult {
+  try {
+    return { ok: true, detail: check() };
+  } catch (err) {
+    if (err instanceof ConfigError) return { ok: false, detail: (err.details ?? []).map((d) => d.message).join('; ') };
+    throw err;
+  }
+}
+
+function checkTenants(config: Config): ProbeResult {
+  const file = config.tenantsFile;
+  if (file === undefined) return { ok: true, detail: 'no SLUICE_TENANTS_FILE: open mode (loopback only, no tokens)' };
+  return configured(() => `${file}: ${loadTenantsFile(file).tenants.size} tenant(s)`);
+}
+
+function checkTls(files: { certFile: string; keyFile: string }): ProbeResult {
+  return configured(() => {
+    readTls(files);
+    return `${files.certFile} and its key are readable PEM files`;
+  });
+}
+
+function embeddedNote(dir: ProbeResult): ProbeResult {
+  return dir.ok ? { ok: true, detail: `no DATABASE_URL: embedded database in ${dir.detail}` } : dir;
+}
+
+async function localBroker(port: number): Promise<ProbeResult> {
+  const problem = await portProblem(port);
+  return problem === undefined
+    ? { ok: true, detail: `no KAFKA_BROKERS: serve starts a local broker on 127.0.0.1:${port} (SLUICE_KAFKA_LOCAL_PORT)` }
+    : { ok: false, detail: `SLUICE_KAFKA_LOCAL_PORT ${port}: ${problem}: stop it, set SLUICE_KAFKA_LOCAL_PORT to a free port, or set KAFKA_BROKERS to use a broker you run` };
+}

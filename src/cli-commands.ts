@@ -1,0 +1,98 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+/** What each command accepts: checked before it runs, so a wrong argument never starts anything. */
+export interface CommandSpec {
+  /** `journal verify` for a subcommand. */
+  name: string;
+  summary: string;
+  usage: string;
+  options: NonNullable<ParseArgsConfig['options']>;
+  /** Positional arguments: exact count, or `min` and up. */
+  positionals: { min: number; max: number };
+}
+
+const NONE = { min: 0, max: 0 };
+const CONFIG = 'configuration: SLUICE_* environment variables, DATABASE_URL, KAFKA_BROKERS (README.md#configuration)';
+
+export const COMMANDS: readonly CommandSpec[] = [
+  {
+    name: 'serve',
+    summary: 'ingest + processor in one process (what `bun start` runs)',
+    usage: `usage: sluice serve\n\nRuns the HTTP ingest API, the journal, the forwarder and the processor. With no DATABASE_URL it\nstarts an embedded database in SLUICE_DATA_DIR; with no KAFKA_BROKERS a local Kafka broker on\nSLUICE_KAFKA_LOCAL_PORT. SIGHUP reloads the tenants file (and the TLS certificate); SIGTERM drains\nand exits 0.\n\n${CONFIG}`,
+    options: {},
+    positionals: NONE,
+  },
+  {
+    name: 'ingest',
+    summary: 'ingest (HTTP, journal, forwarder) without the processor',
+    usage: `usage: sluice ingest\n\nLike serve, without the processor: run \`sluice process\` elsewhere on the same outbox.\n\n${CONFIG}`,
+    options: {},
+    positionals: NONE,
+  },
+  {
+    name: 'process',
+    summary: 'a processor alone (needs DATABASE_URL and KAFKA_BROKERS): scale publishing out',
+    usage: `usage: sluice process\n\nPublishes the shared outbox to Kafka beside serve or ingest instances, and serves /healthz,\n/readyz and /metrics on SLUICE_HOST:SLUICE_PORT. Needs DATABASE_URL and KAFKA_BROKERS.\n\n${CONFIG}`,
+    options: {},
+    positionals: NONE,
+  },
+  {
+    name: 'check',
+    summary: 'validate the configuration and tenants file; probe database, Kafka and journal directory',
+    usage: `usage: sluice check [--timeout-ms N]\n\nValidates the environment and the tenants file, then probes the database, the Kafka brokers and\nthe journal directory (each within --timeout-ms, default 5000), printing one line per component.\nExit 0 when everything is usable, 1 when a component is not, 2 for invalid configuration.\n\n${CONFIG}`,
+    options: { 'timeout-ms': { type: 'string' } },
+    positionals: NONE,
+  },
+  {
+    name: 'migrate',
+    summary: 'apply database migrations and exit',
+    usage: `usage: sluice migrate\n\nApplies the SQL migrations to DATABASE_URL (or the embedded database) and exits.\n\n${CONFIG}`,
+    options: {},
+    positionals: NONE,
+  },
+  {
+    name: 'kafka-local',
+    summary: 'run a single-node Apache Kafka broker in the foreground',
+    usage:
+      'usage: sluice kafka-local [--port N] [--data-dir DIR] [--bootstrap-file PATH]\n\nStarts a single-node Kafka broker (KRaft, loopback only; jars fetched once with Maven) and runs it\nuntil SIGINT/SIGTERM. Fails (exit 1) when the port is taken or the broker does not come up.\n--bootstrap-file gets the broker address once it is ready.',
+    options: { port: { type: 'string' }, 'data-dir': { type: 'string' }, 'bootstrap-file': { type: 'string' } },
+    positionals: NONE,
+  },
+  {
+    name: 'replay',
+    summary: 'replay journal files (plain or gzipped) into the outbox, idempotently',
+    usage:
+      'usage: sluice replay <globs...> [--tenant T] [--since ISO] [--until ISO] [--dry-run]\n\nInserts the records of the journal files matching the globs into the outbox; records already\nthere are counted as duplicates. --since is inclusive, --until exclusive (record time).',
+    options: { tenant: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' }, 'dry-run': { type: 'boolean' } },
+    positionals: { min: 1, max: Number.POSITIVE_INFINITY },
+  },
+  {
+    name: 'journal verify',
+    summary: 'check every journal segment; non-zero exit on damage',
+    usage: 'usage: sluice journal verify <dir>\n\nReads every segment under <dir> (plain and gzipped) and reports seq gaps and bad lines.\nExit 0 when the journal is whole, 1 when it is damaged.',
+    options: {},
+    positionals: { min: 1, max: 1 },
+  },
+];
+
+export function overview(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
+  const lines = COMMANDS.map((c) => `  ${c.name.padEnd(width)}${c.summary}`);
+  return `usage: sluice <command> [options]      (bun run sluice <command>)\n\ncommands:\n${lines.join('\n')}\n\n  sluice <command> --help   that command's usage\n  sluice --version\n\n${CONFIG}`;
+}
+
+/** The problem with `args` for `spec`, or undefined when they fit. */
+export function argumentProblem(spec: CommandSpec, args: string[]): string | undefined {
+  try {
+    const { positionals } = parseArgs({ args, options: spec.options, allowPositionals: true, strict: true });
+    if (positionals.length < spec.positionals.min) return `${spec.name}: missing argument`;
+    if (positionals.length > spec.positionals.max) return `${spec.name}: unexpected argument ${positionals[spec.positionals.max] ?? ''}`;
+    return undefined;
+  } catch (err) {
+    return `${spec.name}: ${(err as Error).message}`;
+  }
+}
+
+export function wantsHelp(args: readonly string[]): boolean {
+  return args.includes('--help') || args.includes('-h');
+}

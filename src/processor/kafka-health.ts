@@ -1,0 +1,78 @@
+import { Idle } from '../idle.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import type { ProbeResult } from '../probes.ts';
+import type { ComponentState } from '../http/readiness.ts';
+
+export interface KafkaHealthOptions {
+  brokers: readonly string[];
+  /** One bounded probe of the cluster: `probeKafka` in production. */
+  probe: () => Promise<ProbeResult & { cause?: string }>;
+  intervalMs: number;
+  log: Logger;
+  metrics: Metrics;
+}
+
+/**
+ * Whether the Kafka cluster answers, probed in the background. It logs once per change of state
+ * (unreachable, with the brokers and the cause; reachable again, with how long it was down) rather
+ * than once per failed publish of every partition, and exports `sluice_kafka_reachable` for the
+ * broker-unreachable alert. The processor's readiness is this state.
+ */
+export class KafkaHealth {
+  #o: KafkaHealthOptions;
+  #state: ComponentState = { ok: false, detail: 'not probed yet' };
+  #probed = false;
+  /** Probes overlap (the loop and each /readyz): only the newest answer may change the state. */
+  #started = 0;
+  #applied = 0;
+  #downSince = 0;
+  #abort = new AbortController();
+  #idle = new Idle(this.#abort.signal);
+  #loop: Promise<void> | undefined;
+  #label: string;
+
+  constructor(opts: KafkaHealthOptions) {
+    this.#o = opts;
+    this.#label = opts.brokers.join(',');
+  }
+
+  get state(): ComponentState {
+    return this.#state;
+  }
+
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    await this.#loop;
+  }
+
+  /** Probes now and records the result (unless a probe started later has already answered). */
+  async check(): Promise<ComponentState> {
+    const seq = ++this.#started;
+    const r = await this.#o.probe();
+    if (this.#abort.signal.aborted || seq < this.#applied) return this.#state;
+    this.#applied = seq;
+    const { log, metrics, brokers } = this.#o;
+    const before = this.#probed ? this.#state.ok : undefined;
+    this.#probed = true;
+    this.#state = r.ok ? { ok: true } : { ok: false, detail: r.detail };
+    metrics.kafkaReachable.set({ brokers: this.#label }, r.ok ? 1 : 0);
+    if (r.ok && before === false) log.info('kafka reachable again', { brokers, down_ms: Date.now() - this.#downSince });
+    if (!r.ok && before !== false) {
+      this.#downSince = Date.now();
+      log.warn('kafka unreachable; records wait in the outbox', { brokers, cause: r.cause ?? r.detail });
+    }
+    return this.#state;
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#abort.signal.aborted) {
+      await this.check();
+      await this.#idle.wait(this.#o.intervalMs);
+    }
+  }
+}
