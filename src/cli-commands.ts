@@ -62,14 +62,14 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: 'replay',
     summary: 'replay journal files (plain or gzipped) into the outbox, idempotently',
     usage:
-      'usage: sluice replay <globs...> [--tenant T] [--since ISO] [--until ISO] [--dry-run]\n\nInserts the records of the journal files matching the globs into the outbox; records already\nthere are counted as duplicates. --since is inclusive, --until exclusive (record time).',
+      "usage: sluice replay <dir|glob>... [--tenant T] [--since ISO] [--until ISO] [--dry-run]\n\nReplays journal files (plain and gzipped) into the outbox, idempotently: a (tenant, dedupe_key)\nalready there is counted as a duplicate and left alone. A directory means every journal file below\nit (a journal root, or one node's directory); anything else is a glob (quote it).\n\n  --tenant T     only this tenant's records\n  --since ISO    only records journaled at or after this time\n  --until ISO    only records journaled before this time\n  --dry-run      write nothing (not even the outbox's tables): count what would be inserted and\n                 what is a duplicate, of the outbox or of an earlier line of the same run\n\nProgress goes to stderr (redrawn on a terminal, a JSON line every few seconds otherwise), the\nsummary to stdout. Exit 0: replayed, no problem found; 1: nothing matched, or bad lines, seq gaps\nor unreadable files were found (listed in the summary); 2: wrong arguments.",
     options: { tenant: { type: 'string' }, since: { type: 'string' }, until: { type: 'string' }, 'dry-run': { type: 'boolean' } },
     positionals: { min: 1, max: Number.POSITIVE_INFINITY },
   },
   {
     name: 'journal verify',
     summary: 'check every journal segment; non-zero exit on damage',
-    usage: 'usage: sluice journal verify <dir>\n\nReads every segment under <dir> (plain and gzipped) and reports seq gaps and bad lines.\nExit 0 when the journal is whole, 1 when it is damaged.',
+    usage: 'usage: sluice journal verify <dir>\n\nReads every segment under <dir> (plain and gzipped) and reports seq gaps, bad lines, torn tails and a\ncheckpoint the files contradict.\nExit 0 when the journal is whole, 1 when it is damaged.',
     options: {},
     positionals: { min: 1, max: 1 },
   },

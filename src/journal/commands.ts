@@ -13,21 +13,7 @@ const out = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
 
-const REPLAY_USAGE = `usage: sluice replay <dir|glob>... [--tenant T] [--since ISO] [--until ISO] [--dry-run]
-
-Replays journal files (plain and gzipped) into the outbox, idempotently: a (tenant, dedupe_key)
-already there is counted as a duplicate and left alone. A directory means every journal file below
-it (a journal root, or one node's directory); anything else is a glob (quote it).
-
-  --tenant T     only this tenant's records
-  --since ISO    only records journaled at or after this time
-  --until ISO    only records journaled before this time
-  --dry-run      write nothing (not even the outbox's tables): count what would be inserted and
-                 what is a duplicate, of the outbox or of an earlier line of the same run
-
-Progress goes to stderr (redrawn on a terminal, a JSON line every few seconds otherwise), the
-summary to stdout. Exit 0: replayed, no problem found; 1: nothing matched, or bad lines, seq gaps
-or unreadable files were found (listed in the summary); 2: wrong arguments.`;
+const REPLAY_USAGE = 'usage: sluice replay <dir|glob>... [--tenant T] [--since ISO] [--until ISO] [--dry-run] (sluice replay --help)';
 
 /** How often a progress line is written when stderr is not a terminal. */
 const PROGRESS_LOG_MS = 5_000;

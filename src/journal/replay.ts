@@ -2,7 +2,8 @@ import { stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import fg from 'fast-glob';
 import type { Sql } from '../outbox/db.ts';
-import { existingPairs, insertRows, outboxExists, rowFor } from '../outbox/repository.ts';
+import { insertIsolating } from '../outbox/quarantine.ts';
+import { existingPairs, outboxExists, rowFor } from '../outbox/repository.ts';
 import type { JournalEntry } from './entry.ts';
 import { PairHashSet } from './key-set.ts';
 import { parseEntry, readSegmentLines, type BadLine } from './reader.ts';
@@ -100,10 +101,14 @@ export async function replayJournal(opts: ReplayOptions): Promise<ReplaySummary>
   const outboxThere = opts.dryRun ? await outboxExists(opts.sql) : true;
   const seenInRun = new PairHashSet();
   let batch: JournalEntry[] = [];
+  /** Where each entry of the batch came from, to name a line the outbox refuses. */
+  let places: { file: string; line: number }[] = [];
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return;
+    const at = places;
     const rows = batch.map((e) => rowFor(e, opts.partitions));
     batch = [];
+    places = [];
     if (opts.dryRun) {
       const existing = outboxThere ? await existingPairs(opts.sql, rows) : new Set<string>();
       for (const r of rows) {
@@ -113,10 +118,16 @@ export async function replayJournal(opts: ReplayOptions): Promise<ReplaySummary>
       }
       return;
     }
-    const results = await insertRows(opts.sql, rows);
+    // A line the outbox refuses for good (a value Postgres cannot hold) is a bad line of the summary,
+    // found by halving the batch, as the forwarder finds it; the rest of the batch is replayed.
+    const { results, refused } = await insertIsolating(opts.sql, rows);
     for (const r of results) {
       if (r.duplicate) summary.duplicates++;
       else summary.inserted++;
+    }
+    for (const { index, error } of refused) {
+      const place = at[index];
+      summary.badLines.push({ file: place?.file ?? '?', line: place?.line ?? 0, reason: `refused by the outbox: ${error}` });
     }
   };
   let bytesBefore = 0;
@@ -145,6 +156,7 @@ export async function replayJournal(opts: ReplayOptions): Promise<ReplaySummary>
           continue;
         }
         batch.push(e);
+        places.push({ file, line: l.line });
         if (batch.length >= opts.batchSize) {
           await flush();
           progress();

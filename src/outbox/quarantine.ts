@@ -1,7 +1,7 @@
 import { describeError } from '../errors.ts';
 import type { JournalEntry } from '../journal/entry.ts';
 import type { Sql } from './db.ts';
-import { insertRows, rowFor, type InsertResult } from './repository.ts';
+import { insertRows, rowFor, type InsertResult, type NewOutboxRow } from './repository.ts';
 
 /** Where a journal line sits: its node, its segment file, its seq. */
 export interface JournalPosition {
@@ -27,10 +27,31 @@ export function refusedForGood(err: unknown): boolean {
 }
 
 /**
- * Inserts journal entries into the outbox. When the outbox refuses the batch for good, the batch is
- * halved until the lines it refuses are found; each is recorded in `forwarder_quarantine` with its
- * position and error (and left in the journal), and everything else is inserted. Returns the
- * results of the inserted entries and the quarantined ones.
+ * Inserts rows into the outbox. When the outbox refuses the batch for good, the batch is halved until
+ * the rows it refuses are found; everything else is inserted. Returns the results of the inserted
+ * rows and the refused ones by their index in `rows`, with the error.
+ */
+export async function insertIsolating(
+  sql: Sql,
+  rows: NewOutboxRow[],
+  offset = 0,
+): Promise<{ results: InsertResult[]; refused: { index: number; error: string }[] }> {
+  try {
+    return { results: await insertRows(sql, rows), refused: [] };
+  } catch (err) {
+    if (!refusedForGood(err)) throw err;
+    if (rows.length === 1) return { results: [], refused: [{ index: offset, error: describeError(err) }] };
+    const half = Math.ceil(rows.length / 2);
+    const a = await insertIsolating(sql, rows.slice(0, half), offset);
+    const b = await insertIsolating(sql, rows.slice(half), offset + half);
+    return { results: [...a.results, ...b.results], refused: [...a.refused, ...b.refused] };
+  }
+}
+
+/**
+ * Inserts journal entries into the outbox; each line the outbox refuses for good is recorded in
+ * `forwarder_quarantine` with its position and error (and left in the journal), and everything else
+ * is inserted. Returns the results of the inserted entries and the quarantined ones.
  */
 export async function insertOrQuarantine(
   sql: Sql,
@@ -38,20 +59,16 @@ export async function insertOrQuarantine(
   partitions: number,
   at: JournalPosition,
 ): Promise<{ results: InsertResult[]; quarantined: Quarantined[] }> {
-  try {
-    return { results: await insertRows(sql, entries.map((e) => rowFor(e, partitions))), quarantined: [] };
-  } catch (err) {
-    if (!refusedForGood(err)) throw err;
-    if (entries.length === 1 && entries[0] !== undefined) {
-      const poison = { entry: entries[0], error: describeError(err) };
-      await quarantine(sql, poison, at);
-      return { results: [], quarantined: [poison] };
-    }
-    const half = Math.ceil(entries.length / 2);
-    const a = await insertOrQuarantine(sql, entries.slice(0, half), partitions, at);
-    const b = await insertOrQuarantine(sql, entries.slice(half), partitions, at);
-    return { results: [...a.results, ...b.results], quarantined: [...a.quarantined, ...b.quarantined] };
+  const { results, refused } = await insertIsolating(sql, entries.map((e) => rowFor(e, partitions)));
+  const quarantined: Quarantined[] = [];
+  for (const { index, error } of refused) {
+    const entry = entries[index];
+    if (entry === undefined) continue;
+    const poison = { entry, error };
+    await quarantine(sql, poison, at);
+    quarantined.push(poison);
   }
+  return { results, quarantined };
 }
 
 async function quarantine(sql: Sql, q: Quarantined, at: JournalPosition): Promise<void> {

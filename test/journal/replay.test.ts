@@ -142,6 +142,25 @@ describe('sluice replay of damaged files', () => {
   }, 30_000);
 });
 
+describe('sluice replay of poison lines', () => {
+  test('regression (issue 10): a line the outbox refuses is a bad line of the summary; the good lines around it are replayed', async () => {
+    const dir = join(root, 'poison', 'n1');
+    Bun.spawnSync(['mkdir', '-p', dir]);
+    const line = (seq: number, over: Record<string, unknown> = {}) =>
+      JSON.stringify({ seq, ts: '2026-11-25T00:00:00.000Z', tenant_id: 'p', dedupe_key: `p${seq}`, topic: 't', request_id: 'r', headers: {}, payload: {}, ...over });
+    const file = join(dir, '00000000000000000001.jsonl');
+    writeFileSync(file, [line(1), line(2, { dedupe_key: 'bad\u0000key' }), line(3), line(4, { headers: { h: 'x\u0000' } }), line(5), ''].join('\n'));
+    const res = await sluice(['replay', join(root, 'poison')]);
+    expect(res.code).toBe(1);
+    expect(field(res.stdout, 'inserted')).toBe(3);
+    expect(field(res.stdout, 'bad lines')).toBe(2);
+    expect(res.stdout).toContain(`${file}:2: refused by the outbox: PostgresError 22021`);
+    expect(res.stdout).toContain(`${file}:4: refused by the outbox`);
+    const keys = (await db.sql<{ dedupe_key: string }[]>`SELECT dedupe_key FROM outbox ORDER BY id`).map((r) => r.dedupe_key);
+    expect(keys).toEqual(['p1', 'p3', 'p5']);
+  }, 30_000);
+});
+
 describe('sluice replay, as a person recovering from a disaster runs it', () => {
   test('a directory argument means its journal files; progress on stderr with rate and time left; a summary', async () => {
     const res = await sluice(['replay', journalDir]);
