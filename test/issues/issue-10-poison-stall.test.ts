@@ -63,4 +63,38 @@ describe('issue 10: a tenant\'s many poison topics cost another tenant of its pa
     // Confirmed together: the poison cost a few transactions in all, not one per topic.
     expect((await aborted()) - abortedBefore).toBeLessThanOrEqual(3);
   }, 120_000);
+
+  test('a tenant whose records every one of its topics refuses for good: 3 dead until its breaker opens, the rest wait uncharged; the other tenant publishes', async () => {
+    const TOPICS = 20;
+    const base = `tiny${Bun.randomUUIDv7().replaceAll('-', '')}`;
+    const admin = new Admin({ clientId: 'test-admin', bootstrapBrokers: f.brokers });
+    try {
+      const configs = [{ name: 'max.message.bytes', value: '600' }];
+      await admin.createTopics({ topics: Array.from({ length: TOPICS }, (_, i) => `${base}.t${i}`), partitions: 1, replicas: 1, configs });
+    } finally {
+      await admin.close();
+    }
+    const abortedBefore = await aborted();
+    const big = { blob: 'x'.repeat(2_000) };
+    const ndjson = Array.from({ length: TOPICS }, (_, i) => JSON.stringify({ topic: `${base}.t${i}`, payload: big })).join('\n');
+    const res = await fetch(`${f.sluice.url}/v1/events`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-ndjson', 'X-Tenant-Id': 'oversize' },
+      body: ndjson,
+    });
+    expect(res.status).toBe(202);
+    expect((await postEvent(f.sluice.url, { dedupe_key: 'bystander', payload: {} }, { 'X-Tenant-Id': 'bystander' })).status).toBe(202);
+    await eventually(async () => (await statuses('bystander'))[0]?.status === 'sent', 60_000, 'the bystander\'s record sent');
+    // The batch, the tenant's rows alone, then one per topic until the breaker opens (3).
+    expect((await aborted()) - abortedBefore).toBeLessThanOrEqual(5);
+    await eventually(async () => /^sluice_breaker_state\{tenant="oversize"\} 1$/m.test(await (await fetch(`${f.sluice.url}/metrics`)).text()), 30_000, 'the oversize tenant\'s breaker open');
+    // The partition is one task: a record published after the breaker opened means the step that opened it is over.
+    expect((await postEvent(f.sluice.url, { dedupe_key: 'after', payload: {} }, { 'X-Tenant-Id': 'bystander' })).status).toBe(202);
+    await eventually(async () => (await statuses('bystander')).every((r) => r.status === 'sent'), 30_000, 'the bystander\'s next record sent');
+    const rows = await statuses('oversize');
+    expect(rows.filter((r) => r.status === 'dead')).toHaveLength(3);
+    expect(rows.filter((r) => r.attempts === 0 && r.status === 'pending')).toHaveLength(TOPICS - 3);
+    expect(rows.find((r) => r.status === 'dead')?.last_error).toContain('MESSAGE_TOO_LARGE');
+    expect((await aborted()) - abortedBefore).toBeLessThanOrEqual(5);
+  }, 120_000);
 });
