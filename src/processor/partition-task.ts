@@ -261,8 +261,9 @@ export class PartitionTask {
           await this.#bury(dead, `topic ${topic} refused by Kafka: ${refusals.get(topic)}`, 'topic refused by Kafka for good; its records marked dead');
         }
         rest = rows.filter((r) => !refusals.has(r.topic));
-        last = rest.length > 0 && breaker.allows() ? await this.#attempt(rest) : undefined;
       }
+      // The broker takes the other topics now (auto-created meanwhile, say): they go together once more.
+      last = rest.length > 0 && breaker.allows() ? await this.#attempt(rest) : undefined;
     }
     if (last === undefined) return;
     const byTopic = groupBy(rest, (r) => r.topic);

@@ -64,6 +64,26 @@ describe('issue 10: a tenant\'s many poison topics cost another tenant of its pa
     expect((await aborted()) - abortedBefore).toBeLessThanOrEqual(3);
   }, 120_000);
 
+  test('one request to 100 topics nobody created yet: a few transactions, not one per topic; a bystander is not held up', async () => {
+    const TOPICS = 100;
+    const base = `fresh${Bun.randomUUIDv7().replaceAll('-', '')}`;
+    const abortedBefore = await aborted();
+    const ndjson = Array.from({ length: TOPICS }, (_, i) => JSON.stringify({ topic: `${base}.t${i}`, payload: { i } })).join('\n');
+    const res = await fetch(`${f.sluice.url}/v1/events`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-ndjson', 'X-Tenant-Id': 'fresh' },
+      body: ndjson,
+    });
+    expect(res.status).toBe(202);
+    expect((await postEvent(f.sluice.url, { dedupe_key: 'fresh-bystander', payload: {} }, { 'X-Tenant-Id': 'bystander' })).status).toBe(202);
+    await eventually(async () => (await statuses('fresh')).every((r) => r.status === 'sent'), 60_000, 'every fresh-topic record sent');
+    await eventually(async () => (await statuses('bystander')).every((r) => r.status === 'sent'), 60_000, 'the bystander\'s record sent');
+    expect((await aborted()) - abortedBefore).toBeLessThanOrEqual(3);
+    expect((await statuses('fresh')).every((r) => r.attempts === 0)).toBe(true);
+    const records = await readTopic(f.brokers, `${base}.t${TOPICS - 1}`, { expected: 1, graceMs: 0 });
+    expect(records.map((r) => r.key)).toHaveLength(1);
+  }, 120_000);
+
   test('a tenant whose records every one of its topics refuses for good: 3 dead until its breaker opens, the rest wait uncharged; the other tenant publishes', async () => {
     const TOPICS = 20;
     const base = `tiny${Bun.randomUUIDv7().replaceAll('-', '')}`;
