@@ -34,8 +34,11 @@ const MAX_DETAILS = 20;
 const MAX_MESSAGE_CHARS = 512;
 const MAX_DETAIL_CHARS = 256;
 
+/** At most `max` characters, the ellipsis included; never half a surrogate pair. */
 function clip(s: string, max: number): string {
-  return s.length <= max ? s : `${s.slice(0, max)}…`;
+  if (s.length <= max) return s;
+  const cut = /[\ud800-\udbff]$/.test(s.slice(0, max - 1)) ? max - 2 : max - 1;
+  return `${s.slice(0, cut)}…`;
 }
 
 function boundedDetail(d: ErrorDetail): ErrorDetail {

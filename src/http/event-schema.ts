@@ -39,12 +39,15 @@ export const dedupeKeySchema = z
 const topicSchema = z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, { error: 'is not a valid Kafka topic name' });
 
 /**
- * A header name compared as a reader of Kafka headers might: case, whitespace and `-`/`_` ignored,
- * so `Tenant-ID ` cannot pass for sluice's own `tenant_id`.
+ * A header name compared as a reader of Kafka headers might: case, whitespace (any Unicode space)
+ * and `-`/`_` ignored, so neither `Tenant-ID ` nor `TenantId` can pass for sluice's own `tenant_id`.
  */
 function lookAlike(name: string): string {
-  return name.toLowerCase().replace(/\s+/g, '').replaceAll('-', '_');
+  return name.toLowerCase().replace(/[\s_-]/g, '');
 }
+
+/** Sluice's own header names by their look-alike form. */
+const RESERVED_LOOK_ALIKES = new Map([...RESERVED_HEADERS].map((h) => [lookAlike(h), h]));
 
 function headerNameProblem(name: string): string | undefined {
   if (name.length === 0) return 'header names must not be empty';
@@ -53,7 +56,8 @@ function headerNameProblem(name: string): string | undefined {
   if (!storable(name)) return 'header names must be valid Unicode';
   // Zod and plain objects treat this name as the prototype, not as a key.
   if (name === '__proto__') return 'is not allowed as a header name';
-  if (RESERVED_HEADERS.has(lookAlike(name))) return `is (or looks like) the header ${lookAlike(name)} that sluice sets itself`;
+  const reserved = RESERVED_LOOK_ALIKES.get(lookAlike(name));
+  if (reserved !== undefined) return `is (or looks like) the header ${reserved} that sluice sets itself`;
   return undefined;
 }
 

@@ -45,6 +45,18 @@ export interface PartitionTaskOptions {
 }
 
 const MAX_LOOP_BACKOFF_MS = 5_000;
+/** A lone tenant's topics tried one by one while all fail alike, before it counts as the cluster's problem. */
+const MAX_UNCHARGED_GROUPS = 3;
+
+interface Failure {
+  kind: FailureKind;
+  err: unknown;
+}
+
+/** A failure that names no record: the topic's or the cluster's. */
+function notRecords(f: Failure): boolean {
+  return f.kind === 'topic' || f.kind === 'transient';
+}
 
 class Fenced extends Error {}
 
@@ -214,33 +226,84 @@ export class PartitionTask {
   }
 
   /**
-   * Publishes a batch. When Kafka refuses it, each tenant's rows for each topic are published on
-   * their own, so only the culprit is charged: one tenant's bad topic never costs another tenant (or
-   * the same tenant's other topics) an attempt. If every group fails alike for a reason that is
-   * not a record's, that is the cluster's (or sluice's own progress topic's) problem: nobody is
-   * charged and the task backs off.
+   * Publishes a batch. When Kafka refuses it, each tenant's rows are published on their own, so one
+   * tenant's failure costs another tenant one extra transaction, however many topics or rows the
+   * culprit has; only a failing tenant's rows are then split further (#tenantFailed). If every tenant
+   * fails alike for a reason that is not a record's, that is the cluster's (or sluice's own progress
+   * topic's) problem: nobody is charged and the task backs off.
    */
   async #publish(rows: ClaimedRow[]): Promise<void> {
     const failure = await this.#attempt(rows);
     if (failure === undefined) return;
-    const groups = groupBy(rows, (r) => `${r.tenant_id}\u0000${r.topic}`);
-    if (groups.size === 1) {
+    const byTenant = groupByTenant(rows);
+    if (byTenant.size === 1) {
+      // Topics the client just auto-created fail alike at first; the whole batch is tried again
+      // after the backoff rather than one transaction per topic.
       if (failure.kind === 'transient') throw failure.err;
-      await this.#groupFailed(rows, failure.err, failure.kind);
+      await this.#tenantFailed(rows, failure, true);
       return;
     }
-    const failed: [ClaimedRow[], { kind: FailureKind; err: unknown }][] = [];
-    for (const group of groups.values()) {
-      const f = await this.#attempt(group);
-      if (f !== undefined) failed.push([group, f]);
+    const failed: [ClaimedRow[], Failure][] = [];
+    for (const mine of byTenant.values()) {
+      const f = await this.#attempt(mine);
+      if (f !== undefined) failed.push([mine, f]);
     }
     const [first] = failed;
-    if (first !== undefined && failed.length === groups.size && failed.every(([, f]) => f.kind === 'topic' || f.kind === 'transient')) throw first[1].err;
-    for (const [group, f] of failed) await this.#groupFailed(group, f.err, f.kind);
+    if (first !== undefined && failed.length === byTenant.size && failed.every(([, f]) => notRecords(f))) throw first[1].err;
+    for (const [mine, f] of failed) await this.#tenantFailed(mine, f, false);
+  }
+
+  /**
+   * One tenant's rows failed together. The topics among them the broker confirms it refuses (one
+   * metadata request for all) make their rows dead; the rest is published once more, then per topic
+   * so only the culprit topic is charged, until the tenant's breaker opens: its remaining rows then
+   * wait, uncharged, like any tenant's behind an open breaker. `alone`: the tenant's rows were the
+   * whole batch, so if its topics fail alike for a reason that is not a record's (up to
+   * MAX_UNCHARGED_GROUPS of them, none published) it is the cluster's problem, as in #publish.
+   */
+  async #tenantFailed(rows: ClaimedRow[], failure: Failure, alone: boolean): Promise<void> {
+    const breaker = this.#o.controls.breaker(rows[0]?.tenant_id ?? '');
+    let rest = rows;
+    let last: Failure | undefined = failure;
+    if (failure.kind === 'refused') {
+      const refusals = await this.#o.producer.topicRefusals([...new Set(rows.map((r) => r.topic))]);
+      if (refusals.size > 0) {
+        breaker.failure();
+        for (const [topic, dead] of groupBy(rows.filter((r) => refusals.has(r.topic)), (r) => r.topic)) {
+          await this.#bury(dead, `topic ${topic} refused by Kafka: ${refusals.get(topic)}`, 'topic refused by Kafka for good; its records marked dead');
+        }
+        rest = rows.filter((r) => !refusals.has(r.topic));
+      }
+      // The broker takes the other topics now (auto-created meanwhile, say): they go together once more.
+      last = rest.length > 0 && breaker.allows() ? await this.#attempt(rest) : undefined;
+    }
+    if (last === undefined) return;
+    const byTopic = groupBy(rest, (r) => r.topic);
+    if (byTopic.size === 1) {
+      await this.#groupFailed(rest, last.err, last.kind);
+      return;
+    }
+    const held: [ClaimedRow[], Failure][] = [];
+    let published = false;
+    for (const group of byTopic.values()) {
+      if (!breaker.allows()) return;
+      const f = await this.#attempt(group);
+      if (f === undefined) {
+        published = true;
+        for (const [g, h] of held.splice(0)) await this.#groupFailed(g, h.err, h.kind);
+      } else if (alone && !published && notRecords(f)) {
+        held.push([group, f]);
+        if (held.length >= MAX_UNCHARGED_GROUPS) throw f.err;
+      } else {
+        await this.#groupFailed(group, f.err, f.kind);
+      }
+    }
+    const [first] = held;
+    if (first !== undefined) throw first[1].err;
   }
 
   /** Publishes and marks; a tenant-attributable failure is returned, anything else thrown. */
-  async #attempt(rows: ClaimedRow[]): Promise<{ kind: FailureKind; err: unknown } | undefined> {
+  async #attempt(rows: ClaimedRow[]): Promise<Failure | undefined> {
     const { metrics, producer, tenants, controls } = this.#o;
     const started = performance.now();
     try {
@@ -285,10 +348,11 @@ export class PartitionTask {
     const label = tenants.metricLabel(tenant);
     const error = describeKafkaError(err);
     if (kind === 'refused') {
-      const refusal = await this.#o.producer.topicRefusal(rows[0]?.topic ?? '');
+      const topic = rows[0]?.topic ?? '';
+      const refusal = (await this.#o.producer.topicRefusals([topic])).get(topic);
       if (refusal !== undefined) {
         controls.breaker(tenant).failure();
-        await this.#bury(rows, `topic ${rows[0]?.topic} refused by Kafka: ${refusal}`, 'topic refused by Kafka for good; its records marked dead');
+        await this.#bury(rows, `topic ${topic} refused by Kafka: ${refusal}`, 'topic refused by Kafka for good; its records marked dead');
         return;
       }
     }

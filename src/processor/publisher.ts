@@ -1,4 +1,4 @@
-import { compatibilityPartitioner, Producer, stringSerializers, type MessageToProduce } from '@platformatic/kafka';
+import { compatibilityPartitioner, metadataV12, Producer, stringSerializers, type MessageToProduce } from '@platformatic/kafka';
 import { recordKey } from '../envelope.ts';
 import type { ClaimedRow } from '../outbox/claims.ts';
 import { classifyFailure, describeKafkaError } from './kafka-errors.ts';
@@ -31,10 +31,11 @@ export interface PartitionProducer {
    */
   publish(rows: readonly ClaimedRow[]): Promise<void>;
   /**
-   * Asks the cluster about one topic alone (creating it if the broker auto-creates): the broker's
-   * reason when it refuses the topic for good, undefined when it takes it (or did not answer).
+   * Asks the cluster about these topics in one metadata request (creating them if the broker
+   * auto-creates): the broker's reason for each topic it refuses for good; a topic it takes (or an
+   * unanswered request) is not in the map.
    */
-  topicRefusal(topic: string): Promise<string | undefined>;
+  topicRefusals(topics: readonly string[]): Promise<Map<string, string>>;
   close(): Promise<void>;
 }
 
@@ -125,13 +126,23 @@ export function createPublishing(opts: PublishingOptions): Publishing {
   const shared = new ProducerSlot(() => newProducer(opts, undefined));
   const slots = new Set<ProducerSlot>([shared]);
   let closed: Promise<void> | undefined;
-  const topicRefusal = async (topic: string): Promise<string | undefined> => {
+  // The raw request, not the client's metadata(): that retries a refused topic for ~0.5 s and then
+  // reports only the first refused topic of the request.
+  const topicRefusals = async (topics: readonly string[]): Promise<Map<string, string>> => {
+    const refusals = new Map<string, string>();
     try {
-      await shared.get().metadata({ topics: [topic], autocreateTopics: true, forceUpdate: true });
-      return undefined;
+      const [connection] = (await shared.get().connectToBrokers(null)).values();
+      if (connection !== undefined) await metadataV12.api.async(connection, [...topics], true, false);
     } catch (err) {
-      return classifyFailure(err) === 'refused' ? describeKafkaError(err) : undefined;
+      const { errors, response } = err as { errors?: unknown; response?: { topics?: { name?: string | null }[] } };
+      if (!Array.isArray(errors)) return refusals;
+      for (const inner of errors as { path?: unknown }[]) {
+        const index = typeof inner.path === 'string' ? /^\/topics\/(\d+)$/.exec(inner.path)?.[1] : undefined;
+        const topic = index === undefined ? undefined : response?.topics?.[Number(index)]?.name;
+        if (typeof topic === 'string' && classifyFailure(inner) === 'refused') refusals.set(topic, describeKafkaError(inner));
+      }
     }
+    return refusals;
   };
   return {
     guarantee: opts.guarantee,
@@ -151,7 +162,7 @@ export function createPublishing(opts: PublishingOptions): Publishing {
               throw err;
             }
           },
-          topicRefusal,
+          topicRefusals,
           close: async () => {},
         };
       }
@@ -193,7 +204,7 @@ export function createPublishing(opts: PublishingOptions): Publishing {
             throw err;
           }
         },
-        topicRefusal,
+        topicRefusals,
         async close() {
           slots.delete(slot);
           await slot.replace();
