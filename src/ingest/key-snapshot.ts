@@ -5,7 +5,7 @@ import type { KeyIndex } from './key-index.ts';
 
 /** In the node's journal directory, beside checkpoint.json; the journal's own listings ignore it. */
 export const KEY_SNAPSHOT_FILE = 'dedupe-index.bin';
-// 02: a CRC32 in the header; a 01 file (none) is refused once and the journal read instead.
+// 02 added the CRC32: a 01 file (without one) is refused once, and the journal read instead.
 const MAGIC = 'SLKEYS02';
 const HEADER_BYTES = 32;
 const CRC_AT = 24;
@@ -22,8 +22,8 @@ export interface KeySnapshot {
  * Writes the journaled keys of the dedupe index, so the next start loads them instead of reading
  * the journal: `SLKEYS02`, entry count and `through` (float64 LE), the CRC32 of the whole file with
  * these 4 bytes zero (uint32 LE), 4 bytes reserved, then the low hash halves, the high ones (uint32
- * LE) and the seqs (float64 LE), oldest first. Written to a temp
- * file, fsynced and renamed over the old one: a crash leaves the old snapshot or the new, never a mix.
+ * LE) and the seqs (float64 LE), oldest first. Written to a temp file, fsynced and renamed over the
+ * old one: a crash leaves the old snapshot or the new, never a mix.
  * The entries are copied first, since the index keeps changing while the file is written.
  */
 export async function writeKeySnapshot(nodeDir: string, index: KeyIndex, through: number): Promise<number> {
