@@ -150,7 +150,7 @@ export interface Config {
   outbox: { retentionMs: number; cleanupMs: number };
   /** The tenants file; undefined = open mode (loopback only). */
   tenantsFile: string | undefined;
-  /** Tenants with a `tenant` label of their own; the rest are summed under `_other`. */
+  /** Tenants with a `tenant` label of their own; the rest are summed under `~other`. */
   metricTenants: number;
   /** Enables the admin API when set. */
   adminToken: string | undefined;

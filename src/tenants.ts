@@ -215,7 +215,7 @@ export class Tenants {
 
   /**
    * The `tenant` label for metrics. In authenticated mode only the file's tenants get a label of
-   * their own; anything else (say, records replayed from an old journal) is folded into `_other`. In
+   * their own; anything else (say, records replayed from an old journal) is folded into `~other`. In
    * both modes at most SLUICE_METRIC_TENANTS tenants are named (see TenantLabels).
    */
   metricLabel(tenantId: string): string {

@@ -14,6 +14,7 @@ import { mediaType, parseEvents, validTraceparent } from './parse-events.ts';
 import type { Readiness } from './readiness.ts';
 import { readBody } from './read-body.ts';
 import { sluiceTopics, topicProblem } from '../processor/topic-name.ts';
+import { MIXED_TENANTS, UNKNOWN_TENANT } from '../tenant-labels.ts';
 
 export interface AppDeps {
   log: Logger;
@@ -55,7 +56,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const clientRequestId = c.req.header('X-Request-ID');
     const requestId = clientRequestId !== undefined && REQUEST_ID.test(clientRequestId) ? clientRequestId : Bun.randomUUIDv7();
     c.header('X-Request-ID', requestId);
-    let tenant = 'unknown';
+    let tenant = UNKNOWN_TENANT;
     let response: Response;
     try {
       checkHeaderLimits(c.req.raw.headers);
@@ -103,7 +104,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       if (statusOf(err) >= 500) log.warn('ingest failed', { request_id: requestId, code: (err as SluiceError).code });
     }
     const status = String(response.status);
-    metrics.ingestRequests.inc({ status, tenant: tenant === 'unknown' || tenant === 'multiple' ? tenant : deps.tenants.metricLabel(tenant) });
+    metrics.ingestRequests.inc({ status, tenant: tenant === UNKNOWN_TENANT || tenant === MIXED_TENANTS ? tenant : deps.tenants.metricLabel(tenant) });
     metrics.ingestLatency.observe({ status }, (performance.now() - started) / 1000);
     return response;
   });
@@ -116,6 +117,6 @@ export function createApp(deps: AppDeps): Hono<Env> {
 }
 
 function singleTenant(envelopes: Envelope[]): string {
-  const first = envelopes[0]?.tenant_id ?? 'unknown';
-  return envelopes.every((e) => e.tenant_id === first) ? first : 'multiple';
+  const first = envelopes[0]?.tenant_id ?? UNKNOWN_TENANT;
+  return envelopes.every((e) => e.tenant_id === first) ? first : MIXED_TENANTS;
 }

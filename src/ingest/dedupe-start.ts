@@ -8,16 +8,21 @@ import type { RecentKeys } from './recent-keys.ts';
 /**
  * Rebuilds the dedupe index at start: the snapshot the last run left (see KeySnapshots), then the
  * journal after it — the writes of the last snapshot interval at most, however long the backlog. With
- * no usable snapshot the whole unforwarded journal is read, as before snapshots existed.
+ * no usable snapshot, or one older than the checkpoint, the journal is read from the last
+ * `keepForwarded` records before the checkpoint (those retention left), so the recently forwarded
+ * keys are held again too, not only the unforwarded ones.
  */
 export async function loadDedupeIndex(opts: { journal: JournalWriter; forwarder: Forwarder; keys: RecentKeys; log: Logger }): Promise<void> {
   const { journal, forwarder, keys, log } = opts;
   const started = performance.now();
   const snap = await readKeySnapshot(journal.nodeDir, journal.nextSeq - 1);
+  const forwarded = forwarder.checkpoint.seq;
   let afterSeq = 0;
   if (typeof snap === 'string') {
-    if (snap !== 'no snapshot') {
-      log.warn('dedupe index snapshot not used; reading the unforwarded journal instead', { reason: snap });
+    if (snap === 'no snapshot') {
+      log.info('no dedupe index snapshot; reading the journal instead', { from_seq: Math.max(0, forwarded - keys.keepForwarded) + 1 });
+    } else {
+      log.warn('dedupe index snapshot not used; removed, reading the journal instead', { reason: snap });
       await removeKeySnapshot(journal.nodeDir);
     }
   } else {
@@ -25,7 +30,8 @@ export async function loadDedupeIndex(opts: { journal: JournalWriter; forwarder:
     keys.loaded(snap.through);
     afterSeq = snap.through;
   }
-  keys.forwarded(forwarder.checkpoint.seq);
+  // The snapshot may predate the checkpoint by more than the keep window: the window is read then.
+  afterSeq = Math.max(afterSeq, forwarded - keys.keepForwarded, 0);
   let scanned = 0;
   // After a clean stop the snapshot covers the whole journal: not even its last segment is read.
   if (afterSeq < journal.nextSeq - 1) {
@@ -34,6 +40,8 @@ export async function loadDedupeIndex(opts: { journal: JournalWriter; forwarder:
       scanned++;
     }, afterSeq);
   }
+  // After the scan: what it read before the checkpoint is marked forwarded and ages out as usual.
+  keys.forwarded(forwarded);
   const fromSnapshot = typeof snap === 'string' ? 0 : snap.seqs.length;
   if (fromSnapshot + scanned > 0) {
     log.info('dedupe index loaded', {

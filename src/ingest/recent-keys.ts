@@ -40,6 +40,11 @@ export class RecentKeys {
     return this.#index;
   }
 
+  /** How many forwarded keys are held beyond the unforwarded ones. */
+  get keepForwarded(): number {
+    return this.#keepForwarded;
+  }
+
   get through(): number {
     return this.#through;
   }

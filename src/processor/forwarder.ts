@@ -88,16 +88,18 @@ export class Forwarder {
   }
 
   /**
-   * Reads every not yet forwarded entry past `afterSeq` without inserting (to rebuild the dedupe index
-   * at start): from the segment holding the first of them, and lines below it are skipped by their
-   * leading seq without being parsed.
+   * Reads every entry past `afterSeq` (the checkpoint unless given; may be before it) without
+   * inserting (to rebuild the dedupe index at start): from the segment holding the first of them, and
+   * lines below it are skipped by their leading seq without being parsed.
    */
-  async scan(visit: (e: JournalEntry) => void, afterSeq = 0): Promise<void> {
-    const floor = Math.max(afterSeq, this.#cp.seq);
+  async scan(visit: (e: JournalEntry) => void, afterSeq = this.#cp.seq): Promise<void> {
+    const floor = afterSeq;
     let cp = this.#cp;
-    if (floor > cp.seq) {
-      const from = (await listSegments(this.#opts.journal.nodeDir)).filter((s) => s.firstSeq <= floor + 1).at(-1);
-      if (from !== undefined && from.firstSeq > cp.segment) cp = { segment: from.firstSeq, offset: 0, line: 1, seq: cp.seq };
+    if (floor !== cp.seq) {
+      const segments = await listSegments(this.#opts.journal.nodeDir);
+      // Before the checkpoint, retention may have deleted the segment of floor + 1: the oldest left then.
+      const from = segments.filter((s) => s.firstSeq <= floor + 1).at(-1) ?? (floor < cp.seq ? segments[0] : undefined);
+      if (from !== undefined && (floor < cp.seq || from.firstSeq > cp.segment)) cp = { segment: from.firstSeq, offset: 0, line: 1, seq: Math.min(floor, cp.seq) };
     }
     for (;;) {
       const seg = await this.#segmentAt(cp);

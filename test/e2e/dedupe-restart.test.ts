@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KEY_SNAPSHOT_FILE } from '../../src/ingest/key-snapshot.ts';
@@ -12,6 +12,20 @@ interface Result {
   id: string;
   duplicate: boolean;
 }
+
+// Every node started here, killed after each describe: a failed assertion must not leave one running.
+const started: SpawnedSluice[] = [];
+const start = async (env: Record<string, string>): Promise<SpawnedSluice> => {
+  const node = await spawnSluice(env, 'ingest');
+  started.push(node);
+  return node;
+};
+const killAll = async (): Promise<void> => {
+  for (const node of started.splice(0)) {
+    node.proc.kill('SIGKILL');
+    await node.proc.exited;
+  }
+};
 
 describe('the dedupe index across restarts, clean and kill -9, with forwarding blocked', () => {
   let db: TestDatabase;
@@ -37,6 +51,7 @@ describe('the dedupe index across restarts, clean and kill -9, with forwarding b
   }, 60_000);
 
   afterAll(async () => {
+    await killAll();
     await db?.drop();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -60,21 +75,21 @@ describe('the dedupe index across restarts, clean and kill -9, with forwarding b
     const b = Array.from({ length: 1000 }, (_, i) => `b${i}`);
     const ids = new Map<string, string>();
 
-    const first = await spawnSluice(env, 'ingest');
+    const first = await start(env);
     for (const r of await post(first, a, (k) => ({ k }))) ids.set(r.dedupe_key, r.id);
     first.proc.kill('SIGTERM');
     expect(await first.proc.exited).toBe(0);
     expect(statSync(snapshot()).size).toBe(32 + 2000 * 16);
 
     // Clean restart: the index comes from the snapshot alone. Then writes, and kill -9 before any snapshot.
-    const second = await spawnSluice(env, 'ingest');
+    const second = await start(env);
     expect(loaded(second)).toMatchObject({ from_snapshot: 2000, from_journal: 0, keys: 2000 });
     for (const r of await post(second, b, (k) => ({ k }))) ids.set(r.dedupe_key, r.id);
     second.proc.kill('SIGKILL');
     await second.proc.exited;
 
     // After the crash: snapshot plus the journal after it.
-    const third = await spawnSluice(env, 'ingest');
+    const third = await start(env);
     expect(loaded(third)).toMatchObject({ from_snapshot: 2000, from_journal: 1000, keys: 3000 });
     const repeats = await post(third, [...a, ...b], (k) => ({ k, again: true }));
     expect(repeats.filter((r) => !r.duplicate).map((r) => r.dedupe_key)).toEqual([]);
@@ -86,17 +101,159 @@ describe('the dedupe index across restarts, clean and kill -9, with forwarding b
 
     // A damaged snapshot is reported and ignored: the whole unforwarded journal is read instead.
     truncateSync(snapshot(), 100);
-    const fourth = await spawnSluice(env, 'ingest');
+    const fourth = await start(env);
     expect(fourth.logLines().some((l) => l.includes('dedupe index snapshot not used') && l.includes('truncated'))).toBe(true);
     expect(loaded(fourth)).toMatchObject({ from_snapshot: 0, from_journal: 3001, keys: 3001 });
     const [again] = await post(fourth, ['a5', 'b999', 'c'], (k) => ({ k, again: true }));
     expect(again).toMatchObject({ dedupe_key: 'a5', duplicate: true, id: ids.get('a5') });
 
+    fourth.proc.kill('SIGTERM');
+    expect(await fourth.proc.exited).toBe(0);
+
+    // A zeroed block inside the high hash halves (sizes and seqs intact), then one flipped bit in each
+    // of a few entries' hashes and seqs: each refused by its checksum, and every key still held.
+    const all = [...a, ...b, 'c'];
+    const refusedThenHeld = async (damage: (bytes: Buffer) => void): Promise<SpawnedSluice> => {
+      const bytes = readFileSync(snapshot());
+      expect(bytes.length).toBe(32 + 3001 * 16);
+      damage(bytes);
+      writeFileSync(snapshot(), bytes);
+      const node = await start(env);
+      expect(node.logLines().some((l) => l.includes('dedupe index snapshot not used') && l.includes('checksum mismatch'))).toBe(true);
+      expect(loaded(node)).toMatchObject({ from_snapshot: 0, from_journal: 3001, keys: 3001 });
+      const repeats = await post(node, all, (k) => ({ k, again: true }));
+      expect(repeats.filter((r) => !r.duplicate || r.id !== ids.get(r.dedupe_key)).map((r) => `${r.dedupe_key} ${r.id}`)).toEqual([]);
+      return node;
+    };
+    ids.set('c', fresh?.id ?? '');
+    const fifth = await refusedThenHeld((bytes) => bytes.fill(0, 32 + 4 * 3001 + 400, 32 + 4 * 3001 + 4400));
+    fifth.proc.kill('SIGTERM');
+    expect(await fifth.proc.exited).toBe(0);
+    const sixth = await refusedThenHeld((bytes) => {
+      for (const entry of [0, 7, 1500, 3000]) {
+        bytes[32 + 4 * 3001 + 4 * entry] = (bytes[32 + 4 * 3001 + 4 * entry] ?? 0) ^ 0x10;
+        bytes[32 + 8 * 3001 + 8 * entry + 2] = (bytes[32 + 8 * 3001 + 8 * entry + 2] ?? 0) ^ 0x01;
+      }
+    });
+
     await db.sql`ALTER TABLE outbox_held RENAME TO outbox`;
     await eventually(async () => (await db.sql`SELECT 1 FROM outbox`).length === 3001, 30_000, 'backlog forwarded');
     const rows = await db.sql<{ dedupe_key: string; payload: { k: string; again?: boolean } }[]>`SELECT dedupe_key, payload_text::jsonb AS payload FROM outbox`;
     expect(rows.filter((r) => r.payload.k !== r.dedupe_key || r.payload.again !== undefined)).toEqual([]);
-    fourth.proc.kill('SIGTERM');
-    expect(await fourth.proc.exited).toBe(0);
+    sixth.proc.kill('SIGTERM');
+    expect(await sixth.proc.exited).toBe(0);
+  }, 120_000);
+});
+
+describe('the dedupe index rebuilt from the journal keeps the last SLUICE_RECENT_KEYS forwarded keys', () => {
+  let db: TestDatabase;
+  let dir: string;
+  let env: Record<string, string>;
+  const snapshot = (): string => join(dir, 'journal', 'rk-node', KEY_SNAPSHOT_FILE);
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    dir = mkdtempSync(join(tmpdir(), 'sluice-recent-'));
+    env = {
+      DATABASE_URL: db.url,
+      SLUICE_PORT: '0',
+      SLUICE_WRITE_MODE: 'fast_ack',
+      SLUICE_JOURNAL_DIR: join(dir, 'journal'),
+      SLUICE_NODE_ID: 'rk-node',
+      SLUICE_RECENT_KEYS: '500',
+      // Many small segments: the rebuild starts inside an older one, before the checkpoint's.
+      SLUICE_JOURNAL_SEGMENT_BYTES: '8192',
+      SLUICE_DEDUPE_SNAPSHOT_MS: '3600000',
+    };
+  }, 60_000);
+
+  afterAll(async () => {
+    await killAll();
+    await db?.drop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  // In batches of 100: the journal rotates between batches, so the segments hold 100 records each.
+  const post = async (node: SpawnedSluice, keys: string[]): Promise<Result[]> => {
+    const results: Result[] = [];
+    for (let i = 0; i < keys.length; i += 100) {
+      const res = await fetch(`${node.url}/v1/events`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/x-ndjson', 'X-Tenant-Id': 'acme' },
+        body: keys.slice(i, i + 100).map((k) => JSON.stringify({ dedupe_key: k, payload: { k } })).join('\n'),
+      });
+      expect(res.status).toBe(202);
+      results.push(...((await res.json()) as { results: Result[] }).results);
+    }
+    return results;
+  };
+  const loaded = (node: SpawnedSluice): Record<string, number> | undefined => {
+    const line = node.logLines().find((l) => l.includes('"dedupe index loaded"'));
+    return line === undefined ? undefined : (JSON.parse(line) as Record<string, number>);
+  };
+  const forwardedAll = (n: number): Promise<void> => eventually(async () => (await db.sql`SELECT 1 FROM outbox`).length === n, 30_000, `${n} forwarded`);
+  const stop = async (node: SpawnedSluice): Promise<void> => {
+    node.proc.kill('SIGTERM');
+    expect(await node.proc.exited).toBe(0);
+  };
+
+  test('after an old snapshot (journal forwarded far past it) and after a lost one', async () => {
+    const x = Array.from({ length: 1500 }, (_, i) => `x${i}`);
+    const y = Array.from({ length: 1500 }, (_, i) => `y${i}`);
+    const ids = new Map<string, string>();
+
+    const first = await start(env);
+    for (const r of await post(first, x)) ids.set(r.dedupe_key, r.id);
+    await forwardedAll(1500);
+    await stop(first);
+    const old = join(dir, 'old-snapshot.bin');
+    copyFileSync(snapshot(), old);
+
+    const second = await start(env);
+    for (const r of await post(second, y)) ids.set(r.dedupe_key, r.id);
+    await forwardedAll(3000);
+    await stop(second);
+
+    // Valid, but through seq 1500 with the checkpoint at 3000: the 500 records before it are read.
+    const newest = y.slice(-500);
+    const held = async (node: SpawnedSluice): Promise<void> => {
+      const repeats = await post(node, newest);
+      expect(repeats.filter((r) => !r.duplicate || r.id !== ids.get(r.dedupe_key)).map((r) => `${r.dedupe_key} ${r.id}`)).toEqual([]);
+    };
+    copyFileSync(old, snapshot());
+    const third = await start(env);
+    expect(loaded(third)).toMatchObject({ from_snapshot: 500, from_journal: 500, keys: 500 });
+    await held(third);
+    third.proc.kill('SIGKILL');
+    await third.proc.exited;
+
+    // No snapshot at all: reported, and the same window read.
+    rmSync(snapshot());
+    const fourth = await start(env);
+    expect(fourth.logLines().some((l) => l.includes('no dedupe index snapshot'))).toBe(true);
+    expect(loaded(fourth)).toMatchObject({ from_snapshot: 0, from_journal: 500, keys: 500 });
+    await held(fourth);
+    // Just outside the window: not held any more, answered as new (the outbox's constraint drops it).
+    const [outside] = await post(fourth, ['y999']);
+    expect(outside?.duplicate).toBe(false);
+    await stop(fourth);
+
+    // Retention deleted the forwarded segments up to one starting after seq 2700: the rebuild reads
+    // what the files still hold of the window, from the oldest segment left.
+    rmSync(snapshot());
+    const nodeDir = join(dir, 'journal', 'rk-node');
+    const segments = readdirSync(nodeDir).filter((f) => /^\d{20}\.jsonl/.test(f)).sort();
+    const firstSeqs = segments.map((f) => Number(f.slice(0, 20)));
+    const keep = firstSeqs.findIndex((seq) => seq > 2700);
+    expect(keep).toBeGreaterThan(0);
+    for (const f of segments.slice(0, keep)) rmSync(join(nodeDir, f));
+    const oldestLeft = firstSeqs[keep] ?? 0;
+    const fifth = await start(env);
+    // Seqs oldestLeft..3001 (3001: y999 again).
+    expect(loaded(fifth)).toMatchObject({ from_snapshot: 0, from_journal: 3002 - oldestLeft });
+    const left = y.slice(oldestLeft - 1501);
+    const repeats = await post(fifth, left);
+    expect(repeats.filter((r) => !r.duplicate || r.id !== ids.get(r.dedupe_key)).map((r) => `${r.dedupe_key} ${r.id}`)).toEqual([]);
+    await stop(fifth);
   }, 120_000);
 });
