@@ -194,10 +194,11 @@ describe('disaster recovery runbook', () => {
 
     const after = await start(d, db, { SLUICE_WRITE_MODE: 'fast_ack' });
     const ready = await fetch(`${after.url}/readyz`);
-    const body = (await ready.json()) as { components: Record<string, { ok: boolean; detail?: string }> };
+    const body = (await ready.json()) as { components: Record<string, { ok: boolean; required: boolean; detail?: string }> };
     expect(ready.status).toBe(503);
     expect(body.components.journal_integrity).toEqual({
       ok: false,
+      required: true,
       detail: expect.stringContaining('checkpoint_ahead') as unknown as string,
     });
     expect(body.components.journal_integrity?.detail).toContain('records 4..6 are in no file');
