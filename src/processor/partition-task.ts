@@ -45,6 +45,8 @@ export interface PartitionTaskOptions {
 }
 
 const MAX_LOOP_BACKOFF_MS = 5_000;
+/** A healthy commit takes milliseconds; well under SLUICE_SHUTDOWN_TIMEOUT_MS. */
+const STOP_GRACE_MS = 2_000;
 
 class Fenced extends Error {}
 
@@ -84,10 +86,19 @@ export class PartitionTask {
     this.#idle.wake();
   }
 
-  /** Lets the batch in flight finish (committed, or aborted on failure), then closes the producer. */
+  /**
+   * Lets the batch in flight finish (committed, or aborted on failure), then closes the producer.
+   * Against a broker that accepts and never answers, a call would wait for the client's timeout
+   * and retries: past a short grace the producer is closed under it, so the call fails at once.
+   */
   async stop(): Promise<void> {
     this.#abort.abort();
-    await this.#loop;
+    const grace = setTimeout(() => void this.#o.producer.close().catch(() => {}), STOP_GRACE_MS);
+    try {
+      await this.#loop;
+    } finally {
+      clearTimeout(grace);
+    }
   }
 
   async #run(): Promise<void> {
