@@ -45,6 +45,8 @@ export interface WritePathOptions {
 
 interface Waiting {
   envelopes: Envelope[];
+  /** sync: when (performance.now()) this request must be answered, from the journal if need be. */
+  deadline: number;
   resolve: (results: WriteResult[]) => void;
   reject: (err: unknown) => void;
 }
@@ -168,7 +170,7 @@ export class WritePath {
   #writeSync(envelopes: Envelope[]): Promise<WriteResult[]> {
     this.#inFlight += envelopes.length;
     return new Promise<WriteResult[]>((resolve, reject) => {
-      this.#queue.push({ envelopes, resolve, reject });
+      this.#queue.push({ envelopes, deadline: performance.now() + this.#opts.outboxWaitMs, resolve, reject });
       this.#running ??= this.#drainQueue();
     }).finally(() => {
       this.#inFlight -= envelopes.length;
@@ -206,7 +208,10 @@ export class WritePath {
       const entries = await this.#opts.journal.append(envelopes);
       this.#forgetForwarded();
       const direct = entries.filter((e) => !this.#viaJournal.has(e.tenant_id));
-      const inserted = direct.length === 0 ? new Map<number, InsertResult>() : await this.#insert(direct, envelopes.length);
+      // The batch's oldest request bounds the wait: one queued behind a hung insert is not owed a
+      // whole wait of its own on top of the time it already spent in the queue.
+      const deadline = Math.min(...batch.map((w) => w.deadline));
+      const inserted = direct.length === 0 ? new Map<number, InsertResult>() : await this.#insert(direct, envelopes.length, deadline);
       if (inserted !== undefined && inserted.size > 0) {
         const first = direct[0]?.seq ?? 0;
         const last = direct.at(-1)?.seq ?? 0;
@@ -239,13 +244,18 @@ export class WritePath {
     }
   }
 
-  /** Inserts into the outbox within `outboxWaitMs`; undefined when it failed or took longer. */
-  async #insert(entries: JournalEntry[], events: number): Promise<Map<number, InsertResult> | undefined> {
+  /** Inserts into the outbox by `deadline`; undefined when it failed or took longer. */
+  async #insert(entries: JournalEntry[], events: number, deadline: number): Promise<Map<number, InsertResult> | undefined> {
     const { sql, partitions, outboxWaitMs, log } = this.#opts;
+    const waitMs = deadline - performance.now();
+    if (waitMs <= 0) {
+      log.error('outbox wait spent in the queue behind a slow insert; writes acknowledged from the journal', { wait_ms: outboxWaitMs, events });
+      return undefined;
+    }
     let timer: ReturnType<typeof setTimeout> | undefined;
     const insert = insertRows(sql, entries.map((e) => rowFor(e, partitions)));
     const late = new Promise<'late'>((resolve) => {
-      timer = setTimeout(() => resolve('late'), outboxWaitMs);
+      timer = setTimeout(() => resolve('late'), waitMs);
     });
     try {
       const inserted = await Promise.race([insert, late]);

@@ -11,6 +11,8 @@ export interface KafkaHealthOptions {
   intervalMs: number;
   log: Logger;
   metrics: Metrics;
+  /** Called when the cluster starts or stops answering (and after the first probe). */
+  onChange?: (ok: boolean) => void;
 }
 
 /**
@@ -66,6 +68,7 @@ export class KafkaHealth {
       this.#downSince = Date.now();
       log.warn('kafka unreachable; records wait in the outbox', { brokers, cause: r.cause ?? r.detail });
     }
+    if (r.ok !== before) this.#o.onChange?.(r.ok);
     return this.#state;
   }
 

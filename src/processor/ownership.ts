@@ -24,6 +24,13 @@ export interface OwnershipOptions {
   acquired(partition: number): void;
   /** Called before a partition's lock is released; resolves once its task stopped. */
   releasing(partition: number): Promise<void>;
+  /**
+   * Whether this instance can process now (its Kafka answers). While it cannot, it is no member and
+   * takes no partition; what it owns it gives up after `unreachableReleaseMs`, so a healthy
+   * instance takes those tenants over, while a short blip does not move every partition.
+   */
+  canProcess(): boolean;
+  unreachableReleaseMs: number;
 }
 
 /**
@@ -47,6 +54,8 @@ export class PartitionOwnership {
   #idle = new Idle(this.#abort.signal);
   #loop: Promise<void> | undefined;
   #start = Math.floor(Math.random() * 0x7fffffff);
+  /** performance.now() when canProcess() was first seen false, until it is true again. */
+  #cannotSince: number | undefined;
 
   constructor(opts: OwnershipOptions) {
     this.#o = opts;
@@ -58,6 +67,11 @@ export class PartitionOwnership {
 
   start(): void {
     this.#loop ??= this.#run();
+  }
+
+  /** Rebalances now instead of at the end of the idle wait (canProcess() changed). */
+  wake(): void {
+    this.#idle.wake();
   }
 
   /** Whether this instance's session still holds the partition's lock (Postgres says, not memory). */
@@ -129,6 +143,20 @@ export class PartitionOwnership {
       for (let p = 0; p < partitions && this.#owned.size < partitions; p++) this.#take(p);
       return;
     }
+    const able = this.#o.canProcess();
+    if (able) this.#cannotSince = undefined;
+    else {
+      this.#cannotSince ??= performance.now();
+      const owned = this.#owned.size;
+      if (owned === 0 || performance.now() - this.#cannotSince >= this.#o.unreachableReleaseMs) {
+        if (this.#session !== undefined || owned > 0) {
+          this.#o.log.warn('cannot process (Kafka unreachable); leaving the partitions to other instances', { released: [...this.#owned] });
+          // Ending the session frees the member lock too: the others' fair share grows to cover these.
+          await this.#lostConnection();
+        }
+        return;
+      }
+    }
     const session = await this.#connection();
     const conn = session.sql;
     // A lock can be lost without this instance noticing otherwise (an administrator's
@@ -156,7 +184,7 @@ export class PartitionOwnership {
       await conn`SELECT pg_advisory_unlock(${PARTITION_LOCKS}, ${p})`;
       this.#o.log.info('partition released for rebalance', { partition: p, members, share });
     }
-    for (let i = 0; i < partitions && this.#owned.size < share && !this.#abort.signal.aborted; i++) {
+    for (let i = 0; able && i < partitions && this.#owned.size < share && !this.#abort.signal.aborted; i++) {
       // Each instance starts its search elsewhere, so joiners do not all contend for partition 0.
       const p = (this.#start + i) % partitions;
       if (this.#owned.has(p)) continue;

@@ -57,6 +57,8 @@ interface Failure {
 function notRecords(f: Failure): boolean {
   return f.kind === 'topic' || f.kind === 'transient';
 }
+/** A healthy commit takes milliseconds; well under SLUICE_SHUTDOWN_TIMEOUT_MS. */
+const STOP_GRACE_MS = 2_000;
 
 class Fenced extends Error {}
 
@@ -96,10 +98,19 @@ export class PartitionTask {
     this.#idle.wake();
   }
 
-  /** Lets the batch in flight finish (committed, or aborted on failure), then closes the producer. */
+  /**
+   * Lets the batch in flight finish (committed, or aborted on failure), then closes the producer.
+   * Against a broker that accepts and never answers, a call would wait for the client's timeout
+   * and retries: past a short grace the producer is closed under it, so the call fails at once.
+   */
   async stop(): Promise<void> {
     this.#abort.abort();
-    await this.#loop;
+    const grace = setTimeout(() => void this.#o.producer.close().catch(() => {}), STOP_GRACE_MS);
+    try {
+      await this.#loop;
+    } finally {
+      clearTimeout(grace);
+    }
   }
 
   async #run(): Promise<void> {

@@ -25,6 +25,8 @@ export interface Processing {
 // Under the 2 s readiness bound, which probes on every /readyz.
 const KAFKA_PROBE_TIMEOUT_MS = 1_500;
 const KAFKA_PROBE_INTERVAL_MS = 5_000;
+// Two probes in a row that fail: a blip keeps the partitions, an outage hands them to instances that can publish.
+const KAFKA_UNREACHABLE_RELEASE_MS = 2 * KAFKA_PROBE_INTERVAL_MS;
 
 /** The Kafka producers and the processor, as both `serve` and `process` run them. */
 export async function startProcessing(opts: {
@@ -39,6 +41,14 @@ export async function startProcessing(opts: {
   const { config, db, brokers } = opts;
   const outboxIdentity = await claimOutbox(db.sql, config.partitions);
   const publishing = createPublishing({ ...config.kafka, ...config.processor, brokers, outboxIdentity });
+  const kafka = new KafkaHealth({
+    brokers,
+    probe: () => probeKafka(brokers, KAFKA_PROBE_TIMEOUT_MS),
+    intervalMs: KAFKA_PROBE_INTERVAL_MS,
+    log: opts.log,
+    metrics: opts.metrics,
+    onChange: () => processor.kafkaChanged(),
+  });
   const processor = new Processor({
     ...config.processor,
     ...config.outbox,
@@ -55,13 +65,8 @@ export async function startProcessing(opts: {
     metrics: opts.metrics,
     partitions: config.partitions,
     outboxIdentity,
-  });
-  const kafka = new KafkaHealth({
-    brokers,
-    probe: () => probeKafka(brokers, KAFKA_PROBE_TIMEOUT_MS),
-    intervalMs: KAFKA_PROBE_INTERVAL_MS,
-    log: opts.log,
-    metrics: opts.metrics,
+    canProcess: () => kafka.state.ok,
+    unreachableReleaseMs: KAFKA_UNREACHABLE_RELEASE_MS,
   });
   kafka.start();
   processor.start();

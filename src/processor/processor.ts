@@ -41,6 +41,10 @@ export interface ProcessorOptions {
   rebalanceMs: number;
   retentionMs: number;
   cleanupMs: number;
+  /** Whether Kafka answers: an instance that cannot publish takes no partitions (see ownership.ts). */
+  canProcess(): boolean;
+  /** How long Kafka may stay unreachable before this instance gives up its partitions. */
+  unreachableReleaseMs: number;
 }
 
 const RETENTION_BATCH = 1_000;
@@ -73,6 +77,8 @@ export class Processor {
       metrics: opts.metrics,
       acquired: (p) => this.#startTask(p),
       releasing: (p) => this.#stopTask(p),
+      canProcess: opts.canProcess,
+      unreachableReleaseMs: opts.unreachableReleaseMs,
     });
   }
 
@@ -84,6 +90,11 @@ export class Processor {
   /** Ask every task to look for rows now instead of at the end of its idle wait. */
   wake(): void {
     for (const task of this.#tasks.values()) task.wake();
+  }
+
+  /** Kafka became reachable or unreachable: take or give up partitions now. */
+  kafkaChanged(): void {
+    this.#ownership.wake();
   }
 
   get owned(): ReadonlySet<number> {

@@ -32,20 +32,7 @@ beforeAll(async () => {
   await migrate(db.sql, quietLog);
   dir = mkdtempSync(join(tmpdir(), 'sluice-sync-fb-'));
   journal = await JournalWriter.open({ dir, nodeId: 'n', segmentBytes: 1 << 20, log: quietLog, metrics: createMetrics() });
-  path = new WritePath({
-    mode: 'sync',
-    nodeId: 'n',
-    journal,
-    sql: db.sql,
-    partitions: 16,
-    maxBatch: 1000,
-    recentKeys: new RecentKeys(100, 'n'),
-    log: quietLog,
-    unforwarded: () => 0,
-    maxUnforwarded: 1_000,
-    forwardedThrough: () => forwarded,
-    outboxWaitMs: WAIT_MS,
-  });
+  path = syncPath(WAIT_MS, () => forwarded);
 });
 afterAll(async () => {
   await journal.close();
@@ -53,6 +40,22 @@ afterAll(async () => {
   await cluster.destroy();
   rmSync(dir, { recursive: true, force: true });
 });
+
+const syncPath = (outboxWaitMs: number, forwardedThrough: () => number): WritePath =>
+  new WritePath({
+      mode: 'sync',
+      nodeId: 'n',
+      journal,
+      sql: db.sql,
+      partitions: 16,
+      maxBatch: 1000,
+      recentKeys: new RecentKeys(100, 'n'),
+      log: quietLog,
+      unforwarded: () => 0,
+      maxUnforwarded: 1_000,
+      forwardedThrough,
+      outboxWaitMs,
+    });
 
 const event = (tenant: string, key: string): Envelope => ({ tenant_id: tenant, dedupe_key: key, topic: 'x', request_id: 'r', headers: {}, payload: JSON.stringify({ key }) });
 
@@ -94,6 +97,33 @@ test('down, hung, back: answers within the wait, and a tenant that fell back sta
   const keys = await inOutbox();
   expect(keys).toContain('a:4');
   expect(keys).not.toContain('a:3');
+}, 60_000);
+
+test('hung Postgres: each write is answered within the wait from its own arrival, not after the writes queued ahead of it', async () => {
+  const waitMs = 1_000;
+  const spacingMs = 300;
+  const hungPath = syncPath(waitMs, () => 0);
+  await db.sql`SELECT 1`;
+  cluster.freeze();
+  try {
+    // New tenants arriving while the first insert hangs: each later one used to wait for the groups
+    // ahead of it and then a whole wait of its own (up to twice the wait).
+    const answers = await Promise.all(
+      Array.from({ length: 6 }, async (_, i) => {
+        await Bun.sleep(i * spacingMs);
+        const arrived = performance.now();
+        const [r] = await hungPath.write([event(`hung-${i}`, '1')]);
+        return { durability: r?.durability, ms: Math.round(performance.now() - arrived) };
+      }),
+    );
+    for (const a of answers) {
+      expect(a.durability).toBe('journal');
+      expect(a.ms).toBeLessThan(waitMs * 1.5);
+    }
+  } finally {
+    cluster.thaw();
+  }
+  await hungPath.drain();
 }, 60_000);
 
 test('after a restart, a tenant with unforwarded journal lines writes through the journal until they are forwarded', async () => {

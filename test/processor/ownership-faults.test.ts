@@ -59,6 +59,8 @@ test('partition locks lost to pg_terminate_backend and to an immediate stop are 
     releasing: async (p) => {
       running.delete(p);
     },
+    canProcess: () => true,
+    unreachableReleaseMs: 1_000,
   });
   ownership.start();
   try {
@@ -84,4 +86,59 @@ test('partition locks lost to pg_terminate_backend and to an immediate stop are 
     await ownership.stop();
   }
   expect(await locksHeld()).toBe(0);
+}, 60_000);
+
+async function members(): Promise<number> {
+  const [row] = await db.sql<{ n: number }[]>`
+    SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = ${0x511ce1}::int::oid AND granted`;
+  return row?.n ?? 0;
+}
+
+test('an instance that cannot reach Kafka is no member and takes no partition; it gives its partitions up after a bounded time', async () => {
+  let sickReaches = false;
+  // Which instance runs each partition: one must never start a partition the other still runs.
+  const runner = new Map<number, string>();
+  let overlaps = 0;
+  const instance = (name: string, canProcess: () => boolean): PartitionOwnership =>
+    new PartitionOwnership({
+      lockSession: (onClose) => db.session(onClose),
+      exclusive: false,
+      partitions: PARTITIONS,
+      rebalanceMs: 100,
+      log: quietLog,
+      metrics: createMetrics(),
+      acquired: (p) => {
+        if (runner.has(p)) overlaps++;
+        runner.set(p, name);
+      },
+      releasing: async (p) => {
+        if (runner.get(p) === name) runner.delete(p);
+      },
+      canProcess,
+      unreachableReleaseMs: 1_000,
+    });
+  const healthy = instance('healthy', () => true);
+  const sick = instance('sick', () => sickReaches);
+  sick.start();
+  healthy.start();
+  try {
+    await eventually(async () => healthy.owned.size === PARTITIONS, 10_000, 'the healthy instance owns every partition');
+    // Many rebalances later the sick one still holds nothing and is not counted.
+    await Bun.sleep(1_000);
+    expect(sick.owned.size).toBe(0);
+    expect(await members()).toBe(1);
+    expect(healthy.owned.size).toBe(PARTITIONS);
+
+    sickReaches = true;
+    sick.wake();
+    await eventually(async () => healthy.owned.size === PARTITIONS / 2 && sick.owned.size === PARTITIONS / 2, 10_000, 'shared once Kafka answers');
+    expect(await members()).toBe(2);
+
+    sickReaches = false;
+    await eventually(async () => sick.owned.size === 0 && healthy.owned.size === PARTITIONS && (await members()) === 1, 10_000, 'taken over from the instance that lost Kafka');
+    expect([...runner.values()].every((n) => n === 'healthy')).toBe(true);
+    expect(overlaps).toBe(0);
+  } finally {
+    await Promise.all([sick.stop(), healthy.stop()]);
+  }
 }, 60_000);
