@@ -49,9 +49,9 @@ describe('Kafka down while events arrive', () => {
     await Bun.sleep(3_000);
     const [pending] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox WHERE status = 'pending'`;
     expect(pending?.n).toBe(20);
-    // The outage shows in the metric the broker-unreachable alert watches.
-    const scrape = await (await fetch(`${sluice.url}/metrics`)).text();
-    expect(scrape).toContain(`sluice_kafka_reachable{brokers="${broker.bootstrap}"} 0`);
+    // The outage shows in the metric the broker-unreachable alert watches, by the next probe (every 5 s).
+    const down = `sluice_kafka_reachable{brokers="${broker.bootstrap}"} 0`;
+    await eventually(async () => (await (await fetch(`${sluice.url}/metrics`)).text()).includes(down), 15_000, 'sluice_kafka_reachable 0');
     // The node still takes writes and makes them durable: ready for ingest; Kafka shown as down.
     const ready = await fetch(`${sluice.url}/readyz`);
     expect(ready.status).toBe(200);
