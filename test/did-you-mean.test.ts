@@ -1,18 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import { KNOWN_VARIABLES } from '../src/config.ts';
 import { didYouMean, editDistance } from '../src/did-you-mean.ts';
-
-/** A small seeded PRNG (mulberry32), so a failing case can be replayed from its printed seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from './support/seed.ts';
 
 const LETTERS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789';
 

@@ -1,14 +1,7 @@
-/** mulberry32: a small seeded generator, so a schedule printed with its seed can be run again. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../support/seed.ts';
+
+/** mulberry32 (test/support/seed.ts): a schedule printed with its seed can be run again. */
+export const seededRandom = prng;
 
 export function freshSeed(): number {
   return Math.floor(Math.random() * 0x7fffffff);
