@@ -26,3 +26,14 @@ export function formatEntry(e: JournalEntry): string {
   const trace = e.traceparent === undefined ? '' : `,"traceparent":${JSON.stringify(e.traceparent)}`;
   return `${head.slice(0, -1)},${payload}${trace}}\n`;
 }
+
+const LEADING_SEQ = /^\{"seq":(\d+),/;
+
+/**
+ * The seq of a journal line read from its start, without parsing the line: formatEntry writes `seq`
+ * first. Undefined for a line that does not start so (a corrupt one).
+ */
+export function leadingSeq(text: string): number | undefined {
+  const m = LEADING_SEQ.exec(text);
+  return m?.[1] === undefined ? undefined : Number(m[1]);
+}

@@ -1,11 +1,11 @@
 import { stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import fg from 'fast-glob';
+import { KeyIndex, pairHash } from '../ingest/key-index.ts';
 import type { Sql } from '../outbox/db.ts';
 import { insertIsolating } from '../outbox/quarantine.ts';
 import { existingPairs, outboxExists, rowFor } from '../outbox/repository.ts';
 import type { JournalEntry } from './entry.ts';
-import { PairHashSet } from './key-set.ts';
 import { parseEntry, readSegmentLines, type BadLine } from './reader.ts';
 import { parseSegmentFileName } from './segment-name.ts';
 
@@ -99,7 +99,9 @@ export async function replayJournal(opts: ReplayOptions): Promise<ReplaySummary>
   };
   // A dry run against a database that has no outbox yet (a lost one, rebuilt): everything is new.
   const outboxThere = opts.dryRun ? await outboxExists(opts.sql) : true;
-  const seenInRun = new PairHashSet();
+  // The pairs met so far in this run, as the dedupe index holds them (64-bit hashes, 24–48 B a pair).
+  const seenInRun = new KeyIndex();
+  let met = 0;
   let batch: JournalEntry[] = [];
   /** Where each entry of the batch came from, to name a line the outbox refuses. */
   let places: { file: string; line: number }[] = [];
@@ -112,7 +114,7 @@ export async function replayJournal(opts: ReplayOptions): Promise<ReplaySummary>
     if (opts.dryRun) {
       const existing = outboxThere ? await existingPairs(opts.sql, rows) : new Set<string>();
       for (const r of rows) {
-        const fresh = seenInRun.add(r.tenant_id, r.dedupe_key);
+        const fresh = seenInRun.add(pairHash(r.tenant_id, r.dedupe_key), ++met);
         if (!fresh || existing.has(`${r.tenant_id}\u0000${r.dedupe_key}`)) summary.duplicates++;
         else summary.inserted++;
       }
@@ -134,9 +136,9 @@ export async function replayJournal(opts: ReplayOptions): Promise<ReplaySummary>
   let lastSeq: { dir: string; seq: number } | undefined;
   for (const [i, file] of files.entries()) {
     let read = 0;
-    const progress = (): void =>
+    const progress = (filesDone: number): void =>
       opts.onProgress?.({
-        file, filesDone: i, files: files.length, bytesDone: bytesBefore + read, bytes, lines: summary.lines,
+        file, filesDone, files: files.length, bytesDone: bytesBefore + read, bytes, lines: summary.lines,
         inserted: summary.inserted, duplicates: summary.duplicates, elapsedMs: performance.now() - started,
       });
     const dir = dirname(file);
@@ -159,7 +161,7 @@ export async function replayJournal(opts: ReplayOptions): Promise<ReplaySummary>
         places.push({ file, line: l.line });
         if (batch.length >= opts.batchSize) {
           await flush();
-          progress();
+          progress(i);
         }
       }
       await flush();
@@ -172,10 +174,7 @@ export async function replayJournal(opts: ReplayOptions): Promise<ReplaySummary>
     }
     bytesBefore += sizes[i] ?? 0;
     read = 0;
-    opts.onProgress?.({
-      file, filesDone: i + 1, files: files.length, bytesDone: bytesBefore, bytes, lines: summary.lines,
-      inserted: summary.inserted, duplicates: summary.duplicates, elapsedMs: performance.now() - started,
-    });
+    progress(i + 1);
   }
   summary.elapsedMs = performance.now() - started;
   return summary;

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
+import { leadingSeq } from './entry.ts';
 import { compareSegments, parseSegmentFileName, segmentFileName, type SegmentName } from './segment-name.ts';
 
 export interface SegmentFile extends SegmentName {
@@ -153,22 +154,19 @@ export class SeqScanner {
   #line(text: string, start: number): void {
     const r = this.#range;
     r.lines++;
-    const m = SEQ_PREFIX.exec(text.slice(start, start + 40));
-    if (m?.[1] === undefined) {
+    const seq = leadingSeq(text.slice(start, start + 40));
+    if (seq === undefined) {
       // A corrupt line is kept verbatim and reported by the forwarder and `journal verify`; the seq
       // after it is not a hole of this segment's making.
       this.#afterBadLine = true;
       return;
     }
-    const seq = Number(m[1]);
     if (r.last !== undefined && seq !== r.last + 1 && !this.#afterBadLine && r.hole === undefined) r.hole = { after: r.last, seq, line: r.lines };
     this.#afterBadLine = false;
     r.first ??= seq;
     r.last = seq;
   }
 }
-
-const SEQ_PREFIX = /^\{"seq":(\d+),/;
 
 export async function syncDir(dir: string): Promise<void> {
   const handle = await open(dir, 'r');

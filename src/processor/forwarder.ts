@@ -1,5 +1,5 @@
 import { describeError } from '../errors.ts';
-import type { JournalEntry } from '../journal/entry.ts';
+import { leadingSeq, type JournalEntry } from '../journal/entry.ts';
 import { readCheckpoint, writeCheckpoint, type Checkpoint } from '../journal/checkpoint.ts';
 import { parseEntry, readSegmentLines, type BadLine } from '../journal/reader.ts';
 import { listSegments, type SegmentFile } from '../journal/segments.ts';
@@ -33,8 +33,6 @@ export interface ForwarderOptions {
 }
 
 const MAX_BACKOFF_MS = 5_000;
-/** Journal lines start with their seq (formatEntry writes it first). */
-const LEADING_SEQ = /^\{"seq":(\d+),/;
 
 /**
  * Tails the journal from checkpoint.json into the outbox: reads whole lines (across rotation and
@@ -108,9 +106,9 @@ export class Forwarder {
       let last = cp.seq;
       try {
         for await (const l of this.#lines(seg, cp, seg.firstSeq < this.#opts.journal.sealedBelow)) {
-          const lead = LEADING_SEQ.exec(l.text);
-          if (lead !== null) last = Math.max(last, Number(lead[1]));
-          if (lead !== null && Number(lead[1]) <= floor) continue;
+          const lead = leadingSeq(l.text);
+          if (lead !== undefined) last = Math.max(last, lead);
+          if (lead !== undefined && lead <= floor) continue;
           const e = parseEntry(l.text);
           if (typeof e === 'string') continue;
           if (e.seq > floor) visit(e);
