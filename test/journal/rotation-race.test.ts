@@ -66,6 +66,8 @@ describe('journal rotation racing maintenance', () => {
       }
     };
     await Promise.all(Array.from({ length: 32 }, client));
+    // Gzipped while the appends went on: what makes this a race (counted before the last pass).
+    const compressedUnderLoad = (await metrics.journalCompressed.get()).values[0]?.value ?? 0;
     await maintenance.stop();
     await writer.close();
 
@@ -82,9 +84,9 @@ describe('journal rotation racing maintenance', () => {
     expect(read.length).toBe(total);
     expect(read.map((r) => r.seq)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
     for (const r of read) expect(acked.get(r.seq)).toBe(r.key);
-    // The race was really run: many segments, most of them gzipped while appends went on.
+    // The race was really run: many segments, many of them gzipped while appends went on.
     expect(segments.length).toBeGreaterThan(50);
-    expect(segments.filter((s) => s.gzipped).length).toBeGreaterThan(segments.length / 2);
+    expect(compressedUnderLoad).toBeGreaterThan(20);
     expect(writer.integrity.incidents).toBe(0);
     expect((await verifyJournal(dir)).problems).toEqual([]);
   });
