@@ -1,4 +1,4 @@
-import type { WriteMode } from '../src/ingest/write-path.ts';
+import type { WriteMode } from '../src/core/modes.ts';
 import type { Measured } from './result.ts';
 
 export type BaselineName = 'raw-bun-serve-json' | 'raw-bun-serve-ndjson-1000' | 'postgres-batched-insert' | 'kafka-producer-perf';

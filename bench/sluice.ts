@@ -1,6 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { WriteMode } from '../src/ingest/write-path.ts';
+import type { WriteMode } from '../src/core/modes.ts';
 import { startServer, type ServerProcess } from './server-process.ts';
 
 const ROOT = resolve(import.meta.dir, '..');

@@ -1,5 +1,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { COMPRESSIONS, GUARANTEES, WRITE_MODES } from './core/modes.ts';
+import { topicNameSchema } from './core/topic-rule.ts';
 import { didYouMean } from './did-you-mean.ts';
 import { ConfigError, type ErrorDetail } from './errors.ts';
 
@@ -32,7 +34,7 @@ const envSchema = z.object({
   SLUICE_PORT: int(8080, 0, 65535),
   SLUICE_NODE_ID: nodeId.default(defaultNodeId()),
   SLUICE_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
-  SLUICE_WRITE_MODE: z.enum(['sync', 'fast_ack', 'background']).default('sync'),
+  SLUICE_WRITE_MODE: z.enum(WRITE_MODES).default('sync'),
   SLUICE_MAX_BODY_BYTES: int(MiB, 64, 64 * MiB),
   SLUICE_MAX_BATCH: int(1000, 1, 100_000),
   SLUICE_MAX_BATCH_LINES: int(10_000, 1, 1_000_000),
@@ -58,19 +60,19 @@ const envSchema = z.object({
   SLUICE_PARTITIONS: int(16, 1, 4096),
   KAFKA_BROKERS: brokerList.optional(),
   SLUICE_KAFKA_LOCAL_PORT: int(19092, 1, 65535),
-  SLUICE_KAFKA_TOPIC: z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, { error: 'is not a valid Kafka topic name' }).default('sluice.events'),
+  SLUICE_KAFKA_TOPIC: topicNameSchema.default('sluice.events'),
   SLUICE_KAFKA_CLIENT_ID: z.string().min(1).default('sluice'),
-  SLUICE_KAFKA_COMPRESSION: z.enum(['none', 'gzip', 'snappy', 'lz4', 'zstd']).default('none'),
+  SLUICE_KAFKA_COMPRESSION: z.enum(COMPRESSIONS).default('none'),
   SLUICE_PUBLISH_BATCH: int(500, 1, 10_000),
   SLUICE_PUBLISH_MAX_BYTES: int(900_000, 1_024, 100 * MiB),
   SLUICE_POLL_MS: int(50, 1, 60_000),
   SLUICE_SHUTDOWN_TIMEOUT_MS: int(15_000, 0, 600_000),
-  SLUICE_GUARANTEE: z.enum(['exactly_once', 'at_least_once']).default('exactly_once'),
+  SLUICE_GUARANTEE: z.enum(GUARANTEES).default('exactly_once'),
   SLUICE_TRANSACTIONAL_ID_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9._-]{1,200}$/, { error: 'must be 1-200 characters of A-Z a-z 0-9 . _ -' })
     .default('sluice'),
-  SLUICE_PROGRESS_TOPIC: z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, { error: 'is not a valid Kafka topic name' }).optional(),
+  SLUICE_PROGRESS_TOPIC: topicNameSchema.optional(),
   SLUICE_MAX_ATTEMPTS: int(10, 1, 1000),
   SLUICE_RETRY_BASE_MS: int(500, 1, 3_600_000),
   SLUICE_RETRY_MAX_MS: int(60_000, 1, 86_400_000),

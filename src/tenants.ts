@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError, type ErrorDetail } from './errors.ts';
-import { tenantIdSchema } from './http/event-schema.ts';
+import { tenantIdSchema } from './core/identifiers.ts';
 import type { Logger } from './log.ts';
-import { collisionKey, topicNameProblem } from './processor/topic-name.ts';
+import { collisionKey, topicNameSchema } from './core/topic-rule.ts';
 import { DEFAULT_METRIC_TENANTS, OTHER_TENANTS, TenantLabels } from './tenant-labels.ts';
 import { TokenIndex } from './tenant-tokens.ts';
+import { issuePath } from './core/zod-issues.ts';
 
 export interface Quota {
   /** Records a second. */
@@ -40,10 +41,6 @@ const count = (min: number) =>
 
 const quotaSchema = z.strictObject({ rate: positive.optional(), burst: count(1).optional() });
 const breakerSchema = z.strictObject({ failure_threshold: count(1).optional(), reset_ms: count(1).optional() });
-const topicSchema = z.string().superRefine((name, ctx) => {
-  const problem = topicNameProblem(name);
-  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
-});
 
 const fileSchema = z.strictObject({
   defaults: z
@@ -56,7 +53,7 @@ const fileSchema = z.strictObject({
         tokens: z
           .array(z.string().regex(/^sha256:[0-9a-f]{64}$/, { error: 'must be sha256:<64 lowercase hex digits>' }))
           .default([]),
-        topic: topicSchema.optional(),
+        topic: topicNameSchema.optional(),
         quota: quotaSchema.optional(),
         max_pending: count(1).optional(),
         breaker: breakerSchema.optional(),
@@ -108,8 +105,8 @@ export function loadTenantsFile(path: string): TenantsConfig {
   if (!parsed.success) {
     return fail(
       parsed.error.issues.map((issue) => {
-        const where = issue.path.map(String).join('.');
-        return { path: `SLUICE_TENANTS_FILE:${where}`, message: `SLUICE_TENANTS_FILE ${path}: ${where || '(root)'} ${issue.message}` };
+        const where = issuePath(issue);
+        return { path: `SLUICE_TENANTS_FILE:${where}`, message: `SLUICE_TENANTS_FILE ${path}: ${where} ${issue.message}` };
       }),
     );
   }

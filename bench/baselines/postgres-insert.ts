@@ -1,6 +1,7 @@
 import { createLogger } from '../../src/log.ts';
 import { openDatabase } from '../../src/outbox/db.ts';
-import { insertRows, type NewOutboxRow } from '../../src/outbox/repository.ts';
+import type { NewOutboxRow } from '../../src/core/record.ts';
+import { insertRows } from '../../src/outbox/repository.ts';
 import { partitionOf } from '../../src/outbox/partition.ts';
 import { summarize, type LatencySummary } from '../stats.ts';
 

@@ -1,4 +1,4 @@
-import type { Envelope } from '../../src/envelope.ts';
+import type { Envelope } from '../../src/core/record.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
 import { createLogger } from '../../src/log.ts';
 import { createMetrics } from '../../src/metrics.ts';

@@ -9,7 +9,8 @@ import type { TenantControls } from '../processor/tenant-controls.ts';
 import type { Tenants } from '../tenants.ts';
 import { readAdminBody, replayIdsSchema, replayTenantSchema } from './admin-bodies.ts';
 import { adminAudit, adminAuth, type AdminEnv } from './admin-middleware.ts';
-import { tenantIdSchema } from './event-schema.ts';
+import { tenantIdSchema } from '../core/identifiers.ts';
+import { validated } from './validated.ts';
 
 export interface AdminDeps {
   /** SLUICE_ADMIN_TOKEN. */
@@ -71,21 +72,16 @@ export function createAdminApp(deps: AdminDeps, shared: { log: Logger; metrics: 
   });
 
   admin.post('/tenants/:id/breaker/reset', async function resetBreaker(c) {
-    const parsed = tenantIdSchema.min(1).safeParse(c.req.param('id'));
-    if (!parsed.success) {
-      throw new SluiceError('validation_failed', 'not a valid tenant id', {
-        details: [{ path: 'id', message: parsed.error.issues[0]?.message ?? 'invalid' }],
-      });
-    }
+    const tenant = validated(tenantIdSchema.min(1), c.req.param('id'), 'id', 'not a valid tenant id');
     // Known: named by the tenants file, or with records in the outbox. Anything else is a typo that
     // would otherwise answer 200 and create a breaker for nobody.
-    if (!tenants.configured.includes(parsed.data) && !(await tenantHasRows(sql, parsed.data))) {
-      throw new SluiceError('not_found', `unknown tenant ${parsed.data}: not in the tenants file and no records in the outbox`);
+    if (!tenants.configured.includes(tenant) && !(await tenantHasRows(sql, tenant))) {
+      throw new SluiceError('not_found', `unknown tenant ${tenant}: not in the tenants file and no records in the outbox`);
     }
-    controls.resetBreaker(parsed.data);
-    const { breaker, tokens } = controls.snapshot(parsed.data);
-    c.set('audit', { tenant_id: parsed.data, breaker });
-    return c.json({ tenant_id: parsed.data, breaker, quota_tokens: tokens });
+    controls.resetBreaker(tenant);
+    const { breaker, tokens } = controls.snapshot(tenant);
+    c.set('audit', { tenant_id: tenant, breaker });
+    return c.json({ tenant_id: tenant, breaker, quota_tokens: tokens });
   });
 
   return admin;

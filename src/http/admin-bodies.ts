@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import { SluiceError } from '../errors.ts';
-import { tenantIdSchema } from './event-schema.ts';
+import { tenantIdSchema } from '../core/identifiers.ts';
 import { mediaType } from './parse-events.ts';
 import { readBody } from './read-body.ts';
+import { issueDetails } from '../core/zod-issues.ts';
 
 export const ADMIN_LIMITS = {
   /** Ids in one replay-by-ids call (one UPDATE). */
@@ -73,10 +74,7 @@ export async function readAdminBody<T>(req: Request, schema: z.ZodType<T>): Prom
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     throw new SluiceError('validation_failed', 'request body is invalid', {
-      details: parsed.error.issues.map((issue) => {
-        const path = issue.path.map(String).join('.');
-        return { path: path.length > 0 ? path : '(root)', message: issue.message };
-      }),
+      details: issueDetails(parsed.error),
     });
   }
   return parsed.data;

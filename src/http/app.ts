@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
 import { SluiceError } from '../errors.ts';
-import type { Envelope } from '../envelope.ts';
+import type { Envelope } from '../core/record.ts';
 import type { WriteResult } from '../ingest/write-path.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
@@ -13,7 +13,7 @@ import { addOpsRoutes } from './ops-routes.ts';
 import { mediaType, parseEvents, validTraceparent } from './parse-events.ts';
 import type { Readiness } from './readiness.ts';
 import { readBody } from './read-body.ts';
-import { sluiceTopics, topicProblem } from '../processor/topic-name.ts';
+import { sluiceTopics, topicProblem } from '../core/topic-rule.ts';
 import { MIXED_TENANTS, UNKNOWN_TENANT } from '../tenant-labels.ts';
 
 export interface AppDeps {

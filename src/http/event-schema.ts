@@ -1,42 +1,7 @@
 import { z } from 'zod';
-
-/** Header names sluice sets on every Kafka record; an event may not supply its own. */
-export const RESERVED_HEADERS = new Set([
-  'tenant_id',
-  'dedupe_key',
-  'outbox_id',
-  'request_id',
-  'ingested_at',
-  'traceparent',
-  'replay',
-]);
-
-export const LIMITS = {
-  tenantId: 128,
-  dedupeKey: 256,
-  requestId: 256,
-  headerCount: 32,
-  headerName: 128,
-  headerValue: 4096,
-} as const;
-
-export const tenantIdSchema = z
-  .string()
-  .regex(/^[A-Za-z0-9._-]+$/, { error: 'must use only A-Z a-z 0-9 . _ -' })
-  .max(LIMITS.tenantId, { error: `must be at most ${LIMITS.tenantId} characters` });
-
-/** C0 and C1 control characters and DEL: they would reach logs and Kafka headers raw (CR/LF, ESC). */
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
-
-export const dedupeKeySchema = z
-  .string()
-  .min(1, { error: 'must not be empty' })
-  .max(LIMITS.dedupeKey, { error: `must be at most ${LIMITS.dedupeKey} characters` })
-  .refine((s) => !CONTROL.test(s), { error: 'must not hold control characters' })
-  .refine(storable, { error: 'must be valid Unicode' });
-
-/** Kafka's own syntax; the rest of the topic rule (src/processor/topic-name.ts) runs with the tenant known. */
-const topicSchema = z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, { error: 'is not a valid Kafka topic name' });
+import { CONTROL, dedupeKeySchema, LIMITS, storable, tenantIdSchema } from '../core/identifiers.ts';
+import { RESERVED_HEADERS } from '../core/record.ts';
+import { KAFKA_TOPIC_SYNTAX } from '../core/topic-rule.ts';
 
 /**
  * A header name compared as a reader of Kafka headers might: case, whitespace (any Unicode space)
@@ -94,7 +59,9 @@ const headersSchema = z
 export const eventSchema = z.strictObject({
   dedupe_key: dedupeKeySchema.optional(),
   payload: z.custom<Record<string, unknown>>(isPlainObject, { error: 'must be a JSON object' }),
-  topic: topicSchema.optional(),
+  // Kafka's syntax here, with the other fields; the rest of the topic rule (src/core/topic-rule.ts)
+  // runs once the tenant is known.
+  topic: z.string().regex(KAFKA_TOPIC_SYNTAX, { error: 'is not a valid Kafka topic name' }).optional(),
   headers: headersSchema.optional(),
   tenant_id: tenantIdSchema.optional(),
   namespace: z
@@ -105,7 +72,3 @@ export const eventSchema = z.strictObject({
 });
 
 export type EventBody = z.infer<typeof eventSchema>;
-
-function storable(s: string): boolean {
-  return !s.includes('\u0000') && s.isWellFormed();
-}

@@ -1,5 +1,5 @@
 import { SluiceError, type ErrorDetail } from '../errors.ts';
-import { LIMITS } from './event-schema.ts';
+import { LIMITS } from '../core/identifiers.ts';
 
 /**
  * Longest accepted value of each header sluice reads. Bun.serve caps the whole header block; these

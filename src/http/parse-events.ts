@@ -1,8 +1,11 @@
-import type { Envelope } from '../envelope.ts';
+import type { Envelope } from '../core/record.ts';
 import { type ErrorDetail, SluiceError } from '../errors.ts';
 import { nestsDeeperThan, rawMember } from '../json-text.ts';
-import { dedupeKeySchema, eventSchema, type EventBody } from './event-schema.ts';
+import { dedupeKeySchema } from '../core/identifiers.ts';
+import { eventSchema, type EventBody } from './event-schema.ts';
 import { bodyClaims, claimMismatch, headerClaims, resolveOpenTenant, type TenantClaim } from './tenant.ts';
+import { issueDetails } from '../core/zod-issues.ts';
+import { validated } from './validated.ts';
 
 export type BodyFormat = 'json' | 'ndjson';
 
@@ -131,10 +134,7 @@ function toEnvelope(
 ): Envelope | undefined {
   const parsed = eventSchema.safeParse(value);
   if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      const path = issue.path.map(String).join('.');
-      problems.invalid.push(withLine({ path: path.length > 0 ? path : '(root)', message: issue.message }, line));
-    }
+    for (const detail of issueDetails(parsed.error)) problems.invalid.push(withLine(detail, line));
     return undefined;
   }
   const event: EventBody = parsed.data;
@@ -184,13 +184,7 @@ function idempotencyHeader(ctx: RequestContext): string | undefined {
   ];
   for (const [name, value] of candidates) {
     if (value === null) continue;
-    const parsed = dedupeKeySchema.safeParse(value);
-    if (!parsed.success) {
-      throw new SluiceError('validation_failed', `header ${name} is not a valid dedupe key`, {
-        details: [{ path: name, message: parsed.error.issues[0]?.message ?? 'invalid' }],
-      });
-    }
-    return value;
+    return validated(dedupeKeySchema, value, name, `header ${name} is not a valid dedupe key`);
   }
   return undefined;
 }

@@ -1,5 +1,5 @@
-import { SluiceError } from '../errors.ts';
-import { tenantIdSchema } from './event-schema.ts';
+import { tenantIdSchema } from '../core/identifiers.ts';
+import { validated } from './validated.ts';
 
 export interface TenantClaim {
   source: string;
@@ -12,12 +12,7 @@ export function headerClaims(headers: Headers): TenantClaim[] {
   for (const name of ['X-Tenant-Id', 'X-Soma-Tenant']) {
     const value = headers.get(name);
     if (value === null) continue;
-    const parsed = tenantIdSchema.safeParse(value);
-    if (!parsed.success) {
-      throw new SluiceError('validation_failed', `header ${name} is not a valid tenant id`, {
-        details: [{ path: name, message: parsed.error.issues[0]?.message ?? 'invalid' }],
-      });
-    }
+    validated(tenantIdSchema, value, name, `header ${name} is not a valid tenant id`);
     claims.push({ source: `header ${name}`, tenant: value });
   }
   return claims;

@@ -1,5 +1,5 @@
 import { describeError, SluiceError } from '../errors.ts';
-import type { Envelope } from '../envelope.ts';
+import type { Envelope } from '../core/record.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Tenants } from '../tenants.ts';

@@ -1,3 +1,4 @@
+import { journalRecordId, pairKey } from '../core/record.ts';
 import { KeyIndex, pairHash } from './key-index.ts';
 
 /** A reserved key's write: entry `index` of its batch's ids, once that batch is journaled. */
@@ -58,7 +59,7 @@ export class RecentKeys {
     const original = this.#pending.get(key);
     if (original !== undefined) return original.ids.then((all) => all[original.index] ?? null);
     const seq = this.#index.get(pairHash(tenant, dedupeKey));
-    if (seq !== undefined) return Promise.resolve(`${this.#nodeId}:${seq}`);
+    if (seq !== undefined) return Promise.resolve(journalRecordId(this.#nodeId, seq));
     this.#pending.set(key, pending);
     return undefined;
   }
@@ -98,8 +99,4 @@ export class RecentKeys {
     const unforwarded = Math.max(0, this.#through - this.#forwardedSeq);
     while (index.size > unforwarded + this.#keepForwarded && (index.oldestSeq ?? Infinity) <= this.#forwardedSeq) index.evictOldest();
   }
-}
-
-function pairKey(tenant: string, key: string): string {
-  return `${tenant}\u0000${key}`;
 }

@@ -1,13 +1,13 @@
-import type { Envelope } from '../envelope.ts';
+import type { WriteMode } from '../core/modes.ts';
+import { journalRecordId, type Envelope } from '../core/record.ts';
 import { SluiceError, describeError } from '../errors.ts';
 import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
 import type { Sql } from '../outbox/db.ts';
-import type { JournalEntry } from '../journal/entry.ts';
+import type { JournalEntry } from '../core/record.ts';
 import { existingPairs, insertRows, rowFor, type InsertResult } from '../outbox/repository.ts';
 import type { RecentKeys } from './recent-keys.ts';
 
-export type WriteMode = 'sync' | 'fast_ack' | 'background';
 export type Durability = 'outbox' | 'journal' | 'memory';
 
 export interface WriteResult {
@@ -230,7 +230,7 @@ export class WritePath {
         // fast_ack would answer it: a 503 would have clients without a dedupe_key of their own
         // retry under a new key and publish twice.
         this.viaJournalUntilForwarded(e.tenant_id, e.seq);
-        return { id: `${nodeId}:${e.seq}`, tenant_id: e.tenant_id, dedupe_key: e.dedupe_key, duplicate: false, durability: 'journal' };
+        return { id: journalRecordId(nodeId, e.seq), tenant_id: e.tenant_id, dedupe_key: e.dedupe_key, duplicate: false, durability: 'journal' };
       });
       let offset = 0;
       for (const w of batch) {
@@ -347,7 +347,7 @@ export class WritePath {
       for (;;) {
         try {
           const entries = await journal.append(fresh);
-          const ids = entries.map((e) => `${nodeId}:${e.seq}`);
+          const ids = entries.map((e) => journalRecordId(nodeId, e.seq));
           for (const e of entries) recentKeys.journaled(e.tenant_id, e.dedupe_key, e.seq);
           settle.resolve(ids);
           return ids;

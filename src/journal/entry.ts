@@ -1,10 +1,4 @@
-import type { Envelope } from '../envelope.ts';
-
-/** One journal line, exactly as written: `seq` is monotonic per node, `ts` the acknowledgment clock. */
-export interface JournalEntry extends Envelope {
-  seq: number;
-  ts: string;
-}
+import type { JournalEntry } from '../core/record.ts';
 
 /**
  * Serializes an entry with the documented field order, so `jq` output reads naturally. The payload is

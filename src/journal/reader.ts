@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
 import { rawMember } from '../json-text.ts';
-import type { JournalEntry } from './entry.ts';
+import type { JournalEntry } from '../core/record.ts';
 
 /** One line of a segment: 1-based number, byte offsets of its start and of the next line (uncompressed). */
 export interface SegmentLine {

@@ -5,7 +5,7 @@ import { KeyIndex, pairHash } from '../ingest/key-index.ts';
 import type { Sql } from '../outbox/db.ts';
 import { insertIsolating } from '../outbox/quarantine.ts';
 import { existingPairs, outboxExists, rowFor } from '../outbox/repository.ts';
-import type { JournalEntry } from './entry.ts';
+import type { JournalEntry } from '../core/record.ts';
 import { parseEntry, readSegmentLines, type BadLine } from './reader.ts';
 import { parseSegmentFileName } from './segment-name.ts';
 

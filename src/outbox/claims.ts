@@ -1,24 +1,5 @@
+import type { ClaimedRow } from '../core/record.ts';
 import type { Sql } from './db.ts';
-
-/** A pending row the processor may publish now. Ids are bigint in SQL and strings here. */
-export interface ClaimedRow {
-  id: string;
-  tenant_id: string;
-  dedupe_key: string;
-  partition: number;
-  topic: string;
-  /** The client's JSON text, byte for byte: the Kafka record's value. */
-  payload: string;
-  headers: Record<string, string>;
-  request_id: string | null;
-  traceparent: string | null;
-  ingested_at: Date;
-  attempts: number;
-  /** How often an operator re-queued the row (as of this claim); above 0 it is published with `replay: true`. */
-  replays: number;
-  /** Bytes of the payload text. */
-  payload_bytes: number;
-}
 
 /** What a committed batch held: the progress record names these, so a takeover can mark them sent. */
 export interface PublishedRef {

@@ -1,7 +1,8 @@
 import { describeError } from '../errors.ts';
-import type { JournalEntry } from '../journal/entry.ts';
+import type { JournalEntry } from '../core/record.ts';
 import type { Sql } from './db.ts';
-import { insertRows, rowFor, type InsertResult, type NewOutboxRow } from './repository.ts';
+import type { NewOutboxRow } from '../core/record.ts';
+import { insertRows, rowFor, type InsertResult } from './repository.ts';
 
 /** Where a journal line sits: its node, its segment file, its seq. */
 export interface JournalPosition {

@@ -1,20 +1,6 @@
-import type { Envelope } from '../envelope.ts';
+import { pairKey, type Envelope, type NewOutboxRow } from '../core/record.ts';
 import type { Sql } from './db.ts';
 import { partitionOf } from './partition.ts';
-
-/** A write as the outbox stores it. */
-export interface NewOutboxRow {
-  tenant_id: string;
-  dedupe_key: string;
-  partition: number;
-  topic: string;
-  /** The client's JSON text, byte for byte. */
-  payload: string;
-  headers: Record<string, string>;
-  request_id: string;
-  traceparent: string | undefined;
-  ingested_at: string;
-}
 
 /** The outbox row for a journaled write (`ts` is when it was acknowledged). */
 export function rowFor(e: Envelope & { ts: string }, partitions: number): NewOutboxRow {
@@ -106,8 +92,4 @@ export async function existingPairs(sql: Sql, pairs: { tenant_id: string; dedupe
 export async function outboxExists(sql: Sql): Promise<boolean> {
   const [row] = await sql<{ there: boolean }[]>`SELECT to_regclass('outbox') IS NOT NULL AS there`;
   return row?.there === true;
-}
-
-function pairKey(tenant: string, key: string): string {
-  return `${tenant}\u0000${key}`;
 }

@@ -1,4 +1,4 @@
-import type { ClaimedRow } from '../outbox/claims.ts';
+import type { ClaimedRow } from '../core/record.ts';
 
 /** Headers, key and record framing of one Kafka record, on top of its payload: a generous estimate. */
 const RECORD_OVERHEAD_BYTES = 512;

@@ -1,5 +1,6 @@
 import { describeError } from '../errors.ts';
-import { leadingSeq, type JournalEntry } from '../journal/entry.ts';
+import type { JournalEntry } from '../core/record.ts';
+import { leadingSeq } from '../journal/entry.ts';
 import { readCheckpoint, writeCheckpoint, type Checkpoint } from '../journal/checkpoint.ts';
 import { parseEntry, readSegmentLines, type BadLine } from '../journal/reader.ts';
 import { listSegments, type SegmentFile } from '../journal/segments.ts';

@@ -1,3 +1,4 @@
+import type { ClaimedRow } from '../core/record.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import {
@@ -6,7 +7,6 @@ import {
   markPublished,
   pendingTenants,
   recordFailure,
-  type ClaimedRow,
   type PublishedRef,
 } from '../outbox/claims.ts';
 import type { Sql } from '../outbox/db.ts';

@@ -10,7 +10,7 @@ import { PartitionTask } from './partition-task.ts';
 import { ensureProgressTopic, ProgressReader } from './progress.ts';
 import type { Publishing } from './publisher.ts';
 import type { TenantControls } from './tenant-controls.ts';
-import { sluiceTopics, topicProblem, type SluiceTopics } from './topic-name.ts';
+import { sluiceTopics, topicProblem, type SluiceTopics } from '../core/topic-rule.ts';
 
 export interface ProcessorOptions {
   sql: Sql;

@@ -1,11 +1,10 @@
+import type { Compression, Guarantee } from '../core/modes.ts';
 import { compatibilityPartitioner, metadataV12, Producer, stringSerializers, type MessageToProduce } from '@platformatic/kafka';
-import { recordKey } from '../envelope.ts';
-import type { ClaimedRow } from '../outbox/claims.ts';
+import { recordKey } from '../core/record.ts';
+import type { ClaimedRow } from '../core/record.ts';
 import { classifyFailure, describeKafkaError } from './kafka-errors.ts';
 import { encodeProgress, progressKey } from './progress.ts';
 
-export type Compression = 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd';
-export type Guarantee = 'exactly_once' | 'at_least_once';
 
 export interface PublishingOptions {
   brokers: string[];

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Envelope } from '../../src/envelope.ts';
+import type { Envelope } from '../../src/core/record.ts';
 import { loadConfig } from '../../src/config.ts';
 import { startIngestStack } from '../../src/ingest/ingest-stack.ts';
 import { RecentKeys } from '../../src/ingest/recent-keys.ts';

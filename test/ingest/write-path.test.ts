@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Envelope } from '../../src/envelope.ts';
+import type { Envelope } from '../../src/core/record.ts';
 import { SluiceError } from '../../src/errors.ts';
 import { RecentKeys } from '../../src/ingest/recent-keys.ts';
 import { WritePath } from '../../src/ingest/write-path.ts';

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Envelope } from '../../src/envelope.ts';
+import type { Envelope } from '../../src/core/record.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { Forwarder } from '../../src/processor/forwarder.ts';

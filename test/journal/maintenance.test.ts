@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import type { Envelope } from '../../src/envelope.ts';
+import type { Envelope } from '../../src/core/record.ts';
 import { JournalMaintenance } from '../../src/journal/maintenance.ts';
 import { compressSegment, tidySegments } from '../../src/journal/segments.ts';
 import { writeCheckpoint } from '../../src/journal/checkpoint.ts';

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Envelope } from '../../src/envelope.ts';
+import type { Envelope } from '../../src/core/record.ts';
 import { JournalMaintenance } from '../../src/journal/maintenance.ts';
 import { parseEntry, readSegmentLines } from '../../src/journal/reader.ts';
 import { listSegments } from '../../src/journal/segments.ts';

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from 'bun:test';
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Envelope } from '../../src/envelope.ts';
+import type { Envelope } from '../../src/core/record.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
 import { createMetrics, type Metrics } from '../../src/metrics.ts';
 import { quietLog } from '../support/postgres.ts';

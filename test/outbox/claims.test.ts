@@ -9,7 +9,8 @@ import {
   pendingTenants,
   recordFailure,
 } from '../../src/outbox/claims.ts';
-import { insertRows, type NewOutboxRow } from '../../src/outbox/repository.ts';
+import type { NewOutboxRow } from '../../src/core/record.ts';
+import { insertRows } from '../../src/outbox/repository.ts';
 import { createTestDatabase, waitSettled, type TestDatabase } from '../support/postgres.ts';
 
 const P = 3;

@@ -7,7 +7,8 @@ import { openDatabase, type Database, type Sql } from '../../src/outbox/db.ts';
 import { migrate } from '../../src/outbox/migrate.ts';
 import { partitionOf } from '../../src/outbox/partition.ts';
 import { claimForTenants, markSent } from '../../src/outbox/claims.ts';
-import { insertRows, pendingByTenant, type NewOutboxRow } from '../../src/outbox/repository.ts';
+import type { NewOutboxRow } from '../../src/core/record.ts';
+import { insertRows, pendingByTenant } from '../../src/outbox/repository.ts';
 import { createTestDatabase, quietLog, waitSettled, type TestDatabase } from '../support/postgres.ts';
 
 function row(tenant: string, key: string, payload = JSON.stringify({ key })): NewOutboxRow {

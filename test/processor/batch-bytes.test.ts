@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test';
-import type { ClaimedRow } from '../../src/outbox/claims.ts';
+import type { ClaimedRow } from '../../src/core/record.ts';
 import { withinBytes } from '../../src/processor/batch-bytes.ts';
 import { readTopic } from '../support/kafka.ts';
 import { sluiceFixture } from '../support/sluice.ts';

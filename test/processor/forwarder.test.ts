@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } fr
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Envelope } from '../../src/envelope.ts';
+import type { Envelope } from '../../src/core/record.ts';
 import { formatEntry } from '../../src/journal/entry.ts';
 import { JournalMaintenance } from '../../src/journal/maintenance.ts';
 import { verifyJournal } from '../../src/journal/verify.ts';

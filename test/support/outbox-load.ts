@@ -1,7 +1,8 @@
 import { expect } from 'bun:test';
 import { Admin } from '@platformatic/kafka';
 import { partitionOf } from '../../src/outbox/partition.ts';
-import { insertRows, type NewOutboxRow } from '../../src/outbox/repository.ts';
+import type { NewOutboxRow } from '../../src/core/record.ts';
+import { insertRows } from '../../src/outbox/repository.ts';
 import type { ConsumedRecord } from './kafka.ts';
 import type { TestDatabase } from './postgres.ts';
 

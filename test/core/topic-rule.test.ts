@@ -1,5 +1,5 @@
 import { expect, test } from 'bun:test';
-import { collisionKey, topicProblem, type SluiceTopics } from '../../src/processor/topic-name.ts';
+import { collisionKey, topicProblem, type SluiceTopics } from '../../src/core/topic-rule.ts';
 
 const topics: SluiceTopics = {
   progressTopic: 'sluice.progress',

@@ -1,14 +1,25 @@
+import { z } from 'zod';
+
 /**
  * Why a topic name cannot be published to, or undefined when it can. Stricter than Kafka's own
  * syntax: `.` and `..` are refused by brokers, and `__`-prefixed names are Kafka's internal topics,
  * which a client may not write (and whose metadata crashes the Kafka client instead of failing).
  */
+/** Kafka's own topic syntax. */
+export const KAFKA_TOPIC_SYNTAX = /^[A-Za-z0-9._-]{1,249}$/;
+
 export function topicNameProblem(name: string): string | undefined {
-  if (!/^[A-Za-z0-9._-]{1,249}$/.test(name)) return 'is not a valid Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)';
+  if (!KAFKA_TOPIC_SYNTAX.test(name)) return 'is not a valid Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)';
   if (name === '.' || name === '..') return 'is not a valid Kafka topic name';
   if (name.startsWith('__')) return 'names an internal Kafka topic';
   return undefined;
 }
+
+/** A setting or tenants-file entry naming a topic: the same rule as topicNameProblem. */
+export const topicNameSchema = z.string().superRefine((name, ctx) => {
+  const problem = topicNameProblem(name);
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+});
 
 /** Kafka refuses to create a topic whose name equals an existing one's once `.` and `_` are treated alike. */
 export function collisionKey(name: string): string {
