@@ -3,7 +3,7 @@ import { loadConfig, type Config } from './config.ts';
 import { guardProcess } from './crash-guard.ts';
 import { ConfigError, describeError, SluiceError } from './errors.ts';
 import { createLogger, type Logger } from './log.ts';
-import type { Running } from './serve.ts';
+import type { Running } from './roles/start.ts';
 import { VERSION } from './version.ts';
 
 // Commands load their parts when they run: --help, --version and a wrong argument answer at once.
@@ -76,12 +76,12 @@ async function main(argv: string[]): Promise<number> {
   switch (spec.name) {
     case 'serve':
     case 'ingest': {
-      const { serve } = await import('./serve.ts');
-      return runUntilSignal(() => serve(config, log, { processor: spec.name === 'serve' }), config, log);
+      const { startRole } = await import('./roles/start.ts');
+      return runUntilSignal(() => startRole(spec.name === 'serve' ? 'serve' : 'ingest', config, log), config, log);
     }
     case 'process': {
-      const { runProcessor } = await import('./process.ts');
-      return runUntilSignal(() => runProcessor(config, log), config, log);
+      const { startRole } = await import('./roles/start.ts');
+      return runUntilSignal(() => startRole('process', config, log), config, log);
     }
     case 'check':
       return (await import('./check-command.ts')).runCheck(config, checkTimeout(args), stdout);
@@ -92,7 +92,7 @@ async function main(argv: string[]): Promise<number> {
       return startOrExplain(() => runReplay(args, config, log), log);
     }
     default:
-      throw new Error(`command ${spec.name} has no runner`);
+      throw new SluiceError('internal', `command ${spec.name} has no runner`);
   }
 }
 

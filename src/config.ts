@@ -1,4 +1,5 @@
-import { hostname } from 'node:os';
+import { homedir, hostname } from 'node:os';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { COMPRESSIONS, GUARANTEES, WRITE_MODES } from './core/modes.ts';
 import { topicNameSchema } from './core/topic-rule.ts';
@@ -259,4 +260,16 @@ function isLoopback(host: string): boolean {
 function defaultNodeId(): string {
   const cleaned = hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
   return cleaned.length > 0 ? cleaned : 'node';
+}
+
+/** How the local Kafka broker is run: where its jars are cached, and which java runs it. */
+export interface KafkaTools {
+  cacheDir: string;
+  java: string;
+}
+
+/** Read from the environment like every setting (SLUICE_CACHE_DIR, else XDG_CACHE_HOME; JAVA_HOME). */
+export function kafkaTools(env: Record<string, string | undefined> = process.env): KafkaTools {
+  const cacheDir = env.SLUICE_CACHE_DIR || join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'sluice');
+  return { cacheDir, java: env.JAVA_HOME ? join(env.JAVA_HOME, 'bin', 'java') : 'java' };
 }

@@ -21,7 +21,13 @@ export type ErrorCode =
   | 'journal_corrupt'
   | 'outbox_unavailable'
   | 'kafka_unavailable'
-  | 'kafka_rejected';
+  | 'kafka_rejected'
+  | 'kafka_fenced'
+  | 'kafka_topic_refused'
+  | 'kafka_topic_unavailable'
+  | 'partition_lost'
+  | 'progress_corrupt'
+  | 'internal';
 
 export interface ErrorDetail {
   path?: string;

@@ -4,7 +4,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { KEY_SNAPSHOT_FILE } from '../../src/ingest/key-snapshot.ts';
-import { pendingByTenant } from '../../src/outbox/repository.ts';
+import { pendingByTenant } from '../../src/outbox/counts.ts';
 import { freshDatabase, type BenchDatabase } from '../database.ts';
 import { startServer, type ServerProcess } from '../server-process.ts';
 import { fillJournal } from './fill-journal.ts';

@@ -2,9 +2,7 @@ import { Hono } from 'hono';
 import { SluiceError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import type { Sql } from '../outbox/db.ts';
-import { requeueIds, requeueTenant, tenantHasRows } from '../outbox/replay-requeue.ts';
-import { statusCountsByTenant } from '../outbox/status-counts.ts';
+import type { Outbox } from '../outbox/outbox.ts';
 import type { TenantControls } from '../processor/tenant-controls.ts';
 import type { Tenants } from '../tenants.ts';
 import { readAdminBody, replayIdsSchema, replayTenantSchema } from './admin-bodies.ts';
@@ -15,7 +13,7 @@ import { validated } from './validated.ts';
 export interface AdminDeps {
   /** SLUICE_ADMIN_TOKEN. */
   token: string;
-  sql: Sql;
+  outbox: Outbox;
   controls: TenantControls;
   /** Tells the processor that re-queued rows wait. */
   wake(): void;
@@ -23,7 +21,7 @@ export interface AdminDeps {
 
 /** The admin API, mounted under /admin. */
 export function createAdminApp(deps: AdminDeps, shared: { log: Logger; metrics: Metrics; tenants: Tenants }): Hono<AdminEnv> {
-  const { sql, controls } = deps;
+  const { outbox, controls } = deps;
   const { metrics, tenants } = shared;
   const admin = new Hono<AdminEnv>();
   admin.use('*', adminAudit(shared.log, metrics));
@@ -32,7 +30,7 @@ export function createAdminApp(deps: AdminDeps, shared: { log: Logger; metrics: 
   admin.post('/outbox/replay', async function replayIds(c) {
     const { ids } = await readAdminBody(c.req.raw, replayIdsSchema);
     const unique = [...new Set(ids)];
-    const rows = await requeueIds(sql, unique);
+    const rows = await outbox.requeueIds(unique);
     const found = new Set(rows.map((r) => r.id));
     const missing = unique.filter((id) => !found.has(id));
     for (const r of rows) metrics.replayed.inc({ tenant: tenants.metricLabel(r.tenant_id), kind: 'ids' });
@@ -43,7 +41,7 @@ export function createAdminApp(deps: AdminDeps, shared: { log: Logger; metrics: 
 
   admin.post('/outbox/replay/tenant', async function replayTenant(c) {
     const body = await readAdminBody(c.req.raw, replayTenantSchema);
-    const result = await requeueTenant(sql, {
+    const result = await outbox.requeueTenant({
       tenantId: body.tenant_id,
       since: body.since,
       until: body.until,
@@ -60,7 +58,7 @@ export function createAdminApp(deps: AdminDeps, shared: { log: Logger; metrics: 
   });
 
   admin.get('/tenants', async function listTenants(c) {
-    const counts = await statusCountsByTenant(sql);
+    const counts = await outbox.statusCountsByTenant();
     const configured = new Set(tenants.configured);
     const ids = [...new Set([...configured, ...counts.keys()])].sort();
     const list = ids.map((id) => {
@@ -75,7 +73,7 @@ export function createAdminApp(deps: AdminDeps, shared: { log: Logger; metrics: 
     const tenant = validated(tenantIdSchema.min(1), c.req.param('id'), 'id', 'not a valid tenant id');
     // Known: named by the tenants file, or with records in the outbox. Anything else is a typo that
     // would otherwise answer 200 and create a breaker for nobody.
-    if (!tenants.configured.includes(tenant) && !(await tenantHasRows(sql, tenant))) {
+    if (!tenants.configured.includes(tenant) && !(await outbox.tenantHasRows(tenant))) {
       throw new SluiceError('not_found', `unknown tenant ${tenant}: not in the tenants file and no records in the outbox`);
     }
     controls.resetBreaker(tenant);

@@ -2,28 +2,28 @@ import { Hono } from 'hono';
 import { SluiceError } from '../errors.ts';
 import type { Envelope } from '../core/record.ts';
 import type { WriteResult } from '../ingest/write-path.ts';
-import type { Logger } from '../log.ts';
-import type { Metrics } from '../metrics.ts';
 import type { Tenants } from '../tenants.ts';
 import { createAdminApp, type AdminDeps } from './admin-app.ts';
 import { errorResponse, statusOf } from './error-response.ts';
 import { checkHeaderLimits } from './header-limits.ts';
 import { authenticateIngest } from './ingest-auth.ts';
-import { addOpsRoutes } from './ops-routes.ts';
+import { addOpsRoutes, type OpsDeps } from './ops-routes.ts';
 import { mediaType, parseEvents, validTraceparent } from './parse-events.ts';
-import type { Readiness } from './readiness.ts';
 import { readBody } from './read-body.ts';
 import { sluiceTopics, topicProblem } from '../core/topic-rule.ts';
 import { MIXED_TENANTS, UNKNOWN_TENANT } from '../tenant-labels.ts';
 
-export interface AppDeps {
-  log: Logger;
-  metrics: Metrics;
+/** What the ingest route needs; a role without ingest (process) has no /v1/events. */
+export interface IngestDeps {
   write(envelopes: Envelope[]): Promise<WriteResult[]>;
   maxBodyBytes: number;
   maxBatchLines: number;
   maxJsonDepth: number;
   maxLineBytes: number;
+}
+
+export interface AppDeps extends OpsDeps {
+  ingest?: IngestDeps | undefined;
   /** SLUICE_KAFKA_TOPIC: the topic of events whose tenant has none of its own. */
   defaultTopic: string;
   /** Sluice's own progress topic: no event may name it (or a topic colliding with it). */
@@ -31,12 +31,6 @@ export interface AppDeps {
   tenants: Tenants;
   /** The admin API's parts; undefined (SLUICE_ADMIN_TOKEN unset) = every /admin path is 404. */
   admin?: AdminDeps | undefined;
-  /** The components /readyz reports, and which of them this node's role requires. */
-  readiness: Readiness;
-  /** True once shutdown began: new writes get 503 shutting_down. */
-  draining(): boolean;
-  /** Runs before /metrics renders, to refresh gauges read from the outbox. */
-  beforeScrape?(): Promise<void>;
 }
 
 type Env = { Variables: { requestId: string; tenant: string } };
@@ -51,7 +45,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.onError((err, c) => errorResponse(c, err, log));
   app.notFound((c) => errorResponse(c, new SluiceError('not_found', `no route for ${c.req.method} ${c.req.path}`), log));
 
-  app.post('/v1/events', async function ingest(c) {
+  const ingestDeps = deps.ingest;
+  if (ingestDeps !== undefined) app.post('/v1/events', async function ingest(c) {
     const started = performance.now();
     const clientRequestId = c.req.header('X-Request-ID');
     const requestId = clientRequestId !== undefined && REQUEST_ID.test(clientRequestId) ? clientRequestId : Bun.randomUUIDv7();
@@ -69,7 +64,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
           details: [{ message: `got ${c.req.header('Content-Type') ?? 'no Content-Type'}` }],
         });
       }
-      const body = await readBody(c.req.raw, deps.maxBodyBytes);
+      const body = await readBody(c.req.raw, ingestDeps.maxBodyBytes);
       const envelopes = parseEvents(body, format, {
         headers: c.req.raw.headers,
         requestId,
@@ -79,9 +74,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
         topicFor: (t) => deps.tenants.policy(t).topic ?? deps.defaultTopic,
         topicProblem: (t, topic) => deps.tenants.topicProblem(t, topic),
         topicInvalid: (topic) => topicProblem(topic, topics),
-        maxBatchLines: deps.maxBatchLines,
-        maxJsonDepth: deps.maxJsonDepth,
-        maxLineBytes: deps.maxLineBytes,
+        maxBatchLines: ingestDeps.maxBatchLines,
+        maxJsonDepth: ingestDeps.maxJsonDepth,
+        maxLineBytes: ingestDeps.maxLineBytes,
       });
       tenant = singleTenant(envelopes);
       // Bun 1.4.5 answers some framings (a chunked trailer, bytes after the body, pipelined requests)
@@ -90,7 +85,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       // written: its client was told it failed (README, "Bun's HTTP framing").
       await new Promise<void>((resolve) => setImmediate(resolve));
       if (c.req.raw.signal.aborted) throw new SluiceError('request_incomplete', 'the connection was closed before the write');
-      const results = await deps.write(envelopes);
+      const results = await ingestDeps.write(envelopes);
       for (const r of results) metrics.ingestEvents.inc({ tenant: deps.tenants.metricLabel(r.tenant_id), result: r.duplicate ? 'duplicate' : 'accepted' });
       if (format === 'json') {
         const [r] = results;

@@ -24,6 +24,12 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   config_invalid: 500,
   journal_corrupt: 500,
   kafka_rejected: 500,
+  kafka_fenced: 503,
+  kafka_topic_refused: 500,
+  kafka_topic_unavailable: 503,
+  partition_lost: 503,
+  progress_corrupt: 500,
+  internal: 500,
 };
 
 /**

@@ -172,7 +172,7 @@ function toEnvelope(
 /** The payload's exact text. The event passed JSON.parse with an object payload, so it is there. */
 function payloadText(eventText: string): string {
   const raw = rawMember(eventText, 'payload');
-  if (raw === undefined) throw new Error('the payload of a parsed event was not found in its text');
+  if (raw === undefined) throw new SluiceError('internal', 'the payload of a parsed event was not found in its text');
   return raw;
 }
 

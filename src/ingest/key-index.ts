@@ -1,3 +1,5 @@
+import { SluiceError } from '../errors.ts';
+
 /**
  * The journaled keys of the dedupe index: (tenant, dedupe key) pairs held as 64-bit hashes with the
  * seq of their write, in seq order, so the oldest can be evicted once forwarded. Typed arrays only:
@@ -82,7 +84,7 @@ export class KeyIndex {
    * index, so their hashes are distinct: no lookup before each insert.
    */
   load(lo: Uint32Array, hi: Uint32Array, seqs: Float64Array): void {
-    if (this.size > 0) throw new Error('KeyIndex.load needs an empty index');
+    if (this.size > 0) throw new SluiceError('internal', 'KeyIndex.load needs an empty index');
     this.#reserve(seqs.length);
     this.#head = 0;
     this.#tail = seqs.length;

@@ -2,8 +2,8 @@ import { parseArgs } from 'node:util';
 import type { Config } from '../config.ts';
 import { ConfigError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { claimOutbox } from '../outbox/identity.ts';
 import { openChecked } from '../outbox/open-checked.ts';
+import { Outbox } from '../outbox/outbox.ts';
 import { migrate } from '../outbox/migrate.ts';
 import { replayJournal, type ReplayFilter, type ReplayProgress, type ReplaySummary } from './replay.ts';
 import { formatSeconds, progressFields, progressLine } from './replay-progress.ts';
@@ -54,6 +54,7 @@ export async function runReplay(argv: string[], config: Config, log: Logger): Pr
   }
   const dryRun = values['dry-run'] === true;
   const db = await openChecked(config, log);
+  const outbox = new Outbox(db.sql, config.partitions);
   // Say where the rows go: without DATABASE_URL that is the embedded database, easy to replay into by mistake.
   process.stderr.write(
     db.kind === 'embedded'
@@ -74,9 +75,9 @@ export async function runReplay(argv: string[], config: Config, log: Logger): Pr
     // A dry run changes nothing, not even the schema of a database being rebuilt.
     if (!dryRun) {
       await migrate(db.sql, log);
-      await claimOutbox(db.sql, config.partitions);
+      await outbox.claim();
     }
-    const s = await replayJournal({ patterns: positionals, filter, dryRun, sql: db.sql, partitions: config.partitions, batchSize: 500, onProgress: progress });
+    const s = await replayJournal({ patterns: positionals, filter, dryRun, outbox, batchSize: 500, onProgress: progress });
     if (tty) process.stderr.write('\n');
     printSummary(s);
     if (s.files === 0) {

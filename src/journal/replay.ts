@@ -2,10 +2,8 @@ import { stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import fg from 'fast-glob';
 import { KeyIndex, pairHash } from '../ingest/key-index.ts';
-import type { Sql } from '../outbox/db.ts';
-import { insertIsolating } from '../outbox/quarantine.ts';
-import { existingPairs, outboxExists, rowFor } from '../outbox/repository.ts';
-import type { JournalEntry } from '../core/record.ts';
+import { isDatabaseFailure, type Outbox } from '../outbox/outbox.ts';
+import { pairKey, type JournalEntry } from '../core/record.ts';
 import { parseEntry, readSegmentLines, type BadLine } from './reader.ts';
 import { parseSegmentFileName } from './segment-name.ts';
 
@@ -53,8 +51,7 @@ export interface ReplayOptions {
   patterns: string[];
   filter: ReplayFilter;
   dryRun: boolean;
-  sql: Sql;
-  partitions: number;
+  outbox: Outbox;
   batchSize: number;
   onProgress?: (p: ReplayProgress) => void;
 }
@@ -98,7 +95,7 @@ export async function replayJournal(opts: ReplayOptions): Promise<ReplaySummary>
     files: files.length, lines: 0, inserted: 0, duplicates: 0, skipped: 0, badLines: [], gaps: [], unreadable: [], dryRun: opts.dryRun, elapsedMs: 0,
   };
   // A dry run against a database that has no outbox yet (a lost one, rebuilt): everything is new.
-  const outboxThere = opts.dryRun ? await outboxExists(opts.sql) : true;
+  const outboxThere = opts.dryRun ? await opts.outbox.exists() : true;
   // The pairs met so far in this run, as the dedupe index holds them (64-bit hashes, 24–48 B a pair).
   const seenInRun = new KeyIndex();
   let met = 0;
@@ -108,21 +105,21 @@ export async function replayJournal(opts: ReplayOptions): Promise<ReplaySummary>
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return;
     const at = places;
-    const rows = batch.map((e) => rowFor(e, opts.partitions));
+    const rows = batch.map((e) => opts.outbox.rowFor(e));
     batch = [];
     places = [];
     if (opts.dryRun) {
-      const existing = outboxThere ? await existingPairs(opts.sql, rows) : new Set<string>();
+      const existing = outboxThere ? await opts.outbox.existingPairs(rows) : new Set<string>();
       for (const r of rows) {
         const fresh = seenInRun.add(pairHash(r.tenant_id, r.dedupe_key), ++met);
-        if (!fresh || existing.has(`${r.tenant_id}\u0000${r.dedupe_key}`)) summary.duplicates++;
+        if (!fresh || existing.has(pairKey(r.tenant_id, r.dedupe_key))) summary.duplicates++;
         else summary.inserted++;
       }
       return;
     }
     // A line the outbox refuses for good (a value Postgres cannot hold) is a bad line of the summary,
     // found by halving the batch, as the forwarder finds it; the rest of the batch is replayed.
-    const { results, refused } = await insertIsolating(opts.sql, rows);
+    const { results, refused } = await opts.outbox.insertIsolating(rows);
     for (const r of results) {
       if (r.duplicate) summary.duplicates++;
       else summary.inserted++;
@@ -166,7 +163,7 @@ export async function replayJournal(opts: ReplayOptions): Promise<ReplaySummary>
       }
       await flush();
     } catch (err) {
-      if (isDatabaseError(err)) throw err;
+      if (isDatabaseFailure(err)) throw err;
       lastSeq = undefined;
       // What was read before the damage is replayed ("what could be read was replayed").
       await flush();
@@ -188,11 +185,4 @@ function matches(e: JournalEntry, f: ReplayFilter): boolean {
     if (f.until !== undefined && !(ts < f.until.getTime())) return false;
   }
   return true;
-}
-
-/** postgres.js errors carry a SQLSTATE or a connection code; those stop the replay instead of skipping a file. */
-function isDatabaseError(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  const name = err.name;
-  return name === 'PostgresError' || (err as { code?: unknown }).code === 'ECONNREFUSED' || (err as { code?: unknown }).code === 'CONNECTION_CLOSED';
 }

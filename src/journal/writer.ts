@@ -224,7 +224,7 @@ export class JournalWriter {
       await this.#rotate(firstSeq);
     }
     const handle = this.#handle;
-    if (handle === undefined) throw new Error('journal segment is not open');
+    if (handle === undefined) throw new SluiceError('internal', 'journal segment is not open');
     const sizeBefore = this.#segmentSize;
     try {
       await writeAll(handle, bytes, sizeBefore);

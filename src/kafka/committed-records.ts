@@ -1,4 +1,5 @@
 import { Consumer, FetchIsolationLevels, IS_CONTROL, IS_TRANSACTIONAL } from '@platformatic/kafka';
+import { SluiceError } from '../errors.ts';
 
 /** A record of a committed (or non-transactional) write, as read from one partition. */
 export interface CommittedRecord {
@@ -63,7 +64,7 @@ export class CommittedReader {
       const metadata = await this.#consumer.metadata({ topics: [topic] });
       const info = metadata.topics.get(topic);
       const leader = info?.partitions[partition]?.leader;
-      if (info === undefined || leader === undefined) throw new Error(`no leader for ${topic}/${partition}`);
+      if (info === undefined || leader === undefined) throw new SluiceError('kafka_unavailable', `no leader for ${topic}/${partition}`);
       const response = await this.#consumer.fetch({
         node: leader,
         maxWaitTime: 10,

@@ -5,9 +5,10 @@ import { Admin, FindCoordinatorKeyTypes, Producer } from '@platformatic/kafka';
 import { createWriteStream, existsSync, readFileSync, type WriteStream } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Subprocess } from 'bun';
+import { kafkaTools } from '../config.ts';
 
 export interface LocalBrokerOptions {
   port?: number;
@@ -66,14 +67,8 @@ const KAFKA_VERSION = ((): string => {
   return match[1].trim();
 })();
 
-function defaultCacheRoot(): string {
-  const fromEnv = process.env.SLUICE_CACHE_DIR;
-  if (fromEnv) return fromEnv;
-  return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'sluice');
-}
-
 function javaBin(): string {
-  return process.env.JAVA_HOME ? join(process.env.JAVA_HOME, 'bin', 'java') : 'java';
+  return kafkaTools().java;
 }
 
 export function kafkaClasspath(libsDir: string): string {
@@ -86,7 +81,7 @@ const inFlightDownloads = new Map<string, Promise<string>>();
 
 /** Returns the directory holding the broker jars, downloading them with Maven on first use. */
 export async function ensureKafkaJars(cacheDir?: string): Promise<string> {
-  const libsDir = join(cacheDir ?? defaultCacheRoot(), `kafka-${KAFKA_VERSION}`, 'libs');
+  const libsDir = join(cacheDir ?? kafkaTools().cacheDir, `kafka-${KAFKA_VERSION}`, 'libs');
   let pending = inFlightDownloads.get(libsDir);
   if (!pending) {
     pending = downloadJars(libsDir).finally(() => inFlightDownloads.delete(libsDir));

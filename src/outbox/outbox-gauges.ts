@@ -1,7 +1,6 @@
 import type { Metrics } from '../metrics.ts';
 import type { Tenants } from '../tenants.ts';
-import { outboxStats } from './claims.ts';
-import type { Sql } from './db.ts';
+import type { Outbox } from './outbox.ts';
 
 /**
  * Refreshes the per-tenant outbox gauges (pending, dead, oldest pending) before a scrape. Tenants
@@ -9,15 +8,15 @@ import type { Sql } from './db.ts';
  * file are summed into their folded label.
  */
 export class OutboxGauges {
-  #sql: Sql;
+  #outbox: Outbox;
   #tenants: Tenants;
   #metrics: Metrics;
   #known = new Set<string>();
   #refreshed = false;
   #refreshing: Promise<void> | undefined;
 
-  constructor(sql: Sql, tenants: Tenants, metrics: Metrics) {
-    this.#sql = sql;
+  constructor(outbox: Outbox, tenants: Tenants, metrics: Metrics) {
+    this.#outbox = outbox;
     this.#tenants = tenants;
     this.#metrics = metrics;
   }
@@ -48,7 +47,7 @@ export class OutboxGauges {
   }
 
   async refresh(): Promise<void> {
-    const stats = await outboxStats(this.#sql);
+    const stats = await this.#outbox.tenantStats();
     for (const tenant of stats.keys()) this.saw(tenant);
     const byLabel = new Map<string, { pending: number; dead: number; oldest: number }>();
     for (const tenant of new Set([...this.#known, ...stats.keys()])) {

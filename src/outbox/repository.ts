@@ -1,6 +1,7 @@
 import { pairKey, type Envelope, type NewOutboxRow } from '../core/record.ts';
 import type { Sql } from './db.ts';
 import { partitionOf } from './partition.ts';
+import { SluiceError } from '../errors.ts';
 
 /** The outbox row for a journaled write (`ts` is when it was acknowledged). */
 export function rowFor(e: Envelope & { ts: string }, partitions: number): NewOutboxRow {
@@ -62,17 +63,11 @@ export async function insertRows(sql: Sql, rows: NewOutboxRow[]): Promise<Insert
   return rows.map((r) => {
     const key = pairKey(r.tenant_id, r.dedupe_key);
     const id = ids.get(key);
-    if (id === undefined) throw new Error(`outbox row for ${key} vanished during insert`);
+    if (id === undefined) throw new SluiceError('internal', `outbox row for ${key} vanished during insert`);
     // The first occurrence in this batch is the one that was inserted; later ones are duplicates.
     const isNew = fresh.delete(key);
     return { id, duplicate: !isNew };
   });
-}
-
-export async function pendingByTenant(sql: Sql): Promise<Map<string, number>> {
-  const rows = await sql<{ tenant_id: string; n: number }[]>`
-    SELECT tenant_id, count(*)::int AS n FROM outbox WHERE status = 'pending' GROUP BY tenant_id`;
-  return new Map(rows.map((r) => [r.tenant_id, r.n]));
 }
 
 /** Which of these (tenant_id, dedupe_key) pairs the outbox already holds, as `tenant\0key` strings. */

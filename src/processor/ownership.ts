@@ -1,4 +1,4 @@
-import { describeError } from '../errors.ts';
+import { describeError, SluiceError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Sql } from '../outbox/db.ts';
@@ -217,7 +217,7 @@ export class PartitionOwnership {
 
   /** A pid other than the session's: the client reconnected, so the locks were lost with the old session. */
   #sameSession(session: LockSession, pid: number | undefined): void {
-    if (pid !== session.pid || this.#session !== session) throw new Error(`lock session replaced (backend ${session.pid} is gone)`);
+    if (pid !== session.pid || this.#session !== session) throw new SluiceError('outbox_unavailable', `lock session replaced (backend ${session.pid} is gone)`);
   }
 
   /** The lock session's connection closed: every lock went with it, so every task stops now. */

@@ -1,27 +1,21 @@
 import type { ClaimedRow } from '../core/record.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import {
-  claimForTenants,
-  markDead,
-  markPublished,
-  pendingTenants,
-  recordFailure,
-  type PublishedRef,
-} from '../outbox/claims.ts';
-import type { Sql } from '../outbox/db.ts';
+import type { PublishedRef } from '../outbox/claims.ts';
+import type { Outbox } from '../outbox/outbox.ts';
 import type { Tenants } from '../tenants.ts';
 import { backoffMs } from './backoff.ts';
 import { withinBytes } from './batch-bytes.ts';
 import { allocate, roundRobin, type Claimant } from './fair-share.ts';
-import { classifyFailure, describeKafkaError, failureReason, type FailureKind } from './kafka-errors.ts';
+import { SluiceError } from '../errors.ts';
+import { classifyFailure, describeKafkaError, failureReason, kafkaError, type KafkaError } from '../kafka/errors.ts';
 import type { PartitionProducer } from './publisher.ts';
 import type { TenantControls } from './tenant-controls.ts';
 import { Idle } from '../idle.ts';
 
 export interface PartitionTaskOptions {
   partition: number;
-  sql: Sql;
+  outbox: Outbox;
   producer: PartitionProducer;
   /** exactly_once: the rows named by the partition's last committed progress record. */
   lastCommitted?: () => Promise<PublishedRef[]>;
@@ -48,19 +42,17 @@ const MAX_LOOP_BACKOFF_MS = 5_000;
 /** A lone tenant's topics tried one by one while all fail alike, before it counts as the cluster's problem. */
 const MAX_UNCHARGED_GROUPS = 3;
 
-interface Failure {
-  kind: FailureKind;
-  err: unknown;
-}
-
 /** A failure that names no record: the topic's or the cluster's. */
-function notRecords(f: Failure): boolean {
+function notRecords(f: KafkaError): boolean {
   return f.kind === 'topic' || f.kind === 'transient';
 }
 /** A healthy commit takes milliseconds; well under SLUICE_SHUTDOWN_TIMEOUT_MS. */
 const STOP_GRACE_MS = 2_000;
 
-class Fenced extends Error {}
+/** Another instance publishes this partition now: a newer transactional producer, or the lock is gone. */
+function fenced(err: unknown): boolean {
+  return (err instanceof SluiceError && err.code === 'partition_lost') || classifyFailure(err) === 'fenced';
+}
 
 /**
  * One owned outbox partition, Kafka-Streams style: claims the partition's pending rows (tenants
@@ -128,7 +120,7 @@ export class PartitionTask {
         this.#lastError = undefined;
         if (published === 0) await this.#idle.wait(this.#o.pollMs);
       } catch (err) {
-        if (err instanceof Fenced || classifyFailure(err) === 'fenced') {
+        if (fenced(err)) {
           log.warn('partition fenced by a newer owner, or its lock lost; stopping its task', { partition });
           this.#o.onFenced(partition);
           break;
@@ -157,12 +149,12 @@ export class PartitionTask {
    * `id.replays` strings. Never when the lock is gone: initialising would fence the rightful owner.
    */
   async #recover(): Promise<Set<string>> {
-    if (!(await this.#o.stillOwned())) throw new Fenced('the partition lock is no longer held');
+    if (!(await this.#o.stillOwned())) throw new SluiceError('partition_lost', 'the partition lock is no longer held');
     await this.#o.producer.init();
     let refs: PublishedRef[] = [];
     if (this.#o.lastCommitted !== undefined) {
       refs = await this.#o.lastCommitted();
-      const marked = await markPublished(this.#o.sql, refs);
+      const marked = await this.#o.outbox.markPublished(refs);
       if (marked > 0) {
         this.#o.log.info('marked sent what the last committed batch held', { partition: this.partition, rows: marked });
       }
@@ -172,14 +164,14 @@ export class PartitionTask {
   }
 
   async #markUnmarked(): Promise<void> {
-    await markPublished(this.#o.sql, this.#unmarked);
+    await this.#o.outbox.markPublished(this.#unmarked);
     this.#unmarked = [];
   }
 
   /** One batch: returns how many rows were claimed (0 = nothing to do now). */
   async #step(): Promise<number> {
-    const { sql, partition, controls, tenants, metrics, batchSize } = this.#o;
-    const waiting = await pendingTenants(sql, partition);
+    const { outbox, partition, controls, tenants, metrics, batchSize } = this.#o;
+    const waiting = await outbox.pendingTenants(partition);
     if (waiting.length === 0) return 0;
     const claimants: Claimant[] = [];
     for (const tenant of roundRobin(waiting, this.#lastTenant)) {
@@ -196,7 +188,7 @@ export class PartitionTask {
     // Moves on even when the granted tenants have nothing due (retry backoff): the next round starts
     // after them, so they cannot keep the batch to themselves.
     this.#lastTenant = [...grants.keys()].at(-1);
-    const claimed = await claimForTenants(sql, partition, grants);
+    const claimed = await outbox.claimRows(partition, grants);
     // A tenant whose grant was all its tokens and whose rows filled it had more waiting: the quota held them back.
     const bounded = claimants.filter((c) => (grants.get(c.tenant) ?? 0) > 0 && grants.get(c.tenant) === Math.floor(c.tokens));
     if (bounded.length > 0) {
@@ -228,9 +220,9 @@ export class PartitionTask {
 
   /** Marks rows dead for good with their reason, counted and logged per tenant. */
   async #bury(rows: ClaimedRow[], error: string, msg: string): Promise<void> {
-    const { sql, metrics, tenants, log } = this.#o;
+    const { outbox, metrics, tenants, log } = this.#o;
     for (const [tenant, mine] of groupByTenant(rows)) {
-      const dead = await markDead(sql, mine.map((r) => r.id), error);
+      const dead = await outbox.markDead(mine.map((r) => r.id), error);
       metrics.dead.inc({ tenant: tenants.metricLabel(tenant) }, dead);
       log.warn(msg, { tenant, outbox_ids: mine.slice(0, 10).map((r) => r.id), rows: mine.length, error });
     }
@@ -250,17 +242,17 @@ export class PartitionTask {
     if (byTenant.size === 1) {
       // Topics the client just auto-created fail alike at first; the whole batch is tried again
       // after the backoff rather than one transaction per topic.
-      if (failure.kind === 'transient') throw failure.err;
+      if (failure.kind === 'transient') throw failure;
       await this.#tenantFailed(rows, failure, true);
       return;
     }
-    const failed: [ClaimedRow[], Failure][] = [];
+    const failed: [ClaimedRow[], KafkaError][] = [];
     for (const mine of byTenant.values()) {
       const f = await this.#attempt(mine);
       if (f !== undefined) failed.push([mine, f]);
     }
     const [first] = failed;
-    if (first !== undefined && failed.length === byTenant.size && failed.every(([, f]) => notRecords(f))) throw first[1].err;
+    if (first !== undefined && failed.length === byTenant.size && failed.every(([, f]) => notRecords(f))) throw first[1];
     for (const [mine, f] of failed) await this.#tenantFailed(mine, f, false);
   }
 
@@ -272,10 +264,10 @@ export class PartitionTask {
    * whole batch, so if its topics fail alike for a reason that is not a record's (up to
    * MAX_UNCHARGED_GROUPS of them, none published) it is the cluster's problem, as in #publish.
    */
-  async #tenantFailed(rows: ClaimedRow[], failure: Failure, alone: boolean): Promise<void> {
+  async #tenantFailed(rows: ClaimedRow[], failure: KafkaError, alone: boolean): Promise<void> {
     const breaker = this.#o.controls.breaker(rows[0]?.tenant_id ?? '');
     let rest = rows;
-    let last: Failure | undefined = failure;
+    let last: KafkaError | undefined = failure;
     if (failure.kind === 'refused') {
       const refusals = await this.#o.producer.topicRefusals([...new Set(rows.map((r) => r.topic))]);
       if (refusals.size > 0) {
@@ -291,37 +283,37 @@ export class PartitionTask {
     if (last === undefined) return;
     const byTopic = groupBy(rest, (r) => r.topic);
     if (byTopic.size === 1) {
-      await this.#groupFailed(rest, last.err, last.kind);
+      await this.#groupFailed(rest, last);
       return;
     }
-    const held: [ClaimedRow[], Failure][] = [];
+    const held: [ClaimedRow[], KafkaError][] = [];
     let published = false;
     for (const group of byTopic.values()) {
       if (!breaker.allows()) return;
       const f = await this.#attempt(group);
       if (f === undefined) {
         published = true;
-        for (const [g, h] of held.splice(0)) await this.#groupFailed(g, h.err, h.kind);
+        for (const [g, h] of held.splice(0)) await this.#groupFailed(g, h);
       } else if (alone && !published && notRecords(f)) {
         held.push([group, f]);
-        if (held.length >= MAX_UNCHARGED_GROUPS) throw f.err;
+        if (held.length >= MAX_UNCHARGED_GROUPS) throw f;
       } else {
-        await this.#groupFailed(group, f.err, f.kind);
+        await this.#groupFailed(group, f);
       }
     }
     const [first] = held;
-    if (first !== undefined) throw first[1].err;
+    if (first !== undefined) throw first[1];
   }
 
   /** Publishes and marks; a tenant-attributable failure is returned, anything else thrown. */
-  async #attempt(rows: ClaimedRow[]): Promise<Failure | undefined> {
+  async #attempt(rows: ClaimedRow[]): Promise<KafkaError | undefined> {
     const { metrics, producer, tenants, controls } = this.#o;
     const started = performance.now();
     try {
       await producer.publish(rows);
     } catch (err) {
-      const kind = classifyFailure(err);
-      if (kind === 'fenced') throw new Fenced(describeKafkaError(err), { cause: err });
+      const failure = kafkaError(err);
+      if (failure.kind === 'fenced') throw failure;
       // The producer was replaced, and whether its last commit went through is not known (a lost
       // response, a timeout): recover as a new owner would before anything is published again.
       this.#recovered = false;
@@ -330,7 +322,7 @@ export class PartitionTask {
         this.#o.log.info('a commit reported as failed had gone through; its rows are marked sent', { partition: this.partition, rows: rows.length });
       } else {
         metrics.transactions.inc({ result: 'aborted' });
-        return { kind, err };
+        return failure;
       }
     }
     metrics.transactions.inc({ result: 'committed' });
@@ -353,11 +345,11 @@ export class PartitionTask {
    * with its reason; records Kafka refuses for good are found one by one and go dead at once;
    * otherwise every row is retried later with backoff, dead once out of attempts.
    */
-  async #groupFailed(rows: ClaimedRow[], err: unknown, kind: FailureKind): Promise<void> {
-    const { sql, controls, metrics, tenants, log, maxAttempts, retryBaseMs, retryMaxMs } = this.#o;
+  async #groupFailed(rows: ClaimedRow[], failure: KafkaError): Promise<void> {
+    const { outbox, controls, metrics, tenants, log, maxAttempts, retryBaseMs, retryMaxMs } = this.#o;
     const tenant = rows[0]?.tenant_id ?? '';
     const label = tenants.metricLabel(tenant);
-    const error = describeKafkaError(err);
+    const { kind, message: error } = failure;
     if (kind === 'refused') {
       const topic = rows[0]?.topic ?? '';
       const refusal = (await this.#o.producer.topicRefusals([topic])).get(topic);
@@ -378,15 +370,14 @@ export class PartitionTask {
         if (!controls.breaker(tenant).allows()) return;
         const failed = await this.#attempt([row]);
         if (failed === undefined) continue;
-        await this.#groupFailed([row], failed.err, failed.kind);
+        await this.#groupFailed([row], failed);
         // A row waiting for its retry holds the later ones back: they must not overtake it.
         if (failed.kind !== 'record') return;
       }
       return;
     }
     controls.breaker(tenant).failure();
-    const dead = await recordFailure(
-      sql,
+    const dead = await outbox.recordFailure(
       rows.map((r) => ({ id: r.id, delayMs: backoffMs(r.attempts + 1, retryBaseMs, retryMaxMs) })),
       error,
       maxAttempts,

@@ -3,7 +3,7 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { ComponentState } from '../http/readiness.ts';
 import type { Database } from '../outbox/db.ts';
-import { claimOutbox } from '../outbox/identity.ts';
+import type { Outbox } from '../outbox/outbox.ts';
 import { probeKafka } from '../probes.ts';
 import type { Tenants } from '../tenants.ts';
 import { KafkaHealth } from './kafka-health.ts';
@@ -32,6 +32,7 @@ const KAFKA_UNREACHABLE_RELEASE_MS = 2 * KAFKA_PROBE_INTERVAL_MS;
 export async function startProcessing(opts: {
   config: Config;
   db: Database;
+  outbox: Outbox;
   brokers: string[];
   tenants: Tenants;
   controls: TenantControls;
@@ -39,7 +40,7 @@ export async function startProcessing(opts: {
   log: Logger;
 }): Promise<Processing> {
   const { config, db, brokers } = opts;
-  const outboxIdentity = await claimOutbox(db.sql, config.partitions);
+  const outboxIdentity = await opts.outbox.claim();
   const publishing = createPublishing({ ...config.kafka, ...config.processor, brokers, outboxIdentity });
   const kafka = new KafkaHealth({
     brokers,
@@ -52,7 +53,7 @@ export async function startProcessing(opts: {
   const processor = new Processor({
     ...config.processor,
     ...config.outbox,
-    sql: db.sql,
+    outbox: opts.outbox,
     lockSession: (onClose) => db.session(onClose),
     exclusive: db.kind === 'embedded',
     brokers,

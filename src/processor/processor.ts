@@ -2,8 +2,8 @@ import { describeError } from '../errors.ts';
 import { Idle } from '../idle.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import { deleteSent } from '../outbox/claims.ts';
 import type { Sql } from '../outbox/db.ts';
+import type { Outbox } from '../outbox/outbox.ts';
 import type { Tenants } from '../tenants.ts';
 import { PartitionOwnership } from './ownership.ts';
 import { PartitionTask } from './partition-task.ts';
@@ -13,7 +13,7 @@ import type { TenantControls } from './tenant-controls.ts';
 import { sluiceTopics, topicProblem, type SluiceTopics } from '../core/topic-rule.ts';
 
 export interface ProcessorOptions {
-  sql: Sql;
+  outbox: Outbox;
   /** A client of one connection for the partition locks (see ownership.ts). */
   lockSession(onClose: () => void): Sql;
   /** The embedded database serves this process alone: it owns every partition without locks. */
@@ -119,7 +119,7 @@ export class Processor {
     const exactlyOnce = o.publishing.guarantee === 'exactly_once';
     const task = new PartitionTask({
       partition,
-      sql: o.sql,
+      outbox: o.outbox,
       producer: o.publishing.forPartition(partition),
       ...(exactlyOnce
         ? {
@@ -174,12 +174,12 @@ export class Processor {
   }
 
   async #retentionLoop(): Promise<void> {
-    const { sql, log, metrics, retentionMs, cleanupMs } = this.#o;
+    const { outbox, log, metrics, retentionMs, cleanupMs } = this.#o;
     while (!this.#abort.signal.aborted) {
       try {
         let deleted: number;
         do {
-          deleted = await deleteSent(sql, retentionMs, RETENTION_BATCH);
+          deleted = await outbox.deleteSent(retentionMs, RETENTION_BATCH);
           metrics.outboxRetentionDeleted.inc(deleted);
         } while (deleted === RETENTION_BATCH && !this.#abort.signal.aborted);
       } catch (err) {

@@ -2,7 +2,8 @@ import { Admin } from '@platformatic/kafka';
 import { CommittedReader } from '../kafka/committed-records.ts';
 import type { PublishedRef } from '../outbox/claims.ts';
 import type { Logger } from '../log.ts';
-import { errorCodes } from './kafka-errors.ts';
+import { errorCodes } from '../kafka/errors.ts';
+import { SluiceError } from '../errors.ts';
 
 /**
  * The progress record: each exactly-once batch is one Kafka transaction holding the records and one
@@ -33,7 +34,7 @@ export function decodeProgress(value: string): PublishedRef[] {
   if (value.length === 0) return [];
   return value.split(',').map((pair) => {
     const m = /^(\d+)\.(\d+)$/.exec(pair);
-    if (m?.[1] === undefined || m[2] === undefined) throw new Error(`malformed progress record entry "${pair}"`);
+    if (m?.[1] === undefined || m[2] === undefined) throw new SluiceError('progress_corrupt', `malformed progress record entry "${pair}"`);
     return { id: m[1], replays: Number(m[2]) };
   });
 }

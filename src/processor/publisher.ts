@@ -2,7 +2,7 @@ import type { Compression, Guarantee } from '../core/modes.ts';
 import { compatibilityPartitioner, metadataV12, Producer, stringSerializers, type MessageToProduce } from '@platformatic/kafka';
 import { recordKey } from '../core/record.ts';
 import type { ClaimedRow } from '../core/record.ts';
-import { classifyFailure, describeKafkaError } from './kafka-errors.ts';
+import { classifyFailure, describeKafkaError } from '../kafka/errors.ts';
 import { encodeProgress, progressKey } from './progress.ts';
 
 

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config.ts';
-import { serve } from '../../src/serve.ts';
+import { startRole } from '../../src/roles/start.ts';
 import { sha256 } from '../../src/tenant-tokens.ts';
 import { createTestDatabase, quietLog } from '../support/postgres.ts';
 
@@ -20,7 +20,7 @@ for (const mode of ['sync', 'fast_ack'] as const) {
       writeFileSync(tenantsFile, JSON.stringify({ tenants: { acme: { tokens: [`sha256:${sha256(TOKEN).toString('hex')}`], max_pending: 2 } } }));
       const config = loadConfig({ DATABASE_URL: db.url, SLUICE_PORT: '0', SLUICE_JOURNAL_DIR: join(dir, 'journal'), SLUICE_NODE_ID: 'mp', SLUICE_WRITE_MODE: mode, SLUICE_TENANTS_FILE: tenantsFile });
       // Ingest alone: nothing publishes, so what is written stays pending.
-      const running = await serve(config, quietLog, { processor: false });
+      const running = await startRole('ingest', config, quietLog);
       const post = (keys: string[]): Promise<Response> =>
         fetch(`${running.url}/v1/events`, {
           method: 'POST',

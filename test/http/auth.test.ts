@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { createLogger } from '../../src/log.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { TenantControls } from '../../src/processor/tenant-controls.ts';
+import { Outbox } from '../../src/outbox/outbox.ts';
 import { loadTenantsFile, Tenants } from '../../src/tenants.ts';
 import { expectRejected, startTestApp, type TestApp } from '../support/http-app.ts';
 import { newToken, writeTenantsFile } from '../support/tenants.ts';
@@ -31,7 +32,7 @@ beforeAll(async () => {
     log,
     metrics,
     tenants,
-    admin: { token: ADMIN, sql: db.sql, controls, wake: () => {} },
+    admin: { token: ADMIN, outbox: new Outbox(db.sql, 16), controls, wake: () => {} },
   }));
   // Open mode (no tenants file) and no SLUICE_ADMIN_TOKEN.
   open = await startTestApp({ log });

@@ -1,16 +1,16 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
 import {
   claimForTenants,
-  deleteSent,
   markDead,
   markPublished,
   markSent,
-  outboxStats,
   pendingTenants,
   recordFailure,
 } from '../../src/outbox/claims.ts';
 import type { NewOutboxRow } from '../../src/core/record.ts';
+import { outboxStats } from '../../src/outbox/counts.ts';
 import { insertRows } from '../../src/outbox/repository.ts';
+import { deleteSent } from '../../src/outbox/retention.ts';
 import { createTestDatabase, waitSettled, type TestDatabase } from '../support/postgres.ts';
 
 const P = 3;

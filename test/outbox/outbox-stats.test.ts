@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { outboxStats, type OutboxTenantStats } from '../../src/outbox/claims.ts';
+import { outboxStats, pendingByTenant, type OutboxTenantStats } from '../../src/outbox/counts.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { OutboxGauges } from '../../src/outbox/outbox-gauges.ts';
 import type { NewOutboxRow } from '../../src/core/record.ts';
-import { insertRows, pendingByTenant } from '../../src/outbox/repository.ts';
+import { Outbox } from '../../src/outbox/outbox.ts';
+import { insertRows } from '../../src/outbox/repository.ts';
 import { NO_TENANTS_FILE, Tenants } from '../../src/tenants.ts';
 import type { Sql } from '../../src/outbox/db.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
@@ -90,7 +91,7 @@ describe('OutboxGauges for a scrape', () => {
 
   test('the first scrape waits for the counts; later ones render the previous refresh and start the next', async () => {
     const metrics = createMetrics();
-    const gauges = new OutboxGauges(db.sql, new Tenants(NO_TENANTS_FILE, quietLog), metrics);
+    const gauges = new OutboxGauges(new Outbox(db.sql, 16), new Tenants(NO_TENANTS_FILE, quietLog), metrics);
     const pending = async (): Promise<number | undefined> => (await metrics.outboxPending.get()).values.find((v) => v.labels.tenant === 'a')?.value;
     const row = (key: string): NewOutboxRow => ({ tenant_id: 'a', dedupe_key: key, partition: 0, topic: 'e', payload: '{}', headers: {}, request_id: 'r', traceparent: undefined, ingested_at: new Date().toISOString() });
     const errors: unknown[] = [];

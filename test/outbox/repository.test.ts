@@ -8,7 +8,8 @@ import { migrate } from '../../src/outbox/migrate.ts';
 import { partitionOf } from '../../src/outbox/partition.ts';
 import { claimForTenants, markSent } from '../../src/outbox/claims.ts';
 import type { NewOutboxRow } from '../../src/core/record.ts';
-import { insertRows, pendingByTenant } from '../../src/outbox/repository.ts';
+import { pendingByTenant } from '../../src/outbox/counts.ts';
+import { insertRows } from '../../src/outbox/repository.ts';
 import { createTestDatabase, quietLog, waitSettled, type TestDatabase } from '../support/postgres.ts';
 
 function row(tenant: string, key: string, payload = JSON.stringify({ key })): NewOutboxRow {

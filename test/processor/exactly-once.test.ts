@@ -3,8 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config.ts';
-import { runProcessor } from '../../src/process.ts';
-import type { Running } from '../../src/serve.ts';
+import { startRole, type Running } from '../../src/roles/start.ts';
 import { readTopic, testBrokers } from '../support/kafka.ts';
 import { assertExactlyOnceInOrder, createTopic, fillOutbox } from '../support/outbox-load.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
@@ -48,10 +47,10 @@ describe('two processor instances on one outbox', () => {
       SLUICE_REBALANCE_MS: '200',
       SLUICE_POLL_MS: '20',
     });
-    instances.push(await runProcessor(config, quietLog));
+    instances.push(await startRole('process', config, quietLog));
     // The second instance joins while the first is publishing: the partitions are split between them.
     await eventually(async () => (await sentCount()) > 0, 30_000, 'first records sent');
-    instances.push(await runProcessor(config, quietLog));
+    instances.push(await startRole('process', config, quietLog));
 
     const owned = async (): Promise<number[]> =>
       Promise.all(

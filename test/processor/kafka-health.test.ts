@@ -4,7 +4,7 @@ import { createLogger } from '../../src/log.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { probeKafka } from '../../src/probes.ts';
 import { KafkaHealth } from '../../src/processor/kafka-health.ts';
-import { failureReason } from '../../src/processor/kafka-errors.ts';
+import { failureReason } from '../../src/kafka/errors.ts';
 import { testBrokers } from '../support/kafka.ts';
 import { freePort as closedPort } from '../support/ports.ts';
 

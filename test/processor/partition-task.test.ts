@@ -4,6 +4,7 @@ import { PartitionTask } from '../../src/processor/partition-task.ts';
 import { createPublishing } from '../../src/processor/publisher.ts';
 import { TenantControls } from '../../src/processor/tenant-controls.ts';
 import { NO_TENANTS_FILE, Tenants } from '../../src/tenants.ts';
+import { Outbox } from '../../src/outbox/outbox.ts';
 import { silentPort } from '../support/ports.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
 
@@ -31,7 +32,7 @@ test('stopping a task whose broker accepts and never answers ends the Kafka call
   let asked = false;
   const task = new PartitionTask({
     partition: 0,
-    sql: db.sql,
+    outbox: new Outbox(db.sql, 16),
     producer: publishing.forPartition(0),
     controls: new TenantControls(tenants, metrics, quietLog),
     tenants,

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { Producer, stringSerializers } from '@platformatic/kafka';
-import { classifyFailure } from '../../src/processor/kafka-errors.ts';
 import { decodeProgress, encodeProgress, ensureProgressTopic, progressKey, ProgressReader } from '../../src/processor/progress.ts';
 import { testBrokers } from '../support/kafka.ts';
 import { quietLog } from '../support/postgres.ts';
@@ -21,16 +20,6 @@ describe('progress record', () => {
     expect(progressKey('eu-west', 7, '0b7f5c1e-0000-4000-8000-000000000001')).toBe('eu-west-p7@0b7f5c1e-0000-4000-8000-000000000001');
   });
 
-  test('Kafka errors are classified by their codes, nested or not', () => {
-    const produce = Object.assign(new Error('Received response with error'), { apiId: 'MESSAGE_TOO_LARGE' });
-    expect(classifyFailure(new AggregateError([produce], 'Producing messages failed.'))).toBe('record');
-    expect(classifyFailure(Object.assign(new Error('x'), { apiId: 'PRODUCER_FENCED' }))).toBe('fenced');
-    expect(classifyFailure(new Error('x', { cause: Object.assign(new Error('y'), { apiId: 'TOPIC_AUTHORIZATION_FAILED' }) }))).toBe('refused');
-    expect(classifyFailure(Object.assign(new Error('x'), { apiId: 'NOT_ENOUGH_REPLICAS' }))).toBe('topic');
-    // The client's own spelling of UNKNOWN_TOPIC_OR_PARTITION (a topic colliding under the ./_ rule).
-    expect(classifyFailure(Object.assign(new Error('Unknown topic a_b.'), { code: 'PLT_KFK_USER' }))).toBe('refused');
-    expect(classifyFailure(new Error('connect ECONNREFUSED'))).toBe('transient');
-  });
 });
 
 describe('reading the last committed progress record from a real broker', () => {

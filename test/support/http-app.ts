@@ -21,13 +21,16 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
+/** Parts of the app a test replaces, and the ingest route's body limit. */
+type TestAppParts = Partial<AppDeps> & { maxBodyBytes?: number };
+
 /**
  * The HTTP layer over a real sync write path (journal + outbox in a database of its own), served
  * with `app.request` and no socket. `overrides` replaces any of the app's parts; as a function it is
  * given the database, for parts that need it (the admin API).
  */
 export async function startTestApp(
-  overrides: Partial<AppDeps> | ((db: TestDatabase) => Partial<AppDeps>) = {},
+  overrides: TestAppParts | ((db: TestDatabase) => TestAppParts) = {},
 ): Promise<TestApp> {
   const db = await createTestDatabase();
   const deps = typeof overrides === 'function' ? overrides(db) : overrides;
@@ -52,11 +55,13 @@ export async function startTestApp(
   const app = createApp({
     log,
     metrics,
-    write: (e) => writePath.write(e),
-    maxBodyBytes: 4096,
-    maxBatchLines: 100,
-    maxJsonDepth: 64,
-    maxLineBytes: 4096,
+    ingest: {
+      write: (e) => writePath.write(e),
+      maxBodyBytes: deps.maxBodyBytes ?? 4096,
+      maxBatchLines: 100,
+      maxJsonDepth: 64,
+      maxLineBytes: 4096,
+    },
     defaultTopic: 'sluice.events',
     progressTopic: 'sluice.progress',
     tenants: new Tenants(NO_TENANTS_FILE, log),

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config.ts';
 import type { Logger } from '../../src/log.ts';
-import { serve, type Running } from '../../src/serve.ts';
+import { startRole, type Running } from '../../src/roles/start.ts';
 import { testBrokers } from './kafka.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from './postgres.ts';
 
@@ -33,7 +33,7 @@ export async function startSluice(env: Record<string, string>, opts: { log?: Log
     SLUICE_TRANSACTIONAL_ID_PREFIX: `test-${Bun.randomUUIDv7()}`,
     ...env,
   });
-  const running = await serve(config, opts.log ?? quietLog);
+  const running = await startRole('serve', config, opts.log ?? quietLog);
   return {
     running,
     url: running.url,

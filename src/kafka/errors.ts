@@ -1,3 +1,5 @@
+import { SluiceError, type ErrorCode } from '../errors.ts';
+
 /**
  * What a failed publish means for the records in it:
  * - `fenced`: a newer owner of the partition took over; this instance must stop publishing it;
@@ -10,18 +12,71 @@
  */
 export type FailureKind = 'fenced' | 'record' | 'refused' | 'topic' | 'transient';
 
-const FENCED = new Set(['PRODUCER_FENCED', 'INVALID_PRODUCER_EPOCH', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED']);
-const RECORD = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_RECORD', 'CORRUPT_MESSAGE']);
-const REFUSED = new Set(['TOPIC_AUTHORIZATION_FAILED', 'INVALID_TOPIC_EXCEPTION', 'UNKNOWN_TOPIC_OR_PARTITION', 'POLICY_VIOLATION']);
-const TOPIC = new Set(['NOT_ENOUGH_REPLICAS', 'NOT_ENOUGH_REPLICAS_AFTER_APPEND']);
+/**
+ * The one table of broker error codes and what each means for a publish; any other code, and the
+ * client's own failures (network, timeout), are `transient`: retried, nobody charged, nothing dead.
+ * The client's `canRetry` flag is not a guide here: it calls BROKER_NOT_AVAILABLE, its own timeouts
+ * and TRANSACTION_ABORTABLE final and CORRUPT_MESSAGE retriable, the opposite of what each means for
+ * a transactional producer. Listed as transient: the producer-state codes a transaction recovers
+ * from by aborting and starting again (what sluice does on any failure that does not fence it).
+ */
+const KAFKA_CODES: Readonly<Record<string, FailureKind>> = {
+  PRODUCER_FENCED: 'fenced',
+  INVALID_PRODUCER_EPOCH: 'fenced',
+  TRANSACTIONAL_ID_AUTHORIZATION_FAILED: 'fenced',
+  MESSAGE_TOO_LARGE: 'record',
+  RECORD_LIST_TOO_LARGE: 'record',
+  INVALID_RECORD: 'record',
+  CORRUPT_MESSAGE: 'record',
+  TOPIC_AUTHORIZATION_FAILED: 'refused',
+  INVALID_TOPIC_EXCEPTION: 'refused',
+  UNKNOWN_TOPIC_OR_PARTITION: 'refused',
+  POLICY_VIOLATION: 'refused',
+  NOT_ENOUGH_REPLICAS: 'topic',
+  NOT_ENOUGH_REPLICAS_AFTER_APPEND: 'topic',
+  TRANSACTION_ABORTABLE: 'transient',
+  INVALID_TXN_STATE: 'transient',
+  UNKNOWN_PRODUCER_ID: 'transient',
+  OUT_OF_ORDER_SEQUENCE_NUMBER: 'transient',
+  CONCURRENT_TRANSACTIONS: 'transient',
+  BROKER_NOT_AVAILABLE: 'transient',
+  UNKNOWN_SERVER_ERROR: 'transient',
+};
+
+/** The most telling kind wins when an aggregated error holds several. */
+const PRECEDENCE: readonly FailureKind[] = ['fenced', 'record', 'refused', 'topic', 'transient'];
+
+const ERROR_CODE: Readonly<Record<FailureKind, ErrorCode>> = {
+  fenced: 'kafka_fenced',
+  record: 'kafka_rejected',
+  refused: 'kafka_topic_refused',
+  topic: 'kafka_topic_unavailable',
+  transient: 'kafka_unavailable',
+};
+
+/** A failed Kafka request, classified once: its kind, the broker's codes, the client's error as cause. */
+export class KafkaError extends SluiceError {
+  readonly kind: FailureKind;
+  readonly kafkaCodes: readonly string[];
+
+  constructor(kind: FailureKind, kafkaCodes: readonly string[], message: string, cause: unknown) {
+    super(ERROR_CODE[kind], message, { cause });
+    this.kind = kind;
+    this.kafkaCodes = kafkaCodes;
+  }
+}
+
+/** The client's error as a KafkaError (one already classified is returned as is). */
+export function kafkaError(err: unknown): KafkaError {
+  if (err instanceof KafkaError) return err;
+  const codes = [...new Set(errorCodes(err))];
+  return new KafkaError(classifyFailure(err), codes, describeKafkaError(err), err);
+}
 
 export function classifyFailure(err: unknown): FailureKind {
-  const codes = errorCodes(err);
-  if (codes.some((c) => FENCED.has(c))) return 'fenced';
-  if (codes.some((c) => RECORD.has(c))) return 'record';
-  if (codes.some((c) => REFUSED.has(c))) return 'refused';
-  if (codes.some((c) => TOPIC.has(c))) return 'topic';
-  return 'transient';
+  if (err instanceof KafkaError) return err.kind;
+  const kinds = new Set(errorCodes(err).map((code) => KAFKA_CODES[code] ?? 'transient'));
+  return PRECEDENCE.find((k) => kinds.has(k)) ?? 'transient';
 }
 
 /** Kafka error codes (`apiId`s) anywhere in an error, its aggregated errors and its causes. */
@@ -41,6 +96,7 @@ export function errorCodes(err: unknown, seen = new Set<unknown>()): string[] {
 
 /** One line for logs and `last_error`: the Kafka codes when there are any, else the message. */
 export function describeKafkaError(err: unknown): string {
+  if (err instanceof KafkaError) return err.message;
   const codes = [...new Set(errorCodes(err))];
   const message = err instanceof Error ? err.message : String(err);
   return codes.length > 0 ? `${codes.join(', ')}: ${message}` : message;

@@ -1,0 +1,148 @@
+import type { ClaimedRow, Envelope, JournalEntry, NewOutboxRow } from '../core/record.ts';
+import {
+  claimForTenants,
+  markDead,
+  markPublished,
+  markSent,
+  pendingTenants,
+  recordFailure,
+  type FailedRow,
+  type PublishedRef,
+} from './claims.ts';
+import { outboxStats, pendingByTenant, type OutboxTenantStats } from './counts.ts';
+import type { Sql } from './db.ts';
+import { claimOutbox, readOutboxIdentity } from './identity.ts';
+import { insertIsolating, insertOrQuarantine, type JournalPosition, type Quarantined } from './quarantine.ts';
+import { requeueIds, requeueTenant, tenantHasRows, type TenantReplayFilter } from './replay-requeue.ts';
+import { existingPairs, insertRows, outboxExists, rowFor, type InsertResult } from './repository.ts';
+import { deleteSent } from './retention.ts';
+import { statusCountsByTenant, type StatusCounts } from './status-counts.ts';
+
+/**
+ * The outbox, and every statement sluice runs on it: ingest and journal replay insert, the processor
+ * claims, marks and retires, operators re-queue and count. Callers hold an Outbox, never a database
+ * handle, so the table's shape and its indexes are known here alone (the files beside this one hold
+ * the statements, grouped by who needs them).
+ */
+export class Outbox {
+  readonly #sql: Sql;
+  /** Partitions rows are placed in (SLUICE_PARTITIONS, checked against the outbox by `claim`). */
+  readonly partitions: number;
+
+  constructor(sql: Sql, partitions: number) {
+    this.#sql = sql;
+    this.partitions = partitions;
+  }
+
+  /** Answers when the database does; throws its error otherwise. */
+  async ping(): Promise<void> {
+    await this.#sql`SELECT 1`;
+  }
+
+  /** This outbox's identity, after checking SLUICE_PARTITIONS against the count it was first used with. */
+  claim(): Promise<string> {
+    return claimOutbox(this.#sql, this.partitions);
+  }
+
+  identity(): Promise<string> {
+    return readOutboxIdentity(this.#sql);
+  }
+
+  /** False on a database that was never migrated. */
+  exists(): Promise<boolean> {
+    return outboxExists(this.#sql);
+  }
+
+  // Ingest and replay.
+
+  rowFor(e: Envelope & { ts: string }): NewOutboxRow {
+    return rowFor(e, this.partitions);
+  }
+
+  insert(rows: NewOutboxRow[]): Promise<InsertResult[]> {
+    return insertRows(this.#sql, rows);
+  }
+
+  /** Inserts what the outbox accepts; rows it refuses for good come back by index, with the error. */
+  insertIsolating(rows: NewOutboxRow[]): Promise<{ results: InsertResult[]; refused: { index: number; error: string }[] }> {
+    return insertIsolating(this.#sql, rows);
+  }
+
+  /** Inserts journal entries; a line refused for good is quarantined with its position. */
+  insertOrQuarantine(entries: JournalEntry[], at: JournalPosition): Promise<{ results: InsertResult[]; quarantined: Quarantined[] }> {
+    return insertOrQuarantine(this.#sql, entries, this.partitions, at);
+  }
+
+  /** Which of these pairs the outbox holds, as pairKey strings. */
+  existingPairs(pairs: { tenant_id: string; dedupe_key: string }[]): Promise<Set<string>> {
+    return existingPairs(this.#sql, pairs);
+  }
+
+  // The processor.
+
+  pendingTenants(partition: number): Promise<string[]> {
+    return pendingTenants(this.#sql, partition);
+  }
+
+  claimRows(partition: number, grants: ReadonlyMap<string, number>): Promise<ClaimedRow[]> {
+    return claimForTenants(this.#sql, partition, grants);
+  }
+
+  markSent(ids: readonly string[]): Promise<number> {
+    return markSent(this.#sql, ids);
+  }
+
+  markPublished(refs: readonly PublishedRef[]): Promise<number> {
+    return markPublished(this.#sql, refs);
+  }
+
+  recordFailure(rows: readonly FailedRow[], error: string, maxAttempts: number): Promise<string[]> {
+    return recordFailure(this.#sql, rows, error, maxAttempts);
+  }
+
+  markDead(ids: readonly string[], error: string): Promise<number> {
+    return markDead(this.#sql, ids, error);
+  }
+
+  deleteSent(retentionMs: number, limit: number): Promise<number> {
+    return deleteSent(this.#sql, retentionMs, limit);
+  }
+
+  // Operators.
+
+  requeueIds(ids: readonly string[]): Promise<{ id: string; tenant_id: string }[]> {
+    return requeueIds(this.#sql, ids);
+  }
+
+  requeueTenant(f: TenantReplayFilter): Promise<{ matched: number; requeued: number }> {
+    return requeueTenant(this.#sql, f);
+  }
+
+  tenantHasRows(tenant: string): Promise<boolean> {
+    return tenantHasRows(this.#sql, tenant);
+  }
+
+  // Counts, each from an index (see counts.ts).
+
+  tenantStats(): Promise<Map<string, OutboxTenantStats>> {
+    return outboxStats(this.#sql);
+  }
+
+  pendingByTenant(): Promise<Map<string, number>> {
+    return pendingByTenant(this.#sql);
+  }
+
+  statusCountsByTenant(): Promise<Map<string, StatusCounts>> {
+    return statusCountsByTenant(this.#sql);
+  }
+}
+
+/**
+ * An error from the database rather than from what was read: postgres.js errors carry a SQLSTATE or a
+ * connection code. A journal replay stops on one instead of skipping a file.
+ */
+export function isDatabaseFailure(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  return err.name === 'PostgresError' || code === 'ECONNREFUSED' || code === 'CONNECTION_CLOSED';
+}

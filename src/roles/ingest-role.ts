@@ -1,0 +1,93 @@
+import type { Config } from '../config.ts';
+import type { Envelope } from '../core/record.ts';
+import type { ComponentState, Readiness } from '../http/readiness.ts';
+import { Backlog } from '../ingest/backlog.ts';
+import { startIngestStack } from '../ingest/ingest-stack.ts';
+import { journalReadiness } from '../ingest/journal-readiness.ts';
+import type { WriteResult } from '../ingest/write-path.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
+import type { Database } from '../outbox/db.ts';
+import type { Outbox } from '../outbox/outbox.ts';
+import type { OutboxGauges } from '../outbox/outbox-gauges.ts';
+import type { Tenants } from '../tenants.ts';
+
+export interface IngestRole {
+  write(envelopes: Envelope[]): Promise<WriteResult[]>;
+  inFlight(): number;
+  /** Sets the forwarder gauges a scrape reports. */
+  beforeScrape(): void;
+}
+
+/** Past this long failing without a break, the forwarder makes the instance not ready: it is stuck. */
+const FORWARDER_STUCK_MS = 30_000;
+
+/**
+ * The ingest half of a node: backpressure, the journal with its forwarder and the write path, and
+ * the readiness an ingest node answers with — ready when it can take a write and make it durable in
+ * its mode: the journal always, the outbox in sync mode, room below SLUICE_MAX_UNFORWARDED otherwise.
+ */
+export async function startIngestRole(o: {
+  config: Config;
+  outbox: Outbox;
+  database: Database;
+  tenants: Tenants;
+  metrics: Metrics;
+  log: Logger;
+  gauges: OutboxGauges;
+  readiness: Readiness;
+  timed: <T>(part: string, p: Promise<T>) => Promise<T>;
+  closers: { name: string; close: () => Promise<void> }[];
+  onCommitted: () => void;
+}): Promise<IngestRole> {
+  const { config, outbox, tenants, metrics, log, gauges, readiness } = o;
+  const backlog = new Backlog({ pending: () => outbox.pendingByTenant(), tenants, metrics, log, refreshMs: 1_000 });
+  await backlog.start();
+  o.closers.push({ name: 'backlog', close: async () => backlog.stop() });
+
+  const ingest = await o.timed('journal', startIngestStack({ config, sql: o.database.sql, log, metrics, onCommitted: o.onCommitted }));
+  o.closers.push({ name: 'ingest', close: () => ingest.close() });
+  const { writePath, journal } = ingest;
+
+  readiness
+    .add('journal', true, () => journalReadiness(journal.nodeDir, journal.failure, config.http.maxBodyBytes))
+    // Acknowledged records are in no file: the node stays out of rotation until a person has looked.
+    .add('journal_integrity', true, () =>
+      journal.integrity.incidents === 0 ? { ok: true } : { ok: false, detail: journal.integrity.describe() ?? '' },
+    )
+    .add('outbox', config.writeMode === 'sync', async () => {
+      await outbox.ping();
+      return { ok: true };
+    })
+    .add('forwarder', true, () => forwarderState(ingest.forwarder));
+  if (config.writeMode !== 'sync') {
+    readiness.add('backlog', true, () => {
+      const refusal = writePath.refusal;
+      return refusal === undefined ? { ok: true } : { ok: false, detail: refusal };
+    });
+  }
+
+  return {
+    async write(envelopes) {
+      await backlog.admit(envelopes, (es) => writePath.holds(es));
+      const results = await writePath.write(envelopes);
+      for (const r of results) {
+        if (!r.duplicate) backlog.accepted(r.tenant_id, 1);
+        // A tenant that wrote here reports pending 0 once drained, rather than vanishing from /metrics.
+        gauges.saw(r.tenant_id);
+      }
+      return results;
+    },
+    inFlight: () => writePath.inFlight,
+    beforeScrape() {
+      metrics.forwarderLag.set(ingest.forwarderLag());
+      metrics.forwarderFailingSeconds.set(ingest.forwarder.failingMs() / 1000);
+    },
+  };
+}
+
+function forwarderState(forwarder: { failingMs(): number; lastError: string | undefined }): ComponentState {
+  const failing = forwarder.failingMs();
+  if (failing < FORWARDER_STUCK_MS) return { ok: true };
+  return { ok: false, detail: `failing for ${Math.round(failing / 1000)} s: ${forwarder.lastError ?? 'unknown error'}` };
+}

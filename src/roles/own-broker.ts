@@ -1,0 +1,31 @@
+import { join } from 'node:path';
+import type { Config } from '../config.ts';
+import { SluiceError } from '../errors.ts';
+import { portProblem, startLocalBroker, type LocalBroker } from '../kafka/local-broker.ts';
+import type { Logger } from '../log.ts';
+
+/**
+ * `serve` without KAFKA_BROKERS starts its own broker and only ever publishes to it: a port already
+ * taken is refused at once (the broker itself takes seconds and is waited for in the background).
+ */
+export async function checkOwnBrokerPort(config: Config): Promise<void> {
+  const problem = await portProblem(config.kafka.localPort);
+  if (problem !== undefined) throw localBrokerError(config, problem);
+}
+
+export async function startOwnBroker(config: Config, log: Logger): Promise<LocalBroker> {
+  log.info('KAFKA_BROKERS not set: starting a local Kafka broker', { port: config.kafka.localPort });
+  try {
+    return await startLocalBroker({ dataDir: join(config.db.dataDir, 'kafka'), port: config.kafka.localPort, fastStart: true });
+  } catch (err) {
+    throw localBrokerError(config, err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err));
+  }
+}
+
+/** Why the local broker cannot serve, naming SLUICE_KAFKA_LOCAL_PORT and the ways out: never somebody else's broker. */
+function localBrokerError(config: Config, why: string): SluiceError {
+  return new SluiceError(
+    'kafka_unavailable',
+    `SLUICE_KAFKA_LOCAL_PORT ${config.kafka.localPort}: the local Kafka broker did not start: ${why}: free the port or set SLUICE_KAFKA_LOCAL_PORT to another one, or set KAFKA_BROKERS to use a broker you run`,
+  );
+}

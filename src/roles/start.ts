@@ -1,0 +1,217 @@
+import { join } from 'node:path';
+import type { Config } from '../config.ts';
+import { ConfigError, describeError, SluiceError } from '../errors.ts';
+import { createApp } from '../http/app.ts';
+import { edgeFetch } from '../http/edge.ts';
+import { listen, readTls } from '../http/listener.ts';
+import { Readiness } from '../http/readiness.ts';
+import type { Logger } from '../log.ts';
+import { createMetrics, zeroTenantSeries } from '../metrics.ts';
+import { migrate } from '../outbox/migrate.ts';
+import { openChecked } from '../outbox/open-checked.ts';
+import { Outbox } from '../outbox/outbox.ts';
+import { OutboxGauges } from '../outbox/outbox-gauges.ts';
+import { probeWritableDir } from '../probes.ts';
+import { startProcessing, type Processing } from '../processor/processing.ts';
+import { TenantControls } from '../processor/tenant-controls.ts';
+import { loadTenantsFile, NO_TENANTS_FILE, Tenants } from '../tenants.ts';
+import { startIngestRole } from './ingest-role.ts';
+import { checkOwnBrokerPort, startOwnBroker } from './own-broker.ts';
+
+/** `serve` = ingest + processor in one process; `ingest` and `process` are its halves, run apart. */
+export type Role = 'serve' | 'ingest' | 'process';
+
+export interface Running {
+  readonly url: string;
+  /** SIGHUP: re-reads the tenants file and the TLS certificate; a bad one is reported and the one in force kept. */
+  reload(): boolean;
+  /** Settles with a reason when a part this process cannot run without fails (its local broker exited). */
+  readonly failed: Promise<string>;
+  /** Graceful stop: refuse new writes, drain, flush, close everything. Safe to call twice. */
+  shutdown(reason: string): Promise<void>;
+}
+
+/**
+ * The composition root of every role: the same app (health, readiness, metrics, admin, the error
+ * table) with the parts the role runs. Parts are built in dependency order and closed in reverse; the
+ * local broker and the embedded database, the slow ones, start side by side.
+ */
+export async function startRole(role: Role, config: Config, log: Logger): Promise<Running> {
+  const started = performance.now();
+  const timings: Record<string, number> = {};
+  const timed = async <T>(part: string, p: Promise<T>): Promise<T> => {
+    const t = performance.now();
+    const value = await p;
+    timings[`${part}_ms`] = Math.round(performance.now() - t);
+    return value;
+  };
+  const ingests = role !== 'process';
+  const publishes = role !== 'ingest';
+  requireSettings(role, config);
+  // Read before anything starts: a bad tenants file or certificate stops sluice like a bad variable does.
+  if (config.tls !== undefined) readTls(config.tls);
+  const tenants = new Tenants(config.tenantsFile === undefined ? NO_TENANTS_FILE : loadTenantsFile(config.tenantsFile), log, { metricTenants: config.metricTenants });
+  const metrics = createMetrics();
+  zeroTenantSeries(metrics, tenants.configured);
+  const controls = new TenantControls(tenants, metrics, log);
+  const closers: { name: string; close: () => Promise<void> }[] = [];
+  const closeAll = async (): Promise<void> => {
+    for (const { name, close } of closers.splice(0).reverse()) {
+      try {
+        await close();
+      } catch (err) {
+        log.error('close failed', { part: name, error: describeError(err) });
+      }
+    }
+  };
+  let fail: (reason: string) => void = () => {};
+  const failed = new Promise<string>((resolve) => {
+    fail = resolve;
+  });
+
+  try {
+    if (ingests) {
+      // Checked first: an unwritable journal is found in milliseconds, not after the broker started.
+      const journalDir = probeWritableDir('SLUICE_JOURNAL_DIR', join(config.journal.dir, config.nodeId));
+      if (!journalDir.ok) throw new SluiceError('journal_unavailable', journalDir.detail);
+    }
+    const ownBroker = publishes && config.kafka.brokers === undefined;
+    if (ownBroker) await checkOwnBrokerPort(config);
+    let stopping = false;
+    // The local broker starts beside the database; ingest does not wait for it, the processor does.
+    const brokerStart = ownBroker ? timed('kafka_local', startOwnBroker(config, log)) : undefined;
+    if (brokerStart !== undefined) {
+      brokerStart.catch(() => {});
+      closers.push({ name: 'kafka-local', close: async () => (await brokerStart.catch(() => undefined))?.stop() });
+    }
+    const database = await timed('database', openChecked(config, log));
+    closers.push({ name: 'database', close: () => database.close() });
+    await timed('migrate', migrate(database.sql, log));
+    const outbox = new Outbox(database.sql, config.partitions);
+
+    let processing: Processing | undefined;
+    const startProcessor = async (brokers: string[]): Promise<void> => {
+      const running = await startProcessing({ config, db: database, outbox, brokers, tenants, controls, metrics, log });
+      processing = running;
+      closers.push({ name: 'processor', close: () => running.close() });
+    };
+    if (publishes && config.kafka.brokers !== undefined) await startProcessor(config.kafka.brokers);
+    const wakeProcessor = (): void => processing?.processor.wake();
+    const gauges = new OutboxGauges(outbox, tenants, metrics);
+
+    const readiness = new Readiness();
+    const ingest = ingests
+      ? await startIngestRole({ config, outbox, database, tenants, metrics, log, gauges, readiness, timed, closers, onCommitted: wakeProcessor })
+      : undefined;
+    if (!ingests) {
+      readiness.add('outbox', true, async () => {
+        await outbox.ping();
+        return { ok: true };
+      });
+    }
+    // An ingest node takes writes while Kafka is down: the broker is reported there, never a reason to
+    // turn writes away. A processor alone is ready when it can publish.
+    if (publishes) {
+      readiness.add('kafka', !ingests, () => processing?.kafkaReadiness() ?? { ok: false, detail: `the local Kafka broker on 127.0.0.1:${config.kafka.localPort} is starting` });
+    }
+
+    let draining = false;
+    const app = createApp({
+      log,
+      metrics,
+      ingest: ingest === undefined ? undefined : {
+        write: ingest.write,
+        maxBodyBytes: config.http.maxBodyBytes,
+        maxBatchLines: config.ingest.maxBatchLines,
+        maxJsonDepth: config.ingest.maxJsonDepth,
+        maxLineBytes: config.ingest.maxLineBytes,
+      },
+      progressTopic: config.processor.progressTopic,
+      defaultTopic: config.kafka.topic,
+      tenants,
+      admin: config.adminToken === undefined ? undefined : { token: config.adminToken, outbox, controls, wake: wakeProcessor },
+      draining: () => draining,
+      readiness,
+      beforeScrape: async () => {
+        ingest?.beforeScrape();
+        await gauges.forScrape((err) => log.warn('outbox gauges not refreshed', { error: describeError(err) }));
+      },
+      ...(publishes ? { health: () => ({ partitions_owned: processing?.processor.owned.size ?? 0 }) } : {}),
+    });
+
+    const server = listen({
+      host: config.http.host,
+      port: config.http.port,
+      tls: config.tls,
+      fetch: edgeFetch(app.fetch),
+      // Our own reader answers every oversize body with sluice's JSON 413 (a declared length before
+      // reading anything, a chunked one as soon as it passes the limit); Bun's own limit would
+      // answer first with an empty 413, so it is out of the way.
+      maxRequestBodySize: ingests ? Number.MAX_SAFE_INTEGER : 64 * 1024,
+      log,
+    });
+    closers.push({ name: 'http', close: () => server.stop() });
+    timings.total_ms = Math.round(performance.now() - started);
+    log.info('sluice listening', {
+      url: server.url,
+      role,
+      node_id: config.nodeId,
+      ...(ingests ? { write_mode: config.writeMode } : {}),
+      ...(publishes ? { guarantee: config.processor.guarantee } : {}),
+      database: database.kind,
+      tls: config.tls !== undefined,
+      ...timings,
+    });
+    brokerStart?.then(
+      (own) => {
+        if (stopping) return;
+        log.info('local kafka ready', { bootstrap: own.bootstrap, kafka_local_ms: timings.kafka_local_ms, since_start_ms: Math.round(performance.now() - started) });
+        startProcessor([own.bootstrap]).catch((err: unknown) => {
+          if (!stopping) fail(`the processor did not start: ${describeError(err)}`);
+        });
+        // Whatever holds the port after the broker died is not ours: stop rather than publish to it.
+        void own.exited.then((code) => {
+          if (!stopping) fail(`the local Kafka broker exited (code ${code}); see ${join(own.dataDir, 'broker.log')}`);
+        });
+      },
+      (err: unknown) => {
+        if (!stopping) fail(err instanceof SluiceError ? err.message : describeError(err));
+      },
+    );
+
+    let shutdown: Promise<void> | undefined;
+    return {
+      url: server.url,
+      failed,
+      reload() {
+        const reloaded = tenants.reload();
+        if (reloaded) zeroTenantSeries(metrics, tenants.configured);
+        const tls = server.reloadTls();
+        return reloaded || tls;
+      },
+      shutdown(reason) {
+        shutdown ??= (async () => {
+          log.info('shutting down', { reason, ...(ingest !== undefined ? { in_flight: ingest.inFlight() } : {}) });
+          draining = true;
+          stopping = true;
+          await closeAll();
+          log.info('shutdown complete');
+        })();
+        return shutdown;
+      },
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+/** What a role cannot run without, all reported at once. */
+function requireSettings(role: Role, config: Config): void {
+  if (role !== 'process') return;
+  const missing = [
+    ...(config.db.url === undefined ? [{ path: 'DATABASE_URL', message: 'DATABASE_URL must be set for process: the processor shares the outbox with other instances, so it needs a real Postgres' }] : []),
+    ...(config.kafka.brokers === undefined ? [{ path: 'KAFKA_BROKERS', message: 'KAFKA_BROKERS must be set for process: it publishes to a Kafka cluster you run (only serve starts a local broker)' }] : []),
+  ];
+  if (missing.length > 0) throw new ConfigError(`invalid configuration: ${missing.map((m) => m.message).join('; ')}`, missing);
+}
