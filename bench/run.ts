@@ -19,7 +19,8 @@ import { runPublishLatency } from './publish-latency.ts';
 import { commandLine, processTree, statusMiB } from './proc.ts';
 import { readProfiles, type StageProfile } from './profile.ts';
 import { ensureRequirements } from './requirements.ts';
-import { RSS_LIMIT_MIB, type BaselineResult, type BenchReport, type Measured, type Scaling, type ScenarioResult } from './result.ts';
+import { RSS_LIMIT_MIB, type BaselineResult, type BenchReport, type Measured, type ScenarioResult } from './result.ts';
+import { scalingOf } from './scaling.ts';
 import {
   BATCH_CONNECTIONS,
   BATCH_LINES,
@@ -221,39 +222,6 @@ async function measureScenario(ctx: Context, s: Scenario): Promise<ScenarioRun> 
   };
 }
 
-/** 1 against N workers, from the scaling scenarios (bench/scenarios.ts) of this run. */
-function scalingOf(results: ScenarioResult[]): Scaling {
-  if (WORKERS_SETTING === undefined) {
-    return {
-      setting: null,
-      rows: [],
-      note: 'not measured: sluice has no ingest worker setting yet; naming it as WORKERS_SETTING in bench/scenarios.ts adds the scenarios',
-    };
-  }
-  const bases = new Map<string, ScenarioResult[]>();
-  for (const r of results) {
-    if (r.workers === null) continue;
-    const base = r.name.replace(/-workers-\d+$/, '');
-    bases.set(base, [...(bases.get(base) ?? []), r]);
-  }
-  const rows = [...bases.entries()].map(([scenario, rs]) => {
-    const sorted = rs.sort((a, b) => (a.workers ?? 0) - (b.workers ?? 0));
-    const one = sorted.find((r) => r.workers === 1)?.throughput ?? Number.NaN;
-    return {
-      scenario,
-      workers: sorted.map((r) => r.workers ?? 0),
-      throughput: sorted.map((r) => r.throughput),
-      sluice_cores: sorted.map((r) => r.cpu?.cores.app ?? null),
-      speedup: (sorted.at(-1)?.throughput ?? Number.NaN) / one,
-    };
-  });
-  return {
-    setting: WORKERS_SETTING,
-    rows,
-    note: `${availableParallelism()} cores, shared with wrk (2 threads) and, in serve, Postgres and the broker: a speed-up below ${Math.max(...SCALING_WORKERS)} here says as much about the cores left as about sluice; the sluice cores column tells which`,
-  };
-}
-
 /** `--growth`: the growth curves alone (bench/growth/growth.ts), a table and results/growth-<date>.json and .svg. */
 async function growth(): Promise<number> {
   await ensureRequirements({ growth: true, say: progress });
@@ -349,7 +317,7 @@ async function main(): Promise<number> {
     },
     baselines,
     scenarios,
-    scaling: scalingOf(scenarios),
+    scaling: scalingOf(scenarios, WORKERS_SETTING, availableParallelism(), Math.max(...SCALING_WORKERS)),
   };
   console.log(`\n${formatTables(report)}\n`);
   const base = join(import.meta.dir, 'results', quick ? `${date}-quick` : date);
