@@ -45,11 +45,11 @@ export function locationOf(url: string): string | undefined {
   return parts.length > 2 ? `src/${parts[1]}` : 'src';
 }
 
-/** A frame without a source file: the engine's markers as they are, `wasm` (PGlite's Postgres), else a builtin by name. */
+/** A frame without a source file: the engine's markers as they are, `wasm` (PGlite's Postgres), a builtin by name, or the runtime's unnamed native code. */
 function runtimeFrame(functionName: string): string {
   if (functionName.startsWith('(')) return functionName;
   if (functionName.startsWith('.wasm-function')) return 'wasm';
-  return `builtin ${functionName === '' ? '(no name)' : functionName}`;
+  return functionName === '' ? 'runtime (unnamed native frames)' : `builtin ${functionName}`;
 }
 
 function shares(time: Map<string, number>, total: number): Share[] {
