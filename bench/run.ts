@@ -222,9 +222,20 @@ async function measureScenario(ctx: Context, s: Scenario): Promise<ScenarioRun> 
   };
 }
 
+/** The problems alone, without a stack trace: they are instructions for the person running the bench. */
+async function requirementsMet(growth: boolean): Promise<boolean> {
+  try {
+    await ensureRequirements({ growth, say: progress });
+    return true;
+  } catch (err) {
+    console.error((err as Error).message);
+    return false;
+  }
+}
+
 /** `--growth`: the growth curves alone (bench/growth/growth.ts), a table and results/growth-<date>.json and .svg. */
 async function growth(): Promise<number> {
-  await ensureRequirements({ growth: true, say: progress });
+  if (!(await requirementsMet(true))) return 1;
   const workDir = mkdtempSync(join(tmpdir(), 'sluice-growth-'));
   progress(`${quick ? 'quick' : 'full'} growth run ${runId}; work files in ${workDir}`);
   const points = await runGrowth(quick ? GROWTH_QUICK : GROWTH_FULL, workDir, progress);
@@ -241,7 +252,7 @@ async function main(): Promise<number> {
   if (args.includes('--growth')) return growth();
   const loadAtStart = loadavg()[0] ?? Number.NaN;
   progress('checking what the bench needs (wrk, Java, Maven, the Kafka jars, Postgres)');
-  await ensureRequirements({ growth: false, say: progress });
+  if (!(await requirementsMet(false))) return 1;
   const workDir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
   progress(`${quick ? 'quick' : 'full'} run ${runId}; work files in ${workDir}; load average ${loadAtStart.toFixed(1)} on ${availableParallelism()} cores`);
   progress('fresh database sluice_bench on the local Postgres');
