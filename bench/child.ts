@@ -9,10 +9,3 @@ export async function childOutput(cmd: string[], env: Record<string, string | un
   return out;
 }
 
-/** Peak resident set size of a live process, from the kernel's own high-water mark. */
-export async function peakRssMiB(pid: number): Promise<number> {
-  const status = await Bun.file(`/proc/${pid}/status`).text();
-  const match = /^VmHWM:\s+(\d+)\s+kB/m.exec(status);
-  if (match?.[1] === undefined) throw new Error(`no VmHWM in /proc/${pid}/status`);
-  return Number(match[1]) / 1024;
-}

@@ -4,6 +4,7 @@ import type { Sql } from '../src/outbox/db.ts';
 import { migrate } from '../src/outbox/migrate.ts';
 
 export interface BenchDatabase {
+  name: string;
   url: string;
   sql: Sql;
   /** Empties the outbox so each scenario starts from the same table size. */
@@ -11,7 +12,7 @@ export interface BenchDatabase {
   close(): Promise<void>;
 }
 
-const ADMIN_URL = process.env.SLUICE_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const ADMIN_URL = process.env.SLUICE_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const NAME = 'sluice_bench';
 
 /** Drops and recreates `sluice_bench` (or `name`) on the local Postgres and applies the migrations. */
@@ -28,6 +29,7 @@ export async function freshDatabase(name = NAME): Promise<BenchDatabase> {
   const sql = postgres(url.toString(), { max: 1, onnotice: () => {} });
   await migrate(sql, createLogger({ level: 'warn' }));
   return {
+    name,
     url: url.toString(),
     sql,
     async reset() {

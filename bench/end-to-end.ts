@@ -48,7 +48,7 @@ export async function runEndToEnd(opts: {
     await Promise.all(Array.from({ length: opts.concurrency }, sender));
     const complete = await reader.waitFor(opts.events - rejected, deadline);
     const elapsedS = (Date.now() - started) / 1000;
-    return eventsMeasured(reader.distinct / elapsedS, latencies, [
+    return eventsMeasured(reader.distinct, reader.distinct / elapsedS, latencies, [
       rejected > 0 ? `${rejected} events rejected at ingest` : '',
       complete ? '' : `only ${reader.distinct} of ${opts.events} readable after ${opts.timeoutMs / 1000} s`,
       reader.duplicates > 0 ? `${reader.duplicates} duplicates read` : '',

@@ -37,7 +37,7 @@ export async function runPublishLatency(opts: {
     });
     const load = JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as { ok: number; failed: number; missed: number; rate: number };
     const complete = await reader.waitFor(load.ok, Date.now() + DRAIN_MS);
-    return eventsMeasured(load.rate, latencies, [
+    return eventsMeasured(load.ok, load.rate, latencies, [
       load.failed > 0 ? `${load.failed} requests failed` : '',
       load.missed > 0 ? `${load.missed} sends missed (sluice fell behind)` : '',
       complete ? '' : `only ${reader.distinct} of ${load.ok} readable ${DRAIN_MS / 1000} s after the load ended`,

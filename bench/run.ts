@@ -1,25 +1,42 @@
-// `bun run bench [--quick] [--only name,name] [--growth]`: starts Postgres database, Kafka broker and sluice
-// itself, measures the ceilings and every scenario in the same run, prints the tables and writes
-// bench/results/<date>.json and .png. See README.md, "Benchmarks".
+// `bun run bench [--quick] [--only name,name] [--profile] [--growth]`: checks (and installs) what it
+// needs, starts a Postgres database, a Kafka broker and sluice itself, measures the ceilings and every
+// scenario in the same run with the CPU each process spent, prints the tables and writes
+// bench/results/<date>.json and .svg. See README.md, "Benchmarks".
 import { mkdtempSync, rmSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLocalBroker } from '../src/kafka/local-broker.ts';
 import { measureProducerCeiling } from './baselines/kafka-perf.ts';
 import { measureInsertCeiling } from './baselines/postgres-insert.ts';
 import { writeBenchTenant, type BenchTenant } from './bench-tenant.ts';
-import { renderChart } from './chart.ts';
+import { chartFile } from './chart.ts';
+import { brokerSelector, postgresSelector, startCpuMeter, treeOf, type Selector } from './cpu-meter.ts';
 import { freshDatabase, type BenchDatabase } from './database.ts';
 import { runEndToEnd } from './end-to-end.ts';
 import { formatGrowth, GROWTH_FULL, GROWTH_QUICK, runGrowth } from './growth/growth.ts';
 import { createTopic } from './kafka-reader.ts';
 import { runPublishLatency } from './publish-latency.ts';
+import { commandLine, processTree, statusMiB } from './proc.ts';
+import { readProfiles, type StageProfile } from './profile.ts';
+import { ensureRequirements } from './requirements.ts';
 import { RSS_LIMIT_MIB, type BaselineResult, type BenchReport, type Measured, type ScenarioResult } from './result.ts';
-import { BATCH_CONNECTIONS, BATCH_LINES, FULL, QUICK, SCENARIOS, SINGLE_CONNECTIONS, type Durations, type Scenario } from './scenarios.ts';
+import { scalingOf } from './scaling.ts';
+import {
+  BATCH_CONNECTIONS,
+  BATCH_LINES,
+  FULL,
+  QUICK,
+  SCALING_WORKERS,
+  SCENARIOS,
+  SINGLE_CONNECTIONS,
+  WORKERS_SETTING,
+  type Durations,
+  type Scenario,
+} from './scenarios.ts';
 import { startServer } from './server-process.ts';
-import { startSluice } from './sluice.ts';
+import { startSluice, type SluiceSettings } from './sluice.ts';
 import { formatTables } from './table.ts';
-import { ensureWrk, runWrk, type LoadShape, type LoadTarget } from './wrk.ts';
+import { runWrk, type LoadShape, type LoadTarget } from './wrk.ts';
 
 const PAYLOAD = {
   kind: 'order.created',
@@ -37,6 +54,7 @@ const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const onlyAt = args.indexOf('--only');
 const only = onlyAt === -1 ? undefined : args[onlyAt + 1]?.split(',');
+const profile = args.includes('--profile');
 const durations: Durations = quick ? QUICK : FULL;
 const started = performance.now();
 const runId = Date.now().toString(36);
@@ -50,16 +68,34 @@ interface Context {
   brokers: string[];
   tenant: BenchTenant;
   workDir: string;
+  /** The processes that take part, for the CPU meter; undefined where /proc does not show them. */
+  postgres: Selector | undefined;
+  kafka: Selector | undefined;
 }
 
-async function measureWrk(url: string, ctx: Context, name: string, shape: Omit<LoadShape, 'durationS'>): Promise<Measured> {
+type Selectors = Parameters<typeof startCpuMeter>[0];
+
+/** Runs `measure` with the CPU meter on, and divides each process group's CPU time by the events it measured. */
+async function metered(selectors: Selectors, measure: () => Promise<Measured>): Promise<Measured> {
+  const meter = startCpuMeter(selectors);
+  const measured = await measure();
+  return { ...measured, cpu: meter.stop(measured.events) };
+}
+
+async function measureWrk(url: string, ctx: Context, name: string, shape: Omit<LoadShape, 'durationS'>, selectors: Selectors): Promise<Measured> {
   const target: LoadTarget = { url, token: ctx.tenant.token, tenant: ctx.tenant.id, template: TEMPLATE, runId: `${runId}-${name}-warm` };
   await runWrk(target, { ...shape, durationS: durations.warmupS });
-  const r = await runWrk({ ...target, runId: `${runId}-${name}` }, { ...shape, durationS: durations.httpS });
-  const perRequest = shape.lines;
+  return metered(selectors, async () => {
+    const r = await runWrk({ ...target, runId: `${runId}-${name}` }, { ...shape, durationS: durations.httpS });
+    return wrkMeasured(r, shape.lines);
+  });
+}
+
+function wrkMeasured(r: Awaited<ReturnType<typeof runWrk>>, perRequest: number): Measured {
   return {
     unit: perRequest === 1 ? 'req/s' : 'events/s',
     throughput: r.requestsPerS * perRequest,
+    events: r.ok * perRequest,
     p50_ms: r.p50Ms,
     p99_ms: r.p99Ms,
     max_ms: r.maxMs,
@@ -76,7 +112,7 @@ async function rawServeCeiling(ctx: Context, lines: number, connections: number)
     ready: /^listening (\S+)\n/m,
   });
   try {
-    return await measureWrk(server.url, ctx, `raw-${lines}`, { lines, connections });
+    return await measureWrk(server.url, ctx, `raw-${lines}`, { lines, connections }, { app: treeOf(server.pid) });
   } finally {
     await server.stop();
   }
@@ -88,88 +124,118 @@ async function measureBaselines(ctx: Context): Promise<BaselineResult[]> {
   progress(`ceiling: raw Bun.serve, NDJSON batches of ${BATCH_LINES}, ${BATCH_CONNECTIONS} connections`);
   const ndjson = await rawServeCeiling(ctx, BATCH_LINES, BATCH_CONNECTIONS);
   progress('ceiling: Postgres batched INSERT (insertRows), 1000 rows a batch, 4 connections');
-  const insert = await measureInsertCeiling({
-    url: ctx.db.url,
-    tenant: ctx.tenant.id,
-    topic: 'sluice.events',
-    payload: PAYLOAD,
-    runId: `${runId}-ceiling`,
-    connections: 4,
-    batch: 1000,
-    durationS: durations.insertS,
+  // The client is this process: it does nothing else meanwhile but poll the meter.
+  const insert = await metered({ app: () => [process.pid], postgres: ctx.postgres }, async () => {
+    const r = await measureInsertCeiling({
+      url: ctx.db.url,
+      tenant: ctx.tenant.id,
+      topic: 'sluice.events',
+      payload: PAYLOAD,
+      runId: `${runId}-ceiling`,
+      connections: 4,
+      batch: 1000,
+      durationS: durations.insertS,
+    });
+    return { unit: 'events/s', throughput: r.eventsPerS, events: r.rows, p50_ms: r.p50Ms, p99_ms: r.p99Ms, max_ms: r.maxMs };
   });
   await ctx.db.reset();
   const recordBytes = Buffer.byteLength(JSON.stringify(PAYLOAD));
   progress(`ceiling: Kafka ProducerPerformance, ${durations.kafkaRecords} records of ${recordBytes} bytes, acks=all`);
-  const kafka = await measureProducerCeiling({
-    bootstrap: ctx.brokers.join(','),
-    topic: `bench.${runId}.producer-perf`,
-    records: durations.kafkaRecords,
-    recordBytes,
-    timeoutMs: 180_000,
+  const producer: Selector = (stats) => stats.filter((s) => s.ppid === process.pid && commandLine(s.pid).includes('ProducerPerformance')).map((s) => s.pid);
+  const kafka = await metered({ app: producer, kafka: ctx.kafka }, async () => {
+    const r = await measureProducerCeiling({
+      bootstrap: ctx.brokers.join(','),
+      topic: `bench.${runId}.producer-perf`,
+      records: durations.kafkaRecords,
+      recordBytes,
+      timeoutMs: 180_000,
+    });
+    return { unit: 'events/s', throughput: r.recordsPerS, events: r.records, p50_ms: r.p50Ms, p99_ms: r.p99Ms, max_ms: r.maxMs };
   });
   return [
     { name: 'raw-bun-serve-json', description: 'Bun.serve parsing the same JSON body, 202', ...json },
     { name: 'raw-bun-serve-ndjson-1000', description: 'Bun.serve parsing the same NDJSON batch, 202', ...ndjson },
-    {
-      name: 'postgres-batched-insert',
-      description: 'insertRows, batches of 1000 over 4 connections; latency per batch',
-      unit: 'events/s',
-      throughput: insert.eventsPerS,
-      p50_ms: insert.p50Ms,
-      p99_ms: insert.p99Ms,
-      max_ms: insert.maxMs,
-    },
-    {
-      name: 'kafka-producer-perf',
-      description: `org.apache.kafka.tools.ProducerPerformance, ${recordBytes}-byte records, acks=all`,
-      unit: 'events/s',
-      throughput: kafka.recordsPerS,
-      p50_ms: kafka.p50Ms,
-      p99_ms: kafka.p99Ms,
-      max_ms: kafka.maxMs,
-    },
+    { name: 'postgres-batched-insert', description: 'insertRows, batches of 1000 over 4 connections; latency per batch', ...insert },
+    { name: 'kafka-producer-perf', description: `org.apache.kafka.tools.ProducerPerformance, ${recordBytes}-byte records, acks=all`, ...kafka },
   ];
 }
 
-async function measureScenario(ctx: Context, s: Scenario): Promise<{ measured: Measured; peakRssMiB: number }> {
+interface ScenarioRun {
+  measured: Measured;
+  peakRssPerProcess: number[];
+  profile: StageProfile | undefined;
+}
+
+async function measureScenario(ctx: Context, s: Scenario): Promise<ScenarioRun> {
   const topic = `bench.${runId}.${s.name}`;
-  await createTopic(ctx.brokers, topic);
-  const sluice = await startSluice({
-    databaseUrl: ctx.db.url,
+  if (s.command === 'serve') await createTopic(ctx.brokers, topic);
+  const embedded = s.database === 'embedded';
+  const profileDir = profile ? join(ctx.workDir, `profile-${s.name}`) : undefined;
+  const settings: SluiceSettings = {
+    command: s.command,
+    databaseUrl: embedded ? undefined : ctx.db.url,
+    dataDir: join(ctx.workDir, `data-${s.name}`),
     brokers: ctx.brokers,
     tenantsFile: ctx.tenant.file,
     topic,
     mode: s.kind === 'http' ? s.mode : 'fast_ack',
     guarantee: s.kind === 'end-to-end' ? s.guarantee : 'exactly_once',
     workDir: ctx.workDir,
-  });
+    label: s.name,
+    ...(s.workers === undefined ? {} : { workers: s.workers }),
+  };
+  const notes: string[] = [];
+  if (embedded) {
+    // The first start creates the database (PGlite's initdb), a one-off peak of its own; the measured
+    // start reopens it, as every later start of a node does.
+    const first = await startSluice({ ...settings, label: `${s.name}-first-start` });
+    notes.push(`first start (creating the embedded database) peaked at ${first.peakRssMiB().toFixed(0)} MiB`);
+    await first.stop();
+  }
+  const sluice = await startSluice({ ...settings, ...(profileDir === undefined ? {} : { profileDir }) });
+  let measured: Measured;
+  let peakRssPerProcess: number[];
   try {
+    const selectors: Selectors = { app: treeOf(sluice.pid), postgres: embedded ? undefined : ctx.postgres, kafka: s.command === 'serve' ? ctx.kafka : undefined };
     const common = { url: sluice.url, brokers: ctx.brokers, topic, tenant: ctx.tenant, runId: `${runId}-${s.name}` };
-    let measured: Measured;
     if (s.kind === 'http') {
-      measured = await measureWrk(sluice.url, ctx, s.name, { lines: s.lines, connections: s.connections });
+      measured = await measureWrk(sluice.url, ctx, s.name, { lines: s.lines, connections: s.connections }, selectors);
     } else if (s.kind === 'end-to-end') {
-      measured = await runEndToEnd({
-        ...common,
-        line: (key) => TEMPLATE.replace('%s', key),
-        events: durations.endToEndEvents,
-        batch: BATCH_LINES,
-        concurrency: 4,
-        timeoutMs: durations.endToEndTimeoutMs,
-      });
+      const events = durations.endToEndEvents;
+      const line = (key: string): string => TEMPLATE.replace('%s', key);
+      measured = await metered(selectors, () => runEndToEnd({ ...common, line, events, batch: BATCH_LINES, concurrency: 4, timeoutMs: durations.endToEndTimeoutMs }));
     } else {
-      measured = await runPublishLatency({ ...common, payload: PAYLOAD, rate: s.rate, seconds: durations.latencyS });
+      measured = await metered(selectors, () => runPublishLatency({ ...common, payload: PAYLOAD, rate: s.rate, seconds: durations.latencyS }));
     }
-    return { measured, peakRssMiB: await sluice.peakRssMiB() };
+    peakRssPerProcess = processTree(sluice.pid).map((p) => statusMiB(p.pid, 'VmHWM'));
   } finally {
     await sluice.stop();
     await ctx.db.reset();
   }
+  if (profileDir !== undefined) notes.push('run under bun --cpu-prof: slower than without');
+  if (measured.note !== undefined) notes.unshift(measured.note);
+  const note = notes.join('; ');
+  return {
+    measured: { ...measured, ...(note === '' ? {} : { note }) },
+    peakRssPerProcess,
+    profile: profileDir === undefined ? undefined : readProfiles(profileDir),
+  };
 }
 
-/** `--growth`: the growth curves alone (bench/growth/growth.ts), a table and results/growth-<date>.json. */
+/** The problems alone, without a stack trace: they are instructions for the person running the bench. */
+async function requirementsMet(growth: boolean): Promise<boolean> {
+  try {
+    await ensureRequirements({ growth, say: progress });
+    return true;
+  } catch (err) {
+    console.error((err as Error).message);
+    return false;
+  }
+}
+
+/** `--growth`: the growth curves alone (bench/growth/growth.ts), a table and results/growth-<date>.json and .svg. */
 async function growth(): Promise<number> {
+  if (!(await requirementsMet(true))) return 1;
   const workDir = mkdtempSync(join(tmpdir(), 'sluice-growth-'));
   progress(`${quick ? 'quick' : 'full'} growth run ${runId}; work files in ${workDir}`);
   const points = await runGrowth(quick ? GROWTH_QUICK : GROWTH_FULL, workDir, progress);
@@ -178,45 +244,63 @@ async function growth(): Promise<number> {
   const date = new Date().toISOString().slice(0, 10);
   const file = join(import.meta.dir, 'results', `growth-${date}${quick ? '-quick' : ''}.json`);
   await Bun.write(file, `${JSON.stringify({ date, quick, cores: availableParallelism(), bun: Bun.version, points }, null, 2)}\n`);
-  progress(`wrote ${file}`);
+  progress(`wrote ${file} and ${await chartFile(file)}`);
   return 0;
 }
 
 async function main(): Promise<number> {
   if (args.includes('--growth')) return growth();
-  await ensureWrk();
+  const loadAtStart = loadavg()[0] ?? Number.NaN;
+  progress('checking what the bench needs (wrk, Java, Maven, the Kafka jars, Postgres)');
+  if (!(await requirementsMet(false))) return 1;
   const workDir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
-  progress(`${quick ? 'quick' : 'full'} run ${runId}; work files in ${workDir}`);
+  progress(`${quick ? 'quick' : 'full'} run ${runId}; work files in ${workDir}; load average ${loadAtStart.toFixed(1)} on ${availableParallelism()} cores`);
   progress('fresh database sluice_bench on the local Postgres');
   const db = await freshDatabase();
   progress('starting a local Kafka broker');
   const broker = await startLocalBroker();
-  const ctx: Context = { db, brokers: [broker.bootstrap], tenant: writeBenchTenant(workDir), workDir };
+  const ctx: Context = {
+    db,
+    brokers: [broker.bootstrap],
+    tenant: writeBenchTenant(workDir),
+    workDir,
+    postgres: await postgresSelector(db.sql, db.name),
+    kafka: brokerSelector(broker.dataDir),
+  };
+  if (ctx.postgres === undefined) progress('Postgres runs where /proc does not show it: its CPU per event is not measured');
+  if (ctx.kafka === undefined) progress('the broker JVM was not found in /proc: its CPU per event is not measured');
   const scenarios: ScenarioResult[] = [];
   let baselines: BaselineResult[];
   let finished = false;
   try {
     baselines = await measureBaselines(ctx);
-    for (const b of baselines) progress(`  ${b.name}: ${b.throughput.toFixed(0)} ${b.unit}, p99 ${b.p99_ms.toFixed(2)} ms`);
+    for (const b of baselines) progress(`  ${b.name}: ${b.throughput.toFixed(0)} ${b.unit}, p99 ${b.p99_ms.toFixed(2)} ms${cpuLine(b)}`);
     for (const s of SCENARIOS.filter((x) => only === undefined || only.includes(x.name))) {
-      progress(`scenario ${s.name} (sluice restarted)`);
-      const { measured, peakRssMiB } = await measureScenario(ctx, s);
+      progress(`scenario ${s.name} (sluice ${s.command}${s.database === 'embedded' ? ', embedded database' : ''} restarted)`);
+      const run = await measureScenario(ctx, s);
+      const { measured } = run;
       const ceiling = baselines.find((b) => b.name === s.baseline)?.throughput ?? Number.NaN;
       const ratio = measured.throughput / ceiling;
+      const peakRssMiB = Math.max(...run.peakRssPerProcess);
       const result: ScenarioResult = {
         name: s.name,
+        command: s.command,
+        database: s.database ?? 'postgres',
+        workers: s.workers ?? null,
         ...measured,
         peak_rss_mib: peakRssMiB,
+        peak_rss_per_process_mib: run.peakRssPerProcess,
         baseline: s.baseline,
         ratio,
         target: s.target?.text ?? null,
         target_met: s.target === undefined ? null : s.target.met(measured, ratio),
         rss_target_met: peakRssMiB <= RSS_LIMIT_MIB,
+        ...(run.profile === undefined ? {} : { profile: run.profile }),
       };
       scenarios.push(result);
       progress(
         `  ${s.name}: ${measured.throughput.toFixed(0)} ${measured.unit} (${ratio.toFixed(2)} x ${s.baseline}), ` +
-          `p50 ${measured.p50_ms.toFixed(2)} / p99 ${measured.p99_ms.toFixed(2)} ms, peak RSS ${peakRssMiB.toFixed(0)} MiB` +
+          `p50 ${measured.p50_ms.toFixed(2)} / p99 ${measured.p99_ms.toFixed(2)} ms, peak RSS ${peakRssMiB.toFixed(0)} MiB${cpuLine(measured)}` +
           (measured.note === undefined ? '' : ` — ${measured.note}`),
       );
     }
@@ -239,19 +323,27 @@ async function main(): Promise<number> {
       cores: availableParallelism(),
       bun: Bun.version,
       platform: `${process.platform}-${process.arch}`,
+      load_average: { start: loadAtStart, end: loadavg()[0] ?? Number.NaN },
       busy_note: 'figures are ratios to ceilings measured in the same run on the same machine',
     },
     baselines,
     scenarios,
+    scaling: scalingOf(scenarios, WORKERS_SETTING, availableParallelism(), Math.max(...SCALING_WORKERS)),
   };
   console.log(`\n${formatTables(report)}\n`);
   const base = join(import.meta.dir, 'results', quick ? `${date}-quick` : date);
   await Bun.write(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`);
-  await renderChart(report, `${base}.png`);
-  progress(`wrote ${base}.json and ${base}.png`);
+  progress(`wrote ${base}.json and ${await chartFile(`${base}.json`)}`);
   const missed = scenarios.filter((s) => s.target_met === false || !s.rss_target_met).map((s) => s.name);
   if (missed.length > 0) progress(`targets missed: ${missed.join(', ')}`);
   return 0;
+}
+
+function cpuLine(m: Measured): string {
+  const c = m.cpu;
+  if (c === undefined) return '';
+  const us = (v: number | null): string => (v === null ? '-' : v.toFixed(1));
+  return `; CPU µs/event: app ${us(c.us_per_event.app)}, postgres ${us(c.us_per_event.postgres)}, kafka ${us(c.us_per_event.kafka)}`;
 }
 
 // Ctrl-C: exit through process.exit so the children (broker, sluice, servers) are killed by their exit hooks.

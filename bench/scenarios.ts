@@ -8,8 +8,16 @@ export interface Target {
   met(r: Measured, ratio: number): boolean;
 }
 
+/**
+ * `serve` is ingest and processor in one process; `ingest` leaves the processor out, to compare the
+ * ingest path alone with raw Bun.serve. `embedded` runs without DATABASE_URL, on the embedded database
+ * (the default a first `bun start` gets), to report its memory. `workers` is passed as WORKERS_SETTING.
+ */
 interface Common {
   name: string;
+  command: 'serve' | 'ingest';
+  database?: 'embedded';
+  workers?: number;
   baseline: BaselineName;
   target?: Target;
 }
@@ -57,28 +65,71 @@ export const BATCH_LINES = 1000;
 export const BATCH_CONNECTIONS = 8;
 export const PUBLISH_RATE = 5000;
 
+/**
+ * The setting that runs sluice's ingest in N workers (issue 11). sluice has none yet; naming it here
+ * (e.g. `'SLUICE_INGEST_WORKERS'`) is the one line that adds the scaling scenarios (ingest-only
+ * fast_ack, 1 and 2 workers) and the scaling table. Until then the report says it was not measured.
+ */
+export const WORKERS_SETTING: string | undefined = undefined;
+export const SCALING_WORKERS = [1, 2];
+
+const jsonFastAckIngest: Target = { text: '>= 0.5 x ceiling, p99 <= 10 ms', met: (r, ratio) => ratio >= 0.5 && r.p99_ms <= 10 };
+
+/** The 1-vs-N scenarios: none while there is no setting to pass the worker count in. */
+export function scalingScenarios(setting: string | undefined): Scenario[] {
+  if (setting === undefined) return [];
+  return SCALING_WORKERS.flatMap((workers): Scenario[] => [
+    { kind: 'http', command: 'ingest', workers, name: `ingest-json-fast_ack-workers-${workers}`, mode: 'fast_ack', lines: 1, connections: SINGLE_CONNECTIONS, baseline: 'raw-bun-serve-json' },
+    { kind: 'http', command: 'ingest', workers, name: `ingest-ndjson-1000-fast_ack-workers-${workers}`, mode: 'fast_ack', lines: BATCH_LINES, connections: BATCH_CONNECTIONS, baseline: 'raw-bun-serve-ndjson-1000' },
+  ]);
+}
+
+// Targets from issue 11's table: ratios to ceilings measured in the same run.
 export const SCENARIOS: Scenario[] = [
   {
     kind: 'http',
+    command: 'ingest',
+    name: 'ingest-json-fast_ack',
+    mode: 'fast_ack',
+    lines: 1,
+    connections: SINGLE_CONNECTIONS,
+    baseline: 'raw-bun-serve-json',
+    target: jsonFastAckIngest,
+  },
+  { kind: 'http', command: 'ingest', name: 'ingest-json-sync', mode: 'sync', lines: 1, connections: SINGLE_CONNECTIONS, baseline: 'postgres-batched-insert' },
+  {
+    kind: 'http',
+    command: 'ingest',
+    name: 'ingest-ndjson-1000-fast_ack',
+    mode: 'fast_ack',
+    lines: BATCH_LINES,
+    connections: BATCH_CONNECTIONS,
+    baseline: 'raw-bun-serve-ndjson-1000',
+  },
+  {
+    kind: 'http',
+    command: 'serve',
     name: 'json-sync',
     mode: 'sync',
     lines: 1,
     connections: SINGLE_CONNECTIONS,
     baseline: 'postgres-batched-insert',
-    target: { text: '>= 0.6 x ceiling', met: (_r, ratio) => ratio >= 0.6 },
+    target: { text: '>= 0.2 x ceiling', met: (_r, ratio) => ratio >= 0.2 },
   },
   {
     kind: 'http',
+    command: 'serve',
     name: 'json-fast_ack',
     mode: 'fast_ack',
     lines: 1,
     connections: SINGLE_CONNECTIONS,
     baseline: 'raw-bun-serve-json',
-    target: { text: '>= 0.7 x ceiling, p99 <= 5 ms', met: (r, ratio) => ratio >= 0.7 && r.p99_ms <= 5 },
+    target: { text: '>= 0.35 x ceiling', met: (_r, ratio) => ratio >= 0.35 },
   },
-  { kind: 'http', name: 'json-background', mode: 'background', lines: 1, connections: SINGLE_CONNECTIONS, baseline: 'raw-bun-serve-json' },
+  { kind: 'http', command: 'serve', name: 'json-background', mode: 'background', lines: 1, connections: SINGLE_CONNECTIONS, baseline: 'raw-bun-serve-json' },
   {
     kind: 'http',
+    command: 'serve',
     name: 'ndjson-1000-fast_ack',
     mode: 'fast_ack',
     lines: BATCH_LINES,
@@ -86,20 +137,33 @@ export const SCENARIOS: Scenario[] = [
     baseline: 'raw-bun-serve-ndjson-1000',
     target: { text: '>= 150,000 events/s', met: (r) => r.throughput >= 150_000 },
   },
-  { kind: 'http', name: 'ndjson-1000-sync', mode: 'sync', lines: BATCH_LINES, connections: BATCH_CONNECTIONS, baseline: 'postgres-batched-insert' },
+  { kind: 'http', command: 'serve', name: 'ndjson-1000-sync', mode: 'sync', lines: BATCH_LINES, connections: BATCH_CONNECTIONS, baseline: 'postgres-batched-insert' },
   {
     kind: 'end-to-end',
+    command: 'serve',
     name: 'end-to-end-exactly_once',
     guarantee: 'exactly_once',
     baseline: 'postgres-batched-insert',
-    target: { text: '>= 0.8 x ceiling', met: (_r, ratio) => ratio >= 0.8 },
+    target: { text: '>= 0.5 x ceiling', met: (_r, ratio) => ratio >= 0.5 },
   },
-  { kind: 'end-to-end', name: 'end-to-end-at_least_once', guarantee: 'at_least_once', baseline: 'postgres-batched-insert' },
+  { kind: 'end-to-end', command: 'serve', name: 'end-to-end-at_least_once', guarantee: 'at_least_once', baseline: 'postgres-batched-insert' },
   {
     kind: 'publish-latency',
+    command: 'serve',
     name: `publish-latency-${PUBLISH_RATE}`,
     rate: PUBLISH_RATE,
     baseline: 'kafka-producer-perf',
-    target: { text: 'p99 <= 100 ms', met: (r) => r.p99_ms <= 100 },
+    target: { text: 'p99 <= 50 ms', met: (r) => r.p99_ms <= 50 },
   },
+  {
+    kind: 'http',
+    command: 'serve',
+    database: 'embedded',
+    name: 'embedded-json-fast_ack',
+    mode: 'fast_ack',
+    lines: 1,
+    connections: SINGLE_CONNECTIONS,
+    baseline: 'raw-bun-serve-json',
+  },
+  ...scalingScenarios(WORKERS_SETTING),
 ];

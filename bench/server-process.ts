@@ -1,12 +1,12 @@
 import { createWriteStream } from 'node:fs';
 import type { Subprocess } from 'bun';
-import { peakRssMiB } from './child.ts';
+import { statusMiB } from './proc.ts';
 
 export interface ServerProcess {
   readonly url: string;
   readonly pid: number;
   /** The process's own peak RSS so far (VmHWM). */
-  peakRssMiB(): Promise<number>;
+  peakRssMiB(): number;
   /** SIGTERM, then SIGKILL if it has not exited within `graceMs`. Safe to call twice. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -64,7 +64,7 @@ export async function startServer(opts: {
   } finally {
     clearTimeout(timer);
   }
-  return { url, pid: child.pid, peakRssMiB: () => peakRssMiB(child.pid), stop };
+  return { url, pid: child.pid, peakRssMiB: () => statusMiB(child.pid, 'VmHWM'), stop };
 }
 
 async function pump(

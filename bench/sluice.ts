@@ -1,25 +1,36 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { WriteMode } from '../src/core/modes.ts';
+import { WORKERS_SETTING } from './scenarios.ts';
 import { startServer, type ServerProcess } from './server-process.ts';
 
 const ROOT = resolve(import.meta.dir, '..');
 
 export interface SluiceSettings {
-  databaseUrl: string;
+  command: 'serve' | 'ingest';
+  /** Undefined: the embedded database, in `dataDir`. */
+  databaseUrl: string | undefined;
+  /** Where the embedded database lives; kept across starts so a second start reopens it. */
+  dataDir: string;
   brokers: string[];
   tenantsFile: string;
   topic: string;
   mode: WriteMode;
   guarantee: 'exactly_once' | 'at_least_once';
+  /** Passed as WORKERS_SETTING (bench/scenarios.ts) when given. */
+  workers?: number;
   /** Where its journal and log go; a fresh journal directory is made inside. */
   workDir: string;
+  /** Names the log file (`sluice-<label>.log`). */
+  label: string;
+  /** Runs it under `bun --cpu-prof`, writing its profile here when it exits. */
+  profileDir?: string;
 }
 
 /**
- * `bun src/cli.ts serve` as a child process of its own (so its VmHWM is its own peak), on a free
- * loopback port, with a fresh journal. Every other SLUICE_* variable of the caller is dropped, so a
- * developer's shell settings cannot change the figures.
+ * `bun src/cli.ts serve` (or `ingest`) as a child process of its own (so its VmHWM is its own peak), on
+ * a free loopback port, with a fresh journal. Every other SLUICE_* variable of the caller is dropped,
+ * so a developer's shell settings cannot change the figures.
  */
 export async function startSluice(s: SluiceSettings): Promise<ServerProcess> {
   const journalDir = mkdtempSync(join(s.workDir, 'journal-'));
@@ -27,20 +38,20 @@ export async function startSluice(s: SluiceSettings): Promise<ServerProcess> {
     Object.entries(process.env).filter(([k]) => !k.startsWith('SLUICE_') && k !== 'DATABASE_URL' && k !== 'KAFKA_BROKERS'),
   );
   const server = await startServer({
-    cmd: ['bun', 'src/cli.ts', 'serve'],
+    cmd: ['bun', ...(s.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${s.profileDir}`]), 'src/cli.ts', s.command],
     cwd: ROOT,
-    logPath: join(s.workDir, `sluice-${s.topic}.log`),
+    logPath: join(s.workDir, `sluice-${s.label}.log`),
     ready: /"msg":"sluice listening".*?"url":"([^"]+)"/,
     env: {
       ...inherited,
-      DATABASE_URL: s.databaseUrl,
-      KAFKA_BROKERS: s.brokers.join(','),
+      ...(s.databaseUrl === undefined ? { SLUICE_DATA_DIR: s.dataDir } : { DATABASE_URL: s.databaseUrl }),
+      ...(s.command === 'serve' ? { KAFKA_BROKERS: s.brokers.join(','), SLUICE_GUARANTEE: s.guarantee } : {}),
+      ...(s.workers !== undefined && WORKERS_SETTING !== undefined ? { [WORKERS_SETTING]: String(s.workers) } : {}),
       SLUICE_HOST: '127.0.0.1',
       SLUICE_PORT: '0',
       SLUICE_NODE_ID: 'bench',
       SLUICE_JOURNAL_DIR: journalDir,
       SLUICE_WRITE_MODE: s.mode,
-      SLUICE_GUARANTEE: s.guarantee,
       SLUICE_KAFKA_TOPIC: s.topic,
       SLUICE_TENANTS_FILE: s.tenantsFile,
     },

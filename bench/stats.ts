@@ -14,9 +14,9 @@ export function summarize(latenciesMs: number[]): LatencySummary {
   return { p50Ms: at(0.5), p99Ms: at(0.99), maxMs: sorted[sorted.length - 1] ?? Number.NaN };
 }
 
-/** An events/s measurement from per-event latencies; empty notes are dropped. */
-export function eventsMeasured(throughput: number, latenciesMs: number[], notes: string[]): Measured {
+/** An events/s measurement of `events` from per-event latencies; empty notes are dropped. */
+export function eventsMeasured(events: number, throughput: number, latenciesMs: number[], notes: string[]): Measured {
   const s = summarize(latenciesMs);
   const note = notes.filter((n) => n.length > 0).join('; ');
-  return { unit: 'events/s', throughput, p50_ms: s.p50Ms, p99_ms: s.p99Ms, max_ms: s.maxMs, ...(note.length > 0 ? { note } : {}) };
+  return { unit: 'events/s', throughput, events, p50_ms: s.p50Ms, p99_ms: s.p99Ms, max_ms: s.maxMs, ...(note.length > 0 ? { note } : {}) };
 }

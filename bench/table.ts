@@ -1,11 +1,65 @@
-import { RSS_LIMIT_MIB, type BenchReport } from './result.ts';
+import { GROUPS, type Group } from './cpu-meter.ts';
+import { RSS_LIMIT_MIB, type BaselineResult, type BenchReport, type ScenarioResult } from './result.ts';
 
-const number = (n: number, digits = 0): string =>
-  Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '-';
+const number = (n: number | null | undefined, digits = 0): string =>
+  n !== null && n !== undefined && Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '-';
 
 const verdict = (met: boolean | null): string => (met === null ? '' : met ? 'met' : 'MISSED');
 
-/** The run as Markdown tables: ceilings first, then the scenarios with their targets. */
+const GROUP_HEADERS: Record<Group, string> = { app: 'sluice (ceiling: its process)', postgres: 'Postgres', kafka: 'Kafka broker' };
+
+function cpuTable(rows: (BaselineResult | ScenarioResult)[]): string {
+  const measured = rows.filter((r) => r.cpu !== undefined);
+  if (measured.length === 0) return '';
+  const cell = (r: BaselineResult | ScenarioResult, g: Group): string => {
+    const us = r.cpu?.us_per_event[g] ?? null;
+    return us === null ? '-' : `${number(us, 1)} (${number(r.cpu?.cores[g], 2)})`;
+  };
+  return [
+    `| CPU µs per event (cores busy) | events | interval s | ${GROUPS.map((g) => GROUP_HEADERS[g]).join(' | ')} | total µs/event |`,
+    `| --- | ---: | ---: | ${GROUPS.map(() => '---:').join(' | ')} | ---: |`,
+    ...measured.map((r) => {
+      const total = GROUPS.reduce((sum, g) => sum + (r.cpu?.us_per_event[g] ?? 0), 0);
+      return `| ${r.name} | ${number(r.cpu?.events)} | ${number(r.cpu?.interval_s, 1)} | ${GROUPS.map((g) => cell(r, g)).join(' | ')} | ${number(total, 1)} |`;
+    }),
+  ].join('\n');
+}
+
+function scalingTable(report: BenchReport): string {
+  const scaling = report.scaling;
+  if (scaling === undefined) return '';
+  if (scaling.rows.length === 0) return `Scaling (1 vs N ingest workers): ${scaling.note}.`;
+  return [
+    `| scaling (${scaling.setting ?? ''}) | workers | throughput | sluice cores busy | speed-up |`,
+    '| --- | --- | --- | --- | ---: |',
+    ...scaling.rows.map(
+      (r) =>
+        `| ${r.scenario} | ${r.workers.join(' / ')} | ${r.throughput.map((t) => number(t)).join(' / ')} | ` +
+        `${r.sluice_cores.map((c) => number(c, 2)).join(' / ')} | ${number(r.speedup, 2)} |`,
+    ),
+    '',
+    scaling.note,
+  ].join('\n');
+}
+
+function profileTable(scenarios: ScenarioResult[]): string {
+  const profiled = scenarios.filter((s) => s.profile !== undefined);
+  if (profiled.length === 0) return '';
+  return [
+    '| profile (bun --cpu-prof) | sampled ms | by stage (nearest src/ directory) | by innermost frame |',
+    '| --- | ---: | --- | --- |',
+    ...profiled.map((s) => {
+      const top = (shares: { where: string; share: number }[]): string =>
+        shares
+          .slice(0, 8)
+          .map((x) => `${x.where} ${(x.share * 100).toFixed(0)}%`)
+          .join(', ');
+      return `| ${s.name} | ${number(s.profile?.sampled_ms)} | ${top(s.profile?.by_stage ?? [])} | ${top(s.profile?.by_self ?? [])} |`;
+    }),
+  ].join('\n');
+}
+
+/** The run as Markdown tables: ceilings, the scenarios with their targets, CPU per event, scaling, profiles. */
 export function formatTables(report: BenchReport): string {
   const baselines = [
     '| ceiling (baseline) | unit | throughput | p50 ms | p99 ms | max ms |',
@@ -15,14 +69,17 @@ export function formatTables(report: BenchReport): string {
     ),
   ];
   const scenarios = [
-    `| scenario | unit | throughput | p50 ms | p99 ms | max ms | peak RSS MiB (<= ${RSS_LIMIT_MIB}) | ceiling | ratio | target | met |`,
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | --- |',
+    `| scenario | unit | throughput | p50 ms | p99 ms | max ms | peak RSS MiB (<= ${RSS_LIMIT_MIB}) | per process | ceiling | ratio | target | met |`,
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | --- | --- |',
     ...report.scenarios.map(
       (s) =>
         `| ${s.name} | ${s.unit} | ${number(s.throughput)} | ${number(s.p50_ms, 2)} | ${number(s.p99_ms, 2)} | ${number(s.max_ms, 1)} | ` +
-        `${number(s.peak_rss_mib)} ${s.rss_target_met ? '' : '(MISSED)'} | ${s.baseline} | ${number(s.ratio, 2)} | ${s.target ?? ''} | ${verdict(s.target_met)} |`,
+        `${number(s.peak_rss_mib)} ${s.rss_target_met ? '' : '(MISSED)'} | ${s.peak_rss_per_process_mib.map((m) => number(m)).join(' + ')} | ` +
+        `${s.baseline} | ${number(s.ratio, 2)} | ${s.target ?? ''} | ${verdict(s.target_met)} |`,
     ),
   ];
   const notes = [...report.baselines, ...report.scenarios].filter((r) => r.note !== undefined).map((r) => `- ${r.name}: ${r.note}`);
-  return [baselines.join('\n'), scenarios.join('\n'), notes.join('\n')].filter((s) => s.length > 0).join('\n\n');
+  return [baselines.join('\n'), scenarios.join('\n'), cpuTable([...report.baselines, ...report.scenarios]), scalingTable(report), profileTable(report.scenarios), notes.join('\n')]
+    .filter((s) => s.length > 0)
+    .join('\n\n');
 }

@@ -20,6 +20,8 @@ export interface LoadTarget {
 
 export interface WrkResult {
   requests: number;
+  /** Requests answered 2xx. */
+  ok: number;
   /** Requests answered 2xx per second. */
   requestsPerS: number;
   p50Ms: number;
@@ -30,17 +32,6 @@ export interface WrkResult {
 }
 
 const SCRIPT = join(import.meta.dir, 'lua', 'post.lua');
-
-/** Explains how to get wrk, or installs it when we may (root with apt-get). */
-export async function ensureWrk(): Promise<void> {
-  if (Bun.which('wrk') !== null) return;
-  if (process.getuid?.() === 0 && Bun.which('apt-get') !== null) {
-    console.log('wrk not found: installing it with apt-get (running as root)');
-    await childOutput(['apt-get', 'install', '-y', '-q', 'wrk'], { ...process.env, DEBIAN_FRONTEND: 'noninteractive' });
-    return;
-  }
-  throw new Error('wrk is not installed: run `sudo apt-get install -y wrk` (Debian/Ubuntu) and try again');
-}
 
 export async function runWrk(target: LoadTarget, shape: LoadShape): Promise<WrkResult> {
   const env = {
@@ -66,6 +57,7 @@ export async function runWrk(target: LoadTarget, shape: LoadShape): Promise<WrkR
   const ok = n('requests') - n('status_errors');
   return {
     requests: n('requests'),
+    ok,
     requestsPerS: ok / (n('duration_us') / 1e6),
     p50Ms: n('p50_us') / 1000,
     p99Ms: n('p99_us') / 1000,

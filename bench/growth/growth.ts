@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { KEY_SNAPSHOT_FILE } from '../../src/ingest/key-snapshot.ts';
 import { pendingByTenant } from '../../src/outbox/counts.ts';
 import { freshDatabase, type BenchDatabase } from '../database.ts';
+import { statusMiB } from '../proc.ts';
 import { startServer, type ServerProcess } from '../server-process.ts';
 import { fillJournal } from './fill-journal.ts';
 import { fillOutbox } from './fill-outbox.ts';
@@ -58,11 +59,6 @@ async function startIngest(workDir: string, env: Record<string, string>, name: s
   // the node without its clean stop (and without the snapshot the next start loads).
   await fetch(`${node.url}/healthz`);
   return { node, startMs };
-}
-
-async function rssMiB(pid: number): Promise<number> {
-  const status = await Bun.file(`/proc/${pid}/status`).text();
-  return Number(/^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? Number.NaN) / 1024;
 }
 
 function median(xs: number[]): number {
@@ -125,7 +121,7 @@ async function tenantsCurve(plan: GrowthPlan, workDir: string, progress: Progres
       try {
         const throughput = await load(node.url, tenants, plan.loadSeconds, `t${tenants}`);
         const s = await scrape(node.url);
-        points.push({ curve: 'tenants', x: tenants, start_ms: startMs, rss_mib: await rssMiB(node.pid), peak_rss_mib: await node.peakRssMiB(), scrape_ms: s.ms, scrape_max_ms: s.max, series: s.series, throughput_rps: throughput });
+        points.push({ curve: 'tenants', x: tenants, start_ms: startMs, rss_mib: statusMiB(node.pid, 'VmRSS'), peak_rss_mib: node.peakRssMiB(), scrape_ms: s.ms, scrape_max_ms: s.max, series: s.series, throughput_rps: throughput });
       } finally {
         await node.stop();
         rmSync(journal, { recursive: true, force: true });
@@ -155,7 +151,7 @@ async function outboxCurve(plan: GrowthPlan, workDir: string, progress: Progress
         const s = await scrape(node.url);
         const refresh: number[] = [];
         for (let i = 0; i < 5; i++) refresh.push(await timed(() => pendingByTenant(db.sql)));
-        points.push({ curve: 'outbox_rows', x: target, start_ms: startMs, rss_mib: await rssMiB(node.pid), scrape_ms: s.ms, scrape_max_ms: s.max, series: s.series, backlog_refresh_ms: median(refresh) });
+        points.push({ curve: 'outbox_rows', x: target, start_ms: startMs, rss_mib: statusMiB(node.pid, 'VmRSS'), scrape_ms: s.ms, scrape_max_ms: s.max, series: s.series, backlog_refresh_ms: median(refresh) });
         progress(`  ${target} rows: scrape ${s.ms.toFixed(1)} ms (max ${s.max.toFixed(1)}), ${s.series} series, backlog refresh ${median(refresh).toFixed(1)} ms`);
       } finally {
         await node.stop();
@@ -188,7 +184,7 @@ async function unforwardedCurve(plan: GrowthPlan, workDir: string, progress: Pro
         if (start === 'full scan') rmSync(join(journal, 'growth', KEY_SNAPSHOT_FILE), { force: true });
         const { node, startMs } = await startIngest(workDir, env, `unforwarded-${target}-${start.replace(' ', '-')}`);
         try {
-          const point: GrowthPoint = { curve: 'unforwarded', x: target, start, start_ms: startMs, rss_mib: await rssMiB(node.pid), peak_rss_mib: await node.peakRssMiB() };
+          const point: GrowthPoint = { curve: 'unforwarded', x: target, start, start_ms: startMs, rss_mib: statusMiB(node.pid, 'VmRSS'), peak_rss_mib: node.peakRssMiB() };
           points.push(point);
           progress(`  ${target} records, ${start}: listening after ${startMs.toFixed(0)} ms, RSS ${point.rss_mib?.toFixed(0)} MiB (peak ${point.peak_rss_mib?.toFixed(0)})`);
         } finally {

@@ -1,0 +1,91 @@
+// Reading other processes from Linux's /proc: CPU time, memory high-water marks, parents and titles.
+// What the bench reports per process (README.md, "Benchmarks", "CPU per event").
+import { readdirSync, readFileSync } from 'node:fs';
+
+export interface ProcStat {
+  pid: number;
+  ppid: number;
+  /** User + system CPU time so far, in clock ticks. */
+  cpuTicks: number;
+  /** When the process started, in clock ticks after boot: tells a reused pid from the one seen before. */
+  startTicks: number;
+}
+
+/**
+ * Parses one /proc/<pid>/stat line. The command name (field 2) sits in parentheses and may itself hold
+ * spaces and parentheses, so fields are counted from the last `)`.
+ */
+export function parseStat(line: string): ProcStat {
+  const close = line.lastIndexOf(')');
+  const pid = Number.parseInt(line, 10);
+  // After the name: state(3) ppid(4) ... utime(14) stime(15) ... starttime(22); index 0 is field 3.
+  const rest = line.slice(close + 2).split(' ');
+  const field = (n: number): number => Number(rest[n - 3]);
+  if (close === -1 || !Number.isFinite(pid) || rest.length < 20) throw new Error(`not a /proc stat line: ${line.slice(0, 80)}`);
+  return { pid, ppid: field(4), cpuTicks: field(14) + field(15), startTicks: field(22) };
+}
+
+/** Undefined once the process is gone (or was never there). */
+export function readStat(pid: number): ProcStat | undefined {
+  try {
+    return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every process visible now. */
+export function allStats(): ProcStat[] {
+  const stats: ProcStat[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (name.charCodeAt(0) < 48 || name.charCodeAt(0) > 57) continue;
+    const s = readStat(Number(name));
+    if (s !== undefined) stats.push(s);
+  }
+  return stats;
+}
+
+/** `root` and every process below it, from one snapshot of /proc. */
+export function processTree(root: number, stats: ProcStat[] = allStats()): ProcStat[] {
+  const children = new Map<number, ProcStat[]>();
+  for (const s of stats) children.set(s.ppid, [...(children.get(s.ppid) ?? []), s]);
+  const self = stats.find((s) => s.pid === root);
+  if (self === undefined) return [];
+  const tree = [self];
+  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]?.pid ?? -1) ?? []));
+  return tree;
+}
+
+/** The command line as `ps` shows it; Postgres puts its process title there. Empty once the process is gone. */
+export function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** A `kB` field of /proc/<pid>/status in MiB: `VmHWM` is the peak resident set size, `VmRSS` the current one. */
+export function statusMiB(pid: number, field: 'VmHWM' | 'VmRSS'): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(status);
+  if (match?.[1] === undefined) throw new Error(`no ${field} in /proc/${pid}/status`);
+  return Number(match[1]) / 1024;
+}
+
+let ticksPerSecond: number | undefined;
+
+/** The kernel's clock ticks a second (USER_HZ, 100 on every Linux seen), from `getconf CLK_TCK`. */
+export function clockTicksPerSecond(): number {
+  if (ticksPerSecond === undefined) {
+    const out = Bun.spawnSync({ cmd: ['getconf', 'CLK_TCK'], stdout: 'pipe', stderr: 'ignore' });
+    const n = Number(out.stdout.toString().trim());
+    ticksPerSecond = out.exitCode === 0 && n > 0 ? n : 100;
+  }
+  return ticksPerSecond;
+}
+
+/** Whether this machine has a /proc to read at all (Linux). */
+export function procReadable(): boolean {
+  return readStat(process.pid) !== undefined;
+}

@@ -1,0 +1,50 @@
+import { describe, expect, test } from 'bun:test';
+import { resolve } from 'node:path';
+import { locationOf, splitProfile } from '../../bench/profile.ts';
+
+const ROOT = resolve(import.meta.dir, '..', '..');
+const file = (path: string): string => `file://${ROOT}/${path}`;
+
+describe('bench profile split by stage', () => {
+  test('locationOf names a src/ directory, a package or the runtime', () => {
+    expect(locationOf(file('src/http/app.ts'))).toBe('src/http');
+    expect(locationOf(file('src/cli.ts'))).toBe('src');
+    expect(locationOf(file('node_modules/zod/v4/core/parse.js'))).toBe('node_modules/zod');
+    expect(locationOf(file('node_modules/@platformatic/kafka/dist/index.js'))).toBe('node_modules/@platformatic/kafka');
+    expect(locationOf('')).toBeUndefined();
+    expect(locationOf('[native code]')).toBeUndefined();
+  });
+
+  test('a sample is charged to its nearest src/ frame by stage and to its innermost frame by self; idle is left out', () => {
+    const frame = (id: number, url: string, children: number[] = [], functionName = 'f') => ({ id, callFrame: { functionName, url }, children });
+    const profile = {
+      nodes: [
+        frame(1, '', [2, 5, 6, 7], '(root)'),
+        frame(2, file('src/http/app.ts'), [3]),
+        frame(3, file('node_modules/zod/v4/core/parse.js'), [4]),
+        frame(4, '', [], 'JSON.parse'),
+        frame(5, file('node_modules/postgres/src/connection.js'), [8]),
+        frame(8, '', [], 'writeBuffered'),
+        frame(6, '', [], '(garbage collector)'),
+        frame(7, '', [], '(idle)'),
+      ],
+      // Times in µs: 3 ms in zod under src/http, 1 ms in JSON.parse under it, 2 ms in a builtin called
+      // by postgres.js's socket callback (no src/ frame), 2 ms of GC, 10 ms idle.
+      samples: [3, 4, 8, 6, 7],
+      timeDeltas: [3000, 1000, 2000, 2000, 10_000],
+    };
+    const split = splitProfile(profile);
+    expect(split.sampled_ms).toBe(8);
+    expect(split.by_stage).toEqual([
+      { where: 'src/http', share: 0.5 },
+      { where: 'node_modules/postgres', share: 0.25 },
+      { where: '(garbage collector)', share: 0.25 },
+    ]);
+    expect(split.by_self).toEqual([
+      { where: 'node_modules/zod', share: 0.375 },
+      { where: 'builtin writeBuffered', share: 0.25 },
+      { where: '(garbage collector)', share: 0.25 },
+      { where: 'builtin JSON.parse', share: 0.125 },
+    ]);
+  });
+});
