@@ -6,6 +6,7 @@ import { listen, readTls } from './http/listener.ts';
 import { addOpsRoutes } from './http/ops-routes.ts';
 import { Readiness } from './http/readiness.ts';
 import type { Logger } from './log.ts';
+import { outboxState } from './probes.ts';
 import { createMetrics, zeroTenantSeries } from './metrics.ts';
 import { migrate } from './outbox/migrate.ts';
 import { OutboxGauges } from './outbox/outbox-gauges.ts';
@@ -44,10 +45,7 @@ export async function runProcessor(config: Config, log: Logger): Promise<Running
   const processing = await startProcessing({ config, db, brokers, tenants, controls, metrics, log });
   const gauges = new OutboxGauges(db.sql, tenants, metrics);
   const readiness = new Readiness()
-    .add('outbox', true, async () => {
-      await db.sql`SELECT 1`;
-      return { ok: true };
-    })
+    .add('outbox', true, () => outboxState(() => db.sql`SELECT 1`, config.db.url))
     .add('kafka', true, () => processing.kafkaReadiness());
   let draining = false;
   const app = new Hono();

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Config } from './config.ts';
-import { describeError, SluiceError } from './errors.ts';
+import { ConfigError, describeError, SluiceError } from './errors.ts';
 import { createApp } from './http/app.ts';
 import { listen, readTls } from './http/listener.ts';
 import { edgeFetch } from './http/edge.ts';
@@ -15,7 +15,7 @@ import { openChecked } from './outbox/open-checked.ts';
 import { OutboxGauges } from './outbox/outbox-gauges.ts';
 import { pendingByTenant } from './outbox/repository.ts';
 import { Backlog } from './ingest/backlog.ts';
-import { probeWritableDir } from './probes.ts';
+import { outboxState, probeWritableDir } from './probes.ts';
 import { startProcessing, type Processing } from './processor/processing.ts';
 import { TenantControls } from './processor/tenant-controls.ts';
 import { loadTenantsFile, NO_TENANTS_FILE, Tenants } from './tenants.ts';
@@ -46,6 +46,11 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
     return value;
   };
   const withProcessor = opts.processor ?? true;
+  if (!withProcessor && config.db.url === undefined) {
+    const message =
+      'DATABASE_URL must be set for ingest: its writes are published by `sluice process` instances sharing its outbox, and the embedded database is private to this process, so nothing could ever publish them; set DATABASE_URL to the shared Postgres, or run `sluice serve` (ingest and processor in one process)';
+    throw new ConfigError(`invalid configuration: ${message}`, [{ path: 'DATABASE_URL', message }]);
+  }
   // Read before anything starts: a bad tenants file or certificate stops sluice like a bad variable does.
   if (config.tls !== undefined) readTls(config.tls);
   const tenants = new Tenants(config.tenantsFile === undefined ? NO_TENANTS_FILE : loadTenantsFile(config.tenantsFile), log, { metricTenants: config.metricTenants });
@@ -72,6 +77,10 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
     const journalDir = probeWritableDir('SLUICE_JOURNAL_DIR', join(config.journal.dir, config.nodeId));
     if (!journalDir.ok) throw new SluiceError('journal_unavailable', journalDir.detail);
 
+    // A real server is probed before the local broker starts: a database that does not answer then
+    // stops sluice within the probe's 5 s, not after a broker start it would have to wait out.
+    const external = config.db.url === undefined ? undefined : await timed('database', openChecked(config, log));
+    if (external !== undefined) closers.push({ name: 'database', close: () => external.close() });
     const ownBroker = config.kafka.brokers === undefined && withProcessor;
     if (ownBroker) {
       // Known at once; the broker itself takes seconds and is waited for in the background.
@@ -85,8 +94,8 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
       brokerStart.catch(() => {});
       closers.push({ name: 'kafka-local', close: async () => (await brokerStart.catch(() => undefined))?.stop() });
     }
-    const database = await timed('database', openChecked(config, log));
-    closers.push({ name: 'database', close: () => database.close() });
+    const database = external ?? (await timed('database', openChecked(config, log)));
+    if (external === undefined) closers.push({ name: 'database', close: () => database.close() });
     await timed('migrate', migrate(database.sql, log));
 
     let processing: Processing | undefined;
@@ -116,10 +125,7 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
       .add('journal_integrity', true, () =>
         journal.integrity.incidents === 0 ? { ok: true } : { ok: false, detail: journal.integrity.describe() ?? '' },
       )
-      .add('outbox', config.writeMode === 'sync', async () => {
-        await database.sql`SELECT 1`;
-        return { ok: true };
-      })
+      .add('outbox', config.writeMode === 'sync', () => outboxState(() => database.sql`SELECT 1`, config.db.url))
       .add('forwarder', true, () => forwarderState(ingest.forwarder));
     if (config.writeMode !== 'sync') {
       readiness.add('backlog', true, () => {
@@ -127,9 +133,11 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
         return refusal === undefined ? { ok: true } : { ok: false, detail: refusal };
       });
     }
-    if (withProcessor) {
-      readiness.add('kafka', false, () => processing?.kafkaReadiness() ?? { ok: false, detail: `the local Kafka broker on 127.0.0.1:${config.kafka.localPort} is starting` });
-    }
+    readiness.add('kafka', false, () =>
+      withProcessor
+        ? (processing?.kafkaReadiness() ?? { ok: false, detail: `the local Kafka broker on 127.0.0.1:${config.kafka.localPort} is starting` })
+        : { ok: true, detail: 'not used by an ingest node: `sluice process` instances publish its writes' },
+    );
 
     let draining = false;
     const app = createApp({
