@@ -27,7 +27,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     name: 'ingest',
     summary: 'ingest (HTTP, journal, forwarder) without the processor',
-    usage: `usage: sluice ingest\n\nLike serve, without the processor: run \`sluice process\` elsewhere on the same outbox.\n\n${CONFIG}`,
+    usage: `usage: sluice ingest\n\nLike serve, without the processor: run \`sluice process\` elsewhere on the same outbox. Needs\nDATABASE_URL, the Postgres those processors share (the embedded database is private to one process).\n\n${CONFIG}`,
     options: {},
     positionals: NONE,
   },
