@@ -209,10 +209,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     Object.entries(env).filter(([k, v]) => v !== undefined && v !== '' && k in envSchema.shape),
   );
   const parsed = envSchema.safeParse(cleaned);
-  const unknown = [...unknownVariables(env), ...emptyVariables(env)];
-  if (!parsed.success || unknown.length > 0) {
+  const misset = [...unknownVariables(env), ...emptyVariables(env)];
+  if (!parsed.success || misset.length > 0) {
     const details: ErrorDetail[] = [
-      ...unknown,
+      ...misset,
       ...(parsed.error?.issues ?? []).map((issue) => ({
         path: issue.path.join('.'),
         message: `${issue.path.join('.')} ${issue.message}`,
