@@ -3,31 +3,26 @@
 // CI can start it in the background and poll --bootstrap-file for the address.
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { argumentProblem, COMMANDS } from '../src/cli-commands.ts';
 import { startLocalBroker, type LocalBrokerOptions } from '../src/kafka/local-broker.ts';
 import { createLogger } from '../src/log.ts';
 
 export async function runKafkaLocal(argv: string[]): Promise<number> {
   const log = createLogger({ base: { component: 'kafka-local' } });
-  let values: { port?: string; 'data-dir'?: string; 'bootstrap-file'?: string };
-  try {
-    values = parseArgs({
-      args: argv,
-      options: { port: { type: 'string' }, 'data-dir': { type: 'string' }, 'bootstrap-file': { type: 'string' } },
-      strict: true,
-    }).values;
-  } catch (error) {
-    log.error('invalid arguments', { error });
+  // Run directly as well as through the CLI: the same argument rules, the same usage on a mistake.
+  const spec = COMMANDS.find((c) => c.name === 'kafka-local');
+  const problem = spec === undefined ? 'kafka-local: no command spec' : argumentProblem(spec, argv);
+  if (problem !== undefined) {
+    process.stderr.write(`sluice ${problem}\n\n${spec?.usage ?? ''}\n`);
     return 2;
   }
+  const { values } = parseArgs({
+    args: argv,
+    options: { port: { type: 'string' }, 'data-dir': { type: 'string' }, 'bootstrap-file': { type: 'string' } },
+    strict: true,
+  });
   const options: LocalBrokerOptions = {};
-  if (values.port !== undefined) {
-    const port = Number(values.port);
-    if (!Number.isInteger(port) || port <= 0 || port >= 65536) {
-      log.error('invalid --port', { port: values.port });
-      return 2;
-    }
-    options.port = port;
-  }
+  if (values.port !== undefined) options.port = Number(values.port);
   if (values['data-dir'] !== undefined) options.dataDir = values['data-dir'];
   const bootstrapFile = values['bootstrap-file'];
 

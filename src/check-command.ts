@@ -4,11 +4,12 @@ import { readTls } from './http/listener.ts';
 import { portProblem } from './kafka/local-broker.ts';
 import { probeDatabase, probeKafka, probeWritableDir, type ProbeResult } from './probes.ts';
 import { loadTenantsFile } from './tenants.ts';
-import { ConfigError } from './errors.ts';
+import { ConfigError, SluiceError } from './errors.ts';
 
 /**
  * `sluice check`: every component probed side by side, each within `timeoutMs`, one line each.
- * Returns 0 when all are usable, 1 otherwise.
+ * Returns what `serve` would exit with: 2 when a file's contents are invalid configuration (the
+ * tenants file, the TLS pair), else 1 when a component is not usable, else 0.
  */
 export async function runCheck(config: Config, timeoutMs: number, out: (line: string) => void): Promise<number> {
   const results: [string, Promise<ProbeResult>][] = [
@@ -24,22 +25,26 @@ export async function runCheck(config: Config, timeoutMs: number, out: (line: st
     ['kafka', config.kafka.brokers === undefined ? localBroker(config.kafka.localPort) : probeKafka(config.kafka.brokers, timeoutMs)],
   ];
   out(`config     ok    ${config.writeMode} mode, node ${config.nodeId}, ${config.http.host}:${config.http.port}${config.tls === undefined ? '' : ' (TLS)'}`);
-  let failed = 0;
+  let code = 0;
   for (const [name, pending] of results) {
     const r = await pending;
-    if (!r.ok) failed++;
+    if (!r.ok) code = Math.max(code, r.invalid === true ? 2 : 1);
     out(`${name.padEnd(10)} ${r.ok ? 'ok  ' : 'FAIL'}  ${r.detail}`);
   }
-  return failed === 0 ? 0 : 1;
+  return code;
 }
 
-/** A check that throws ConfigError when it fails: its details become the FAIL line. */
+/**
+ * A check that throws a SluiceError when it fails: its details become the FAIL line, and a
+ * ConfigError marks it invalid configuration (exit 2) rather than an unusable component (exit 1).
+ */
 function configured(check: () => string): ProbeResult {
   try {
     return { ok: true, detail: check() };
   } catch (err) {
-    if (err instanceof ConfigError) return { ok: false, detail: (err.details ?? []).map((d) => d.message).join('; ') };
-    throw err;
+    if (!(err instanceof SluiceError)) throw err;
+    const detail = err.details?.map((d) => d.message).join('; ') ?? err.message;
+    return { ok: false, detail, invalid: err instanceof ConfigError };
   }
 }
 
@@ -52,7 +57,7 @@ function checkTenants(config: Config): ProbeResult {
 function checkTls(files: { certFile: string; keyFile: string }): ProbeResult {
   return configured(() => {
     readTls(files);
-    return `${files.certFile} and its key are readable PEM files`;
+    return `${files.certFile} and its key ${files.keyFile} are a matching PEM pair`;
   });
 }
 

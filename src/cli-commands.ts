@@ -9,6 +9,8 @@ export interface CommandSpec {
   options: NonNullable<ParseArgsConfig['options']>;
   /** Positional arguments: exact count, or `min` and up. */
   positionals: { min: number; max: number };
+  /** Options that take a whole number in decimal digits, with its range. */
+  integers?: Record<string, { min: number; max: number }>;
 }
 
 const NONE = { min: 0, max: 0 };
@@ -25,7 +27,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   {
     name: 'ingest',
     summary: 'ingest (HTTP, journal, forwarder) without the processor',
-    usage: `usage: sluice ingest\n\nLike serve, without the processor: run \`sluice process\` elsewhere on the same outbox.\n\n${CONFIG}`,
+    usage: `usage: sluice ingest\n\nLike serve, without the processor: run \`sluice process\` elsewhere on the same outbox. Needs\nDATABASE_URL, the Postgres those processors share (the embedded database is private to one process).\n\n${CONFIG}`,
     options: {},
     positionals: NONE,
   },
@@ -42,6 +44,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     usage: `usage: sluice check [--timeout-ms N]\n\nValidates the environment and the tenants file, then probes the database, the Kafka brokers and\nthe journal directory (each within --timeout-ms, default 5000), printing one line per component.\nExit 0 when everything is usable, 1 when a component is not, 2 for invalid configuration.\n\n${CONFIG}`,
     options: { 'timeout-ms': { type: 'string' } },
     positionals: NONE,
+    integers: { 'timeout-ms': { min: 1, max: 600_000 } },
   },
   {
     name: 'migrate',
@@ -57,6 +60,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       'usage: sluice kafka-local [--port N] [--data-dir DIR] [--bootstrap-file PATH]\n\nStarts a single-node Kafka broker (KRaft, loopback only; jars fetched once with Maven) and runs it\nuntil SIGINT/SIGTERM. Fails (exit 1) when the port is taken or the broker does not come up.\n--bootstrap-file gets the broker address once it is ready.',
     options: { port: { type: 'string' }, 'data-dir': { type: 'string' }, 'bootstrap-file': { type: 'string' } },
     positionals: NONE,
+    integers: { port: { min: 1, max: 65_535 } },
   },
   {
     name: 'replay',
@@ -84,9 +88,15 @@ export function overview(): string {
 /** The problem with `args` for `spec`, or undefined when they fit. */
 export function argumentProblem(spec: CommandSpec, args: string[]): string | undefined {
   try {
-    const { positionals } = parseArgs({ args, options: spec.options, allowPositionals: true, strict: true });
+    const { values, positionals } = parseArgs({ args, options: spec.options, allowPositionals: true, strict: true });
     if (positionals.length < spec.positionals.min) return `${spec.name}: missing argument`;
     if (positionals.length > spec.positionals.max) return `${spec.name}: unexpected argument ${positionals[spec.positionals.max] ?? ''}`;
+    for (const [name, { min, max }] of Object.entries(spec.integers ?? {})) {
+      const value = values[name];
+      if (typeof value !== 'string') continue;
+      const n = /^[0-9]+$/.test(value) ? Number(value) : Number.NaN;
+      if (!(n >= min && n <= max)) return `${spec.name}: --${name} must be a whole number from ${min} to ${max}, not "${value}"`;
+    }
     return undefined;
   } catch (err) {
     return `${spec.name}: ${(err as Error).message}`;

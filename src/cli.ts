@@ -1,3 +1,4 @@
+import { parseArgs } from 'node:util';
 import { argumentProblem, COMMANDS, overview, wantsHelp, type CommandSpec } from './cli-commands.ts';
 import { loadConfig, type Config } from './config.ts';
 import { guardProcess } from './crash-guard.ts';
@@ -32,6 +33,10 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (first === '--version' || first === '-v' || first === 'version') {
+    if (argv.length > 1) {
+      process.stderr.write(`sluice ${first}: unexpected argument ${argv[1]}\n\n${overview()}\n`);
+      return 2;
+    }
     stdout(`sluice ${VERSION} (bun ${Bun.version})`);
     return 0;
   }
@@ -96,10 +101,10 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** `--timeout-ms`, already checked by argumentProblem; 5000 when not given. */
 function checkTimeout(args: string[]): number {
-  const i = args.indexOf('--timeout-ms');
-  const raw = i >= 0 ? Number(args[i + 1]) : Number.NaN;
-  return Number.isInteger(raw) && raw > 0 ? raw : 5_000;
+  const { values } = parseArgs({ args, options: { 'timeout-ms': { type: 'string' } }, strict: true });
+  return values['timeout-ms'] === undefined ? 5_000 : Number(values['timeout-ms']);
 }
 
 /**

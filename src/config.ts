@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { COMPRESSIONS, GUARANTEES, WRITE_MODES } from './core/modes.ts';
 import { topicNameSchema } from './core/topic-rule.ts';
-import { didYouMean } from './did-you-mean.ts';
+import { didYouMean, editDistance } from './did-you-mean.ts';
 import { ConfigError, type ErrorDetail } from './errors.ts';
 
 /**
@@ -12,12 +12,16 @@ import { ConfigError, type ErrorDetail } from './errors.ts';
  */
 const MiB = 1024 * 1024;
 
+/**
+ * Every integer setting: decimal digits only. `Number()` would also take `0x1F90`, `1e3` or ` 80`,
+ * so a value an operator misread would still start sluice.
+ */
 const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
-  z.coerce
-    .number({ error: 'must be a number' })
-    .int({ error: 'must be a whole number' })
-    .min(min, { error: `must be at least ${min}` })
-    .max(max, { error: `must be at most ${max}` })
+  z
+    .string()
+    .regex(/^[0-9]+$/, { error: 'must be a whole number in decimal digits (no sign, exponent, 0x or spaces)' })
+    .transform(Number)
+    .pipe(z.number().min(min, { error: `must be at least ${min}` }).max(max, { error: `must be at most ${max}` }))
     .default(def);
 
 const brokerList = z
@@ -89,26 +93,64 @@ const envSchema = z.object({
 
 export type Env = z.infer<typeof envSchema>;
 
+/** Every variable sluice reads: its settings and the Kafka jar cache of `kafka-local`. What a typo is compared with. */
+export const KNOWN_VARIABLES: readonly string[] = [...Object.keys(envSchema.shape), 'SLUICE_CACHE_DIR'];
+
 /**
- * SLUICE_* variables that are not settings of a running sluice but are still expected in its
- * environment: the Kafka jar cache of `kafka-local`, and the test suite's and benchmarks' own
- * settings, which their child sluices inherit.
+ * The test suite's and benchmarks' own variables, which their child sluices inherit: tolerated,
+ * never suggested (an operator's typo must not be pointed at a test knob).
  */
-const OTHER_SLUICE_VARIABLES = ['SLUICE_CACHE_DIR', 'SLUICE_TEST_DATABASE_URL', 'SLUICE_BENCH_DATABASE_URL'];
+const isTestVariable = (name: string): boolean => /^SLUICE_(TEST|BENCH|FUZZ)_/.test(name) || name === 'SLUICE_PG_BIN';
 
-/** Every variable name sluice reads: what a typo is compared with. */
-export const KNOWN_VARIABLES: readonly string[] = [...Object.keys(envSchema.shape), ...OTHER_SLUICE_VARIABLES];
+/** The settings sluice reads without the SLUICE_ prefix (DATABASE_URL, KAFKA_BROKERS). */
+const UNPREFIXED = KNOWN_VARIABLES.filter((k) => !k.startsWith('SLUICE_'));
 
-/** SLUICE_* variables sluice does not know: a typo would otherwise leave a setting silently at its default. */
+/**
+ * Variables that look meant for sluice but that it does not read: a SLUICE_* name in any case, or a
+ * near miss of an unprefixed setting (KAFKA_BROKER, database_url). Each would otherwise leave its
+ * setting silently at the default, and an unset DATABASE_URL or KAFKA_BROKERS even starts a
+ * stand-in (the embedded database, a local broker).
+ */
 function unknownVariables(env: Record<string, string | undefined>): ErrorDetail[] {
-  return Object.keys(env)
-    .filter((k) => k.startsWith('SLUICE_') && !KNOWN_VARIABLES.includes(k))
-    .sort()
-    .map((k) => {
-      const guess = didYouMean(k, KNOWN_VARIABLES);
-      const hint = guess === undefined ? 'remove it, or see README.md#configuration for the settings' : `did you mean ${guess}?`;
-      return { path: k, message: `${k} is not a sluice setting: ${hint}` };
-    });
+  const problems: ErrorDetail[] = [];
+  for (const name of Object.keys(env).sort()) {
+    if (KNOWN_VARIABLES.includes(name) || isTestVariable(name)) continue;
+    const upper = name.toUpperCase();
+    const guess = suggestion(upper);
+    const ours = upper.startsWith('SLUICE_');
+    // Only a close miss of DATABASE_URL or KAFKA_BROKERS: any other variable is somebody else's.
+    if (!ours && (guess === undefined || !UNPREFIXED.includes(guess) || editDistance(upper, guess) > 2)) continue;
+    const hint = guess === undefined ? 'remove it, or see README.md#configuration for the settings' : `did you mean ${guess}?`;
+    problems.push({ path: name, message: `${name} is not a sluice setting: ${hint}` });
+  }
+  return problems;
+}
+
+/** The setting an unknown (upper-cased) name was probably meant to be; SLUICE_DATABASE_URL means DATABASE_URL. */
+function suggestion(upper: string): string | undefined {
+  if (KNOWN_VARIABLES.includes(upper)) return upper;
+  const unprefixed = upper.startsWith('SLUICE_') ? didYouMean(upper.slice('SLUICE_'.length), UNPREFIXED) : undefined;
+  return unprefixed ?? didYouMean(upper, KNOWN_VARIABLES);
+}
+
+/**
+ * Variables whose absence selects a mode (an embedded database, a local broker, open mode, plain
+ * HTTP, no admin API), with what unset means: set but empty is a mistake to report, not a quiet
+ * switch to that mode.
+ */
+const UNSET_MEANS: Record<string, string> = {
+  DATABASE_URL: 'unset = the embedded database in SLUICE_DATA_DIR',
+  KAFKA_BROKERS: 'unset = serve starts a local broker',
+  SLUICE_TENANTS_FILE: 'unset = open mode, loopback only',
+  SLUICE_TLS_CERT_FILE: 'unset with SLUICE_TLS_KEY_FILE = plain HTTP',
+  SLUICE_TLS_KEY_FILE: 'unset with SLUICE_TLS_CERT_FILE = plain HTTP',
+  SLUICE_ADMIN_TOKEN: 'unset = no admin API',
+};
+
+function emptyVariables(env: Record<string, string | undefined>): ErrorDetail[] {
+  return Object.entries(UNSET_MEANS)
+    .filter(([k]) => env[k] === '')
+    .map(([k, unset]) => ({ path: k, message: `${k} is set but empty: give it a value, or unset it (${unset})` }));
 }
 
 export interface Config {
@@ -168,10 +210,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     Object.entries(env).filter(([k, v]) => v !== undefined && v !== '' && k in envSchema.shape),
   );
   const parsed = envSchema.safeParse(cleaned);
-  const unknown = unknownVariables(env);
-  if (!parsed.success || unknown.length > 0) {
+  const misset = [...unknownVariables(env), ...emptyVariables(env)];
+  if (!parsed.success || misset.length > 0) {
     const details: ErrorDetail[] = [
-      ...unknown,
+      ...misset,
       ...(parsed.error?.issues ?? []).map((issue) => ({
         path: issue.path.join('.'),
         message: `${issue.path.join('.')} ${issue.message}`,
@@ -187,6 +229,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     // The processor keeps one connection for its partition locks; with one in all, nothing else could run.
     const message = 'SLUICE_DB_POOL must be at least 2 with DATABASE_URL: the processor reserves a connection for its partition locks';
     throw new ConfigError(`invalid configuration: ${message}`, [{ path: 'SLUICE_DB_POOL', message }]);
+  }
+  if (e.SLUICE_RETRY_BASE_MS > e.SLUICE_RETRY_MAX_MS) {
+    const message = `SLUICE_RETRY_BASE_MS ${e.SLUICE_RETRY_BASE_MS} is above SLUICE_RETRY_MAX_MS ${e.SLUICE_RETRY_MAX_MS}: the first retry would wait longer than the cap; lower SLUICE_RETRY_BASE_MS or raise SLUICE_RETRY_MAX_MS`;
+    throw new ConfigError(`invalid configuration: ${message}`, [{ path: 'SLUICE_RETRY_BASE_MS', message }]);
   }
   if (e.SLUICE_TENANTS_FILE === undefined && !isLoopback(e.SLUICE_HOST)) {
     // Without a tenants file anyone who can reach the port may write as any tenant.

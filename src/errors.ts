@@ -4,6 +4,8 @@
  */
 export type ErrorCode =
   | 'config_invalid'
+  | 'file_unavailable'
+  | 'address_unavailable'
   | 'invalid_json'
   | 'validation_failed'
   | 'unauthorized'

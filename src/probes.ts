@@ -2,6 +2,7 @@ import { Admin } from '@platformatic/kafka';
 import { closeSync, fsyncSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import postgres from 'postgres';
+import type { ComponentState } from './http/readiness.ts';
 import { networkCause, redactUrl } from './network-cause.ts';
 
 /**
@@ -13,6 +14,8 @@ export interface ProbeResult {
   ok: boolean;
   /** What was found (ok) or what is wrong, with the setting and the fix (not ok). */
   detail: string;
+  /** Not ok because the configuration itself is invalid (exit 2), not because a component is unusable (exit 1). */
+  invalid?: boolean;
 }
 
 /** Resolves `fallback()` if `p` has not settled within `ms`. */
@@ -52,6 +55,27 @@ function databaseProblem(err: unknown): string {
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `${networkCause(err)}: fix the host in DATABASE_URL`;
   if (code === 'ECONNREFUSED') return `${networkCause(err)}: start Postgres there, or fix the host and port in DATABASE_URL`;
   return `${networkCause(err)}: check DATABASE_URL and that the server accepts connections`;
+}
+
+const OUTBOX_CHECK_MS = 1_500;
+
+/**
+ * /readyz's outbox component: the database answers `query`, or what is wrong, naming DATABASE_URL
+ * (or the embedded database when it is unset) and the cause. Bounded below /readyz's own 2 s, so
+ * a silent server is named too.
+ */
+export async function outboxState(query: () => PromiseLike<unknown>, url: string | undefined): Promise<ComponentState> {
+  const where = url === undefined ? 'the embedded database (no DATABASE_URL; SLUICE_DATA_DIR)' : `DATABASE_URL ${redactUrl(url)}`;
+  const answer = Promise.resolve()
+    .then(query)
+    .then(
+      (): ComponentState => ({ ok: true }),
+      (err: unknown): ComponentState => ({ ok: false, detail: `${where}: ${url === undefined ? networkCause(err) : databaseProblem(err)}` }),
+    );
+  return within(answer, OUTBOX_CHECK_MS, () => ({
+    ok: false,
+    detail: `${where}: no answer within ${seconds(OUTBOX_CHECK_MS)}${url === undefined ? '' : ': check that the server at DATABASE_URL is up and reachable'}`,
+  }));
 }
 
 /** A Kafka cluster at KAFKA_BROKERS answers a metadata request. Returns its cluster id when it does. */

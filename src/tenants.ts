@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { ConfigError, type ErrorDetail } from './errors.ts';
+import { ConfigError, type ErrorDetail, SluiceError } from './errors.ts';
 import { tenantIdSchema } from './core/identifiers.ts';
 import type { Logger } from './log.ts';
 import { collisionKey, topicNameSchema } from './core/topic-rule.ts';
@@ -90,14 +90,25 @@ function merge(base: TenantPolicy, o: Overrides, topic: string | undefined): Ten
   };
 }
 
-/** Reads and validates a tenants file; throws ConfigError naming the file and every problem in it. */
+/**
+ * Reads and validates a tenants file; throws ConfigError naming the file and every problem in it,
+ * or a `file_unavailable` SluiceError when it cannot be read at all.
+ */
 export function loadTenantsFile(path: string): TenantsConfig {
   const fail = (details: ErrorDetail[]): never => {
     throw new ConfigError(`invalid tenants file ${path}: ${details.map((d) => d.message).join('; ')}`, details);
   };
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    // Not there (yet): a mount or a deployment may still bring it, so not a configuration error.
+    const message = `SLUICE_TENANTS_FILE ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}: point SLUICE_TENANTS_FILE at a readable tenants file`;
+    throw new SluiceError('file_unavailable', message, { details: [{ path: 'SLUICE_TENANTS_FILE', message }] });
+  }
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
+    raw = JSON.parse(text);
   } catch (err) {
     return fail([{ path: 'SLUICE_TENANTS_FILE', message: `SLUICE_TENANTS_FILE ${path}: ${(err as Error).message}` }]);
   }
@@ -240,7 +251,7 @@ export class Tenants {
       this.#log.info('tenants file reloaded', { file, tenants: this.#config.tenants.size });
       return true;
     } catch (err) {
-      const errors = err instanceof ConfigError ? err.details?.map((d) => d.message) : [String(err)];
+      const errors = err instanceof SluiceError ? (err.details?.map((d) => d.message) ?? [err.message]) : [String(err)];
       this.#log.error('tenants file rejected; keeping the previous one', { file, errors });
       return false;
     }

@@ -3,34 +3,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { COMMANDS } from '../src/cli-commands.ts';
+import { type CliResult, logLines, runCli } from './support/cli.ts';
 import { testBrokers } from './support/kafka.ts';
 import { freePort as closedPort, silentPort } from './support/ports.ts';
 import { createTestDatabase, type TestDatabase } from './support/postgres.ts';
+import { makeCertificate } from './support/tls.ts';
 
-const CLI = join(import.meta.dir, '..', 'src', 'cli.ts');
-
-/** The test runner's environment without any sluice setting, so each test says exactly what it sets. */
-function cleanEnv(extra: Record<string, string>): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && !k.startsWith('SLUICE_') && k !== 'DATABASE_URL' && k !== 'KAFKA_BROKERS') env[k] = v;
-  }
-  return { ...env, ...extra };
-}
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-async function sluice(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  const started = performance.now();
-  const proc = Bun.spawn({ cmd: ['bun', CLI, ...args], env: cleanEnv(env), stdin: 'ignore', stdout: 'pipe', stderr: 'pipe' });
-  const [code, stdout, stderr] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  return { code, stdout, stderr, ms: Math.round(performance.now() - started) };
-}
+/** `sluice <args>` as a child process, with only the sluice settings the test gives. */
+const sluice = (args: string[], env: Record<string, string> = {}): Promise<CliResult> => runCli(args, env, { clean: true });
 
 /** Runs `fn` over `items`, four at a time: each is a process start, mostly waiting on the CPU. */
 async function inParallel<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
@@ -42,13 +22,6 @@ async function inParallel<T, R>(items: readonly T[], fn: (item: T) => Promise<R>
     }),
   );
   return results;
-}
-
-function logLines(stderr: string): Record<string, unknown>[] {
-  return stderr
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 let scratch: string;
@@ -203,8 +176,8 @@ describe('sluice check', () => {
   test('every broken component is a FAIL line naming its setting; a silent database times out', async () => {
     const silent = await silentPort();
     const kafkaPort = await closedPort();
-    const tenants = join(scratch, 'tenants.json');
-    writeFileSync(tenants, JSON.stringify({ tenants: { acme: { tokens: ['nope'] } } }));
+    // Missing, not broken: a broken file is invalid configuration, which check reports with exit 2.
+    const tenants = join(scratch, 'tenants-not-there.json');
     try {
       const r = await sluice(['check', '--timeout-ms', '1500'], {
         DATABASE_URL: `postgres://postgres@127.0.0.1:${silent.port}/db`,
@@ -229,7 +202,7 @@ describe('sluice check', () => {
     expect(r.code).toBe(2);
     expect(r.stdout.trim().split('\n')).toEqual([
       'config     FAIL  SLUICE_WRTIE_MODE is not a sluice setting: did you mean SLUICE_WRITE_MODE?',
-      'config     FAIL  SLUICE_PORT must be a number',
+      'config     FAIL  SLUICE_PORT must be a whole number in decimal digits (no sign, exponent, 0x or spaces)',
     ]);
   });
 });
@@ -267,4 +240,180 @@ describe('never a foreign broker', () => {
       holder.close();
     }
   }, 60_000);
+});
+
+describe('usage errors exit 2 with the usage', () => {
+  const usageOf = (name: string): string => COMMANDS.find((c) => c.name === name)?.usage ?? '';
+
+  test('check --timeout-ms takes a positive whole number, never silently 5000', async () => {
+    const cases = [['abc', 'not "abc"'], ['0', 'not "0"'], ['1.5', 'not "1.5"'], ['1e3', 'not "1e3"']];
+    const runs = await inParallel(cases, ([value]) => sluice(['check', '--timeout-ms', value ?? '']));
+    runs.forEach((r, i) => {
+      const [, said] = cases[i] ?? [];
+      expect({ code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({
+        code: 2,
+        stdout: '',
+        stderr: `sluice check: --timeout-ms must be a whole number from 1 to 600000, ${said}\n\n${usageOf('check')}\n`,
+      });
+    });
+    // `-1` reads as an option to node's parser: still a usage error, not a default.
+    const negative = await sluice(['check', '--timeout-ms', '-1']);
+    expect({ code: negative.code, usage: negative.stderr.endsWith(`\n\n${usageOf('check')}\n`), stdout: negative.stdout }).toEqual({ code: 2, usage: true, stdout: '' });
+  }, 60_000);
+
+  test('kafka-local --port must be a port number; --version takes no argument', async () => {
+    const port = await sluice(['kafka-local', '--port', 'http']);
+    expect({ code: port.code, stdout: port.stdout, stderr: port.stderr }).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: `sluice kafka-local: --port must be a whole number from 1 to 65535, not "http"\n\n${usageOf('kafka-local')}\n`,
+    });
+    const version = await sluice(['--version', 'extra']);
+    expect({ code: version.code, stdout: version.stdout, usage: version.stderr.startsWith('sluice --version: unexpected argument extra\n\nusage: sluice <command>') }).toEqual({ code: 2, stdout: '', usage: true });
+  });
+});
+
+describe('exit codes: 2 is invalid configuration or usage, 1 an environment that may yet change', () => {
+  test('a database that never answers stops serve within the 5 s the message names, even with a local broker to start', async () => {
+    const silent = await silentPort();
+    try {
+      // No KAFKA_BROKERS: had the database been probed beside the broker start, its exit would wait for the broker.
+      const brokerPort = await closedPort();
+      const run = (port: number, name: string): Promise<CliResult> =>
+        sluice(['serve'], {
+          DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/db`,
+          SLUICE_JOURNAL_DIR: join(scratch, `j-${name}`),
+          SLUICE_DATA_DIR: join(scratch, `data-${name}`),
+          SLUICE_KAFKA_LOCAL_PORT: String(brokerPort),
+          SLUICE_PORT: '0',
+        });
+      // Side by side with a refused database, which fails at once: the difference is the wait itself,
+      // whatever the process start costs on a loaded machine.
+      const [r, refused] = await Promise.all([run(silent.port, 'silent'), run(await closedPort(), 'refused')]);
+      console.log(`serve against a database that never answers: exit after ${r.ms} ms; a refused one: ${refused.ms} ms`);
+      expect(r.code).toBe(1);
+      expect(logLines(r.stderr).map((l) => [l.msg, l.code, l.error])).toEqual([
+        [
+          'sluice cannot start',
+          'outbox_unavailable',
+          `DATABASE_URL postgres://postgres@127.0.0.1:${silent.port}/db: no answer within 5s (a wrong host, or a firewall dropping packets): check the host and port in DATABASE_URL`,
+        ],
+      ]);
+      // Neither started the broker: nothing but the database to wait for.
+      expect([refused.code, logLines(refused.stderr).map((l) => l.msg)]).toEqual([1, ['sluice cannot start']]);
+      // The 5 s wait beyond what a process start costs (which alone took up to 9 s on this loaded
+      // 2-core machine: hence no bound on r.ms itself); waiting out a broker start added 7-12 s more.
+      expect(r.ms - refused.ms).toBeLessThan(8_000);
+    } finally {
+      silent.close();
+    }
+  }, 30_000);
+
+  test('a busy HTTP port exits 1, so a supervisor retries it', async () => {
+    const holder = await silentPort();
+    try {
+      const db = await createTestDatabase({ migrate: false });
+      try {
+        const r = await sluice(['ingest'], { DATABASE_URL: db.url, SLUICE_PORT: String(holder.port), SLUICE_JOURNAL_DIR: join(scratch, 'j-busy') });
+        expect(r.code).toBe(1);
+        const errors = logLines(r.stderr).filter((l) => l.level === 'error');
+        expect(errors.map((l) => [l.msg, l.code])).toEqual([['sluice cannot start', 'address_unavailable']]);
+        expect(String(errors[0]?.error)).toBe(
+          `SLUICE_HOST 127.0.0.1 / SLUICE_PORT ${holder.port}: cannot listen: Failed to start server. Is port ${holder.port} in use?: stop what holds the port, or set SLUICE_PORT (and SLUICE_HOST) to an address this host can bind`,
+        );
+      } finally {
+        await db.drop();
+      }
+    } finally {
+      holder.close();
+    }
+  }, 60_000);
+
+  test('a tenants file: check and serve agree, 2 for a broken one, 1 for a missing one', async () => {
+    const broken = join(scratch, 'broken-tenants.json');
+    writeFileSync(broken, '{"tenants": ');
+    const missing = join(scratch, 'no-such-tenants.json');
+    const base = { SLUICE_JOURNAL_DIR: join(scratch, 'j-tenants'), SLUICE_DATA_DIR: join(scratch, 'data-tenants'), SLUICE_KAFKA_LOCAL_PORT: String(await closedPort()) };
+    const [checkBroken, serveBroken, checkMissing, serveMissing] = await Promise.all([
+      sluice(['check', '--timeout-ms', '500'], { ...base, SLUICE_TENANTS_FILE: broken }),
+      sluice(['serve'], { ...base, SLUICE_TENANTS_FILE: broken }),
+      sluice(['check', '--timeout-ms', '500'], { ...base, SLUICE_TENANTS_FILE: missing }),
+      sluice(['serve'], { ...base, SLUICE_TENANTS_FILE: missing }),
+    ]);
+    expect([checkBroken.code, serveBroken.code, checkMissing.code, serveMissing.code]).toEqual([2, 2, 1, 1]);
+    const brokenText = `SLUICE_TENANTS_FILE ${broken}: JSON Parse error: Unexpected EOF`;
+    expect(checkBroken.stdout.split('\n')[1]).toBe(`tenants    FAIL  ${brokenText}`);
+    expect(logLines(serveBroken.stderr).map((l) => [l.msg, l.errors])).toEqual([['invalid configuration', [brokenText]]]);
+    const missingText = `SLUICE_TENANTS_FILE ${missing}: ENOENT: point SLUICE_TENANTS_FILE at a readable tenants file`;
+    expect(checkMissing.stdout.split('\n')[1]).toBe(`tenants    FAIL  ${missingText}`);
+    expect(logLines(serveMissing.stderr).map((l) => [l.msg, l.code, l.error])).toEqual([['sluice cannot start', 'file_unavailable', missingText]]);
+  }, 60_000);
+
+  test('check: a TLS key that is not the certificate\'s fails naming both settings (exit 2); a missing file exit 1', async () => {
+    const a = await makeCertificate(scratch, 'check-a');
+    const b = await makeCertificate(scratch, 'check-b');
+    const base = { SLUICE_JOURNAL_DIR: join(scratch, 'j-tls'), SLUICE_DATA_DIR: join(scratch, 'data-tls'), SLUICE_KAFKA_LOCAL_PORT: String(await closedPort()) };
+    const [mismatch, missing, good] = await Promise.all([
+      sluice(['check'], { ...base, SLUICE_TLS_CERT_FILE: a.cert, SLUICE_TLS_KEY_FILE: b.key }),
+      sluice(['check'], { ...base, SLUICE_TLS_CERT_FILE: a.cert, SLUICE_TLS_KEY_FILE: join(scratch, 'none.key') }),
+      sluice(['check'], { ...base, SLUICE_TLS_CERT_FILE: a.cert, SLUICE_TLS_KEY_FILE: a.key }),
+    ]);
+    const tlsLine = (r: CliResult): string | undefined => r.stdout.split('\n').find((l) => l.startsWith('tls '));
+    expect({ code: mismatch.code, line: tlsLine(mismatch) }).toEqual({
+      code: 2,
+      line: `tls        FAIL  SLUICE_TLS_KEY_FILE ${b.key} is not the key of the certificate in SLUICE_TLS_CERT_FILE ${a.cert}: point SLUICE_TLS_KEY_FILE at that certificate's key, or SLUICE_TLS_CERT_FILE at the certificate issued for this key`,
+    });
+    expect({ code: missing.code, line: tlsLine(missing) }).toEqual({
+      code: 1,
+      line: `tls        FAIL  SLUICE_TLS_KEY_FILE ${join(scratch, 'none.key')}: ENOENT: point SLUICE_TLS_KEY_FILE at a readable PEM file`,
+    });
+    expect({ code: good.code, line: tlsLine(good) }).toEqual({ code: 0, line: `tls        ok    ${a.cert} and its key ${a.key} are a matching PEM pair` });
+  }, 60_000);
+
+  test('misplaced, misspelt and empty variables, hexadecimal numbers and a backoff above its cap: exit 2, each named', async () => {
+    const r = await sluice(['serve'], {
+      SLUICE_DATABASE_URL: 'postgres://db/x',
+      SLUICE_KAFKA_BROKERS: 'k:9092',
+      sluice_write_mode: 'fast_ack',
+      KAFKA_BROKER: 'k:9092',
+      DATABASE_UR: 'postgres://db/x',
+      SLUICE_PORT: '0x1F90',
+      SLUICE_PARTITIONS: '1e3',
+    });
+    expect(r.code).toBe(2);
+    expect(logLines(r.stderr).map((l) => [l.msg, l.errors])).toEqual([
+      [
+        'invalid configuration',
+        [
+          'DATABASE_UR is not a sluice setting: did you mean DATABASE_URL?',
+          'KAFKA_BROKER is not a sluice setting: did you mean KAFKA_BROKERS?',
+          'SLUICE_DATABASE_URL is not a sluice setting: did you mean DATABASE_URL?',
+          'SLUICE_KAFKA_BROKERS is not a sluice setting: did you mean KAFKA_BROKERS?',
+          'sluice_write_mode is not a sluice setting: did you mean SLUICE_WRITE_MODE?',
+          'SLUICE_PORT must be a whole number in decimal digits (no sign, exponent, 0x or spaces)',
+          'SLUICE_PARTITIONS must be a whole number in decimal digits (no sign, exponent, 0x or spaces)',
+        ],
+      ],
+    ]);
+    const empty = await sluice(['serve'], { KAFKA_BROKERS: '' });
+    expect([empty.code, logLines(empty.stderr).map((l) => l.errors)]).toEqual([2, [['KAFKA_BROKERS is set but empty: give it a value, or unset it (unset = serve starts a local broker)']]]);
+    const retry = await sluice(['check'], { SLUICE_RETRY_BASE_MS: '90000', SLUICE_RETRY_MAX_MS: '60000' });
+    expect([retry.code, retry.stdout]).toEqual([
+      2,
+      'config     FAIL  SLUICE_RETRY_BASE_MS 90000 is above SLUICE_RETRY_MAX_MS 60000: the first retry would wait longer than the cap; lower SLUICE_RETRY_BASE_MS or raise SLUICE_RETRY_MAX_MS\n',
+    ]);
+  }, 60_000);
+
+  test('ingest refuses the embedded database: no other process could ever publish its writes', async () => {
+    const r = await sluice(['ingest'], { SLUICE_JOURNAL_DIR: join(scratch, 'j-ingest'), SLUICE_DATA_DIR: join(scratch, 'data-ingest') });
+    expect(r.code).toBe(2);
+    expect(logLines(r.stderr).map((l) => [l.msg, l.errors])).toEqual([
+      [
+        'invalid configuration',
+        [
+          'DATABASE_URL must be set for ingest: its writes are published by `sluice process` instances sharing its outbox, and the embedded database is private to this process, so nothing could ever publish them; set DATABASE_URL to the shared Postgres, or run `sluice serve` (ingest and processor in one process)',
+        ],
+      ],
+    ]);
+  });
 });

@@ -65,6 +65,57 @@ describe('configuration', () => {
     expect(errorsOf({ SLUICE_JOURNALDIR: '' })).toEqual(['SLUICE_JOURNALDIR']);
   });
 
+  test('a misspelt or misplaced name is traced to the setting meant, never to a test-only variable', () => {
+    const messages = (env: Record<string, string>): string[] => {
+      try {
+        loadConfig(env);
+        return [];
+      } catch (err) {
+        return ((err as ConfigError).details ?? []).map((d) => d.message);
+      }
+    };
+    expect(messages({ SLUICE_DATABASE_URL: 'postgres://x/y' })).toEqual(['SLUICE_DATABASE_URL is not a sluice setting: did you mean DATABASE_URL?']);
+    expect(messages({ SLUICE_KAFKA_BROKERS: 'k:9092' })).toEqual(['SLUICE_KAFKA_BROKERS is not a sluice setting: did you mean KAFKA_BROKERS?']);
+    expect(messages({ sluice_write_mode: 'fast_ack' })).toEqual(['sluice_write_mode is not a sluice setting: did you mean SLUICE_WRITE_MODE?']);
+    expect(messages({ KAFKA_BROKER: 'k:9092', DATABASE_UR: 'postgres://x/y', database_url: 'postgres://x/y' })).toEqual([
+      'DATABASE_UR is not a sluice setting: did you mean DATABASE_URL?',
+      'KAFKA_BROKER is not a sluice setting: did you mean KAFKA_BROKERS?',
+      'database_url is not a sluice setting: did you mean DATABASE_URL?',
+    ]);
+    // The test suite's own variables pass, and no typo is ever pointed at one.
+    expect(messages({ SLUICE_TEST_SEED: '1', SLUICE_FUZZ_SEED: '2', SLUICE_FUZZ_RUNS: '3', SLUICE_PG_BIN: '/pg', SLUICE_BENCH_DATABASE_URL: 'postgres://b' })).toEqual([]);
+    expect(messages({ SLUICE_TEST_DATABASE_UR: 'postgres://x' })).toEqual([]);
+    expect(messages({ SLUICE_TEST_DATABASE: 'postgres://x' })).toEqual([]);
+    expect(messages({ SLUICE_TSET_DATABASE_URL: 'postgres://x' })).toEqual(['SLUICE_TSET_DATABASE_URL is not a sluice setting: did you mean DATABASE_URL?']);
+    // Somebody else's variables are left alone.
+    expect(messages({ PATH: '/bin', HOME: '/root', KAFKA_HEAP_OPTS: '-Xmx1g', PGDATABASE: 'x', DATABASE: 'x' })).toEqual([]);
+  });
+
+  test('a variable whose absence selects a mode may not be set empty', () => {
+    expect(() => loadConfig({ KAFKA_BROKERS: '' })).toThrow('KAFKA_BROKERS is set but empty: give it a value, or unset it (unset = serve starts a local broker)');
+    expect(() => loadConfig({ DATABASE_URL: '' })).toThrow('DATABASE_URL is set but empty: give it a value, or unset it (unset = the embedded database in SLUICE_DATA_DIR)');
+    expect(errorsOf({ SLUICE_TENANTS_FILE: '', SLUICE_ADMIN_TOKEN: '' }).sort()).toEqual(['SLUICE_ADMIN_TOKEN', 'SLUICE_TENANTS_FILE']);
+    // Any other empty setting keeps its default.
+    expect(loadConfig({ SLUICE_PORT: '', SLUICE_WRITE_MODE: '' }).http.port).toBe(8080);
+  });
+
+  test('every integer setting takes decimal digits only', () => {
+    for (const bad of ['0x1F90', '1e3', ' 80', '80 ', '+80', '-1', '80.0', '8_080']) {
+      expect(() => loadConfig({ SLUICE_PORT: bad })).toThrow('SLUICE_PORT must be a whole number in decimal digits (no sign, exponent, 0x or spaces)');
+      expect(errorsOf({ SLUICE_PARTITIONS: bad, SLUICE_POLL_MS: bad })).toEqual(['SLUICE_PARTITIONS', 'SLUICE_POLL_MS']);
+    }
+    expect(loadConfig({ SLUICE_PORT: '08080', SLUICE_PARTITIONS: '32' })).toMatchObject({ http: { port: 8080 }, partitions: 32 });
+    expect(() => loadConfig({ SLUICE_PORT: '65536' })).toThrow('SLUICE_PORT must be at most 65535');
+  });
+
+  test('the retry backoff may not start above its cap; both settings are named', () => {
+    expect(() => loadConfig({ SLUICE_RETRY_BASE_MS: '5000', SLUICE_RETRY_MAX_MS: '1000' })).toThrow(
+      'SLUICE_RETRY_BASE_MS 5000 is above SLUICE_RETRY_MAX_MS 1000: the first retry would wait longer than the cap; lower SLUICE_RETRY_BASE_MS or raise SLUICE_RETRY_MAX_MS',
+    );
+    expect(() => loadConfig({ SLUICE_RETRY_BASE_MS: '70000' })).toThrow('SLUICE_RETRY_BASE_MS 70000 is above SLUICE_RETRY_MAX_MS 60000');
+    expect(loadConfig({ SLUICE_RETRY_BASE_MS: '1000', SLUICE_RETRY_MAX_MS: '1000' }).processor.retryBaseMs).toBe(1000);
+  });
+
   test('TLS takes both files or neither', () => {
     expect(errorsOf({ SLUICE_TLS_KEY_FILE: '/k.pem' })).toEqual(['SLUICE_TLS_CERT_FILE']);
     expect(errorsOf({ SLUICE_TLS_CERT_FILE: '/c.pem' })).toEqual(['SLUICE_TLS_KEY_FILE']);

@@ -22,6 +22,8 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   outbox_unavailable: 503,
   kafka_unavailable: 503,
   config_invalid: 500,
+  file_unavailable: 500,
+  address_unavailable: 500,
   journal_corrupt: 500,
   kafka_rejected: 500,
   kafka_fenced: 503,

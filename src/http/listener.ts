@@ -1,6 +1,7 @@
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Server } from 'bun';
-import { ConfigError } from '../errors.ts';
+import { ConfigError, SluiceError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 
 export interface ListenerOptions {
@@ -26,23 +27,44 @@ export interface Listener {
 
 type Tls = { cert: string; key: string };
 
-/** Reads the PEM files; a missing or unreadable one is a ConfigError naming its setting. */
+/**
+ * Reads the PEM files and checks that the key is the certificate's. A missing or unreadable file is
+ * a `file_unavailable` SluiceError (it may yet appear: a mount, a renewal in progress); a file that
+ * is no certificate or key, or a pair that does not match, is a ConfigError. Both name the setting.
+ */
 export function readTls(files: { certFile: string; keyFile: string }): Tls {
+  const invalid = (setting: string, message: string): ConfigError => new ConfigError(`invalid configuration: ${message}`, [{ path: setting, message }]);
   const read = (setting: string, path: string): string => {
     let text: string;
     try {
       text = readFileSync(path, 'utf8');
     } catch (err) {
       const message = `${setting} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}: point ${setting} at a readable PEM file`;
-      throw new ConfigError(`invalid configuration: ${message}`, [{ path: setting, message }]);
+      throw new SluiceError('file_unavailable', message, { details: [{ path: setting, message }] });
     }
-    if (!text.includes('-----BEGIN')) {
-      const message = `${setting} ${path}: not a PEM file (no -----BEGIN line)`;
-      throw new ConfigError(`invalid configuration: ${message}`, [{ path: setting, message }]);
-    }
+    if (!text.includes('-----BEGIN')) throw invalid(setting, `${setting} ${path}: not a PEM file (no -----BEGIN line)`);
     return text;
   };
-  return { cert: read('SLUICE_TLS_CERT_FILE', files.certFile), key: read('SLUICE_TLS_KEY_FILE', files.keyFile) };
+  const tls = { cert: read('SLUICE_TLS_CERT_FILE', files.certFile), key: read('SLUICE_TLS_KEY_FILE', files.keyFile) };
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(tls.cert);
+  } catch (err) {
+    throw invalid('SLUICE_TLS_CERT_FILE', `SLUICE_TLS_CERT_FILE ${files.certFile}: not a readable certificate (${(err as Error).message}): point SLUICE_TLS_CERT_FILE at the PEM certificate (chain)`);
+  }
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(tls.key);
+  } catch (err) {
+    throw invalid('SLUICE_TLS_KEY_FILE', `SLUICE_TLS_KEY_FILE ${files.keyFile}: not a readable private key (${(err as Error).message}; an encrypted key is not supported): point SLUICE_TLS_KEY_FILE at the unencrypted PEM key`);
+  }
+  if (!cert.checkPrivateKey(key)) {
+    throw invalid(
+      'SLUICE_TLS_KEY_FILE',
+      `SLUICE_TLS_KEY_FILE ${files.keyFile} is not the key of the certificate in SLUICE_TLS_CERT_FILE ${files.certFile}: point SLUICE_TLS_KEY_FILE at that certificate's key, or SLUICE_TLS_CERT_FILE at the certificate issued for this key`,
+    );
+  }
+  return tls;
 }
 
 /** The HTTP(S) server of every role: plain HTTP, or HTTPS with Bun's own TLS when configured. */
@@ -57,8 +79,9 @@ export function listen(o: ListenerOptions): Listener {
         ...(tls === undefined ? {} : { tls, reusePort: true }),
       });
     } catch (err) {
-      const message = `cannot serve on ${o.host}:${port}: ${(err as Error).message}${tls === undefined ? '' : ' (check that SLUICE_TLS_KEY_FILE is the key of SLUICE_TLS_CERT_FILE)'}: set SLUICE_HOST and SLUICE_PORT to an address this host can bind`;
-      throw new ConfigError(`invalid configuration: ${message}`, [{ path: 'SLUICE_PORT', message }]);
+      // The pair was checked by readTls: what is left is the address, which may yet come free.
+      const message = `SLUICE_HOST ${o.host} / SLUICE_PORT ${port}: cannot listen: ${(err as Error).message}: stop what holds the port, or set SLUICE_PORT (and SLUICE_HOST) to an address this host can bind`;
+      throw new SluiceError('address_unavailable', message, { details: [{ path: 'SLUICE_PORT', message }] });
     }
   };
   let server = start(o.port, o.tls === undefined ? undefined : readTls(o.tls));
@@ -79,7 +102,7 @@ export function listen(o: ListenerOptions): Listener {
         o.log.info('TLS certificate reloaded', { cert_file: o.tls.certFile });
         return true;
       } catch (err) {
-        const errors = err instanceof ConfigError ? err.details?.map((d) => d.message) : [String(err)];
+        const errors = err instanceof SluiceError ? (err.details?.map((d) => d.message) ?? [err.message]) : [String(err)];
         o.log.error('TLS certificate rejected; keeping the previous one', { errors });
         return false;
       }

@@ -10,6 +10,7 @@ import type { Metrics } from '../metrics.ts';
 import type { Database } from '../outbox/db.ts';
 import type { Outbox } from '../outbox/outbox.ts';
 import type { OutboxGauges } from '../outbox/outbox-gauges.ts';
+import { outboxState } from '../probes.ts';
 import type { Tenants } from '../tenants.ts';
 
 export interface IngestRole {
@@ -55,10 +56,7 @@ export async function startIngestRole(o: {
     .add('journal_integrity', true, () =>
       journal.integrity.incidents === 0 ? { ok: true } : { ok: false, detail: journal.integrity.describe() ?? '' },
     )
-    .add('outbox', config.writeMode === 'sync', async () => {
-      await outbox.ping();
-      return { ok: true };
-    })
+    .add('outbox', config.writeMode === 'sync', () => outboxState(() => outbox.ping(), config.db.url))
     .add('forwarder', true, () => forwarderState(ingest.forwarder));
   if (config.writeMode !== 'sync') {
     readiness.add('backlog', true, () => {

@@ -11,7 +11,7 @@ import { migrate } from '../outbox/migrate.ts';
 import { openChecked } from '../outbox/open-checked.ts';
 import { Outbox } from '../outbox/outbox.ts';
 import { OutboxGauges } from '../outbox/outbox-gauges.ts';
-import { probeWritableDir } from '../probes.ts';
+import { outboxState, probeWritableDir } from '../probes.ts';
 import { startProcessing, type Processing } from '../processor/processing.ts';
 import { TenantControls } from '../processor/tenant-controls.ts';
 import { loadTenantsFile, NO_TENANTS_FILE, Tenants } from '../tenants.ts';
@@ -75,6 +75,10 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
       const journalDir = probeWritableDir('SLUICE_JOURNAL_DIR', join(config.journal.dir, config.nodeId));
       if (!journalDir.ok) throw new SluiceError('journal_unavailable', journalDir.detail);
     }
+    // A real server is probed before the local broker starts: a database that does not answer then
+    // stops sluice within the probe's 5 s, not after a broker start it would have to wait out.
+    const external = config.db.url === undefined ? undefined : await timed('database', openChecked(config, log));
+    if (external !== undefined) closers.push({ name: 'database', close: () => external.close() });
     const ownBroker = publishes && config.kafka.brokers === undefined;
     if (ownBroker) await checkOwnBrokerPort(config);
     let stopping = false;
@@ -84,8 +88,8 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
       brokerStart.catch(() => {});
       closers.push({ name: 'kafka-local', close: async () => (await brokerStart.catch(() => undefined))?.stop() });
     }
-    const database = await timed('database', openChecked(config, log));
-    closers.push({ name: 'database', close: () => database.close() });
+    const database = external ?? (await timed('database', openChecked(config, log)));
+    if (external === undefined) closers.push({ name: 'database', close: () => database.close() });
     await timed('migrate', migrate(database.sql, log));
     const outbox = new Outbox(database.sql, config.partitions);
 
@@ -104,16 +108,15 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
       ? await startIngestRole({ config, outbox, database, tenants, metrics, log, gauges, readiness, timed, closers, onCommitted: wakeProcessor })
       : undefined;
     if (!ingests) {
-      readiness.add('outbox', true, async () => {
-        await outbox.ping();
-        return { ok: true };
-      });
+      readiness.add('outbox', true, () => outboxState(() => outbox.ping(), config.db.url));
     }
     // An ingest node takes writes while Kafka is down: the broker is reported there, never a reason to
     // turn writes away. A processor alone is ready when it can publish.
-    if (publishes) {
-      readiness.add('kafka', !ingests, () => processing?.kafkaReadiness() ?? { ok: false, detail: `the local Kafka broker on 127.0.0.1:${config.kafka.localPort} is starting` });
-    }
+    readiness.add('kafka', !ingests, () =>
+      publishes
+        ? (processing?.kafkaReadiness() ?? { ok: false, detail: `the local Kafka broker on 127.0.0.1:${config.kafka.localPort} is starting` })
+        : { ok: true, detail: 'not used by an ingest node: `sluice process` instances publish its writes' },
+    );
 
     let draining = false;
     const app = createApp({
@@ -208,7 +211,13 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
 
 /** What a role cannot run without, all reported at once. */
 function requireSettings(role: Role, config: Config): void {
-  if (role !== 'process') return;
+  if (role === 'serve') return;
+  if (role === 'ingest') {
+    if (config.db.url !== undefined) return;
+    const message =
+      'DATABASE_URL must be set for ingest: its writes are published by `sluice process` instances sharing its outbox, and the embedded database is private to this process, so nothing could ever publish them; set DATABASE_URL to the shared Postgres, or run `sluice serve` (ingest and processor in one process)';
+    throw new ConfigError(`invalid configuration: ${message}`, [{ path: 'DATABASE_URL', message }]);
+  }
   const missing = [
     ...(config.db.url === undefined ? [{ path: 'DATABASE_URL', message: 'DATABASE_URL must be set for process: the processor shares the outbox with other instances, so it needs a real Postgres' }] : []),
     ...(config.kafka.brokers === undefined ? [{ path: 'KAFKA_BROKERS', message: 'KAFKA_BROKERS must be set for process: it publishes to a Kafka cluster you run (only serve starts a local broker)' }] : []),

@@ -46,6 +46,7 @@ describe('ingest and process as separate processes', () => {
         journal_integrity: { ok: true, required: true },
         outbox: { ok: true, required: true },
         forwarder: { ok: true, required: true },
+        kafka: { ok: true, required: false, detail: 'not used by an ingest node: `sluice process` instances publish its writes' },
       },
     });
     expect((await postEvent(ingest.url, { dedupe_key: 'one', payload: { n: 1 } }, { 'X-Tenant-Id': 'split' })).status).toBe(202);

@@ -2,28 +2,15 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { logLines, runCli } from '../support/cli.ts';
 import { testBrokers } from '../support/kafka.ts';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
 import { eventually } from '../support/sluice.ts';
 import { spawnSluice, type SpawnedSluice } from '../support/spawn-sluice.ts';
 import { newToken, writeTenantsFile } from '../support/tenants.ts';
+import { makeCertificate } from '../support/tls.ts';
 
 const TOKEN = newToken('acme');
-
-/** A self-signed certificate for 127.0.0.1 made by the real openssl, as an operator would. */
-async function makeCertificate(dir: string, name: string): Promise<{ cert: string; key: string }> {
-  const cert = join(dir, `${name}.crt`);
-  const key = join(dir, `${name}.key`);
-  const proc = Bun.spawn({
-    cmd: ['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert,
-      '-days', '1', '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'],
-    stdout: 'ignore',
-    stderr: 'pipe',
-  });
-  const code = await proc.exited;
-  if (code !== 0) throw new Error(`openssl failed: ${await new Response(proc.stderr).text()}`);
-  return { cert, key };
-}
 
 /** The CN of the certificate a fresh TLS connection to `port` is shown, as `openssl s_client` sees it. */
 async function servedName(port: number): Promise<string> {
@@ -111,15 +98,19 @@ describe('TLS with SLUICE_TLS_CERT_FILE and SLUICE_TLS_KEY_FILE', () => {
     expect((await fetch(`https://127.0.0.1:${port}/readyz`, { tls: { ca: Bun.file(second.cert) } })).status).toBe(200);
   }, 30_000);
 
-  test('a missing certificate file stops the start with exit 2, naming the setting', async () => {
-    const proc = Bun.spawn({
-      cmd: ['bun', join(import.meta.dir, '..', '..', 'src', 'cli.ts'), 'serve'],
-      env: { ...process.env, DATABASE_URL: db.url, KAFKA_BROKERS: (await testBrokers()).join(','), SLUICE_PORT: '0', SLUICE_JOURNAL_DIR: join(dir, 'j2'), SLUICE_TLS_CERT_FILE: join(dir, 'nope.crt'), SLUICE_TLS_KEY_FILE: live.key },
-      stdout: 'ignore',
-      stderr: 'pipe',
-    });
-    const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
-    expect(code).toBe(2);
-    expect(stderr).toContain(`SLUICE_TLS_CERT_FILE ${join(dir, 'nope.crt')}: ENOENT: point SLUICE_TLS_CERT_FILE at a readable PEM file`);
+  test('a missing certificate file stops the start with exit 1 (it may yet appear), naming the setting', async () => {
+    const r = await runCli(['serve'], { DATABASE_URL: db.url, KAFKA_BROKERS: (await testBrokers()).join(','), SLUICE_PORT: '0', SLUICE_JOURNAL_DIR: join(dir, 'j2'), SLUICE_TLS_CERT_FILE: join(dir, 'nope.crt'), SLUICE_TLS_KEY_FILE: live.key }, { clean: true });
+    expect(r.code).toBe(1);
+    expect(logLines(r.stderr).map((l) => [l.msg, l.code, l.error])).toEqual([
+      ['sluice cannot start', 'file_unavailable', `SLUICE_TLS_CERT_FILE ${join(dir, 'nope.crt')}: ENOENT: point SLUICE_TLS_CERT_FILE at a readable PEM file`],
+    ]);
+  }, 60_000);
+
+  test('a key that is not the certificate\'s stops the start with exit 2, naming both settings', async () => {
+    const r = await runCli(['serve'], { DATABASE_URL: db.url, KAFKA_BROKERS: (await testBrokers()).join(','), SLUICE_PORT: '0', SLUICE_JOURNAL_DIR: join(dir, 'j3'), SLUICE_TLS_CERT_FILE: first.cert, SLUICE_TLS_KEY_FILE: second.key }, { clean: true });
+    expect(r.code).toBe(2);
+    expect(logLines(r.stderr).map((l) => [l.msg, l.errors])).toEqual([
+      ['invalid configuration', [`SLUICE_TLS_KEY_FILE ${second.key} is not the key of the certificate in SLUICE_TLS_CERT_FILE ${first.cert}: point SLUICE_TLS_KEY_FILE at that certificate's key, or SLUICE_TLS_CERT_FILE at the certificate issued for this key`]],
+    ]);
   }, 60_000);
 });

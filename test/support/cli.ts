@@ -6,13 +6,42 @@ export interface CliResult {
   code: number;
   stdout: string;
   stderr: string;
+  /** From spawn to exit. */
+  ms: number;
 }
 
-/** Runs `sluice <args>` as a real child process to its end. */
-export async function runCli(args: string[], env: Record<string, string>): Promise<CliResult> {
-  const proc = Bun.spawn({ cmd: ['bun', CLI, ...args], env: { ...process.env, ...env }, stdout: 'pipe', stderr: 'pipe' });
+/**
+ * The test runner's environment without any sluice setting (the suite's own SLUICE_TEST_* and the
+ * like aside, which sluice tolerates), so a test says exactly what it sets.
+ */
+export function cleanEnv(extra: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && !k.startsWith('SLUICE_') && k !== 'DATABASE_URL' && k !== 'KAFKA_BROKERS') env[k] = v;
+  }
+  return { ...env, ...extra };
+}
+
+/** Runs `sluice <args>` as a real child process to its end; `clean` starts from `cleanEnv` instead of the whole environment. */
+export async function runCli(args: string[], env: Record<string, string>, opts: { clean?: boolean } = {}): Promise<CliResult> {
+  const started = performance.now();
+  const proc = Bun.spawn({
+    cmd: ['bun', CLI, ...args],
+    env: opts.clean === true ? cleanEnv(env) : { ...process.env, ...env },
+    stdin: 'ignore',
+    stdout: 'pipe',
+    stderr: 'pipe',
+  });
   const [code, stdout, stderr] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  return { code, stdout, stderr };
+  return { code, stdout, stderr, ms: Math.round(performance.now() - started) };
+}
+
+/** The JSON log lines of a run's stderr. */
+export function logLines(stderr: string): Record<string, unknown>[] {
+  return stderr
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 /** A count from `sluice replay`'s summary (`  inserted    12`). */
