@@ -61,7 +61,7 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (spec.name === 'kafka-local') {
-    const { runKafkaLocal } = await import('../scripts/kafka-local.ts');
+    const { runKafkaLocal } = await import('./kafka/kafka-local-command.ts');
     return runKafkaLocal(args);
   }
   if (spec.name === 'journal verify') return (await import('./journal/commands.ts')).runJournalVerify(args);

@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startPgCluster, type PgCluster } from './support/pg-cluster.ts';
-import { eventually } from './support/sluice.ts';
-import { spawnSluice, type SpawnedSluice } from './support/spawn-sluice.ts';
+import { startPgCluster, type PgCluster } from '../support/pg-cluster.ts';
+import { eventually } from '../support/sluice.ts';
+import { spawnSluice, type SpawnedSluice } from '../support/spawn-sluice.ts';
 
 interface Readyz {
   status: string;

@@ -1,21 +1,13 @@
-// Runs the local single-node Kafka broker in the foreground until SIGINT/SIGTERM.
-//   bun run scripts/kafka-local.ts [--port N] [--data-dir D] [--bootstrap-file PATH]
+// `sluice kafka-local`: the local single-node Kafka broker in the foreground until SIGINT/SIGTERM.
 // CI can start it in the background and poll --bootstrap-file for the address.
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { argumentProblem, COMMANDS } from '../src/cli-commands.ts';
-import { startLocalBroker, type LocalBrokerOptions } from '../src/kafka/local-broker.ts';
-import { createLogger } from '../src/log.ts';
+import { startLocalBroker, type LocalBrokerOptions } from './local-broker.ts';
+import { createLogger } from '../log.ts';
 
+/** `argv` was checked against the command's usage by the CLI. */
 export async function runKafkaLocal(argv: string[]): Promise<number> {
   const log = createLogger({ base: { component: 'kafka-local' } });
-  // Run directly as well as through the CLI: the same argument rules, the same usage on a mistake.
-  const spec = COMMANDS.find((c) => c.name === 'kafka-local');
-  const problem = spec === undefined ? 'kafka-local: no command spec' : argumentProblem(spec, argv);
-  if (problem !== undefined) {
-    process.stderr.write(`sluice ${problem}\n\n${spec?.usage ?? ''}\n`);
-    return 2;
-  }
   const { values } = parseArgs({
     args: argv,
     options: { port: { type: 'string' }, 'data-dir': { type: 'string' }, 'bootstrap-file': { type: 'string' } },
@@ -64,4 +56,3 @@ export async function runKafkaLocal(argv: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) process.exit(await runKafkaLocal(process.argv.slice(2)));
