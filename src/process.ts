@@ -6,14 +6,14 @@ import { listen, readTls } from './http/listener.ts';
 import { addOpsRoutes } from './http/ops-routes.ts';
 import { Readiness } from './http/readiness.ts';
 import type { Logger } from './log.ts';
-import { createMetrics, zeroTenantSeries } from './metrics.ts';
+import { zeroTenantSeries } from './metrics.ts';
 import { migrate } from './outbox/migrate.ts';
 import { OutboxGauges } from './outbox/outbox-gauges.ts';
 import { startProcessing } from './processor/processing.ts';
 import { TenantControls } from './processor/tenant-controls.ts';
 import { openChecked } from './outbox/open-checked.ts';
 import type { Running } from './serve.ts';
-import { loadTenantsFile, NO_TENANTS_FILE, Tenants } from './tenants.ts';
+import { openTenantMetrics } from './tenant-metrics.ts';
 
 /**
  * The composition root of `process`: a processor instance alone, to scale publishing out beside
@@ -30,9 +30,7 @@ export async function runProcessor(config: Config, log: Logger): Promise<Running
     throw new ConfigError(`invalid configuration: ${missing.map((m) => m.message).join('; ')}`, missing);
   }
   if (config.tls !== undefined) readTls(config.tls);
-  const tenants = new Tenants(config.tenantsFile === undefined ? NO_TENANTS_FILE : loadTenantsFile(config.tenantsFile), log, { metricTenants: config.metricTenants });
-  const metrics = createMetrics();
-  zeroTenantSeries(metrics, tenants.configured);
+  const { tenants, metrics } = openTenantMetrics(config, log);
   const controls = new TenantControls(tenants, metrics, log);
   const db = await openChecked(config, log);
   try {
@@ -77,7 +75,7 @@ export async function runProcessor(config: Config, log: Logger): Promise<Running
     failed: new Promise<string>(() => {}),
     reload() {
       const reloaded = tenants.reload();
-      if (reloaded) zeroTenantSeries(metrics, tenants.configured);
+      if (reloaded) zeroTenantSeries(metrics, tenants.labelledConfigured());
       return listener.reloadTls() || reloaded;
     },
     shutdown(reason) {

@@ -9,7 +9,7 @@ import { startIngestStack } from './ingest/ingest-stack.ts';
 import { journalReadiness } from './ingest/journal-readiness.ts';
 import { portProblem, startLocalBroker, type LocalBroker } from './kafka/local-broker.ts';
 import type { Logger } from './log.ts';
-import { createMetrics, zeroTenantSeries } from './metrics.ts';
+import { zeroTenantSeries } from './metrics.ts';
 import { migrate } from './outbox/migrate.ts';
 import { openChecked } from './outbox/open-checked.ts';
 import { OutboxGauges } from './outbox/outbox-gauges.ts';
@@ -18,7 +18,7 @@ import { Backlog } from './ingest/backlog.ts';
 import { probeWritableDir } from './probes.ts';
 import { startProcessing, type Processing } from './processor/processing.ts';
 import { TenantControls } from './processor/tenant-controls.ts';
-import { loadTenantsFile, NO_TENANTS_FILE, Tenants } from './tenants.ts';
+import { openTenantMetrics } from './tenant-metrics.ts';
 
 export interface Running {
   readonly url: string;
@@ -48,9 +48,7 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
   const withProcessor = opts.processor ?? true;
   // Read before anything starts: a bad tenants file or certificate stops sluice like a bad variable does.
   if (config.tls !== undefined) readTls(config.tls);
-  const tenants = new Tenants(config.tenantsFile === undefined ? NO_TENANTS_FILE : loadTenantsFile(config.tenantsFile), log, { metricTenants: config.metricTenants });
-  const metrics = createMetrics();
-  zeroTenantSeries(metrics, tenants.configured);
+  const { tenants, metrics } = openTenantMetrics(config, log);
   const controls = new TenantControls(tenants, metrics, log);
   const closers: { name: string; close: () => Promise<void> }[] = [];
   const closeAll = async (): Promise<void> => {
@@ -202,7 +200,7 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
       failed,
       reload() {
         const reloaded = tenants.reload();
-        if (reloaded) zeroTenantSeries(metrics, tenants.configured);
+        if (reloaded) zeroTenantSeries(metrics, tenants.labelledConfigured());
         const tls = server.reloadTls();
         return reloaded || tls;
       },
