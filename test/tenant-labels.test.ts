@@ -143,7 +143,7 @@ describe('the busiest tenants take the labels when a window ends', () => {
     expect(dropped).toEqual([]);
   });
 
-  const f = sluiceFixture({ SLUICE_METRIC_TENANTS: '3', SLUICE_METRIC_TENANTS_WINDOW_MS: '4000' });
+  const f = sluiceFixture({ SLUICE_METRIC_TENANTS: '3', SLUICE_METRIC_TENANTS_WINDOW_MS: '6000' });
 
   test('over HTTP: a busy tenant arriving after the cap is full gets its label after the window, the quiet ones fold into ~other, the series stay bounded', async () => {
     const post = async (tenant: string, key: string): Promise<void> => {
@@ -153,13 +153,19 @@ describe('the busiest tenants take the labels when a window ends', () => {
     const scrape = async (): Promise<string[]> => (await (await fetch(`${f.sluice.url}/metrics`)).text()).split('\n');
     const tenantsOf = (lines: string[], metric: string): string[] =>
       [...new Set(lines.filter((l) => l.startsWith(`${metric}{`)).map((l) => /tenant="([^"]+)"/.exec(l)?.[1] ?? ''))].sort();
+    const batch = async (events: { tenant_id: string; dedupe_key: string }[]): Promise<void> => {
+      const body = events.map((e) => JSON.stringify({ ...e, payload: {} })).join('\n');
+      const res = await fetch(`${f.sluice.url}/v1/events`, { method: 'POST', headers: { 'Content-Type': 'application/x-ndjson' }, body });
+      expect(res.status).toBe(202);
+    };
+    // Few requests, so all of this fits well inside the first window on a loaded machine.
     for (const t of ['q1', 'q2', 'q3']) await post(t, `${t}-1`);
-    for (let i = 0; i < 30; i++) await post('busy', `b${i}`);
-    for (let i = 0; i < 20; i++) await post(`drive-by-${i}`, 'k');
+    await batch(Array.from({ length: 30 }, (_, i) => ({ tenant_id: 'busy', dedupe_key: `b${i}` })));
+    await batch(Array.from({ length: 20 }, (_, i) => ({ tenant_id: `drive-by-${i}`, dedupe_key: 'k' })));
     expect(tenantsOf(await scrape(), 'sluice_ingest_events_total')).toEqual(['q1', 'q2', 'q3', '~other']);
 
     // The window began with q1's write (the process saw no tenant before it).
-    await Bun.sleep(4_100);
+    await Bun.sleep(6_100);
     await post('busy', 'after-the-window');
     await eventually(async () => tenantsOf(await scrape(), 'sluice_ingest_events_total').includes('busy') && tenantsOf(await scrape(), 'sluice_ingest_events_total').length === 4, 5_000, 'the busy tenant named, one quiet one dropped');
     const lines = await scrape();
