@@ -86,6 +86,7 @@ const envSchema = z.object({
   SLUICE_OUTBOX_CLEANUP_MS: int(60_000, 50, 86_400_000),
   SLUICE_TENANTS_FILE: z.string().min(1).optional(),
   SLUICE_METRIC_TENANTS: int(1_000, 1, 1_000_000),
+  SLUICE_METRIC_TENANTS_WINDOW_MS: int(600_000, 100, 86_400_000),
   SLUICE_ADMIN_TOKEN: z.string().min(16, { error: 'must be at least 16 characters' }).max(1024).optional(),
   SLUICE_TLS_CERT_FILE: z.string().min(1).optional(),
   SLUICE_TLS_KEY_FILE: z.string().min(1).optional(),
@@ -197,6 +198,8 @@ export interface Config {
   tenantsFile: string | undefined;
   /** Tenants with a `tenant` label of their own; the rest are summed under `~other`. */
   metricTenants: number;
+  /** How often the named tenants are re-evaluated from the last window's activity. */
+  metricTenantsWindowMs: number;
   /** Enables the admin API when set. */
   adminToken: string | undefined;
   /** PEM files of the HTTPS certificate (chain) and its key; undefined = plain HTTP. */
@@ -290,6 +293,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     outbox: { retentionMs: e.SLUICE_OUTBOX_RETENTION_MS, cleanupMs: e.SLUICE_OUTBOX_CLEANUP_MS },
     tenantsFile: e.SLUICE_TENANTS_FILE,
     metricTenants: e.SLUICE_METRIC_TENANTS,
+    metricTenantsWindowMs: e.SLUICE_METRIC_TENANTS_WINDOW_MS,
     adminToken: e.SLUICE_ADMIN_TOKEN,
     tls:
       e.SLUICE_TLS_CERT_FILE === undefined || e.SLUICE_TLS_KEY_FILE === undefined

@@ -297,3 +297,29 @@ export function zeroTenantSeries(metrics: Metrics, tenants: readonly string[]): 
     }
   }
 }
+
+/**
+ * Removes every series of `tenant` (its label went to a busier tenant, see TenantLabels), so the
+ * series stay bounded by the cap however many tenants took turns at it.
+ */
+export async function dropTenantSeries(metrics: Metrics, tenant: string): Promise<void> {
+  const perTenant = [
+    metrics.ingestRequests,
+    metrics.ingestEvents,
+    metrics.outboxPending,
+    metrics.published,
+    metrics.publishRetries,
+    metrics.dead,
+    metrics.outboxDead,
+    metrics.outboxOldestPending,
+    metrics.breakerState,
+    metrics.quotaThrottled,
+    metrics.backlogRejected,
+    metrics.replayed,
+  ];
+  for (const metric of perTenant) {
+    for (const { labels } of (await metric.get()).values) {
+      if (labels.tenant === tenant) metric.remove(labels);
+    }
+  }
+}

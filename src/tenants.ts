@@ -178,8 +178,8 @@ export class Tenants {
   #labels: TenantLabels;
   #generation = 0;
 
-  constructor(config: TenantsConfig, log: Logger, opts: { metricTenants?: number } = {}) {
-    this.#labels = new TenantLabels(opts.metricTenants ?? DEFAULT_METRIC_TENANTS);
+  constructor(config: TenantsConfig, log: Logger, opts: { metricTenants?: number; metricWindowMs?: number; now?: () => number } = {}) {
+    this.#labels = new TenantLabels({ cap: opts.metricTenants ?? DEFAULT_METRIC_TENANTS, windowMs: opts.metricWindowMs, now: opts.now });
     this.#config = config;
     this.#tokens = new TokenIndex(config.tenants);
     this.#topicOwners = topicOwners(config);
@@ -224,11 +224,21 @@ export class Tenants {
   /**
    * The `tenant` label for metrics. In authenticated mode only the file's tenants get a label of
    * their own; anything else (say, records replayed from an old journal) is folded into `~other`. In
-   * both modes at most SLUICE_METRIC_TENANTS tenants are named (see TenantLabels).
+   * both modes at most SLUICE_METRIC_TENANTS tenants are named, the busiest (see TenantLabels).
    */
   metricLabel(tenantId: string): string {
     if (this.#config.file === undefined || this.#config.tenants.has(tenantId)) return this.#labels.label(tenantId);
     return OTHER_TENANTS;
+  }
+
+  /** Called with each tenant whose own label went to a busier one: its series are to be dropped. */
+  onLabelDropped(listener: (tenant: string) => void): void {
+    this.#labels.onDropped(listener);
+  }
+
+  /** The file's tenants that have a label of their own: they take the free labels first. */
+  labelledConfigured(): string[] {
+    return this.configured.filter((t) => this.metricLabel(t) === t);
   }
 
   /** Bumped by every successful reload, so holders of derived state know to refresh it. */

@@ -1,4 +1,4 @@
-import { describeError } from '../errors.ts';
+import { describeError, SluiceError } from '../errors.ts';
 import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
 import type { Forwarder } from '../processor/forwarder.ts';
@@ -8,30 +8,32 @@ import type { RecentKeys } from './recent-keys.ts';
 /**
  * Rebuilds the dedupe index at start: the snapshot the last run left (see KeySnapshots), then the
  * journal after it — the writes of the last snapshot interval at most, however long the backlog. With
- * no usable snapshot, or one older than the checkpoint, the journal is read from the last
- * `keepForwarded` records before the checkpoint (those retention left), so the recently forwarded
- * keys are held again too, not only the unforwarded ones.
+ * no usable snapshot (the first start after an upgrade, a damaged file) the journal is read from the
+ * last `keepForwarded` records before the checkpoint (those retention left), so the recently forwarded
+ * keys are held again too, not only the unforwarded ones; that read follows the backlog, so it runs in
+ * the background while sluice serves (see RecentKeys.building) and stops with `signal`.
  */
-export async function loadDedupeIndex(opts: { journal: JournalWriter; forwarder: Forwarder; keys: RecentKeys; log: Logger }): Promise<void> {
+export async function loadDedupeIndex(opts: { journal: JournalWriter; forwarder: Forwarder; keys: RecentKeys; log: Logger; signal: AbortSignal }): Promise<void> {
   const { journal, forwarder, keys, log } = opts;
   const started = performance.now();
   const snap = await readKeySnapshot(journal.nodeDir, journal.nextSeq - 1);
   const forwarded = forwarder.checkpoint.seq;
-  let afterSeq = 0;
+  const fromSeq = Math.max(0, forwarded - keys.keepForwarded);
   if (typeof snap === 'string') {
     if (snap === 'no snapshot') {
-      log.info('no dedupe index snapshot; reading the journal instead', { from_seq: Math.max(0, forwarded - keys.keepForwarded) + 1 });
+      log.info('no dedupe index snapshot; reading the journal in the background', { from_seq: fromSeq + 1 });
     } else {
-      log.warn('dedupe index snapshot not used; removed, reading the journal instead', { reason: snap });
+      log.warn('dedupe index snapshot not used; removed, reading the journal in the background instead', { reason: snap });
       await removeKeySnapshot(journal.nodeDir);
     }
-  } else {
-    keys.index.load(snap.lo, snap.hi, snap.seqs);
-    keys.loaded(snap.through);
-    afterSeq = snap.through;
+    if (fromSeq < journal.nextSeq - 1) keys.rebuilding(rebuild({ ...opts, fromSeq, started }));
+    else keys.forwarded(forwarded);
+    return;
   }
+  keys.index.load(snap.lo, snap.hi, snap.seqs);
+  keys.loaded(snap.through);
   // The snapshot may predate the checkpoint by more than the keep window: the window is read then.
-  afterSeq = Math.max(afterSeq, forwarded - keys.keepForwarded, 0);
+  const afterSeq = Math.max(snap.through, fromSeq);
   let scanned = 0;
   // After a clean stop the snapshot covers the whole journal: not even its last segment is read.
   if (afterSeq < journal.nextSeq - 1) {
@@ -42,16 +44,47 @@ export async function loadDedupeIndex(opts: { journal: JournalWriter; forwarder:
   }
   // After the scan: what it read before the checkpoint is marked forwarded and ages out as usual.
   keys.forwarded(forwarded);
-  const fromSnapshot = typeof snap === 'string' ? 0 : snap.seqs.length;
-  if (fromSnapshot + scanned > 0) {
-    log.info('dedupe index loaded', {
-      from_snapshot: fromSnapshot,
-      from_journal: scanned,
-      keys: keys.index.size,
-      index_bytes: keys.index.bytes,
-      ms: Math.round(performance.now() - started),
-    });
+  logLoaded(log, { from_snapshot: snap.seqs.length, from_journal: scanned, keys, started });
+}
+
+const REBUILD_RETRY_MS = 1_000;
+
+/**
+ * Reads the journal after `fromSeq` into the index. No fresh key is journaled meanwhile (its write
+ * waits for this), so seqs still reach the index in order. A failed read (a segment retention removed
+ * under it, say) is retried from the last seq read.
+ */
+async function rebuild(o: { journal: JournalWriter; forwarder: Forwarder; keys: RecentKeys; log: Logger; signal: AbortSignal; fromSeq: number; started: number }): Promise<void> {
+  const { forwarder, keys, log, signal } = o;
+  let scanned = 0;
+  const stopped = (): SluiceError => new SluiceError('shutting_down', 'sluice is stopping');
+  for (;;) {
+    try {
+      await forwarder.scan((e) => {
+        if (signal.aborted) throw stopped();
+        keys.journaled(e.tenant_id, e.dedupe_key, e.seq);
+        scanned++;
+      }, Math.max(o.fromSeq, keys.through));
+      keys.forwarded(forwarder.checkpoint.seq);
+      logLoaded(log, { from_snapshot: 0, from_journal: scanned, keys, started: o.started });
+      return;
+    } catch (err) {
+      if (signal.aborted) throw stopped();
+      log.warn('dedupe index rebuild failed; retrying', { error: describeError(err), through: keys.through });
+      await Bun.sleep(REBUILD_RETRY_MS);
+    }
   }
+}
+
+function logLoaded(log: Logger, o: { from_snapshot: number; from_journal: number; keys: RecentKeys; started: number }): void {
+  if (o.from_snapshot + o.from_journal === 0) return;
+  log.info('dedupe index loaded', {
+    from_snapshot: o.from_snapshot,
+    from_journal: o.from_journal,
+    keys: o.keys.index.size,
+    index_bytes: o.keys.index.bytes,
+    ms: Math.round(performance.now() - o.started),
+  });
 }
 
 /**
@@ -83,6 +116,9 @@ export class KeySnapshots {
 
   save(): Promise<void> {
     const through = this.#o.keys.through;
+    // Mid-rebuild the index is whole only up to `through`, but retries and eviction during it are
+    // simpler to trust once it is done: the first snapshot waits for the rebuild.
+    if (this.#o.keys.building !== undefined) return Promise.resolve();
     if (this.#writing !== undefined || through === this.#savedThrough) return this.#writing ?? Promise.resolve();
     this.#writing = writeKeySnapshot(this.#o.nodeDir, this.#o.keys.index, through)
       .then(

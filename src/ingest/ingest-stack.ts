@@ -81,8 +81,9 @@ export async function startIngestStack(opts: {
   forwarder = fwd;
   await fwd.init();
   const snapshots = config.writeMode === 'sync' ? undefined : new KeySnapshots({ nodeDir: journal.nodeDir, keys: recentKeys, intervalMs: config.forwarder.snapshotMs, log });
+  const stopRebuild = new AbortController();
   if (snapshots !== undefined) {
-    await loadDedupeIndex({ journal, forwarder: fwd, keys: recentKeys, log });
+    await loadDedupeIndex({ journal, forwarder: fwd, keys: recentKeys, log, signal: stopRebuild.signal });
     snapshots.start();
   } else {
     // Any of them may have been answered from the journal before a crash: their tenants' writes keep
@@ -116,6 +117,7 @@ export async function startIngestStack(opts: {
     forwarderLag: unforwarded,
     close() {
       closing ??= (async () => {
+        stopRebuild.abort();
         await writePath.drain();
         await upkeep.stop();
         await journal.close();

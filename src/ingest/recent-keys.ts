@@ -25,6 +25,7 @@ export class RecentKeys {
   #forwardedSeq = 0;
   /** The highest seq registered: every journaled write up to it is in the index or was evicted. */
   #through = 0;
+  #building: Promise<void> | undefined;
 
   constructor(keepForwarded: number, nodeId: string, index = new KeyIndex()) {
     this.#keepForwarded = keepForwarded;
@@ -48,6 +49,24 @@ export class RecentKeys {
 
   get through(): number {
     return this.#through;
+  }
+
+  /**
+   * While the index is being rebuilt from the journal (no usable snapshot at start): settles once
+   * every journaled key is in it. Until then a key it does not hold may still be in the part of the
+   * journal not read yet, so only keys it holds can be answered.
+   */
+  get building(): Promise<void> | undefined {
+    return this.#building;
+  }
+
+  /** `done` rejects when the rebuild was stopped: the index then stays unsure (no snapshot of it, no write waiting on it goes through). */
+  rebuilding(done: Promise<void>): void {
+    this.#building = done.then(() => {
+      this.#building = undefined;
+    });
+    // Reaches the writes that wait on it; none may be left to the unhandled-rejection hook.
+    this.#building.catch(() => {});
   }
 
   /**

@@ -107,6 +107,9 @@ export class WritePath {
 
   write(envelopes: Envelope[]): Promise<WriteResult[]> {
     if (this.#opts.mode === 'sync') return this.#writeSync(envelopes);
+    const building = this.#opts.recentKeys.building;
+    // A key the half-built index lacks may be a repeat of a journal line not read yet: answered once it is read.
+    if (building !== undefined && envelopes.some((e) => !this.#opts.recentKeys.has(e.tenant_id, e.dedupe_key))) return building.then(() => this.write(envelopes));
     if (this.#waiting() + envelopes.length <= this.#opts.maxUnforwarded) return this.#writeAhead(envelopes);
     // Only past the limit is it worth looking keys up twice: a repeat of a held key takes no room and
     // is answered as a duplicate however full the backlog is.

@@ -48,6 +48,8 @@ export class OutboxGauges {
 
   async refresh(): Promise<void> {
     const stats = await this.#outbox.tenantStats();
+    // A tenant whose label went to a busier one is reported under `~other` and forgotten here.
+    for (const tenant of this.#known) if (this.#tenants.metricLabel(tenant) !== tenant) this.#known.delete(tenant);
     for (const tenant of stats.keys()) this.saw(tenant);
     const byLabel = new Map<string, { pending: number; dead: number; oldest: number }>();
     for (const tenant of new Set([...this.#known, ...stats.keys()])) {

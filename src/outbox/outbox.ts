@@ -9,14 +9,13 @@ import {
   type FailedRow,
   type PublishedRef,
 } from './claims.ts';
-import { outboxStats, pendingByTenant, type OutboxTenantStats } from './counts.ts';
+import { outboxStats, pendingByTenant, statusCountsByTenant, type OutboxTenantStats, type StatusCounts } from './counts.ts';
 import type { Sql } from './db.ts';
 import { claimOutbox, readOutboxIdentity } from './identity.ts';
 import { insertIsolating, insertOrQuarantine, type JournalPosition, type Quarantined } from './quarantine.ts';
 import { requeueIds, requeueTenant, tenantHasRows, type TenantReplayFilter } from './replay-requeue.ts';
 import { existingPairs, insertRows, outboxExists, rowFor, type InsertResult } from './repository.ts';
 import { deleteSent } from './retention.ts';
-import { statusCountsByTenant, type StatusCounts } from './status-counts.ts';
 
 /**
  * The outbox, and every statement sluice runs on it: ingest and journal replay insert, the processor

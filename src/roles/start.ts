@@ -6,7 +6,7 @@ import { edgeFetch } from '../http/edge.ts';
 import { listen, readTls } from '../http/listener.ts';
 import { Readiness } from '../http/readiness.ts';
 import type { Logger } from '../log.ts';
-import { createMetrics, zeroTenantSeries } from '../metrics.ts';
+import { zeroTenantSeries } from '../metrics.ts';
 import { migrate } from '../outbox/migrate.ts';
 import { openChecked } from '../outbox/open-checked.ts';
 import { Outbox } from '../outbox/outbox.ts';
@@ -14,7 +14,7 @@ import { OutboxGauges } from '../outbox/outbox-gauges.ts';
 import { outboxState, probeWritableDir } from '../probes.ts';
 import { startProcessing, type Processing } from '../processor/processing.ts';
 import { TenantControls } from '../processor/tenant-controls.ts';
-import { loadTenantsFile, NO_TENANTS_FILE, Tenants } from '../tenants.ts';
+import { openTenantMetrics } from '../tenant-metrics.ts';
 import { startIngestRole } from './ingest-role.ts';
 import { checkOwnBrokerPort, startOwnBroker } from './own-broker.ts';
 
@@ -50,9 +50,7 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
   requireSettings(role, config);
   // Read before anything starts: a bad tenants file or certificate stops sluice like a bad variable does.
   if (config.tls !== undefined) readTls(config.tls);
-  const tenants = new Tenants(config.tenantsFile === undefined ? NO_TENANTS_FILE : loadTenantsFile(config.tenantsFile), log, { metricTenants: config.metricTenants });
-  const metrics = createMetrics();
-  zeroTenantSeries(metrics, tenants.configured);
+  const { tenants, metrics } = openTenantMetrics(config, log);
   const controls = new TenantControls(tenants, metrics, log);
   const closers: { name: string; close: () => Promise<void> }[] = [];
   const closeAll = async (): Promise<void> => {
@@ -188,7 +186,7 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
       failed,
       reload() {
         const reloaded = tenants.reload();
-        if (reloaded) zeroTenantSeries(metrics, tenants.configured);
+        if (reloaded) zeroTenantSeries(metrics, tenants.labelledConfigured());
         const tls = server.reloadTls();
         return reloaded || tls;
       },

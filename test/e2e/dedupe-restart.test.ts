@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fillJournal } from '../../bench/growth/fill-journal.ts';
 import { KEY_SNAPSHOT_FILE } from '../../src/ingest/key-snapshot.ts';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
 import { eventually } from '../support/sluice.ts';
@@ -19,6 +20,13 @@ const start = async (env: Record<string, string>): Promise<SpawnedSluice> => {
   const node = await spawnSluice(env, 'ingest');
   started.push(node);
   return node;
+};
+// Without a usable snapshot the index is read in the background, so its log line may come after the start.
+const loaded = async (node: SpawnedSluice): Promise<Record<string, number> | undefined> => {
+  const find = (): string | undefined => node.logLines().find((l) => l.includes('"dedupe index loaded"'));
+  await eventually(async () => find() !== undefined, 30_000, 'the dedupe index loaded').catch(() => {});
+  const line = find();
+  return line === undefined ? undefined : (JSON.parse(line) as Record<string, number>);
 };
 const killAll = async (): Promise<void> => {
   for (const node of started.splice(0)) {
@@ -65,10 +73,6 @@ describe('the dedupe index across restarts, clean and kill -9, with forwarding b
     expect(res.status).toBe(202);
     return ((await res.json()) as { results: Result[] }).results;
   };
-  const loaded = (node: SpawnedSluice): Record<string, number> | undefined => {
-    const line = node.logLines().find((l) => l.includes('"dedupe index loaded"'));
-    return line === undefined ? undefined : (JSON.parse(line) as Record<string, number>);
-  };
 
   test('repeats of every acknowledged key stay duplicates with their original ids; the outbox gets each key once', async () => {
     const a = Array.from({ length: 2000 }, (_, i) => `a${i}`);
@@ -83,14 +87,14 @@ describe('the dedupe index across restarts, clean and kill -9, with forwarding b
 
     // Clean restart: the index comes from the snapshot alone. Then writes, and kill -9 before any snapshot.
     const second = await start(env);
-    expect(loaded(second)).toMatchObject({ from_snapshot: 2000, from_journal: 0, keys: 2000 });
+    expect(await loaded(second)).toMatchObject({ from_snapshot: 2000, from_journal: 0, keys: 2000 });
     for (const r of await post(second, b, (k) => ({ k }))) ids.set(r.dedupe_key, r.id);
     second.proc.kill('SIGKILL');
     await second.proc.exited;
 
     // After the crash: snapshot plus the journal after it.
     const third = await start(env);
-    expect(loaded(third)).toMatchObject({ from_snapshot: 2000, from_journal: 1000, keys: 3000 });
+    expect(await loaded(third)).toMatchObject({ from_snapshot: 2000, from_journal: 1000, keys: 3000 });
     const repeats = await post(third, [...a, ...b], (k) => ({ k, again: true }));
     expect(repeats.filter((r) => !r.duplicate).map((r) => r.dedupe_key)).toEqual([]);
     expect(repeats.filter((r) => r.id !== ids.get(r.dedupe_key)).map((r) => r.dedupe_key)).toEqual([]);
@@ -103,7 +107,7 @@ describe('the dedupe index across restarts, clean and kill -9, with forwarding b
     truncateSync(snapshot(), 100);
     const fourth = await start(env);
     expect(fourth.logLines().some((l) => l.includes('dedupe index snapshot not used') && l.includes('truncated'))).toBe(true);
-    expect(loaded(fourth)).toMatchObject({ from_snapshot: 0, from_journal: 3001, keys: 3001 });
+    expect(await loaded(fourth)).toMatchObject({ from_snapshot: 0, from_journal: 3001, keys: 3001 });
     const [again] = await post(fourth, ['a5', 'b999', 'c'], (k) => ({ k, again: true }));
     expect(again).toMatchObject({ dedupe_key: 'a5', duplicate: true, id: ids.get('a5') });
 
@@ -120,7 +124,7 @@ describe('the dedupe index across restarts, clean and kill -9, with forwarding b
       writeFileSync(snapshot(), bytes);
       const node = await start(env);
       expect(node.logLines().some((l) => l.includes('dedupe index snapshot not used') && l.includes('checksum mismatch'))).toBe(true);
-      expect(loaded(node)).toMatchObject({ from_snapshot: 0, from_journal: 3001, keys: 3001 });
+      expect(await loaded(node)).toMatchObject({ from_snapshot: 0, from_journal: 3001, keys: 3001 });
       const repeats = await post(node, all, (k) => ({ k, again: true }));
       expect(repeats.filter((r) => !r.duplicate || r.id !== ids.get(r.dedupe_key)).map((r) => `${r.dedupe_key} ${r.id}`)).toEqual([]);
       return node;
@@ -187,10 +191,6 @@ describe('the dedupe index rebuilt from the journal keeps the last SLUICE_RECENT
     }
     return results;
   };
-  const loaded = (node: SpawnedSluice): Record<string, number> | undefined => {
-    const line = node.logLines().find((l) => l.includes('"dedupe index loaded"'));
-    return line === undefined ? undefined : (JSON.parse(line) as Record<string, number>);
-  };
   const forwardedAll = (n: number): Promise<void> => eventually(async () => (await db.sql`SELECT 1 FROM outbox`).length === n, 30_000, `${n} forwarded`);
   const stop = async (node: SpawnedSluice): Promise<void> => {
     node.proc.kill('SIGTERM');
@@ -222,7 +222,7 @@ describe('the dedupe index rebuilt from the journal keeps the last SLUICE_RECENT
     };
     copyFileSync(old, snapshot());
     const third = await start(env);
-    expect(loaded(third)).toMatchObject({ from_snapshot: 500, from_journal: 500, keys: 500 });
+    expect(await loaded(third)).toMatchObject({ from_snapshot: 500, from_journal: 500, keys: 500 });
     await held(third);
     third.proc.kill('SIGKILL');
     await third.proc.exited;
@@ -231,7 +231,7 @@ describe('the dedupe index rebuilt from the journal keeps the last SLUICE_RECENT
     rmSync(snapshot());
     const fourth = await start(env);
     expect(fourth.logLines().some((l) => l.includes('no dedupe index snapshot'))).toBe(true);
-    expect(loaded(fourth)).toMatchObject({ from_snapshot: 0, from_journal: 500, keys: 500 });
+    expect(await loaded(fourth)).toMatchObject({ from_snapshot: 0, from_journal: 500, keys: 500 });
     await held(fourth);
     // Just outside the window: not held any more, answered as new (the outbox's constraint drops it).
     const [outside] = await post(fourth, ['y999']);
@@ -250,10 +250,69 @@ describe('the dedupe index rebuilt from the journal keeps the last SLUICE_RECENT
     const oldestLeft = firstSeqs[keep] ?? 0;
     const fifth = await start(env);
     // Seqs oldestLeft..3001 (3001: y999 again).
-    expect(loaded(fifth)).toMatchObject({ from_snapshot: 0, from_journal: 3002 - oldestLeft });
+    expect(await loaded(fifth)).toMatchObject({ from_snapshot: 0, from_journal: 3002 - oldestLeft });
     const left = y.slice(oldestLeft - 1501);
     const repeats = await post(fifth, left);
     expect(repeats.filter((r) => !r.duplicate || r.id !== ids.get(r.dedupe_key)).map((r) => `${r.dedupe_key} ${r.id}`)).toEqual([]);
     await stop(fifth);
+  }, 120_000);
+});
+
+describe('the first start without a snapshot serves at once, whatever the unforwarded backlog', () => {
+  const RECORDS = 400_000;
+  let db: TestDatabase;
+  let dir: string;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    dir = mkdtempSync(join(tmpdir(), 'sluice-upgrade-'));
+    env = {
+      DATABASE_URL: db.url,
+      SLUICE_PORT: '0',
+      SLUICE_WRITE_MODE: 'fast_ack',
+      SLUICE_JOURNAL_DIR: join(dir, 'journal'),
+      SLUICE_NODE_ID: 'growth',
+      SLUICE_MAX_UNFORWARDED: '1000000',
+      SLUICE_DEDUPE_SNAPSHOT_MS: '3600000',
+    };
+    // Forwarding blocked: the whole journal stays unforwarded, as a node that restarts with a backlog.
+    await db.sql`ALTER TABLE outbox RENAME TO outbox_held`;
+    // What a node of the release before snapshots left: a journal and no dedupe-index.bin.
+    await fillJournal(join(dir, 'journal'), 'growth', RECORDS, 'old');
+  }, 120_000);
+
+  afterAll(async () => {
+    await killAll();
+    await db?.drop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test(`${RECORDS} unforwarded records: /readyz 200 before the index is read; repeats are duplicates, fresh keys accepted once`, async () => {
+    const spawned = performance.now();
+    const node = await start(env);
+    let readyMs = Number.POSITIVE_INFINITY;
+    await eventually(async () => {
+      const ok = (await fetch(`${node.url}/readyz`)).status === 200;
+      if (ok) readyMs = performance.now() - spawned;
+      return ok;
+    }, 10_000, '/readyz 200');
+    const indexLoadedBeforeReady = node.logLines().some((l) => l.includes('"dedupe index loaded"'));
+    console.log(`ready after ${readyMs.toFixed(0)} ms from spawn (process start included; machine shared and loaded)`);
+    expect(indexLoadedBeforeReady).toBe(false);
+    expect(node.logLines().some((l) => l.includes('no dedupe index snapshot; reading the journal in the background'))).toBe(true);
+
+    const send = (key: string): Promise<Response> =>
+      fetch(`${node.url}/v1/events`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-Tenant-Id': 'g999' }, body: JSON.stringify({ dedupe_key: key, payload: { again: true } }) });
+    // The last record written, so the last one the rebuild reads: asked before it got there.
+    const repeat = await send(`old-${RECORDS - 1}`);
+    expect(repeat.status).toBe(200);
+    expect(await repeat.json()).toMatchObject({ duplicate: true, id: `growth:${RECORDS}` });
+    const fresh = await send('new-1');
+    expect(fresh.status).toBe(202);
+    expect(await fresh.json()).toMatchObject({ duplicate: false, id: `growth:${RECORDS + 1}` });
+    expect((await send('new-1')).status).toBe(200);
+    // Logged when the rebuild ended, before the fresh key was journaled.
+    expect(await loaded(node)).toMatchObject({ from_snapshot: 0, from_journal: RECORDS, keys: RECORDS });
   }, 120_000);
 });

@@ -16,13 +16,13 @@ describe('migrations', () => {
     const b = postgres(db.url, { max: 1, onnotice: () => {} });
     try {
       const [ra, rb] = await Promise.all([migrate(a, quietLog), migrate(b, quietLog)]);
-      const all = ['0001_outbox', '0002_processor', '0003_outbox_identity', '0004_payload_text', '0005_forwarder_quarantine'];
+      const all = ['0001_outbox', '0002_processor', '0003_outbox_identity', '0004_payload_text', '0005_forwarder_quarantine', '0006_sent_counts'];
       expect([...ra.applied, ...rb.applied].sort()).toEqual(all);
       const rows = await db.sql<{ version: string }[]>`SELECT version FROM sluice_migrations ORDER BY version`;
       expect(rows.map((r) => r.version)).toEqual(all);
       const again = await migrate(a, quietLog);
       expect(again.applied).toEqual([]);
-      expect(again.current).toBe('0005_forwarder_quarantine');
+      expect(again.current).toBe('0006_sent_counts');
     } finally {
       await Promise.all([a.end(), b.end()]);
     }
