@@ -1,7 +1,7 @@
 import { describeError } from '../errors.ts';
 import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
-import type { Forwarder } from '../processor/forwarder.ts';
+import type { Forwarder } from './forwarder.ts';
 import { readKeySnapshot, removeKeySnapshot, writeKeySnapshot } from './key-snapshot.ts';
 import type { RecentKeys } from './recent-keys.ts';
 

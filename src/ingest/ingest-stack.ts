@@ -5,7 +5,7 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Sql } from '../outbox/db.ts';
 import { claimOutbox } from '../outbox/identity.ts';
-import { Forwarder } from '../processor/forwarder.ts';
+import { Forwarder } from './forwarder.ts';
 import { loadDedupeIndex, KeySnapshots } from './dedupe-start.ts';
 import { RecentKeys } from './recent-keys.ts';
 import { WritePath } from './write-path.ts';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Envelope } from '../../src/envelope.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
 import { createMetrics } from '../../src/metrics.ts';
-import { Forwarder } from '../../src/processor/forwarder.ts';
+import { Forwarder } from '../../src/ingest/forwarder.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
 import { eventually } from '../support/sluice.ts';
 

@@ -9,7 +9,7 @@ import { verifyJournal } from '../../src/journal/verify.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
 import type { Logger } from '../../src/log.ts';
 import { createMetrics, type Metrics } from '../../src/metrics.ts';
-import { Forwarder } from '../../src/processor/forwarder.ts';
+import { Forwarder } from '../../src/ingest/forwarder.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
 import { prng, testSeed } from '../support/seed.ts';
 import { eventually } from '../support/sluice.ts';
