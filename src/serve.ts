@@ -6,6 +6,7 @@ import { listen, readTls } from './http/listener.ts';
 import { edgeFetch } from './http/edge.ts';
 import { Readiness, type ComponentState } from './http/readiness.ts';
 import { startIngestStack } from './ingest/ingest-stack.ts';
+import { follow } from './journal/watermark.ts';
 import { journalReadiness } from './ingest/journal-readiness.ts';
 import { portProblem, startLocalBroker, type LocalBroker } from './kafka/local-broker.ts';
 import type { Logger } from './log.ts';
@@ -103,7 +104,11 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
     await backlog.start();
     closers.push({ name: 'backlog', close: async () => backlog.stop() });
 
-    const ingest = await timed('journal', startIngestStack({ config, sql: database.sql, log, metrics, onCommitted: wakeProcessor }));
+    const ingest = await timed('journal', startIngestStack({ config, sql: database.sql, log, metrics }));
+    // Rows that entered the outbox (either way, also while ingest closes) are published at once, not at the next poll.
+    const ingestClosed = new AbortController();
+    follow(ingest.progress.entered, ingestClosed.signal, wakeProcessor);
+    closers.push({ name: 'ingest-follow', close: async () => ingestClosed.abort() });
     closers.push({ name: 'ingest', close: () => ingest.close() });
     const { writePath, journal } = ingest;
 
@@ -159,7 +164,7 @@ export async function serve(config: Config, log: Logger, opts: { processor?: boo
       draining: () => draining,
       readiness,
       beforeScrape: async () => {
-        metrics.forwarderLag.set(ingest.forwarderLag());
+        metrics.forwarderLag.set(ingest.progress.unforwarded);
         metrics.forwarderFailingSeconds.set(ingest.forwarder.failingMs() / 1000);
         await gauges.forScrape((err) => log.warn('outbox gauges not refreshed', { error: describeError(err) }));
       },

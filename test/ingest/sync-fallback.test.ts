@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import type { Envelope } from '../../src/envelope.ts';
 import { loadConfig } from '../../src/config.ts';
 import { startIngestStack } from '../../src/ingest/ingest-stack.ts';
-import { RecentKeys } from '../../src/ingest/recent-keys.ts';
-import { WritePath } from '../../src/ingest/write-path.ts';
+import { OutboxProgress } from '../../src/ingest/outbox-progress.ts';
+import { SyncWrites } from '../../src/ingest/sync-writes.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { openDatabase, type Database } from '../../src/outbox/db.ts';
@@ -22,8 +22,8 @@ let cluster: PgCluster;
 let db: Database;
 let dir: string;
 let journal: JournalWriter;
-let forwarded = 0;
-let path: WritePath;
+let progress: OutboxProgress;
+let path: SyncWrites;
 const WAIT_MS = 500;
 
 beforeAll(async () => {
@@ -32,7 +32,8 @@ beforeAll(async () => {
   await migrate(db.sql, quietLog);
   dir = mkdtempSync(join(tmpdir(), 'sluice-sync-fb-'));
   journal = await JournalWriter.open({ dir, nodeId: 'n', segmentBytes: 1 << 20, log: quietLog, metrics: createMetrics() });
-  path = syncPath(WAIT_MS, () => forwarded);
+  progress = new OutboxProgress(journal);
+  path = syncPath(WAIT_MS, progress);
 });
 afterAll(async () => {
   await journal.close();
@@ -41,21 +42,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const syncPath = (outboxWaitMs: number, forwardedThrough: () => number): WritePath =>
-  new WritePath({
-      mode: 'sync',
-      nodeId: 'n',
-      journal,
-      sql: db.sql,
-      partitions: 16,
-      maxBatch: 1000,
-      recentKeys: new RecentKeys(100, 'n'),
-      log: quietLog,
-      unforwarded: () => 0,
-      maxUnforwarded: 1_000,
-      forwardedThrough,
-      outboxWaitMs,
-    });
+const syncPath = (outboxWaitMs: number, shared: OutboxProgress): SyncWrites =>
+  new SyncWrites({ nodeId: 'n', journal, progress: shared, sql: db.sql, partitions: 16, maxBatch: 1000, log: quietLog, outboxWaitMs });
 
 const event = (tenant: string, key: string): Envelope => ({ tenant_id: tenant, dedupe_key: key, topic: 'x', request_id: 'r', headers: {}, payload: JSON.stringify({ key }) });
 
@@ -91,7 +79,7 @@ test('down, hung, back: answers within the wait, and a tenant that fell back sta
   expect(await inOutbox()).not.toContain('a:3');
 
   // The forwarder passed a's and b's last journal-answered writes: they go straight in again.
-  forwarded = Number(b2?.id?.split(':')[1]);
+  progress.forwardedThrough(Number(b2?.id?.split(':')[1]));
   const [a4] = await path.write([event('a', '4')]);
   expect(a4?.durability).toBe('outbox');
   const keys = await inOutbox();
@@ -102,7 +90,7 @@ test('down, hung, back: answers within the wait, and a tenant that fell back sta
 test('hung Postgres: each write is answered within the wait from its own arrival, not after the writes queued ahead of it', async () => {
   const waitMs = 1_000;
   const spacingMs = 300;
-  const hungPath = syncPath(waitMs, () => 0);
+  const hungPath = syncPath(waitMs, new OutboxProgress(journal));
   await db.sql`SELECT 1`;
   cluster.freeze();
   try {

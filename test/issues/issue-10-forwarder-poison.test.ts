@@ -6,6 +6,7 @@ import type { Envelope } from '../../src/envelope.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { Forwarder } from '../../src/ingest/forwarder.ts';
+import { OutboxProgress } from '../../src/ingest/outbox-progress.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
 import { eventually } from '../support/sluice.ts';
 
@@ -41,7 +42,7 @@ describe('issue 10: a journal line the outbox refuses for good', () => {
     await w.append(batch);
     const f = new Forwarder({
       journal: w, sql: db.sql, partitions: 16, batchSize: 100, pollMs: 10, log, metrics,
-      committed: () => ({ from: 1, through: 0 }), settledThrough: () => Number.MAX_SAFE_INTEGER,
+      progress: new OutboxProgress(w),
     });
     await f.init();
     f.start();
