@@ -1,3 +1,4 @@
+import { BackgroundLoop } from '../core/background-loop.ts';
 import { describeError } from '../errors.ts';
 import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
@@ -60,23 +61,23 @@ export async function loadDedupeIndex(opts: { journal: JournalWriter; forwarder:
  */
 export class KeySnapshots {
   #o: { nodeDir: string; keys: RecentKeys; intervalMs: number; log: Logger };
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #loop: BackgroundLoop;
   #writing: Promise<void> | undefined;
   #savedThrough = -1;
   #failing = false;
 
   constructor(opts: { nodeDir: string; keys: RecentKeys; intervalMs: number; log: Logger }) {
     this.#o = opts;
+    this.#loop = new BackgroundLoop({ name: 'dedupe index snapshots', log: opts.log, intervalMs: opts.intervalMs, idleFirst: true, pass: () => this.save() });
   }
 
   start(): void {
-    this.#timer ??= setInterval(() => void this.save(), this.#o.intervalMs);
+    this.#loop.start();
   }
 
-  /** Stops the timer and writes a last snapshot. Safe to call twice. */
+  /** Stops the loop and writes a last snapshot. Safe to call twice. */
   async stop(): Promise<void> {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
+    await this.#loop.stop();
     await this.#writing;
     await this.save();
   }
