@@ -27,15 +27,16 @@ export class Watermark {
   /** Resolves with the value once it is past `after`, or at once when `signal` is (or becomes) aborted. */
   next(after: number, signal?: AbortSignal): Promise<number> {
     if (this.#value > after || signal?.aborted === true) return Promise.resolve(this.#value);
-    return new Promise((resolve) => {
+    // The value is read when the waiter resumes, not when it was woken: the newest one.
+    return new Promise<void>((resolve) => {
       const done = (): void => {
         this.#waiters.delete(done);
         signal?.removeEventListener('abort', done);
-        resolve(this.#value);
+        resolve();
       };
       this.#waiters.add(done);
       signal?.addEventListener('abort', done, { once: true });
-    });
+    }).then(() => this.#value);
   }
 
   /** Each new value after the current one, until `signal` is aborted. */
