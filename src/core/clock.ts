@@ -34,7 +34,6 @@ interface Sleeper {
 export class ManualClock implements Clock {
   #now: number;
   #sleepers: Sleeper[] = [];
-  #waiters: (() => void)[] = [];
 
   constructor(start = 0) {
     this.#now = start;
@@ -42,11 +41,6 @@ export class ManualClock implements Clock {
 
   now(): number {
     return this.#now;
-  }
-
-  /** Sleeps not yet due. */
-  get sleeping(): number {
-    return this.#sleepers.length;
   }
 
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -62,7 +56,6 @@ export class ManualClock implements Clock {
       };
       signal?.addEventListener('abort', sleeper.resolve, { once: true });
       this.#sleepers.push(sleeper);
-      for (const w of this.#waiters.splice(0)) w();
     });
   }
 
@@ -81,11 +74,6 @@ export class ManualClock implements Clock {
     }
     this.#now = until;
     await settle();
-  }
-
-  /** Resolves once something sleeps on this clock: a loop reached its idle wait, a timeout is armed. */
-  async sleeperArrives(): Promise<void> {
-    await new Promise<void>((resolve) => this.#waiters.push(resolve));
   }
 }
 
