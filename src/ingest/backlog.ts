@@ -1,3 +1,5 @@
+import { BackgroundLoop } from '../background-loop.ts';
+import type { Clock } from '../core/clock.ts';
 import { describeError, SluiceError } from '../errors.ts';
 import type { Envelope } from '../core/record.ts';
 import type { Logger } from '../log.ts';
@@ -11,6 +13,7 @@ export interface BacklogOptions {
   metrics: Metrics;
   log: Logger;
   refreshMs: number;
+  clock?: Clock;
 }
 
 /**
@@ -22,22 +25,29 @@ export interface BacklogOptions {
 export class Backlog {
   #o: BacklogOptions;
   #counts = new Map<string, number>();
-  #timer: ReturnType<typeof setInterval> | undefined;
-  #refreshing: Promise<void> | undefined;
+  #loop: BackgroundLoop;
   #failing = false;
 
   constructor(opts: BacklogOptions) {
     this.#o = opts;
+    this.#loop = new BackgroundLoop({
+      name: 'backlog refresh',
+      log: opts.log,
+      ...(opts.clock !== undefined ? { clock: opts.clock } : {}),
+      intervalMs: opts.refreshMs,
+      idleFirst: true,
+      pass: () => this.#refresh(),
+    });
   }
 
+  /** Counts once before the first write is admitted, then every `refreshMs`. */
   async start(): Promise<void> {
     await this.#refresh();
-    this.#timer ??= setInterval(() => void this.#refresh(), this.#o.refreshMs);
+    this.#loop.start();
   }
 
-  stop(): void {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
+  stop(): Promise<void> {
+    return this.#loop.stop();
   }
 
   /**
@@ -77,23 +87,14 @@ export class Backlog {
     this.#counts.set(tenant, (this.#counts.get(tenant) ?? 0) + n);
   }
 
-  #refresh(): Promise<void> {
-    this.#refreshing ??= this.#o
-      .pending()
-      .then(
-        (counts) => {
-          this.#counts = counts;
-          this.#failing = false;
-        },
-        (err: unknown) => {
-          // Keep the last counts: the outbox being down is reported by /readyz, not by refusing writes.
-          if (!this.#failing) this.#o.log.warn('backlog counts not refreshed', { error: describeError(err) });
-          this.#failing = true;
-        },
-      )
-      .finally(() => {
-        this.#refreshing = undefined;
-      });
-    return this.#refreshing;
+  async #refresh(): Promise<void> {
+    try {
+      this.#counts = await this.#o.pending();
+      this.#failing = false;
+    } catch (err) {
+      // Keep the last counts: the outbox being down is reported by /readyz, not by refusing writes.
+      if (!this.#failing) this.#o.log.warn('backlog counts not refreshed', { error: describeError(err) });
+      this.#failing = true;
+    }
   }
 }

@@ -1,7 +1,8 @@
+import { BackgroundLoop } from '../background-loop.ts';
 import { describeError, SluiceError } from '../errors.ts';
 import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
-import type { Forwarder } from '../processor/forwarder.ts';
+import type { Forwarder } from './forwarder.ts';
 import { readKeySnapshot, removeKeySnapshot, writeKeySnapshot } from './key-snapshot.ts';
 import type { RecentKeys } from './recent-keys.ts';
 
@@ -93,23 +94,23 @@ function logLoaded(log: Logger, o: { from_snapshot: number; from_journal: number
  */
 export class KeySnapshots {
   #o: { nodeDir: string; keys: RecentKeys; intervalMs: number; log: Logger };
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #loop: BackgroundLoop;
   #writing: Promise<void> | undefined;
   #savedThrough = -1;
   #failing = false;
 
   constructor(opts: { nodeDir: string; keys: RecentKeys; intervalMs: number; log: Logger }) {
     this.#o = opts;
+    this.#loop = new BackgroundLoop({ name: 'dedupe index snapshots', log: opts.log, intervalMs: opts.intervalMs, idleFirst: true, pass: () => this.save() });
   }
 
   start(): void {
-    this.#timer ??= setInterval(() => void this.save(), this.#o.intervalMs);
+    this.#loop.start();
   }
 
-  /** Stops the timer and writes a last snapshot. Safe to call twice. */
+  /** Stops the loop and writes a last snapshot. Safe to call twice. */
   async stop(): Promise<void> {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
+    await this.#loop.stop();
     await this.#writing;
     await this.save();
   }

@@ -1,120 +1,102 @@
 import type { Config } from '../config.ts';
 import { JournalMaintenance } from '../journal/maintenance.ts';
+import { follow } from '../core/watermark.ts';
 import { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import type { Sql } from '../outbox/db.ts';
-import { claimOutbox } from '../outbox/identity.ts';
-import { Forwarder } from '../processor/forwarder.ts';
+import type { Outbox } from '../outbox/outbox.ts';
 import { loadDedupeIndex, KeySnapshots } from './dedupe-start.ts';
+import { Forwarder } from './forwarder.ts';
+import { OutboxProgress } from './outbox-progress.ts';
 import { RecentKeys } from './recent-keys.ts';
-import { WritePath } from './write-path.ts';
+import { SyncWrites } from './sync-writes.ts';
+import { createWritePath, type WritePath } from './write-path.ts';
 
 export interface IngestStack {
   readonly writePath: WritePath;
   readonly journal: JournalWriter;
   readonly forwarder: Forwarder;
-  /** Journal records written but not yet in the outbox. */
-  forwarderLag(): number;
+  /** Which journal seqs are in the outbox; `entered` moves whenever rows entered it. */
+  readonly progress: OutboxProgress;
   /** Drains writes, stops forwarding and upkeep, flushes and closes the journal. Safe to call twice. */
   close(): Promise<void>;
 }
 
 /**
- * Journal (with recovery, rotation, gzip and retention), forwarder and write path, wired together.
+ * The ingest pipeline of one node, built in the order its stages run: journal (with recovery,
+ * rotation, gzip and retention), the record of what is in the outbox, the forwarder (journal →
+ * outbox, following the journal's durable mark), and the write path of the configured mode. Each
+ * stage is given the ones before it; none is wired back into an earlier one.
  * In fast_ack and background modes the dedupe index is loaded at start (its snapshot, then the journal
  * after it) so that a repeat of a write acknowledged before a crash is still answered as a duplicate.
  */
-export async function startIngestStack(opts: {
-  config: Config;
-  sql: Sql;
-  log: Logger;
-  metrics: Metrics;
-  onCommitted?: () => void;
-}): Promise<IngestStack> {
-  const { config, sql, log, metrics } = opts;
+export async function startIngestStack(opts: { config: Config; outbox: Outbox; log: Logger; metrics: Metrics }): Promise<IngestStack> {
+  const { config, outbox, log, metrics } = opts;
   // Rows are placed by partition: refuse a count other than the outbox's before anything is written.
-  await claimOutbox(sql, config.partitions);
-  let forwarder: Forwarder | undefined;
-  let maintenance: JournalMaintenance | undefined;
-  const journal = await JournalWriter.open({
-    dir: config.journal.dir,
-    nodeId: config.nodeId,
-    segmentBytes: config.journal.segmentBytes,
-    log,
-    metrics,
-    onDurable: () => forwarder?.wake(),
-    onSegmentClosed: () => maintenance?.kick(),
-  });
-  const recentKeys = new RecentKeys(config.forwarder.recentKeys, config.nodeId);
-  const unforwarded = (): number => Math.max(0, journal.nextSeq - 1 - (forwarder?.checkpoint.seq ?? 0));
-  const writePath = new WritePath({
-    unforwarded,
-    maxUnforwarded: config.forwarder.maxUnforwarded,
-    mode: config.writeMode,
-    nodeId: config.nodeId,
+  await outbox.claim();
+  const journal = await JournalWriter.open({ dir: config.journal.dir, nodeId: config.nodeId, segmentBytes: config.journal.segmentBytes, log, metrics });
+  const progress = new OutboxProgress(journal);
+  const forwarder = new Forwarder({
     journal,
-    sql,
-    partitions: config.partitions,
-    maxBatch: config.ingest.maxBatch,
-    outboxWaitMs: config.ingest.syncOutboxWaitMs,
-    forwardedThrough: () => forwarder?.checkpoint.seq ?? 0,
-    recentKeys,
-    log,
-    ...(opts.onCommitted !== undefined ? { onCommitted: opts.onCommitted } : {}),
-  });
-  const fwd = new Forwarder({
-    journal,
-    sql,
-    partitions: config.partitions,
+    progress,
+    outbox,
     batchSize: config.forwarder.batchSize,
     pollMs: config.processor.pollMs,
     log,
     metrics,
-    committed: () => writePath.committed,
-    settledThrough: () => writePath.settledThrough,
-    onForwarded: (seq) => {
-      recentKeys.forwarded(seq);
-      opts.onCommitted?.();
-    },
   });
-  forwarder = fwd;
-  await fwd.init();
-  const snapshots = config.writeMode === 'sync' ? undefined : new KeySnapshots({ nodeDir: journal.nodeDir, keys: recentKeys, intervalMs: config.forwarder.snapshotMs, log });
+  await forwarder.init();
+  const recentKeys = new RecentKeys(config.forwarder.recentKeys, config.nodeId);
+  const writePath = createWritePath({
+    mode: config.writeMode,
+    nodeId: config.nodeId,
+    journal,
+    progress,
+    outbox,
+    maxBatch: config.ingest.maxBatch,
+    recentKeys,
+    maxUnforwarded: config.forwarder.maxUnforwarded,
+    outboxWaitMs: config.ingest.syncOutboxWaitMs,
+    log,
+  });
+  const stopped = new AbortController();
   const stopRebuild = new AbortController();
-  if (snapshots !== undefined) {
-    await loadDedupeIndex({ journal, forwarder: fwd, keys: recentKeys, log, signal: stopRebuild.signal });
-    snapshots.start();
-  } else {
+  let snapshots: KeySnapshots | undefined;
+  if (writePath instanceof SyncWrites) {
     // Any of them may have been answered from the journal before a crash: their tenants' writes keep
     // that way until the forwarder has passed them, so none overtakes them.
     let held = 0;
-    await fwd.scan((e) => {
+    await forwarder.scan((e) => {
       writePath.viaJournalUntilForwarded(e.tenant_id, e.seq);
       held++;
     });
     if (held > 0) log.info('unforwarded journal records: their tenants write through the journal until forwarded', { records: held });
+  } else {
+    await loadDedupeIndex({ journal, forwarder, keys: recentKeys, log, signal: stopRebuild.signal });
+    // Forwarded keys age out of the index: it holds every unforwarded key and a window of the rest.
+    follow(progress.forwarded, stopped.signal, (seq) => recentKeys.forwarded(seq));
+    snapshots = new KeySnapshots({ nodeDir: journal.nodeDir, keys: recentKeys, intervalMs: config.forwarder.snapshotMs, log });
+    snapshots.start();
   }
-  fwd.start();
+  forwarder.start();
   const upkeep = new JournalMaintenance({
     writer: journal,
     maxSegmentAgeMs: config.journal.maxSegmentAgeMs,
     retentionMs: config.journal.retentionMs,
     retentionBytes: config.journal.retentionBytes,
     intervalMs: config.journal.maintenanceMs,
-    forwardedThrough: () => fwd.checkpoint.seq,
+    forwardedThrough: () => progress.forwarded.value,
     log,
     metrics,
   });
-  maintenance = upkeep;
   upkeep.start();
 
   let closing: Promise<void> | undefined;
   return {
     writePath,
     journal,
-    forwarder: fwd,
-    forwarderLag: unforwarded,
+    forwarder,
+    progress,
     close() {
       closing ??= (async () => {
         stopRebuild.abort();
@@ -122,7 +104,8 @@ export async function startIngestStack(opts: {
         await upkeep.stop();
         await journal.close();
         // The last fsynced lines are forwarded now if the outbox answers; otherwise at the next start.
-        await fwd.stop();
+        await forwarder.stop();
+        stopped.abort();
         await snapshots?.stop();
       })();
       return closing;

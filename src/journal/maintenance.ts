@@ -1,8 +1,11 @@
 import { unlink } from 'node:fs/promises';
+import { BackgroundLoop } from '../background-loop.ts';
+import type { Clock } from '../core/clock.ts';
 import { describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { compressSegment, listSegments, syncDir } from './segments.ts';
+import { follow } from '../core/watermark.ts';
 import type { JournalWriter } from './writer.ts';
 
 export interface MaintenanceOptions {
@@ -18,50 +21,51 @@ export interface MaintenanceOptions {
   forwardedThrough(): number;
   log: Logger;
   metrics: Metrics;
+  clock?: Clock;
 }
 
-/** Background upkeep of a node's journal: rotation by age, gzip of closed segments, retention. */
+/**
+ * Background upkeep of a node's journal: rotation by age, gzip of closed segments, retention. A pass
+ * runs every `intervalMs` and as soon as the writer seals a segment; passes never overlap.
+ */
 export class JournalMaintenance {
   #opts: MaintenanceOptions;
-  #timer: ReturnType<typeof setInterval> | undefined;
-  #running: Promise<void> | undefined;
-  #again = false;
+  #loop: BackgroundLoop;
+  #following = false;
   #warnedFull = false;
   /** Segments whose gzipped copy failed its check: kept plain, reported once, not retried every pass. */
   #refused = new Set<number>();
 
   constructor(opts: MaintenanceOptions) {
     this.#opts = opts;
+    this.#loop = new BackgroundLoop({
+      name: 'journal maintenance',
+      log: opts.log,
+      ...(opts.clock !== undefined ? { clock: opts.clock } : {}),
+      intervalMs: opts.intervalMs,
+      pass: () => this.runOnce(),
+      failed: (err) => {
+        opts.log.error('journal maintenance failed', { error: describeError(err) });
+        return opts.intervalMs;
+      },
+    });
   }
 
   start(): void {
-    this.#timer ??= setInterval(() => this.kick(), this.#opts.intervalMs);
-    this.kick();
+    if (this.#following) return;
+    this.#following = true;
+    this.#loop.start();
+    follow(this.#opts.writer.sealed, this.#loop.signal, () => this.kick());
   }
 
   /** Runs a pass soon (after a rotation, say); passes never overlap. */
   kick(): void {
-    if (this.#running !== undefined) {
-      this.#again = true;
-      return;
-    }
-    this.#running = this.runOnce()
-      .catch((err: unknown) => this.#opts.log.error('journal maintenance failed', { error: describeError(err) }))
-      .finally(() => {
-        this.#running = undefined;
-        if (this.#again) {
-          this.#again = false;
-          this.kick();
-        }
-      });
+    this.#loop.wake();
   }
 
-  /** Stops the timer and waits for a pass in progress. Safe to call twice. */
-  async stop(): Promise<void> {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
-    this.#again = false;
-    await this.#running;
+  /** Waits for a pass in progress, then stops. Safe to call twice. */
+  stop(): Promise<void> {
+    return this.#loop.stop();
   }
 
   async runOnce(now = Date.now()): Promise<void> {

@@ -12,6 +12,7 @@ import { JournalIntegrity } from './integrity.ts';
 import { lastSeqOf, recoverTail } from './recover.ts';
 import { listSegments, tidySegments, type SegmentFile } from './segments.ts';
 import { parseSegmentFileName, segmentFileName } from './segment-name.ts';
+import { Watermark } from '../core/watermark.ts';
 
 export interface JournalWriterOptions {
   dir: string;
@@ -19,10 +20,6 @@ export interface JournalWriterOptions {
   segmentBytes: number;
   log: Logger;
   metrics: Metrics;
-  /** After each group commit: what is durable now (the forwarder reads no further). */
-  onDurable?: () => void;
-  /** After a segment was sealed by rotation: it may now be compressed. */
-  onSegmentClosed?: (firstSeq: number) => void;
 }
 
 /** The segment being appended to and how many of its bytes are fsynced. */
@@ -50,6 +47,10 @@ export class JournalWriter {
   readonly nodeDir: string;
   /** Where this node's journal incidents are counted; maintenance and the forwarder report here too. */
   readonly integrity: JournalIntegrity;
+  /** The last fsynced seq, moved after each group commit: the forwarder reads no further. */
+  readonly durable: Watermark;
+  /** `sealedBelow`, moved when rotation seals a segment: it may now be compressed. */
+  readonly sealed: Watermark;
   #opts: JournalWriterOptions;
   #handle: FileHandle | undefined;
   #segmentFirstSeq = 0;
@@ -69,6 +70,8 @@ export class JournalWriter {
     this.integrity = integrity;
     this.nodeDir = nodeDir;
     this.#nextSeq = nextSeq;
+    this.durable = new Watermark(nextSeq - 1);
+    this.sealed = new Watermark(nextSeq);
   }
 
   static async open(opts: JournalWriterOptions): Promise<JournalWriter> {
@@ -206,7 +209,7 @@ export class JournalWriter {
         this.#nextSeq = seq;
         this.#failure = undefined;
         batch.forEach((p, i) => p.resolve(entries[i] ?? []));
-        this.#opts.onDurable?.();
+        this.durable.advance(seq - 1);
       } catch (err) {
         this.#failure = describeError(err);
         this.#opts.log.error('journal write failed', { error: this.#failure, dir: this.nodeDir });
@@ -246,7 +249,7 @@ export class JournalWriter {
     await this.#handle.close();
     if (this.#nextSeq > closed) this.#sealedLast.set(closed, this.#nextSeq - 1);
     this.#handle = undefined;
-    this.#opts.onSegmentClosed?.(closed);
+    this.sealed.advance(this.sealedBelow);
   }
 
   async #rotate(firstSeq: number): Promise<void> {

@@ -1,4 +1,5 @@
-import { Idle } from '../idle.ts';
+import { BackgroundLoop } from '../background-loop.ts';
+import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { ProbeResult } from '../probes.ts';
@@ -13,6 +14,7 @@ export interface KafkaHealthOptions {
   metrics: Metrics;
   /** Called when the cluster starts or stops answering (and after the first probe). */
   onChange?: (ok: boolean) => void;
+  clock?: Clock;
 }
 
 /**
@@ -29,14 +31,19 @@ export class KafkaHealth {
   #started = 0;
   #applied = 0;
   #downSince = 0;
-  #abort = new AbortController();
-  #idle = new Idle(this.#abort.signal);
-  #loop: Promise<void> | undefined;
+  #loop: BackgroundLoop;
   #label: string;
 
   constructor(opts: KafkaHealthOptions) {
     this.#o = opts;
     this.#label = opts.brokers.join(',');
+    this.#loop = new BackgroundLoop({
+      name: 'kafka health probe',
+      log: opts.log,
+      ...(opts.clock !== undefined ? { clock: opts.clock } : {}),
+      intervalMs: opts.intervalMs,
+      pass: async () => void (await this.check()),
+    });
   }
 
   get state(): ComponentState {
@@ -44,19 +51,18 @@ export class KafkaHealth {
   }
 
   start(): void {
-    this.#loop ??= this.#run();
+    this.#loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.#abort.abort();
-    await this.#loop;
+  stop(): Promise<void> {
+    return this.#loop.stop();
   }
 
   /** Probes now and records the result (unless a probe started later has already answered). */
   async check(): Promise<ComponentState> {
     const seq = ++this.#started;
     const r = await this.#o.probe();
-    if (this.#abort.signal.aborted || seq < this.#applied) return this.#state;
+    if (this.#loop.signal.aborted || seq < this.#applied) return this.#state;
     this.#applied = seq;
     const { log, metrics, brokers } = this.#o;
     const before = this.#probed ? this.#state.ok : undefined;
@@ -70,12 +76,5 @@ export class KafkaHealth {
     }
     if (r.ok !== before) this.#o.onChange?.(r.ok);
     return this.#state;
-  }
-
-  async #run(): Promise<void> {
-    while (!this.#abort.signal.aborted) {
-      await this.check();
-      await this.#idle.wait(this.#o.intervalMs);
-    }
   }
 }

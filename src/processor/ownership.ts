@@ -2,8 +2,9 @@ import { describeError, SluiceError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Sql } from '../outbox/db.ts';
-import { Idle } from '../idle.ts';
-import { backoffMs } from './backoff.ts';
+import { BackgroundLoop } from '../background-loop.ts';
+import { systemClock, type Clock } from '../core/clock.ts';
+import { backoffMs } from '../core/backoff.ts';
 
 // Two-key advisory locks: (namespace, number). Any constants work; every sluice must use the same.
 const PARTITION_LOCKS = 0x511ce0;
@@ -31,6 +32,7 @@ export interface OwnershipOptions {
    */
   canProcess(): boolean;
   unreachableReleaseMs: number;
+  clock?: Clock;
 }
 
 /**
@@ -49,16 +51,38 @@ export class PartitionOwnership {
   #o: OwnershipOptions;
   #owned = new Set<number>();
   #session: LockSession | undefined;
-  #failures = 0;
-  #abort = new AbortController();
-  #idle = new Idle(this.#abort.signal);
-  #loop: Promise<void> | undefined;
+  #clock: Clock;
+  #loop: BackgroundLoop;
   #start = Math.floor(Math.random() * 0x7fffffff);
-  /** performance.now() when canProcess() was first seen false, until it is true again. */
+  /** When (on the clock) canProcess() was first seen false, until it is true again. */
   #cannotSince: number | undefined;
 
   constructor(opts: OwnershipOptions) {
     this.#o = opts;
+    this.#clock = opts.clock ?? systemClock;
+    const { log, metrics, rebalanceMs } = opts;
+    this.#loop = new BackgroundLoop({
+      name: 'partition ownership',
+      log,
+      clock: this.#clock,
+      intervalMs: rebalanceMs,
+      pass: async () => {
+        try {
+          await this.#rebalance();
+        } catch (err) {
+          await this.#lostConnection();
+          throw err;
+        } finally {
+          metrics.partitionsOwned.set(this.#owned.size);
+        }
+      },
+      failed: (err, failures) => {
+        // The first failure and then every tenth: an outage must not flood the log.
+        if (failures === 1 || failures % 10 === 0) log.warn('partition ownership check failed; retrying', { error: describeError(err), failures });
+        return backoffMs(failures, Math.min(100, rebalanceMs), rebalanceMs);
+      },
+      recovered: (failures) => log.info('partition ownership restored', { owned: [...this.#owned], after_failures: failures }),
+    });
   }
 
   get owned(): ReadonlySet<number> {
@@ -66,12 +90,12 @@ export class PartitionOwnership {
   }
 
   start(): void {
-    this.#loop ??= this.#run();
+    this.#loop.start();
   }
 
   /** Rebalances now instead of at the end of the idle wait (canProcess() changed). */
   wake(): void {
-    this.#idle.wake();
+    this.#loop.wake();
   }
 
   /** Whether this instance's session still holds the partition's lock (Postgres says, not memory). */
@@ -106,34 +130,13 @@ export class PartitionOwnership {
 
   /** Stops every owned partition's task, then releases the locks. Safe to call twice. */
   async stop(): Promise<void> {
-    this.#abort.abort();
-    await this.#loop;
+    await this.#loop.stop();
     await this.#releaseAll();
     const session = this.#session;
     this.#session = undefined;
     if (session !== undefined) {
       await session.sql`SELECT pg_advisory_unlock_all()`.catch(() => {});
       await endSession(session);
-    }
-  }
-
-  async #run(): Promise<void> {
-    while (!this.#abort.signal.aborted) {
-      try {
-        await this.#rebalance();
-        if (this.#failures > 0) this.#o.log.info('partition ownership restored', { owned: [...this.#owned], after_failures: this.#failures });
-        this.#failures = 0;
-      } catch (err) {
-        this.#failures++;
-        // The first failure and then every tenth: an outage must not flood the log.
-        if (this.#failures === 1 || this.#failures % 10 === 0) {
-          this.#o.log.warn('partition ownership check failed; retrying', { error: describeError(err), failures: this.#failures });
-        }
-        await this.#lostConnection();
-      }
-      this.#o.metrics.partitionsOwned.set(this.#owned.size);
-      const { rebalanceMs } = this.#o;
-      await this.#idle.wait(this.#failures === 0 ? rebalanceMs : backoffMs(this.#failures, Math.min(100, rebalanceMs), rebalanceMs));
     }
   }
 
@@ -146,9 +149,9 @@ export class PartitionOwnership {
     const able = this.#o.canProcess();
     if (able) this.#cannotSince = undefined;
     else {
-      this.#cannotSince ??= performance.now();
+      this.#cannotSince ??= this.#clock.now();
       const owned = this.#owned.size;
-      if (owned === 0 || performance.now() - this.#cannotSince >= this.#o.unreachableReleaseMs) {
+      if (owned === 0 || this.#clock.now() - this.#cannotSince >= this.#o.unreachableReleaseMs) {
         if (this.#session !== undefined || owned > 0) {
           this.#o.log.warn('cannot process (Kafka unreachable); leaving the partitions to other instances', { released: [...this.#owned] });
           // Ending the session frees the member lock too: the others' fair share grows to cover these.
@@ -184,7 +187,7 @@ export class PartitionOwnership {
       await conn`SELECT pg_advisory_unlock(${PARTITION_LOCKS}, ${p})`;
       this.#o.log.info('partition released for rebalance', { partition: p, members, share });
     }
-    for (let i = 0; able && i < partitions && this.#owned.size < share && !this.#abort.signal.aborted; i++) {
+    for (let i = 0; able && i < partitions && this.#owned.size < share && !this.#loop.signal.aborted; i++) {
       // Each instance starts its search elsewhere, so joiners do not all contend for partition 0.
       const p = (this.#start + i) % partitions;
       if (this.#owned.has(p)) continue;
@@ -230,7 +233,7 @@ export class PartitionOwnership {
       .finally(() => this.#o.metrics.partitionsOwned.set(this.#owned.size));
     this.#o.metrics.partitionsOwned.set(0);
     void endSession(session);
-    this.#idle.wake();
+    this.#loop.wake();
   }
 
   /** The session is gone, and with it every lock: stop all tasks before anyone else starts them. */

@@ -4,14 +4,15 @@ import type { Metrics } from '../metrics.ts';
 import type { PublishedRef } from '../outbox/claims.ts';
 import type { Outbox } from '../outbox/outbox.ts';
 import type { Tenants } from '../tenants.ts';
-import { backoffMs } from './backoff.ts';
+import { backoffMs } from '../core/backoff.ts';
 import { withinBytes } from './batch-bytes.ts';
 import { allocate, roundRobin, type Claimant } from './fair-share.ts';
 import { SluiceError } from '../errors.ts';
 import { classifyFailure, describeKafkaError, failureReason, kafkaError, type KafkaError } from '../kafka/errors.ts';
 import type { PartitionProducer } from './publisher.ts';
 import type { TenantControls } from './tenant-controls.ts';
-import { Idle } from '../idle.ts';
+import { BackgroundLoop } from '../background-loop.ts';
+import type { Clock } from '../core/clock.ts';
 
 export interface PartitionTaskOptions {
   partition: number;
@@ -34,8 +35,9 @@ export interface PartitionTaskOptions {
   stillOwned(): Promise<boolean>;
   /** The task stopped because a newer owner fenced it (or the lock was found lost). */
   onFenced(partition: number): void;
-  /** The topic rule (src/processor/topic-name.ts): why no record may go to this topic, or undefined. */
+  /** The topic rule (src/core/topic-rule.ts): why no record may go to this topic, or undefined. */
   topicProblem(topic: string): string | undefined;
+  clock?: Clock;
 }
 
 const MAX_LOOP_BACKOFF_MS = 5_000;
@@ -63,9 +65,7 @@ function fenced(err: unknown): boolean {
 export class PartitionTask {
   readonly partition: number;
   #o: PartitionTaskOptions;
-  #abort = new AbortController();
-  #idle = new Idle(this.#abort.signal);
-  #loop: Promise<void> | undefined;
+  #loop: BackgroundLoop;
   #lastTenant: string | undefined;
   /** Committed to Kafka but not yet marked in Postgres: marked before anything else is claimed. */
   #unmarked: PublishedRef[] = [];
@@ -76,6 +76,15 @@ export class PartitionTask {
   constructor(opts: PartitionTaskOptions) {
     this.partition = opts.partition;
     this.#o = opts;
+    this.#loop = new BackgroundLoop({
+      name: `partition ${opts.partition}`,
+      log: opts.log,
+      ...(opts.clock !== undefined ? { clock: opts.clock } : {}),
+      intervalMs: opts.pollMs,
+      pass: () => this.#pass(),
+      failed: (err, failures) => this.#failed(err, failures),
+      recovered: (failures) => opts.log.info('publishing resumed', { partition: opts.partition, after_failures: failures }),
+    });
   }
 
   get lastError(): string | undefined {
@@ -83,11 +92,11 @@ export class PartitionTask {
   }
 
   start(): void {
-    this.#loop ??= this.#run();
+    this.#loop.start();
   }
 
   wake(): void {
-    this.#idle.wake();
+    this.#loop.wake();
   }
 
   /**
@@ -96,51 +105,42 @@ export class PartitionTask {
    * and retries: past a short grace the producer is closed under it, so the call fails at once.
    */
   async stop(): Promise<void> {
-    this.#abort.abort();
     const grace = setTimeout(() => void this.#o.producer.close().catch(() => {}), STOP_GRACE_MS);
     try {
-      await this.#loop;
+      await this.#loop.stop();
     } finally {
       clearTimeout(grace);
     }
+    await this.#o.producer.close().catch(() => {});
   }
 
-  async #run(): Promise<void> {
+  async #pass(): Promise<'more' | 'idle'> {
+    if (!this.#recovered) await this.#recover();
+    if (this.#unmarked.length > 0) await this.#markUnmarked();
+    const published = await this.#step();
+    this.#lastError = undefined;
+    return published === 0 ? 'idle' : 'more';
+  }
+
+  #failed(err: unknown, failures: number): number | 'stop' {
     const { log, partition } = this.#o;
-    let backoff = 0;
-    let failures = 0;
-    while (!this.#abort.signal.aborted) {
-      try {
-        if (!this.#recovered) await this.#recover();
-        if (this.#unmarked.length > 0) await this.#markUnmarked();
-        const published = await this.#step();
-        if (failures > 0) log.info('publishing resumed', { partition, after_failures: failures });
-        backoff = 0;
-        failures = 0;
-        this.#lastError = undefined;
-        if (published === 0) await this.#idle.wait(this.#o.pollMs);
-      } catch (err) {
-        if (fenced(err)) {
-          log.warn('partition fenced by a newer owner, or its lock lost; stopping its task', { partition });
-          this.#o.onFenced(partition);
-          break;
-        }
-        failures++;
-        this.#lastError = describeKafkaError(err);
-        // Stopping ends connections under a batch in flight: not a failure worth a line. A cluster
-        // outage is logged once by KafkaHealth, not per partition; other failures the first time
-        // and then every tenth.
-        if (this.#abort.signal.aborted) break;
-        if (failures === 1 || failures % 10 === 0) {
-          const level = classifyFailure(err) === 'transient' ? 'debug' : 'warn';
-          log[level]('publish failed; rows stay pending', { partition, error: this.#lastError, failures });
-        }
-        this.#o.metrics.publishFailures.inc({ reason: failureReason(err) });
-        backoff = Math.min(MAX_LOOP_BACKOFF_MS, backoff === 0 ? 100 : backoff * 2);
-        await this.#idle.wait(backoffMs(1, backoff, backoff));
-      }
+    if (fenced(err)) {
+      log.warn('partition fenced by a newer owner, or its lock lost; stopping its task', { partition });
+      this.#o.onFenced(partition);
+      void this.#o.producer.close().catch(() => {});
+      return 'stop';
     }
-    await this.#o.producer.close().catch(() => {});
+    this.#lastError = describeKafkaError(err);
+    // Stopping ends connections under a batch in flight: not a failure worth a line. A cluster
+    // outage is logged once by KafkaHealth, not per partition; other failures the first time
+    // and then every tenth.
+    if (this.#loop.signal.aborted) return 'stop';
+    if (failures === 1 || failures % 10 === 0) {
+      const level = classifyFailure(err) === 'transient' ? 'debug' : 'warn';
+      log[level]('publish failed; rows stay pending', { partition, error: this.#lastError, failures });
+    }
+    this.#o.metrics.publishFailures.inc({ reason: failureReason(err) });
+    return backoffMs(failures, 100, MAX_LOOP_BACKOFF_MS);
   }
 
   /**

@@ -1,5 +1,5 @@
 import { describeError } from '../errors.ts';
-import { Idle } from '../idle.ts';
+import { BackgroundLoop } from '../background-loop.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Sql } from '../outbox/db.ts';
@@ -59,14 +59,22 @@ export class Processor {
   #ownership: PartitionOwnership;
   #progressTopic: Promise<void> | undefined;
   #progress: ProgressReader | undefined;
-  #abort = new AbortController();
-  #cleanup: Promise<void> | undefined;
-  #idle = new Idle(this.#abort.signal);
+  #retention: BackgroundLoop;
   #topics: SluiceTopics;
 
   constructor(opts: ProcessorOptions) {
     this.#o = opts;
     this.#topics = sluiceTopics(opts.progressTopic, opts.defaultTopic, opts.tenants);
+    this.#retention = new BackgroundLoop({
+      name: 'outbox retention',
+      log: opts.log,
+      intervalMs: opts.cleanupMs,
+      pass: (signal) => this.#deleteSent(signal),
+      failed: (err) => {
+        opts.log.warn('outbox retention failed; will retry', { error: describeError(err) });
+        return opts.cleanupMs;
+      },
+    });
     opts.metrics.partitions.set(opts.partitions);
     this.#ownership = new PartitionOwnership({
       lockSession: opts.lockSession,
@@ -84,7 +92,7 @@ export class Processor {
 
   start(): void {
     this.#ownership.start();
-    this.#cleanup ??= this.#retentionLoop();
+    this.#retention.start();
   }
 
   /** Ask every task to look for rows now instead of at the end of its idle wait. */
@@ -109,8 +117,7 @@ export class Processor {
 
   /** Finishes (or aborts) each open batch, releases the partitions, then stops. Safe to call twice. */
   async stop(): Promise<void> {
-    this.#abort.abort();
-    await Promise.all([this.#ownership.stop(), this.#cleanup]);
+    await Promise.all([this.#ownership.stop(), this.#retention.stop()]);
     await this.#progress?.close();
   }
 
@@ -173,19 +180,12 @@ export class Processor {
     return this.#progressTopic;
   }
 
-  async #retentionLoop(): Promise<void> {
-    const { outbox, log, metrics, retentionMs, cleanupMs } = this.#o;
-    while (!this.#abort.signal.aborted) {
-      try {
-        let deleted: number;
-        do {
-          deleted = await outbox.deleteSent(retentionMs, RETENTION_BATCH);
-          metrics.outboxRetentionDeleted.inc(deleted);
-        } while (deleted === RETENTION_BATCH && !this.#abort.signal.aborted);
-      } catch (err) {
-        log.warn('outbox retention failed; will retry', { error: describeError(err) });
-      }
-      await this.#idle.wait(cleanupMs);
-    }
+  async #deleteSent(signal: AbortSignal): Promise<void> {
+    const { outbox, metrics, retentionMs } = this.#o;
+    let deleted: number;
+    do {
+      deleted = await outbox.deleteSent(retentionMs, RETENTION_BATCH);
+      metrics.outboxRetentionDeleted.inc(deleted);
+    } while (deleted === RETENTION_BATCH && !signal.aborted);
   }
 }

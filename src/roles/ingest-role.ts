@@ -1,4 +1,5 @@
 import type { Config } from '../config.ts';
+import { follow } from '../core/watermark.ts';
 import type { Envelope } from '../core/record.ts';
 import type { ComponentState, Readiness } from '../http/readiness.ts';
 import { Backlog } from '../ingest/backlog.ts';
@@ -46,7 +47,11 @@ export async function startIngestRole(o: {
   await backlog.start();
   o.closers.push({ name: 'backlog', close: async () => backlog.stop() });
 
-  const ingest = await o.timed('journal', startIngestStack({ config, sql: o.database.sql, log, metrics, onCommitted: o.onCommitted }));
+  const ingest = await o.timed('journal', startIngestStack({ config, outbox, log, metrics }));
+  // Rows that entered the outbox (either way, also while ingest closes) are published at once, not at the next poll.
+  const ingestClosed = new AbortController();
+  follow(ingest.progress.entered, ingestClosed.signal, o.onCommitted);
+  o.closers.push({ name: 'ingest-follow', close: async () => ingestClosed.abort() });
   o.closers.push({ name: 'ingest', close: () => ingest.close() });
   const { writePath, journal } = ingest;
 
@@ -78,7 +83,7 @@ export async function startIngestRole(o: {
     },
     inFlight: () => writePath.inFlight,
     beforeScrape() {
-      metrics.forwarderLag.set(ingest.forwarderLag());
+      metrics.forwarderLag.set(ingest.progress.unforwarded);
       metrics.forwarderFailingSeconds.set(ingest.forwarder.failingMs() / 1000);
     },
   };

@@ -54,7 +54,8 @@ describe('kill -9 during fast_ack writes', () => {
       }
     };
     const writers = Array.from({ length: 8 }, (_, w) => writer(w));
-    await Bun.sleep(1_500);
+    // Killed in the middle of a stream of writes, once well over a hundred were acknowledged.
+    await eventually(async () => acked.size >= 200, 30_000, '200 acknowledged writes');
     first.proc.kill('SIGKILL');
     stop = true;
     await Promise.all(writers);

@@ -7,6 +7,7 @@ import { readOutboxIdentity } from '../../src/outbox/identity.ts';
 import { readTopic, testBrokers } from '../support/kafka.ts';
 import { assertExactlyOnceInOrder, createTopic, fillOutbox } from '../support/outbox-load.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
+import { prng, testSeed } from '../support/seed.ts';
 import { eventually } from '../support/sluice.ts';
 import { spawnSluice, type SpawnedSluice } from '../support/spawn-sluice.ts';
 
@@ -77,13 +78,17 @@ describe('SIGKILL of processors during publication', () => {
   }
 
   test('killed again and again, with Kafka commits not yet marked in Postgres: still exactly once, nothing lost', async () => {
+    const random = prng(testSeed('processor kill'));
     let kills = 0;
     let windowsHit = 0;
     for (let round = 0; round < 12 && (round < 4 || windowsHit === 0); round++) {
       const before = await sent();
       const pair: SpawnedSluice[] = await Promise.all([spawnSluice(env, 'process'), spawnSluice(env, 'process')]);
       await eventually(async () => (await sent()) > before, 30_000, 'publication under way');
-      await Bun.sleep(200 + Math.random() * 800);
+      // Killed at a random point of publication, counted in records rather than in time (about
+      // 0.2 to 1 s of the quotas on a quiet machine, however slow this one is).
+      const at = Math.min(RECORDS, (await sent()) + 300 + Math.floor(random() * 1_200));
+      await eventually(async () => (await sent()) >= at, 60_000, `${at} records sent`);
       for (const p of pair) p.proc.kill('SIGKILL');
       for (const p of pair) expect(await p.proc.exited).not.toBe(0);
       kills += pair.length;

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import type { Envelope } from '../../src/core/record.ts';
 import { loadConfig } from '../../src/config.ts';
 import { startIngestStack } from '../../src/ingest/ingest-stack.ts';
-import { RecentKeys } from '../../src/ingest/recent-keys.ts';
-import { WritePath } from '../../src/ingest/write-path.ts';
+import { OutboxProgress } from '../../src/ingest/outbox-progress.ts';
+import { SyncWrites } from '../../src/ingest/sync-writes.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { openDatabase, type Database } from '../../src/outbox/db.ts';
@@ -14,6 +14,7 @@ import { migrate } from '../../src/outbox/migrate.ts';
 import { startPgCluster, type PgCluster } from '../support/pg-cluster.ts';
 import { quietLog } from '../support/postgres.ts';
 import { eventually } from '../support/sluice.ts';
+import { Outbox } from '../../src/outbox/outbox.ts';
 
 // sync mode while Postgres is down or hangs: every write is answered within SLUICE_SYNC_OUTBOX_WAIT_MS
 // from the journal, and a tenant with such a write keeps going through the journal until the
@@ -22,8 +23,8 @@ let cluster: PgCluster;
 let db: Database;
 let dir: string;
 let journal: JournalWriter;
-let forwarded = 0;
-let path: WritePath;
+let progress: OutboxProgress;
+let path: SyncWrites;
 const WAIT_MS = 500;
 
 beforeAll(async () => {
@@ -32,7 +33,8 @@ beforeAll(async () => {
   await migrate(db.sql, quietLog);
   dir = mkdtempSync(join(tmpdir(), 'sluice-sync-fb-'));
   journal = await JournalWriter.open({ dir, nodeId: 'n', segmentBytes: 1 << 20, log: quietLog, metrics: createMetrics() });
-  path = syncPath(WAIT_MS, () => forwarded);
+  progress = new OutboxProgress(journal);
+  path = syncPath(WAIT_MS, progress);
 });
 afterAll(async () => {
   await journal.close();
@@ -41,21 +43,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const syncPath = (outboxWaitMs: number, forwardedThrough: () => number): WritePath =>
-  new WritePath({
-      mode: 'sync',
-      nodeId: 'n',
-      journal,
-      sql: db.sql,
-      partitions: 16,
-      maxBatch: 1000,
-      recentKeys: new RecentKeys(100, 'n'),
-      log: quietLog,
-      unforwarded: () => 0,
-      maxUnforwarded: 1_000,
-      forwardedThrough,
-      outboxWaitMs,
-    });
+const syncPath = (outboxWaitMs: number, shared: OutboxProgress): SyncWrites =>
+  new SyncWrites({ nodeId: 'n', journal, progress: shared, outbox: new Outbox(db.sql, 16), maxBatch: 1000, log: quietLog, outboxWaitMs });
 
 const event = (tenant: string, key: string): Envelope => ({ tenant_id: tenant, dedupe_key: key, topic: 'x', request_id: 'r', headers: {}, payload: JSON.stringify({ key }) });
 
@@ -91,7 +80,7 @@ test('down, hung, back: answers within the wait, and a tenant that fell back sta
   expect(await inOutbox()).not.toContain('a:3');
 
   // The forwarder passed a's and b's last journal-answered writes: they go straight in again.
-  forwarded = Number(b2?.id?.split(':')[1]);
+  progress.forwardedThrough(Number(b2?.id?.split(':')[1]));
   const [a4] = await path.write([event('a', '4')]);
   expect(a4?.durability).toBe('outbox');
   const keys = await inOutbox();
@@ -102,7 +91,7 @@ test('down, hung, back: answers within the wait, and a tenant that fell back sta
 test('hung Postgres: each write is answered within the wait from its own arrival, not after the writes queued ahead of it', async () => {
   const waitMs = 1_000;
   const spacingMs = 300;
-  const hungPath = syncPath(waitMs, () => 0);
+  const hungPath = syncPath(waitMs, new OutboxProgress(journal));
   await db.sql`SELECT 1`;
   cluster.freeze();
   try {
@@ -136,7 +125,7 @@ test('after a restart, a tenant with unforwarded journal lines writes through th
     SLUICE_SYNC_OUTBOX_WAIT_MS: String(WAIT_MS),
   });
   try {
-    const first = await startIngestStack({ config, sql: db.sql, log: quietLog, metrics: createMetrics() });
+    const first = await startIngestStack({ config, outbox: new Outbox(db.sql, config.partitions), log: quietLog, metrics: createMetrics() });
     await cluster.stop('immediate');
     // Many lines ahead of the tenant's own, so the forwarder is still busy after the restart.
     const others = Array.from({ length: 20_000 }, (_, i) => event('others', `o${i}`));
@@ -145,7 +134,7 @@ test('after a restart, a tenant with unforwarded journal lines writes through th
     await first.close();
     await cluster.start();
 
-    const second = await startIngestStack({ config, sql: db.sql, log: quietLog, metrics: createMetrics() });
+    const second = await startIngestStack({ config, outbox: new Outbox(db.sql, config.partitions), log: quietLog, metrics: createMetrics() });
     try {
       const [late2] = await second.writePath.write([event('late', '2')]);
       expect(late2?.durability).toBe('journal');

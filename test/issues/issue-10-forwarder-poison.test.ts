@@ -5,9 +5,11 @@ import { join } from 'node:path';
 import type { Envelope } from '../../src/core/record.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
 import { createMetrics } from '../../src/metrics.ts';
-import { Forwarder } from '../../src/processor/forwarder.ts';
+import { Forwarder } from '../../src/ingest/forwarder.ts';
+import { OutboxProgress } from '../../src/ingest/outbox-progress.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
 import { eventually } from '../support/sluice.ts';
+import { Outbox } from '../../src/outbox/outbox.ts';
 
 /**
  * Issue 10: a journal line Postgres refused (54001 at 20,000 levels of nesting then) was retried by
@@ -40,8 +42,8 @@ describe('issue 10: a journal line the outbox refuses for good', () => {
     const batch = [envelope(1), envelope(2, { h: 'x\u0000y' }), envelope(3), envelope(4), envelope(5, { h: '\u0000' }), envelope(6)];
     await w.append(batch);
     const f = new Forwarder({
-      journal: w, sql: db.sql, partitions: 16, batchSize: 100, pollMs: 10, log, metrics,
-      committed: () => ({ from: 1, through: 0 }), settledThrough: () => Number.MAX_SAFE_INTEGER,
+      journal: w, outbox: new Outbox(db.sql, 16), batchSize: 100, pollMs: 10, log, metrics,
+      progress: new OutboxProgress(w),
     });
     await f.init();
     f.start();

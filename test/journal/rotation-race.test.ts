@@ -29,16 +29,14 @@ describe('journal rotation racing maintenance', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sluice-race-'));
     dirs.push(dir);
     const metrics = createMetrics();
-    let maintenance: JournalMaintenance | undefined;
     const writer = await JournalWriter.open({
       dir,
       nodeId: 'n1',
       segmentBytes: 1_500,
       log: quietLog,
       metrics,
-      onSegmentClosed: () => maintenance?.kick(),
     });
-    maintenance = new JournalMaintenance({
+    const maintenance = new JournalMaintenance({
       writer,
       maxSegmentAgeMs: 3,
       retentionMs: 0,

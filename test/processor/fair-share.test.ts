@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test';
 import { allocate, roundRobin } from '../../src/processor/fair-share.ts';
-import { backoffMs } from '../../src/processor/backoff.ts';
+import { backoffMs } from '../../src/core/backoff.ts';
 
 describe('round-robin and allocation', () => {
   test('round-robin starts after the tenant served last, wrapping around', () => {

@@ -4,12 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createApp, type AppDeps } from '../../src/http/app.ts';
 import { Readiness } from '../../src/http/readiness.ts';
-import { RecentKeys } from '../../src/ingest/recent-keys.ts';
-import { WritePath } from '../../src/ingest/write-path.ts';
+import { OutboxProgress } from '../../src/ingest/outbox-progress.ts';
+import { SyncWrites } from '../../src/ingest/sync-writes.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { NO_TENANTS_FILE, Tenants } from '../../src/tenants.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from './postgres.ts';
+import { Outbox } from '../../src/outbox/outbox.ts';
 
 export interface TestApp {
   app: ReturnType<typeof createApp>;
@@ -38,17 +39,12 @@ export async function startTestApp(
   const metrics = deps.metrics ?? createMetrics();
   const log = deps.log ?? quietLog;
   const journal = await JournalWriter.open({ dir: journalDir, nodeId: 'n1', segmentBytes: 1 << 20, log, metrics });
-  const writePath = new WritePath({
-    mode: 'sync',
+  const writePath = new SyncWrites({
     nodeId: 'n1',
     journal,
-    sql: db.sql,
-    partitions: 16,
+    progress: new OutboxProgress(journal),
+    outbox: new Outbox(db.sql, 16),
     maxBatch: 1000,
-    recentKeys: new RecentKeys(100, 'n1'),
-    unforwarded: () => 0,
-    maxUnforwarded: 200_000,
-    forwardedThrough: () => 0,
     outboxWaitMs: 2_000,
     log,
   });

@@ -9,10 +9,12 @@ import { verifyJournal } from '../../src/journal/verify.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
 import type { Logger } from '../../src/log.ts';
 import { createMetrics, type Metrics } from '../../src/metrics.ts';
-import { Forwarder } from '../../src/processor/forwarder.ts';
+import { Forwarder } from '../../src/ingest/forwarder.ts';
+import { OutboxProgress } from '../../src/ingest/outbox-progress.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
 import { prng, testSeed } from '../support/seed.ts';
 import { eventually } from '../support/sluice.ts';
+import { Outbox } from '../../src/outbox/outbox.ts';
 
 let db: TestDatabase;
 let dir: string;
@@ -51,13 +53,12 @@ async function writer(segmentBytes = 1 << 20): Promise<JournalWriter> {
 async function forwarder(w: JournalWriter, batchSize = 100, log: Logger = quietLog): Promise<Forwarder> {
   const f = new Forwarder({
     journal: w,
-    sql: db.sql,
-    partitions: 16,
+    outbox: new Outbox(db.sql, 16),
     batchSize,
     pollMs: 10,
     log,
     metrics,
-    committed: () => ({ from: 1, through: 0 }), settledThrough: () => Number.MAX_SAFE_INTEGER,
+    progress: new OutboxProgress(w),
   });
   await f.init();
   f.start();
@@ -119,8 +120,8 @@ describe('forwarder', () => {
     const lines: string[] = [];
     const log = { ...quietLog, error: (msg: string, fields?: Record<string, unknown>) => lines.push(JSON.stringify({ msg, ...fields })) };
     const f = new Forwarder({
-      journal: w2, sql: db.sql, partitions: 16, batchSize: 100, pollMs: 10, log, metrics,
-      committed: () => ({ from: 1, through: 0 }), settledThrough: () => Number.MAX_SAFE_INTEGER,
+      journal: w2, outbox: new Outbox(db.sql, 16), batchSize: 100, pollMs: 10, log, metrics,
+      progress: new OutboxProgress(w2),
     });
     await f.init();
     f.start();
@@ -192,11 +193,10 @@ describe('forwarder', () => {
 
   test('rotation, gzip and retention racing the forwarder under concurrent appends: every acked write reaches the outbox once, in seq order', async () => {
     const random = prng(testSeed('forwarder race'));
-    let maintenance: JournalMaintenance | undefined;
-    const w = await JournalWriter.open({ dir, nodeId: 'n1', segmentBytes: 2_000, log: quietLog, metrics, onSegmentClosed: () => maintenance?.kick() });
+    const w = await JournalWriter.open({ dir, nodeId: 'n1', segmentBytes: 2_000, log: quietLog, metrics });
     open.push(w);
     const f = await forwarder(w, 37);
-    maintenance = new JournalMaintenance({
+    const maintenance = new JournalMaintenance({
       writer: w, maxSegmentAgeMs: 2, retentionMs: 0, retentionBytes: 0, intervalMs: 1,
       forwardedThrough: () => f.checkpoint.seq, log: quietLog, metrics,
     });
@@ -243,8 +243,8 @@ describe('forwarder', () => {
     // The start-up scan (fast_ack's dedupe index) reads past it too, instead of failing the start.
     const seen: number[] = [];
     const scanner = new Forwarder({
-      journal: w, sql: db.sql, partitions: 16, batchSize: 100, pollMs: 10, log, metrics,
-      committed: () => ({ from: 1, through: 0 }), settledThrough: () => Number.MAX_SAFE_INTEGER,
+      journal: w, outbox: new Outbox(db.sql, 16), batchSize: 100, pollMs: 10, log, metrics,
+      progress: new OutboxProgress(w),
     });
     await scanner.init();
     await scanner.scan((e) => seen.push(e.seq));

@@ -1,5 +1,6 @@
 import { describeError } from '../errors.ts';
 import type { JournalEntry } from '../core/record.ts';
+import { backoffMs } from '../core/backoff.ts';
 import { leadingSeq } from '../journal/entry.ts';
 import { readCheckpoint, writeCheckpoint, type Checkpoint } from '../journal/checkpoint.ts';
 import { parseEntry, readSegmentLines, type BadLine } from '../journal/reader.ts';
@@ -8,55 +9,66 @@ import type { JournalIntegrity } from '../journal/integrity.ts';
 import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import type { Sql } from '../outbox/db.ts';
-import { insertOrQuarantine } from '../outbox/quarantine.ts';
+import type { Outbox } from '../outbox/outbox.ts';
 import { segmentFileName } from '../journal/segment-name.ts';
 import { basename } from 'node:path';
-import { Idle } from '../idle.ts';
+import { BackgroundLoop } from '../background-loop.ts';
+import type { Clock } from '../core/clock.ts';
+import { follow } from '../core/watermark.ts';
+import type { OutboxProgress } from './outbox-progress.ts';
 
 /** What the forwarder asks of the node's journal writer, the owner of its segments. */
-export type ForwarderJournal = Pick<JournalWriter, 'nodeDir' | 'active' | 'sealedBelow' | 'integrity'>;
+export type ForwarderJournal = Pick<JournalWriter, 'nodeDir' | 'active' | 'sealedBelow' | 'integrity' | 'durable'>;
+
+const MAX_BACKOFF_MS = 5_000;
 
 export interface ForwarderOptions {
   journal: ForwarderJournal;
-  sql: Sql;
-  partitions: number;
+  outbox: Outbox;
   batchSize: number;
   pollMs: number;
   log: Logger;
   metrics: Metrics;
-  /** Seqs already in the outbox because the sync path inserted them (from > through when none). */
-  committed(): { from: number; through: number };
-  /** The forwarder reads no line past this seq (sync mode: lines whose own insert is still running). */
-  settledThrough(): number;
-  /** Called with the last forwarded seq after each checkpoint. */
-  onForwarded?(seq: number): void;
+  /**
+   * Which seqs are in the outbox: the forwarder skips those the sync path inserted, reads nothing it
+   * is still inserting, and records its checkpoint here after each commit.
+   */
+  progress: OutboxProgress;
+  clock?: Clock;
 }
 
-const MAX_BACKOFF_MS = 5_000;
-
 /**
- * Tails the journal from checkpoint.json into the outbox: reads whole lines (across rotation and
- * gzip), inserts them in batches with ON CONFLICT DO NOTHING, and moves the checkpoint only after the
- * commit. A bad line is reported with file and line and left in the file; it is never inserted.
+ * Ingest's journal → outbox stage. Tails the journal from checkpoint.json into the outbox: reads whole
+ * lines (across rotation and gzip) as far as the journal's `durable` mark, inserts them in batches
+ * with ON CONFLICT DO NOTHING, and moves the checkpoint only after the commit. A bad line is reported
+ * with file and line and left in the file; it is never inserted.
  */
 export class Forwarder {
   #opts: ForwarderOptions;
   #cp: Checkpoint = { segment: 0, offset: 0, line: 1, seq: 0 };
-  #abort = new AbortController();
-  #idle = new Idle(this.#abort.signal);
-  #loop: Promise<void> | undefined;
-  #lastError: string | undefined;
-  #failingSince: number | undefined;
+  #loop: BackgroundLoop;
+  #following = false;
 
   constructor(opts: ForwarderOptions) {
     this.#opts = opts;
+    this.#loop = new BackgroundLoop({
+      name: 'forwarder',
+      log: opts.log,
+      ...(opts.clock !== undefined ? { clock: opts.clock } : {}),
+      intervalMs: opts.pollMs,
+      pass: async () => ((await this.#step()) ? 'more' : 'idle'),
+      failed: (err, failures) => {
+        if (failures === 1) opts.log.warn('forwarding failed; will retry', { error: describeError(err) });
+        return backoffMs(failures, 100, MAX_BACKOFF_MS);
+      },
+    });
   }
 
   /** Loads the checkpoint; call before start() or scan(). */
   async init(): Promise<void> {
     const cp = await readCheckpoint(this.#opts.journal.nodeDir);
     if (cp !== undefined) this.#cp = cp;
+    this.#opts.progress.forwardedThrough(this.#cp.seq);
   }
 
   get checkpoint(): Checkpoint {
@@ -64,26 +76,29 @@ export class Forwarder {
   }
 
   get lastError(): string | undefined {
-    return this.#lastError;
+    return this.#loop.lastError;
   }
 
   /** Milliseconds the forwarder has failed without a break; 0 while it works. */
-  failingMs(now = performance.now()): number {
-    return this.#failingSince === undefined ? 0 : now - this.#failingSince;
+  failingMs(): number {
+    return this.#loop.failingMs();
   }
 
+  /** Forwards from the checkpoint on, and again each time the journal made more lines durable. */
   start(): void {
-    this.#loop ??= this.#run();
+    if (this.#following) return;
+    this.#following = true;
+    this.#loop.start();
+    follow(this.#opts.journal.durable, this.#loop.signal, () => this.#loop.wake());
   }
 
   wake(): void {
-    this.#idle.wake();
+    this.#loop.wake();
   }
 
   /** Finishes the batch in flight, then stops. Safe to call twice. */
-  async stop(): Promise<void> {
-    this.#abort.abort();
-    await this.#loop;
+  stop(): Promise<void> {
+    return this.#loop.stop();
   }
 
   /**
@@ -124,25 +139,6 @@ export class Forwarder {
     }
   }
 
-  async #run(): Promise<void> {
-    let backoff = 0;
-    while (!this.#abort.signal.aborted) {
-      try {
-        const moved = await this.#step();
-        backoff = 0;
-        this.#lastError = undefined;
-        this.#failingSince = undefined;
-        if (!moved) await this.#idle.wait(this.#opts.pollMs);
-      } catch (err) {
-        this.#lastError = describeError(err);
-        this.#failingSince ??= performance.now();
-        if (backoff === 0) this.#opts.log.warn('forwarding failed; will retry', { error: this.#lastError });
-        backoff = Math.min(MAX_BACKOFF_MS, backoff === 0 ? 100 : backoff * 2);
-        await this.#idle.wait(backoff / 2 + Math.random() * (backoff / 2));
-      }
-    }
-  }
-
   /** Forwards what the current segment holds, or moves on to the next one. False when there was nothing to do. */
   async #step(): Promise<boolean> {
     try {
@@ -170,7 +166,7 @@ export class Forwarder {
     try {
       for await (const l of this.#lines(seg, start, sealed)) {
         const e = parseEntry(l.text);
-        if (typeof e !== 'string' && e.seq > this.#opts.settledThrough()) {
+        if (typeof e !== 'string' && e.seq > this.#opts.progress.settledThrough) {
           held = true;
           break;
         }
@@ -194,7 +190,7 @@ export class Forwarder {
         if (entries.length >= this.#opts.batchSize) {
           await this.#commit(entries, next);
           entries = [];
-          if (this.#abort.signal.aborted) return true;
+          if (this.#loop.signal.aborted) return true;
         }
       }
     } catch (err) {
@@ -230,13 +226,13 @@ export class Forwarder {
   }
 
   async #commit(entries: JournalEntry[], next: Checkpoint): Promise<void> {
-    const committed = this.#opts.committed();
-    const toInsert = entries.filter((e) => e.seq < committed.from || e.seq > committed.through);
+    const { progress } = this.#opts;
+    const toInsert = entries.filter((e) => !progress.insertedDirectly(e.seq));
     if (toInsert.length > 0) {
       // A line the outbox refuses for good is quarantined (position and error recorded, line left in
       // the journal) so that it cannot hold every later line back.
       const at = { nodeId: basename(this.#opts.journal.nodeDir), segment: segmentFileName(next.segment) };
-      const { results, quarantined } = await insertOrQuarantine(this.#opts.sql, toInsert, this.#opts.partitions, at);
+      const { results, quarantined } = await this.#opts.outbox.insertOrQuarantine(toInsert, at);
       for (const q of quarantined) {
         this.#opts.log.error('journal line refused by the outbox for good; quarantined', { ...at, seq: q.entry.seq, error: q.error });
       }
@@ -248,7 +244,7 @@ export class Forwarder {
     this.#opts.metrics.forwardedRecords.inc({ result: 'already_in_outbox' }, entries.length - toInsert.length);
     await writeCheckpoint(this.#opts.journal.nodeDir, next);
     this.#cp = { ...next };
-    this.#opts.onForwarded?.(next.seq);
+    progress.forwardedThrough(next.seq);
   }
 
   /** A sealed segment is read to its end; the active one only as far as it is fsynced. */

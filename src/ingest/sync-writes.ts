@@ -1,0 +1,145 @@
+import { systemClock, type Clock } from '../core/clock.ts';
+import { type Envelope, journalRecordId } from '../core/record.ts';
+import type { InsertResult } from '../outbox/repository.ts';
+import { insertWithin } from './outbox-insert.ts';
+import type { WritePath, WritePathOptions, WriteResult } from './write-path.ts';
+
+export type SyncWritesOptions = Pick<WritePathOptions, 'nodeId' | 'journal' | 'progress' | 'outbox' | 'maxBatch' | 'outboxWaitMs' | 'log' | 'clock'>;
+
+interface Waiting {
+  envelopes: Envelope[];
+  /** When (on the clock) this request must be answered, from the journal if need be. */
+  deadline: number;
+  resolve: (results: WriteResult[]) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * sync: validate → journal → outbox inside the request. Concurrent requests are gathered into one
+ * group commit: one journal fsync and one multi-row INSERT. A write whose insert fails or outlasts
+ * the wait is answered from the journal, and the forwarder inserts it later.
+ */
+export class SyncWrites implements WritePath {
+  #o: SyncWritesOptions;
+  #clock: Clock;
+  #queue: Waiting[] = [];
+  #running: Promise<void> | undefined;
+  #inFlight = 0;
+  /**
+   * Tenants with a write answered from the journal that the forwarder has not inserted yet, with the
+   * seq of their last such write. Their later writes take the same way, so none overtakes it.
+   */
+  #viaJournal = new Map<string, number>();
+
+  constructor(opts: SyncWritesOptions) {
+    this.#o = opts;
+    this.#clock = opts.clock ?? systemClock;
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** sync refuses nothing for a backlog: the outbox is written in the request. */
+  get refusal(): undefined {
+    return undefined;
+  }
+
+  /** True when the outbox holds every key of the request (one probe of its unique index a key). */
+  async holds(envelopes: readonly Envelope[]): Promise<boolean> {
+    const distinct = new Set(envelopes.map((e) => `${e.tenant_id}\u0000${e.dedupe_key}`));
+    return (await this.#o.outbox.existingPairs([...envelopes])).size === distinct.size;
+  }
+
+  write(envelopes: Envelope[]): Promise<WriteResult[]> {
+    this.#inFlight += envelopes.length;
+    return new Promise<WriteResult[]>((resolve, reject) => {
+      this.#queue.push({ envelopes, deadline: this.#clock.now() + this.#o.outboxWaitMs, resolve, reject });
+      this.#running ??= this.#drainQueue();
+    }).finally(() => {
+      this.#inFlight -= envelopes.length;
+    });
+  }
+
+  async drain(): Promise<void> {
+    while (this.#running !== undefined) await this.#running;
+  }
+
+  /** The tenant's writes are answered from the journal until the forwarder has passed `seq`. */
+  viaJournalUntilForwarded(tenant: string, seq: number): void {
+    if (seq > (this.#viaJournal.get(tenant) ?? 0)) this.#viaJournal.set(tenant, seq);
+  }
+
+  async #drainQueue(): Promise<void> {
+    for (;;) {
+      const batch = this.#take();
+      if (batch.length === 0) {
+        // Cleared in the same turn as the empty check, so no write can be left waiting.
+        this.#running = undefined;
+        return;
+      }
+      await this.#groupCommit(batch);
+    }
+  }
+
+  #take(): Waiting[] {
+    const batch: Waiting[] = [];
+    let events = 0;
+    for (let next = this.#queue[0]; next !== undefined; next = this.#queue[0]) {
+      if (batch.length > 0 && events + next.envelopes.length > this.#o.maxBatch) break;
+      this.#queue.shift();
+      batch.push(next);
+      events += next.envelopes.length;
+    }
+    return batch;
+  }
+
+  async #groupCommit(batch: Waiting[]): Promise<void> {
+    const { journal, progress, nodeId } = this.#o;
+    const envelopes = batch.flatMap((w) => w.envelopes);
+    progress.inserting(journal.nextSeq);
+    let inserted: Map<number, InsertResult> | undefined;
+    let whole: { first: number; last: number } | undefined;
+    try {
+      const entries = await journal.append(envelopes);
+      this.#forgetForwarded();
+      const direct = entries.filter((e) => !this.#viaJournal.has(e.tenant_id));
+      // The batch's oldest request bounds the wait: one queued behind a hung insert is not owed a
+      // whole wait of its own on top of the time it already spent in the queue.
+      const deadline = Math.min(...batch.map((w) => w.deadline));
+      inserted =
+        direct.length === 0
+          ? new Map<number, InsertResult>()
+          : await insertWithin({ ...this.#o, entries: direct, events: envelopes.length, deadline, waitMs: this.#o.outboxWaitMs });
+      // The forwarder skips this range: only a batch inserted whole, and a range without holes.
+      if (inserted !== undefined && inserted.size > 0 && direct.length === entries.length) {
+        whole = { first: direct[0]?.seq ?? 0, last: direct.at(-1)?.seq ?? 0 };
+      }
+      const results = entries.map((e): WriteResult => {
+        const r = inserted?.get(e.seq);
+        if (r !== undefined) return { id: r.id, tenant_id: e.tenant_id, dedupe_key: e.dedupe_key, duplicate: r.duplicate, durability: 'outbox' };
+        // Fsynced in the journal; the forwarder inserts it once the outbox answers. Answered as
+        // fast_ack would answer it: a 503 would have clients without a dedupe_key of their own
+        // retry under a new key and publish twice.
+        this.viaJournalUntilForwarded(e.tenant_id, e.seq);
+        return { id: journalRecordId(nodeId, e.seq), tenant_id: e.tenant_id, dedupe_key: e.dedupe_key, duplicate: false, durability: 'journal' };
+      });
+      let offset = 0;
+      for (const w of batch) {
+        w.resolve(results.slice(offset, offset + w.envelopes.length));
+        offset += w.envelopes.length;
+      }
+    } catch (err) {
+      for (const w of batch) w.reject(err);
+    } finally {
+      progress.settled(inserted !== undefined && inserted.size > 0, whole);
+    }
+  }
+
+  /** Tenants whose journal-answered writes the forwarder has inserted may go straight to the outbox again. */
+  #forgetForwarded(): void {
+    if (this.#viaJournal.size === 0) return;
+    const forwarded = this.#o.progress.forwarded.value;
+    for (const [tenant, seq] of this.#viaJournal) if (seq <= forwarded) this.#viaJournal.delete(tenant);
+  }
+}
