@@ -153,7 +153,8 @@ export class PartitionOwnership {
       const owned = this.#owned.size;
       if (owned === 0 || this.#clock.now() - this.#cannotSince >= this.#o.unreachableReleaseMs) {
         if (this.#session !== undefined || owned > 0) {
-          this.#o.log.warn('cannot process (Kafka unreachable); leaving the partitions to other instances', { released: [...this.#owned] });
+          // The outage itself is the warning (KafkaHealth, once); this is its consequence here.
+          this.#o.log.info('cannot process (Kafka unreachable); leaving the partitions to other instances', { released: [...this.#owned] });
           // Ending the session frees the member lock too: the others' fair share grows to cover these.
           await this.#lostConnection();
         }

@@ -124,6 +124,9 @@ export class PartitionTask {
 
   #failed(err: unknown, failures: number): number | 'stop' {
     const { log, partition } = this.#o;
+    // Stopping ends connections under a batch in flight, and a partition given up (Kafka unreachable,
+    // a rebalance) is no longer held when its last pass fails: neither is a failure worth a line.
+    if (this.#loop.signal.aborted) return 'stop';
     if (fenced(err)) {
       log.warn('partition fenced by a newer owner, or its lock lost; stopping its task', { partition });
       this.#o.onFenced(partition);
@@ -131,10 +134,8 @@ export class PartitionTask {
       return 'stop';
     }
     this.#lastError = describeKafkaError(err);
-    // Stopping ends connections under a batch in flight: not a failure worth a line. A cluster
-    // outage is logged once by KafkaHealth, not per partition; other failures the first time
-    // and then every tenth.
-    if (this.#loop.signal.aborted) return 'stop';
+    // A cluster outage is logged once by KafkaHealth, not per partition; other failures the first
+    // time and then every tenth.
     if (failures === 1 || failures % 10 === 0) {
       const level = classifyFailure(err) === 'transient' ? 'debug' : 'warn';
       log[level]('publish failed; rows stay pending', { partition, error: this.#lastError, failures });

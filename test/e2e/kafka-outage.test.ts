@@ -58,6 +58,9 @@ describe('Kafka down while events arrive', () => {
     const kafka = ((await ready.json()) as { components: { kafka: { ok: boolean; required: boolean; detail: string } } }).components.kafka;
     expect(kafka).toMatchObject({ ok: false, required: false });
     expect(kafka.detail).toContain(`KAFKA_BROKERS 127.0.0.1:${broker.port}: connection refused`);
+    // An outage longer than two probes: the processor gives its partitions up (one info line) and
+    // its tasks stop without a word, however long the broker then takes to come back.
+    await eventually(async () => logs.some((l) => l.msg === 'cannot process (Kafka unreachable); leaving the partitions to other instances'), 30_000, 'partitions given up');
 
     expect(await pending()).toBe(20);
     broker = await startLocalBroker({ dataDir, port: broker.port });
