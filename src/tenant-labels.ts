@@ -56,6 +56,18 @@ export class TenantLabels {
     this.#dropped.push(listener);
   }
 
+  /**
+   * The label for a tenant, without counting it as activity (a free label is still given): for what
+   * a scrape reads (the outbox gauges), which must not keep idle tenants named however often
+   * Prometheus scrapes.
+   */
+  current(tenant: string): string {
+    if (this.#named.has(tenant)) return tenant;
+    if (this.#named.size >= this.#cap) return OTHER_TENANTS;
+    this.#named.add(tenant);
+    return tenant;
+  }
+
   label(tenant: string): string {
     const now = this.#now();
     if (now >= this.#windowEnds) {
@@ -64,10 +76,7 @@ export class TenantLabels {
       this.#windowEnds = now + this.#windowMs;
     }
     this.#count(tenant);
-    if (this.#named.has(tenant)) return tenant;
-    if (this.#named.size >= this.#cap) return OTHER_TENANTS;
-    this.#named.add(tenant);
-    return tenant;
+    return this.current(tenant);
   }
 
   #count(tenant: string): void {

@@ -231,6 +231,12 @@ export class Tenants {
     return OTHER_TENANTS;
   }
 
+  /** The label `metricLabel` would give, without counting the call as the tenant's activity. */
+  currentLabel(tenantId: string): string {
+    if (this.#config.file === undefined || this.#config.tenants.has(tenantId)) return this.#labels.current(tenantId);
+    return OTHER_TENANTS;
+  }
+
   /** Called with each tenant whose own label went to a busier one: its series are to be dropped. */
   onLabelDropped(listener: (tenant: string) => void): void {
     this.#labels.onDropped(listener);

@@ -92,6 +92,19 @@ describe('the busiest tenants take the labels when a window ends', () => {
     expect([labels.label('quiet'), labels.label('steady')]).toEqual(['~other', 'steady']);
   });
 
+  test('regression (issue 15): what a scrape reads does not count as activity, so idle named tenants do not keep their labels by being scraped', () => {
+    const { labels, dropped, tick } = clocked(2);
+    expect([labels.label('idle1'), labels.label('idle2')]).toEqual(['idle1', 'idle2']);
+    // A scrape every 0.2 s reads both labels (the outbox gauges); the writer arrives with real traffic.
+    for (let i = 0; i < 200; i++) {
+      expect([labels.current('idle1'), labels.current('idle2')]).toEqual(['idle1', 'idle2']);
+      if (i % 20 === 0) labels.label('writer');
+    }
+    tick(1_000);
+    expect(labels.label('writer')).toBe('writer');
+    expect(dropped.length).toBe(1);
+  });
+
   test('churn is bounded: twice as busy to take a label, one window of grace after it, cap/10 changes a window', () => {
     const { labels, dropped, tick } = clocked(20);
     const named = Array.from({ length: 20 }, (_, i) => `n${i}`);

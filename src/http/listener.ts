@@ -22,6 +22,8 @@ export interface Listener {
    * one stops accepting and finishes its requests. A bad file is reported and the old server kept.
    */
   reloadTls(): boolean;
+  /** Requests being answered now (a slow body still arriving counts). */
+  readonly pendingRequests: number;
   stop(): Promise<void>;
 }
 
@@ -106,6 +108,9 @@ export function listen(o: ListenerOptions): Listener {
         o.log.error('TLS certificate rejected; keeping the previous one', { errors });
         return false;
       }
+    },
+    get pendingRequests() {
+      return server.pendingRequests;
     },
     async stop() {
       await Promise.all([server.stop(), ...retired]);

@@ -8,7 +8,7 @@ import type { RecentKeys } from './recent-keys.ts';
 
 /**
  * Rebuilds the dedupe index at start: the snapshot the last run left (see KeySnapshots), then the
- * journal after it — the writes of the last snapshot interval at most, however long the backlog. With
+ * journal after it — the writes of the last snapshot interval at most, read in the background. With
  * no usable snapshot (the first start after an upgrade, a damaged file) the journal is read from the
  * last `keepForwarded` records before the checkpoint (those retention left), so the recently forwarded
  * keys are held again too, not only the unforwarded ones; that read follows the backlog, so it runs in
@@ -27,7 +27,7 @@ export async function loadDedupeIndex(opts: { journal: JournalWriter; forwarder:
       log.warn('dedupe index snapshot not used; removed, reading the journal in the background instead', { reason: snap });
       await removeKeySnapshot(journal.nodeDir);
     }
-    if (fromSeq < journal.nextSeq - 1) keys.rebuilding(rebuild({ ...opts, fromSeq, started }));
+    if (fromSeq < journal.nextSeq - 1) keys.rebuilding(rebuild({ ...opts, fromSeq, started, fromSnapshot: 0 }));
     else keys.forwarded(forwarded);
     return;
   }
@@ -35,17 +35,15 @@ export async function loadDedupeIndex(opts: { journal: JournalWriter; forwarder:
   keys.loaded(snap.through);
   // The snapshot may predate the checkpoint by more than the keep window: the window is read then.
   const afterSeq = Math.max(snap.through, fromSeq);
-  let scanned = 0;
   // After a clean stop the snapshot covers the whole journal: not even its last segment is read.
+  // After a kill -9 the journal after it (up to a snapshot interval of writes, however fast they
+  // came) is read in the background, as without a snapshot: sluice serves meanwhile.
   if (afterSeq < journal.nextSeq - 1) {
-    await forwarder.scan((e) => {
-      keys.journaled(e.tenant_id, e.dedupe_key, e.seq);
-      scanned++;
-    }, afterSeq);
+    keys.rebuilding(rebuild({ ...opts, fromSeq: afterSeq, started, fromSnapshot: snap.seqs.length }));
+    return;
   }
-  // After the scan: what it read before the checkpoint is marked forwarded and ages out as usual.
   keys.forwarded(forwarded);
-  logLoaded(log, { from_snapshot: snap.seqs.length, from_journal: scanned, keys, started });
+  logLoaded(log, { from_snapshot: snap.seqs.length, from_journal: 0, keys, started });
 }
 
 const REBUILD_RETRY_MS = 1_000;
@@ -55,7 +53,16 @@ const REBUILD_RETRY_MS = 1_000;
  * waits for this), so seqs still reach the index in order. A failed read (a segment retention removed
  * under it, say) is retried from the last seq read.
  */
-async function rebuild(o: { journal: JournalWriter; forwarder: Forwarder; keys: RecentKeys; log: Logger; signal: AbortSignal; fromSeq: number; started: number }): Promise<void> {
+async function rebuild(o: {
+  journal: JournalWriter;
+  forwarder: Forwarder;
+  keys: RecentKeys;
+  log: Logger;
+  signal: AbortSignal;
+  fromSeq: number;
+  started: number;
+  fromSnapshot: number;
+}): Promise<void> {
   const { forwarder, keys, log, signal } = o;
   let scanned = 0;
   const stopped = (): SluiceError => new SluiceError('shutting_down', 'sluice is stopping');
@@ -67,7 +74,7 @@ async function rebuild(o: { journal: JournalWriter; forwarder: Forwarder; keys: 
         scanned++;
       }, Math.max(o.fromSeq, keys.through));
       keys.forwarded(forwarder.checkpoint.seq);
-      logLoaded(log, { from_snapshot: 0, from_journal: scanned, keys, started: o.started });
+      logLoaded(log, { from_snapshot: o.fromSnapshot, from_journal: scanned, keys, started: o.started });
       return;
     } catch (err) {
       if (signal.aborted) throw stopped();

@@ -18,6 +18,11 @@ export interface IngestStack {
   readonly forwarder: Forwarder;
   /** Which journal seqs are in the outbox; `entered` moves whenever rows entered it. */
   readonly progress: OutboxProgress;
+  /**
+   * Shutdown began: writes waiting for the dedupe index's background read are answered
+   * `shutting_down` now rather than when the read ends (it may take seconds).
+   */
+  stopWaiting(): void;
   /** Drains writes, stops forwarding and upkeep, flushes and closes the journal. Safe to call twice. */
   close(): Promise<void>;
 }
@@ -97,6 +102,9 @@ export async function startIngestStack(opts: { config: Config; outbox: Outbox; l
     journal,
     forwarder,
     progress,
+    stopWaiting() {
+      stopRebuild.abort();
+    },
     close() {
       closing ??= (async () => {
         stopRebuild.abort();

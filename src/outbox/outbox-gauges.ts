@@ -25,7 +25,7 @@ export class OutboxGauges {
   saw(tenant: string): void {
     // Tenants without a label of their own are reported through the outbox's counts alone, so an open
     // deployment does not remember every tenant name a client ever sent.
-    if (this.#tenants.metricLabel(tenant) === tenant) this.#known.add(tenant);
+    if (this.#tenants.currentLabel(tenant) === tenant) this.#known.add(tenant);
   }
 
   /**
@@ -49,12 +49,12 @@ export class OutboxGauges {
   async refresh(): Promise<void> {
     const stats = await this.#outbox.tenantStats();
     // A tenant whose label went to a busier one is reported under `~other` and forgotten here.
-    for (const tenant of this.#known) if (this.#tenants.metricLabel(tenant) !== tenant) this.#known.delete(tenant);
+    for (const tenant of this.#known) if (this.#tenants.currentLabel(tenant) !== tenant) this.#known.delete(tenant);
     for (const tenant of stats.keys()) this.saw(tenant);
     const byLabel = new Map<string, { pending: number; dead: number; oldest: number }>();
     for (const tenant of new Set([...this.#known, ...stats.keys()])) {
       const s = stats.get(tenant);
-      const label = this.#tenants.metricLabel(tenant);
+      const label = this.#tenants.currentLabel(tenant);
       const sum = byLabel.get(label) ?? { pending: 0, dead: 0, oldest: 0 };
       sum.pending += s?.pending ?? 0;
       sum.dead += s?.dead ?? 0;

@@ -17,6 +17,8 @@ import type { Tenants } from '../tenants.ts';
 export interface IngestRole {
   write(envelopes: Envelope[]): Promise<WriteResult[]>;
   inFlight(): number;
+  /** Shutdown began: nothing waits for the dedupe index's background read any more. */
+  stopWaiting(): void;
   /** Sets the forwarder gauges a scrape reports. */
   beforeScrape(): void;
 }
@@ -82,6 +84,7 @@ export async function startIngestRole(o: {
       return results;
     },
     inFlight: () => writePath.inFlight,
+    stopWaiting: () => ingest.stopWaiting(),
     beforeScrape() {
       metrics.forwarderLag.set(ingest.progress.unforwarded);
       metrics.forwarderFailingSeconds.set(ingest.forwarder.failingMs() / 1000);

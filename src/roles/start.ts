@@ -195,6 +195,11 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
           log.info('shutting down', { reason, ...(ingest !== undefined ? { in_flight: ingest.inFlight() } : {}) });
           draining = true;
           stopping = true;
+          ingest?.stopWaiting();
+          // The listener stays open while requests are still being answered, so a load balancer's
+          // /readyz sees `draining` (503) instead of a refused connection; new writes get 503.
+          const until = performance.now() + HTTP_DRAIN_MS;
+          while (server.pendingRequests > 0 && performance.now() < until) await Bun.sleep(20);
           await closeAll();
           log.info('shutdown complete');
         })();
@@ -206,6 +211,9 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
     throw err;
   }
 }
+
+/** How long shutdown keeps the listener open for requests still being answered. */
+const HTTP_DRAIN_MS = 5_000;
 
 /** What a role cannot run without, all reported at once. */
 function requireSettings(role: Role, config: Config): void {

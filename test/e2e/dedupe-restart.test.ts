@@ -315,4 +315,27 @@ describe('the first start without a snapshot serves at once, whatever the unforw
     // Logged when the rebuild ended, before the fresh key was journaled.
     expect(await loaded(node)).toMatchObject({ from_snapshot: 0, from_journal: RECORDS, keys: RECORDS });
   }, 120_000);
+
+  test('regression (issue 15): the journal after an older snapshot (as a kill -9 leaves it) is read in the background too', async () => {
+    await killAll();
+    // A clean stop writes a snapshot of everything; then more records arrive after it, unforwarded.
+    const first = await start(env);
+    await loaded(first);
+    first.proc.kill('SIGTERM');
+    expect(await first.proc.exited).toBe(0);
+    const TAIL = 200_000;
+    await fillJournal(join(dir, 'journal'), 'growth', TAIL, 'tail');
+    const node = await start(env);
+    await eventually(async () => (await fetch(`${node.url}/readyz`)).status === 200, 10_000, '/readyz 200');
+    expect(node.logLines().some((l) => l.includes('"dedupe index loaded"'))).toBe(false);
+    const repeat = await fetch(`${node.url}/v1/events`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-Tenant-Id': `g${(TAIL - 1) % 1000}` },
+      body: JSON.stringify({ dedupe_key: `tail-${TAIL - 1}`, payload: { again: true } }),
+    });
+    expect(repeat.status).toBe(200);
+    expect(await repeat.json()).toMatchObject({ duplicate: true });
+    expect(await loaded(node)).toMatchObject({ from_journal: TAIL });
+    expect((await loaded(node))?.from_snapshot).toBeGreaterThan(0);
+  }, 120_000);
 });

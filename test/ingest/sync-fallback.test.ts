@@ -124,6 +124,8 @@ test('after a restart, a tenant with unforwarded journal lines writes through th
     SLUICE_WRITE_MODE: 'sync',
     SLUICE_SYNC_OUTBOX_WAIT_MS: String(WAIT_MS),
   });
+  // The tests before stopped, froze and restarted this cluster: its pool may need a moment to reconnect.
+  await eventually(async () => db.sql`SELECT 1`.then(() => true, () => false), 30_000, 'the database answering again');
   try {
     const first = await startIngestStack({ config, outbox: new Outbox(db.sql, config.partitions), log: quietLog, metrics: createMetrics() });
     await cluster.stop('immediate');
