@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, test } from 'bun:test';
+import { afterAll, describe, expect, setSystemTime, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -156,7 +156,8 @@ describe('the busiest tenants take the labels when a window ends', () => {
     expect(dropped).toEqual([]);
   });
 
-  const f = sluiceFixture({ SLUICE_METRIC_TENANTS: '3', SLUICE_METRIC_TENANTS_WINDOW_MS: '6000' });
+  const WINDOW_MS = 6_000;
+  const f = sluiceFixture({ SLUICE_METRIC_TENANTS: '3', SLUICE_METRIC_TENANTS_WINDOW_MS: String(WINDOW_MS) });
 
   test('over HTTP: a busy tenant arriving after the cap is full gets its label after the window, the quiet ones fold into ~other, the series stay bounded', async () => {
     const post = async (tenant: string, key: string): Promise<void> => {
@@ -171,20 +172,31 @@ describe('the busiest tenants take the labels when a window ends', () => {
       const res = await fetch(`${f.sluice.url}/v1/events`, { method: 'POST', headers: { 'Content-Type': 'application/x-ndjson' }, body });
       expect(res.status).toBe(202);
     };
-    // Few requests, so all of this fits well inside the first window on a loaded machine.
-    for (const t of ['q1', 'q2', 'q3']) await post(t, `${t}-1`);
-    await batch(Array.from({ length: 30 }, (_, i) => ({ tenant_id: 'busy', dedupe_key: `b${i}` })));
-    await batch(Array.from({ length: 20 }, (_, i) => ({ tenant_id: `drive-by-${i}`, dedupe_key: 'k' })));
-    expect(tenantsOf(await scrape(), 'sluice_ingest_events_total')).toEqual(['q1', 'q2', 'q3', '~other']);
+    // The windows run on the wall clock (Date.now), held still here: all of the first part falls in
+    // the first window however slow the machine, and the window ends when the test moves the clock.
+    const start = Date.now();
+    setSystemTime(start);
+    let lines: string[];
+    try {
+      for (const t of ['q1', 'q2', 'q3']) await post(t, `${t}-1`);
+      await batch(Array.from({ length: 30 }, (_, i) => ({ tenant_id: 'busy', dedupe_key: `b${i}` })));
+      await batch(Array.from({ length: 20 }, (_, i) => ({ tenant_id: `drive-by-${i}`, dedupe_key: 'k' })));
+      expect(tenantsOf(await scrape(), 'sluice_ingest_events_total')).toEqual(['q1', 'q2', 'q3', '~other']);
 
-    // The window began with q1's write (the process saw no tenant before it).
-    await Bun.sleep(6_100);
-    await post('busy', 'after-the-window');
-    await eventually(async () => tenantsOf(await scrape(), 'sluice_ingest_events_total').includes('busy') && tenantsOf(await scrape(), 'sluice_ingest_events_total').length === 4, 5_000, 'the busy tenant named, one quiet one dropped');
-    const lines = await scrape();
+      // The window began with q1's write (the process saw no tenant before it); this is its last instant.
+      setSystemTime(start + WINDOW_MS - 1);
+      await post('busy', 'in-the-window');
+      expect(tenantsOf(await scrape(), 'sluice_ingest_events_total')).toEqual(['q1', 'q2', 'q3', '~other']);
+      setSystemTime(start + WINDOW_MS);
+      await post('busy', 'after-the-window');
+      await eventually(async () => tenantsOf(await scrape(), 'sluice_ingest_events_total').includes('busy') && tenantsOf(await scrape(), 'sluice_ingest_events_total').length === 4, 5_000, 'the busy tenant named, one quiet one dropped');
+      lines = await scrape();
+    } finally {
+      setSystemTime();
+    }
     expect(lines).toContain('sluice_ingest_events_total{tenant="busy",result="accepted"} 1');
     // Everything before its label was counted under ~other, and stays there.
-    expect(lines).toContain('sluice_ingest_events_total{tenant="~other",result="accepted"} 50');
+    expect(lines).toContain('sluice_ingest_events_total{tenant="~other",result="accepted"} 51');
     // Every per-tenant series of the whole registry: the cap's three plus the buckets.
     const perTenant = new Set(lines.filter((l) => !l.startsWith('#')).map((l) => /tenant="([^"]+)"/.exec(l)?.[1]).filter((t) => t !== undefined));
     expect(perTenant.size).toBeLessThanOrEqual(3 + 3);

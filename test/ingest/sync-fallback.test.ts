@@ -14,6 +14,9 @@ import { migrate } from '../../src/outbox/migrate.ts';
 import { startPgCluster, type PgCluster } from '../support/pg-cluster.ts';
 import { quietLog } from '../support/postgres.ts';
 import { eventually } from '../support/sluice.ts';
+import { WatchedClock } from '../support/watched-clock.ts';
+import type { Clock } from '../../src/core/clock.ts';
+import type { WriteResult } from '../../src/ingest/write-path.ts';
 import { Outbox } from '../../src/outbox/outbox.ts';
 
 // sync mode while Postgres is down or hangs: every write is answered within SLUICE_SYNC_OUTBOX_WAIT_MS
@@ -25,6 +28,7 @@ let dir: string;
 let journal: JournalWriter;
 let progress: OutboxProgress;
 let path: SyncWrites;
+let clock: WatchedClock;
 const WAIT_MS = 500;
 
 beforeAll(async () => {
@@ -34,7 +38,8 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'sluice-sync-fb-'));
   journal = await JournalWriter.open({ dir, nodeId: 'n', segmentBytes: 1 << 20, log: quietLog, metrics: createMetrics() });
   progress = new OutboxProgress(journal);
-  path = syncPath(WAIT_MS, progress);
+  clock = new WatchedClock();
+  path = syncPath(WAIT_MS, progress, clock);
 });
 afterAll(async () => {
   await journal.close();
@@ -43,8 +48,11 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const syncPath = (outboxWaitMs: number, shared: OutboxProgress): SyncWrites =>
-  new SyncWrites({ nodeId: 'n', journal, progress: shared, outbox: new Outbox(db.sql, 16), maxBatch: 1000, log: quietLog, outboxWaitMs });
+const syncPath = (outboxWaitMs: number, shared: OutboxProgress, on: Clock): SyncWrites =>
+  new SyncWrites({ nodeId: 'n', journal, progress: shared, outbox: new Outbox(db.sql, 16), maxBatch: 1000, log: quietLog, outboxWaitMs, clock: on });
+
+/** Some write is waiting for its insert's deadline on `on` (the insert is in flight against a hung server). */
+const waitingOnClock = (on: WatchedClock, what: string): Promise<void> => eventually(async () => on.sleeping > 0, 10_000, what);
 
 const event = (tenant: string, key: string): Envelope => ({ tenant_id: tenant, dedupe_key: key, topic: 'x', request_id: 'r', headers: {}, payload: JSON.stringify({ key }) });
 
@@ -61,16 +69,23 @@ test('down, hung, back: answers within the wait, and a tenant that fell back sta
   expect(down[0]).toMatchObject({ durability: 'journal', id: expect.stringMatching(/^n:\d+$/) });
   await cluster.start();
 
-  // A server that accepts and then says nothing: the answer still comes within the wait.
+  // A server that accepts and then says nothing: the answer comes when the wait is over, not before.
   await db.sql`SELECT 1`;
   cluster.freeze();
-  const started = performance.now();
-  const hung = await path.write([event('b', '1')]);
-  const hungMs = performance.now() - started;
-  cluster.thaw();
-  expect(hung[0]?.durability).toBe('journal');
-  expect(hungMs).toBeGreaterThanOrEqual(WAIT_MS);
-  expect(hungMs).toBeLessThan(WAIT_MS + 1_500);
+  let hung: WriteResult[] | undefined;
+  try {
+    const writing = path.write([event('b', '1')]).then((r) => {
+      hung = r;
+    });
+    await waitingOnClock(clock, 'the insert of b:1 waiting for its deadline');
+    await clock.advance(WAIT_MS - 1);
+    expect(hung).toBeUndefined();
+    await clock.advance(1);
+    await writing;
+  } finally {
+    cluster.thaw();
+  }
+  expect(hung?.[0]?.durability).toBe('journal');
 
   // Postgres is back; a and b still have journal-answered writes the forwarder has not passed.
   const [a3, c1, b2] = await path.write([event('a', '3'), event('c', '1'), event('b', '2')]);
@@ -91,23 +106,39 @@ test('down, hung, back: answers within the wait, and a tenant that fell back sta
 test('hung Postgres: each write is answered within the wait from its own arrival, not after the writes queued ahead of it', async () => {
   const waitMs = 1_000;
   const spacingMs = 300;
-  const hungPath = syncPath(waitMs, new OutboxProgress(journal));
+  const stepMs = 50;
+  const hungClock = new WatchedClock();
+  const hungPath = syncPath(waitMs, new OutboxProgress(journal), hungClock);
   await db.sql`SELECT 1`;
   cluster.freeze();
   try {
     // New tenants arriving while the first insert hangs: each later one used to wait for the groups
-    // ahead of it and then a whole wait of its own (up to twice the wait).
-    const answers = await Promise.all(
-      Array.from({ length: 6 }, async (_, i) => {
-        await Bun.sleep(i * spacingMs);
-        const arrived = performance.now();
-        const [r] = await hungPath.write([event(`hung-${i}`, '1')]);
-        return { durability: r?.durability, ms: Math.round(performance.now() - arrived) };
-      }),
-    );
+    // ahead of it and then a whole wait of its own (up to twice the wait). Time moves in small steps,
+    // each only once every unanswered write waits on the clock (none is still journaling).
+    const answers: { durability: string | undefined; ms: number }[] = [];
+    const writes: Promise<void>[] = [];
+    let unanswered = 0;
+    const step = async (): Promise<void> => {
+      await eventually(async () => unanswered === 0 || hungClock.sleeping > 0, 10_000, 'every unanswered write waiting on the clock');
+      await hungClock.advance(stepMs);
+    };
+    for (let i = 0; i < 6; i++) {
+      const arrived = hungClock.now();
+      unanswered++;
+      writes.push(
+        hungPath.write([event(`hung-${i}`, '1')]).then(([r]) => {
+          unanswered--;
+          answers.push({ durability: r?.durability, ms: hungClock.now() - arrived });
+        }),
+      );
+      if (i < 5) for (let t = 0; t < spacingMs; t += stepMs) await step();
+    }
+    while (unanswered > 0) await step();
+    await Promise.all(writes);
+    expect(answers).toHaveLength(6);
     for (const a of answers) {
       expect(a.durability).toBe('journal');
-      expect(a.ms).toBeLessThan(waitMs * 1.5);
+      expect(a.ms).toBeLessThanOrEqual(waitMs);
     }
   } finally {
     cluster.thaw();

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
+import { afterAll, beforeAll, beforeEach, describe, expect, setSystemTime, test } from 'bun:test';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,13 +32,17 @@ beforeAll(async () => {
   journalDir = join(root, 'journal');
   const metrics = createMetrics();
   const w = await JournalWriter.open({ dir: journalDir, nodeId: 'n1', segmentBytes: 4096, log: quietLog, metrics });
-  for (let i = 1; i <= 60; i++) {
-    await w.append([{ tenant_id: i % 2 === 0 ? 'even' : 'odd', dedupe_key: `k${i}`, topic: 't', request_id: 'r', headers: {}, payload: JSON.stringify({ i }) }]);
-    if (i === 30) {
-      await Bun.sleep(20);
-      midpoint = new Date().toISOString();
-      await Bun.sleep(20);
+  // The writer stamps each line with the wall clock: held still, the first 30 lines are journaled
+  // before the midpoint and the last 30 after it, whatever the machine's speed.
+  const start = Date.now();
+  midpoint = new Date(start + 1).toISOString();
+  try {
+    for (let i = 1; i <= 60; i++) {
+      setSystemTime(start + (i <= 30 ? 0 : 2));
+      await w.append([{ tenant_id: i % 2 === 0 ? 'even' : 'odd', dedupe_key: `k${i}`, topic: 't', request_id: 'r', headers: {}, payload: JSON.stringify({ i }) }]);
     }
+  } finally {
+    setSystemTime();
   }
   // Gzip every closed segment: the directory then mixes plain and gzipped files.
   await new JournalMaintenance({

@@ -19,6 +19,8 @@ afterAll(async () => {
 });
 
 const PARTITIONS = 4;
+/** Absence is checked after this many whole rebalance passes (counted, not timed). */
+const PASSES_LATER = 10;
 
 async function gauge(metrics: ReturnType<typeof createMetrics>): Promise<number> {
   return (await metrics.partitionsOwned.get()).values[0]?.value ?? -1;
@@ -45,6 +47,8 @@ test('partition locks lost to pg_terminate_backend and to an immediate stop are 
   const metrics = createMetrics();
   const running = new Set<number>();
   let overlaps = 0;
+  // Each rebalance pass asks canProcess first, also the ones that then fail to reach Postgres.
+  let passes = 0;
   const ownership = new PartitionOwnership({
     lockSession: (onClose) => db.session(onClose),
     exclusive: false,
@@ -59,7 +63,10 @@ test('partition locks lost to pg_terminate_backend and to an immediate stop are 
     releasing: async (p) => {
       running.delete(p);
     },
-    canProcess: () => true,
+    canProcess: () => {
+      passes++;
+      return true;
+    },
     unreachableReleaseMs: 1_000,
   });
   ownership.start();
@@ -75,7 +82,8 @@ test('partition locks lost to pg_terminate_backend and to an immediate stop are 
 
     await cluster.stop('immediate');
     await eventually(async () => ownership.owned.size === 0 && running.size === 0 && (await gauge(metrics)) === 0, 5_000, 'nothing owned while Postgres is down');
-    await Bun.sleep(1_000);
+    const down = passes;
+    await eventually(async () => passes > down + PASSES_LATER, 10_000, 'more ownership passes with Postgres down');
     expect(ownership.owned.size).toBe(0);
     await cluster.start();
     await eventually(async () => ownership.owned.size === PARTITIONS && (await locksHeld()) === PARTITIONS, 15_000, 'locks taken again after Postgres restarted');
@@ -118,13 +126,18 @@ test('an instance that cannot reach Kafka is no member and takes no partition; i
       unreachableReleaseMs: 1_000,
     });
   const healthy = instance('healthy', () => true);
-  const sick = instance('sick', () => sickReaches);
+  let sickPasses = 0;
+  const sick = instance('sick', () => {
+    sickPasses++;
+    return sickReaches;
+  });
   sick.start();
   healthy.start();
   try {
     await eventually(async () => healthy.owned.size === PARTITIONS, 10_000, 'the healthy instance owns every partition');
     // Many rebalances later the sick one still holds nothing and is not counted.
-    await Bun.sleep(1_000);
+    const owning = sickPasses;
+    await eventually(async () => sickPasses > owning + PASSES_LATER, 10_000, 'more passes of the sick instance');
     expect(sick.owned.size).toBe(0);
     expect(await members()).toBe(1);
     expect(healthy.owned.size).toBe(PARTITIONS);

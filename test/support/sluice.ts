@@ -54,10 +54,13 @@ export async function postEvent(url: string, body: unknown, headers: Record<stri
   });
 }
 
-/** Polls `check` until it returns true or `timeoutMs` passes. */
+/**
+ * Polls `check` until it returns true or `timeoutMs` passes (monotonic time: a test that holds the
+ * wall clock with setSystemTime still times out).
+ */
 export async function eventually(check: () => Promise<boolean>, timeoutMs = 20_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
     if (await check()) return;
     await Bun.sleep(50);
   }
