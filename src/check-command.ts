@@ -4,6 +4,7 @@ import { readTls } from './http/listener.ts';
 import { portProblem } from './kafka/local-broker.ts';
 import { probeDatabase, probeKafka, probeWritableDir, type ProbeResult } from './probes.ts';
 import { loadTenantsFile } from './tenants.ts';
+import { ownTopics } from './tenant-metrics.ts';
 import { ConfigError, SluiceError } from './errors.ts';
 
 /**
@@ -51,7 +52,7 @@ function configured(check: () => string): ProbeResult {
 function checkTenants(config: Config): ProbeResult {
   const file = config.tenantsFile;
   if (file === undefined) return { ok: true, detail: 'no SLUICE_TENANTS_FILE: open mode (loopback only, no tokens)' };
-  return configured(() => `${file}: ${loadTenantsFile(file).tenants.size} tenant(s)`);
+  return configured(() => `${file}: ${loadTenantsFile(file, ownTopics(config)).tenants.size} tenant(s)`);
 }
 
 function checkTls(files: { certFile: string; keyFile: string }): ProbeResult {

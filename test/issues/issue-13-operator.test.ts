@@ -1,0 +1,89 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type CliResult, logLines, runCli } from '../support/cli.ts';
+import { freePort as closedPort } from '../support/ports.ts';
+import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
+import { eventually } from '../support/sluice.ts';
+import { spawnSluice } from '../support/spawn-sluice.ts';
+import { newToken, writeTenantsFile } from '../support/tenants.ts';
+
+/** Issue 13: what an operator following the README alone ran into. */
+const sluice = (args: string[], env: Record<string, string> = {}): Promise<CliResult> => runCli(args, env, { clean: true });
+
+let scratch: string;
+let db: TestDatabase;
+beforeAll(async () => {
+  scratch = mkdtempSync(join(tmpdir(), 'sluice-issue-13-'));
+  db = await createTestDatabase({ migrate: false });
+});
+afterAll(async () => {
+  await db?.drop();
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+describe('a tenant topic that is or collides with a sluice topic is invalid configuration', () => {
+  const cases: [string, string][] = [
+    ['sluice.progress', 'is sluice\'s progress topic'],
+    ['sluice_events', 'collides with topic sluice.events (Kafka treats . and _ alike)'],
+    ['sluice_progress', 'collides with topic sluice.progress (Kafka treats . and _ alike)'],
+  ];
+
+  test('check and serve exit 2 naming SLUICE_TENANTS_FILE, tenants.<id>.topic and the rule', async () => {
+    const base = { SLUICE_JOURNAL_DIR: join(scratch, 'j-topic'), SLUICE_DATA_DIR: join(scratch, 'data-topic'), SLUICE_KAFKA_LOCAL_PORT: String(await closedPort()) };
+    for (const [topic, rule] of cases) {
+      const file = join(scratch, `tenants-${topic}.json`);
+      writeTenantsFile(file, { acme: { tokens: [newToken('acme')], topic } });
+      const [check, serve] = await Promise.all([
+        sluice(['check', '--timeout-ms', '500'], { ...base, SLUICE_TENANTS_FILE: file }),
+        sluice(['serve'], { ...base, SLUICE_TENANTS_FILE: file }),
+      ]);
+      const text = `SLUICE_TENANTS_FILE ${file}: tenants.acme.topic ${topic} ${rule}`;
+      expect([check.code, check.stdout.split('\n')[1]]).toEqual([2, `tenants    FAIL  ${text}`]);
+      expect([serve.code, logLines(serve.stderr).map((l) => [l.msg, l.errors])]).toEqual([2, [['invalid configuration', [text]]]]);
+    }
+  }, 120_000);
+
+  test('a SIGHUP with such a file is refused and logged; the file in force stays', async () => {
+    const file = join(scratch, 'tenants-reload.json');
+    const token = newToken('acme');
+    writeTenantsFile(file, { acme: { tokens: [token], topic: 'acme.events' } });
+    const node = await spawnSluice(
+      { DATABASE_URL: db.url, SLUICE_PORT: '0', SLUICE_TENANTS_FILE: file, SLUICE_JOURNAL_DIR: join(scratch, 'j-reload'), SLUICE_NODE_ID: 'issue13-reload' },
+      'ingest',
+    );
+    try {
+      writeTenantsFile(file, { acme: { tokens: [token], topic: 'sluice_events' } });
+      node.proc.kill('SIGHUP');
+      const rejected = (): Record<string, unknown>[] => logLines(node.logLines().join('\n')).filter((l) => l.msg === 'tenants file rejected; keeping the previous one');
+      await eventually(async () => rejected().length === 1, 10_000, 'the rejection logged');
+      expect(rejected()[0]?.errors).toEqual([`SLUICE_TENANTS_FILE ${file}: tenants.acme.topic sluice_events collides with topic sluice.events (Kafka treats . and _ alike)`]);
+      const res = await fetch(`${node.url}/v1/events`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ dedupe_key: 'k1', payload: {} }),
+      });
+      expect(res.status).toBe(202);
+      // Still the old file's topic: the one a consumer reads.
+      const rows = await db.sql<{ topic: string }[]>`SELECT topic FROM outbox WHERE tenant_id = 'acme' AND dedupe_key = 'k1'`;
+      expect(rows.map((r) => r.topic)).toEqual(['acme.events']);
+    } finally {
+      node.proc.kill('SIGTERM');
+      await node.proc.exited;
+    }
+  }, 60_000);
+});
+
+describe('KAFKA_BROKERS ports', () => {
+  test('a port outside 1-65535 is invalid configuration (exit 2) naming KAFKA_BROKERS, in check and serve', async () => {
+    for (const brokers of ['127.0.0.1:99999', '127.0.0.1:0']) {
+      const env = { KAFKA_BROKERS: brokers, SLUICE_JOURNAL_DIR: join(scratch, 'j-brokers') };
+      const [check, serve] = await Promise.all([sluice(['check'], env), sluice(['serve'], env)]);
+      expect([check.code, check.stdout.trim()]).toEqual([2, 'config     FAIL  KAFKA_BROKERS each broker port must be 1-65535']);
+      expect(serve.code).toBe(2);
+      expect(serve.stderr).toContain('KAFKA_BROKERS each broker port must be 1-65535');
+      expect(serve.stderr).not.toContain('RangeError');
+    }
+  }, 60_000);
+});
