@@ -3,8 +3,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CliResult, logLines, runCli } from '../support/cli.ts';
-import { freePort as closedPort } from '../support/ports.ts';
+import { freePort as closedPort, silentPort } from '../support/ports.ts';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
+import { mountSmallDisk } from '../support/small-disk.ts';
 import { eventually } from '../support/sluice.ts';
 import { spawnSluice } from '../support/spawn-sluice.ts';
 import { newToken, writeTenantsFile } from '../support/tenants.ts';
@@ -84,6 +85,60 @@ describe('KAFKA_BROKERS ports', () => {
       expect(serve.code).toBe(2);
       expect(serve.stderr).toContain('KAFKA_BROKERS each broker port must be 1-65535');
       expect(serve.stderr).not.toContain('RangeError');
+    }
+  }, 60_000);
+});
+
+describe('the HTTP address is probed before anything slow starts', () => {
+  test('a busy port: serve exits 1 before taking a partition, and check fails its listen line the same way', async () => {
+    const holder = await silentPort();
+    try {
+      const env = {
+        DATABASE_URL: db.url,
+        KAFKA_BROKERS: `127.0.0.1:${await closedPort()}`,
+        SLUICE_PORT: String(holder.port),
+        SLUICE_JOURNAL_DIR: join(scratch, 'j-busy'),
+      };
+      const [serve, check] = await Promise.all([sluice(['serve'], env), sluice(['check', '--timeout-ms', '500'], env)]);
+      const message = `SLUICE_HOST 127.0.0.1 / SLUICE_PORT ${holder.port}: cannot listen: Failed to start server. Is port ${holder.port} in use?: stop what holds the port, or set SLUICE_PORT (and SLUICE_HOST) to an address this host can bind`;
+      expect([serve.code, logLines(serve.stderr).map((l) => [l.msg, l.code, l.error])]).toEqual([1, [['sluice cannot start', 'address_unavailable', message]]]);
+      expect(check.code).toBe(1);
+      expect(check.stdout.split('\n').find((l) => l.startsWith('listen '))).toBe(`listen     FAIL  ${message}`);
+    } finally {
+      holder.close();
+    }
+  }, 60_000);
+});
+
+describe('check fails where serve would', () => {
+  test('SLUICE_PARTITIONS other than the outbox recorded: the database line and exit 2, as serve', async () => {
+    const recorded = await createTestDatabase();
+    try {
+      await recorded.sql`UPDATE outbox_identity SET partitions = 16`;
+      const env = { DATABASE_URL: recorded.url, KAFKA_BROKERS: `127.0.0.1:${await closedPort()}`, SLUICE_PARTITIONS: '8', SLUICE_PORT: '0', SLUICE_JOURNAL_DIR: join(scratch, 'j-parts') };
+      const [check, serve] = await Promise.all([sluice(['check', '--timeout-ms', '3000'], env), sluice(['serve'], env)]);
+      const message = 'SLUICE_PARTITIONS is 8, but this outbox places its rows in 16 partitions: run every sluice of this outbox (serve, ingest, process, replay) with SLUICE_PARTITIONS=16';
+      expect(serve.code).toBe(2);
+      expect(serve.stderr).toContain(message);
+      expect([check.code, check.stdout.split('\n').find((l) => l.startsWith('database '))]).toEqual([2, `database   FAIL  ${message}`]);
+      const agreeing = await sluice(['check', '--timeout-ms', '3000'], { ...env, SLUICE_PARTITIONS: '16' });
+      expect(agreeing.stdout.split('\n').find((l) => l.startsWith('database '))).toStartWith('database   ok    postgres 15');
+    } finally {
+      await recorded.drop();
+    }
+  }, 60_000);
+
+  test('a journal disk with less room than SLUICE_MAX_BODY_BYTES fails the journal line (exit 1), as /readyz does', async () => {
+    const disk = mountSmallDisk(4 * 1024 * 1024);
+    try {
+      disk.fill(256 * 1024);
+      const r = await sluice(['check', '--timeout-ms', '500'], { SLUICE_JOURNAL_DIR: disk.dir, SLUICE_NODE_ID: 'n1', SLUICE_MAX_BODY_BYTES: String(1024 * 1024), SLUICE_PORT: '0', SLUICE_DATA_DIR: join(scratch, 'data-disk') });
+      expect(r.code).toBe(1);
+      expect(r.stdout.split('\n').find((l) => l.startsWith('journal '))).toMatch(
+        new RegExp(`^journal    FAIL  SLUICE_JOURNAL_DIR ${disk.dir}/n1: journal disk full: \\d+ bytes free, a request may need 1048576: free space there, or point SLUICE_JOURNAL_DIR at a disk with room$`),
+      );
+    } finally {
+      disk.unmount();
     }
   }, 60_000);
 });
