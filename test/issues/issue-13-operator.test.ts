@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type CliResult, logLines, runCli } from '../support/cli.ts';
+import { type CliResult, cleanEnv, logLines, runCli } from '../support/cli.ts';
 import { freePort as closedPort, silentPort } from '../support/ports.ts';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
 import { mountSmallDisk } from '../support/small-disk.ts';
@@ -139,6 +139,43 @@ describe('check fails where serve would', () => {
       );
     } finally {
       disk.unmount();
+    }
+  }, 60_000);
+});
+
+describe('a signal during start-up', () => {
+  /** Starts serve on a fresh database and sends `signal` as soon as the start is under way (its first migration). */
+  async function signalDuringStart(signal: 'SIGTERM' | 'SIGINT'): Promise<{ code: number; msgs: unknown[] }> {
+    const fresh = await createTestDatabase({ migrate: false });
+    try {
+      const proc = Bun.spawn({
+        cmd: ['bun', join(import.meta.dir, '..', '..', 'src', 'cli.ts'), 'serve'],
+        env: cleanEnv({ DATABASE_URL: fresh.url, KAFKA_BROKERS: `127.0.0.1:${await closedPort()}`, SLUICE_PORT: '0', SLUICE_JOURNAL_DIR: join(scratch, `j-${signal}`) }),
+        stdin: 'ignore',
+        stdout: 'ignore',
+        stderr: 'pipe',
+      });
+      const decoder = new TextDecoder();
+      let text = '';
+      let sent = false;
+      for await (const chunk of proc.stderr) {
+        text += decoder.decode(chunk, { stream: true });
+        if (!sent && text.includes('"msg":"migration applied"')) {
+          sent = true;
+          proc.kill(signal);
+        }
+      }
+      return { code: await proc.exited, msgs: logLines(text).map((l) => l.msg) };
+    } finally {
+      await fresh.drop();
+    }
+  }
+
+  test('SIGTERM and SIGINT stop what started once the start settles: exit 0, shutdown logged', async () => {
+    const [term, int] = await Promise.all([signalDuringStart('SIGTERM'), signalDuringStart('SIGINT')]);
+    for (const r of [term, int]) {
+      expect(r.code).toBe(0);
+      expect(r.msgs.slice(-2)).toEqual(['shutting down', 'shutdown complete']);
     }
   }, 60_000);
 });
