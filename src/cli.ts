@@ -47,6 +47,10 @@ async function main(argv: string[]): Promise<number> {
       stdout(journal.usage);
       return 0;
     }
+    if (journal !== undefined && argv.length === 1) {
+      process.stderr.write(`sluice journal: which subcommand?\n\n${journal.usage}\n`);
+      return 2;
+    }
     process.stderr.write(`sluice: unknown command ${argv.slice(0, first === 'journal' ? 2 : 1).join(' ')}\n\n${overview()}\n`);
     return 2;
   }

@@ -179,3 +179,16 @@ describe('a signal during start-up', () => {
     }
   }, 60_000);
 });
+
+describe('journal commands on a path that is not there', () => {
+  test('journal verify names the path (exit 1); journal alone prints its usage (exit 2); replay opens no database when nothing matches', async () => {
+    const missing = join(scratch, 'no-such-journal');
+    // A database that does not answer: a replay that opened one first would fail on it, not on the files.
+    const env = { DATABASE_URL: `postgres://postgres@127.0.0.1:${await closedPort()}/none` };
+    const [verify, bare, replay] = await Promise.all([sluice(['journal', 'verify', missing], env), sluice(['journal'], env), sluice(['replay', missing], env)]);
+    expect([verify.code, verify.stderr]).toEqual([1, `sluice journal verify: ${missing}: ENOENT: point it at a journal directory (SLUICE_JOURNAL_DIR, or one node's directory in it)\n`]);
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toStartWith('sluice journal: which subcommand?\n\nusage: sluice journal verify <dir>');
+    expect([replay.code, replay.stderr]).toEqual([1, `replay: no journal files matched ${missing}\n`]);
+  }, 60_000);
+});
