@@ -1,9 +1,11 @@
 import { join } from 'node:path';
 import type { Config } from './config.ts';
-import { readTls } from './http/listener.ts';
+import { probeListen, readTls } from './http/listener.ts';
 import { portProblem } from './kafka/local-broker.ts';
 import { probeDatabase, probeKafka, probeWritableDir, type ProbeResult } from './probes.ts';
 import { loadTenantsFile } from './tenants.ts';
+import { journalReadiness } from './ingest/journal-readiness.ts';
+import { ownTopics } from './tenant-metrics.ts';
 import { ConfigError, SluiceError } from './errors.ts';
 
 /**
@@ -15,14 +17,15 @@ export async function runCheck(config: Config, timeoutMs: number, out: (line: st
   const results: [string, Promise<ProbeResult>][] = [
     ['tenants', Promise.resolve(checkTenants(config))],
     ...(config.tls === undefined ? [] : [['tls', Promise.resolve(checkTls(config.tls))] as [string, Promise<ProbeResult>]]),
-    ['journal', Promise.resolve(probeWritableDir('SLUICE_JOURNAL_DIR', join(config.journal.dir, config.nodeId)))],
+    ['journal', checkJournal(join(config.journal.dir, config.nodeId), config.http.maxBodyBytes)],
     [
       'database',
       config.db.url === undefined
         ? Promise.resolve(embeddedNote(probeWritableDir('SLUICE_DATA_DIR', config.db.dataDir)))
-        : probeDatabase(config.db.url, timeoutMs),
+        : probeDatabase(config.db.url, timeoutMs, config.partitions),
     ],
     ['kafka', config.kafka.brokers === undefined ? localBroker(config.kafka.localPort) : probeKafka(config.kafka.brokers, timeoutMs)],
+    ['listen', Promise.resolve(checkListen(config.http.host, config.http.port))],
   ];
   out(`config     ok    ${config.writeMode} mode, node ${config.nodeId}, ${config.http.host}:${config.http.port}${config.tls === undefined ? '' : ' (TLS)'}`);
   let code = 0;
@@ -51,7 +54,7 @@ function configured(check: () => string): ProbeResult {
 function checkTenants(config: Config): ProbeResult {
   const file = config.tenantsFile;
   if (file === undefined) return { ok: true, detail: 'no SLUICE_TENANTS_FILE: open mode (loopback only, no tokens)' };
-  return configured(() => `${file}: ${loadTenantsFile(file).tenants.size} tenant(s)`);
+  return configured(() => `${file}: ${loadTenantsFile(file, ownTopics(config)).tenants.size} tenant(s)`);
 }
 
 function checkTls(files: { certFile: string; keyFile: string }): ProbeResult {
@@ -59,6 +62,21 @@ function checkTls(files: { certFile: string; keyFile: string }): ProbeResult {
     readTls(files);
     return `${files.certFile} and its key ${files.keyFile} are a matching PEM pair`;
   });
+}
+
+function checkListen(host: string, port: number): ProbeResult {
+  return configured(() => {
+    probeListen(host, port);
+    return `${host}:${port} can be bound${port === 0 ? ' (SLUICE_PORT 0: any free port)' : ''}`;
+  });
+}
+
+/** Writable, and with room for one largest request: what serve's /readyz asks of the journal. */
+async function checkJournal(dir: string, maxBodyBytes: number): Promise<ProbeResult> {
+  const writable = probeWritableDir('SLUICE_JOURNAL_DIR', dir);
+  if (!writable.ok) return writable;
+  const room = await journalReadiness(dir, undefined, maxBodyBytes);
+  return room.ok ? writable : { ok: false, detail: `SLUICE_JOURNAL_DIR ${dir}: ${room.detail ?? 'not ready'}: free space there, or point SLUICE_JOURNAL_DIR at a disk with room` };
 }
 
 function embeddedNote(dir: ProbeResult): ProbeResult {

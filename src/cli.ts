@@ -47,6 +47,10 @@ async function main(argv: string[]): Promise<number> {
       stdout(journal.usage);
       return 0;
     }
+    if (journal !== undefined && argv.length === 1) {
+      process.stderr.write(`sluice journal: which subcommand?\n\n${journal.usage}\n`);
+      return 2;
+    }
     process.stderr.write(`sluice: unknown command ${argv.slice(0, first === 'journal' ? 2 : 1).join(' ')}\n\n${overview()}\n`);
     return 2;
   }
@@ -130,6 +134,15 @@ async function startOrExplain<T>(start: () => Promise<T>, log: Logger): Promise<
 
 async function runUntilSignal(start: () => Promise<Running>, config: Config, log: Logger): Promise<number> {
   guardProcess(log);
+  // Listened for before the start: a signal during it (a slow database, a broker start) would
+  // otherwise kill the process mid-way (SIGTERM) or be lost (SIGINT). It is acted on once the start
+  // settles, so what started is stopped in order.
+  let signalled: string | undefined;
+  let onSignal = (signal: string): void => {
+    signalled ??= signal;
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
   const running = await startOrExplain(start, log);
   if (typeof running === 'number') return running;
   process.on('SIGHUP', () => running.reload());
@@ -151,8 +164,8 @@ async function runUntilSignal(start: () => Promise<Running>, config: Config, log
         },
       );
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    onSignal = (signal) => stop(signal);
+    if (signalled !== undefined) stop(signalled);
     void running.failed.then((reason) => {
       log.error('sluice stopping: a part it cannot run without failed', { reason });
       stop('failure', 1);

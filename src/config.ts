@@ -28,7 +28,15 @@ const brokerList = z
   .string()
   .transform((s) => s.split(',').map((b) => b.trim()).filter((b) => b.length > 0))
   .refine((list) => list.length > 0, { error: 'must list at least one host:port' })
-  .refine((list) => list.every((b) => /^[^\s:]+:\d{1,5}$/.test(b)), { error: 'each broker must be host:port' });
+  .refine((list) => list.every((b) => /^[^\s:]+:\d{1,5}$/.test(b)), { error: 'each broker must be host:port' })
+  // The Kafka client throws a RangeError outside any promise for port 0 or above 65535.
+  .refine((list) => list.every((b) => !/:\d+$/.test(b) || brokerPortOk(Number(b.slice(b.lastIndexOf(':') + 1)))), {
+    error: 'each broker port must be 1-65535',
+  });
+
+function brokerPortOk(port: number): boolean {
+  return port >= 1 && port <= 65535;
+}
 
 const nodeId = z
   .string()

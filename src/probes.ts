@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import postgres from 'postgres';
 import type { ComponentState } from './http/readiness.ts';
 import { networkCause, redactUrl } from './network-cause.ts';
+import { partitionsMismatch } from './outbox/identity.ts';
 
 /**
  * Probes of what sluice depends on, each bounded by a timeout and answering in one line that names
@@ -29,16 +30,27 @@ export function within<T>(p: Promise<T>, ms: number, fallback: () => T): Promise
 
 const seconds = (ms: number): string => `${Math.round(ms / 100) / 10}s`;
 
-/** A Postgres server at DATABASE_URL answers a query. */
-export async function probeDatabase(url: string, timeoutMs: number): Promise<ProbeResult> {
+/**
+ * A Postgres server at DATABASE_URL answers a query; given `partitions`, an outbox there that
+ * recorded another SLUICE_PARTITIONS is invalid configuration, as it is to `serve`.
+ */
+export async function probeDatabase(url: string, timeoutMs: number, partitions?: number): Promise<ProbeResult> {
   const where = `DATABASE_URL ${redactUrl(url)}`;
   // postgres.js's own connect_timeout never fires for a host that drops packets (seen under Bun):
   // the race below is what bounds the wait.
   const sql = postgres(url, { max: 1, connect_timeout: Math.max(1, Math.ceil(timeoutMs / 1000)), onnotice: () => {}, connection: { application_name: 'sluice-check' } });
-  const query = sql<{ version: string }[]>`SELECT current_setting('server_version') AS version`.then(
-    ([row]): ProbeResult => ({ ok: true, detail: `postgres ${row?.version ?? '?'} at ${redactUrl(url)}` }),
-    (err: unknown): ProbeResult => ({ ok: false, detail: `${where}: ${databaseProblem(err)}` }),
-  );
+  const answer = async (): Promise<ProbeResult> => {
+    const [row] = await sql<{ version: string; recorded: boolean }[]>`SELECT current_setting('server_version') AS version, to_regclass('outbox_identity') IS NOT NULL AS recorded`;
+    if (partitions !== undefined && row?.recorded === true) {
+      const [identity] = await sql<{ partitions: number | null }[]>`SELECT partitions FROM outbox_identity`;
+      const recorded = identity?.partitions ?? partitions;
+      if (recorded !== partitions) {
+        return { ok: false, invalid: true, detail: partitionsMismatch(partitions, recorded) };
+      }
+    }
+    return { ok: true, detail: `postgres ${row?.version ?? '?'} at ${redactUrl(url)}` };
+  };
+  const query = answer().catch((err: unknown): ProbeResult => ({ ok: false, detail: `${where}: ${databaseProblem(err)}` }));
   const result = await within(query, timeoutMs, () => ({
     ok: false,
     detail: `${where}: no answer within ${seconds(timeoutMs)} (a wrong host, or a firewall dropping packets): check the host and port in DATABASE_URL`,

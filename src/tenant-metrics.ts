@@ -2,7 +2,7 @@ import type { Config } from './config.ts';
 import { describeError } from './errors.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, dropTenantSeries, zeroTenantSeries, type Metrics } from './metrics.ts';
-import { loadTenantsFile, NO_TENANTS_FILE, Tenants } from './tenants.ts';
+import { loadTenantsFile, NO_TENANTS_FILE, type OwnTopics, Tenants } from './tenants.ts';
 
 /**
  * The tenants (file or open mode) and the metrics registry, tied together: the file's tenants take
@@ -10,7 +10,7 @@ import { loadTenantsFile, NO_TENANTS_FILE, Tenants } from './tenants.ts';
  * its series.
  */
 export function openTenantMetrics(config: Config, log: Logger): { tenants: Tenants; metrics: Metrics } {
-  const tenants = new Tenants(config.tenantsFile === undefined ? NO_TENANTS_FILE : loadTenantsFile(config.tenantsFile), log, {
+  const tenants = new Tenants(config.tenantsFile === undefined ? NO_TENANTS_FILE : loadTenantsFile(config.tenantsFile, ownTopics(config)), log, {
     metricTenants: config.metricTenants,
     metricWindowMs: config.metricTenantsWindowMs,
   });
@@ -21,4 +21,9 @@ export function openTenantMetrics(config: Config, log: Logger): { tenants: Tenan
     dropTenantSeries(metrics, tenant).catch((err: unknown) => log.warn('tenant series not dropped', { tenant, error: describeError(err) }));
   });
   return { tenants, metrics };
+}
+
+/** The topics of this deployment that a tenants file is checked against. */
+export function ownTopics(config: Config): OwnTopics {
+  return { progressTopic: config.processor.progressTopic, defaultTopic: config.kafka.topic };
 }

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { ConfigError, type ErrorDetail, SluiceError } from './errors.ts';
 import { tenantIdSchema } from './core/identifiers.ts';
 import type { Logger } from './log.ts';
-import { collisionKey, topicNameSchema } from './core/topic-rule.ts';
+import { collisionKey, sluiceTopics, topicNameSchema, topicProblem } from './core/topic-rule.ts';
 import { DEFAULT_METRIC_TENANTS, OTHER_TENANTS, TenantLabels } from './tenant-labels.ts';
 import { TokenIndex } from './tenant-tokens.ts';
 import { issuePath } from './core/zod-issues.ts';
@@ -28,9 +28,17 @@ export interface TenantPolicy {
   breaker: BreakerPolicy;
 }
 
+/** The deployment's own topics, which no tenant's topic may be or collide with. */
+export interface OwnTopics {
+  progressTopic: string;
+  defaultTopic: string;
+}
+
 export interface TenantsConfig {
   /** The file it came from; undefined = built-in defaults only (open mode). */
   file: string | undefined;
+  /** What the file was checked against, so a reload checks the new file against the same. */
+  own?: OwnTopics | undefined;
   defaults: TenantPolicy;
   tenants: ReadonlyMap<string, TenantPolicy & { tokens: string[] }>;
 }
@@ -94,7 +102,7 @@ function merge(base: TenantPolicy, o: Overrides, topic: string | undefined): Ten
  * Reads and validates a tenants file; throws ConfigError naming the file and every problem in it,
  * or a `file_unavailable` SluiceError when it cannot be read at all.
  */
-export function loadTenantsFile(path: string): TenantsConfig {
+export function loadTenantsFile(path: string, own?: OwnTopics): TenantsConfig {
   const fail = (details: ErrorDetail[]): never => {
     throw new ConfigError(`invalid tenants file ${path}: ${details.map((d) => d.message).join('; ')}`, details);
   };
@@ -121,14 +129,30 @@ export function loadTenantsFile(path: string): TenantsConfig {
       }),
     );
   }
-  const shared = [...sharedTokens(parsed.data.tenants), ...collidingTopics(parsed.data.tenants)];
+  const shared = [...sharedTokens(parsed.data.tenants), ...collidingTopics(parsed.data.tenants), ...ownTopicProblems(parsed.data.tenants, own)];
   if (shared.length > 0) return fail(shared.map((d) => ({ ...d, message: `SLUICE_TENANTS_FILE ${path}: ${d.message}` })));
   const defaults = merge(BUILT_IN_DEFAULTS, parsed.data.defaults ?? {}, undefined);
   const tenants = new Map<string, TenantPolicy & { tokens: string[] }>();
   for (const [id, t] of Object.entries(parsed.data.tenants)) {
     tenants.set(id, { ...merge(defaults, t, t.topic), tokens: t.tokens });
   }
-  return { file: path, defaults, tenants };
+  return { file: path, own, defaults, tenants };
+}
+
+/**
+ * A tenant topic that is sluice's progress topic or collides with a sluice topic would take writes
+ * (202) that can never be published: the same rule ingest applies to a topic an event names.
+ */
+function ownTopicProblems(tenants: Record<string, { topic?: string | undefined }>, own: OwnTopics | undefined): ErrorDetail[] {
+  if (own === undefined) return [];
+  // Collisions among the file's own topics are collidingTopics' to report.
+  const topics = sluiceTopics(own.progressTopic, own.defaultTopic, { topicCollision: () => undefined });
+  const problems: ErrorDetail[] = [];
+  for (const [id, { topic }] of Object.entries(tenants)) {
+    const problem = topic === undefined ? undefined : topicProblem(topic, topics);
+    if (problem !== undefined) problems.push({ path: `SLUICE_TENANTS_FILE:tenants.${id}.topic`, message: `tenants.${id}.topic ${topic} ${problem}` });
+  }
+  return problems;
 }
 
 /** Two topics Kafka treats as one (`.` and `_` alike): the broker would refuse the second for good. */
@@ -257,7 +281,7 @@ export class Tenants {
     const file = this.#config.file;
     if (file === undefined) return false;
     try {
-      const config = loadTenantsFile(file);
+      const config = loadTenantsFile(file, this.#config.own);
       // Policies and tokens are swapped together: no request sees one file's tokens with another's.
       this.#tokens = new TokenIndex(config.tenants);
       this.#topicOwners = topicOwners(config);

@@ -107,8 +107,11 @@ describe('configuration that checks itself', () => {
 
   test('a database that never answers is given up after 5 s with a message, not 90 s of silence (migrate, replay)', async () => {
     const silent = await silentPort();
+    // A file to replay: with nothing matched, replay says so before it opens a database.
+    const journalFile = join(scratch, 'silent-db.jsonl');
+    writeFileSync(journalFile, '');
     try {
-      for (const args of [['migrate'], ['replay', join(scratch, 'none-*.jsonl')]]) {
+      for (const args of [['migrate'], ['replay', journalFile]]) {
         const r = await sluice(args, { DATABASE_URL: `postgres://postgres@127.0.0.1:${silent.port}/db` });
         expect(r.code).toBe(1);
         const errors = logLines(r.stderr).filter((l) => l.level === 'error');
@@ -165,9 +168,9 @@ describe('sluice check', () => {
   });
 
   test('all good: one ok line per component, exit 0', async () => {
-    const r = await sluice(['check'], { DATABASE_URL: db.url, KAFKA_BROKERS: brokers.join(','), SLUICE_JOURNAL_DIR: join(scratch, 'j-ok') });
+    const r = await sluice(['check'], { DATABASE_URL: db.url, KAFKA_BROKERS: brokers.join(','), SLUICE_JOURNAL_DIR: join(scratch, 'j-ok'), SLUICE_PORT: '0' });
     const lines = r.stdout.trim().split('\n');
-    expect(lines.map((l) => l.slice(0, 16).trim())).toEqual(['config     ok', 'tenants    ok', 'journal    ok', 'database   ok', 'kafka      ok']);
+    expect(lines.map((l) => l.slice(0, 16).trim())).toEqual(['config     ok', 'tenants    ok', 'journal    ok', 'database   ok', 'kafka      ok', 'listen     ok']);
     expect(lines[3]).toContain('postgres 15');
     expect(lines[4]).toMatch(/1 broker\(s\), cluster \S+/);
     expect(r.code).toBe(0);
@@ -184,10 +187,11 @@ describe('sluice check', () => {
         KAFKA_BROKERS: `127.0.0.1:${kafkaPort}`,
         SLUICE_JOURNAL_DIR: '/proc/sluice-journal',
         SLUICE_TENANTS_FILE: tenants,
+        SLUICE_PORT: '0',
       });
       expect(r.code).toBe(1);
       const lines = r.stdout.trim().split('\n');
-      expect(lines.map((l) => l.slice(0, 16).trim())).toEqual(['config     ok', 'tenants    FAIL', 'journal    FAIL', 'database   FAIL', 'kafka      FAIL']);
+      expect(lines.map((l) => l.slice(0, 16).trim())).toEqual(['config     ok', 'tenants    FAIL', 'journal    FAIL', 'database   FAIL', 'kafka      FAIL', 'listen     ok']);
       expect(lines[1]).toContain('SLUICE_TENANTS_FILE');
       expect(lines[2]).toContain('SLUICE_JOURNAL_DIR /proc/sluice-journal');
       expect(lines[3]).toContain(`DATABASE_URL postgres://postgres@127.0.0.1:${silent.port}/db: no answer within 1.5s`);
@@ -352,7 +356,8 @@ describe('exit codes: 2 is invalid configuration or usage, 1 an environment that
   test('check: a TLS key that is not the certificate\'s fails naming both settings (exit 2); a missing file exit 1', async () => {
     const a = await makeCertificate(scratch, 'check-a');
     const b = await makeCertificate(scratch, 'check-b');
-    const base = { SLUICE_JOURNAL_DIR: join(scratch, 'j-tls'), SLUICE_DATA_DIR: join(scratch, 'data-tls'), SLUICE_KAFKA_LOCAL_PORT: String(await closedPort()) };
+    // Port 0: three checks side by side would race for one fixed port.
+    const base = { SLUICE_JOURNAL_DIR: join(scratch, 'j-tls'), SLUICE_DATA_DIR: join(scratch, 'data-tls'), SLUICE_KAFKA_LOCAL_PORT: String(await closedPort()), SLUICE_PORT: '0' };
     const [mismatch, missing, good] = await Promise.all([
       sluice(['check'], { ...base, SLUICE_TLS_CERT_FILE: a.cert, SLUICE_TLS_KEY_FILE: b.key }),
       sluice(['check'], { ...base, SLUICE_TLS_CERT_FILE: a.cert, SLUICE_TLS_KEY_FILE: join(scratch, 'none.key') }),

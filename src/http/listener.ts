@@ -69,23 +69,27 @@ export function readTls(files: { certFile: string; keyFile: string }): Tls {
   return tls;
 }
 
+function serveOn(host: string, port: number, fetch: ListenerOptions['fetch'], maxRequestBodySize: number, tls: Tls | undefined): Server<undefined> {
+  try {
+    return Bun.serve({ hostname: host, port, fetch, maxRequestBodySize, ...(tls === undefined ? {} : { tls, reusePort: true }) });
+  } catch (err) {
+    // The pair was checked by readTls: what is left is the address, which may yet come free.
+    const message = `SLUICE_HOST ${host} / SLUICE_PORT ${port}: cannot listen: ${(err as Error).message}: stop what holds the port, or set SLUICE_PORT (and SLUICE_HOST) to an address this host can bind`;
+    throw new SluiceError('address_unavailable', message, { details: [{ path: 'SLUICE_PORT', message }] });
+  }
+}
+
+/**
+ * Binds the HTTP address and lets it go at once: a busy port or an address not on this host is
+ * found before the database and the processor start, with the error `listen` would throw.
+ */
+export function probeListen(host: string, port: number): void {
+  void serveOn(host, port, () => new Response(null, { status: 503 }), 0, undefined).stop(true);
+}
+
 /** The HTTP(S) server of every role: plain HTTP, or HTTPS with Bun's own TLS when configured. */
 export function listen(o: ListenerOptions): Listener {
-  const start = (port: number, tls: Tls | undefined): Server<undefined> => {
-    try {
-      return Bun.serve({
-        hostname: o.host,
-        port,
-        fetch: o.fetch,
-        maxRequestBodySize: o.maxRequestBodySize,
-        ...(tls === undefined ? {} : { tls, reusePort: true }),
-      });
-    } catch (err) {
-      // The pair was checked by readTls: what is left is the address, which may yet come free.
-      const message = `SLUICE_HOST ${o.host} / SLUICE_PORT ${port}: cannot listen: ${(err as Error).message}: stop what holds the port, or set SLUICE_PORT (and SLUICE_HOST) to an address this host can bind`;
-      throw new SluiceError('address_unavailable', message, { details: [{ path: 'SLUICE_PORT', message }] });
-    }
-  };
+  const start = (port: number, tls: Tls | undefined): Server<undefined> => serveOn(o.host, port, o.fetch, o.maxRequestBodySize, tls);
   let server = start(o.port, o.tls === undefined ? undefined : readTls(o.tls));
   const port = server.port ?? o.port;
   const scheme = o.tls === undefined ? 'http' : 'https';

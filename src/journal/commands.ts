@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import type { Config } from '../config.ts';
 import { ConfigError } from '../errors.ts';
@@ -5,7 +6,7 @@ import type { Logger } from '../log.ts';
 import { openChecked } from '../outbox/open-checked.ts';
 import { Outbox } from '../outbox/outbox.ts';
 import { migrate } from '../outbox/migrate.ts';
-import { replayJournal, type ReplayFilter, type ReplayProgress, type ReplaySummary } from './replay.ts';
+import { replayJournal, selectJournalFiles, type ReplayFilter, type ReplayProgress, type ReplaySummary } from './replay.ts';
 import { formatSeconds, progressFields, progressLine } from './replay-progress.ts';
 import { verifyJournal } from './verify.ts';
 
@@ -53,6 +54,11 @@ export async function runReplay(argv: string[], config: Config, log: Logger): Pr
     filter[name] = date;
   }
   const dryRun = values['dry-run'] === true;
+  // Before the database: nothing to replay must not open (or even create) one first.
+  if ((await selectJournalFiles(positionals)).length === 0) {
+    process.stderr.write(`replay: no journal files matched ${positionals.join(' ')}\n`);
+    return 1;
+  }
   const db = await openChecked(config, log);
   const outbox = new Outbox(db.sql, config.partitions);
   // Say where the rows go: without DATABASE_URL that is the embedded database, easy to replay into by mistake.
@@ -120,6 +126,11 @@ export async function runJournalVerify(argv: string[]): Promise<number> {
   if (dir === undefined || argv.length > 1) {
     process.stderr.write('usage: sluice journal verify <dir>\n');
     return 2;
+  }
+  const found = await stat(dir).then((st) => (st.isDirectory() ? undefined : 'not a directory'), (err: NodeJS.ErrnoException) => err.code ?? String(err));
+  if (found !== undefined) {
+    process.stderr.write(`sluice journal verify: ${dir}: ${found}: point it at a journal directory (SLUICE_JOURNAL_DIR, or one node's directory in it)\n`);
+    return 1;
   }
   const report = await verifyJournal(dir);
   for (const n of report.nodes) {

@@ -15,10 +15,15 @@ export async function claimOutbox(sql: Sql, partitions: number): Promise<string>
   await sql`UPDATE outbox_identity SET partitions = ${partitions} WHERE partitions IS NULL`;
   const row = await identityRow(sql);
   if (row.partitions !== partitions) {
-    const message = `SLUICE_PARTITIONS is ${partitions}, but this outbox places its rows in ${row.partitions ?? '?'} partitions: run every sluice of this outbox (serve, ingest, process, replay) with SLUICE_PARTITIONS=${row.partitions ?? '?'}`;
+    const message = partitionsMismatch(partitions, row.partitions);
     throw new ConfigError(message, [{ path: 'SLUICE_PARTITIONS', message }]);
   }
   return row.id;
+}
+
+/** Why SLUICE_PARTITIONS cannot be used with an outbox that recorded `recorded` (check says it too). */
+export function partitionsMismatch(partitions: number, recorded: number | null): string {
+  return `SLUICE_PARTITIONS is ${partitions}, but this outbox places its rows in ${recorded ?? '?'} partitions: run every sluice of this outbox (serve, ingest, process, replay) with SLUICE_PARTITIONS=${recorded ?? '?'}`;
 }
 
 async function identityRow(sql: Sql): Promise<{ id: string; partitions: number | null }> {

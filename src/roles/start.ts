@@ -3,7 +3,7 @@ import type { Config } from '../config.ts';
 import { ConfigError, describeError, SluiceError } from '../errors.ts';
 import { createApp } from '../http/app.ts';
 import { edgeFetch } from '../http/edge.ts';
-import { listen, readTls } from '../http/listener.ts';
+import { listen, probeListen, readTls } from '../http/listener.ts';
 import { Readiness } from '../http/readiness.ts';
 import type { Logger } from '../log.ts';
 import { zeroTenantSeries } from '../metrics.ts';
@@ -73,6 +73,8 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
       const journalDir = probeWritableDir('SLUICE_JOURNAL_DIR', join(config.journal.dir, config.nodeId));
       if (!journalDir.ok) throw new SluiceError('journal_unavailable', journalDir.detail);
     }
+    // Before the database and the processor: a busy port is found before every partition was taken.
+    probeListen(config.http.host, config.http.port);
     // A real server is probed before the local broker starts: a database that does not answer then
     // stops sluice within the probe's 5 s, not after a broker start it would have to wait out.
     const external = config.db.url === undefined ? undefined : await timed('database', openChecked(config, log));
