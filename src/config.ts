@@ -1,7 +1,9 @@
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { COMPRESSIONS, GUARANTEES, WRITE_MODES } from './core/modes.ts';
+import { idSchema, nodeIdFromHost, nodeIdSchema } from './core/identifiers.ts';
+import { COMPRESSIONS, GUARANTEES, LOG_LEVELS, WRITE_MODES } from './core/modes.ts';
+import { issueDetails } from './core/zod-issues.ts';
 import { topicNameSchema } from './core/topic-rule.ts';
 import { didYouMean, editDistance } from './did-you-mean.ts';
 import { ConfigError, type ErrorDetail } from './errors.ts';
@@ -30,15 +32,11 @@ const brokerList = z
   .refine((list) => list.length > 0, { error: 'must list at least one host:port' })
   .refine((list) => list.every((b) => /^[^\s:]+:\d{1,5}$/.test(b)), { error: 'each broker must be host:port' });
 
-const nodeId = z
-  .string()
-  .regex(/^[A-Za-z0-9._-]{1,64}$/, { error: 'must be 1-64 characters of A-Z a-z 0-9 . _ -' });
-
 const envSchema = z.object({
   SLUICE_HOST: z.string().min(1).default('127.0.0.1'),
   SLUICE_PORT: int(8080, 0, 65535),
-  SLUICE_NODE_ID: nodeId.default(defaultNodeId()),
-  SLUICE_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  SLUICE_NODE_ID: nodeIdSchema.default(nodeIdFromHost(hostname())),
+  SLUICE_LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   SLUICE_WRITE_MODE: z.enum(WRITE_MODES).default('sync'),
   SLUICE_MAX_BODY_BYTES: int(MiB, 64, 64 * MiB),
   SLUICE_MAX_BATCH: int(1000, 1, 100_000),
@@ -73,10 +71,7 @@ const envSchema = z.object({
   SLUICE_POLL_MS: int(50, 1, 60_000),
   SLUICE_SHUTDOWN_TIMEOUT_MS: int(15_000, 0, 600_000),
   SLUICE_GUARANTEE: z.enum(GUARANTEES).default('exactly_once'),
-  SLUICE_TRANSACTIONAL_ID_PREFIX: z
-    .string()
-    .regex(/^[A-Za-z0-9._-]{1,200}$/, { error: 'must be 1-200 characters of A-Z a-z 0-9 . _ -' })
-    .default('sluice'),
+  SLUICE_TRANSACTIONAL_ID_PREFIX: idSchema(200).default('sluice'),
   SLUICE_PROGRESS_TOPIC: topicNameSchema.optional(),
   SLUICE_MAX_ATTEMPTS: int(10, 1, 1000),
   SLUICE_RETRY_BASE_MS: int(500, 1, 3_600_000),
@@ -217,10 +212,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (!parsed.success || misset.length > 0) {
     const details: ErrorDetail[] = [
       ...misset,
-      ...(parsed.error?.issues ?? []).map((issue) => ({
-        path: issue.path.join('.'),
-        message: `${issue.path.join('.')} ${issue.message}`,
-      })),
+      ...(parsed.success ? [] : issueDetails(parsed.error)).map((d) => ({ path: d.path, message: `${d.path} ${d.message}` })),
     ];
     throw new ConfigError(
       `invalid configuration: ${details.map((d) => d.message).join('; ')}`,
@@ -305,11 +297,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-}
-
-function defaultNodeId(): string {
-  const cleaned = hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
-  return cleaned.length > 0 ? cleaned : 'node';
 }
 
 /** How the local Kafka broker is run: where its jars are cached, and which java runs it. */

@@ -1,7 +1,8 @@
 import type { Config } from '../config.ts';
 import { follow } from '../core/watermark.ts';
 import type { Envelope } from '../core/record.ts';
-import type { ComponentState, Readiness } from '../http/readiness.ts';
+import type { ComponentState } from '../core/component-state.ts';
+import type { Readiness } from '../http/readiness.ts';
 import { Backlog } from '../ingest/backlog.ts';
 import { startIngestStack } from '../ingest/ingest-stack.ts';
 import { journalReadiness } from '../ingest/journal-readiness.ts';
