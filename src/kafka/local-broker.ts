@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Subprocess } from 'bun';
 import { kafkaTools } from '../config.ts';
+import { SluiceError } from '../errors.ts';
 
 export interface LocalBrokerOptions {
   port?: number;
@@ -63,7 +64,7 @@ const TAIL_LINES = 40;
 // The pom is the single place the Kafka version is pinned; the cache key follows it.
 const KAFKA_VERSION = ((): string => {
   const match = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(readFileSync(POM_PATH, 'utf8'));
-  if (!match?.[1]) throw new Error(`kafka.version property not found in ${POM_PATH}`);
+  if (!match?.[1]) throw new SluiceError('internal', `kafka.version property not found in ${POM_PATH}`);
   return match[1].trim();
 })();
 
@@ -135,7 +136,7 @@ async function freePorts(count: number): Promise<number[]> {
   );
   const ports = servers.map((server) => {
     const address = server.address();
-    if (address === null || typeof address === 'string') throw new Error('unexpected server address');
+    if (address === null || typeof address === 'string') throw new SluiceError('internal', 'unexpected server address');
     return address.port;
   });
   await Promise.all(servers.map((server) => new Promise<void>((ok) => server.close(() => ok()))));
@@ -197,7 +198,7 @@ async function run(cmd: string[]): Promise<string> {
     new Response(proc.stderr).text(),
     proc.exited,
   ]);
-  if (code !== 0) throw new Error(`${cmd.join(' ')} failed (exit ${code}):\n${lastLines(out + err)}`);
+  if (code !== 0) throw new SluiceError('kafka_unavailable', `${cmd.join(' ')} failed (exit ${code}):\n${lastLines(out + err)}`);
   return out;
 }
 
@@ -283,7 +284,12 @@ async function probeReady(bootstrap: string, clusterId: string | undefined): Pro
   }
 }
 
-class ForeignBroker extends Error {}
+/** Somebody else's broker holds the port: never published to, so the start fails. */
+class ForeignBroker extends SluiceError {
+  constructor(message: string) {
+    super('address_unavailable', message);
+  }
+}
 
 /**
  * A cluster id as `StorageTool random-uuid` makes one (Kafka's Uuid: 16 random bytes, base64url
@@ -304,11 +310,11 @@ function randomClusterId(): string {
 export async function startLocalBroker(opts: LocalBrokerOptions = {}): Promise<LocalBroker> {
   if (opts.port !== undefined) {
     const problem = await portProblem(opts.port);
-    if (problem !== undefined) throw new Error(problem);
+    if (problem !== undefined) throw new SluiceError('address_unavailable', problem);
   }
   const classpath = kafkaClasspath(await ensureKafkaJars(opts.cacheDir));
   const [freeA, freeB] = await freePorts(2);
-  if (freeA === undefined || freeB === undefined) throw new Error('could not allocate ports');
+  if (freeA === undefined || freeB === undefined) throw new SluiceError('address_unavailable', 'could not allocate ports');
   const port = opts.port ?? freeA;
   const controllerPort = freeB === port ? freeA : freeB;
   const bootstrap = `127.0.0.1:${port}`;
@@ -383,7 +389,7 @@ export async function startLocalBroker(opts: LocalBrokerOptions = {}): Promise<L
         ? `exited early (${child.exitCode ?? child.signalCode})`
         : `not ready after ${READY_TIMEOUT_MS} ms`;
       const errors = digest.firstErrors.length ? `first errors:\n${digest.firstErrors.join('\n')}\n` : '';
-      throw new Error(`kafka broker ${why}; ${errors}broker.log tail:\n${digest.tail.join('\n')}`);
+      throw new SluiceError('kafka_unavailable', `kafka broker ${why}; ${errors}broker.log tail:\n${digest.tail.join('\n')}`);
     }
     // A probe against a port someone else holds can hang until its timeout; the JVM exiting ends it early.
     let ready: boolean;
@@ -392,7 +398,8 @@ export async function startLocalBroker(opts: LocalBrokerOptions = {}): Promise<L
     } catch (error) {
       await stop();
       const errors = digest.firstErrors.length ? `; its first errors:\n${digest.firstErrors.join('\n')}` : '';
-      throw new Error(`${(error as Error).message}${errors}`);
+      const code = error instanceof SluiceError ? error.code : 'kafka_unavailable';
+      throw new SluiceError(code, `${(error as Error).message}${errors}`, { cause: error });
     }
     if (ready) break;
     await Bun.sleep(100);
