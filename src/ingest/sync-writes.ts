@@ -1,6 +1,6 @@
 import { systemClock, type Clock } from '../core/clock.ts';
 import { type Envelope, journalRecordId, pairKey } from '../core/record.ts';
-import type { InsertResult } from '../outbox/repository.ts';
+import type { InsertResult } from '../outbox/outbox.ts';
 import { insertWithin } from './outbox-insert.ts';
 import type { WritePath, WritePathOptions, WriteResult } from './write-path.ts';
 

@@ -9,7 +9,6 @@ import { journalReadiness } from '../ingest/journal-readiness.ts';
 import type { WriteResult } from '../ingest/write-path.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import type { Database } from '../outbox/db.ts';
 import type { Outbox } from '../outbox/outbox.ts';
 import type { OutboxGauges } from '../outbox/outbox-gauges.ts';
 import { outboxState } from '../probes.ts';
@@ -33,7 +32,6 @@ const FORWARDER_STUCK_MS = 30_000;
 export async function startIngestRole(o: {
   config: Config;
   outbox: Outbox;
-  database: Database;
   tenants: Tenants;
   metrics: Metrics;
   log: Logger;
