@@ -85,12 +85,13 @@ const envSchema = z.object({
   SLUICE_ADMIN_TOKEN: z.string().min(16, { error: 'must be at least 16 characters' }).max(1024).optional(),
   SLUICE_TLS_CERT_FILE: z.string().min(1).optional(),
   SLUICE_TLS_KEY_FILE: z.string().min(1).optional(),
+  SLUICE_CACHE_DIR: z.string().min(1).optional(),
 });
 
 export type Env = z.infer<typeof envSchema>;
 
 /** Every variable sluice reads: its settings and the Kafka jar cache of `kafka-local`. What a typo is compared with. */
-export const KNOWN_VARIABLES: readonly string[] = [...Object.keys(envSchema.shape), 'SLUICE_CACHE_DIR'];
+export const KNOWN_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
 
 /**
  * The test suite's and benchmarks' own variables, which their child sluices inherit: tolerated,
@@ -200,6 +201,8 @@ export interface Config {
   /** PEM files of the HTTPS certificate (chain) and its key; undefined = plain HTTP. */
   tls: { certFile: string; keyFile: string } | undefined;
   shutdownTimeoutMs: number;
+  /** The local broker's jar cache and java (`serve` without KAFKA_BROKERS). */
+  kafkaTools: KafkaTools;
 }
 
 /** Parses the environment; throws ConfigError naming every bad variable at once. */
@@ -292,6 +295,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
         ? undefined
         : { certFile: e.SLUICE_TLS_CERT_FILE, keyFile: e.SLUICE_TLS_KEY_FILE },
     shutdownTimeoutMs: e.SLUICE_SHUTDOWN_TIMEOUT_MS,
+    kafkaTools: kafkaTools(env),
   };
 }
 
@@ -305,8 +309,11 @@ export interface KafkaTools {
   java: string;
 }
 
-/** Read from the environment like every setting (SLUICE_CACHE_DIR, else XDG_CACHE_HOME; JAVA_HOME). */
-export function kafkaTools(env: Record<string, string | undefined> = process.env): KafkaTools {
+/**
+ * From SLUICE_CACHE_DIR, else XDG_CACHE_HOME; JAVA_HOME. An empty value means the default, as for every
+ * setting. `loadConfig` reads it with the rest; commands and scripts without a Config pass their environment.
+ */
+export function kafkaTools(env: Record<string, string | undefined>): KafkaTools {
   const cacheDir = env.SLUICE_CACHE_DIR || join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'sluice');
   return { cacheDir, java: env.JAVA_HOME ? join(env.JAVA_HOME, 'bin', 'java') : 'java' };
 }

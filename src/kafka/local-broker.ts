@@ -8,13 +8,14 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Subprocess } from 'bun';
-import { kafkaTools } from '../config.ts';
+import type { KafkaTools } from '../config.ts';
 import { SluiceError } from '../errors.ts';
 
 export interface LocalBrokerOptions {
   port?: number;
   dataDir?: string;
-  cacheDir?: string;
+  /** Where the jars are cached and which java runs them: from the caller's configuration or environment. */
+  tools: KafkaTools;
   log?: (line: string) => void;
   /**
    * JIT with C1 only: on a small, busy machine the broker is ready seconds sooner because it spends
@@ -68,10 +69,6 @@ const KAFKA_VERSION = ((): string => {
   return match[1].trim();
 })();
 
-function javaBin(): string {
-  return kafkaTools().java;
-}
-
 export function kafkaClasspath(libsDir: string): string {
   // A JVM classpath wildcard keeps the command line short and needs no directory listing.
   return join(libsDir, '*');
@@ -81,8 +78,8 @@ export function kafkaClasspath(libsDir: string): string {
 const inFlightDownloads = new Map<string, Promise<string>>();
 
 /** Returns the directory holding the broker jars, downloading them with Maven on first use. */
-export async function ensureKafkaJars(cacheDir?: string): Promise<string> {
-  const libsDir = join(cacheDir ?? kafkaTools().cacheDir, `kafka-${KAFKA_VERSION}`, 'libs');
+export async function ensureKafkaJars(cacheDir: string): Promise<string> {
+  const libsDir = join(cacheDir, `kafka-${KAFKA_VERSION}`, 'libs');
   let pending = inFlightDownloads.get(libsDir);
   if (!pending) {
     pending = downloadJars(libsDir).finally(() => inFlightDownloads.delete(libsDir));
@@ -202,9 +199,9 @@ async function run(cmd: string[]): Promise<string> {
   return out;
 }
 
-function runKafkaTool(classpath: string, args: string[]): Promise<string> {
+function runKafkaTool(java: string, classpath: string, args: string[]): Promise<string> {
   // The tools log the whole broker config at INFO; only warnings are worth keeping.
-  return run([javaBin(), ...JVM_OPTS, '-Dorg.slf4j.simpleLogger.defaultLogLevel=warn', '-cp', classpath, ...args]);
+  return run([java, ...JVM_OPTS, '-Dorg.slf4j.simpleLogger.defaultLogLevel=warn', '-cp', classpath, ...args]);
 }
 
 function lastLines(text: string): string {
@@ -307,12 +304,12 @@ function randomClusterId(): string {
  * the JVM exits, or the broker that answers on the port is not the one started here (its cluster id
  * differs): a caller must never end up publishing to somebody else's broker.
  */
-export async function startLocalBroker(opts: LocalBrokerOptions = {}): Promise<LocalBroker> {
+export async function startLocalBroker(opts: LocalBrokerOptions): Promise<LocalBroker> {
   if (opts.port !== undefined) {
     const problem = await portProblem(opts.port);
     if (problem !== undefined) throw new SluiceError('address_unavailable', problem);
   }
-  const classpath = kafkaClasspath(await ensureKafkaJars(opts.cacheDir));
+  const classpath = kafkaClasspath(await ensureKafkaJars(opts.tools.cacheDir));
   const [freeA, freeB] = await freePorts(2);
   if (freeA === undefined || freeB === undefined) throw new SluiceError('address_unavailable', 'could not allocate ports');
   const port = opts.port ?? freeA;
@@ -336,11 +333,11 @@ export async function startLocalBroker(opts: LocalBrokerOptions = {}): Promise<L
     // A reused dataDir keeps its cluster id: formatting it again with a new id is an error, not a no-op.
     if (!existsSync(join(dataDir, 'logs', 'meta.properties'))) {
       const clusterId = randomClusterId();
-      await runKafkaTool(classpath, ['kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', propsPath, '-g']);
+      await runKafkaTool(opts.tools.java, classpath, ['kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', propsPath, '-g']);
     }
     logFile = createWriteStream(join(dataDir, 'broker.log'), { flags: 'a' });
     child = Bun.spawn({
-      cmd: [javaBin(), ...JVM_OPTS, ...(opts.fastStart === true ? ['-XX:TieredStopAtLevel=1'] : []), '-cp', classpath, 'kafka.Kafka', propsPath],
+      cmd: [opts.tools.java, ...JVM_OPTS, ...(opts.fastStart === true ? ['-XX:TieredStopAtLevel=1'] : []), '-cp', classpath, 'kafka.Kafka', propsPath],
       cwd: dataDir,
       stdin: 'ignore',
       stdout: 'pipe',
