@@ -2,6 +2,7 @@
 // so a missing tool stops the run in its first seconds with every problem listed, never at its end.
 // README.md, "Benchmarks", "What it needs".
 import postgres from 'postgres';
+import { kafkaTools } from '../src/config.ts';
 import { ensureKafkaJars } from '../src/kafka/local-broker.ts';
 import { ensureKafkaTools } from './baselines/kafka-perf.ts';
 import { childOutput } from './child.ts';
@@ -82,7 +83,7 @@ export async function ensureRequirements(opts: { growth: boolean; say: (line: st
     }
     if (present(JAVA) && present(MAVEN)) {
       opts.say('Kafka broker jars and kafka-tools (Maven Central, cached after the first run)');
-      for (const [what, fetch] of [['the Kafka broker jars', ensureKafkaJars], ['kafka-tools (ProducerPerformance)', ensureKafkaTools]] as const) {
+      for (const [what, fetch] of [['the Kafka broker jars', () => ensureKafkaJars(kafkaTools(process.env).cacheDir)], ['kafka-tools (ProducerPerformance)', ensureKafkaTools]] as const) {
         try {
           await fetch();
         } catch (err) {

@@ -5,6 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { kafkaTools } from '../src/config.ts';
 import { startLocalBroker } from '../src/kafka/local-broker.ts';
 import { measureProducerCeiling } from './baselines/kafka-perf.ts';
 import { measureInsertCeiling } from './baselines/postgres-insert.ts';
@@ -258,7 +259,7 @@ async function main(): Promise<number> {
   progress('fresh database sluice_bench on the local Postgres');
   const db = await freshDatabase();
   progress('starting a local Kafka broker');
-  const broker = await startLocalBroker();
+  const broker = await startLocalBroker({ tools: kafkaTools(process.env) });
   const ctx: Context = {
     db,
     brokers: [broker.bootstrap],

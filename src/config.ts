@@ -1,7 +1,9 @@
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { COMPRESSIONS, GUARANTEES, WRITE_MODES } from './core/modes.ts';
+import { idSchema, nodeIdFromHost, nodeIdSchema } from './core/identifiers.ts';
+import { COMPRESSIONS, GUARANTEES, LOG_LEVELS, WRITE_MODES } from './core/modes.ts';
+import { issueDetails } from './core/zod-issues.ts';
 import { topicNameSchema } from './core/topic-rule.ts';
 import { didYouMean, editDistance } from './did-you-mean.ts';
 import { ConfigError, type ErrorDetail } from './errors.ts';
@@ -38,15 +40,11 @@ function brokerPortOk(port: number): boolean {
   return port >= 1 && port <= 65535;
 }
 
-const nodeId = z
-  .string()
-  .regex(/^[A-Za-z0-9._-]{1,64}$/, { error: 'must be 1-64 characters of A-Z a-z 0-9 . _ -' });
-
 const envSchema = z.object({
   SLUICE_HOST: z.string().min(1).default('127.0.0.1'),
   SLUICE_PORT: int(8080, 0, 65535),
-  SLUICE_NODE_ID: nodeId.default(defaultNodeId()),
-  SLUICE_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  SLUICE_NODE_ID: nodeIdSchema.default(nodeIdFromHost(hostname())),
+  SLUICE_LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   SLUICE_WRITE_MODE: z.enum(WRITE_MODES).default('sync'),
   SLUICE_MAX_BODY_BYTES: int(MiB, 64, 64 * MiB),
   SLUICE_MAX_BATCH: int(1000, 1, 100_000),
@@ -81,10 +79,7 @@ const envSchema = z.object({
   SLUICE_POLL_MS: int(50, 1, 60_000),
   SLUICE_SHUTDOWN_TIMEOUT_MS: int(15_000, 0, 600_000),
   SLUICE_GUARANTEE: z.enum(GUARANTEES).default('exactly_once'),
-  SLUICE_TRANSACTIONAL_ID_PREFIX: z
-    .string()
-    .regex(/^[A-Za-z0-9._-]{1,200}$/, { error: 'must be 1-200 characters of A-Z a-z 0-9 . _ -' })
-    .default('sluice'),
+  SLUICE_TRANSACTIONAL_ID_PREFIX: idSchema(200).default('sluice'),
   SLUICE_PROGRESS_TOPIC: topicNameSchema.optional(),
   SLUICE_MAX_ATTEMPTS: int(10, 1, 1000),
   SLUICE_RETRY_BASE_MS: int(500, 1, 3_600_000),
@@ -98,12 +93,13 @@ const envSchema = z.object({
   SLUICE_ADMIN_TOKEN: z.string().min(16, { error: 'must be at least 16 characters' }).max(1024).optional(),
   SLUICE_TLS_CERT_FILE: z.string().min(1).optional(),
   SLUICE_TLS_KEY_FILE: z.string().min(1).optional(),
+  SLUICE_CACHE_DIR: z.string().min(1).optional(),
 });
 
 export type Env = z.infer<typeof envSchema>;
 
 /** Every variable sluice reads: its settings and the Kafka jar cache of `kafka-local`. What a typo is compared with. */
-export const KNOWN_VARIABLES: readonly string[] = [...Object.keys(envSchema.shape), 'SLUICE_CACHE_DIR'];
+export const KNOWN_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
 
 /**
  * The test suite's and benchmarks' own variables, which their child sluices inherit: tolerated,
@@ -213,6 +209,8 @@ export interface Config {
   /** PEM files of the HTTPS certificate (chain) and its key; undefined = plain HTTP. */
   tls: { certFile: string; keyFile: string } | undefined;
   shutdownTimeoutMs: number;
+  /** The local broker's jar cache and java (`serve` without KAFKA_BROKERS). */
+  kafkaTools: KafkaTools;
 }
 
 /** Parses the environment; throws ConfigError naming every bad variable at once. */
@@ -225,10 +223,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (!parsed.success || misset.length > 0) {
     const details: ErrorDetail[] = [
       ...misset,
-      ...(parsed.error?.issues ?? []).map((issue) => ({
-        path: issue.path.join('.'),
-        message: `${issue.path.join('.')} ${issue.message}`,
-      })),
+      ...(parsed.success ? [] : issueDetails(parsed.error)).map((d) => ({ path: d.path, message: `${d.path} ${d.message}` })),
     ];
     throw new ConfigError(
       `invalid configuration: ${details.map((d) => d.message).join('; ')}`,
@@ -308,16 +303,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
         ? undefined
         : { certFile: e.SLUICE_TLS_CERT_FILE, keyFile: e.SLUICE_TLS_KEY_FILE },
     shutdownTimeoutMs: e.SLUICE_SHUTDOWN_TIMEOUT_MS,
+    kafkaTools: kafkaTools(env),
   };
 }
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-}
-
-function defaultNodeId(): string {
-  const cleaned = hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
-  return cleaned.length > 0 ? cleaned : 'node';
 }
 
 /** How the local Kafka broker is run: where its jars are cached, and which java runs it. */
@@ -326,8 +317,11 @@ export interface KafkaTools {
   java: string;
 }
 
-/** Read from the environment like every setting (SLUICE_CACHE_DIR, else XDG_CACHE_HOME; JAVA_HOME). */
-export function kafkaTools(env: Record<string, string | undefined> = process.env): KafkaTools {
+/**
+ * From SLUICE_CACHE_DIR, else XDG_CACHE_HOME; JAVA_HOME. An empty value means the default, as for every
+ * setting. `loadConfig` reads it with the rest; commands and scripts without a Config pass their environment.
+ */
+export function kafkaTools(env: Record<string, string | undefined>): KafkaTools {
   const cacheDir = env.SLUICE_CACHE_DIR || join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'sluice');
   return { cacheDir, java: env.JAVA_HOME ? join(env.JAVA_HOME, 'bin', 'java') : 'java' };
 }

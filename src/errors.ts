@@ -15,7 +15,6 @@ export type ErrorCode =
   | 'header_too_large'
   | 'unsupported_media_type'
   | 'not_found'
-  | 'quota_exceeded'
   | 'backlog_full'
   | 'not_ready'
   | 'shutting_down'

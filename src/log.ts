@@ -1,7 +1,7 @@
 /** Structured logs: one JSON object per line on stderr, with a level. Never pass tokens in fields. */
-export type Level = 'debug' | 'info' | 'warn' | 'error';
+import type { LogLevel } from './core/modes.ts';
 
-const order: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+const order: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 export type Fields = Record<string, unknown>;
 
@@ -14,12 +14,12 @@ export interface Logger {
 }
 
 export function createLogger(
-  opts: { level?: Level; base?: Fields; write?: (line: string) => void } = {},
+  opts: { level?: LogLevel; base?: Fields; write?: (line: string) => void } = {},
 ): Logger {
   const min = order[opts.level ?? 'info'];
   const base = opts.base ?? {};
   const write = opts.write ?? ((line: string) => process.stderr.write(line));
-  const emit = (level: Level, msg: string, fields?: Fields): void => {
+  const emit = (level: LogLevel, msg: string, fields?: Fields): void => {
     if (order[level] < min) return;
     const entry = { ts: new Date().toISOString(), level, msg, ...base, ...fields };
     write(`${JSON.stringify(entry, replacer)}\n`);

@@ -2,7 +2,7 @@ import { Admin } from '@platformatic/kafka';
 import { closeSync, fsyncSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import postgres from 'postgres';
-import type { ComponentState } from './http/readiness.ts';
+import { type ComponentState, within } from './core/component-state.ts';
 import { networkCause, redactUrl } from './network-cause.ts';
 import { partitionsMismatch } from './outbox/identity.ts';
 
@@ -17,15 +17,6 @@ export interface ProbeResult {
   detail: string;
   /** Not ok because the configuration itself is invalid (exit 2), not because a component is unusable (exit 1). */
   invalid?: boolean;
-}
-
-/** Resolves `fallback()` if `p` has not settled within `ms`. */
-export function within<T>(p: Promise<T>, ms: number, fallback: () => T): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<T>((resolve) => {
-    timer = setTimeout(() => resolve(fallback()), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 const seconds = (ms: number): string => `${Math.round(ms / 100) / 10}s`;

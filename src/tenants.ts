@@ -6,7 +6,7 @@ import type { Logger } from './log.ts';
 import { collisionKey, sluiceTopics, topicNameSchema, topicProblem } from './core/topic-rule.ts';
 import { DEFAULT_METRIC_TENANTS, OTHER_TENANTS, TenantLabels } from './tenant-labels.ts';
 import { TokenIndex } from './tenant-tokens.ts';
-import { issuePath } from './core/zod-issues.ts';
+import { issueDetails } from './core/zod-issues.ts';
 
 export interface Quota {
   /** Records a second. */
@@ -123,10 +123,7 @@ export function loadTenantsFile(path: string, own?: OwnTopics): TenantsConfig {
   const parsed = fileSchema.safeParse(raw);
   if (!parsed.success) {
     return fail(
-      parsed.error.issues.map((issue) => {
-        const where = issuePath(issue);
-        return { path: `SLUICE_TENANTS_FILE:${where}`, message: `SLUICE_TENANTS_FILE ${path}: ${where} ${issue.message}` };
-      }),
+      issueDetails(parsed.error).map((d) => ({ path: `SLUICE_TENANTS_FILE:${d.path}`, message: `SLUICE_TENANTS_FILE ${path}: ${d.path} ${d.message}` })),
     );
   }
   const shared = [...sharedTokens(parsed.data.tenants), ...collidingTopics(parsed.data.tenants), ...ownTopicProblems(parsed.data.tenants, own)];

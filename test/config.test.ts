@@ -24,6 +24,12 @@ describe('configuration', () => {
     expect(c.partitions).toBe(16);
   });
 
+  test("the local broker's tools come with the configuration: SLUICE_CACHE_DIR, else XDG_CACHE_HOME; JAVA_HOME; empty means the default", () => {
+    expect(loadConfig({ SLUICE_CACHE_DIR: '/c', JAVA_HOME: '/jdk' }).kafkaTools).toEqual({ cacheDir: '/c', java: '/jdk/bin/java' });
+    expect(loadConfig({ XDG_CACHE_HOME: '/x' }).kafkaTools).toEqual({ cacheDir: '/x/sluice', java: 'java' });
+    expect(loadConfig({ SLUICE_CACHE_DIR: '', XDG_CACHE_HOME: '/x', JAVA_HOME: '' }).kafkaTools).toEqual({ cacheDir: '/x/sluice', java: 'java' });
+  });
+
   test('parses values and broker lists', () => {
     const c = loadConfig({ SLUICE_PORT: '9000', KAFKA_BROKERS: 'a:9092, b:9093', DATABASE_URL: 'postgres://u@h/db', SLUICE_PARTITIONS: '32' });
     expect(c.http.port).toBe(9000);

@@ -17,9 +17,31 @@ export function storable(s: string): boolean {
   return !s.includes('\u0000') && s.isWellFormed();
 }
 
+/** The characters of every name sluice builds keys, ids and paths from (tenants, nodes, transactional ids). */
+const ID_CHARS = 'A-Za-z0-9._-';
+
+/** 1 to `max` characters of ID_CHARS, said the same way wherever such a name is set. */
+export function idSchema(max: number) {
+  return z.string().regex(new RegExp(`^[${ID_CHARS}]{1,${max}}$`), { error: `must be 1-${max} characters of A-Z a-z 0-9 . _ -` });
+}
+
+export const NODE_ID_MAX = 64;
+
+/** A node's id: it names the node's journal directory and the ids of its records. */
+export const nodeIdSchema = idSchema(NODE_ID_MAX);
+
+/** A node id made from a host name: whatever it holds outside the id's characters becomes `-`. */
+export function nodeIdFromHost(host: string): string {
+  const cleaned = host.replace(new RegExp(`[^${ID_CHARS}]`, 'g'), '-').slice(0, NODE_ID_MAX);
+  return cleaned.length > 0 ? cleaned : 'node';
+}
+
+/** `tenant:namespace`: the tenant part follows the tenant id rule, the rest is free text without control characters. */
+export const NAMESPACE_SYNTAX = new RegExp(`^[${ID_CHARS}]{1,${LIMITS.tenantId}}:[^\u0000-\u001f\u007f-\u009f]+$`);
+
 export const tenantIdSchema = z
   .string()
-  .regex(/^[A-Za-z0-9._-]+$/, { error: 'must use only A-Z a-z 0-9 . _ -' })
+  .regex(new RegExp(`^[${ID_CHARS}]+$`), { error: 'must use only A-Z a-z 0-9 . _ -' })
   .max(LIMITS.tenantId, { error: `must be at most ${LIMITS.tenantId} characters` });
 
 export const dedupeKeySchema = z

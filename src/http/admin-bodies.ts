@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { SluiceError } from '../errors.ts';
 import { tenantIdSchema } from '../core/identifiers.ts';
+import { OUTBOX_STATUSES } from '../core/modes.ts';
 import { mediaType } from './parse-events.ts';
 import { readBody } from './read-body.ts';
 import { issueDetails } from '../core/zod-issues.ts';
@@ -42,9 +43,9 @@ export const replayTenantSchema = z
     since: instant.optional(),
     until: instant.optional(),
     status: z
-      .array(z.enum(['pending', 'sent', 'dead'], { error: 'must be pending, sent or dead' }))
+      .array(z.enum(OUTBOX_STATUSES, { error: 'must be pending, sent or dead' }))
       .min(1, { error: 'must name at least one status' })
-      .max(3)
+      .max(OUTBOX_STATUSES.length)
       .default(['sent', 'dead']),
     limit: z
       .number({ error: 'must be a number' })

@@ -14,7 +14,6 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   request_incomplete: 400,
   header_too_large: 431,
   unsupported_media_type: 415,
-  quota_exceeded: 429,
   backlog_full: 429,
   not_ready: 503,
   shutting_down: 503,

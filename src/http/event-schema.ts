@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CONTROL, dedupeKeySchema, LIMITS, storable, tenantIdSchema } from '../core/identifiers.ts';
+import { CONTROL, dedupeKeySchema, LIMITS, NAMESPACE_SYNTAX, storable, tenantIdSchema } from '../core/identifiers.ts';
 import { RESERVED_HEADERS } from '../core/record.ts';
 import { KAFKA_TOPIC_SYNTAX } from '../core/topic-rule.ts';
 
@@ -66,7 +66,7 @@ export const eventSchema = z.strictObject({
   tenant_id: tenantIdSchema.optional(),
   namespace: z
     .string()
-    .regex(/^[A-Za-z0-9._-]+:[^\u0000-\u001f\u007f-\u009f]+$/, { error: 'must have the form tenant:namespace, without control characters' })
+    .regex(NAMESPACE_SYNTAX, { error: 'must have the form tenant:namespace, without control characters' })
     .max(512)
     .optional(),
 });

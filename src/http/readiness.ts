@@ -1,9 +1,4 @@
-import { within } from '../probes.ts';
-
-export interface ComponentState {
-  ok: boolean;
-  detail?: string;
-}
+import { type ComponentState, within } from '../core/component-state.ts';
 
 export interface ComponentReport extends ComponentState {
   /** Whether this node's readiness depends on it: what its role needs to serve. */

@@ -1,7 +1,7 @@
 import { open, statfs, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeError } from '../errors.ts';
-import type { ComponentState } from '../http/readiness.ts';
+import type { ComponentState } from '../core/component-state.ts';
 
 const PROBE = 'ready.probe';
 const PROBE_BYTES = Buffer.alloc(4096, 0x0a);

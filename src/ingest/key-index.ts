@@ -1,3 +1,4 @@
+import { pairKey } from '../core/record.ts';
 import { SluiceError } from '../errors.ts';
 
 /**
@@ -184,6 +185,6 @@ export interface PairHash {
 }
 
 export function pairHash(tenant: string, dedupeKey: string): PairHash {
-  const h = Bun.hash.wyhash(`${tenant}\u0000${dedupeKey}`);
+  const h = Bun.hash.wyhash(pairKey(tenant, dedupeKey));
   return { lo: Number(h & 0xffffffffn), hi: Number(h >> 32n) };
 }

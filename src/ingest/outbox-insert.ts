@@ -2,8 +2,7 @@ import { systemClock, type Clock } from '../core/clock.ts';
 import { describeError } from '../errors.ts';
 import type { JournalEntry } from '../core/record.ts';
 import type { Logger } from '../log.ts';
-import type { Outbox } from '../outbox/outbox.ts';
-import type { InsertResult } from '../outbox/repository.ts';
+import type { InsertResult, Outbox } from '../outbox/outbox.ts';
 
 /**
  * The outbox stage of a sync write: one multi-row INSERT for a group commit's journaled entries, by

@@ -1,6 +1,6 @@
 import { systemClock, type Clock } from '../core/clock.ts';
-import { type Envelope, journalRecordId } from '../core/record.ts';
-import type { InsertResult } from '../outbox/repository.ts';
+import { type Envelope, journalRecordId, pairKey } from '../core/record.ts';
+import type { InsertResult } from '../outbox/outbox.ts';
 import { insertWithin } from './outbox-insert.ts';
 import type { WritePath, WritePathOptions, WriteResult } from './write-path.ts';
 
@@ -47,7 +47,7 @@ export class SyncWrites implements WritePath {
 
   /** True when the outbox holds every key of the request (one probe of its unique index a key). */
   async holds(envelopes: readonly Envelope[]): Promise<boolean> {
-    const distinct = new Set(envelopes.map((e) => `${e.tenant_id}\u0000${e.dedupe_key}`));
+    const distinct = new Set(envelopes.map((e) => pairKey(e.tenant_id, e.dedupe_key)));
     return (await this.#o.outbox.existingPairs([...envelopes])).size === distinct.size;
   }
 

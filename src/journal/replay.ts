@@ -2,7 +2,8 @@ import { stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import fg from 'fast-glob';
 import { KeyIndex, pairHash } from '../ingest/key-index.ts';
-import { isDatabaseFailure, type Outbox } from '../outbox/outbox.ts';
+import type { Outbox } from '../outbox/outbox.ts';
+import { SluiceError } from '../errors.ts';
 import { pairKey, type JournalEntry } from '../core/record.ts';
 import { parseEntry, readSegmentLines, type BadLine } from './reader.ts';
 import { parseSegmentFileName } from './segment-name.ts';
@@ -163,7 +164,8 @@ export async function replayJournal(opts: ReplayOptions): Promise<ReplaySummary>
       }
       await flush();
     } catch (err) {
-      if (isDatabaseFailure(err)) throw err;
+      // The outbox failing is no damage of the file: the replay stops instead of skipping it.
+      if (err instanceof SluiceError && err.code === 'outbox_unavailable') throw err;
       lastSeq = undefined;
       // What was read before the damage is replayed ("what could be read was replayed").
       await flush();

@@ -2,6 +2,7 @@
 // CI can start it in the background and poll --bootstrap-file for the address.
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { kafkaTools } from '../config.ts';
 import { startLocalBroker, type LocalBrokerOptions } from './local-broker.ts';
 import { createLogger } from '../log.ts';
 
@@ -13,7 +14,8 @@ export async function runKafkaLocal(argv: string[]): Promise<number> {
     options: { port: { type: 'string' }, 'data-dir': { type: 'string' }, 'bootstrap-file': { type: 'string' } },
     strict: true,
   });
-  const options: LocalBrokerOptions = {};
+  // Runs without a Config (no sluice settings apply): the tools' variables are read here, at its edge.
+  const options: LocalBrokerOptions = { tools: kafkaTools(process.env) };
   if (values.port !== undefined) options.port = Number(values.port);
   if (values['data-dir'] !== undefined) options.dataDir = values['data-dir'];
   const bootstrapFile = values['bootstrap-file'];

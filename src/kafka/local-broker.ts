@@ -8,12 +8,14 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Subprocess } from 'bun';
-import { kafkaTools } from '../config.ts';
+import type { KafkaTools } from '../config.ts';
+import { SluiceError } from '../errors.ts';
 
 export interface LocalBrokerOptions {
   port?: number;
   dataDir?: string;
-  cacheDir?: string;
+  /** Where the jars are cached and which java runs them: from the caller's configuration or environment. */
+  tools: KafkaTools;
   log?: (line: string) => void;
   /**
    * JIT with C1 only: on a small, busy machine the broker is ready seconds sooner because it spends
@@ -63,13 +65,9 @@ const TAIL_LINES = 40;
 // The pom is the single place the Kafka version is pinned; the cache key follows it.
 const KAFKA_VERSION = ((): string => {
   const match = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(readFileSync(POM_PATH, 'utf8'));
-  if (!match?.[1]) throw new Error(`kafka.version property not found in ${POM_PATH}`);
+  if (!match?.[1]) throw new SluiceError('internal', `kafka.version property not found in ${POM_PATH}`);
   return match[1].trim();
 })();
-
-function javaBin(): string {
-  return kafkaTools().java;
-}
 
 export function kafkaClasspath(libsDir: string): string {
   // A JVM classpath wildcard keeps the command line short and needs no directory listing.
@@ -80,8 +78,8 @@ export function kafkaClasspath(libsDir: string): string {
 const inFlightDownloads = new Map<string, Promise<string>>();
 
 /** Returns the directory holding the broker jars, downloading them with Maven on first use. */
-export async function ensureKafkaJars(cacheDir?: string): Promise<string> {
-  const libsDir = join(cacheDir ?? kafkaTools().cacheDir, `kafka-${KAFKA_VERSION}`, 'libs');
+export async function ensureKafkaJars(cacheDir: string): Promise<string> {
+  const libsDir = join(cacheDir, `kafka-${KAFKA_VERSION}`, 'libs');
   let pending = inFlightDownloads.get(libsDir);
   if (!pending) {
     pending = downloadJars(libsDir).finally(() => inFlightDownloads.delete(libsDir));
@@ -135,7 +133,7 @@ async function freePorts(count: number): Promise<number[]> {
   );
   const ports = servers.map((server) => {
     const address = server.address();
-    if (address === null || typeof address === 'string') throw new Error('unexpected server address');
+    if (address === null || typeof address === 'string') throw new SluiceError('internal', 'unexpected server address');
     return address.port;
   });
   await Promise.all(servers.map((server) => new Promise<void>((ok) => server.close(() => ok()))));
@@ -197,13 +195,13 @@ async function run(cmd: string[]): Promise<string> {
     new Response(proc.stderr).text(),
     proc.exited,
   ]);
-  if (code !== 0) throw new Error(`${cmd.join(' ')} failed (exit ${code}):\n${lastLines(out + err)}`);
+  if (code !== 0) throw new SluiceError('kafka_unavailable', `${cmd.join(' ')} failed (exit ${code}):\n${lastLines(out + err)}`);
   return out;
 }
 
-function runKafkaTool(classpath: string, args: string[]): Promise<string> {
+function runKafkaTool(java: string, classpath: string, args: string[]): Promise<string> {
   // The tools log the whole broker config at INFO; only warnings are worth keeping.
-  return run([javaBin(), ...JVM_OPTS, '-Dorg.slf4j.simpleLogger.defaultLogLevel=warn', '-cp', classpath, ...args]);
+  return run([java, ...JVM_OPTS, '-Dorg.slf4j.simpleLogger.defaultLogLevel=warn', '-cp', classpath, ...args]);
 }
 
 function lastLines(text: string): string {
@@ -283,7 +281,12 @@ async function probeReady(bootstrap: string, clusterId: string | undefined): Pro
   }
 }
 
-class ForeignBroker extends Error {}
+/** Somebody else's broker holds the port: never published to, so the start fails. */
+class ForeignBroker extends SluiceError {
+  constructor(message: string) {
+    super('address_unavailable', message);
+  }
+}
 
 /**
  * A cluster id as `StorageTool random-uuid` makes one (Kafka's Uuid: 16 random bytes, base64url
@@ -301,14 +304,14 @@ function randomClusterId(): string {
  * the JVM exits, or the broker that answers on the port is not the one started here (its cluster id
  * differs): a caller must never end up publishing to somebody else's broker.
  */
-export async function startLocalBroker(opts: LocalBrokerOptions = {}): Promise<LocalBroker> {
+export async function startLocalBroker(opts: LocalBrokerOptions): Promise<LocalBroker> {
   if (opts.port !== undefined) {
     const problem = await portProblem(opts.port);
-    if (problem !== undefined) throw new Error(problem);
+    if (problem !== undefined) throw new SluiceError('address_unavailable', problem);
   }
-  const classpath = kafkaClasspath(await ensureKafkaJars(opts.cacheDir));
+  const classpath = kafkaClasspath(await ensureKafkaJars(opts.tools.cacheDir));
   const [freeA, freeB] = await freePorts(2);
-  if (freeA === undefined || freeB === undefined) throw new Error('could not allocate ports');
+  if (freeA === undefined || freeB === undefined) throw new SluiceError('address_unavailable', 'could not allocate ports');
   const port = opts.port ?? freeA;
   const controllerPort = freeB === port ? freeA : freeB;
   const bootstrap = `127.0.0.1:${port}`;
@@ -330,11 +333,11 @@ export async function startLocalBroker(opts: LocalBrokerOptions = {}): Promise<L
     // A reused dataDir keeps its cluster id: formatting it again with a new id is an error, not a no-op.
     if (!existsSync(join(dataDir, 'logs', 'meta.properties'))) {
       const clusterId = randomClusterId();
-      await runKafkaTool(classpath, ['kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', propsPath, '-g']);
+      await runKafkaTool(opts.tools.java, classpath, ['kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', propsPath, '-g']);
     }
     logFile = createWriteStream(join(dataDir, 'broker.log'), { flags: 'a' });
     child = Bun.spawn({
-      cmd: [javaBin(), ...JVM_OPTS, ...(opts.fastStart === true ? ['-XX:TieredStopAtLevel=1'] : []), '-cp', classpath, 'kafka.Kafka', propsPath],
+      cmd: [opts.tools.java, ...JVM_OPTS, ...(opts.fastStart === true ? ['-XX:TieredStopAtLevel=1'] : []), '-cp', classpath, 'kafka.Kafka', propsPath],
       cwd: dataDir,
       stdin: 'ignore',
       stdout: 'pipe',
@@ -383,7 +386,7 @@ export async function startLocalBroker(opts: LocalBrokerOptions = {}): Promise<L
         ? `exited early (${child.exitCode ?? child.signalCode})`
         : `not ready after ${READY_TIMEOUT_MS} ms`;
       const errors = digest.firstErrors.length ? `first errors:\n${digest.firstErrors.join('\n')}\n` : '';
-      throw new Error(`kafka broker ${why}; ${errors}broker.log tail:\n${digest.tail.join('\n')}`);
+      throw new SluiceError('kafka_unavailable', `kafka broker ${why}; ${errors}broker.log tail:\n${digest.tail.join('\n')}`);
     }
     // A probe against a port someone else holds can hang until its timeout; the JVM exiting ends it early.
     let ready: boolean;
@@ -392,7 +395,8 @@ export async function startLocalBroker(opts: LocalBrokerOptions = {}): Promise<L
     } catch (error) {
       await stop();
       const errors = digest.firstErrors.length ? `; its first errors:\n${digest.firstErrors.join('\n')}` : '';
-      throw new Error(`${(error as Error).message}${errors}`);
+      const code = error instanceof SluiceError ? error.code : 'kafka_unavailable';
+      throw new SluiceError(code, `${(error as Error).message}${errors}`, { cause: error });
     }
     if (ready) break;
     await Bun.sleep(100);

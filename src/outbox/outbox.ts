@@ -1,4 +1,5 @@
 import type { ClaimedRow, Envelope, JournalEntry, NewOutboxRow } from '../core/record.ts';
+import { describeError, SluiceError } from '../errors.ts';
 import {
   claimForTenants,
   markDead,
@@ -16,6 +17,8 @@ import { insertIsolating, insertOrQuarantine, type JournalPosition, type Quarant
 import { requeueIds, requeueTenant, tenantHasRows, type TenantReplayFilter } from './replay-requeue.ts';
 import { existingPairs, insertRows, outboxExists, rowFor, type InsertResult } from './repository.ts';
 import { deleteSent } from './retention.ts';
+
+export type { InsertResult, PublishedRef };
 
 /**
  * The outbox, and every statement sluice runs on it: ingest and journal replay insert, the processor
@@ -49,7 +52,7 @@ export class Outbox {
 
   /** False on a database that was never migrated. */
   exists(): Promise<boolean> {
-    return outboxExists(this.#sql);
+    return unavailable(outboxExists(this.#sql));
   }
 
   // Ingest and replay.
@@ -59,12 +62,13 @@ export class Outbox {
   }
 
   insert(rows: NewOutboxRow[]): Promise<InsertResult[]> {
-    return insertRows(this.#sql, rows);
+    return unavailable(insertRows(this.#sql, rows));
   }
 
   /** Inserts what the outbox accepts; rows it refuses for good come back by index, with the error. */
   insertIsolating(rows: NewOutboxRow[]): Promise<{ results: InsertResult[]; refused: { index: number; error: string }[] }> {
-    return insertIsolating(this.#sql, rows);
+    // Wrapped only here: the isolation itself reads the SQLSTATE of the raw error.
+    return unavailable(insertIsolating(this.#sql, rows));
   }
 
   /** Inserts journal entries; a line refused for good is quarantined with its position. */
@@ -74,7 +78,7 @@ export class Outbox {
 
   /** Which of these pairs the outbox holds, as pairKey strings. */
   existingPairs(pairs: { tenant_id: string; dedupe_key: string }[]): Promise<Set<string>> {
-    return existingPairs(this.#sql, pairs);
+    return unavailable(existingPairs(this.#sql, pairs));
   }
 
   // The processor.
@@ -138,10 +142,20 @@ export class Outbox {
 
 /**
  * An error from the database rather than from what was read: postgres.js errors carry a SQLSTATE or a
- * connection code. A journal replay stops on one instead of skipping a file.
+ * connection code. Known here alone; callers see an `outbox_unavailable` SluiceError instead.
  */
-export function isDatabaseFailure(err: unknown): boolean {
+function isDatabaseFailure(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: unknown }).code;
   return err.name === 'PostgresError' || code === 'ECONNREFUSED' || code === 'CONNECTION_CLOSED';
+}
+
+/** A database failure as `outbox_unavailable` (the raw error as its cause); anything else as it was. */
+async function unavailable<T>(query: Promise<T>): Promise<T> {
+  try {
+    return await query;
+  } catch (err) {
+    if (isDatabaseFailure(err)) throw new SluiceError('outbox_unavailable', describeError(err), { cause: err });
+    throw err;
+  }
 }

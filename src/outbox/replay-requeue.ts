@@ -1,6 +1,5 @@
+import type { OutboxStatus } from '../core/modes.ts';
 import type { Sql } from './db.ts';
-
-export type OutboxStatus = 'pending' | 'sent' | 'dead';
 
 /**
  * What re-queueing does to a row: pending again with a fresh start, `replays` bumped (the processor

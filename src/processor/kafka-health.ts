@@ -3,7 +3,7 @@ import type { Clock } from '../core/clock.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { ProbeResult } from '../probes.ts';
-import type { ComponentState } from '../http/readiness.ts';
+import type { ComponentState } from '../core/component-state.ts';
 
 export interface KafkaHealthOptions {
   brokers: readonly string[];

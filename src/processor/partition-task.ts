@@ -1,7 +1,7 @@
 import type { ClaimedRow } from '../core/record.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import type { PublishedRef } from '../outbox/claims.ts';
+import type { PublishedRef } from '../outbox/outbox.ts';
 import type { Outbox } from '../outbox/outbox.ts';
 import type { Tenants } from '../tenants.ts';
 import { backoffMs } from '../core/backoff.ts';
@@ -313,6 +313,7 @@ export class PartitionTask {
     try {
       await producer.publish(rows);
     } catch (err) {
+      // The producer rejects with a KafkaError already (returned as is); anything else is classified the same way.
       const failure = kafkaError(err);
       if (failure.kind === 'fenced') throw failure;
       // The producer was replaced, and whether its last commit went through is not known (a lost

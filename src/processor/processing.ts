@@ -1,7 +1,7 @@
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import type { ComponentState } from '../http/readiness.ts';
+import type { ComponentState } from '../core/component-state.ts';
 import type { Database } from '../outbox/db.ts';
 import type { Outbox } from '../outbox/outbox.ts';
 import { probeKafka } from '../probes.ts';

@@ -1,6 +1,6 @@
 import { Admin } from '@platformatic/kafka';
 import { CommittedReader } from '../kafka/committed-records.ts';
-import type { PublishedRef } from '../outbox/claims.ts';
+import type { PublishedRef } from '../outbox/outbox.ts';
 import type { Logger } from '../log.ts';
 import { errorCodes } from '../kafka/errors.ts';
 import { SluiceError } from '../errors.ts';

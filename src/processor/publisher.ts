@@ -2,7 +2,7 @@ import type { Compression, Guarantee } from '../core/modes.ts';
 import { compatibilityPartitioner, metadataV12, Producer, stringSerializers, type MessageToProduce } from '@platformatic/kafka';
 import { recordKey } from '../core/record.ts';
 import type { ClaimedRow } from '../core/record.ts';
-import { classifyFailure, describeKafkaError } from '../kafka/errors.ts';
+import { classifyFailure, describeKafkaError, kafkaError } from '../kafka/errors.ts';
 import { encodeProgress, progressKey } from './progress.ts';
 
 
@@ -17,7 +17,7 @@ export interface PublishingOptions {
   outboxIdentity: string;
 }
 
-/** Publishes one outbox partition's batches. */
+/** Publishes one outbox partition's batches. `init` and `publish` reject with a KafkaError, classified here once. */
 export interface PartitionProducer {
   /**
    * Takes the partition's transactional id: fences any earlier owner and aborts its open
@@ -158,7 +158,7 @@ export function createPublishing(opts: PublishingOptions): Publishing {
             } catch (err) {
               // Every partition shares this producer: replace it once, not once per failed send.
               await shared.replace(producer);
-              throw err;
+              throw kafkaError(err);
             }
           },
           topicRefusals,
@@ -175,7 +175,7 @@ export function createPublishing(opts: PublishingOptions): Publishing {
           return await slot.get().beginTransaction();
         } catch (err) {
           await slot.replace();
-          throw err;
+          throw kafkaError(err);
         }
       };
       const progress = (rows: readonly ClaimedRow[]): Message => ({
@@ -188,7 +188,11 @@ export function createPublishing(opts: PublishingOptions): Publishing {
         async init() {
           // Beginning a transaction runs InitProducerId; nothing is sent, so there is nothing to end.
           const tx = await begin();
-          await tx.cancel();
+          try {
+            await tx.cancel();
+          } catch (err) {
+            throw kafkaError(err);
+          }
         },
         async publish(rows) {
           if (rows.length === 0) return;
@@ -200,7 +204,7 @@ export function createPublishing(opts: PublishingOptions): Publishing {
             // A fenced producer cannot abort; the new owner already aborted this transaction.
             await tx.abort().catch(() => tx.cancel().catch(() => {}));
             await slot.replace();
-            throw err;
+            throw kafkaError(err);
           }
         },
         topicRefusals,

@@ -1,14 +1,14 @@
 import type { Config } from '../config.ts';
 import { follow } from '../core/watermark.ts';
 import type { Envelope } from '../core/record.ts';
-import type { ComponentState, Readiness } from '../http/readiness.ts';
+import type { ComponentState } from '../core/component-state.ts';
+import type { Readiness } from '../http/readiness.ts';
 import { Backlog } from '../ingest/backlog.ts';
 import { startIngestStack } from '../ingest/ingest-stack.ts';
 import { journalReadiness } from '../ingest/journal-readiness.ts';
 import type { WriteResult } from '../ingest/write-path.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import type { Database } from '../outbox/db.ts';
 import type { Outbox } from '../outbox/outbox.ts';
 import type { OutboxGauges } from '../outbox/outbox-gauges.ts';
 import { outboxState } from '../probes.ts';
@@ -34,7 +34,6 @@ const FORWARDER_STUCK_MS = 30_000;
 export async function startIngestRole(o: {
   config: Config;
   outbox: Outbox;
-  database: Database;
   tenants: Tenants;
   metrics: Metrics;
   log: Logger;

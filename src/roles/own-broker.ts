@@ -16,7 +16,7 @@ export async function checkOwnBrokerPort(config: Config): Promise<void> {
 export async function startOwnBroker(config: Config, log: Logger): Promise<LocalBroker> {
   log.info('KAFKA_BROKERS not set: starting a local Kafka broker', { port: config.kafka.localPort });
   try {
-    return await startLocalBroker({ dataDir: join(config.db.dataDir, 'kafka'), port: config.kafka.localPort, fastStart: true });
+    return await startLocalBroker({ dataDir: join(config.db.dataDir, 'kafka'), port: config.kafka.localPort, tools: config.kafkaTools, fastStart: true });
   } catch (err) {
     throw localBrokerError(config, err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err));
   }

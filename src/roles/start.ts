@@ -105,7 +105,7 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
 
     const readiness = new Readiness();
     const ingest = ingests
-      ? await startIngestRole({ config, outbox, database, tenants, metrics, log, gauges, readiness, timed, closers, onCommitted: wakeProcessor })
+      ? await startIngestRole({ config, outbox, tenants, metrics, log, gauges, readiness, timed, closers, onCommitted: wakeProcessor })
       : undefined;
     if (!ingests) {
       readiness.add('outbox', true, () => outboxState(() => outbox.ping(), config.db.url));

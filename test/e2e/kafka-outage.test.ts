@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLocalBroker, type LocalBroker } from '../../src/kafka/local-broker.ts';
 import { createLogger } from '../../src/log.ts';
-import { readTopic } from '../support/kafka.ts';
+import { brokerOptions, readTopic } from '../support/kafka.ts';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
 import { eventually, postEvent, startSluice, type TestSluice } from '../support/sluice.ts';
 
@@ -19,7 +19,7 @@ describe('Kafka down while events arrive', () => {
     db = await createTestDatabase({ migrate: false });
     // A broker of its own, on a data directory that survives its restart.
     dataDir = mkdtempSync(join(tmpdir(), 'sluice-outage-kafka-'));
-    broker = await startLocalBroker({ dataDir });
+    broker = await startLocalBroker(brokerOptions({ dataDir }));
     sluice = await startSluice({ DATABASE_URL: db.url, KAFKA_BROKERS: broker.bootstrap }, { log: createLogger({ level: 'debug', write: (l) => logs.push(JSON.parse(l) as Record<string, unknown>) }) });
   }, 180_000);
 
@@ -63,7 +63,7 @@ describe('Kafka down while events arrive', () => {
     await eventually(async () => logs.some((l) => l.msg === 'cannot process (Kafka unreachable); leaving the partitions to other instances'), 30_000, 'partitions given up');
 
     expect(await pending()).toBe(20);
-    broker = await startLocalBroker({ dataDir, port: broker.port });
+    broker = await startLocalBroker(brokerOptions({ dataDir, port: broker.port }));
     await eventually(async () => (await pending()) === 0, 60_000, 'backlog published');
 
     // The outage is one warning with the broker and the cause, and one line when it is over; the

@@ -58,4 +58,22 @@ describe('Kafka failures through one table', () => {
     expect([down.code, down.kind, down.kafkaCodes]).toEqual(['kafka_unavailable', 'transient', []]);
     expect(failureReason(down)).toBe('network');
   });
+
+  test('converted at the boundary, a failure is judged as the raw one was: kind, line, metric reason', () => {
+    const raws = [
+      produceFailed('PRODUCER_FENCED'),
+      produceFailed('MESSAGE_TOO_LARGE', 'NOT_ENOUGH_REPLICAS'),
+      new MultipleErrors('failed', [new NetworkError('Connection closed')]),
+      new TimeoutError('Request timed out.'),
+      new TypeError('null is not an object'),
+    ];
+    for (const raw of raws) {
+      const converted = kafkaError(raw);
+      expect([classifyFailure(converted), describeKafkaError(converted), failureReason(converted)]).toEqual([
+        classifyFailure(raw),
+        describeKafkaError(raw),
+        failureReason(raw),
+      ]);
+    }
+  });
 });

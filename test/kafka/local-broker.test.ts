@@ -12,13 +12,14 @@ import {
 import type { FetchIsolationLevelValue, Message, ProducerOptions } from '@platformatic/kafka';
 import { startLocalBroker } from '../../src/kafka/local-broker.ts';
 import type { LocalBroker } from '../../src/kafka/local-broker.ts';
+import { brokerOptions } from '../support/kafka.ts';
 
 type StringMessage = Message<string, string, string, string>;
 
 let broker: LocalBroker;
 
 beforeAll(async () => {
-  broker = await startLocalBroker();
+  broker = await startLocalBroker(brokerOptions());
 });
 
 afterAll(async () => {

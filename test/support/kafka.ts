@@ -1,7 +1,13 @@
 import { CommittedReader } from '../../src/kafka/committed-records.ts';
-import { startLocalBroker, type LocalBroker } from '../../src/kafka/local-broker.ts';
+import { kafkaTools } from '../../src/config.ts';
+import { startLocalBroker, type LocalBroker, type LocalBrokerOptions } from '../../src/kafka/local-broker.ts';
 
 let shared: Promise<LocalBroker> | undefined;
+
+/** A local broker's options for tests: the jar cache and java from this process's environment. */
+export function brokerOptions(opts: Omit<LocalBrokerOptions, 'tools'> = {}): LocalBrokerOptions {
+  return { ...opts, tools: kafkaTools(process.env) };
+}
 
 /**
  * Brokers for tests: KAFKA_BROKERS when set (CI starts one broker for the whole run), otherwise one
@@ -10,7 +16,7 @@ let shared: Promise<LocalBroker> | undefined;
 export async function testBrokers(): Promise<string[]> {
   const fromEnv = process.env.KAFKA_BROKERS;
   if (fromEnv !== undefined && fromEnv.length > 0) return fromEnv.split(',');
-  shared ??= startLocalBroker();
+  shared ??= startLocalBroker(brokerOptions());
   return [(await shared).bootstrap];
 }
 

@@ -2,6 +2,7 @@
 // torture.ts). Prints the seed first, so a run can be repeated, and the figures at the end; exits 1
 // when any promise was broken.
 import { parseArgs } from 'node:util';
+import { kafkaTools } from '../../src/config.ts';
 import { ensureKafkaJars } from '../../src/kafka/local-broker.ts';
 import { freshSeed } from './prng.ts';
 import { runTorture } from './torture.ts';
@@ -17,7 +18,7 @@ const log = (msg: string, fields: Record<string, unknown> = {}): void => {
   console.error(JSON.stringify({ ts: new Date().toISOString(), level: 'info', msg, ...fields }));
 };
 log('torture: starting', { seed, minutes, repeat: `bun run torture --minutes ${minutes} --seed ${seed}` });
-await ensureKafkaJars();
+await ensureKafkaJars(kafkaTools(process.env).cacheDir);
 const report = await runTorture({ durationMs: minutes * 60_000, seed, log });
 const c = report.check;
 console.log(

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { startLocalBroker, type LocalBroker } from '../../src/kafka/local-broker.ts';
-import { readTopic } from '../support/kafka.ts';
+import { brokerOptions, readTopic } from '../support/kafka.ts';
 import { freePort, startPgCluster, type PgCluster } from '../support/pg-cluster.ts';
 import { mountSmallDisk, type SmallDisk } from '../support/small-disk.ts';
 import { checkHistory, type CheckResult, type Mode, type Op } from './history.ts';
@@ -87,7 +87,7 @@ export async function runTorture(opts: TortureOptions): Promise<TortureReport> {
     const brokerDir = mkdtempSync(join(tmpdir(), 'sluice-torture-kafka-'));
     cleanup.push(() => rmSync(brokerDir, { recursive: true, force: true }));
     const brokerPort = await freePort();
-    let broker: LocalBroker = await startLocalBroker({ port: brokerPort, dataDir: brokerDir });
+    let broker: LocalBroker = await startLocalBroker(brokerOptions({ port: brokerPort, dataDir: brokerDir }));
     cleanup.push(() => broker.stop());
     const topic = `torture.${opts.seed}`;
     log('torture: dependencies up', { postgres: cluster.url, kafka: broker.bootstrap, journal: journalDir });
@@ -276,7 +276,7 @@ export async function runTorture(opts: TortureOptions): Promise<TortureReport> {
 async function restartBroker(port: number, dataDir: string, log: (msg: string, fields?: Record<string, unknown>) => void): Promise<LocalBroker> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startLocalBroker({ port, dataDir });
+      return await startLocalBroker(brokerOptions({ port, dataDir }));
     } catch (err) {
       if (attempt >= 3) throw err;
       log('torture: broker did not start again; retrying', { attempt, error: String(err).slice(0, 500) });
