@@ -1,5 +1,5 @@
 import type { Config } from '../config.ts';
-import { follow } from '../core/watermark.ts';
+import type { Watermark } from '../core/watermark.ts';
 import type { Envelope } from '../core/record.ts';
 import type { ComponentState } from '../core/component-state.ts';
 import type { Readiness } from '../http/readiness.ts';
@@ -21,6 +21,8 @@ export interface IngestRole {
   stopWaiting(): void;
   /** Sets the forwarder gauges a scrape reports. */
   beforeScrape(): void;
+  /** Moves whenever rows entered the outbox (either way, also while ingest closes): the processor follows it. */
+  readonly entered: Watermark;
 }
 
 /** Past this long failing without a break, the forwarder makes the instance not ready: it is stuck. */
@@ -41,7 +43,6 @@ export async function startIngestRole(o: {
   readiness: Readiness;
   timed: <T>(part: string, p: Promise<T>) => Promise<T>;
   closers: { name: string; close: () => Promise<void> }[];
-  onCommitted: () => void;
 }): Promise<IngestRole> {
   const { config, outbox, tenants, metrics, log, gauges, readiness } = o;
   const backlog = new Backlog({ pending: () => outbox.pendingByTenant(), tenants, metrics, log, refreshMs: 1_000 });
@@ -49,10 +50,6 @@ export async function startIngestRole(o: {
   o.closers.push({ name: 'backlog', close: async () => backlog.stop() });
 
   const ingest = await o.timed('journal', startIngestStack({ config, outbox, log, metrics }));
-  // Rows that entered the outbox (either way, also while ingest closes) are published at once, not at the next poll.
-  const ingestClosed = new AbortController();
-  follow(ingest.progress.entered, ingestClosed.signal, o.onCommitted);
-  o.closers.push({ name: 'ingest-follow', close: async () => ingestClosed.abort() });
   o.closers.push({ name: 'ingest', close: () => ingest.close() });
   const { writePath, journal } = ingest;
 
@@ -84,6 +81,7 @@ export async function startIngestRole(o: {
     },
     inFlight: () => writePath.inFlight,
     stopWaiting: () => ingest.stopWaiting(),
+    entered: ingest.progress.entered,
     beforeScrape() {
       metrics.forwarderLag.set(ingest.progress.unforwarded);
       metrics.forwarderFailingSeconds.set(ingest.forwarder.failingMs() / 1000);
