@@ -38,6 +38,7 @@ export async function startIngestStack(opts: { config: Config; outbox: Outbox; l
   const journal = await JournalWriter.open({ dir: config.journal.dir, nodeId: config.nodeId, segmentBytes: config.journal.segmentBytes, log, metrics });
   const progress = new OutboxProgress(journal);
   const forwarder = new Forwarder({
+    nodeId: config.nodeId,
     journal,
     progress,
     outbox,
@@ -83,7 +84,7 @@ export async function startIngestStack(opts: { config: Config; outbox: Outbox; l
     forwarder,
     progress,
     stopWaiting() {
-      stopRebuild.abort();
+      path.closing();
     },
     close() {
       closing ??= (async () => {

@@ -1,6 +1,7 @@
 import type { Clock } from '../core/clock.ts';
 import type { WriteMode } from '../core/modes.ts';
 import type { Envelope } from '../core/record.ts';
+import { readEntriesAfter } from '../journal/reader.ts';
 import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
 import type { Outbox } from '../outbox/outbox.ts';
@@ -62,7 +63,7 @@ export interface WritePathOptions {
 /** A write path with what its mode runs beside it: in fast_ack and background, the dedupe index's rebuild and snapshots. */
 export interface ComposedWritePath {
   readonly writePath: WritePath;
-  /** Ingest is closing: a dedupe index rebuild still reading the journal gives up. */
+  /** Shutdown began: a dedupe index rebuild still reading the journal gives up, and writes waiting for it are answered `shutting_down`. */
   closing(): void;
   /** After the forwarder's last pass: stops following it and writes the last key snapshot. */
   stop(): Promise<void>;
@@ -88,7 +89,8 @@ export async function startWritePath(o: WritePathOptions & { forwarder: Forwarde
   const { nodeId, journal, progress, log } = o;
   if (o.mode === 'sync') {
     let held = 0;
-    await o.forwarder.scan((e) => {
+    const from = o.forwarder.checkpoint;
+    await readEntriesAfter(journal, from, from.seq, (e) => {
       progress.viaJournalUntilForwarded(e.tenant_id, e.seq);
       held++;
     });
@@ -100,7 +102,7 @@ export async function startWritePath(o: WritePathOptions & { forwarder: Forwarde
   const { recentKeys, maxUnforwarded } = o;
   const stopRebuild = new AbortController();
   const stopped = new AbortController();
-  await loadDedupeIndex({ journal, forwarder: o.forwarder, keys: recentKeys, log, signal: stopRebuild.signal });
+  await loadDedupeIndex({ journal, checkpoint: () => o.forwarder.checkpoint, keys: recentKeys, log, signal: stopRebuild.signal });
   // Forwarded keys age out of the index: it holds every unforwarded key and a window of the rest.
   follow(progress.forwarded, stopped.signal, (seq) => recentKeys.forwarded(seq));
   const snapshots = new KeySnapshots({ nodeDir: journal.nodeDir, keys: recentKeys, intervalMs: o.snapshotMs, log });
