@@ -3,7 +3,7 @@ import type { Watermark } from '../core/watermark.ts';
 import type { Envelope } from '../core/record.ts';
 import type { ComponentState } from '../core/component-state.ts';
 import type { Readiness } from '../http/readiness.ts';
-import { Backlog } from '../ingest/backlog.ts';
+import { TenantPendingLimit } from '../ingest/tenant-pending.ts';
 import { startIngestStack } from '../ingest/ingest-stack.ts';
 import { journalReadiness } from '../ingest/journal-readiness.ts';
 import type { WriteResult } from '../ingest/write-path.ts';
@@ -45,9 +45,9 @@ export async function startIngestRole(o: {
   closers: { name: string; close: () => Promise<void> }[];
 }): Promise<IngestRole> {
   const { config, outbox, tenants, metrics, log, gauges, readiness } = o;
-  const backlog = new Backlog({ pending: () => outbox.pendingByTenant(), tenants, metrics, log, refreshMs: 1_000 });
-  await backlog.start();
-  o.closers.push({ name: 'backlog', close: async () => backlog.stop() });
+  const pendingLimit = new TenantPendingLimit({ pending: () => outbox.pendingByTenant(), tenants, metrics, log, refreshMs: 1_000 });
+  await pendingLimit.start();
+  o.closers.push({ name: 'backlog', close: async () => pendingLimit.stop() });
 
   const ingest = await o.timed('journal', startIngestStack({ config, outbox, log, metrics }));
   o.closers.push({ name: 'ingest', close: () => ingest.close() });
@@ -70,10 +70,10 @@ export async function startIngestRole(o: {
 
   return {
     async write(envelopes) {
-      await backlog.admit(envelopes, (es) => writePath.holds(es));
+      await pendingLimit.admit(envelopes, (es) => writePath.holds(es));
       const results = await writePath.write(envelopes);
       for (const r of results) {
-        if (!r.duplicate) backlog.accepted(r.tenant_id, 1);
+        if (!r.duplicate) pendingLimit.accepted(r.tenant_id, 1);
         // A tenant that wrote here reports pending 0 once drained, rather than vanishing from /metrics.
         gauges.saw(r.tenant_id);
       }
