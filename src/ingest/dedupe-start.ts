@@ -1,8 +1,9 @@
 import { BackgroundLoop } from '../background-loop.ts';
 import { describeError, SluiceError } from '../errors.ts';
+import type { Checkpoint } from '../journal/checkpoint.ts';
+import { readEntriesAfter } from '../journal/reader.ts';
 import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
-import type { Forwarder } from './forwarder.ts';
 import { readKeySnapshot, removeKeySnapshot, writeKeySnapshot } from './key-snapshot.ts';
 import type { RecentKeys } from './recent-keys.ts';
 
@@ -14,11 +15,18 @@ import type { RecentKeys } from './recent-keys.ts';
  * keys are held again too, not only the unforwarded ones; that read follows the backlog, so it runs in
  * the background while sluice serves (see RecentKeys.building) and stops with `signal`.
  */
-export async function loadDedupeIndex(opts: { journal: JournalWriter; forwarder: Forwarder; keys: RecentKeys; log: Logger; signal: AbortSignal }): Promise<void> {
-  const { journal, forwarder, keys, log } = opts;
+export async function loadDedupeIndex(opts: {
+  journal: JournalWriter;
+  /** The forwarder's checkpoint now: where the journal after it starts, and what is forwarded. */
+  checkpoint: () => Checkpoint;
+  keys: RecentKeys;
+  log: Logger;
+  signal: AbortSignal;
+}): Promise<void> {
+  const { journal, checkpoint, keys, log } = opts;
   const started = performance.now();
   const snap = await readKeySnapshot(journal.nodeDir, journal.nextSeq - 1);
-  const forwarded = forwarder.checkpoint.seq;
+  const forwarded = checkpoint().seq;
   const fromSeq = Math.max(0, forwarded - keys.keepForwarded);
   if (typeof snap === 'string') {
     if (snap === 'no snapshot') {
@@ -55,7 +63,7 @@ const REBUILD_RETRY_MS = 1_000;
  */
 async function rebuild(o: {
   journal: JournalWriter;
-  forwarder: Forwarder;
+  checkpoint: () => Checkpoint;
   keys: RecentKeys;
   log: Logger;
   signal: AbortSignal;
@@ -63,17 +71,17 @@ async function rebuild(o: {
   started: number;
   fromSnapshot: number;
 }): Promise<void> {
-  const { forwarder, keys, log, signal } = o;
+  const { journal, checkpoint, keys, log, signal } = o;
   let scanned = 0;
   const stopped = (): SluiceError => new SluiceError('shutting_down', 'sluice is stopping');
   for (;;) {
     try {
-      await forwarder.scan((e) => {
+      await readEntriesAfter(journal, checkpoint(), Math.max(o.fromSeq, keys.through), (e) => {
         if (signal.aborted) throw stopped();
         keys.journaled(e.tenant_id, e.dedupe_key, e.seq);
         scanned++;
-      }, Math.max(o.fromSeq, keys.through));
-      keys.forwarded(forwarder.checkpoint.seq);
+      });
+      keys.forwarded(checkpoint().seq);
       logLoaded(log, { from_snapshot: o.fromSnapshot, from_journal: scanned, keys, started: o.started });
       return;
     } catch (err) {

@@ -1,17 +1,14 @@
 import { describeError } from '../errors.ts';
 import type { JournalEntry } from '../core/record.ts';
 import { backoffMs } from '../core/backoff.ts';
-import { leadingSeq } from '../journal/entry.ts';
 import { readCheckpoint, writeCheckpoint, type Checkpoint } from '../journal/checkpoint.ts';
-import { parseEntry, readSegmentLines, type BadLine } from '../journal/reader.ts';
-import { listSegments, type SegmentFile } from '../journal/segments.ts';
-import type { JournalIntegrity } from '../journal/integrity.ts';
+import { durableLines, isZlibError, nextSegment, parseEntry, reportDamaged, segmentAt, type BadLine } from '../journal/reader.ts';
+import type { SegmentFile } from '../journal/segments.ts';
 import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Outbox } from '../outbox/outbox.ts';
 import { segmentFileName } from '../journal/segment-name.ts';
-import { basename } from 'node:path';
 import { BackgroundLoop } from '../background-loop.ts';
 import type { Clock } from '../core/clock.ts';
 import { follow } from '../core/watermark.ts';
@@ -23,6 +20,8 @@ export type ForwarderJournal = Pick<JournalWriter, 'nodeDir' | 'active' | 'seale
 const MAX_BACKOFF_MS = 5_000;
 
 export interface ForwarderOptions {
+  /** SLUICE_NODE_ID: the quarantine records which node's journal a refused line is in. */
+  nodeId: string;
   journal: ForwarderJournal;
   outbox: Outbox;
   batchSize: number;
@@ -64,7 +63,7 @@ export class Forwarder {
     });
   }
 
-  /** Loads the checkpoint; call before start() or scan(). */
+  /** Loads the checkpoint; call before start(). */
   async init(): Promise<void> {
     const cp = await readCheckpoint(this.#opts.journal.nodeDir);
     if (cp !== undefined) this.#cp = cp;
@@ -101,44 +100,6 @@ export class Forwarder {
     return this.#loop.stop();
   }
 
-  /**
-   * Reads every entry past `afterSeq` (the checkpoint unless given; may be before it) without
-   * inserting (to rebuild the dedupe index at start): from the segment holding the first of them, and
-   * lines below it are skipped by their leading seq without being parsed.
-   */
-  async scan(visit: (e: JournalEntry) => void, afterSeq = this.#cp.seq): Promise<void> {
-    const floor = afterSeq;
-    let cp = this.#cp;
-    if (floor !== cp.seq) {
-      const segments = await listSegments(this.#opts.journal.nodeDir);
-      // Before the checkpoint, retention may have deleted the segment of floor + 1: the oldest left then.
-      const from = segments.filter((s) => s.firstSeq <= floor + 1).at(-1) ?? (floor < cp.seq ? segments[0] : undefined);
-      if (from !== undefined && (floor < cp.seq || from.firstSeq > cp.segment)) cp = { segment: from.firstSeq, offset: 0, line: 1, seq: Math.min(floor, cp.seq) };
-    }
-    for (;;) {
-      const seg = await this.#segmentAt(cp);
-      if (seg === undefined) return;
-      if (seg.firstSeq !== cp.segment) cp = { segment: seg.firstSeq, offset: 0, line: 1, seq: cp.seq };
-      let last = cp.seq;
-      try {
-        for await (const l of this.#lines(seg, cp, seg.firstSeq < this.#opts.journal.sealedBelow)) {
-          const lead = leadingSeq(l.text);
-          if (lead !== undefined) last = Math.max(last, lead);
-          if (lead !== undefined && lead <= floor) continue;
-          const e = parseEntry(l.text);
-          if (typeof e === 'string') continue;
-          if (e.seq > floor) visit(e);
-        }
-      } catch (err) {
-        if (!(seg.gzipped && isZlibError(err))) throw err;
-        reportDamaged(this.#opts.journal.integrity, seg, last, (err as Error).message);
-      }
-      const next = await this.#nextSegment(seg);
-      if (next === undefined) return;
-      cp = { segment: next.firstSeq, offset: 0, line: 1, seq: cp.seq };
-    }
-  }
-
   /** Forwards what the current segment holds, or moves on to the next one. False when there was nothing to do. */
   async #step(): Promise<boolean> {
     try {
@@ -151,7 +112,7 @@ export class Forwarder {
   }
 
   async #forwardSegment(): Promise<boolean> {
-    const seg = await this.#segmentAt(this.#cp);
+    const seg = await segmentAt(this.#opts.journal, this.#cp);
     if (seg === undefined) return false;
     if (seg.firstSeq !== this.#cp.segment) this.#cp = { segment: seg.firstSeq, offset: 0, line: 1, seq: this.#cp.seq };
     // Asked before reading: a segment sealed by then is read to its true end below, so leaving it
@@ -164,7 +125,7 @@ export class Forwarder {
     let damaged: string | undefined;
     // One pass over the segment, committing every batchSize entries: a gzipped segment is inflated once.
     try {
-      for await (const l of this.#lines(seg, start, sealed)) {
+      for await (const l of durableLines(this.#opts.journal, seg, start, sealed)) {
         const e = parseEntry(l.text);
         if (typeof e !== 'string' && e.seq > this.#opts.progress.settledThrough) {
           held = true;
@@ -206,7 +167,7 @@ export class Forwarder {
     // Never move past a line that is still being inserted by its own request.
     if (held) return false;
     if (!sealed) return seg.firstSeq < this.#opts.journal.sealedBelow;
-    const following = await this.#nextSegment(seg);
+    const following = await nextSegment(this.#opts.journal.nodeDir, seg);
     if (following === undefined) return false;
     this.#cp = { segment: following.firstSeq, offset: 0, line: 1, seq: this.#cp.seq };
     return true;
@@ -219,7 +180,7 @@ export class Forwarder {
   async #leaveDamaged(seg: SegmentFile, entries: JournalEntry[], next: Checkpoint, reason: string): Promise<boolean> {
     if (next !== this.#cp) await this.#commit(entries, next);
     reportDamaged(this.#opts.journal.integrity, seg, this.#cp.seq, reason);
-    const following = await this.#nextSegment(seg);
+    const following = await nextSegment(this.#opts.journal.nodeDir, seg);
     if (following === undefined) return false;
     this.#cp = { segment: following.firstSeq, offset: 0, line: 1, seq: this.#cp.seq };
     return true;
@@ -231,7 +192,7 @@ export class Forwarder {
     if (toInsert.length > 0) {
       // A line the outbox refuses for good is quarantined (position and error recorded, line left in
       // the journal) so that it cannot hold every later line back.
-      const at = { nodeId: basename(this.#opts.journal.nodeDir), segment: segmentFileName(next.segment) };
+      const at = { nodeId: this.#opts.nodeId, segment: segmentFileName(next.segment) };
       const { results, quarantined } = await this.#opts.outbox.insertOrQuarantine(toInsert, at);
       for (const q of quarantined) {
         this.#opts.log.error('journal line refused by the outbox for good; quarantined', { ...at, seq: q.entry.seq, error: q.error });
@@ -247,54 +208,9 @@ export class Forwarder {
     progress.forwardedThrough(next.seq);
   }
 
-  /** A sealed segment is read to its end; the active one only as far as it is fsynced. */
-  #lines(seg: SegmentFile, cp: Checkpoint, sealed: boolean) {
-    const active = this.#opts.journal.active;
-    const to = sealed || seg.gzipped ? undefined : active?.firstSeq === seg.firstSeq ? active.durableBytes : 0;
-    return readSegmentLines(seg.path, { gzipped: seg.gzipped, from: cp.offset, to, firstLine: cp.line });
-  }
-
-  async #segmentAt(cp: Checkpoint): Promise<SegmentFile | undefined> {
-    const segments = await listSegments(this.#opts.journal.nodeDir);
-    const exact = segments.find((s) => s.firstSeq === cp.segment);
-    if (exact !== undefined) return exact;
-    // No checkpoint yet, or its segment is gone: continue at the first segment holding anything newer.
-    const later = segments.find((s) => s.firstSeq > cp.segment);
-    // Retention deletes only what was forwarded, so the next segment must start right after it.
-    if (later !== undefined && cp.seq > 0 && later.firstSeq !== cp.seq + 1) {
-      this.#opts.journal.integrity.report({
-        kind: 'missing_segment',
-        file: later.path,
-        message: `the forwarder passed seq ${cp.seq} but the next segment on disk starts at ${later.firstSeq}: ${later.firstSeq - cp.seq - 1} record(s) in no file`,
-        after: cp.seq,
-        seq: later.firstSeq,
-      });
-    }
-    return later;
-  }
-
-  async #nextSegment(seg: SegmentFile): Promise<SegmentFile | undefined> {
-    return (await listSegments(this.#opts.journal.nodeDir)).find((s) => s.firstSeq > seg.firstSeq);
-  }
-
   #reportBad(bad: BadLine): void {
     this.#opts.log.error('journal line is corrupt; left in place and not forwarded', { ...bad });
     this.#opts.metrics.journalBadLines.inc();
   }
 
-}
-
-/** zlib's own errors (Z_BUF_ERROR for a truncated file, Z_DATA_ERROR for a corrupt one). */
-function isZlibError(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && code.startsWith('Z_');
-}
-
-function reportDamaged(integrity: JournalIntegrity, seg: SegmentFile, after: number, reason: string): void {
-  integrity.report({
-    kind: 'unreadable_segment',
-    file: seg.path,
-    message: `gzipped segment damaged after seq ${after} (${reason}): the rest of this file is lost; forwarding goes on with the next segment`,
-    after,
-  });
 }

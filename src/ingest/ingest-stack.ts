@@ -1,16 +1,13 @@
 import type { Config } from '../config.ts';
 import { JournalMaintenance } from '../journal/maintenance.ts';
-import { follow } from '../core/watermark.ts';
 import { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Outbox } from '../outbox/outbox.ts';
-import { loadDedupeIndex, KeySnapshots } from './dedupe-start.ts';
 import { Forwarder } from './forwarder.ts';
 import { OutboxProgress } from './outbox-progress.ts';
 import { RecentKeys } from './recent-keys.ts';
-import { SyncWrites } from './sync-writes.ts';
-import { createWritePath, type WritePath } from './write-path.ts';
+import { startWritePath, type WritePath } from './write-path.ts';
 
 export interface IngestStack {
   readonly writePath: WritePath;
@@ -30,10 +27,9 @@ export interface IngestStack {
 /**
  * The ingest pipeline of one node, built in the order its stages run: journal (with recovery,
  * rotation, gzip and retention), the record of what is in the outbox, the forwarder (journal →
- * outbox, following the journal's durable mark), and the write path of the configured mode. Each
- * stage is given the ones before it; none is wired back into an earlier one.
- * In fast_ack and background modes the dedupe index is loaded at start (its snapshot, then the journal
- * after it) so that a repeat of a write acknowledged before a crash is still answered as a duplicate.
+ * outbox, following the journal's durable mark), and the write path of the configured mode with
+ * what that mode runs beside it (see startWritePath). Each stage is given the ones before it; none is
+ * wired back into an earlier one.
  */
 export async function startIngestStack(opts: { config: Config; outbox: Outbox; log: Logger; metrics: Metrics }): Promise<IngestStack> {
   const { config, outbox, log, metrics } = opts;
@@ -42,6 +38,7 @@ export async function startIngestStack(opts: { config: Config; outbox: Outbox; l
   const journal = await JournalWriter.open({ dir: config.journal.dir, nodeId: config.nodeId, segmentBytes: config.journal.segmentBytes, log, metrics });
   const progress = new OutboxProgress(journal);
   const forwarder = new Forwarder({
+    nodeId: config.nodeId,
     journal,
     progress,
     outbox,
@@ -52,37 +49,21 @@ export async function startIngestStack(opts: { config: Config; outbox: Outbox; l
   });
   await forwarder.init();
   const recentKeys = new RecentKeys(config.forwarder.recentKeys, config.nodeId);
-  const writePath = createWritePath({
+  const path = await startWritePath({
     mode: config.writeMode,
     nodeId: config.nodeId,
     journal,
     progress,
     outbox,
+    forwarder,
     maxBatch: config.ingest.maxBatch,
     recentKeys,
     maxUnforwarded: config.forwarder.maxUnforwarded,
     outboxWaitMs: config.ingest.syncOutboxWaitMs,
+    snapshotMs: config.forwarder.snapshotMs,
     log,
   });
-  const stopped = new AbortController();
-  const stopRebuild = new AbortController();
-  let snapshots: KeySnapshots | undefined;
-  if (writePath instanceof SyncWrites) {
-    // Any of them may have been answered from the journal before a crash: their tenants' writes keep
-    // that way until the forwarder has passed them, so none overtakes them.
-    let held = 0;
-    await forwarder.scan((e) => {
-      writePath.viaJournalUntilForwarded(e.tenant_id, e.seq);
-      held++;
-    });
-    if (held > 0) log.info('unforwarded journal records: their tenants write through the journal until forwarded', { records: held });
-  } else {
-    await loadDedupeIndex({ journal, forwarder, keys: recentKeys, log, signal: stopRebuild.signal });
-    // Forwarded keys age out of the index: it holds every unforwarded key and a window of the rest.
-    follow(progress.forwarded, stopped.signal, (seq) => recentKeys.forwarded(seq));
-    snapshots = new KeySnapshots({ nodeDir: journal.nodeDir, keys: recentKeys, intervalMs: config.forwarder.snapshotMs, log });
-    snapshots.start();
-  }
+  const { writePath } = path;
   forwarder.start();
   const upkeep = new JournalMaintenance({
     writer: journal,
@@ -103,18 +84,17 @@ export async function startIngestStack(opts: { config: Config; outbox: Outbox; l
     forwarder,
     progress,
     stopWaiting() {
-      stopRebuild.abort();
+      path.closing();
     },
     close() {
       closing ??= (async () => {
-        stopRebuild.abort();
+        path.closing();
         await writePath.drain();
         await upkeep.stop();
         await journal.close();
         // The last fsynced lines are forwarded now if the outbox answers; otherwise at the next start.
         await forwarder.stop();
-        stopped.abort();
-        await snapshots?.stop();
+        await path.stop();
       })();
       return closing;
     },

@@ -5,7 +5,8 @@ import { Watermark } from '../core/watermark.ts';
  * The one record of which of this node's journal seqs are in the outbox, shared by the stages that
  * put them there: the forwarder (every seq through its checkpoint) and the sync write path (the
  * batches it inserted itself, without a gap). The forwarder skips what the sync path inserted and
- * reads nothing the sync path is still inserting; the write path measures its backlog against it.
+ * reads nothing the sync path is still inserting; the write path measures its backlog against it,
+ * and sync keeps a tenant with a write only the journal holds on the journal's way (`viaJournal`).
  */
 export class OutboxProgress {
   /** Every seq through this one is in the outbox (or quarantined): the forwarder's checkpoint. */
@@ -18,6 +19,11 @@ export class OutboxProgress {
   #directThrough: number;
   /** While a sync batch is between its journal append and the end of its outbox insert: its first possible seq. */
   #insertingFrom: number | undefined;
+  /**
+   * Tenants with a write answered from the journal (or left unforwarded by the last run) that the
+   * forwarder has not inserted yet, with the seq of their last such write.
+   */
+  #viaJournal = new Map<string, number>();
 
   constructor(journal: Pick<JournalWriter, 'nextSeq'>) {
     this.#journal = journal;
@@ -62,9 +68,21 @@ export class OutboxProgress {
     if (inserted) this.entered.advance(this.entered.value + 1);
   }
 
+  /** The tenant's sync writes are answered from the journal until the forwarder has passed `seq`, so none overtakes it. */
+  viaJournalUntilForwarded(tenant: string, seq: number): void {
+    if (seq > (this.#viaJournal.get(tenant) ?? 0)) this.#viaJournal.set(tenant, seq);
+  }
+
+  /** Whether the tenant has a write the journal holds and the outbox does not yet. */
+  viaJournal(tenant: string): boolean {
+    return this.#viaJournal.has(tenant);
+  }
+
   /** The forwarder committed its checkpoint at `seq`. */
   forwardedThrough(seq: number): void {
     this.forwarded.advance(seq);
+    // Tenants whose journal-answered writes the forwarder has inserted may go straight to the outbox again.
+    for (const [tenant, last] of this.#viaJournal) if (last <= this.forwarded.value) this.#viaJournal.delete(tenant);
     this.entered.advance(this.entered.value + 1);
   }
 }

@@ -25,11 +25,6 @@ export class SyncWrites implements WritePath {
   #queue: Waiting[] = [];
   #running: Promise<void> | undefined;
   #inFlight = 0;
-  /**
-   * Tenants with a write answered from the journal that the forwarder has not inserted yet, with the
-   * seq of their last such write. Their later writes take the same way, so none overtakes it.
-   */
-  #viaJournal = new Map<string, number>();
 
   constructor(opts: SyncWritesOptions) {
     this.#o = opts;
@@ -65,11 +60,6 @@ export class SyncWrites implements WritePath {
     while (this.#running !== undefined) await this.#running;
   }
 
-  /** The tenant's writes are answered from the journal until the forwarder has passed `seq`. */
-  viaJournalUntilForwarded(tenant: string, seq: number): void {
-    if (seq > (this.#viaJournal.get(tenant) ?? 0)) this.#viaJournal.set(tenant, seq);
-  }
-
   async #drainQueue(): Promise<void> {
     for (;;) {
       const batch = this.#take();
@@ -102,8 +92,7 @@ export class SyncWrites implements WritePath {
     let whole: { first: number; last: number } | undefined;
     try {
       const entries = await journal.append(envelopes);
-      this.#forgetForwarded();
-      const direct = entries.filter((e) => !this.#viaJournal.has(e.tenant_id));
+      const direct = entries.filter((e) => !progress.viaJournal(e.tenant_id));
       // The batch's oldest request bounds the wait: one queued behind a hung insert is not owed a
       // whole wait of its own on top of the time it already spent in the queue.
       const deadline = Math.min(...batch.map((w) => w.deadline));
@@ -121,7 +110,7 @@ export class SyncWrites implements WritePath {
         // Fsynced in the journal; the forwarder inserts it once the outbox answers. Answered as
         // fast_ack would answer it: a 503 would have clients without a dedupe_key of their own
         // retry under a new key and publish twice.
-        this.viaJournalUntilForwarded(e.tenant_id, e.seq);
+        progress.viaJournalUntilForwarded(e.tenant_id, e.seq);
         return { id: journalRecordId(nodeId, e.seq), tenant_id: e.tenant_id, dedupe_key: e.dedupe_key, duplicate: false, durability: 'journal' };
       });
       let offset = 0;
@@ -134,12 +123,5 @@ export class SyncWrites implements WritePath {
     } finally {
       progress.settled(inserted !== undefined && inserted.size > 0, whole);
     }
-  }
-
-  /** Tenants whose journal-answered writes the forwarder has inserted may go straight to the outbox again. */
-  #forgetForwarded(): void {
-    if (this.#viaJournal.size === 0) return;
-    const forwarded = this.#o.progress.forwarded.value;
-    for (const [tenant, seq] of this.#viaJournal) if (seq <= forwarded) this.#viaJournal.delete(tenant);
   }
 }

@@ -1,10 +1,14 @@
 import type { Clock } from '../core/clock.ts';
 import type { WriteMode } from '../core/modes.ts';
 import type { Envelope } from '../core/record.ts';
+import { readEntriesAfter } from '../journal/reader.ts';
 import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
 import type { Outbox } from '../outbox/outbox.ts';
+import { follow } from '../core/watermark.ts';
 import { AheadWrites } from './ahead-writes.ts';
+import { KeySnapshots, loadDedupeIndex } from './dedupe-start.ts';
+import type { Forwarder } from './forwarder.ts';
 import type { OutboxProgress } from './outbox-progress.ts';
 import type { RecentKeys } from './recent-keys.ts';
 import { SyncWrites } from './sync-writes.ts';
@@ -56,6 +60,15 @@ export interface WritePathOptions {
   clock?: Clock;
 }
 
+/** A write path with what its mode runs beside it: in fast_ack and background, the dedupe index's rebuild and snapshots. */
+export interface ComposedWritePath {
+  readonly writePath: WritePath;
+  /** Shutdown began: a dedupe index rebuild still reading the journal gives up, and writes waiting for it are answered `shutting_down`. */
+  closing(): void;
+  /** After the forwarder's last pass: stops following it and writes the last key snapshot. */
+  stop(): Promise<void>;
+}
+
 /**
  * Ingest is one pipeline of stages, validate → journal → outbox (HTTP validates; the journal stage
  * is JournalWriter's group commit; the outbox stage is the sync insert and the forwarder). The write
@@ -64,13 +77,43 @@ export interface WritePathOptions {
  * - sync:       validate → [journal → outbox insert] → answer; the forwarder inserts what missed the wait
  * - fast_ack:   validate → dedupe index → [journal] → answer; the forwarder fills the outbox
  * - background: validate → dedupe index → answer; [journal] in the background; the forwarder fills the outbox
+ *
+ * Before the first write: sync keeps the tenants of records the last run left unforwarded on the
+ * journal's way (OutboxProgress.viaJournal), so none of their writes overtakes them; fast_ack and
+ * background load the dedupe index (its snapshot, then the journal after it) so that a repeat of a
+ * write acknowledged before a crash is still answered as a duplicate, age forwarded keys out of it,
+ * and snapshot it.
  */
-export function createWritePath(o: WritePathOptions): SyncWrites | AheadWrites {
+export async function startWritePath(o: WritePathOptions & { forwarder: Forwarder; snapshotMs: number }): Promise<ComposedWritePath> {
   const clock = o.clock !== undefined ? { clock: o.clock } : {};
+  const { nodeId, journal, progress, log } = o;
   if (o.mode === 'sync') {
-    const { nodeId, journal, progress, outbox, maxBatch, outboxWaitMs, log } = o;
-    return new SyncWrites({ nodeId, journal, progress, outbox, maxBatch, outboxWaitMs, log, ...clock });
+    let held = 0;
+    const from = o.forwarder.checkpoint;
+    await readEntriesAfter(journal, from, from.seq, (e) => {
+      progress.viaJournalUntilForwarded(e.tenant_id, e.seq);
+      held++;
+    });
+    if (held > 0) log.info('unforwarded journal records: their tenants write through the journal until forwarded', { records: held });
+    const { outbox, maxBatch, outboxWaitMs } = o;
+    const writePath = new SyncWrites({ nodeId, journal, progress, outbox, maxBatch, outboxWaitMs, log, ...clock });
+    return { writePath, closing: () => {}, stop: async () => {} };
   }
-  const { nodeId, journal, progress, recentKeys, maxUnforwarded, log } = o;
-  return new AheadWrites({ answer: o.mode === 'fast_ack' ? 'journaled' : 'queued', nodeId, journal, progress, recentKeys, maxUnforwarded, log, ...clock });
+  const { recentKeys, maxUnforwarded } = o;
+  const stopRebuild = new AbortController();
+  const stopped = new AbortController();
+  await loadDedupeIndex({ journal, checkpoint: () => o.forwarder.checkpoint, keys: recentKeys, log, signal: stopRebuild.signal });
+  // Forwarded keys age out of the index: it holds every unforwarded key and a window of the rest.
+  follow(progress.forwarded, stopped.signal, (seq) => recentKeys.forwarded(seq));
+  const snapshots = new KeySnapshots({ nodeDir: journal.nodeDir, keys: recentKeys, intervalMs: o.snapshotMs, log });
+  snapshots.start();
+  const writePath = new AheadWrites({ answer: o.mode === 'fast_ack' ? 'journaled' : 'queued', nodeId, journal, progress, recentKeys, maxUnforwarded, log, ...clock });
+  return {
+    writePath,
+    closing: () => stopRebuild.abort(),
+    async stop() {
+      stopped.abort();
+      await snapshots.stop();
+    },
+  };
 }

@@ -2,6 +2,11 @@ import { createReadStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
 import { rawMember } from '../json-text.ts';
 import type { JournalEntry } from '../core/record.ts';
+import type { Checkpoint } from './checkpoint.ts';
+import { leadingSeq } from './entry.ts';
+import type { JournalIntegrity } from './integrity.ts';
+import { listSegments, type SegmentFile } from './segments.ts';
+import type { JournalWriter } from './writer.ts';
 
 /** One line of a segment: 1-based number, byte offsets of its start and of the next line (uncompressed). */
 export interface SegmentLine {
@@ -109,4 +114,92 @@ function payloadText(line: string, e: Record<string, unknown>): string | undefin
 
 function isObject(v: unknown): boolean {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** What reading a node's journal asks of its writer: where the segments are, which is active, how far it is fsynced. */
+export type JournalSource = Pick<JournalWriter, 'nodeDir' | 'active' | 'sealedBelow' | 'integrity'>;
+
+/**
+ * Reads every entry past `afterSeq` without changing anything (to seed ingest's start-up state),
+ * as far as the journal is fsynced. From `from` (a forwarder checkpoint) when `afterSeq` is its seq;
+ * otherwise from the segment holding the first such entry (`afterSeq` may be before the checkpoint),
+ * lines below it skipped by their leading seq without being parsed. A gzipped segment that cannot be
+ * inflated to its end is reported and read past.
+ */
+export async function readEntriesAfter(journal: JournalSource, from: Checkpoint, afterSeq: number, visit: (e: JournalEntry) => void): Promise<void> {
+  const floor = afterSeq;
+  let cp = from;
+  if (floor !== cp.seq) {
+    const segments = await listSegments(journal.nodeDir);
+    // Before the checkpoint, retention may have deleted the segment of floor + 1: the oldest left then.
+    const first = segments.filter((s) => s.firstSeq <= floor + 1).at(-1) ?? (floor < cp.seq ? segments[0] : undefined);
+    if (first !== undefined && (floor < cp.seq || first.firstSeq > cp.segment)) cp = { segment: first.firstSeq, offset: 0, line: 1, seq: Math.min(floor, cp.seq) };
+  }
+  for (;;) {
+    const seg = await segmentAt(journal, cp);
+    if (seg === undefined) return;
+    if (seg.firstSeq !== cp.segment) cp = { segment: seg.firstSeq, offset: 0, line: 1, seq: cp.seq };
+    let last = cp.seq;
+    try {
+      for await (const l of durableLines(journal, seg, cp, seg.firstSeq < journal.sealedBelow)) {
+        const lead = leadingSeq(l.text);
+        if (lead !== undefined) last = Math.max(last, lead);
+        if (lead !== undefined && lead <= floor) continue;
+        const e = parseEntry(l.text);
+        if (typeof e === 'string') continue;
+        if (e.seq > floor) visit(e);
+      }
+    } catch (err) {
+      if (!(seg.gzipped && isZlibError(err))) throw err;
+      reportDamaged(journal.integrity, seg, last, (err as Error).message);
+    }
+    const next = await nextSegment(journal.nodeDir, seg);
+    if (next === undefined) return;
+    cp = { segment: next.firstSeq, offset: 0, line: 1, seq: cp.seq };
+  }
+}
+
+/** The lines of a segment from `cp`: a sealed segment to its end, the active one only as far as it is fsynced. */
+export function durableLines(journal: Pick<JournalWriter, 'active'>, seg: SegmentFile, cp: Checkpoint, sealed: boolean): AsyncGenerator<SegmentLine> {
+  const active = journal.active;
+  const to = sealed || seg.gzipped ? undefined : active?.firstSeq === seg.firstSeq ? active.durableBytes : 0;
+  return readSegmentLines(seg.path, { gzipped: seg.gzipped, from: cp.offset, to, firstLine: cp.line });
+}
+
+/** The segment of `cp`, or (none yet, or its segment is gone) the first holding anything newer. */
+export async function segmentAt(journal: Pick<JournalWriter, 'nodeDir' | 'integrity'>, cp: Checkpoint): Promise<SegmentFile | undefined> {
+  const segments = await listSegments(journal.nodeDir);
+  const exact = segments.find((s) => s.firstSeq === cp.segment);
+  if (exact !== undefined) return exact;
+  const later = segments.find((s) => s.firstSeq > cp.segment);
+  // Retention deletes only what was forwarded, so the next segment must start right after it.
+  if (later !== undefined && cp.seq > 0 && later.firstSeq !== cp.seq + 1) {
+    journal.integrity.report({
+      kind: 'missing_segment',
+      file: later.path,
+      message: `the forwarder passed seq ${cp.seq} but the next segment on disk starts at ${later.firstSeq}: ${later.firstSeq - cp.seq - 1} record(s) in no file`,
+      after: cp.seq,
+      seq: later.firstSeq,
+    });
+  }
+  return later;
+}
+
+export async function nextSegment(nodeDir: string, seg: SegmentFile): Promise<SegmentFile | undefined> {
+  return (await listSegments(nodeDir)).find((s) => s.firstSeq > seg.firstSeq);
+}
+
+/** zlib's own errors (Z_BUF_ERROR for a truncated file, Z_DATA_ERROR for a corrupt one). */
+export function isZlibError(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && code.startsWith('Z_');
+}
+
+export function reportDamaged(integrity: JournalIntegrity, seg: SegmentFile, after: number, reason: string): void {
+  integrity.report({
+    kind: 'unreadable_segment',
+    file: seg.path,
+    message: `gzipped segment damaged after seq ${after} (${reason}): the rest of this file is lost; forwarding goes on with the next segment`,
+    after,
+  });
 }

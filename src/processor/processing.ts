@@ -6,6 +6,7 @@ import type { Database } from '../outbox/db.ts';
 import type { Outbox } from '../outbox/outbox.ts';
 import { probeKafka } from '../probes.ts';
 import type { Tenants } from '../tenants.ts';
+import type { Watermark } from '../core/watermark.ts';
 import { KafkaHealth } from './kafka-health.ts';
 import { Processor } from './processor.ts';
 import { createPublishing, type Publishing } from './publisher.ts';
@@ -38,6 +39,8 @@ export async function startProcessing(opts: {
   controls: TenantControls;
   metrics: Metrics;
   log: Logger;
+  /** serve: the ingest's mark of rows entering the outbox, which the processor follows. */
+  entered?: Watermark;
 }): Promise<Processing> {
   const { config, db, brokers } = opts;
   const outboxIdentity = await opts.outbox.claim();
@@ -68,6 +71,7 @@ export async function startProcessing(opts: {
     outboxIdentity,
     canProcess: () => kafka.state.ok,
     unreachableReleaseMs: KAFKA_UNREACHABLE_RELEASE_MS,
+    entered: opts.entered,
   });
   kafka.start();
   processor.start();

@@ -11,6 +11,7 @@ import { ensureProgressTopic, ProgressReader } from './progress.ts';
 import type { Publishing } from './publisher.ts';
 import type { TenantControls } from './tenant-controls.ts';
 import { sluiceTopics, topicProblem, type SluiceTopics } from '../core/topic-rule.ts';
+import { follow, type Watermark } from '../core/watermark.ts';
 
 export interface ProcessorOptions {
   outbox: Outbox;
@@ -45,6 +46,12 @@ export interface ProcessorOptions {
   canProcess(): boolean;
   /** How long Kafka may stay unreachable before this instance gives up its partitions. */
   unreachableReleaseMs: number;
+  /**
+   * serve: the ingest's mark of rows entering the outbox. Followed from start to stop, so rows are
+   * published at once rather than at the next poll; rows that entered before start are found by the
+   * tasks' first pass.
+   */
+  entered?: Watermark;
 }
 
 const RETENTION_BATCH = 1_000;
@@ -61,6 +68,7 @@ export class Processor {
   #progress: ProgressReader | undefined;
   #retention: BackgroundLoop;
   #topics: SluiceTopics;
+  #stopped = new AbortController();
 
   constructor(opts: ProcessorOptions) {
     this.#o = opts;
@@ -93,6 +101,7 @@ export class Processor {
   start(): void {
     this.#ownership.start();
     this.#retention.start();
+    if (this.#o.entered !== undefined) follow(this.#o.entered, this.#stopped.signal, () => this.wake());
   }
 
   /** Ask every task to look for rows now instead of at the end of its idle wait. */
@@ -117,6 +126,7 @@ export class Processor {
 
   /** Finishes (or aborts) each open batch, releases the partitions, then stops. Safe to call twice. */
   async stop(): Promise<void> {
+    this.#stopped.abort();
     await Promise.all([this.#ownership.stop(), this.#retention.stop()]);
     await this.#progress?.close();
   }

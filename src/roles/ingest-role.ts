@@ -1,9 +1,9 @@
 import type { Config } from '../config.ts';
-import { follow } from '../core/watermark.ts';
+import type { Watermark } from '../core/watermark.ts';
 import type { Envelope } from '../core/record.ts';
 import type { ComponentState } from '../core/component-state.ts';
 import type { Readiness } from '../http/readiness.ts';
-import { Backlog } from '../ingest/backlog.ts';
+import { TenantPendingLimit } from '../ingest/tenant-pending.ts';
 import { startIngestStack } from '../ingest/ingest-stack.ts';
 import { journalReadiness } from '../ingest/journal-readiness.ts';
 import type { WriteResult } from '../ingest/write-path.ts';
@@ -21,6 +21,8 @@ export interface IngestRole {
   stopWaiting(): void;
   /** Sets the forwarder gauges a scrape reports. */
   beforeScrape(): void;
+  /** Moves whenever rows entered the outbox (either way, also while ingest closes): the processor follows it. */
+  readonly entered: Watermark;
 }
 
 /** Past this long failing without a break, the forwarder makes the instance not ready: it is stuck. */
@@ -41,18 +43,13 @@ export async function startIngestRole(o: {
   readiness: Readiness;
   timed: <T>(part: string, p: Promise<T>) => Promise<T>;
   closers: { name: string; close: () => Promise<void> }[];
-  onCommitted: () => void;
 }): Promise<IngestRole> {
   const { config, outbox, tenants, metrics, log, gauges, readiness } = o;
-  const backlog = new Backlog({ pending: () => outbox.pendingByTenant(), tenants, metrics, log, refreshMs: 1_000 });
-  await backlog.start();
-  o.closers.push({ name: 'backlog', close: async () => backlog.stop() });
+  const pendingLimit = new TenantPendingLimit({ pending: () => outbox.pendingByTenant(), tenants, metrics, log, refreshMs: 1_000 });
+  await pendingLimit.start();
+  o.closers.push({ name: 'backlog', close: async () => pendingLimit.stop() });
 
   const ingest = await o.timed('journal', startIngestStack({ config, outbox, log, metrics }));
-  // Rows that entered the outbox (either way, also while ingest closes) are published at once, not at the next poll.
-  const ingestClosed = new AbortController();
-  follow(ingest.progress.entered, ingestClosed.signal, o.onCommitted);
-  o.closers.push({ name: 'ingest-follow', close: async () => ingestClosed.abort() });
   o.closers.push({ name: 'ingest', close: () => ingest.close() });
   const { writePath, journal } = ingest;
 
@@ -73,10 +70,10 @@ export async function startIngestRole(o: {
 
   return {
     async write(envelopes) {
-      await backlog.admit(envelopes, (es) => writePath.holds(es));
+      await pendingLimit.admit(envelopes, (es) => writePath.holds(es));
       const results = await writePath.write(envelopes);
       for (const r of results) {
-        if (!r.duplicate) backlog.accepted(r.tenant_id, 1);
+        if (!r.duplicate) pendingLimit.accepted(r.tenant_id, 1);
         // A tenant that wrote here reports pending 0 once drained, rather than vanishing from /metrics.
         gauges.saw(r.tenant_id);
       }
@@ -84,6 +81,7 @@ export async function startIngestRole(o: {
     },
     inFlight: () => writePath.inFlight,
     stopWaiting: () => ingest.stopWaiting(),
+    entered: ingest.progress.entered,
     beforeScrape() {
       metrics.forwarderLag.set(ingest.progress.unforwarded);
       metrics.forwarderFailingSeconds.set(ingest.forwarder.failingMs() / 1000);

@@ -93,20 +93,20 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
     await timed('migrate', migrate(database.sql, log));
     const outbox = new Outbox(database.sql, config.partitions);
 
-    let processing: Processing | undefined;
-    const startProcessor = async (brokers: string[]): Promise<void> => {
-      const running = await startProcessing({ config, db: database, outbox, brokers, tenants, controls, metrics, log });
-      processing = running;
-      closers.push({ name: 'processor', close: () => running.close() });
-    };
-    if (publishes && config.kafka.brokers !== undefined) await startProcessor(config.kafka.brokers);
-    const wakeProcessor = (): void => processing?.processor.wake();
     const gauges = new OutboxGauges(outbox, tenants, metrics);
 
     const readiness = new Readiness();
+    let processing: Processing | undefined;
+    const configuredBrokers = publishes ? config.kafka.brokers : undefined;
+    // Closed after ingest, so the rows ingest forwards while it closes are still published.
+    if (configuredBrokers !== undefined) closers.push({ name: 'processor', close: async () => processing?.close() });
     const ingest = ingests
-      ? await startIngestRole({ config, outbox, tenants, metrics, log, gauges, readiness, timed, closers, onCommitted: wakeProcessor })
+      ? await startIngestRole({ config, outbox, tenants, metrics, log, gauges, readiness, timed, closers })
       : undefined;
+    // Started after ingest, whose mark of rows entering the outbox it follows.
+    const startProcessor = async (brokers: string[]): Promise<Processing> =>
+      (processing = await startProcessing({ config, db: database, outbox, brokers, tenants, controls, metrics, log, entered: ingest?.entered }));
+    if (configuredBrokers !== undefined) await startProcessor(configuredBrokers);
     if (!ingests) {
       readiness.add('outbox', true, () => outboxState(() => outbox.ping(), config.db.url));
     }
@@ -132,7 +132,7 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
       progressTopic: config.processor.progressTopic,
       defaultTopic: config.kafka.topic,
       tenants,
-      admin: config.adminToken === undefined ? undefined : { token: config.adminToken, outbox, controls, wake: wakeProcessor },
+      admin: config.adminToken === undefined ? undefined : { token: config.adminToken, outbox, controls, wake: () => processing?.processor.wake() },
       draining: () => draining,
       readiness,
       beforeScrape: async () => {
@@ -169,7 +169,7 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
       (own) => {
         if (stopping) return;
         log.info('local kafka ready', { bootstrap: own.bootstrap, kafka_local_ms: timings.kafka_local_ms, since_start_ms: Math.round(performance.now() - started) });
-        startProcessor([own.bootstrap]).catch((err: unknown) => {
+        startProcessor([own.bootstrap]).then((running) => closers.push({ name: 'processor', close: () => running.close() })).catch((err: unknown) => {
           if (!stopping) fail(`the processor did not start: ${describeError(err)}`);
         });
         // Whatever holds the port after the broker died is not ours: stop rather than publish to it.

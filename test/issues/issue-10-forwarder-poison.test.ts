@@ -42,7 +42,7 @@ describe('issue 10: a journal line the outbox refuses for good', () => {
     const batch = [envelope(1), envelope(2, { h: 'x\u0000y' }), envelope(3), envelope(4), envelope(5, { h: '\u0000' }), envelope(6)];
     await w.append(batch);
     const f = new Forwarder({
-      journal: w, outbox: new Outbox(db.sql, 16), batchSize: 100, pollMs: 10, log, metrics,
+      nodeId: 'n1', journal: w, outbox: new Outbox(db.sql, 16), batchSize: 100, pollMs: 10, log, metrics,
       progress: new OutboxProgress(w),
     });
     await f.init();

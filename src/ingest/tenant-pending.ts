@@ -6,7 +6,7 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Tenants } from '../tenants.ts';
 
-export interface BacklogOptions {
+export interface TenantPendingLimitOptions {
   /** Pending rows per tenant, from the outbox. */
   pending(): Promise<Map<string, number>>;
   tenants: Tenants;
@@ -17,18 +17,19 @@ export interface BacklogOptions {
 }
 
 /**
- * Ingest backpressure: a tenant whose pending rows passed its `max_pending` is answered 429
- * backlog_full, with a Retry-After estimated from how long its quota needs to drain the excess.
+ * Per-tenant backpressure: a tenant whose pending outbox rows passed its `max_pending` is answered 429
+ * backlog_full (the code it shares with AheadWrites' node-wide SLUICE_MAX_UNFORWARDED refusal), with
+ * a Retry-After estimated from how long its quota needs to drain the excess.
  * Counts come from the outbox every `refreshMs`, plus what this process accepted since, so a burst
  * cannot overshoot by more than one refresh interval of other instances' writes.
  */
-export class Backlog {
-  #o: BacklogOptions;
+export class TenantPendingLimit {
+  #o: TenantPendingLimitOptions;
   #counts = new Map<string, number>();
   #loop: BackgroundLoop;
   #failing = false;
 
-  constructor(opts: BacklogOptions) {
+  constructor(opts: TenantPendingLimitOptions) {
     this.#o = opts;
     this.#loop = new BackgroundLoop({
       name: 'backlog refresh',
