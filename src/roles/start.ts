@@ -194,6 +194,8 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
       },
       shutdown(reason) {
         shutdown ??= (async () => {
+          // The broker's state is no news once stopping: its probe ends first, so shutdown stays quiet.
+          void processing?.kafka.stop().catch(() => {});
           log.info('shutting down', { reason, ...(ingest !== undefined ? { in_flight: ingest.inFlight() } : {}) });
           draining = true;
           stopping = true;
