@@ -137,15 +137,23 @@ async function runUntilSignal(start: () => Promise<Running>, config: Config, log
   // Listened for before the start: a signal during it (a slow database, a broker start) would
   // otherwise kill the process mid-way (SIGTERM) or be lost (SIGINT). It is acted on once the start
   // settles, so what started is stopped in order.
+  // SIGHUP too: a reload asked for while starting (the "listening" line is out before the start
+  // settles) is done once it has, rather than the signal's default ending the process.
   let signalled: string | undefined;
   let onSignal = (signal: string): void => {
     signalled ??= signal;
   };
+  let reloadAsked = false;
+  let onReload = (): void => {
+    reloadAsked = true;
+  };
   process.once('SIGTERM', () => onSignal('SIGTERM'));
   process.once('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGHUP', () => onReload());
   const running = await startOrExplain(start, log);
   if (typeof running === 'number') return running;
-  process.on('SIGHUP', () => running.reload());
+  onReload = () => running.reload();
+  if (reloadAsked) running.reload();
   return new Promise((resolve) => {
     const stop = (signal: string, code = 0): void => {
       const timer = setTimeout(() => {

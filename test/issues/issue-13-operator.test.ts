@@ -10,6 +10,8 @@ import { eventually } from '../support/sluice.ts';
 import { spawnSluice } from '../support/spawn-sluice.ts';
 import { newToken, writeTenantsFile } from '../support/tenants.ts';
 
+const CLI = join(import.meta.dir, '..', '..', 'src', 'cli.ts');
+
 /** Issue 13: what an operator following the README alone ran into. */
 const sluice = (args: string[], env: Record<string, string> = {}): Promise<CliResult> => runCli(args, env, { clean: true });
 
@@ -72,6 +74,53 @@ describe('a tenant topic that is or collides with a sluice topic is invalid conf
     } finally {
       node.proc.kill('SIGTERM');
       await node.proc.exited;
+    }
+  }, 60_000);
+
+  test('regression (CI, loaded machine): a SIGHUP while starting neither ends the process nor is lost; it is done once started', async () => {
+    const file = join(scratch, 'tenants-early-reload.json');
+    const token = newToken('acme');
+    writeTenantsFile(file, { acme: { tokens: [token], topic: 'acme.events' } });
+    const fresh = await createTestDatabase({ migrate: false });
+    const proc = Bun.spawn({
+      cmd: ['bun', CLI, 'ingest'],
+      env: { ...process.env, DATABASE_URL: fresh.url, SLUICE_PORT: '0', SLUICE_TENANTS_FILE: file, SLUICE_JOURNAL_DIR: join(scratch, 'j-early'), SLUICE_NODE_ID: 'issue13-early' },
+      stdin: 'ignore',
+      stdout: 'ignore',
+      stderr: 'pipe',
+    });
+    try {
+      let log = '';
+      const decoder = new TextDecoder();
+      const reader = proc.stderr.getReader();
+      const readUntil = async (msg: string): Promise<void> => {
+        while (!log.includes(`"msg":"${msg}"`)) {
+          const { done, value } = await reader.read();
+          if (done) throw new Error(`sluice exited (code ${await proc.exited}) before logging "${msg}":\n${log}`);
+          log += decoder.decode(value, { stream: true });
+        }
+      };
+      // The first migration is logged well before the start settles: the signal lands mid-start.
+      await readUntil('migration applied');
+      writeTenantsFile(file, { acme: { tokens: [token], topic: 'sluice_events' } });
+      proc.kill('SIGHUP');
+      await readUntil('sluice listening');
+      await readUntil('tenants file rejected; keeping the previous one');
+      const url = /"msg":"sluice listening"[^\n]*"url":"([^"]+)"/.exec(log)?.[1];
+      const res = await fetch(`${url}/v1/events`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ dedupe_key: 'k1', payload: {} }),
+      });
+      expect(res.status).toBe(202);
+      const rows = await fresh.sql<{ topic: string }[]>`SELECT topic FROM outbox WHERE tenant_id = 'acme' AND dedupe_key = 'k1'`;
+      expect(rows.map((r) => r.topic)).toEqual(['acme.events']);
+      proc.kill('SIGTERM');
+      expect(await proc.exited).toBe(0);
+    } finally {
+      proc.kill('SIGKILL');
+      await proc.exited;
+      await fresh.drop();
     }
   }, 60_000);
 });
