@@ -13,9 +13,10 @@ import { BackgroundLoop } from '../background-loop.ts';
 import type { Clock } from '../core/clock.ts';
 import { follow } from '../core/watermark.ts';
 import type { OutboxProgress } from './outbox-progress.ts';
+import { HandoffQueue } from './handoff-queue.ts';
 
 /** What the forwarder asks of the node's journal writer, the owner of its segments. */
-export type ForwarderJournal = Pick<JournalWriter, 'nodeDir' | 'active' | 'sealedBelow' | 'integrity' | 'durable'>;
+export type ForwarderJournal = Pick<JournalWriter, 'nodeDir' | 'active' | 'sealedBelow' | 'integrity' | 'durable' | 'handOff'>;
 
 const MAX_BACKOFF_MS = 5_000;
 
@@ -33,23 +34,41 @@ export interface ForwarderOptions {
    * is still inserting, and records its checkpoint here after each commit.
    */
   progress: OutboxProgress;
+  /** The in-memory hand-off from the journal writer; by default one bounded by HANDOFF_MAX_ENTRIES and HANDOFF_MAX_BYTES. */
+  handoff?: HandoffQueue;
   clock?: Clock;
 }
 
+/** Entries forwarded since start, by where they were read: the writer's hand-off in memory, or the files. */
+export interface ForwardedFrom {
+  memory: number;
+  files: number;
+}
+
 /**
- * Ingest's journal → outbox stage. Tails the journal from checkpoint.json into the outbox: reads whole
- * lines (across rotation and gzip) as far as the journal's `durable` mark, inserts them in batches
- * with ON CONFLICT DO NOTHING, and moves the checkpoint only after the commit. A bad line is reported
- * with file and line and left in the file; it is never inserted.
+ * Ingest's journal → outbox stage. Forwards the journal from checkpoint.json into the outbox in
+ * batches with ON CONFLICT DO NOTHING, and moves the checkpoint only after the commit.
+ *
+ * While the process lives, the journal writer hands each group commit's durable lines over in memory
+ * (HandoffQueue), with their place in the segment: the forwarder takes those that follow its
+ * checkpoint byte for byte and builds the same checkpoint a read of the file would. Everything else
+ * is read from the files, as far as the journal's `durable` mark (across rotation and gzip): the
+ * backlog after a restart, and whatever the bounded queue refused while the forwarder was behind.
+ * The files are the truth; memory only spares reading back what was just written. A bad line read
+ * from a file is reported with file and line and left there; it is never inserted.
  */
 export class Forwarder {
   #opts: ForwarderOptions;
   #cp: Checkpoint = { segment: 0, offset: 0, line: 1, seq: 0 };
   #loop: BackgroundLoop;
   #following = false;
+  #handoff: HandoffQueue;
+  #stopHandOff: (() => void) | undefined;
+  #from: ForwardedFrom = { memory: 0, files: 0 };
 
   constructor(opts: ForwarderOptions) {
     this.#opts = opts;
+    this.#handoff = opts.handoff ?? new HandoffQueue();
     this.#loop = new BackgroundLoop({
       name: 'forwarder',
       log: opts.log,
@@ -78,6 +97,11 @@ export class Forwarder {
     return this.#loop.lastError;
   }
 
+  /** Where the entries forwarded since start were read from. */
+  get forwardedFrom(): ForwardedFrom {
+    return { ...this.#from };
+  }
+
   /** Milliseconds the forwarder has failed without a break; 0 while it works. */
   failingMs(): number {
     return this.#loop.failingMs();
@@ -87,6 +111,7 @@ export class Forwarder {
   start(): void {
     if (this.#following) return;
     this.#following = true;
+    this.#stopHandOff = this.#opts.journal.handOff(this.#handoff);
     this.#loop.start();
     follow(this.#opts.journal.durable, this.#loop.signal, () => this.#loop.wake());
   }
@@ -96,12 +121,27 @@ export class Forwarder {
   }
 
   /** Finishes the batch in flight, then stops. Safe to call twice. */
-  stop(): Promise<void> {
-    return this.#loop.stop();
+  async stop(): Promise<void> {
+    await this.#loop.stop();
+    this.#stopHandOff?.();
   }
 
-  /** Forwards what the current segment holds, or moves on to the next one. False when there was nothing to do. */
+  /**
+   * Forwards what the writer handed over in memory, or else what the current segment holds, or moves
+   * on to the next segment. False when there was nothing to do.
+   */
   async #step(): Promise<boolean> {
+    const { batchSize, progress } = this.#opts;
+    const taken = this.#handoff.take(this.#cp, batchSize, progress.settledThrough);
+    // Never move past a line that is still being inserted by its own request.
+    if (taken === 'held') return false;
+    if (taken !== undefined && taken.entries.length > 0) {
+      await this.#commit(taken.entries, taken.next);
+      this.#from.memory += taken.entries.length;
+      return true;
+    }
+    // Every durable line is passed: no file to look at.
+    if (this.#handoff.caughtUp(this.#cp)) return false;
     try {
       return await this.#forwardSegment();
     } catch (err) {
@@ -149,7 +189,7 @@ export class Forwarder {
           entries.push(e);
         }
         if (entries.length >= this.#opts.batchSize) {
-          await this.#commit(entries, next);
+          await this.#commitRead(entries, next);
           entries = [];
           if (this.#loop.signal.aborted) return true;
         }
@@ -160,7 +200,7 @@ export class Forwarder {
     }
     if (damaged !== undefined) return this.#leaveDamaged(seg, entries, next, damaged);
     if (next !== this.#cp) {
-      await this.#commit(entries, next);
+      await this.#commitRead(entries, next);
       return true;
     }
     if (next !== start) return true;
@@ -178,12 +218,17 @@ export class Forwarder {
    * forwarded, the rest of the file is reported lost, and forwarding goes on with the next segment.
    */
   async #leaveDamaged(seg: SegmentFile, entries: JournalEntry[], next: Checkpoint, reason: string): Promise<boolean> {
-    if (next !== this.#cp) await this.#commit(entries, next);
+    if (next !== this.#cp) await this.#commitRead(entries, next);
     reportDamaged(this.#opts.journal.integrity, seg, this.#cp.seq, reason);
     const following = await nextSegment(this.#opts.journal.nodeDir, seg);
     if (following === undefined) return false;
     this.#cp = { segment: following.firstSeq, offset: 0, line: 1, seq: this.#cp.seq };
     return true;
+  }
+
+  async #commitRead(entries: JournalEntry[], next: Checkpoint): Promise<void> {
+    await this.#commit(entries, next);
+    this.#from.files += entries.length;
   }
 
   async #commit(entries: JournalEntry[], next: Checkpoint): Promise<void> {

@@ -28,6 +28,30 @@ export interface ActiveSegment {
   durableBytes: number;
 }
 
+/**
+ * Lines the writer has just made durable, all in one segment: what it hands the outbox stage in
+ * memory, so that stage need not read them back from the file (see DurableSink).
+ */
+export interface DurableBatch {
+  /** The segment (its first seq) the lines were appended to. */
+  segment: number;
+  /** Byte offset of the first line in the segment. */
+  start: number;
+  entries: readonly JournalEntry[];
+  /** Byte offset just past each entry's line, in the segment. */
+  ends: readonly number[];
+  /**
+   * Set when the lines open a segment right after one this writer sealed: where that one ended.
+   * Bytes follow bytes across the rotation, so a reader there is right before these lines.
+   */
+  after?: { segment: number; offset: number };
+}
+
+/** Takes each durable batch, in order, as the writer makes it durable. Must not throw or block. */
+export interface DurableSink {
+  push(batch: DurableBatch): void;
+}
+
 interface Pending {
   inputs: Envelope[];
   resolve: (entries: JournalEntry[]) => void;
@@ -64,6 +88,9 @@ export class JournalWriter {
   #failure: string | undefined;
   /** The last seq of each segment this writer sealed: what its gzipped copy must end with. */
   #sealedLast = new Map<number, number>();
+  /** Where the segment this writer last sealed ended ({0, 0} for a journal that had none): see DurableBatch.after. */
+  #lastSealedEnd: { segment: number; offset: number } | undefined;
+  #sink: DurableSink | undefined;
 
   private constructor(opts: JournalWriterOptions, nodeDir: string, nextSeq: number, integrity: JournalIntegrity) {
     this.#opts = opts;
@@ -122,6 +149,8 @@ export class JournalWriter {
       await checkCheckpointSegment(cp, recovered, integrity, nodeDir);
     }
     const writer = new JournalWriter(opts, nodeDir, Math.max(lastSeq, cp?.seq ?? 0) + 1, integrity);
+    // An empty journal: its first segment follows nothing, which is where a checkpoint that never moved stands.
+    if (newest === undefined) writer.#lastSealedEnd = { segment: 0, offset: 0 };
     // After a jump the old newest segment is sealed: the new seqs start a segment of their own.
     if (newest !== undefined && !newest.gzipped && !ahead) await writer.#openSegment(newest.file);
     return writer;
@@ -156,6 +185,18 @@ export class JournalWriter {
     if (now - this.#segmentOpenedAt < maxAgeMs) return;
     this.#rotateRequested = true;
     this.#flushing ??= this.#flush();
+  }
+
+  /**
+   * From now on each group commit's lines are handed to `sink` once fsynced, before `durable` moves;
+   * lines written before (or while no sink is set) are not. Returns the way to stop, which does
+   * nothing once another sink has taken over.
+   */
+  handOff(sink: DurableSink): () => void {
+    this.#sink = sink;
+    return () => {
+      if (this.#sink === sink) this.#sink = undefined;
+    };
   }
 
   /** Undefined while the journal accepts writes; otherwise why it does not. */
@@ -196,19 +237,29 @@ export class JournalWriter {
       const firstSeq = this.#nextSeq;
       const ts = new Date().toISOString();
       const entries: JournalEntry[][] = [];
+      // Each line's length, only while a sink takes the lines: it places them in the segment.
+      const handed = this.#sink === undefined ? undefined : { entries: [] as JournalEntry[], lengths: [] as number[] };
       let text = '';
       let seq = firstSeq;
       for (const p of batch) {
         const mine = p.inputs.map((input) => ({ seq: seq++, ts, ...input }));
-        for (const e of mine) text += formatEntry(e);
+        for (const e of mine) {
+          const line = formatEntry(e);
+          text += line;
+          if (handed !== undefined) {
+            handed.entries.push(e);
+            handed.lengths.push(Buffer.byteLength(line));
+          }
+        }
         entries.push(mine);
       }
       const bytes = Buffer.from(text);
       try {
-        await this.#writeDurably(bytes, firstSeq);
+        const at = await this.#writeDurably(bytes, firstSeq);
         this.#nextSeq = seq;
         this.#failure = undefined;
         batch.forEach((p, i) => p.resolve(entries[i] ?? []));
+        if (handed !== undefined) this.#handOver(at, handed.entries, handed.lengths);
         this.durable.advance(seq - 1);
       } catch (err) {
         this.#failure = describeError(err);
@@ -222,9 +273,19 @@ export class JournalWriter {
     }
   }
 
-  async #writeDurably(bytes: Buffer, firstSeq: number): Promise<void> {
+  #handOver(at: { segment: number; start: number; after: DurableBatch['after'] }, entries: JournalEntry[], lengths: number[]): void {
+    const ends: number[] = [];
+    let end = at.start;
+    for (const length of lengths) ends.push((end += length));
+    this.#sink?.push({ segment: at.segment, start: at.start, entries, ends, ...(at.after === undefined ? {} : { after: at.after }) });
+  }
+
+  /** Appends and fsyncs `bytes`; says where they went (and, when they opened a segment, where the last one ended). */
+  async #writeDurably(bytes: Buffer, firstSeq: number): Promise<{ segment: number; start: number; after: DurableBatch['after'] }> {
+    let after: DurableBatch['after'];
     if (this.#handle === undefined || (this.#segmentSize > 0 && this.#segmentSize + bytes.length > this.#opts.segmentBytes)) {
       await this.#rotate(firstSeq);
+      after = this.#lastSealedEnd;
     }
     const handle = this.#handle;
     if (handle === undefined) throw new SluiceError('internal', 'journal segment is not open');
@@ -241,6 +302,7 @@ export class JournalWriter {
     }
     this.#segmentSize = sizeBefore + bytes.length;
     this.#opts.metrics.journalBytesWritten.inc(bytes.length);
+    return { segment: this.#segmentFirstSeq, start: sizeBefore, after: sizeBefore === 0 ? after : undefined };
   }
 
   async #closeSegment(): Promise<void> {
@@ -248,6 +310,7 @@ export class JournalWriter {
     const closed = this.#segmentFirstSeq;
     await this.#handle.close();
     if (this.#nextSeq > closed) this.#sealedLast.set(closed, this.#nextSeq - 1);
+    this.#lastSealedEnd = { segment: closed, offset: this.#segmentSize };
     this.#handle = undefined;
     this.sealed.advance(this.sealedBelow);
   }

@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Envelope } from '../../src/core/record.ts';
@@ -11,6 +11,7 @@ import { readEntriesAfter } from '../../src/journal/reader.ts';
 import type { Logger } from '../../src/log.ts';
 import { createMetrics, type Metrics } from '../../src/metrics.ts';
 import { Forwarder } from '../../src/ingest/forwarder.ts';
+import { HandoffQueue } from '../../src/ingest/handoff-queue.ts';
 import { OutboxProgress } from '../../src/ingest/outbox-progress.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
 import { prng, testSeed } from '../support/seed.ts';
@@ -51,8 +52,9 @@ async function writer(segmentBytes = 1 << 20): Promise<JournalWriter> {
   return w;
 }
 
-async function forwarder(w: JournalWriter, batchSize = 100, log: Logger = quietLog): Promise<Forwarder> {
+async function forwarder(w: JournalWriter, batchSize = 100, log: Logger = quietLog, handoff?: HandoffQueue): Promise<Forwarder> {
   const f = new Forwarder({
+    ...(handoff === undefined ? {} : { handoff }),
     nodeId: 'n1',
     journal: w,
     outbox: new Outbox(db.sql, 16),
@@ -70,6 +72,26 @@ async function forwarder(w: JournalWriter, batchSize = 100, log: Logger = quietL
 
 async function outboxKeys(): Promise<string[]> {
   return (await db.sql<{ dedupe_key: string }[]>`SELECT dedupe_key FROM outbox ORDER BY id`).map((r) => r.dedupe_key);
+}
+
+/** `clients` appending envelopes 1..total in batches of 1..maxBatch, at random pauses: seq → dedupe key of each acknowledged one. */
+async function appendConcurrently(
+  w: JournalWriter,
+  o: { total: number; clients: number; maxBatch: number; random: () => number; after?: () => void },
+): Promise<Map<number, string>> {
+  const acked = new Map<number, string>();
+  let next = 1;
+  const client = async (): Promise<void> => {
+    while (next <= o.total) {
+      const batch: Envelope[] = [];
+      for (let n = 1 + Math.floor(o.random() * o.maxBatch); n > 0 && next <= o.total; n--) batch.push(envelope(next++));
+      for (const e of await w.append(batch)) acked.set(e.seq, e.dedupe_key);
+      o.after?.();
+      if (o.random() < 0.3) await Bun.sleep(o.random() * 3);
+    }
+  };
+  await Promise.all(Array.from({ length: o.clients }, client));
+  return acked;
 }
 
 const keys = (from: number, to: number): string[] => Array.from({ length: to - from + 1 }, (_, i) => `k${from + i}`);
@@ -204,19 +226,8 @@ describe('forwarder', () => {
     });
     maintenance.start();
     open.push({ close: () => maintenance.stop() });
-    const acked = new Map<number, string>();
-    let next = 1;
     const total = 3_000;
-    const client = async (): Promise<void> => {
-      while (next <= total) {
-        const batch: Envelope[] = [];
-        for (let n = 1 + Math.floor(random() * 3); n > 0 && next <= total; n--) batch.push(envelope(next++));
-        for (const e of await w.append(batch)) acked.set(e.seq, e.dedupe_key);
-        f.wake();
-        if (random() < 0.3) await Bun.sleep(random() * 3);
-      }
-    };
-    await Promise.all(Array.from({ length: 16 }, client));
+    const acked = await appendConcurrently(w, { total, clients: 16, maxBatch: 3, random, after: () => f.wake() });
     await eventually(async () => f.checkpoint.seq === total, 30_000, 'every acknowledged write forwarded');
     expect(acked.size).toBe(total);
     // Each acknowledged write once, in seq order.
@@ -259,4 +270,101 @@ describe('forwarder', () => {
     ]);
     expect(w.integrity.incidents).toBe(1);
   });
+});
+
+/** The checkpoint a read of the file would end at: the active segment's size and its line count + 1. */
+function fileEnd(w: JournalWriter): { segment: number; offset: number; line: number } {
+  const segment = w.active?.firstSeq ?? -1;
+  const path = join(w.nodeDir, `${String(segment).padStart(20, '0')}.jsonl`);
+  const text = readFileSync(path, 'utf8');
+  return { segment, offset: statSync(path).size, line: text.split('\n').length };
+}
+
+async function duplicatesCounted(): Promise<number> {
+  return (await metrics.forwardedRecords.get()).values.find((v) => v.labels.result === 'duplicate')?.value ?? 0;
+}
+
+describe('forwarder: hand-off in memory', () => {
+  test('every durable entry is handed over in memory exactly once, in seq order, across rotation, with the checkpoint a file read gives', async () => {
+    const random = prng(testSeed('hand-off in memory'));
+    const w = await writer(2_000);
+    const f = await forwarder(w, 37);
+    const total = 2_000;
+    const acked = await appendConcurrently(w, { total, clients: 8, maxBatch: 4, random });
+    await eventually(async () => f.checkpoint.seq === total, 30_000, 'every acknowledged write forwarded');
+    expect([...acked.keys()].sort((a, b) => a - b)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+    expect(await outboxKeys()).toEqual([...acked].sort(([a], [b]) => a - b).map(([, key]) => key));
+    // Not one line was read back from a file, and nothing was inserted twice.
+    expect(f.forwardedFrom).toEqual({ memory: total, files: 0 });
+    expect(await duplicatesCounted()).toBe(0);
+    expect(w.integrity.incidents).toBe(0);
+    // The segments did rotate, and the checkpoint on disk is where reading the files would have put it.
+    expect(w.active?.firstSeq ?? 0).toBeGreaterThan(1);
+    const onDisk = JSON.parse(readFileSync(join(w.nodeDir, 'checkpoint.json'), 'utf8')) as unknown;
+    expect(onDisk).toEqual({ ...fileEnd(w), seq: total });
+    // A forwarder started on that checkpoint finds nothing left to forward.
+    await f.stop();
+    const again = await forwarder(w, 37);
+    await Bun.sleep(100);
+    expect(again.forwardedFrom).toEqual({ memory: 0, files: 0 });
+    expect(again.checkpoint).toEqual({ ...fileEnd(w), seq: total });
+  }, 60_000);
+
+  test('past the bound of the queue the forwarder reads the files, loses nothing, and takes from memory again once caught up', async () => {
+    const w = await writer(4096);
+    const handoff = new HandoffQueue({ entries: 10, bytes: 1 << 20 });
+    const f = await forwarder(w, 20, quietLog, handoff);
+    await w.append([1, 2, 3].map((i) => envelope(i)));
+    await eventually(async () => f.checkpoint.seq === 3, 10_000, 'first writes forwarded');
+    // One group commit larger than the bound: refused by the queue, read from the file.
+    await w.append(Array.from({ length: 30 }, (_, i) => envelope(4 + i)));
+    expect(handoff.refused).toBe(30);
+    await eventually(async () => f.checkpoint.seq === 33, 10_000, 'the refused lines forwarded from the file');
+    for (let i = 34; i <= 60; i++) await w.append([envelope(i)]);
+    await eventually(async () => f.checkpoint.seq === 60, 10_000, 'later writes forwarded');
+    expect(await outboxKeys()).toEqual(keys(1, 60));
+    const from = f.forwardedFrom;
+    expect(from.files).toBeGreaterThanOrEqual(30);
+    expect(from.memory).toBeGreaterThanOrEqual(3);
+    expect(from.memory + from.files).toBe(60);
+    expect(await duplicatesCounted()).toBe(0);
+    expect(handoff.size).toBeLessThanOrEqual(10);
+    expect(JSON.parse(readFileSync(join(w.nodeDir, 'checkpoint.json'), 'utf8'))).toEqual({ ...fileEnd(w), seq: 60 });
+  });
+
+  test('a forwarder that falls behind under a stream of writes fills the queue, reads the rest from the files, and forwards each write once in order', async () => {
+    const w = await writer(8192);
+    const handoff = new HandoffQueue({ entries: 64, bytes: 4096 });
+    const f = await forwarder(w, 16, quietLog, handoff);
+    const total = 1_500;
+    for (let i = 1; i <= total; i += 5) await w.append(Array.from({ length: 5 }, (_, j) => envelope(i + j)));
+    await eventually(async () => f.checkpoint.seq === total, 30_000, 'every write forwarded');
+    expect(handoff.refused).toBeGreaterThan(0);
+    expect(f.forwardedFrom.files).toBeGreaterThan(0);
+    expect(f.forwardedFrom.memory + f.forwardedFrom.files).toBe(total);
+    expect(await outboxKeys()).toEqual(keys(1, total));
+    expect(w.integrity.incidents).toBe(0);
+  }, 60_000);
+
+  test('a commit whose checkpoint cannot be written takes the same entries again: the outbox holds each once', async () => {
+    const w = await writer();
+    const f = await forwarder(w);
+    await w.append([envelope(1), envelope(2)]);
+    await eventually(async () => f.checkpoint.seq === 2, 10_000, 'first writes forwarded');
+    // The checkpoint's temp file cannot be created: each commit inserts, then fails before the checkpoint.
+    const blocker = join(w.nodeDir, 'checkpoint.json.tmp');
+    mkdirSync(blocker);
+    await w.append([envelope(3), envelope(4), envelope(5)]);
+    await eventually(async () => (await outboxKeys()).length === 5, 10_000, 'rows inserted before the checkpoint');
+    await eventually(async () => f.lastError !== undefined, 10_000, 'the checkpoint write failed');
+    expect(f.checkpoint.seq).toBe(2);
+    const ids = await db.sql<{ id: string }[]>`SELECT id::text FROM outbox ORDER BY id`;
+    rmSync(blocker, { recursive: true });
+    await eventually(async () => f.checkpoint.seq === 5, 15_000, 'checkpoint moved once it could be written');
+    expect(await outboxKeys()).toEqual(keys(1, 5));
+    expect(await db.sql<{ id: string }[]>`SELECT id::text FROM outbox ORDER BY id`).toEqual(ids);
+    // Taken from memory each time: the retry found its rows there.
+    expect(f.forwardedFrom).toEqual({ memory: 5, files: 0 });
+    expect(await duplicatesCounted()).toBeGreaterThanOrEqual(3);
+  }, 30_000);
 });
