@@ -7,8 +7,10 @@ import type { DurableBatch, DurableSink } from '../journal/writer.ts';
  * memory for the forwarder. A batch that would pass either is refused and the forwarder reads it
  * from the file instead. 16,384 entries is about 160 ms of writes at 100,000 events/s, several
  * forwarder commits (SLUICE_FORWARD_BATCH, 1,000 by default): a forwarder that keeps up never meets
- * the bound. Its cost is the entries held: the line bytes (8 MiB at most) plus ~200 bytes of object
- * per entry (~3 MiB at 16,384), some 11 MiB when the outbox stalls and the queue stays full.
+ * the bound. Its cost is the entries held: their text (the line bytes, 8 MiB at most; twice that for
+ * text outside Latin-1, which the engine keeps as UTF-16) plus ~250 bytes of objects per entry (~4 MiB
+ * at 16,384; measured 375 bytes an entry in all for a small event): some 12 MiB while the outbox
+ * stalls and the queue stays full.
  */
 export const HANDOFF_MAX_ENTRIES = 16_384;
 export const HANDOFF_MAX_BYTES = 8 * 1024 * 1024;
