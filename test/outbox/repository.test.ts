@@ -94,6 +94,52 @@ for (const backend of backends) {
       expect(stats).toEqual({ n: 2, payload: '{"v":1}' });
     });
 
+    test('text of every shape reaches its column unchanged: quotes, backslashes, braces, line breaks, NULL, emoji', async () => {
+      const awkward = ['a"b', 'back\\slash\\"', '{x,y}', 'line\nbreak\ttab\r', 'NULL', '', ' spaced ', 'ü€😀', 'a\u0001b', '\\u0041'];
+      const rows = awkward.map((text, i): NewOutboxRow => ({
+        ...row(`t${text}`, `k${i}${text}`, JSON.stringify({ text })),
+        headers: { text },
+        request_id: text,
+        traceparent: i % 2 === 0 ? undefined : text,
+      }));
+      const results = await insertRows(sql, rows);
+      expect(results.map((r) => r.duplicate)).toEqual(awkward.map(() => false));
+      const stored = await sql<{ id: string; tenant_id: string; dedupe_key: string; payload: string; headers: unknown; request_id: string; traceparent: string | null }[]>`
+        SELECT id::text, tenant_id, dedupe_key, payload_text AS payload, headers, request_id, traceparent FROM outbox ORDER BY outbox.id`;
+      expect([...stored]).toEqual(
+        rows.map((r, i) => ({
+          id: results[i]?.id ?? '',
+          tenant_id: r.tenant_id,
+          dedupe_key: r.dedupe_key,
+          payload: r.payload,
+          headers: r.headers,
+          request_id: r.request_id,
+          traceparent: r.traceparent ?? null,
+        })),
+      );
+    });
+
+    test('ids come back in input order when duplicates sit anywhere in the batch', async () => {
+      const [kept] = await insertRows(sql, [row('acme', 'old')]);
+      const batch = ['n1', 'old', 'n2', 'n1', 'n3', 'old', 'n2'].map((k) => row('acme', k));
+      const results = await insertRows(sql, batch);
+      expect(results.map((r) => r.duplicate)).toEqual([false, true, false, true, false, true, true]);
+      const ids = new Map((await sql<{ id: string; dedupe_key: string }[]>`SELECT id::text, dedupe_key FROM outbox`).map((r) => [r.dedupe_key, r.id]));
+      expect(results.map((r) => r.id)).toEqual(batch.map((r) => ids.get(r.dedupe_key) ?? ''));
+      expect(ids.get('old')).toBe(kept?.id ?? '');
+      // New rows take ids in input order.
+      expect(Number(ids.get('n1'))).toBeLessThan(Number(ids.get('n2')));
+      expect(Number(ids.get('n2'))).toBeLessThan(Number(ids.get('n3')));
+    });
+
+    test('a batch of 1,000 rows gets its ids in input order', async () => {
+      const batch = Array.from({ length: 1_000 }, (_, i) => row(`t${i % 7}`, `k${i}`));
+      const results = await insertRows(sql, batch);
+      const stored = await sql<{ id: string; dedupe_key: string }[]>`SELECT id::text, dedupe_key FROM outbox ORDER BY outbox.id`;
+      expect(stored.map((r) => r.dedupe_key)).toEqual(batch.map((r) => r.dedupe_key));
+      expect(results).toEqual(stored.map((r) => ({ id: r.id, duplicate: false })));
+    });
+
     test('claims pending rows in id order and no longer claims them once marked sent', async () => {
       const ids = (await insertRows(sql, Array.from({ length: 5 }, (_, i) => row('acme', `k${i}`)))).map((r) => r.id);
       const p = partitionOf('acme', 16);
