@@ -3,7 +3,7 @@ import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Envelope } from '../../src/core/record.ts';
-import { JournalWriter } from '../../src/journal/writer.ts';
+import { JournalWriter, type DurableBatch } from '../../src/journal/writer.ts';
 import { createMetrics, type Metrics } from '../../src/metrics.ts';
 import { quietLog } from '../support/postgres.ts';
 
@@ -122,5 +122,40 @@ describe('journal writer', () => {
     await w.close();
     await w.close();
     expect(w.append([envelope(1)])).rejects.toMatchObject({ code: 'shutting_down' });
+  });
+
+  test('hands each durable group commit over with the byte place of every line, across rotation', async () => {
+    const dir = tempDir();
+    const w = await openWriter(dir, createMetrics(), 400);
+    const batches: DurableBatch[] = [];
+    const stop = w.handOff({ push: (b) => batches.push(b) });
+    for (let i = 1; i <= 12; i += 3) await w.append([envelope(i), envelope(i + 1), envelope(i + 2)]);
+    stop();
+    await w.append([envelope(13)]);
+    await w.close();
+    expect(batches.flatMap((b) => b.entries.map((e) => e.seq))).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    const nodeDir = join(dir, 'n1');
+    for (const b of batches) {
+      const file = readFileSync(join(nodeDir, `${String(b.segment).padStart(20, '0')}.jsonl`));
+      let start = b.start;
+      b.entries.forEach((e, i) => {
+        const end = b.ends[i] ?? -1;
+        // Each line sits at its place in its segment, whole, and is the entry's.
+        expect(JSON.parse(file.subarray(start, end).toString('utf8'))).toMatchObject({ seq: e.seq, dedupe_key: e.dedupe_key });
+        expect(file[end - 1]).toBe(0x0a);
+        start = end;
+      });
+    }
+    // A batch that opens a segment says where the one before it ended (the empty journal's: 0, 0).
+    const opening = batches.filter((b) => b.start === 0);
+    expect(opening.length).toBeGreaterThan(1);
+    expect(opening[0]?.after).toEqual({ segment: 0, offset: 0 });
+    for (const b of opening.slice(1)) {
+      const before = batches[batches.indexOf(b) - 1];
+      expect(b.after).toEqual({ segment: before?.segment ?? -1, offset: before?.ends.at(-1) ?? -1 });
+    }
+    // Batches continuing a segment follow the previous one byte for byte; after stop(), none are handed over.
+    for (const b of batches.filter((x) => x.start > 0)) expect(b.start).toBe(batches[batches.indexOf(b) - 1]?.ends.at(-1) ?? -1);
+    expect(batches.some((b) => b.entries.some((e) => e.seq === 13))).toBe(false);
   });
 });
