@@ -11,6 +11,7 @@ const CLOSE_BRACE = 0x7d;
 const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
 const COMMA = 0x2c;
+const COLON = 0x3a;
 
 /** Index just past the string starting at `start` (a quote), or text.length when it never ends. */
 function stringEnd(text: string, start: number): number {
@@ -25,23 +26,80 @@ function stringEnd(text: string, start: number): number {
   }
 }
 
+/** What `scanEvent` found: the text nests too deep, or the raw payload (undefined when none was seen). */
+export type EventScan = { tooDeep: true } | { tooDeep: false; payload: string | undefined };
+
+const TOO_DEEP: EventScan = { tooDeep: true };
+
 /**
- * Whether arrays and objects in `text` nest deeper than `max` (a top-level object is depth 1).
- * Works on any text, valid JSON or not, in one pass: strings are skipped, brackets counted.
+ * Whether arrays and objects in `text` nest deeper than `max` (a top-level object is depth 1), and
+ * `rawMember(text, 'payload')`, in one pass: ingest needs both of every event. The depth verdict
+ * holds for any text, valid JSON or not (strings are skipped, brackets counted); the payload only
+ * once `text` has passed JSON.parse as an object (on other text it is meaningless). A member's value spans from its first
+ * character after the colon to the end of its last token before the `,` or `}` that closes it.
  */
-export function nestsDeeperThan(text: string, max: number): boolean {
+export function scanEvent(text: string, max: number): EventScan {
   let depth = 0;
+  let expectKey = false;
+  let awaitingValue = false;
+  let isPayload = false;
+  let valueStart = 0;
+  let lastEnd = 0;
+  let payload: string | undefined;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
+    if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) continue;
+    if (awaitingValue) {
+      valueStart = i;
+      awaitingValue = false;
+    }
     if (c === QUOTE) {
-      i = stringEnd(text, i) - 1;
+      const end = stringEnd(text, i);
+      if (depth === 1) {
+        if (expectKey) {
+          isPayload = isPayloadKey(text, i, end);
+          expectKey = false;
+        } else {
+          lastEnd = end;
+        }
+      }
+      i = end - 1;
     } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
-      if (++depth > max) return true;
+      if (++depth > max) return TOO_DEEP;
+      if (depth === 1) expectKey = c === OPEN_BRACE;
     } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
       depth--;
+      if (depth === 1) lastEnd = i + 1;
+      else if (depth === 0 && isPayload) {
+        payload = text.slice(valueStart, lastEnd);
+        isPayload = false;
+      }
+    } else if (depth === 1) {
+      if (c === COLON) {
+        awaitingValue = true;
+      } else if (c === COMMA) {
+        if (isPayload) payload = text.slice(valueStart, lastEnd);
+        isPayload = false;
+        expectKey = true;
+      } else {
+        lastEnd = i + 1;
+      }
     }
   }
-  return false;
+  return { tooDeep: false, payload };
+}
+
+/** Whether the key string text[start, end) (quotes included) is `payload`, escapes decoded as JSON.parse does. */
+function isPayloadKey(text: string, start: number, end: number): boolean {
+  const length = end - start;
+  if (length === 9) return text.startsWith('"payload"', start);
+  // Escaped, it takes 10 to 44 characters with its quotes (all seven as \uXXXX at most).
+  if (length < 10 || length > 44 || !text.slice(start, end).includes('\\')) return false;
+  try {
+    return JSON.parse(text.slice(start, end)) === 'payload';
+  } catch {
+    return false;
+  }
 }
 
 function skipSpace(text: string, i: number): number {
