@@ -12,8 +12,30 @@ export function formatEntry(e: JournalEntry): string {
   const headers = hasMembers(e.headers) ? JSON.stringify(e.headers) : '{}';
   const payload = e.payload.includes('\n') || e.payload.includes('\r') ? `"payload_text":${JSON.stringify(e.payload)}` : `"payload":${e.payload}`;
   const trace = e.traceparent === undefined ? '' : `,"traceparent":${JSON.stringify(e.traceparent)}`;
-  return `{"seq":${e.seq},"ts":${JSON.stringify(e.ts)},"tenant_id":${JSON.stringify(e.tenant_id)},"dedupe_key":${JSON.stringify(e.dedupe_key)},"topic":${JSON.stringify(e.topic)},"request_id":${JSON.stringify(e.request_id)},"headers":${headers},${payload}${trace}}\n`;
+  return `{"seq":${e.seq},"ts":${TS.of(e.ts)},"tenant_id":${TENANT.of(e.tenant_id)},"dedupe_key":${JSON.stringify(e.dedupe_key)},"topic":${TOPIC.of(e.topic)},"request_id":${REQUEST.of(e.request_id)},"headers":${headers},${payload}${trace}}\n`;
 }
+
+/**
+ * JSON.stringify of the last string it was given, kept: a group commit's entries share their ts, a
+ * request's its request id, and most entries their tenant and topic.
+ */
+class LastQuoted {
+  #value = '';
+  #quoted = '""';
+
+  of(value: string): string {
+    if (value !== this.#value) {
+      this.#value = value;
+      this.#quoted = JSON.stringify(value);
+    }
+    return this.#quoted;
+  }
+}
+
+const TS = new LastQuoted();
+const TENANT = new LastQuoted();
+const TOPIC = new LastQuoted();
+const REQUEST = new LastQuoted();
 
 function hasMembers(o: object): boolean {
   for (const _ in o) return true;

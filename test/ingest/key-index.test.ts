@@ -62,6 +62,13 @@ describe('KeyIndex', () => {
     runModel(7, 20_000, 16);
   });
 
+  test('pairHash gives the 64-bit wyhash of the pair as its 32-bit halves, as snapshots store them', () => {
+    for (const [tenant, key] of [['acme', 'k-1'], ['', ''], ['t', 'é\u0000\ud800'], ['bench', 'x'.repeat(300)]] as const) {
+      const h = Bun.hash.wyhash(`${tenant}\u0000${key}`);
+      expect(pairHash(tenant, key)).toEqual({ lo: Number(h & 0xffffffffn), hi: Number(h >> 32n) });
+    }
+  });
+
   test('costs 24 bytes a key at capacity and at most 48 after a doubling', () => {
     const index = new KeyIndex();
     for (let i = 1; i <= 1 << 20; i++) index.add(pairHash('t', `k${i}`), i);
