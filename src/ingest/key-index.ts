@@ -192,6 +192,11 @@ const LO = LITTLE_ENDIAN ? 0 : 1;
 const HI = 1 - LO;
 
 export function pairHash(tenant: string, dedupeKey: string): PairHash {
-  HASH_64[0] = Bun.hash.wyhash(pairKey(tenant, dedupeKey));
+  return pairKeyHash(pairKey(tenant, dedupeKey));
+}
+
+/** pairHash of a pair already joined by pairKey. */
+export function pairKeyHash(key: string): PairHash {
+  HASH_64[0] = Bun.hash.wyhash(key);
   return { lo: HASH_32[LO] ?? 0, hi: HASH_32[HI] ?? 0 };
 }

@@ -1,5 +1,5 @@
 import { journalRecordId, pairKey } from '../core/record.ts';
-import { KeyIndex, pairHash } from './key-index.ts';
+import { KeyIndex, pairKeyHash } from './key-index.ts';
 
 /** A reserved key's write: entry `index` of its batch's ids, once that batch is journaled. */
 export interface PendingWrite {
@@ -77,7 +77,7 @@ export class RecentKeys {
     const key = pairKey(tenant, dedupeKey);
     const original = this.#pending.get(key);
     if (original !== undefined) return original.ids.then((all) => all[original.index] ?? null);
-    const seq = this.#index.get(pairHash(tenant, dedupeKey));
+    const seq = this.#index.get(pairKeyHash(key));
     if (seq !== undefined) return Promise.resolve(journalRecordId(this.#nodeId, seq));
     this.#pending.set(key, pending);
     return undefined;
@@ -85,13 +85,15 @@ export class RecentKeys {
 
   /** True when the key is held (journaled or being journaled): a write of it would be a duplicate. */
   has(tenant: string, dedupeKey: string): boolean {
-    return this.#pending.has(pairKey(tenant, dedupeKey)) || this.#index.get(pairHash(tenant, dedupeKey)) !== undefined;
+    const key = pairKey(tenant, dedupeKey);
+    return this.#pending.has(key) || this.#index.get(pairKeyHash(key)) !== undefined;
   }
 
   /** The write was journaled at `seq` (seqs come in ascending order); from here on it ages out once forwarded. */
   journaled(tenant: string, dedupeKey: string, seq: number): void {
-    this.#pending.delete(pairKey(tenant, dedupeKey));
-    this.#index.add(pairHash(tenant, dedupeKey), seq);
+    const key = pairKey(tenant, dedupeKey);
+    this.#pending.delete(key);
+    this.#index.add(pairKeyHash(key), seq);
     this.#through = Math.max(this.#through, seq);
   }
 
