@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test';
 import { KeyIndex, pairHash, type PairHash } from '../../src/ingest/key-index.ts';
-import { RecentKeys } from '../../src/ingest/recent-keys.ts';
+import { type ClaimedKey, RecentKeys } from '../../src/ingest/recent-keys.ts';
 import { prng, testSeed } from '../support/seed.ts';
 
 /**
@@ -96,10 +96,17 @@ describe('RecentKeys', () => {
   test('a key being journaled is a duplicate at once; a released one is fresh again', async () => {
     const keys = new RecentKeys(0, 'n');
     const ids = Promise.resolve(['n:1', 'n:2']);
-    expect(keys.claim('t', 'a', { ids, index: 1 })).toBeUndefined();
-    expect(await keys.claim('t', 'a', { ids, index: 0 })).toBe('n:2');
-    keys.release('t', 'a');
+    const claimed: ClaimedKey[] = [];
+    expect(keys.claim('t', 'a', { ids, index: 1 }, claimed)).toBeUndefined();
+    expect(await keys.claim('t', 'a', { ids, index: 0 }, claimed)).toBe('n:2');
+    // Only the fresh claim is handed back.
+    expect(claimed).toEqual([{ key: 't\u0000a', hash: pairHash('t', 'a') }]);
+    keys.releaseClaim(claimed[0] as ClaimedKey);
     expect(keys.has('t', 'a')).toBe(false);
+    expect(keys.claim('t', 'a', { ids, index: 0 }, claimed)).toBeUndefined();
+    keys.journaledClaim(claimed[1] as ClaimedKey, 7);
+    expect(await keys.claim('t', 'a', { ids, index: 0 })).toBe('n:7');
+    expect(keys.through).toBe(7);
   });
 });
 
