@@ -149,3 +149,124 @@ export function rawMember(json: string, name: string): string | undefined {
   }
   return found;
 }
+
+/** What `strictValueEnd` and its helpers return for text they do not take. */
+const REFUSED = -1;
+
+function isDigit(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
+}
+
+function isHex(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
+}
+
+/** Index just past the JSON string at `start` (a quote), checked as JSON.parse checks it; or REFUSED. */
+function strictStringEnd(text: string, start: number): number {
+  for (let i = start + 1; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) return i + 1;
+    if (c < 0x20) return REFUSED;
+    if (c === BACKSLASH) {
+      const e = text.charCodeAt(++i);
+      if (e === 0x75) {
+        if (!(isHex(text.charCodeAt(i + 1)) && isHex(text.charCodeAt(i + 2)) && isHex(text.charCodeAt(i + 3)) && isHex(text.charCodeAt(i + 4)))) return REFUSED;
+        i += 4;
+      } else if (!(e === QUOTE || e === BACKSLASH || e === 0x2f || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74)) {
+        return REFUSED;
+      }
+    }
+  }
+  return REFUSED;
+}
+
+function digitsEnd(text: string, i: number): number {
+  if (!isDigit(text.charCodeAt(i))) return REFUSED;
+  while (isDigit(text.charCodeAt(i))) i++;
+  return i;
+}
+
+/** Index just past the JSON number at `start`, by JSON's grammar; or REFUSED. */
+function strictNumberEnd(text: string, start: number): number {
+  let i = text.charCodeAt(start) === 0x2d ? start + 1 : start;
+  if (text.charCodeAt(i) === 0x30) i++;
+  else if ((i = digitsEnd(text, i)) === REFUSED) return REFUSED;
+  if (text.charCodeAt(i) === 0x2e && (i = digitsEnd(text, i + 1)) === REFUSED) return REFUSED;
+  const e = text.charCodeAt(i);
+  if (e === 0x65 || e === 0x45) {
+    const sign = text.charCodeAt(i + 1);
+    return digitsEnd(text, sign === 0x2b || sign === 0x2d ? i + 2 : i + 1);
+  }
+  return i;
+}
+
+/**
+ * Index just past the JSON value at `start`, whose containers sit at `depth` (the top level's
+ * members at 1), checked by JSON's grammar with containers at most `max` deep; REFUSED for anything
+ * else. What it takes JSON.parse takes; what it refuses goes the slow way (JSON.parse, whose error
+ * is the answer), so it need not be complete, only never wrong.
+ */
+function strictValueEnd(text: string, start: number, depth: number, max: number): number {
+  const c = text.charCodeAt(start);
+  if (c === QUOTE) return strictStringEnd(text, start);
+  if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+    if (depth + 1 > max) return REFUSED;
+    const object = c === OPEN_BRACE;
+    const close = object ? CLOSE_BRACE : CLOSE_BRACKET;
+    let i = skipSpace(text, start + 1);
+    if (text.charCodeAt(i) === close) return i + 1;
+    for (;;) {
+      if (object) {
+        if (text.charCodeAt(i) !== QUOTE || (i = strictStringEnd(text, i)) === REFUSED) return REFUSED;
+        i = skipSpace(text, i);
+        if (text.charCodeAt(i) !== COLON) return REFUSED;
+        i = skipSpace(text, i + 1);
+      }
+      if ((i = strictValueEnd(text, i, depth + 1, max)) === REFUSED) return REFUSED;
+      i = skipSpace(text, i);
+      const next = text.charCodeAt(i);
+      if (next === close) return i + 1;
+      if (next !== COMMA) return REFUSED;
+      i = skipSpace(text, i + 1);
+    }
+  }
+  if (c === 0x74) return text.startsWith('true', start) ? start + 4 : REFUSED;
+  if (c === 0x66) return text.startsWith('false', start) ? start + 5 : REFUSED;
+  if (c === 0x6e) return text.startsWith('null', start) ? start + 4 : REFUSED;
+  return strictNumberEnd(text, start);
+}
+
+/** A JSON object's top-level members as raw text: what `topMembers` gives. */
+export type RawMembers = Map<string, string>;
+
+/**
+ * The members of the JSON object `text` as their exact text (the last of repeated names, as JSON.parse
+ * keeps), after checking the whole text by JSON's grammar and its nesting against `max` (a top-level
+ * object is depth 1), in one pass and without building the values. Undefined for any text it does not
+ * take: not an object, not JSON, too deep, or only unusual (the caller then parses it as before).
+ */
+export function topMembers(text: string, max: number): RawMembers | undefined {
+  let i = skipSpace(text, 0);
+  if (text.charCodeAt(i) !== OPEN_BRACE || max < 1) return undefined;
+  const members: RawMembers = new Map();
+  i = skipSpace(text, i + 1);
+  if (text.charCodeAt(i) !== CLOSE_BRACE) {
+    for (;;) {
+      const keyStart = i;
+      if (text.charCodeAt(i) !== QUOTE || (i = strictStringEnd(text, i)) === REFUSED) return undefined;
+      const rawKey = text.slice(keyStart + 1, i - 1);
+      const key = rawKey.includes('\\') ? (JSON.parse(text.slice(keyStart, i)) as string) : rawKey;
+      i = skipSpace(text, i);
+      if (text.charCodeAt(i) !== COLON) return undefined;
+      const valueStart = skipSpace(text, i + 1);
+      if ((i = strictValueEnd(text, valueStart, 1, max)) === REFUSED) return undefined;
+      members.set(key, text.slice(valueStart, i));
+      i = skipSpace(text, i);
+      const next = text.charCodeAt(i);
+      if (next === CLOSE_BRACE) break;
+      if (next !== COMMA) return undefined;
+      i = skipSpace(text, i + 1);
+    }
+  }
+  return skipSpace(text, i + 1) === text.length ? members : undefined;
+}

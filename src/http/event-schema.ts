@@ -74,6 +74,11 @@ export const eventSchema = z.strictObject({
 export type EventBody = z.infer<typeof eventSchema>;
 
 const EVENT_KEYS = new Set(['dedupe_key', 'payload', 'topic', 'headers', 'tenant_id', 'namespace']);
+
+/** Whether an event may have a member of this name (eventSchema is strict). */
+export function isEventKey(key: string): boolean {
+  return EVENT_KEYS.has(key);
+}
 /** tenantIdSchema's rule in one expression. */
 const TENANT_ID = new RegExp(`^[A-Za-z0-9._-]{1,${LIMITS.tenantId}}$`);
 
