@@ -11,37 +11,93 @@ const CLOSE_BRACE = 0x7d;
 const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
 const COMMA = 0x2c;
+const COLON = 0x3a;
 
 /** Index just past the string starting at `start` (a quote), or text.length when it never ends. */
 function stringEnd(text: string, start: number): number {
-  let i = start + 1;
-  for (;;) {
-    const quote = text.indexOf('"', i);
-    if (quote < 0) return text.length;
-    let backslashes = 0;
-    for (let j = quote - 1; j > start && text.charCodeAt(j) === BACKSLASH; j--) backslashes++;
-    if (backslashes % 2 === 0) return quote + 1;
-    i = quote + 1;
+  // A plain loop: event strings are short, where calling indexOf per quote cost more than it saved.
+  for (let i = start + 1; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) return i + 1;
+    if (c === BACKSLASH) i++;
   }
+  return text.length;
 }
 
+/** What `scanEvent` found: the text nests too deep, or the raw payload (undefined when none was seen). */
+export type EventScan = { tooDeep: true } | { tooDeep: false; payload: string | undefined };
+
+const TOO_DEEP: EventScan = { tooDeep: true };
+
 /**
- * Whether arrays and objects in `text` nest deeper than `max` (a top-level object is depth 1).
- * Works on any text, valid JSON or not, in one pass: strings are skipped, brackets counted.
+ * Whether arrays and objects in `text` nest deeper than `max` (a top-level object is depth 1), and
+ * `rawMember(text, 'payload')`, in one pass: ingest needs both of every event. The depth verdict
+ * holds for any text, valid JSON or not (strings are skipped, brackets counted); the payload only
+ * once `text` has passed JSON.parse as an object (on other text it is meaningless). A member's value spans from its first
+ * character after the colon to the end of its last token before the `,` or `}` that closes it.
  */
-export function nestsDeeperThan(text: string, max: number): boolean {
+export function scanEvent(text: string, max: number): EventScan {
   let depth = 0;
+  let expectKey = false;
+  let awaitingValue = false;
+  let isPayload = false;
+  let valueStart = 0;
+  let lastEnd = 0;
+  let payload: string | undefined;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
+    if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) continue;
+    if (awaitingValue) {
+      valueStart = i;
+      awaitingValue = false;
+    }
     if (c === QUOTE) {
-      i = stringEnd(text, i) - 1;
+      const end = stringEnd(text, i);
+      if (depth === 1) {
+        if (expectKey) {
+          isPayload = isPayloadKey(text, i, end);
+          expectKey = false;
+        } else {
+          lastEnd = end;
+        }
+      }
+      i = end - 1;
     } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
-      if (++depth > max) return true;
+      if (++depth > max) return TOO_DEEP;
+      if (depth === 1) expectKey = c === OPEN_BRACE;
     } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
       depth--;
+      if (depth === 1) lastEnd = i + 1;
+      else if (depth === 0 && isPayload) {
+        payload = text.slice(valueStart, lastEnd);
+        isPayload = false;
+      }
+    } else if (depth === 1) {
+      if (c === COLON) {
+        awaitingValue = true;
+      } else if (c === COMMA) {
+        if (isPayload) payload = text.slice(valueStart, lastEnd);
+        isPayload = false;
+        expectKey = true;
+      } else {
+        lastEnd = i + 1;
+      }
     }
   }
-  return false;
+  return { tooDeep: false, payload };
+}
+
+/** Whether the key string text[start, end) (quotes included) is `payload`, escapes decoded as JSON.parse does. */
+function isPayloadKey(text: string, start: number, end: number): boolean {
+  const length = end - start;
+  if (length === 9) return text.startsWith('"payload"', start);
+  // Escaped, it takes 10 to 44 characters with its quotes (all seven as \uXXXX at most).
+  if (length < 10 || length > 44 || !text.slice(start, end).includes('\\')) return false;
+  try {
+    return JSON.parse(text.slice(start, end)) === 'payload';
+  } catch {
+    return false;
+  }
 }
 
 function skipSpace(text: string, i: number): number {
@@ -92,4 +148,125 @@ export function rawMember(json: string, name: string): string | undefined {
     if (json.charCodeAt(i) === COMMA) i = skipSpace(json, i + 1);
   }
   return found;
+}
+
+/** What `strictValueEnd` and its helpers return for text they do not take. */
+const REFUSED = -1;
+
+function isDigit(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
+}
+
+function isHex(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
+}
+
+/** Index just past the JSON string at `start` (a quote), checked as JSON.parse checks it; or REFUSED. */
+function strictStringEnd(text: string, start: number): number {
+  for (let i = start + 1; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) return i + 1;
+    if (c < 0x20) return REFUSED;
+    if (c === BACKSLASH) {
+      const e = text.charCodeAt(++i);
+      if (e === 0x75) {
+        if (!(isHex(text.charCodeAt(i + 1)) && isHex(text.charCodeAt(i + 2)) && isHex(text.charCodeAt(i + 3)) && isHex(text.charCodeAt(i + 4)))) return REFUSED;
+        i += 4;
+      } else if (!(e === QUOTE || e === BACKSLASH || e === 0x2f || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74)) {
+        return REFUSED;
+      }
+    }
+  }
+  return REFUSED;
+}
+
+function digitsEnd(text: string, i: number): number {
+  if (!isDigit(text.charCodeAt(i))) return REFUSED;
+  while (isDigit(text.charCodeAt(i))) i++;
+  return i;
+}
+
+/** Index just past the JSON number at `start`, by JSON's grammar; or REFUSED. */
+function strictNumberEnd(text: string, start: number): number {
+  let i = text.charCodeAt(start) === 0x2d ? start + 1 : start;
+  if (text.charCodeAt(i) === 0x30) i++;
+  else if ((i = digitsEnd(text, i)) === REFUSED) return REFUSED;
+  if (text.charCodeAt(i) === 0x2e && (i = digitsEnd(text, i + 1)) === REFUSED) return REFUSED;
+  const e = text.charCodeAt(i);
+  if (e === 0x65 || e === 0x45) {
+    const sign = text.charCodeAt(i + 1);
+    return digitsEnd(text, sign === 0x2b || sign === 0x2d ? i + 2 : i + 1);
+  }
+  return i;
+}
+
+/**
+ * Index just past the JSON value at `start`, whose containers sit at `depth` (the top level's
+ * members at 1), checked by JSON's grammar with containers at most `max` deep; REFUSED for anything
+ * else. What it takes JSON.parse takes; what it refuses goes the slow way (JSON.parse, whose error
+ * is the answer), so it need not be complete, only never wrong.
+ */
+function strictValueEnd(text: string, start: number, depth: number, max: number): number {
+  const c = text.charCodeAt(start);
+  if (c === QUOTE) return strictStringEnd(text, start);
+  if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+    if (depth + 1 > max) return REFUSED;
+    const object = c === OPEN_BRACE;
+    const close = object ? CLOSE_BRACE : CLOSE_BRACKET;
+    let i = skipSpace(text, start + 1);
+    if (text.charCodeAt(i) === close) return i + 1;
+    for (;;) {
+      if (object) {
+        if (text.charCodeAt(i) !== QUOTE || (i = strictStringEnd(text, i)) === REFUSED) return REFUSED;
+        i = skipSpace(text, i);
+        if (text.charCodeAt(i) !== COLON) return REFUSED;
+        i = skipSpace(text, i + 1);
+      }
+      if ((i = strictValueEnd(text, i, depth + 1, max)) === REFUSED) return REFUSED;
+      i = skipSpace(text, i);
+      const next = text.charCodeAt(i);
+      if (next === close) return i + 1;
+      if (next !== COMMA) return REFUSED;
+      i = skipSpace(text, i + 1);
+    }
+  }
+  if (c === 0x74) return text.startsWith('true', start) ? start + 4 : REFUSED;
+  if (c === 0x66) return text.startsWith('false', start) ? start + 5 : REFUSED;
+  if (c === 0x6e) return text.startsWith('null', start) ? start + 4 : REFUSED;
+  return strictNumberEnd(text, start);
+}
+
+/** A JSON object's top-level members as raw text: what `topMembers` gives. */
+export type RawMembers = Map<string, string>;
+
+/**
+ * The members of the JSON object `text` as their exact text (the last of repeated names, as JSON.parse
+ * keeps), after checking the whole text by JSON's grammar and its nesting against `max` (a top-level
+ * object is depth 1), in one pass and without building the values. Undefined for any text it does not
+ * take: not an object, not JSON, too deep, or only unusual (the caller then parses it as before).
+ */
+export function topMembers(text: string, max: number): RawMembers | undefined {
+  let i = skipSpace(text, 0);
+  if (text.charCodeAt(i) !== OPEN_BRACE || max < 1) return undefined;
+  const members: RawMembers = new Map();
+  i = skipSpace(text, i + 1);
+  if (text.charCodeAt(i) !== CLOSE_BRACE) {
+    for (;;) {
+      const keyStart = i;
+      if (text.charCodeAt(i) !== QUOTE || (i = strictStringEnd(text, i)) === REFUSED) return undefined;
+      const rawKey = text.slice(keyStart + 1, i - 1);
+      const key = rawKey.includes('\\') ? (JSON.parse(text.slice(keyStart, i)) as string) : rawKey;
+      i = skipSpace(text, i);
+      if (text.charCodeAt(i) !== COLON) return undefined;
+      const valueStart = skipSpace(text, i + 1);
+      if ((i = strictValueEnd(text, valueStart, 1, max)) === REFUSED) return undefined;
+      members.set(key, text.slice(valueStart, i));
+      i = skipSpace(text, i);
+      const next = text.charCodeAt(i);
+      if (next === CLOSE_BRACE) break;
+      if (next !== COMMA) return undefined;
+      i = skipSpace(text, i + 1);
+    }
+  }
+  return skipSpace(text, i + 1) === text.length ? members : undefined;
 }

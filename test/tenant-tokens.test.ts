@@ -42,6 +42,9 @@ describe('token lookup', () => {
     const lines: string[] = [];
     writeTenantsFile(file, { acme: { tokens: ['old'] } });
     const tenants = new Tenants(loadTenantsFile(file), createLogger({ write: (l) => lines.push(l) }));
+    // Known (and so remembered) before the reload: the reload must still refuse it.
+    expect(tenants.tenantOf('old')).toBe('acme');
+    expect(tenants.tenantOf('old')).toBe('acme');
     writeTenantsFile(file, { acme: { tokens: ['new'] }, beta: { tokens: ['beta'] } });
     expect(tenants.reload()).toBe(true);
     expect(tenants.tenantOf('old')).toBeUndefined();
@@ -54,6 +57,17 @@ describe('token lookup', () => {
     expect(rejected?.errors).toEqual([expect.stringContaining('tenants.acme.tokens.0 must be sha256:<64 lowercase hex digits>')]);
     // A plain token pasted into the file by mistake is a secret: the report names its place, not it.
     expect(lines.join('')).not.toContain('plain-token');
+  });
+
+  test('tokens are answered alike however many distinct ones have been seen', () => {
+    const file = join(dir, 'many.json');
+    const tokens = Array.from({ length: 1500 }, (_, i) => `token-${i}`);
+    writeTenantsFile(file, { acme: { tokens: tokens.slice(0, 750) }, beta: { tokens: tokens.slice(750) } });
+    const tenants = new Tenants(loadTenantsFile(file), createLogger({ write: () => {} }));
+    for (let round = 0; round < 2; round++) {
+      tokens.forEach((t, i) => expect(tenants.tenantOf(t)).toBe(i < 750 ? 'acme' : 'beta'));
+      expect(tenants.tenantOf('token-1500')).toBeUndefined();
+    }
   });
 
   test('sameSecret compares secrets of any length', () => {

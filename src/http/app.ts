@@ -48,28 +48,29 @@ export function createApp(deps: AppDeps): Hono<Env> {
   const ingestDeps = deps.ingest;
   if (ingestDeps !== undefined) app.post('/v1/events', async function ingest(c) {
     const started = performance.now();
-    const clientRequestId = c.req.header('X-Request-ID');
-    const requestId = clientRequestId !== undefined && REQUEST_ID.test(clientRequestId) ? clientRequestId : Bun.randomUUIDv7();
-    c.header('X-Request-ID', requestId);
+    const { headers } = c.req.raw;
+    const clientRequestId = headers.get('X-Request-ID');
+    const requestId = clientRequestId !== null && REQUEST_ID.test(clientRequestId) ? clientRequestId : Bun.randomUUIDv7();
     let tenant = UNKNOWN_TENANT;
     let response: Response;
     try {
-      checkHeaderLimits(c.req.raw.headers);
+      checkHeaderLimits(headers);
       if (deps.draining()) throw new SluiceError('shutting_down', 'sluice is shutting down; retry on another node', { retryAfter: 1 });
-      const tokenTenant = authenticateIngest(c.req.raw.headers, deps.tenants);
+      const tokenTenant = authenticateIngest(headers, deps.tenants);
       tenant = tokenTenant ?? tenant;
-      const format = mediaType(c.req.header('Content-Type') ?? null);
+      const contentType = headers.get('Content-Type');
+      const format = mediaType(contentType);
       if (format === undefined) {
         throw new SluiceError('unsupported_media_type', 'Content-Type must be application/json or application/x-ndjson', {
-          details: [{ message: `got ${c.req.header('Content-Type') ?? 'no Content-Type'}` }],
+          details: [{ message: `got ${contentType ?? 'no Content-Type'}` }],
         });
       }
       const body = await readBody(c.req.raw, ingestDeps.maxBodyBytes);
       const envelopes = parseEvents(body, format, {
-        headers: c.req.raw.headers,
+        headers,
         requestId,
         clientRequestId: requestId === clientRequestId,
-        traceparent: validTraceparent(c.req.header('traceparent') ?? null),
+        traceparent: validTraceparent(headers.get('traceparent')),
         tenant: tokenTenant,
         topicFor: (t) => deps.tenants.policy(t).topic ?? deps.defaultTopic,
         topicProblem: (t, topic) => deps.tenants.topicProblem(t, topic),
@@ -86,15 +87,18 @@ export function createApp(deps: AppDeps): Hono<Env> {
       await new Promise<void>((resolve) => setImmediate(resolve));
       if (c.req.raw.signal.aborted) throw new SluiceError('request_incomplete', 'the connection was closed before the write');
       const results = await ingestDeps.write(envelopes);
-      for (const r of results) metrics.ingestEvents.inc({ tenant: deps.tenants.metricLabel(r.tenant_id), result: r.duplicate ? 'duplicate' : 'accepted' });
+      countEvents(results, (tenant, result, n) => metrics.ingestEvents.inc({ tenant: deps.tenants.metricLabel(tenant), result }, n));
+      // A plain Response with the headers c.header + c.json would give, in their order: Hono's
+      // context building them cost ~2% of a single-event ingest.
       if (format === 'json') {
         const [r] = results;
-        response = c.json(r, r?.duplicate === true ? 200 : 202);
+        response = jsonResponse(r, r?.duplicate === true ? 200 : 202, requestId);
       } else {
         const duplicates = results.filter((r) => r.duplicate).length;
-        response = c.json({ accepted: results.length - duplicates, duplicates, results }, 202);
+        response = jsonResponse({ accepted: results.length - duplicates, duplicates, results }, 202, requestId);
       }
     } catch (err) {
+      c.header('X-Request-ID', requestId);
       response = errorResponse(c, err, log);
       if (statusOf(err) >= 500) log.warn('ingest failed', { request_id: requestId, code: (err as SluiceError).code });
     }
@@ -109,6 +113,30 @@ export function createApp(deps: AppDeps): Hono<Env> {
   addOpsRoutes(app, deps);
 
   return app;
+}
+
+function jsonResponse(body: unknown, status: number, requestId: string): Response {
+  return new Response(JSON.stringify(body), { status, headers: { 'X-Request-ID': requestId, 'Content-Type': 'application/json' } });
+}
+
+/**
+ * Results counted by tenant and result, one update per run of a tenant's results rather than one
+ * per event: a batch of 1,000 lines cost 1,000 label hashes. (Tenant label activity is so counted
+ * per update, as before, and so per batch rather than per line.)
+ */
+function countEvents(results: WriteResult[], add: (tenant: string, result: 'accepted' | 'duplicate', n: number) => void): void {
+  let run = 0;
+  while (run < results.length) {
+    const tenant = results[run]?.tenant_id ?? UNKNOWN_TENANT;
+    let accepted = 0;
+    let duplicates = 0;
+    for (; run < results.length && results[run]?.tenant_id === tenant; run++) {
+      if (results[run]?.duplicate === true) duplicates++;
+      else accepted++;
+    }
+    if (accepted > 0) add(tenant, 'accepted', accepted);
+    if (duplicates > 0) add(tenant, 'duplicate', duplicates);
+  }
 }
 
 function singleTenant(envelopes: Envelope[]): string {

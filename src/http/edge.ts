@@ -5,7 +5,9 @@
  */
 export function edgeFetch(fetch: (req: Request) => Response | Promise<Response>): (req: Request) => Response | Promise<Response> {
   return function edge(req) {
-    if (req.url.startsWith('http://') || req.url.startsWith('https://')) return fetch(req);
-    return fetch(new Request(`http://localhost${req.url.startsWith('/') ? '' : '/'}${req.url}`, req));
+    // Read once: each read of req.url builds a new string.
+    const url = req.url;
+    if (url.startsWith('http://') || url.startsWith('https://')) return fetch(req);
+    return fetch(new Request(`http://localhost${url.startsWith('/') ? '' : '/'}${url}`, req));
   };
 }

@@ -2,6 +2,7 @@ import { systemClock, type Clock } from '../core/clock.ts';
 import { type Envelope, journalRecordId } from '../core/record.ts';
 import { SluiceError, describeError } from '../errors.ts';
 import { Watermark } from '../core/watermark.ts';
+import type { ClaimedKey } from './recent-keys.ts';
 import type { Durability, WritePath, WritePathOptions, WriteResult } from './write-path.ts';
 
 export type AheadWritesOptions = Pick<WritePathOptions, 'nodeId' | 'journal' | 'progress' | 'recentKeys' | 'maxUnforwarded' | 'log' | 'clock'> & {
@@ -99,6 +100,8 @@ export class AheadWrites implements WritePath {
     const { recentKeys, answer } = this.#o;
     const durability: Durability = answer === 'journaled' ? 'journal' : 'memory';
     const fresh: Envelope[] = [];
+    // What claim computed for each fresh key: the journaled key is registered without joining and hashing it again.
+    const claimed: ClaimedKey[] = [];
     const originals: (Promise<string | null> | undefined)[] = [];
     let settle!: Settle;
     const ids = new Promise<(string | null)[]>((resolve, reject) => {
@@ -107,12 +110,12 @@ export class AheadWrites implements WritePath {
     // Awaited only if a repeat arrives; a failure reaches that repeat, not the unhandled-rejection hook.
     ids.catch(() => {});
     for (const e of envelopes) {
-      const original = recentKeys.claim(e.tenant_id, e.dedupe_key, { ids, index: fresh.length });
+      const original = recentKeys.claim(e.tenant_id, e.dedupe_key, { ids, index: fresh.length }, claimed);
       originals.push(original);
       if (original === undefined) fresh.push(e);
     }
 
-    const journaled = this.#journal(fresh, settle);
+    const journaled = this.#journal(fresh, claimed, settle);
     let freshIds: (string | null)[];
     if (answer === 'journaled') {
       freshIds = await journaled;
@@ -122,7 +125,8 @@ export class AheadWrites implements WritePath {
     }
     let next = 0;
     const results: WriteResult[] = [];
-    for (const [i, e] of envelopes.entries()) {
+    for (let i = 0; i < envelopes.length; i++) {
+      const e = envelopes[i] as Envelope;
       const original = originals[i];
       const id = original === undefined ? (freshIds[next++] ?? null) : answer === 'journaled' ? await original : null;
       results.push({ id, tenant_id: e.tenant_id, dedupe_key: e.dedupe_key, duplicate: original !== undefined, durability });
@@ -131,7 +135,7 @@ export class AheadWrites implements WritePath {
   }
 
   /** Appends fresh writes to the journal; a background write retries until it succeeds or sluice stops. */
-  async #journal(fresh: Envelope[], settle: Settle): Promise<(string | null)[]> {
+  async #journal(fresh: Envelope[], claimed: ClaimedKey[], settle: Settle): Promise<(string | null)[]> {
     if (fresh.length === 0) {
       settle.resolve([]);
       return [];
@@ -144,7 +148,8 @@ export class AheadWrites implements WritePath {
         try {
           const entries = await journal.append(fresh);
           const ids = entries.map((e) => journalRecordId(nodeId, e.seq));
-          for (const e of entries) recentKeys.journaled(e.tenant_id, e.dedupe_key, e.seq);
+          // Entries come back in the order of `fresh`, and so of `claimed`.
+          entries.forEach((e, i) => recentKeys.journaledClaim(claimed[i] as ClaimedKey, e.seq));
           settle.resolve(ids);
           return ids;
         } catch (err) {
@@ -156,7 +161,7 @@ export class AheadWrites implements WritePath {
         }
       }
     } catch (err) {
-      for (const e of fresh) recentKeys.release(e.tenant_id, e.dedupe_key);
+      for (const c of claimed) recentKeys.releaseClaim(c);
       settle.reject(err);
       if (answer === 'queued') log.error('background writes lost: journal unavailable at shutdown', { events: fresh.length });
       throw err;

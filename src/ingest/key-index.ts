@@ -184,7 +184,19 @@ export interface PairHash {
   hi: number;
 }
 
+/** The 64-bit hash's halves read through a shared buffer: BigInt masks and shifts cost more than the hash. */
+const HASH_64 = new BigUint64Array(1);
+const HASH_32 = new Uint32Array(HASH_64.buffer);
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+const LO = LITTLE_ENDIAN ? 0 : 1;
+const HI = 1 - LO;
+
 export function pairHash(tenant: string, dedupeKey: string): PairHash {
-  const h = Bun.hash.wyhash(pairKey(tenant, dedupeKey));
-  return { lo: Number(h & 0xffffffffn), hi: Number(h >> 32n) };
+  return pairKeyHash(pairKey(tenant, dedupeKey));
+}
+
+/** pairHash of a pair already joined by pairKey. */
+export function pairKeyHash(key: string): PairHash {
+  HASH_64[0] = Bun.hash.wyhash(key);
+  return { lo: HASH_32[LO] ?? 0, hi: HASH_32[HI] ?? 0 };
 }

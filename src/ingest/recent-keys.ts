@@ -1,10 +1,16 @@
 import { journalRecordId, pairKey } from '../core/record.ts';
-import { KeyIndex, pairHash } from './key-index.ts';
+import { KeyIndex, pairKeyHash, type PairHash } from './key-index.ts';
 
 /** A reserved key's write: entry `index` of its batch's ids, once that batch is journaled. */
 export interface PendingWrite {
   ids: Promise<(string | null)[]>;
   index: number;
+}
+
+/** A key `claim` reserved, as it computed it: handed back to `journaledClaim` or `releaseClaim` so it is not computed again. */
+export interface ClaimedKey {
+  key: string;
+  hash: PairHash;
 }
 
 /**
@@ -71,28 +77,45 @@ export class RecentKeys {
 
   /**
    * Reserves a key before its write is journaled, so a concurrent repeat already sees it; returns
-   * undefined then. For a known key nothing changes and the original write's id is returned.
+   * undefined then, and adds the reserved key to `claimed` when given. For a known key nothing
+   * changes and the original write's id is returned.
    */
-  claim(tenant: string, dedupeKey: string, pending: PendingWrite): Promise<string | null> | undefined {
+  claim(tenant: string, dedupeKey: string, pending: PendingWrite, claimed?: ClaimedKey[]): Promise<string | null> | undefined {
     const key = pairKey(tenant, dedupeKey);
     const original = this.#pending.get(key);
     if (original !== undefined) return original.ids.then((all) => all[original.index] ?? null);
-    const seq = this.#index.get(pairHash(tenant, dedupeKey));
+    const hash = pairKeyHash(key);
+    const seq = this.#index.get(hash);
     if (seq !== undefined) return Promise.resolve(journalRecordId(this.#nodeId, seq));
     this.#pending.set(key, pending);
+    claimed?.push({ key, hash });
     return undefined;
   }
 
   /** True when the key is held (journaled or being journaled): a write of it would be a duplicate. */
   has(tenant: string, dedupeKey: string): boolean {
-    return this.#pending.has(pairKey(tenant, dedupeKey)) || this.#index.get(pairHash(tenant, dedupeKey)) !== undefined;
+    const key = pairKey(tenant, dedupeKey);
+    return this.#pending.has(key) || this.#index.get(pairKeyHash(key)) !== undefined;
   }
 
   /** The write was journaled at `seq` (seqs come in ascending order); from here on it ages out once forwarded. */
   journaled(tenant: string, dedupeKey: string, seq: number): void {
-    this.#pending.delete(pairKey(tenant, dedupeKey));
-    this.#index.add(pairHash(tenant, dedupeKey), seq);
+    const key = pairKey(tenant, dedupeKey);
+    this.#pending.delete(key);
+    this.#index.add(pairKeyHash(key), seq);
     this.#through = Math.max(this.#through, seq);
+  }
+
+  /** `journaled` of a key `claim` reserved. */
+  journaledClaim(claimed: ClaimedKey, seq: number): void {
+    this.#pending.delete(claimed.key);
+    this.#index.add(claimed.hash, seq);
+    this.#through = Math.max(this.#through, seq);
+  }
+
+  /** The write of a key `claim` reserved failed: a retry must not be mistaken for a duplicate. */
+  releaseClaim(claimed: ClaimedKey): void {
+    this.#pending.delete(claimed.key);
   }
 
   /** Keys journaled through `through` were loaded from a snapshot. */
@@ -101,10 +124,6 @@ export class RecentKeys {
     this.#evict();
   }
 
-  /** The write failed: a retry must not be mistaken for a duplicate. */
-  release(tenant: string, dedupeKey: string): void {
-    this.#pending.delete(pairKey(tenant, dedupeKey));
-  }
 
   /** Everything up to `seq` is in the outbox. */
   forwarded(seq: number): void {

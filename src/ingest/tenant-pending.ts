@@ -16,6 +16,8 @@ export interface TenantPendingLimitOptions {
   clock?: Clock;
 }
 
+const ADMITTED: Promise<void> = Promise.resolve();
+
 /**
  * Per-tenant backpressure: a tenant whose pending outbox rows passed its `max_pending` is answered 429
  * backlog_full (the code it shares with AheadWrites' node-wide SLUICE_MAX_UNFORWARDED refusal), with
@@ -57,18 +59,25 @@ export class TenantPendingLimit {
    * answered 200 `duplicate`, and refusing it would tell a client retrying an acknowledged write to
    * keep retrying. Only requests over the limit pay for that look-up.
    */
-  async admit(envelopes: readonly Envelope[], held: (envelopes: readonly Envelope[]) => Promise<boolean>): Promise<void> {
+  admit(envelopes: readonly Envelope[], held: (envelopes: readonly Envelope[]) => Promise<boolean>): Promise<void> {
     const refused = this.#refusal(envelopes);
-    if (refused === undefined || (await held(envelopes).catch(() => false))) return;
-    this.#refuse(refused);
+    // Not an async function: the common case (under the limit) costs no promise of its own.
+    if (refused === undefined) return ADMITTED;
+    return held(envelopes)
+      .catch(() => false)
+      .then((holds) => {
+        if (!holds) this.#refuse(refused);
+      });
   }
 
   #refusal(envelopes: readonly Envelope[]): { tenant: string; pending: number } | undefined {
-    const incoming = new Set<string>();
-    for (const e of envelopes) incoming.add(e.tenant_id);
-    for (const tenant of incoming) {
-      const pending = this.#counts.get(tenant) ?? 0;
-      if (pending >= this.#o.tenants.policy(tenant).maxPending) return { tenant, pending };
+    let checked: string | undefined;
+    for (const e of envelopes) {
+      // A batch is mostly one tenant's: each run of it is looked up once.
+      if (e.tenant_id === checked) continue;
+      checked = e.tenant_id;
+      const pending = this.#counts.get(checked) ?? 0;
+      if (pending >= this.#o.tenants.policy(checked).maxPending) return { tenant: checked, pending };
     }
     return undefined;
   }

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test';
 import { KeyIndex, pairHash, type PairHash } from '../../src/ingest/key-index.ts';
-import { RecentKeys } from '../../src/ingest/recent-keys.ts';
+import { type ClaimedKey, RecentKeys } from '../../src/ingest/recent-keys.ts';
 import { prng, testSeed } from '../support/seed.ts';
 
 /**
@@ -62,6 +62,13 @@ describe('KeyIndex', () => {
     runModel(7, 20_000, 16);
   });
 
+  test('pairHash gives the 64-bit wyhash of the pair as its 32-bit halves, as snapshots store them', () => {
+    for (const [tenant, key] of [['acme', 'k-1'], ['', ''], ['t', 'é\u0000\ud800'], ['bench', 'x'.repeat(300)]] as const) {
+      const h = Bun.hash.wyhash(`${tenant}\u0000${key}`);
+      expect(pairHash(tenant, key)).toEqual({ lo: Number(h & 0xffffffffn), hi: Number(h >> 32n) });
+    }
+  });
+
   test('costs 24 bytes a key at capacity and at most 48 after a doubling', () => {
     const index = new KeyIndex();
     for (let i = 1; i <= 1 << 20; i++) index.add(pairHash('t', `k${i}`), i);
@@ -89,10 +96,17 @@ describe('RecentKeys', () => {
   test('a key being journaled is a duplicate at once; a released one is fresh again', async () => {
     const keys = new RecentKeys(0, 'n');
     const ids = Promise.resolve(['n:1', 'n:2']);
-    expect(keys.claim('t', 'a', { ids, index: 1 })).toBeUndefined();
-    expect(await keys.claim('t', 'a', { ids, index: 0 })).toBe('n:2');
-    keys.release('t', 'a');
+    const claimed: ClaimedKey[] = [];
+    expect(keys.claim('t', 'a', { ids, index: 1 }, claimed)).toBeUndefined();
+    expect(await keys.claim('t', 'a', { ids, index: 0 }, claimed)).toBe('n:2');
+    // Only the fresh claim is handed back.
+    expect(claimed).toEqual([{ key: 't\u0000a', hash: pairHash('t', 'a') }]);
+    keys.releaseClaim(claimed[0] as ClaimedKey);
     expect(keys.has('t', 'a')).toBe(false);
+    expect(keys.claim('t', 'a', { ids, index: 0 }, claimed)).toBeUndefined();
+    keys.journaledClaim(claimed[1] as ClaimedKey, 7);
+    expect(await keys.claim('t', 'a', { ids, index: 0 })).toBe('n:7');
+    expect(keys.through).toBe(7);
   });
 });
 
