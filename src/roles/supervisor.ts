@@ -6,6 +6,7 @@ import type { Logger } from '../log.ts';
 import { migrate } from '../outbox/migrate.ts';
 import { openChecked } from '../outbox/open-checked.ts';
 import { Outbox } from '../outbox/outbox.ts';
+import { probeWritableDir } from '../probes.ts';
 import { openTenantMetrics } from '../tenant-metrics.ts';
 import { requireSettings, type Running } from './start.ts';
 import { forwardStranded, workerNodeIds } from './stranded.ts';
@@ -47,6 +48,10 @@ const COLLECT_TIMEOUT_MS = 5_000;
  */
 export async function startSupervisor(role: 'serve' | 'ingest', config: Config, log: Logger): Promise<Running> {
   requireSettings(role, config);
+  // The journal root holds the workers' directories and the record of their count: found unwritable
+  // in milliseconds, as by one process.
+  const journalDir = probeWritableDir('SLUICE_JOURNAL_DIR', config.journal.dir);
+  if (!journalDir.ok) throw new SluiceError('journal_unavailable', journalDir.detail);
   if (config.tls !== undefined) readTls(config.tls);
   const { metrics } = openTenantMetrics(config, log);
   // Port 0 means one port the system chooses for all workers, not one each.

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { logLines, runCli } from '../support/cli.ts';
@@ -139,7 +139,7 @@ describe('a node with SLUICE_WORKERS=2', () => {
     expect(await outboxCount('beta')).toEqual({ rows: 20, keys: 20 });
   }, 120_000);
 
-  test('kill -9 of one worker stops the node (exit 1); every acknowledged write reaches the outbox after the restart', async () => {
+  test('kill -9 of one worker stops the node (exit 1); every acknowledged write reaches the outbox after the restart; SIGINT drains', async () => {
     const env = {
       DATABASE_URL: db.url,
       SLUICE_WORKERS: '2',
@@ -154,6 +154,8 @@ describe('a node with SLUICE_WORKERS=2', () => {
     const statuses = await Promise.all(keys.map((k) => write(node.url, { id: 'nine' }, k)));
     expect(statuses).toEqual(keys.map(() => 202));
 
+    // The worker to be killed acknowledged some of them: they are in its journal.
+    expect(journalLines(join(dir, 'journal', 'nine-1'))).toBeGreaterThan(0);
     const victim = node.pids['worker 1']!;
     process.kill(victim, 'SIGKILL');
     expect(await node.proc.exited).toBe(1);
@@ -167,8 +169,10 @@ describe('a node with SLUICE_WORKERS=2', () => {
     children.push(again);
     await eventually(async () => (await outboxCount('nine')).rows >= 40, 20_000, 'every acknowledged write in the outbox');
     expect(await outboxCount('nine')).toEqual({ rows: 40, keys: 40 });
-    again.proc.kill('SIGTERM');
+    // SIGINT (Ctrl-C) drains like SIGTERM.
+    again.proc.kill('SIGINT');
     expect(await again.proc.exited).toBe(0);
+    expect(again.lines().filter((l) => l.msg === 'shutdown complete').length).toBe(3);
   }, 120_000);
 
   test('a restart with another worker count forwards what the journals it no longer runs still hold', async () => {
@@ -208,6 +212,16 @@ describe('a node with SLUICE_WORKERS=2', () => {
     // Forwarded once: the next start leaves them alone.
     expect(forwarded(await run(1, 'four', 1))).toEqual([]);
   }, 180_000);
+
+  test('start-up errors are explained as by one process: an unwritable journal root stops the supervisor (exit 1) before any worker starts', async () => {
+    const file = join(dir, 'not-a-directory');
+    writeFileSync(file, 'x');
+    const { code, stderr } = await runCli(['ingest'], { DATABASE_URL: db.url, SLUICE_WORKERS: '2', SLUICE_PORT: '0', SLUICE_JOURNAL_DIR: file }, { clean: true });
+    expect(code).toBe(1);
+    const lines = logLines(stderr);
+    expect(lines.map((l) => [l.msg, l.code])).toEqual([['sluice cannot start', 'journal_unavailable']]);
+    expect(String(lines[0]?.error)).toStartWith(`SLUICE_JOURNAL_DIR ${file}`);
+  });
 
   test('several workers need DATABASE_URL: the embedded database serves one process (exit 2, naming both settings)', async () => {
     const { code, stderr } = await runCli(['serve'], { SLUICE_WORKERS: '2', SLUICE_DATA_DIR: join(dir, 'data'), SLUICE_JOURNAL_DIR: join(dir, 'journal-embedded') }, { clean: true });
