@@ -154,6 +154,11 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
       ingest?.beforeScrape();
       await gauges.forScrape((err) => log.warn('outbox gauges not refreshed', { error: describeError(err) }));
       return metrics.registry.getMetricsAsJSON();
+    }, () => {
+      if (stopping) return;
+      log.error('the supervisor exited: this worker stops');
+      // Through the signal handler, so the drain and the exit are those of a SIGTERM.
+      process.kill(process.pid, 'SIGTERM');
     });
     if (worker?.kind === 'processor') {
       // The processor of a `serve` node with several workers: no port of its own, its metrics reach

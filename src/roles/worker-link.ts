@@ -29,10 +29,13 @@ const SCRAPE_TIMEOUT_MS = 10_000;
  * and sends a /metrics request that reached this worker to the supervisor, which asks every worker
  * (and the processor) and sums what they answer.
  */
-export function linkToSupervisor(collect: () => Promise<MetricsJson>): SupervisorLink {
+export function linkToSupervisor(collect: () => Promise<MetricsJson>, supervisorGone: () => void): SupervisorLink {
   const send = (message: ToSupervisor): void => {
     process.send?.(message);
   };
+  // The channel closes when the supervisor exits, even killed with SIGKILL: no worker is left behind
+  // holding the port and its journal.
+  process.once('disconnect', supervisorGone);
   const waiting = new Map<number, (r: Response) => void>();
   let nextId = 0;
   process.on('message', (message: ToWorker) => {

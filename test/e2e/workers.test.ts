@@ -175,6 +175,18 @@ describe('a node with SLUICE_WORKERS=2', () => {
     expect(again.lines().filter((l) => l.msg === 'shutdown complete').length).toBe(3);
   }, 120_000);
 
+  test('kill -9 of the supervisor: each worker drains and exits, none is left holding the port', async () => {
+    const node = await spawnNode({ DATABASE_URL: db.url, SLUICE_WORKERS: '2', SLUICE_PORT: '0', SLUICE_NODE_ID: 'orphan', SLUICE_JOURNAL_DIR: join(dir, 'journal') }, 'ingest');
+    children.push(node);
+    expect(await write(node.url, { id: 'orphan' }, 'k')).toBe(202);
+    node.proc.kill('SIGKILL');
+    await eventually(async () => !isAlive(node.pids['worker 1']!) && !isAlive(node.pids['worker 2']!), 20_000, 'both workers gone');
+    expect(node.lines().filter((l) => l.msg === 'the supervisor exited: this worker stops').map((l) => l.worker).sort()).toEqual([1, 2]);
+    expect(node.lines().filter((l) => l.msg === 'shutdown complete').map((l) => l.worker).sort()).toEqual([1, 2]);
+    expect(await fetch(`${node.url}/healthz`).then(() => 'answered', () => 'refused')).toBe('refused');
+    expect(await outboxCount('orphan')).toEqual({ rows: 1, keys: 1 });
+  }, 60_000);
+
   test('a restart with another worker count forwards what the journals it no longer runs still hold', async () => {
     const journal = join(dir, 'journal-stranded');
     const env = (workers: number) => ({ DATABASE_URL: db.url, SLUICE_WORKERS: String(workers), SLUICE_PORT: '0', SLUICE_NODE_ID: 'st', SLUICE_WRITE_MODE: 'fast_ack', SLUICE_JOURNAL_DIR: journal });
