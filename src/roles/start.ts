@@ -12,11 +12,10 @@ import { openChecked } from '../outbox/open-checked.ts';
 import { Outbox } from '../outbox/outbox.ts';
 import { OutboxGauges } from '../outbox/outbox-gauges.ts';
 import { outboxState, probeWritableDir } from '../probes.ts';
-import { startProcessing, type Processing } from '../processor/processing.ts';
+import type { Processing } from '../processor/processing.ts';
 import { TenantControls } from '../processor/tenant-controls.ts';
 import { openTenantMetrics } from '../tenant-metrics.ts';
 import { startIngestRole } from './ingest-role.ts';
-import { checkOwnBrokerPort, startOwnBroker } from './own-broker.ts';
 import { forwardStranded } from './stranded.ts';
 import { linkToSupervisor } from './worker-link.ts';
 
@@ -86,10 +85,13 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
     const external = config.db.url === undefined ? undefined : await timed('database', openChecked(config, log));
     if (external !== undefined) closers.push({ name: 'database', close: () => external.close() });
     const ownBroker = publishes && config.kafka.brokers === undefined;
-    if (ownBroker) await checkOwnBrokerPort(config);
+    // Kafka's client and the broker's tools are loaded where they are used: an ingest process never
+    // loads them (~60 MiB of resident memory per process).
+    const ownBrokerTools = ownBroker ? await import('./own-broker.ts') : undefined;
+    if (ownBrokerTools !== undefined) await ownBrokerTools.checkOwnBrokerPort(config);
     let stopping = false;
     // The local broker starts beside the database; ingest does not wait for it, the processor does.
-    const brokerStart = ownBroker ? timed('kafka_local', startOwnBroker(config, log)) : undefined;
+    const brokerStart = ownBrokerTools === undefined ? undefined : timed('kafka_local', ownBrokerTools.startOwnBroker(config, log));
     if (brokerStart !== undefined) {
       brokerStart.catch(() => {});
       closers.push({ name: 'kafka-local', close: async () => (await brokerStart.catch(() => undefined))?.stop() });
@@ -113,7 +115,7 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
       : undefined;
     // Started after ingest, whose mark of rows entering the outbox it follows.
     const startProcessor = async (brokers: string[]): Promise<Processing> =>
-      (processing = await startProcessing({ config, db: database, outbox, brokers, tenants, controls, metrics, log, entered: ingest?.entered }));
+      (processing = await (await import('../processor/processing.ts')).startProcessing({ config, db: database, outbox, brokers, tenants, controls, metrics, log, entered: ingest?.entered }));
     if (configuredBrokers !== undefined) await startProcessor(configuredBrokers);
     if (!ingests) {
       readiness.add('outbox', true, () => outboxState(() => outbox.ping(), config.db.url));
