@@ -41,7 +41,8 @@ export async function startSluice(s: SluiceSettings): Promise<ServerProcess> {
     cmd: ['bun', ...(s.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${s.profileDir}`]), 'src/cli.ts', s.command],
     cwd: ROOT,
     logPath: join(s.workDir, `sluice-${s.label}.log`),
-    ready: /"msg":"sluice listening".*?"url":"([^"]+)"/,
+    // With several workers each logs its own line; the supervisor's (with `workers`) comes once all listen.
+    ready: (s.workers ?? 1) > 1 ? /"msg":"sluice listening".*?"url":"([^"]+)".*?"workers":\d/ : /"msg":"sluice listening".*?"url":"([^"]+)"/,
     env: {
       ...inherited,
       ...(s.databaseUrl === undefined ? { SLUICE_DATA_DIR: s.dataDir } : { DATABASE_URL: s.databaseUrl }),

@@ -14,20 +14,22 @@ export interface CommandSpec {
 }
 
 const NONE = { min: 0, max: 0 };
+const WORKERS =
+  'SLUICE_WORKERS=N (default 1) runs ingest in N processes sharing SLUICE_PORT, worker i journaling as\n<SLUICE_NODE_ID>-i (serve also runs its processor in a process of its own); it needs DATABASE_URL.\nSignals go to every process; one that dies stops them all (exit 1). README.md#workers';
 const CONFIG = 'configuration: SLUICE_* environment variables, DATABASE_URL, KAFKA_BROKERS (README.md#configuration)';
 
 export const COMMANDS: readonly CommandSpec[] = [
   {
     name: 'serve',
     summary: 'ingest + processor in one process (what `bun start` runs)',
-    usage: `usage: sluice serve\n\nRuns the HTTP ingest API, the journal, the forwarder and the processor. With no DATABASE_URL it\nstarts an embedded database in SLUICE_DATA_DIR; with no KAFKA_BROKERS a local Kafka broker on\nSLUICE_KAFKA_LOCAL_PORT. SIGHUP reloads the tenants file (and the TLS certificate); SIGTERM drains\nand exits 0.\n\n${CONFIG}`,
+    usage: `usage: sluice serve\n\nRuns the HTTP ingest API, the journal, the forwarder and the processor. With no DATABASE_URL it\nstarts an embedded database in SLUICE_DATA_DIR; with no KAFKA_BROKERS a local Kafka broker on\nSLUICE_KAFKA_LOCAL_PORT. SIGHUP reloads the tenants file (and the TLS certificate); SIGTERM drains\nand exits 0.\n\n${WORKERS}\n\n${CONFIG}`,
     options: {},
     positionals: NONE,
   },
   {
     name: 'ingest',
     summary: 'ingest (HTTP, journal, forwarder) without the processor',
-    usage: `usage: sluice ingest\n\nLike serve, without the processor: run \`sluice process\` elsewhere on the same outbox. Needs\nDATABASE_URL, the Postgres those processors share (the embedded database is private to one process).\n\n${CONFIG}`,
+    usage: `usage: sluice ingest\n\nLike serve, without the processor: run \`sluice process\` elsewhere on the same outbox. Needs\nDATABASE_URL, the Postgres those processors share (the embedded database is private to one process).\n\n${WORKERS}\n\n${CONFIG}`,
     options: {},
     positionals: NONE,
   },

@@ -81,12 +81,19 @@ async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  const log = createLogger({ level: config.logLevel, base: { node_id: config.nodeId } });
+  const worker = config.worker === undefined ? {} : { worker: config.worker.kind === 'processor' ? 'processor' : config.worker.index };
+  const log = createLogger({ level: config.logLevel, base: { node_id: config.nodeId, ...worker } });
   switch (spec.name) {
     case 'serve':
     case 'ingest': {
+      const role = spec.name === 'serve' ? 'serve' : 'ingest';
+      if (config.workers > 1 && config.worker === undefined) {
+        const { startSupervisor } = await import('./roles/supervisor.ts');
+        // Its workers drain within the timeout each, the ingest ones first and then the processor.
+        return runUntilSignal(() => startSupervisor(role, config, log), { ...config, shutdownTimeoutMs: 2 * config.shutdownTimeoutMs + 1_000 }, log);
+      }
       const { startRole } = await import('./roles/start.ts');
-      return runUntilSignal(() => startRole(spec.name === 'serve' ? 'serve' : 'ingest', config, log), config, log);
+      return runUntilSignal(() => startRole(role, config, log), config, log);
     }
     case 'process': {
       const { startRole } = await import('./roles/start.ts');
@@ -147,8 +154,12 @@ async function runUntilSignal(start: () => Promise<Running>, config: Config, log
   let onReload = (): void => {
     reloadAsked = true;
   };
-  process.once('SIGTERM', () => onSignal('SIGTERM'));
-  process.once('SIGINT', () => onSignal('SIGINT'));
+  // With workers, a signal sent to the whole group (a terminal's Ctrl-C, systemd's control-group
+  // stop, `timeout`) reaches each process besides the one the supervisor forwards: the second must not
+  // end the drain the first began.
+  const listen = config.workers === 1 ? process.once.bind(process) : process.on.bind(process);
+  listen('SIGTERM', () => onSignal('SIGTERM'));
+  listen('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGHUP', () => onReload());
   const running = await startOrExplain(start, log);
   if (typeof running === 'number') return running;

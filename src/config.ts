@@ -1,7 +1,7 @@
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { idSchema, nodeIdFromHost, nodeIdSchema } from './core/identifiers.ts';
+import { idSchema, NODE_ID_MAX, nodeIdFromHost, nodeIdSchema } from './core/identifiers.ts';
 import { COMPRESSIONS, GUARANTEES, LOG_LEVELS, WRITE_MODES } from './core/modes.ts';
 import { issueDetails } from './core/zod-issues.ts';
 import { topicNameSchema } from './core/topic-rule.ts';
@@ -13,6 +13,9 @@ import { ConfigError, type ErrorDetail } from './errors.ts';
  * typed slices of `Config` and never reads `process.env`.
  */
 const MiB = 1024 * 1024;
+
+/** Ingest processes one node may run (SLUICE_WORKERS): far above the cores of any machine sluice runs on. */
+export const MAX_WORKERS = 64;
 
 /**
  * Every integer setting: decimal digits only. `Number()` would also take `0x1F90`, `1e3` or ` 80`,
@@ -94,12 +97,21 @@ const envSchema = z.object({
   SLUICE_TLS_CERT_FILE: z.string().min(1).optional(),
   SLUICE_TLS_KEY_FILE: z.string().min(1).optional(),
   SLUICE_CACHE_DIR: z.string().min(1).optional(),
+  SLUICE_WORKERS: int(1, 1, MAX_WORKERS),
+  // Set by a supervisor for the processes it starts (README.md, "Workers"); an operator never sets it.
+  SLUICE_WORKER: z
+    .string()
+    .regex(new RegExp(`^(processor|[1-9][0-9]{0,${String(MAX_WORKERS).length - 1}})$`), { error: 'is set by sluice for the processes it starts: unset it' })
+    .optional(),
 });
 
 export type Env = z.infer<typeof envSchema>;
 
+/** What a supervisor tells the processes it starts (Config.worker): read, never suggested for a typo. */
+const SUPERVISOR_VARIABLE = 'SLUICE_WORKER';
+
 /** Every variable sluice reads: its settings and the Kafka jar cache of `kafka-local`. What a typo is compared with. */
-export const KNOWN_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
+export const KNOWN_VARIABLES: readonly string[] = Object.keys(envSchema.shape).filter((k) => k !== SUPERVISOR_VARIABLE);
 
 /**
  * The test suite's and benchmarks' own variables, which their child sluices inherit: tolerated,
@@ -119,7 +131,7 @@ const UNPREFIXED = KNOWN_VARIABLES.filter((k) => !k.startsWith('SLUICE_'));
 function unknownVariables(env: Record<string, string | undefined>): ErrorDetail[] {
   const problems: ErrorDetail[] = [];
   for (const name of Object.keys(env).sort()) {
-    if (KNOWN_VARIABLES.includes(name) || isTestVariable(name)) continue;
+    if (KNOWN_VARIABLES.includes(name) || name === SUPERVISOR_VARIABLE || isTestVariable(name)) continue;
     const upper = name.toUpperCase();
     const guess = suggestion(upper);
     const ours = upper.startsWith('SLUICE_');
@@ -211,7 +223,14 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** The local broker's jar cache and java (`serve` without KAFKA_BROKERS). */
   kafkaTools: KafkaTools;
+  /** Ingest processes sharing the HTTP port (SLUICE_WORKERS); above 1 a supervisor runs them. */
+  workers: number;
+  /** What this process is when a supervisor started it; undefined for a process started by hand. */
+  worker: WorkerPlace | undefined;
 }
+
+/** An ingest worker (1-based, its node id `<SLUICE_NODE_ID>-<index>`) or the processor of a `serve` node. */
+export type WorkerPlace = { kind: 'ingest'; index: number } | { kind: 'processor' };
 
 /** Parses the environment; throws ConfigError naming every bad variable at once. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
@@ -250,6 +269,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     const message = `${unset} must be set with ${set}: TLS needs both the certificate and its key (PEM files)`;
     throw new ConfigError(`invalid configuration: ${message}`, [{ path: unset, message }]);
   }
+  if (e.SLUICE_WORKERS > 1 && e.SLUICE_WORKER === undefined) workerProblems(e);
   return {
     http: { host: e.SLUICE_HOST, port: e.SLUICE_PORT, maxBodyBytes: e.SLUICE_MAX_BODY_BYTES },
     logLevel: e.SLUICE_LOG_LEVEL,
@@ -304,7 +324,31 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
         : { certFile: e.SLUICE_TLS_CERT_FILE, keyFile: e.SLUICE_TLS_KEY_FILE },
     shutdownTimeoutMs: e.SLUICE_SHUTDOWN_TIMEOUT_MS,
     kafkaTools: kafkaTools(env),
+    workers: e.SLUICE_WORKERS,
+    worker: e.SLUICE_WORKER === undefined ? undefined : e.SLUICE_WORKER === 'processor' ? { kind: 'processor' } : { kind: 'ingest', index: Number(e.SLUICE_WORKER) },
   };
+}
+
+/**
+ * What several workers cannot run with: the embedded database (PGlite serves one connection of one
+ * process), and a node id too long to take the workers' `-<index>` suffix.
+ */
+function workerProblems(e: Env): void {
+  const problems: ErrorDetail[] = [];
+  if (e.DATABASE_URL === undefined) {
+    problems.push({
+      path: 'SLUICE_WORKERS',
+      message: `SLUICE_WORKERS ${e.SLUICE_WORKERS} needs DATABASE_URL: the embedded database serves one connection of one process, so several worker processes cannot share it; set DATABASE_URL to a Postgres, or SLUICE_WORKERS to 1`,
+    });
+  }
+  const longest = `${e.SLUICE_NODE_ID}-${e.SLUICE_WORKERS}`;
+  if (longest.length > NODE_ID_MAX) {
+    problems.push({
+      path: 'SLUICE_NODE_ID',
+      message: `SLUICE_NODE_ID ${e.SLUICE_NODE_ID} is too long for SLUICE_WORKERS ${e.SLUICE_WORKERS}: worker node ids (${longest}) must be at most ${NODE_ID_MAX} characters; shorten SLUICE_NODE_ID`,
+    });
+  }
+  if (problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.map((p) => p.message).join('; ')}`, problems);
 }
 
 function isLoopback(host: string): boolean {

@@ -10,6 +10,8 @@ export interface ListenerOptions {
   tls: { certFile: string; keyFile: string } | undefined;
   fetch: (req: Request) => Response | Promise<Response>;
   maxRequestBodySize: number;
+  /** Several worker processes of one node share the port (SO_REUSEPORT): the kernel spreads connections among them. */
+  reusePort?: boolean;
   log: Logger;
 }
 
@@ -69,9 +71,11 @@ export function readTls(files: { certFile: string; keyFile: string }): Tls {
   return tls;
 }
 
-function serveOn(host: string, port: number, fetch: ListenerOptions['fetch'], maxRequestBodySize: number, tls: Tls | undefined): Server<undefined> {
+function serveOn(host: string, port: number, fetch: ListenerOptions['fetch'], maxRequestBodySize: number, tls: Tls | undefined, shared = false): Server<undefined> {
   try {
-    return Bun.serve({ hostname: host, port, fetch, maxRequestBodySize, ...(tls === undefined ? {} : { tls, reusePort: true }) });
+    // TLS reload binds a second server beside the first: it needs the port shared too.
+    const reusePort = shared || tls !== undefined;
+    return Bun.serve({ hostname: host, port, fetch, maxRequestBodySize, ...(tls === undefined ? {} : { tls }), ...(reusePort ? { reusePort } : {}) });
   } catch (err) {
     // The pair was checked by readTls: what is left is the address, which may yet come free.
     const message = `SLUICE_HOST ${host} / SLUICE_PORT ${port}: cannot listen: ${(err as Error).message}: stop what holds the port, or set SLUICE_PORT (and SLUICE_HOST) to an address this host can bind`;
@@ -81,15 +85,19 @@ function serveOn(host: string, port: number, fetch: ListenerOptions['fetch'], ma
 
 /**
  * Binds the HTTP address and lets it go at once: a busy port or an address not on this host is
- * found before the database and the processor start, with the error `listen` would throw.
+ * found before the database and the processor start, with the error `listen` would throw. Returns
+ * the port bound (the one the system chose for port 0: a supervisor gives it to all its workers).
  */
-export function probeListen(host: string, port: number): void {
-  void serveOn(host, port, () => new Response(null, { status: 503 }), 0, undefined).stop(true);
+export function probeListen(host: string, port: number): number {
+  const probe = serveOn(host, port, () => new Response(null, { status: 503 }), 0, undefined);
+  const bound = probe.port ?? port;
+  void probe.stop(true);
+  return bound;
 }
 
 /** The HTTP(S) server of every role: plain HTTP, or HTTPS with Bun's own TLS when configured. */
 export function listen(o: ListenerOptions): Listener {
-  const start = (port: number, tls: Tls | undefined): Server<undefined> => serveOn(o.host, port, o.fetch, o.maxRequestBodySize, tls);
+  const start = (port: number, tls: Tls | undefined): Server<undefined> => serveOn(o.host, port, o.fetch, o.maxRequestBodySize, tls, o.reusePort);
   let server = start(o.port, o.tls === undefined ? undefined : readTls(o.tls));
   const port = server.port ?? o.port;
   const scheme = o.tls === undefined ? 'http' : 'https';

@@ -12,11 +12,12 @@ import { openChecked } from '../outbox/open-checked.ts';
 import { Outbox } from '../outbox/outbox.ts';
 import { OutboxGauges } from '../outbox/outbox-gauges.ts';
 import { outboxState, probeWritableDir } from '../probes.ts';
-import { startProcessing, type Processing } from '../processor/processing.ts';
+import type { Processing } from '../processor/processing.ts';
 import { TenantControls } from '../processor/tenant-controls.ts';
 import { openTenantMetrics } from '../tenant-metrics.ts';
 import { startIngestRole } from './ingest-role.ts';
-import { checkOwnBrokerPort, startOwnBroker } from './own-broker.ts';
+import { forwardStranded } from './stranded.ts';
+import { linkToSupervisor } from './worker-link.ts';
 
 /** `serve` = ingest + processor in one process; `ingest` and `process` are its halves, run apart. */
 export type Role = 'serve' | 'ingest' | 'process';
@@ -45,9 +46,12 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
     timings[`${part}_ms`] = Math.round(performance.now() - t);
     return value;
   };
-  const ingests = role !== 'process';
-  const publishes = role !== 'ingest';
-  requireSettings(role, config);
+  // A supervisor's worker runs one half: ingest on the shared port, or the processor of a `serve` node.
+  const worker = config.worker;
+  const ingests = role !== 'process' && worker?.kind !== 'processor';
+  const publishes = role !== 'ingest' && (worker === undefined || worker.kind === 'processor');
+  // A worker's supervisor checked what its role needs before starting it.
+  if (worker === undefined) requireSettings(role, config);
   // Read before anything starts: a bad tenants file or certificate stops sluice like a bad variable does.
   if (config.tls !== undefined) readTls(config.tls);
   const { tenants, metrics } = openTenantMetrics(config, log);
@@ -74,16 +78,20 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
       if (!journalDir.ok) throw new SluiceError('journal_unavailable', journalDir.detail);
     }
     // Before the database and the processor: a busy port is found before every partition was taken.
-    probeListen(config.http.host, config.http.port);
+    // Workers share the port their supervisor probed, so a probe of their own would find it taken.
+    if (worker === undefined) probeListen(config.http.host, config.http.port);
     // A real server is probed before the local broker starts: a database that does not answer then
     // stops sluice within the probe's 5 s, not after a broker start it would have to wait out.
     const external = config.db.url === undefined ? undefined : await timed('database', openChecked(config, log));
     if (external !== undefined) closers.push({ name: 'database', close: () => external.close() });
     const ownBroker = publishes && config.kafka.brokers === undefined;
-    if (ownBroker) await checkOwnBrokerPort(config);
+    // Kafka's client and the broker's tools are loaded where they are used: an ingest process never
+    // loads them (~60 MiB of resident memory per process).
+    const ownBrokerTools = ownBroker ? await import('./own-broker.ts') : undefined;
+    if (ownBrokerTools !== undefined) await ownBrokerTools.checkOwnBrokerPort(config);
     let stopping = false;
     // The local broker starts beside the database; ingest does not wait for it, the processor does.
-    const brokerStart = ownBroker ? timed('kafka_local', startOwnBroker(config, log)) : undefined;
+    const brokerStart = ownBrokerTools === undefined ? undefined : timed('kafka_local', ownBrokerTools.startOwnBroker(config, log));
     if (brokerStart !== undefined) {
       brokerStart.catch(() => {});
       closers.push({ name: 'kafka-local', close: async () => (await brokerStart.catch(() => undefined))?.stop() });
@@ -92,6 +100,8 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
     if (external === undefined) closers.push({ name: 'database', close: () => database.close() });
     await timed('migrate', migrate(database.sql, log));
     const outbox = new Outbox(database.sql, config.partitions);
+    // With several workers their supervisor did this before starting them.
+    if (ingests && worker === undefined) await forwardStranded({ config, outbox, metrics, log });
 
     const gauges = new OutboxGauges(outbox, tenants, metrics);
 
@@ -105,7 +115,7 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
       : undefined;
     // Started after ingest, whose mark of rows entering the outbox it follows.
     const startProcessor = async (brokers: string[]): Promise<Processing> =>
-      (processing = await startProcessing({ config, db: database, outbox, brokers, tenants, controls, metrics, log, entered: ingest?.entered }));
+      (processing = await (await import('../processor/processing.ts')).startProcessing({ config, db: database, outbox, brokers, tenants, controls, metrics, log, entered: ingest?.entered }));
     if (configuredBrokers !== undefined) await startProcessor(configuredBrokers);
     if (!ingests) {
       readiness.add('outbox', true, () => outboxState(() => outbox.ping(), config.db.url));
@@ -115,7 +125,7 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
     readiness.add('kafka', !ingests, () =>
       publishes
         ? (processing?.kafkaReadiness() ?? { ok: false, detail: `the local Kafka broker on 127.0.0.1:${config.kafka.localPort} is starting` })
-        : { ok: true, detail: 'not used by an ingest node: `sluice process` instances publish its writes' },
+        : { ok: true, detail: role === 'serve' ? "not used by an ingest worker: the node's processor process publishes its writes" : 'not used by an ingest node: `sluice process` instances publish its writes' },
     );
 
     let draining = false;
@@ -142,29 +152,50 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
       ...(publishes ? { health: () => ({ partitions_owned: processing?.processor.owned.size ?? 0 }) } : {}),
     });
 
-    const server = listen({
+    const link = worker === undefined ? undefined : linkToSupervisor(async () => {
+      ingest?.beforeScrape();
+      await gauges.forScrape((err) => log.warn('outbox gauges not refreshed', { error: describeError(err) }));
+      return metrics.registry.getMetricsAsJSON();
+    }, () => {
+      if (stopping) return;
+      log.error('the supervisor exited: this worker stops');
+      // Through the signal handler, so the drain and the exit are those of a SIGTERM.
+      process.kill(process.pid, 'SIGTERM');
+    });
+    if (worker?.kind === 'processor') {
+      // The processor of a `serve` node with several workers: no port of its own, its metrics reach
+      // the node's /metrics through the supervisor.
+      timings.total_ms = Math.round(performance.now() - started);
+      log.info('sluice processor running', { role, node_id: config.nodeId, guarantee: config.processor.guarantee, database: database.kind, ...timings });
+      link?.ready(undefined);
+    }
+    const server = worker?.kind === 'processor' ? undefined : listen({
       host: config.http.host,
       port: config.http.port,
       tls: config.tls,
-      fetch: edgeFetch(app.fetch),
+      fetch: link === undefined ? edgeFetch(app.fetch) : link.fetch(edgeFetch(app.fetch)),
+      reusePort: worker !== undefined,
       // Our own reader answers every oversize body with sluice's JSON 413 (a declared length before
       // reading anything, a chunked one as soon as it passes the limit); Bun's own limit would
       // answer first with an empty 413, so it is out of the way.
       maxRequestBodySize: ingests ? Number.MAX_SAFE_INTEGER : 64 * 1024,
       log,
     });
-    closers.push({ name: 'http', close: () => server.stop() });
-    timings.total_ms = Math.round(performance.now() - started);
-    log.info('sluice listening', {
-      url: server.url,
-      role,
-      node_id: config.nodeId,
-      ...(ingests ? { write_mode: config.writeMode } : {}),
-      ...(publishes ? { guarantee: config.processor.guarantee } : {}),
-      database: database.kind,
-      tls: config.tls !== undefined,
-      ...timings,
-    });
+    if (server !== undefined) {
+      closers.push({ name: 'http', close: () => server.stop() });
+      timings.total_ms = Math.round(performance.now() - started);
+      log.info('sluice listening', {
+        url: server.url,
+        role,
+        node_id: config.nodeId,
+        ...(ingests ? { write_mode: config.writeMode } : {}),
+        ...(publishes ? { guarantee: config.processor.guarantee } : {}),
+        database: database.kind,
+        tls: config.tls !== undefined,
+        ...timings,
+      });
+      link?.ready(server.url);
+    }
     brokerStart?.then(
       (own) => {
         if (stopping) return;
@@ -184,12 +215,12 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
 
     let shutdown: Promise<void> | undefined;
     return {
-      url: server.url,
+      url: server?.url ?? '',
       failed,
       reload() {
         const reloaded = tenants.reload();
         if (reloaded) zeroTenantSeries(metrics, tenants.labelledConfigured());
-        const tls = server.reloadTls();
+        const tls = server?.reloadTls() ?? false;
         return reloaded || tls;
       },
       shutdown(reason) {
@@ -203,7 +234,7 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
           // The listener stays open while requests are still being answered, so a load balancer's
           // /readyz sees `draining` (503) instead of a refused connection; new writes get 503.
           const until = performance.now() + HTTP_DRAIN_MS;
-          while (server.pendingRequests > 0 && performance.now() < until) await Bun.sleep(20);
+          while (server !== undefined && server.pendingRequests > 0 && performance.now() < until) await Bun.sleep(20);
           await closeAll();
           log.info('shutdown complete');
         })();
@@ -220,7 +251,7 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
 const HTTP_DRAIN_MS = 5_000;
 
 /** What a role cannot run without, all reported at once. */
-function requireSettings(role: Role, config: Config): void {
+export function requireSettings(role: Role, config: Config): void {
   if (role === 'serve') return;
   if (role === 'ingest') {
     if (config.db.url !== undefined) return;

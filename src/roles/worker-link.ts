@@ -1,0 +1,90 @@
+import type { Registry } from 'prom-client';
+
+/** The metrics of one process, as prom-client's `getMetricsAsJSON` gives them: what the supervisor sums. */
+export type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
+
+/** What a supervisor and its workers say over the IPC channel Bun.spawn opens between them. */
+export type ToSupervisor =
+  | { t: 'ready'; url: string | undefined }
+  | { t: 'scrape'; id: number }
+  | { t: 'collected'; id: number; metrics: MetricsJson };
+
+export type ToWorker =
+  | { t: 'collect'; id: number }
+  | { t: 'scraped'; id: number; text: string; contentType: string }
+  | { t: 'scrape_failed'; id: number; message: string };
+
+export interface SupervisorLink {
+  /** Tells the supervisor this worker has started (listening at `url`, or the processor running). */
+  ready(url: string | undefined): void;
+  /** `fetch` with GET /metrics answered with the whole node's metrics, which the supervisor sums. */
+  fetch(inner: (req: Request) => Response | Promise<Response>): (req: Request) => Response | Promise<Response>;
+}
+
+/** A scrape the supervisor does not answer within this long gets 503: a node's figures or none, never one worker's. */
+const SCRAPE_TIMEOUT_MS = 10_000;
+
+/**
+ * A worker's side of the channel: answers the supervisor's `collect` with this process's metrics,
+ * and sends a /metrics request that reached this worker to the supervisor, which asks every worker
+ * (and the processor) and sums what they answer.
+ */
+export function linkToSupervisor(collect: () => Promise<MetricsJson>, supervisorGone: () => void): SupervisorLink {
+  const send = (message: ToSupervisor): void => {
+    process.send?.(message);
+  };
+  // The channel closes when the supervisor exits, even killed with SIGKILL: no worker is left behind
+  // holding the port and its journal.
+  process.once('disconnect', supervisorGone);
+  const waiting = new Map<number, (r: Response) => void>();
+  let nextId = 0;
+  process.on('message', (message: ToWorker) => {
+    if (message.t === 'collect') {
+      void collect().then((metrics) => send({ t: 'collected', id: message.id, metrics }));
+      return;
+    }
+    const answer = waiting.get(message.id);
+    if (answer === undefined) return;
+    waiting.delete(message.id);
+    answer(
+      message.t === 'scraped'
+        ? new Response(message.text, { headers: { 'Content-Type': message.contentType } })
+        : unavailable(message.message),
+    );
+  });
+  return {
+    ready(url) {
+      send({ t: 'ready', url });
+    },
+    fetch(inner) {
+      return function metricsOfTheNode(req) {
+        if (req.method !== 'GET' || !isMetricsPath(req.url)) return inner(req);
+        const id = ++nextId;
+        return new Promise<Response>((resolve) => {
+          const timer = setTimeout(() => {
+            waiting.delete(id);
+            resolve(unavailable(`the supervisor did not answer within ${SCRAPE_TIMEOUT_MS} ms`));
+          }, SCRAPE_TIMEOUT_MS);
+          waiting.set(id, (r) => {
+            clearTimeout(timer);
+            resolve(r);
+          });
+          send({ t: 'scrape', id });
+        });
+      };
+    },
+  };
+}
+
+/** `/metrics`, with or without a query string, of an absolute or a relative URL. Cheap: every request passes here. */
+function isMetricsPath(url: string): boolean {
+  const at = url.indexOf('/metrics');
+  if (at === -1) return false;
+  const pathStart = url.startsWith('/') ? 0 : url.indexOf('/', url.indexOf('//') + 2);
+  const end = at + '/metrics'.length;
+  return at === pathStart && (end === url.length || url[end] === '?');
+}
+
+function unavailable(message: string): Response {
+  return Response.json({ error: { code: 'not_ready', message: `metrics of the node not gathered: ${message}` } }, { status: 503 });
+}

@@ -1,0 +1,247 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { logLines, runCli } from '../support/cli.ts';
+import { readTopic, testBrokers } from '../support/kafka.ts';
+import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
+import { eventually } from '../support/sluice.ts';
+import { spawnSluice, type SpawnedSluice } from '../support/spawn-sluice.ts';
+import { newToken, writeTenantsFile } from '../support/tenants.ts';
+
+type Line = Record<string, unknown>;
+
+/** A node started with SLUICE_WORKERS: resolves once the supervisor says every worker is listening. */
+async function spawnNode(env: Record<string, string>, command: 'serve' | 'ingest'): Promise<SpawnedSluice & { lines(): Line[]; pids: Record<string, number> }> {
+  const node = await spawnSluice(env, command);
+  const lines = (): Line[] => node.logLines().map((l) => JSON.parse(l) as Line);
+  const supervisorLine = (): Line | undefined => lines().find((l) => l.msg === 'sluice listening' && l.workers !== undefined);
+  await eventually(async () => supervisorLine() !== undefined, 60_000, 'every worker listening');
+  return { ...node, lines, pids: supervisorLine()?.pids as Record<string, number> };
+}
+
+/** One write on a connection of its own: the kernel spreads connections, not requests, among the workers. */
+async function write(url: string, tenant: { token?: string; id?: string }, key: string): Promise<number> {
+  const res = await fetch(`${url}/v1/events`, {
+    method: 'POST',
+    keepalive: false,
+    headers: {
+      'Content-Type': 'application/json',
+      Connection: 'close',
+      ...(tenant.token === undefined ? {} : { Authorization: `Bearer ${tenant.token}` }),
+      ...(tenant.id === undefined ? {} : { 'X-Tenant-Id': tenant.id }),
+    },
+    body: JSON.stringify({ dedupe_key: key, payload: { key } }),
+  });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+/** Journal lines in one node directory (plain segments: these runs never rotate). */
+function journalLines(dir: string): number {
+  if (!existsSync(dir)) return 0;
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.jsonl'))
+    .reduce((n, f) => n + readFileSync(join(dir, f), 'utf8').split('\n').filter((l) => l.length > 0).length, 0);
+}
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe('a node with SLUICE_WORKERS=2', () => {
+  let db: TestDatabase;
+  let brokers: string[];
+  let dir: string;
+  const children: SpawnedSluice[] = [];
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    brokers = await testBrokers();
+    dir = mkdtempSync(join(tmpdir(), 'sluice-workers-'));
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const c of children) c.proc.kill('SIGKILL');
+    await db?.drop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const outboxCount = async (tenant: string): Promise<{ rows: number; keys: number }> => {
+    const [row] = await db.sql<{ rows: number; keys: number }[]>`
+      SELECT count(*)::int AS rows, count(DISTINCT dedupe_key)::int AS keys FROM outbox WHERE tenant_id = ${tenant}`;
+    return row ?? { rows: 0, keys: 0 };
+  };
+
+  test('serve: writes on the one port land in both journals, once each in the outbox and in Kafka; /metrics is the whole node; SIGHUP reaches every process; SIGTERM drains all, exit 0', async () => {
+    const tenants = join(dir, 'tenants.json');
+    const acme = newToken('acme');
+    const beta = newToken('beta');
+    writeTenantsFile(tenants, { acme: { tokens: [acme] } });
+    const topic = `workers.${Bun.randomUUIDv7()}`;
+    const node = await spawnNode(
+      {
+        DATABASE_URL: db.url,
+        KAFKA_BROKERS: brokers.join(','),
+        SLUICE_WORKERS: '2',
+        SLUICE_PORT: '0',
+        SLUICE_NODE_ID: 'two',
+        SLUICE_TENANTS_FILE: tenants,
+        SLUICE_JOURNAL_DIR: join(dir, 'journal'),
+        SLUICE_KAFKA_TOPIC: topic,
+        SLUICE_TRANSACTIONAL_ID_PREFIX: `workers-${Bun.randomUUIDv7()}`,
+        SLUICE_POLL_MS: '20',
+      },
+      'serve',
+    );
+    children.push(node);
+    expect(Object.keys(node.pids)).toEqual(['worker 1', 'worker 2', 'processor']);
+
+    const keys = Array.from({ length: 40 }, (_, i) => `k${i}`);
+    expect(await Promise.all(keys.map((k) => write(node.url, { token: acme }, k)))).toEqual(keys.map(() => 202));
+    const perWorker = [journalLines(join(dir, 'journal', 'two-1')), journalLines(join(dir, 'journal', 'two-2'))];
+    expect(perWorker.every((n) => n > 0)).toBe(true);
+    expect(perWorker[0]! + perWorker[1]!).toBe(40);
+    expect(await outboxCount('acme')).toEqual({ rows: 40, keys: 40 });
+
+    const records = await readTopic(brokers, topic, { expected: 40 });
+    expect(records.length).toBe(40);
+    expect(new Set(records.map((r) => r.key)).size).toBe(40);
+
+    // Whichever worker a scrape lands on, it answers the node's sums (both workers' writes, the processor's publishes).
+    await eventually(async () => (await (await fetch(`${node.url}/metrics`)).text()).includes('sluice_published_total{tenant="acme"} 40'), 20_000, 'published 40 in /metrics');
+    for (let i = 0; i < 6; i++) {
+      const res = await fetch(`${node.url}/metrics`, { keepalive: false, headers: { Connection: 'close' } });
+      expect(res.status).toBe(200);
+      const text = await res.text();
+      expect(text).toContain('sluice_ingest_events_total{tenant="acme",result="accepted"} 40');
+      expect(text).toContain('sluice_published_total{tenant="acme"} 40');
+    }
+
+    writeTenantsFile(tenants, { acme: { tokens: [acme] }, beta: { tokens: [beta] } });
+    node.proc.kill('SIGHUP');
+    await eventually(async () => node.lines().filter((l) => l.msg === 'tenants file reloaded').length === 3, 10_000, 'three reloads logged');
+    expect(node.lines().filter((l) => l.msg === 'tenants file reloaded').map((l) => l.worker).sort()).toEqual([1, 2, 'processor']);
+    const betaKeys = Array.from({ length: 20 }, (_, i) => `b${i}`);
+    expect(await Promise.all(betaKeys.map((k) => write(node.url, { token: beta }, k)))).toEqual(betaKeys.map(() => 202));
+
+    node.proc.kill('SIGTERM');
+    expect(await node.proc.exited).toBe(0);
+    const complete = node.lines().filter((l) => l.msg === 'shutdown complete');
+    expect(complete.map((l) => l.worker ?? 'supervisor').sort((a, b) => String(a).localeCompare(String(b)))).toEqual([1, 2, 'processor', 'supervisor']);
+    expect(node.lines().filter((l) => l.level === 'warn' || l.level === 'error')).toEqual([]);
+    expect(Object.values(node.pids).filter(isAlive)).toEqual([]);
+    expect(await outboxCount('beta')).toEqual({ rows: 20, keys: 20 });
+  }, 120_000);
+
+  test('kill -9 of one worker stops the node (exit 1); every acknowledged write reaches the outbox after the restart; SIGINT drains', async () => {
+    const env = {
+      DATABASE_URL: db.url,
+      SLUICE_WORKERS: '2',
+      SLUICE_PORT: '0',
+      SLUICE_NODE_ID: 'nine',
+      SLUICE_WRITE_MODE: 'fast_ack',
+      SLUICE_JOURNAL_DIR: join(dir, 'journal'),
+    };
+    const node = await spawnNode(env, 'ingest');
+    children.push(node);
+    const keys = Array.from({ length: 40 }, (_, i) => `k${i}`);
+    const statuses = await Promise.all(keys.map((k) => write(node.url, { id: 'nine' }, k)));
+    expect(statuses).toEqual(keys.map(() => 202));
+
+    // The worker to be killed acknowledged some of them: they are in its journal.
+    expect(journalLines(join(dir, 'journal', 'nine-1'))).toBeGreaterThan(0);
+    const victim = node.pids['worker 1']!;
+    process.kill(victim, 'SIGKILL');
+    expect(await node.proc.exited).toBe(1);
+    const [stopping] = node.lines().filter((l) => l.msg === 'sluice stopping: a part it cannot run without failed');
+    expect(stopping?.reason).toBe(`worker 1 (pid ${victim}) exited on SIGKILL`);
+    // The other worker drained and stopped: nothing is left holding the port or a journal.
+    expect(node.lines().filter((l) => l.msg === 'shutdown complete' && l.worker !== undefined).map((l) => l.worker)).toEqual([2]);
+    expect(isAlive(node.pids['worker 2']!)).toBe(false);
+
+    const again = await spawnNode(env, 'ingest');
+    children.push(again);
+    await eventually(async () => (await outboxCount('nine')).rows >= 40, 20_000, 'every acknowledged write in the outbox');
+    expect(await outboxCount('nine')).toEqual({ rows: 40, keys: 40 });
+    // SIGINT (Ctrl-C) drains like SIGTERM.
+    again.proc.kill('SIGINT');
+    expect(await again.proc.exited).toBe(0);
+    expect(again.lines().filter((l) => l.msg === 'shutdown complete').length).toBe(3);
+  }, 120_000);
+
+  test('kill -9 of the supervisor: each worker drains and exits, none is left holding the port', async () => {
+    const node = await spawnNode({ DATABASE_URL: db.url, SLUICE_WORKERS: '2', SLUICE_PORT: '0', SLUICE_NODE_ID: 'orphan', SLUICE_JOURNAL_DIR: join(dir, 'journal') }, 'ingest');
+    children.push(node);
+    expect(await write(node.url, { id: 'orphan' }, 'k')).toBe(202);
+    node.proc.kill('SIGKILL');
+    await eventually(async () => !isAlive(node.pids['worker 1']!) && !isAlive(node.pids['worker 2']!), 20_000, 'both workers gone');
+    expect(node.lines().filter((l) => l.msg === 'the supervisor exited: this worker stops').map((l) => l.worker).sort()).toEqual([1, 2]);
+    expect(node.lines().filter((l) => l.msg === 'shutdown complete').map((l) => l.worker).sort()).toEqual([1, 2]);
+    expect(await fetch(`${node.url}/healthz`).then(() => 'answered', () => 'refused')).toBe('refused');
+    expect(await outboxCount('orphan')).toEqual({ rows: 1, keys: 1 });
+  }, 60_000);
+
+  test('a restart with another worker count forwards what the journals it no longer runs still hold', async () => {
+    const journal = join(dir, 'journal-stranded');
+    const env = (workers: number) => ({ DATABASE_URL: db.url, SLUICE_WORKERS: String(workers), SLUICE_PORT: '0', SLUICE_NODE_ID: 'st', SLUICE_WRITE_MODE: 'fast_ack', SLUICE_JOURNAL_DIR: journal });
+    // Records journaled and never forwarded, as a node stopped before its forwarder caught up leaves them.
+    const unforward = async (nodeIds: string[], tenant: string): Promise<void> => {
+      for (const id of nodeIds) rmSync(join(journal, id, 'checkpoint.json'));
+      await db.sql`DELETE FROM outbox WHERE tenant_id = ${tenant}`;
+    };
+    const run = async (workers: number, tenant: string, writes: number): Promise<Line[]> => {
+      const node = workers === 1 ? await spawnSluice(env(1), 'ingest') : await spawnNode(env(workers), 'ingest');
+      children.push(node);
+      const keys = Array.from({ length: writes }, (_, i) => `k${i}`);
+      expect(await Promise.all(keys.map((k) => write(node.url, { id: tenant }, k)))).toEqual(keys.map(() => 202));
+      node.proc.kill('SIGTERM');
+      expect(await node.proc.exited).toBe(0);
+      return node.logLines().map((l) => JSON.parse(l) as Line);
+    };
+    const forwarded = (lines: Line[]) => lines.filter((l) => l.msg === 'journal of a worker no longer run forwarded').map((l) => [l.journal_node, l.records]);
+
+    expect(forwarded(await run(1, 'one', 10))).toEqual([]);
+    await unforward(['st'], 'one');
+    // One → two: `st` is nobody's now; the supervisor forwards it before the workers start.
+    expect(forwarded(await run(2, 'two', 30))).toEqual([['st', 10]]);
+    expect(await outboxCount('one')).toEqual({ rows: 10, keys: 10 });
+    expect(journalLines(join(journal, 'st-1')) + journalLines(join(journal, 'st-2'))).toBe(30);
+    expect(readFileSync(join(journal, 'st.workers'), 'utf8')).toBe('2\n');
+
+    await unforward(['st-1', 'st-2'], 'two');
+    // Two → one: both worker directories are forwarded by the single process before it listens.
+    const back = forwarded(await run(1, 'three', 5));
+    expect(back.map(([id]) => id)).toEqual(['st-1', 'st-2']);
+    expect(back.reduce((n, [, r]) => n + Number(r), 0)).toBe(30);
+    expect(await outboxCount('two')).toEqual({ rows: 30, keys: 30 });
+    expect(existsSync(join(journal, 'st.workers'))).toBe(false);
+    // Forwarded once: the next start leaves them alone.
+    expect(forwarded(await run(1, 'four', 1))).toEqual([]);
+  }, 180_000);
+
+  test('start-up errors are explained as by one process: an unwritable journal root stops the supervisor (exit 1) before any worker starts', async () => {
+    const file = join(dir, 'not-a-directory');
+    writeFileSync(file, 'x');
+    const { code, stderr } = await runCli(['ingest'], { DATABASE_URL: db.url, SLUICE_WORKERS: '2', SLUICE_PORT: '0', SLUICE_JOURNAL_DIR: file }, { clean: true });
+    expect(code).toBe(1);
+    const lines = logLines(stderr);
+    expect(lines.map((l) => [l.msg, l.code])).toEqual([['sluice cannot start', 'journal_unavailable']]);
+    expect(String(lines[0]?.error)).toStartWith(`SLUICE_JOURNAL_DIR ${file}`);
+  });
+
+  test('several workers need DATABASE_URL: the embedded database serves one process (exit 2, naming both settings)', async () => {
+    const { code, stderr } = await runCli(['serve'], { SLUICE_WORKERS: '2', SLUICE_DATA_DIR: join(dir, 'data'), SLUICE_JOURNAL_DIR: join(dir, 'journal-embedded') }, { clean: true });
+    expect(code).toBe(2);
+    expect(logLines(stderr).map((l) => l.errors)).toEqual([
+      [
+        'SLUICE_WORKERS 2 needs DATABASE_URL: the embedded database serves one connection of one process, so several worker processes cannot share it; set DATABASE_URL to a Postgres, or SLUICE_WORKERS to 1',
+      ],
+    ]);
+  });
+});
