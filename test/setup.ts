@@ -16,6 +16,8 @@ try {
   await probe.end();
 }
 
+// A broker's stop waits for its JVM (SIGKILL after 20 s): on a loaded machine that is past a
+// hook's default 5 s, which would fail a run whose tests all passed.
 afterAll(async () => {
   await stopSharedBroker();
-});
+}, 30_000);
