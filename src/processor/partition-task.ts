@@ -99,6 +99,11 @@ export class PartitionTask {
     this.#loop.wake();
   }
 
+  /** Its last pass failed: it waits out its backoff. */
+  get failing(): boolean {
+    return this.#loop.failures > 0;
+  }
+
   /**
    * Lets the batch in flight finish (committed, or aborted on failure), then closes the producer.
    * Against a broker that accepts and never answers, a call would wait for the client's timeout
