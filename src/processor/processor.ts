@@ -182,6 +182,7 @@ export class Processor {
       batchSize: o.batchSize,
       batchBytes: o.batchBytes,
       pollMs: Math.max(o.pollMs, TASK_IDLE_POLL_MS),
+      insertsWake: o.entered !== undefined,
       maxAttempts: o.maxAttempts,
       retryBaseMs: o.retryBaseMs,
       retryMaxMs: o.retryMaxMs,
