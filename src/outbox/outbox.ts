@@ -5,6 +5,7 @@ import {
   markDead,
   markPublished,
   markSent,
+  pendingPartitions,
   pendingTenants,
   recordFailure,
   type FailedRow,
@@ -82,6 +83,10 @@ export class Outbox {
   }
 
   // The processor.
+
+  pendingPartitions(partitions: readonly number[]): Promise<number[]> {
+    return pendingPartitions(this.#sql, partitions);
+  }
 
   pendingTenants(partition: number): Promise<string[]> {
     return pendingTenants(this.#sql, partition);

@@ -28,6 +28,11 @@ export interface PartitionTaskOptions {
   /** Payload bytes per batch, below the broker's message.max.bytes. */
   batchBytes: number;
   pollMs: number;
+  /**
+   * Every row inserted from now on comes with a wake (serve: this process's ingest; see
+   * Processor.wake): a pass that drained its partition is not followed by one that would find it empty.
+   */
+  insertsWake?: boolean;
   maxAttempts: number;
   retryBaseMs: number;
   retryMaxMs: number;
@@ -99,6 +104,11 @@ export class PartitionTask {
     this.#loop.wake();
   }
 
+  /** Its last pass failed: it waits out its backoff. */
+  get failing(): boolean {
+    return this.#loop.failures > 0;
+  }
+
   /**
    * Lets the batch in flight finish (committed, or aborted on failure), then closes the producer.
    * Against a broker that accepts and never answers, a call would wait for the client's timeout
@@ -117,9 +127,9 @@ export class PartitionTask {
   async #pass(): Promise<'more' | 'idle'> {
     if (!this.#recovered) await this.#recover();
     if (this.#unmarked.length > 0) await this.#markUnmarked();
-    const published = await this.#step();
+    const { claimed, drained } = await this.#step();
     this.#lastError = undefined;
-    return published === 0 ? 'idle' : 'more';
+    return claimed === 0 || (drained && this.#o.insertsWake === true) ? 'idle' : 'more';
   }
 
   #failed(err: unknown, failures: number): number | 'stop' {
@@ -169,11 +179,16 @@ export class PartitionTask {
     this.#unmarked = [];
   }
 
-  /** One batch: returns how many rows were claimed (0 = nothing to do now). */
-  async #step(): Promise<number> {
+  /**
+   * One batch: how many rows were claimed (0 = nothing to do now), and whether they were all that
+   * was due: every tenant with tokens had a grant and got fewer rows than it, none left out for the
+   * byte limit.
+   */
+  async #step(): Promise<{ claimed: number; drained: boolean }> {
     const { outbox, partition, controls, tenants, metrics, batchSize } = this.#o;
+    const none = { claimed: 0, drained: true };
     const waiting = await outbox.pendingTenants(partition);
-    if (waiting.length === 0) return 0;
+    if (waiting.length === 0) return none;
     const claimants: Claimant[] = [];
     for (const tenant of roundRobin(waiting, this.#lastTenant)) {
       if (!controls.breaker(tenant).allows()) continue;
@@ -185,7 +200,7 @@ export class PartitionTask {
       claimants.push({ tenant, tokens });
     }
     const grants = allocate(claimants, batchSize);
-    if (grants.size === 0) return 0;
+    if (grants.size === 0) return none;
     // Moves on even when the granted tenants have nothing due (retry backoff): the next round starts
     // after them, so they cannot keep the batch to themselves.
     this.#lastTenant = [...grants.keys()].at(-1);
@@ -198,10 +213,10 @@ export class PartitionTask {
       for (const c of bounded) if (counts.get(c.tenant) === grants.get(c.tenant)) metrics.quotaThrottled.inc({ tenant: tenants.metricLabel(c.tenant) });
     }
     const within = withinBytes(claimed, this.#o.batchBytes);
-    if (within.length === 0) return 0;
+    if (within.length === 0) return none;
     const rows = await this.#refuseByTopicRule(within);
     if (rows.length > 0) await this.#publish(rows);
-    return within.length;
+    return { claimed: within.length, drained: within.length === claimed.length && grants.size === claimants.length && drainedAll(claimed, grants) };
   }
 
   /**
@@ -388,6 +403,14 @@ export class PartitionTask {
     metrics.dead.inc({ tenant: label }, dead.length);
     log.warn('publish failed for a tenant; rows will be retried', { tenant, topic: rows[0]?.topic, rows: rows.length, dead: dead.length, error });
   }
+}
+
+/** Each granted tenant got fewer rows than its grant: it had no more that were due. */
+function drainedAll(claimed: readonly ClaimedRow[], grants: ReadonlyMap<string, number>): boolean {
+  const counts = new Map<string, number>();
+  for (const r of claimed) counts.set(r.tenant_id, (counts.get(r.tenant_id) ?? 0) + 1);
+  for (const [tenant, grant] of grants) if ((counts.get(tenant) ?? 0) >= grant) return false;
+  return true;
 }
 
 function groupBy(rows: readonly ClaimedRow[], key: (row: ClaimedRow) => string): Map<string, ClaimedRow[]> {

@@ -1,4 +1,5 @@
 import { describeError } from '../errors.ts';
+import { backoffMs } from '../core/backoff.ts';
 import { BackgroundLoop } from '../background-loop.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
@@ -55,6 +56,12 @@ export interface ProcessorOptions {
 }
 
 const RETENTION_BATCH = 1_000;
+/**
+ * A task's own idle poll. Tasks are woken by the processor's one poll for all owned partitions
+ * (every SLUICE_POLL_MS, and at once when ingest in this process inserts), which covers rows waiting
+ * for a retry, a quota or a breaker too; their own poll is only a safety net, so it can be long.
+ */
+const TASK_IDLE_POLL_MS = 5_000;
 
 /**
  * The processor of one instance: owns a fair share of the outbox partitions (see ownership.ts), runs
@@ -67,6 +74,8 @@ export class Processor {
   #progressTopic: Promise<void> | undefined;
   #progress: ProgressReader | undefined;
   #retention: BackgroundLoop;
+  /** One query per poll for every owned partition; wakes the tasks whose partitions have pending rows. */
+  #poll: BackgroundLoop;
   #topics: SluiceTopics;
   #stopped = new AbortController();
 
@@ -81,6 +90,17 @@ export class Processor {
       failed: (err) => {
         opts.log.warn('outbox retention failed; will retry', { error: describeError(err) });
         return opts.cleanupMs;
+      },
+    });
+    this.#poll = new BackgroundLoop({
+      name: 'outbox poll',
+      log: opts.log,
+      intervalMs: opts.pollMs,
+      pass: () => this.#wakePending(),
+      // A task reads the same database and reports its failures itself.
+      failed: (err, failures) => {
+        opts.log.debug('outbox poll failed; will retry', { error: describeError(err), failures });
+        return backoffMs(failures, 100, TASK_IDLE_POLL_MS);
       },
     });
     opts.metrics.partitions.set(opts.partitions);
@@ -101,12 +121,13 @@ export class Processor {
   start(): void {
     this.#ownership.start();
     this.#retention.start();
+    this.#poll.start();
     if (this.#o.entered !== undefined) follow(this.#o.entered, this.#stopped.signal, () => this.wake());
   }
 
-  /** Ask every task to look for rows now instead of at the end of its idle wait. */
+  /** Look for rows now instead of at the end of the idle wait: the tasks of partitions that have some run. */
   wake(): void {
-    for (const task of this.#tasks.values()) task.wake();
+    this.#poll.wake();
   }
 
   /** Kafka became reachable or unreachable: take or give up partitions now. */
@@ -127,7 +148,7 @@ export class Processor {
   /** Finishes (or aborts) each open batch, releases the partitions, then stops. Safe to call twice. */
   async stop(): Promise<void> {
     this.#stopped.abort();
-    await Promise.all([this.#ownership.stop(), this.#retention.stop()]);
+    await Promise.all([this.#ownership.stop(), this.#retention.stop(), this.#poll.stop()]);
     await this.#progress?.close();
   }
 
@@ -160,7 +181,8 @@ export class Processor {
       log: o.log,
       batchSize: o.batchSize,
       batchBytes: o.batchBytes,
-      pollMs: o.pollMs,
+      pollMs: Math.max(o.pollMs, TASK_IDLE_POLL_MS),
+      insertsWake: o.entered !== undefined,
       maxAttempts: o.maxAttempts,
       retryBaseMs: o.retryBaseMs,
       retryMaxMs: o.retryMaxMs,
@@ -188,6 +210,16 @@ export class Processor {
       throw err;
     });
     return this.#progressTopic;
+  }
+
+  async #wakePending(): Promise<'idle'> {
+    if (this.#tasks.size === 0) return 'idle';
+    for (const p of await this.#o.outbox.pendingPartitions([...this.#tasks.keys()])) {
+      const task = this.#tasks.get(p);
+      // New rows cannot cure a failing task (Kafka down, say): its backoff is not cut short.
+      if (task !== undefined && !task.failing) task.wake();
+    }
+    return 'idle';
   }
 
   async #deleteSent(signal: AbortSignal): Promise<void> {

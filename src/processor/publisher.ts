@@ -1,5 +1,5 @@
 import type { Compression, Guarantee } from '../core/modes.ts';
-import { compatibilityPartitioner, metadataV12, Producer, stringSerializers, type MessageToProduce } from '@platformatic/kafka';
+import { compatibilityPartitioner, metadataV12, Producer, type MessageToProduce } from '@platformatic/kafka';
 import { recordKey } from '../core/record.ts';
 import type { ClaimedRow } from '../core/record.ts';
 import { classifyFailure, describeKafkaError, kafkaError } from '../kafka/errors.ts';
@@ -44,25 +44,66 @@ export interface Publishing {
   close(): Promise<void>;
 }
 
-type Message = MessageToProduce<string, string, string, string>;
+/** Records go to the client as bytes: it has nothing left to serialise (its serializers are the identity). */
+type Message = MessageToProduce<Buffer, Buffer, Buffer, Buffer | undefined>;
+type BytesProducer = Producer<Buffer, Buffer, Buffer, Buffer | undefined>;
 
-/** The Kafka record for an outbox row: key tenant:dedupe_key, the client's payload text, sluice's headers. */
-export function toKafkaMessage(row: ClaimedRow): Message {
-  const headers: Record<string, string> = {
-    ...row.headers,
-    tenant_id: row.tenant_id,
-    dedupe_key: row.dedupe_key,
-    outbox_id: row.id,
-    ingested_at: row.ingested_at.toISOString(),
-  };
-  if (row.request_id !== null) headers.request_id = row.request_id;
-  if (row.traceparent !== null) headers.traceparent = row.traceparent;
-  if (row.replays > 0) headers.replay = 'true';
-  return { topic: row.topic, key: recordKey(row), value: row.payload, headers };
+/** The names of sluice's headers, encoded once for every record. */
+const HEADER = {
+  tenant_id: Buffer.from('tenant_id'),
+  dedupe_key: Buffer.from('dedupe_key'),
+  outbox_id: Buffer.from('outbox_id'),
+  ingested_at: Buffer.from('ingested_at'),
+  request_id: Buffer.from('request_id'),
+  traceparent: Buffer.from('traceparent'),
+  replay: Buffer.from('replay'),
+};
+const TRUE = Buffer.from('true');
+
+/**
+ * The Kafka records for a batch of outbox rows: key tenant:dedupe_key, the client's payload text as
+ * its bytes (never parsed), the event's headers and then sluice's (a header of the event named like
+ * one of sluice's keeps its place and takes sluice's value). Bytes the batch repeats (header names,
+ * each tenant's id) are encoded once.
+ */
+/** As the client's string serializer had it: a value that is not text (a row written by hand) is a null header. */
+function textBytes(value: unknown): Buffer | undefined {
+  return typeof value === 'string' ? Buffer.from(value) : undefined;
 }
 
-function newProducer(opts: PublishingOptions, transactionalId: string | undefined): Producer<string, string, string, string> {
-  return new Producer<string, string, string, string>({
+export function toKafkaMessages(rows: readonly ClaimedRow[]): Message[] {
+  const tenants = new Map<string, Buffer>();
+  return rows.map((row) => {
+    let tenant = tenants.get(row.tenant_id);
+    if (tenant === undefined) {
+      tenant = Buffer.from(row.tenant_id);
+      tenants.set(row.tenant_id, tenant);
+    }
+    const own: [keyof typeof HEADER, Buffer][] = [
+      ['tenant_id', tenant],
+      ['dedupe_key', Buffer.from(row.dedupe_key)],
+      ['outbox_id', Buffer.from(row.id)],
+      ['ingested_at', Buffer.from(row.ingested_at.toISOString())],
+    ];
+    if (row.request_id !== null) own.push(['request_id', Buffer.from(row.request_id)]);
+    if (row.traceparent !== null) own.push(['traceparent', Buffer.from(row.traceparent)]);
+    if (row.replays > 0) own.push(['replay', TRUE]);
+    const headers = new Map<Buffer, Buffer | undefined>();
+    const names = Object.keys(row.headers);
+    if (names.length === 0) {
+      for (const [name, value] of own) headers.set(HEADER[name], value);
+    } else {
+      // Rare: events with headers of their own. Strings first, so a name sluice sets keeps one place.
+      const byName = new Map<string, Buffer | undefined>(names.map((n) => [n, textBytes(row.headers[n])]));
+      for (const [name, value] of own) byName.set(name, value);
+      for (const [name, value] of byName) headers.set(name in HEADER ? HEADER[name as keyof typeof HEADER] : Buffer.from(name), value);
+    }
+    return { topic: row.topic, key: Buffer.from(recordKey(row)), value: Buffer.from(row.payload), headers };
+  });
+}
+
+function newProducer(opts: PublishingOptions, transactionalId: string | undefined): BytesProducer {
+  return new Producer<Buffer, Buffer, Buffer, Buffer | undefined>({
     clientId: opts.clientId,
     bootstrapBrokers: opts.brokers,
     idempotent: true,
@@ -70,7 +111,6 @@ function newProducer(opts: PublishingOptions, transactionalId: string | undefine
     compression: opts.compression,
     // The Java client's partitioner: the default one disagrees for partition counts not a power of two.
     partitioner: compatibilityPartitioner,
-    serializers: stringSerializers,
     autocreateTopics: true,
     // A broker answers CONCURRENT_TRANSACTIONS while the previous commit's markers are written: the
     // retry must come within milliseconds (the default delay of 1 s capped a partition at ~1 batch/s).
@@ -99,20 +139,20 @@ function newProducer(opts: PublishingOptions, transactionalId: string | undefine
  * transactional id: the same id, next epoch) starts its sequences afresh.
  */
 class ProducerSlot {
-  #make: () => Producer<string, string, string, string>;
-  #current: Producer<string, string, string, string> | undefined;
+  #make: () => BytesProducer;
+  #current: BytesProducer | undefined;
 
-  constructor(make: () => Producer<string, string, string, string>) {
+  constructor(make: () => BytesProducer) {
     this.#make = make;
   }
 
-  get(): Producer<string, string, string, string> {
+  get(): BytesProducer {
     this.#current ??= this.#make();
     return this.#current;
   }
 
   /** Replaces the producer, or only `failed` if it is still the current one (another caller may have replaced it). */
-  async replace(failed?: Producer<string, string, string, string>): Promise<void> {
+  async replace(failed?: BytesProducer): Promise<void> {
     const old = this.#current;
     if (old === undefined || (failed !== undefined && failed !== old)) return;
     this.#current = undefined;
@@ -154,7 +194,7 @@ export function createPublishing(opts: PublishingOptions): Publishing {
             const producer = shared.get();
             try {
               // One send: the client has no linger, so each send is one request per leader.
-              await producer.send({ messages: rows.map(toKafkaMessage) });
+              await producer.send({ messages: toKafkaMessages(rows) });
             } catch (err) {
               // Every partition shares this producer: replace it once, not once per failed send.
               await shared.replace(producer);
@@ -178,11 +218,12 @@ export function createPublishing(opts: PublishingOptions): Publishing {
           throw kafkaError(err);
         }
       };
+      const progressKeyBytes = Buffer.from(progressKey(opts.transactionalIdPrefix, partition, opts.outboxIdentity));
       const progress = (rows: readonly ClaimedRow[]): Message => ({
         topic: opts.progressTopic,
         partition,
-        key: progressKey(opts.transactionalIdPrefix, partition, opts.outboxIdentity),
-        value: encodeProgress(rows),
+        key: progressKeyBytes,
+        value: Buffer.from(encodeProgress(rows)),
       });
       return {
         async init() {
@@ -198,7 +239,9 @@ export function createPublishing(opts: PublishingOptions): Publishing {
           if (rows.length === 0) return;
           const tx = await begin();
           try {
-            await tx.send({ messages: [...rows.map(toKafkaMessage), progress(rows)] });
+            const messages = toKafkaMessages(rows);
+            messages.push(progress(rows));
+            await tx.send({ messages });
             await tx.commit();
           } catch (err) {
             // A fenced producer cannot abort; the new owner already aborted this transaction.

@@ -4,6 +4,7 @@ import {
   markDead,
   markPublished,
   markSent,
+  pendingPartitions,
   pendingTenants,
   recordFailure,
 } from '../../src/outbox/claims.ts';
@@ -52,6 +53,49 @@ describe('processor claims on real postgres', () => {
     expect(await pendingTenants(db.sql, P)).toEqual(['a', 'b', 'c']);
     const claimed = await claimForTenants(db.sql, P, new Map([['a', 1], ['b', 5]]));
     expect(keys(claimed)).toEqual(['b1', 'a1', 'b2']);
+  });
+
+  test('a claimed row carries what its record needs, in numeric id order across digit counts', async () => {
+    const ids = await insert([
+      ...Array.from({ length: 11 }, (_, i) => row('a', `a${i}`)),
+      { ...row('a', 'utf8'), payload: '{"name":"Zoë ✓"}', headers: { source: 'app' }, traceparent: '00-abc-def-01' },
+    ]);
+    const claimed = await claimForTenants(db.sql, P, new Map([['a', 20]]));
+    expect(claimed.map((r) => r.id)).toEqual(ids);
+    expect(claimed.at(-1)).toEqual({
+      id: ids.at(-1) ?? '',
+      tenant_id: 'a',
+      dedupe_key: 'utf8',
+      partition: P,
+      topic: 'events',
+      payload: '{"name":"Zoë ✓"}',
+      headers: { source: 'app' },
+      request_id: 'req-utf8',
+      traceparent: '00-abc-def-01',
+      ingested_at: new Date('2026-11-25T10:00:00.000Z'),
+      attempts: 0,
+      replays: 0,
+      payload_bytes: Buffer.byteLength('{"name":"Zoë ✓"}'),
+    });
+  });
+
+  test('the partitions holding pending rows, asked for all at once: sent and dead rows do not count', async () => {
+    const ids = await insert([row('a', 'a1'), { ...row('b', 'b1'), partition: 4 }, { ...row('c', 'c1'), partition: 5 }, { ...row('d', 'd1'), partition: 6 }]);
+    await markSent(db.sql, [ids[1] ?? '']);
+    await markDead(db.sql, [ids[2] ?? ''], 'refused');
+    expect((await pendingPartitions(db.sql, [P, 4, 5, 6, 7])).sort()).toEqual([P, 6]);
+    expect(await pendingPartitions(db.sql, [4, 5])).toEqual([]);
+    expect(await pendingPartitions(db.sql, [])).toEqual([]);
+  });
+
+  test('a committed batch of thousands is marked in one statement, each row only at its replay count', async () => {
+    const ids = await insert(Array.from({ length: 2_500 }, (_, i) => row('a', `k${i}`)));
+    await db.sql`UPDATE outbox SET replays = 1 WHERE id = ${ids[7] ?? ''}`;
+    const refs = ids.map((id) => ({ id, replays: 0 }));
+    expect(await markPublished(db.sql, refs)).toBe(2_499);
+    expect(await markPublished(db.sql, refs)).toBe(0);
+    const pending = await db.sql<{ id: string }[]>`SELECT id::text FROM outbox WHERE status = 'pending'`;
+    expect(pending.map((r) => r.id)).toEqual([ids[7] ?? '']);
   });
 
   test('a row waiting for its retry holds back its tenant\'s later rows, and only those', async () => {

@@ -2,10 +2,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig } from '../../src/config.ts';
 import { startRole, type Running } from '../../src/roles/start.ts';
 import { readTopic, testBrokers } from '../support/kafka.ts';
-import { assertExactlyOnceInOrder, createTopic, fillOutbox } from '../support/outbox-load.ts';
+import { assertExactlyOnceInOrder, createTopic, fillOutbox, processConfig } from '../support/outbox-load.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
 import { eventually } from '../support/sluice.ts';
 
@@ -37,16 +36,7 @@ describe('two processor instances on one outbox', () => {
     // Quotas stretch publication over a few seconds, so the second instance joins in the middle.
     const tenantsFile = join(dir, 'tenants.json');
     writeFileSync(tenantsFile, JSON.stringify({ defaults: { quota: { rate: 100, burst: 100 } } }));
-    const config = loadConfig({
-      SLUICE_TENANTS_FILE: tenantsFile,
-      DATABASE_URL: db.url,
-      KAFKA_BROKERS: brokers.join(','),
-      SLUICE_PORT: '0',
-      SLUICE_PARTITIONS: String(PARTITIONS),
-      SLUICE_TRANSACTIONAL_ID_PREFIX: `eos-${Bun.randomUUIDv7()}`,
-      SLUICE_REBALANCE_MS: '200',
-      SLUICE_POLL_MS: '20',
-    });
+    const config = processConfig(db, brokers, { tenantsFile, partitions: PARTITIONS, prefix: 'eos', env: { SLUICE_REBALANCE_MS: '200' } });
     instances.push(await startRole('process', config, quietLog));
     // The second instance joins while the first is publishing: the partitions are split between them.
     await eventually(async () => (await sentCount()) > 0, 30_000, 'first records sent');

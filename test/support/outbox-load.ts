@@ -3,6 +3,7 @@ import { Admin } from '@platformatic/kafka';
 import { partitionOf } from '../../src/outbox/partition.ts';
 import type { NewOutboxRow } from '../../src/core/record.ts';
 import { insertRows } from '../../src/outbox/repository.ts';
+import { loadConfig, type Config } from '../../src/config.ts';
 import type { ConsumedRecord } from './kafka.ts';
 import type { TestDatabase } from './postgres.ts';
 
@@ -22,13 +23,18 @@ export function assertExactlyOnceInOrder(records: ConsumedRecord[], expected: nu
   expect(outOfOrder).toEqual([]);
 }
 
-/** Fills the outbox directly, as ingest would have: `records` rows spread round-robin over `tenants`. */
+/**
+ * Fills the outbox directly, as ingest would have: `records` rows spread round-robin over `tenants`,
+ * numbered from `from` (default 0), so a later fill adds new rows.
+ */
 export async function fillOutbox(
   db: TestDatabase,
-  opts: { topic: string; records: number; tenants: number; partitions: number },
+  opts: { topic: string; records: number; tenants: number; partitions: number; from?: number },
 ): Promise<void> {
   const { topic, records, tenants } = opts;
-  const rows: NewOutboxRow[] = Array.from({ length: records }, (_, i) => {
+  const from = opts.from ?? 0;
+  const rows: NewOutboxRow[] = Array.from({ length: records }, (_, n) => {
+    const i = from + n;
     const tenant = `tenant-${i % tenants}`;
     return {
       tenant_id: tenant,
@@ -53,4 +59,22 @@ export async function createTopic(brokers: string[], topic: string): Promise<voi
   } finally {
     await admin.close();
   }
+}
+
+/** The configuration of a `sluice process` instance on the test database and broker, with its own transactional id prefix. */
+export function processConfig(
+  db: TestDatabase,
+  brokers: string[],
+  opts: { tenantsFile: string; partitions: number; prefix: string; env?: Record<string, string> },
+): Config {
+  return loadConfig({
+    SLUICE_TENANTS_FILE: opts.tenantsFile,
+    DATABASE_URL: db.url,
+    KAFKA_BROKERS: brokers.join(','),
+    SLUICE_PORT: '0',
+    SLUICE_PARTITIONS: String(opts.partitions),
+    SLUICE_TRANSACTIONAL_ID_PREFIX: `${opts.prefix}-${Bun.randomUUIDv7()}`,
+    SLUICE_POLL_MS: '20',
+    ...opts.env,
+  });
 }

@@ -1,0 +1,70 @@
+import { describe, expect, test } from 'bun:test';
+import type { ClaimedRow } from '../../src/core/record.ts';
+import { toKafkaMessages } from '../../src/processor/publisher.ts';
+
+function row(over: Partial<ClaimedRow> = {}): ClaimedRow {
+  return {
+    id: '42',
+    tenant_id: 'acme',
+    dedupe_key: 'order-1',
+    partition: 3,
+    topic: 'acme.events',
+    payload: '{"b":1,"a":1.50,"name":"Zoë ✓"}',
+    headers: {},
+    request_id: 'req-1',
+    traceparent: null,
+    ingested_at: new Date('2026-11-25T10:00:00.123Z'),
+    attempts: 0,
+    replays: 0,
+    payload_bytes: 0,
+    ...over,
+  };
+}
+
+/** Headers as the consumer reads them: name and value text, in record order. */
+function headerText(headers: unknown): [string, string | null][] {
+  return [...(headers as Map<Buffer, Buffer | undefined>)].map(([k, v]) => [k.toString(), v === undefined ? null : v.toString()]);
+}
+
+describe('the Kafka records of a batch', () => {
+  test('key tenant:dedupe_key, the payload text byte for byte (never re-serialised), sluice headers', () => {
+    const [m] = toKafkaMessages([row()]);
+    expect(m?.topic).toBe('acme.events');
+    expect(m?.key?.toString()).toBe('acme:order-1');
+    expect(Buffer.compare(m?.value ?? Buffer.alloc(0), Buffer.from('{"b":1,"a":1.50,"name":"Zoë ✓"}'))).toBe(0);
+    expect(headerText(m?.headers)).toEqual([
+      ['tenant_id', 'acme'],
+      ['dedupe_key', 'order-1'],
+      ['outbox_id', '42'],
+      ['ingested_at', '2026-11-25T10:00:00.123Z'],
+      ['request_id', 'req-1'],
+    ]);
+  });
+
+  test("the event's headers first; traceparent and replay when there; a header named like sluice's takes sluice's value in its place", () => {
+    const [m] = toKafkaMessages([
+      row({ headers: { source: 'app', tenant_id: 'forged', '7': 'digits' }, traceparent: '00-abc-def-01', replays: 2, request_id: null }),
+    ]);
+    // As a JS object spread had them: integer-like names first, then in insertion order.
+    expect(headerText(m?.headers)).toEqual([
+      ['7', 'digits'],
+      ['source', 'app'],
+      ['tenant_id', 'acme'],
+      ['dedupe_key', 'order-1'],
+      ['outbox_id', '42'],
+      ['ingested_at', '2026-11-25T10:00:00.123Z'],
+      ['traceparent', '00-abc-def-01'],
+      ['replay', 'true'],
+    ]);
+  });
+
+  test('rows of several tenants keep their own ids and keys', () => {
+    const messages = toKafkaMessages([row(), row({ id: '43', tenant_id: 'zeta', dedupe_key: 'k' }), row({ id: '44', dedupe_key: 'order-2' })]);
+    expect(messages.map((m) => m.key?.toString())).toEqual(['acme:order-1', 'zeta:k', 'acme:order-2']);
+    expect(messages.map((m) => headerText(m.headers)[0])).toEqual([
+      ['tenant_id', 'acme'],
+      ['tenant_id', 'zeta'],
+      ['tenant_id', 'acme'],
+    ]);
+  });
+});
