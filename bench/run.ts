@@ -249,7 +249,26 @@ async function growth(): Promise<number> {
   return 0;
 }
 
+const USAGE = `usage: bun run bench [--quick] [--only name,name] [--profile] [--growth]
+
+  --quick     shorter loads (~5 min); results go to bench/results/<date>-quick.* (not committed)
+  --only      these scenarios (names as in the tables), with every ceiling
+  --profile   sluice under bun --cpu-prof, its CPU split by stage (slower: throughput is not comparable)
+  --growth    the growth curves instead: tenants, outbox rows, unforwarded journal
+
+Needs Linux, Postgres (SLUICE_BENCH_DATABASE_URL), wrk, Java and Maven; see README.md, "Benchmarks".`;
+const KNOWN = new Set(['--quick', '--only', '--profile', '--growth']);
+
 async function main(): Promise<number> {
+  if (args.includes('--help') || args.includes('-h')) {
+    console.log(USAGE);
+    return 0;
+  }
+  const unknown = args.filter((a, i) => a.startsWith('-') && !KNOWN.has(a) && args[i - 1] !== '--only');
+  if (unknown.length > 0) {
+    console.error(`bench: unknown option ${unknown.join(', ')}\n\n${USAGE}`);
+    return 2;
+  }
   if (args.includes('--growth')) return growth();
   const loadAtStart = loadavg()[0] ?? Number.NaN;
   progress('checking what the bench needs (wrk, Java, Maven, the Kafka jars, Postgres)');
