@@ -5,6 +5,7 @@ import { guardProcess } from './crash-guard.ts';
 import { ConfigError, describeError, SluiceError } from './errors.ts';
 import { createLogger, type Logger } from './log.ts';
 import type { Running } from './roles/start.ts';
+import { reloadsFromSupervisor } from './roles/worker-link.ts';
 import { VERSION } from './version.ts';
 
 // Commands load their parts when they run: --help, --version and a wrong argument answer at once.
@@ -88,16 +89,14 @@ async function main(argv: string[]): Promise<number> {
     case 'ingest': {
       const role = spec.name === 'serve' ? 'serve' : 'ingest';
       if (config.workers > 1 && config.worker === undefined) {
-        const { startSupervisor } = await import('./roles/supervisor.ts');
         // Its workers drain within the timeout each, the ingest ones first and then the processor.
-        return runUntilSignal(() => startSupervisor(role, config, log), { ...config, shutdownTimeoutMs: 2 * config.shutdownTimeoutMs + 1_000 }, log);
+        const timeout = { ...config, shutdownTimeoutMs: 2 * config.shutdownTimeoutMs + 1_000 };
+        return runUntilSignal(async () => (await import('./roles/supervisor.ts')).startSupervisor(role, config, log), timeout, log);
       }
-      const { startRole } = await import('./roles/start.ts');
-      return runUntilSignal(() => startRole(role, config, log), config, log);
+      return runUntilSignal(async () => (await import('./roles/start.ts')).startRole(role, config, log), config, log);
     }
     case 'process': {
-      const { startRole } = await import('./roles/start.ts');
-      return runUntilSignal(() => startRole('process', config, log), config, log);
+      return runUntilSignal(async () => (await import('./roles/start.ts')).startRole('process', config, log), config, log);
     }
     case 'check':
       return (await import('./check-command.ts')).runCheck(config, checkTimeout(args), stdout);
@@ -141,7 +140,8 @@ async function startOrExplain<T>(start: () => Promise<T>, log: Logger): Promise<
 
 async function runUntilSignal(start: () => Promise<Running>, config: Config, log: Logger): Promise<number> {
   guardProcess(log);
-  // Listened for before the start: a signal during it (a slow database, a broker start) would
+  // Listened for before the start (the roles' modules are loaded inside it, which takes most of a
+  // second on a busy machine): a signal during it (a slow database, a broker start) would
   // otherwise kill the process mid-way (SIGTERM) or be lost (SIGINT). It is acted on once the start
   // settles, so what started is stopped in order.
   // SIGHUP too: a reload asked for while starting (the "listening" line is out before the start
@@ -160,7 +160,8 @@ async function runUntilSignal(start: () => Promise<Running>, config: Config, log
   const listen = config.workers === 1 ? process.once.bind(process) : process.on.bind(process);
   listen('SIGTERM', () => onSignal('SIGTERM'));
   listen('SIGINT', () => onSignal('SIGINT'));
-  process.on('SIGHUP', () => onReload());
+  if (config.worker === undefined) process.on('SIGHUP', () => onReload());
+  else reloadsFromSupervisor(() => onReload());
   const running = await startOrExplain(start, log);
   if (typeof running === 'number') return running;
   onReload = () => running.reload();

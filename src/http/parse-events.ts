@@ -114,7 +114,7 @@ export function parseEvents(body: Uint8Array, format: BodyFormat, ctx: RequestCo
   for (let i = 0, start = 0; start <= text.length; i++) {
     const newline = text.indexOf('\n', start);
     const end = newline < 0 ? text.length : newline;
-    const line = text.slice(start, end).trim();
+    const line = trimJsonSpace(text.slice(start, end));
     start = end + 1;
     if (line.length === 0) continue;
     if (++count > ctx.maxBatchLines) {
@@ -217,6 +217,23 @@ function validEvent(value: unknown): EventBody | { issues: ErrorDetail[] } {
 function payloadText(raw: string | undefined): string {
   if (raw === undefined) throw new SluiceError('internal', 'the payload of a parsed event was not found in its text');
   return raw;
+}
+
+/**
+ * A line without the whitespace JSON allows around a value (space, tab, CR). Not String#trim, which
+ * also strips U+FEFF, NBSP and other Unicode spaces JSON.parse refuses: a line starting with one must
+ * be refused as JSON.parse refuses it, not accepted (or skipped as blank).
+ */
+function trimJsonSpace(line: string): string {
+  let from = 0;
+  let to = line.length;
+  while (from < to && isJsonSpace(line.charCodeAt(from))) from++;
+  while (to > from && isJsonSpace(line.charCodeAt(to - 1))) to--;
+  return from === 0 && to === line.length ? line : line.slice(from, to);
+}
+
+function isJsonSpace(c: number): boolean {
+  return c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a;
 }
 
 /** X-Idempotency-Key, else a client-sent X-Request-ID. */

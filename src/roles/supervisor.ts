@@ -177,7 +177,7 @@ export async function startSupervisor(role: 'serve' | 'ingest', config: Config, 
     url,
     failed,
     reload() {
-      for (const c of children) c.proc.kill('SIGHUP');
+      for (const c of children) if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.send({ t: 'reload' } satisfies ToWorker);
       return true;
     },
     shutdown(reason) {

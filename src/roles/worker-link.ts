@@ -11,6 +11,7 @@ export type ToSupervisor =
 
 export type ToWorker =
   | { t: 'collect'; id: number }
+  | { t: 'reload' }
   | { t: 'scraped'; id: number; text: string; contentType: string }
   | { t: 'scrape_failed'; id: number; message: string };
 
@@ -39,6 +40,7 @@ export function linkToSupervisor(collect: () => Promise<MetricsJson>, supervisor
   const waiting = new Map<number, (r: Response) => void>();
   let nextId = 0;
   process.on('message', (message: ToWorker) => {
+    if (message.t === 'reload') return;
     if (message.t === 'collect') {
       void collect().then((metrics) => send({ t: 'collected', id: message.id, metrics }));
       return;
@@ -74,6 +76,18 @@ export function linkToSupervisor(collect: () => Promise<MetricsJson>, supervisor
       };
     },
   };
+}
+
+/**
+ * A worker reloads (tenants file, certificate) when its supervisor says so, never on a SIGHUP of
+ * its own: a SIGHUP sent to the whole process group reaches the supervisor, which passes it on, and
+ * each worker besides, which would reload it twice.
+ */
+export function reloadsFromSupervisor(reload: () => void): void {
+  process.on('SIGHUP', () => {});
+  process.on('message', (message: ToWorker) => {
+    if (message.t === 'reload') reload();
+  });
 }
 
 /** `/metrics`, with or without a query string, of an absolute or a relative URL. Cheap: every request passes here. */

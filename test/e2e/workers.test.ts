@@ -127,6 +127,15 @@ describe('a node with SLUICE_WORKERS=2', () => {
     node.proc.kill('SIGHUP');
     await eventually(async () => node.lines().filter((l) => l.msg === 'tenants file reloaded').length === 3, 10_000, 'three reloads logged');
     expect(node.lines().filter((l) => l.msg === 'tenants file reloaded').map((l) => l.worker).sort()).toEqual([1, 2, 'processor']);
+    // Regression (outside test of issue 11): a SIGHUP to the whole group (what a service manager may
+    // send) reaches every process; each still reloads once, not once from its own signal and once
+    // from the supervisor's. A second SIGHUP to the supervisor alone then brings the count to three each.
+    for (const pid of [node.proc.pid, ...Object.values(node.pids)]) process.kill(pid, 'SIGHUP');
+    await eventually(async () => node.lines().filter((l) => l.msg === 'tenants file reloaded').length >= 6, 10_000, 'six reloads logged');
+    node.proc.kill('SIGHUP');
+    await eventually(async () => node.lines().filter((l) => l.msg === 'tenants file reloaded').length >= 9, 10_000, 'nine reloads logged');
+    const reloads = node.lines().filter((l) => l.msg === 'tenants file reloaded').map((l) => String(l.worker));
+    expect([reloads.length, reloads.filter((w) => w === '1').length, reloads.filter((w) => w === '2').length, reloads.filter((w) => w === 'processor').length]).toEqual([9, 3, 3, 3]);
     const betaKeys = Array.from({ length: 20 }, (_, i) => `b${i}`);
     expect(await Promise.all(betaKeys.map((k) => write(node.url, { token: beta }, k)))).toEqual(betaKeys.map(() => 202));
 

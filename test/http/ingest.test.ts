@@ -200,6 +200,19 @@ describe('POST /v1/events with NDJSON', () => {
     );
     expect((err.details as { line: number }[]).map((d) => d.line)).toEqual([2, 3]);
   });
+
+  test('regression (outside test of issue 11): a line led by U+FEFF or NBSP is refused as JSON.parse refuses it, not accepted or skipped as blank', async () => {
+    const good = JSON.stringify({ payload: { q: 1 } });
+    for (const lead of ['\uFEFF', '\u00A0']) {
+      for (const lines of [[good, `${lead}${JSON.stringify({ payload: { q: 2 } })}`], [good, lead]]) {
+        const err = await rejected(ndjson(lines), 400, 'invalid_json');
+        expect((err.details as { line: number; message: string }[]).map((d) => [d.line, d.message.startsWith('not valid JSON: ')])).toEqual([[2, true]]);
+      }
+    }
+    // JSON's own whitespace around a line (space, tab, CR of a CRLF) is still fine.
+    const res = await ndjson([` \t${good}\r`, '\t \r', good]);
+    expect(res.status).toBe(202);
+  });
 });
 
 describe('health endpoints', () => {
