@@ -16,15 +16,26 @@ export interface SegmentFile extends SegmentName {
 
 /** Segments of a node directory in seq order, with sizes. */
 export async function listSegments(nodeDir: string): Promise<SegmentFile[]> {
-  const names = (await readdir(nodeDir)).map(parseSegmentFileName).filter((s) => s !== undefined);
-  const files = await Promise.all(
-    names.map(async (s) => {
-      const st = await stat(join(nodeDir, s.file));
-      return { ...s, path: join(nodeDir, s.file), bytes: st.size, mtimeMs: st.mtimeMs };
-    }),
-  );
-  return files.sort(compareSegments);
+  for (let attempt = 1; ; attempt++) {
+    const names = (await readdir(nodeDir)).map(parseSegmentFileName).filter((s) => s !== undefined);
+    try {
+      const files = await Promise.all(
+        names.map(async (s) => {
+          const st = await stat(join(nodeDir, s.file));
+          return { ...s, path: join(nodeDir, s.file), bytes: st.size, mtimeMs: st.mtimeMs };
+        }),
+      );
+      return files.sort(compareSegments);
+    } catch (err) {
+      // Maintenance gzipped (renamed, then unlinked) or retired a segment between the readdir and its
+      // stat: the directory changed, so list it again. Leaving the file out instead would show a hole.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= LIST_ATTEMPTS) throw err;
+    }
+  }
 }
+
+/** A directory that changes under every listing this many times in a row is not a race any more. */
+const LIST_ATTEMPTS = 20;
 
 /**
  * Repairs what a crash during compression can leave: a temp file (incomplete: removed) or a segment
