@@ -7,11 +7,31 @@ import { ensureKafkaJars } from '../../src/kafka/local-broker.ts';
 import { freshSeed } from './prng.ts';
 import { runTorture } from './torture.ts';
 
-const { values } = parseArgs({ options: { minutes: { type: 'string', default: '5' }, seed: { type: 'string' } } });
+const USAGE = `usage: bun run torture [--minutes N] [--seed S]
+
+A randomized fault run over real processes (serve, ingest, process; a Postgres cluster and a Kafka
+broker of its own): N minutes of faults (default 5), seed S (default a fresh one, printed first).
+Exit 0 when every promise held, 1 when one broke, 2 for wrong arguments. See README.md#faults-and-the-torture-run.`;
+
+let parsed: ReturnType<typeof parseOptions>;
+function parseOptions() {
+  return parseArgs({ options: { minutes: { type: 'string', default: '5' }, seed: { type: 'string' }, help: { type: 'boolean' } } });
+}
+try {
+  parsed = parseOptions();
+} catch (err) {
+  console.error(`torture: ${(err as Error).message}\n\n${USAGE}`);
+  process.exit(2);
+}
+if (parsed.values.help === true) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const { values } = parsed;
 const minutes = Number(values.minutes);
 const seed = values.seed === undefined ? freshSeed() : Number(values.seed);
 if (!Number.isFinite(minutes) || minutes <= 0 || !Number.isInteger(seed)) {
-  console.error('usage: bun run torture [--minutes N] [--seed S]');
+  console.error(`torture: --minutes must be a positive number and --seed a whole number\n\n${USAGE}`);
   process.exit(2);
 }
 const log = (msg: string, fields: Record<string, unknown> = {}): void => {
