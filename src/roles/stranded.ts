@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../config.ts';
+import { systemClock } from '../core/clock.ts';
 import { SluiceError } from '../errors.ts';
 import { startIngestStack } from '../ingest/ingest-stack.ts';
 import type { Logger } from '../log.ts';
@@ -55,6 +56,7 @@ function recordWorkers(config: Config): void {
 
 /** A stranded journal whose forwarder makes no progress for this long stops the start: the outbox does not take its records. */
 const STUCK_MS = 30_000;
+const STUCK_CHECK_MS = 1_000;
 
 /**
  * Forwards what journals of a worker count no longer run still hold (a restart with fewer
@@ -76,7 +78,10 @@ export async function forwardStranded(o: { config: Config; outbox: Outbox; metri
             `SLUICE_WORKERS ${o.config.workers}: journal ${nodeId} (a worker this count no longer runs) holds ${stack.progress.unforwarded} unforwarded records the outbox did not take: ${stack.forwarder.lastError ?? 'unknown error'}`,
           );
         }
-        await Bun.sleep(20);
+        // Woken by each checkpoint the forwarder commits; at the latest after STUCK_CHECK_MS, to look again whether it is stuck.
+        const waited = new AbortController();
+        await Promise.race([stack.progress.forwarded.next(stack.progress.forwarded.value, waited.signal), systemClock.sleep(STUCK_CHECK_MS, waited.signal)]);
+        waited.abort();
       }
     } finally {
       await stack.close();

@@ -78,8 +78,10 @@ export async function startSupervisor(role: 'serve' | 'ingest', config: Config, 
     const live = children.filter((c) => c.proc.exitCode === null && c.proc.signalCode === null);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
+        // Counted before the scrape is forgotten: after, every process would look silent.
+        const silent = live.length - (scrapes.get(id)?.got.length ?? 0);
         scrapes.delete(id);
-        reject(new Error(`${live.length - (scrapes.get(id)?.got.length ?? 0)} of ${live.length} processes did not answer within ${COLLECT_TIMEOUT_MS} ms`));
+        reject(new SluiceError('not_ready', `${silent} of ${live.length} processes did not answer within ${COLLECT_TIMEOUT_MS} ms`));
       }, COLLECT_TIMEOUT_MS);
       scrapes.set(id, {
         want: live.length,
@@ -99,7 +101,7 @@ export async function startSupervisor(role: 'serve' | 'ingest', config: Config, 
         const summed: Registry = AggregatorRegistry.aggregate(all.map((m) => m.map((metric) => ({ ...metric, aggregator: NOT_SUMMED[metric.name] ?? 'sum' }))));
         from.proc.send({ t: 'scraped', id, text: await summed.metrics(), contentType: summed.contentType } satisfies ToWorker);
       },
-      (err: unknown) => from.proc.send({ t: 'scrape_failed', id, message: describeError(err) } satisfies ToWorker),
+      (err: unknown) => from.proc.send({ t: 'scrape_failed', id, message: err instanceof SluiceError ? err.message : describeError(err) } satisfies ToWorker),
     );
   };
 

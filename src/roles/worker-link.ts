@@ -1,4 +1,6 @@
 import type { Registry } from 'prom-client';
+import { SluiceError } from '../errors.ts';
+import { statusOf } from '../http/error-response.ts';
 
 /** The metrics of one process, as prom-client's `getMetricsAsJSON` gives them: what the supervisor sums. */
 export type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
@@ -99,6 +101,8 @@ function isMetricsPath(url: string): boolean {
   return at === pathStart && (end === url.length || url[end] === '?');
 }
 
+/** Answered before the app, so built here; its status still comes from the one code → status table. */
 function unavailable(message: string): Response {
-  return Response.json({ error: { code: 'not_ready', message: `metrics of the node not gathered: ${message}` } }, { status: 503 });
+  const err = new SluiceError('not_ready', `metrics of the node not gathered: ${message}`);
+  return Response.json({ error: { code: err.code, message: err.message } }, { status: statusOf(err) });
 }

@@ -148,6 +148,37 @@ describe('a node with SLUICE_WORKERS=2', () => {
     expect(await outboxCount('beta')).toEqual({ rows: 20, keys: 20 });
   }, 120_000);
 
+  test('serve: a scrape one process does not answer (the processor, stopped) is a 503 saying how many of the node\'s processes did not answer', async () => {
+    const node = await spawnNode(
+      {
+        DATABASE_URL: db.url,
+        KAFKA_BROKERS: brokers.join(','),
+        SLUICE_WORKERS: '2',
+        SLUICE_PORT: '0',
+        SLUICE_NODE_ID: 'silent',
+        SLUICE_JOURNAL_DIR: join(dir, 'journal-silent'),
+        SLUICE_TRANSACTIONAL_ID_PREFIX: `workers-${Bun.randomUUIDv7()}`,
+      },
+      'serve',
+    );
+    children.push(node);
+    expect((await fetch(`${node.url}/metrics`)).status).toBe(200);
+    const processor = node.pids.processor!;
+    process.kill(processor, 'SIGSTOP');
+    try {
+      // The processor has no port: the scrape lands on a worker, the supervisor asks all three.
+      const res = await fetch(`${node.url}/metrics`);
+      expect(res.status).toBe(503);
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe('not_ready');
+      expect(body.error.message).toContain('1 of 3 processes did not answer');
+    } finally {
+      process.kill(processor, 'SIGCONT');
+    }
+    node.proc.kill('SIGTERM');
+    await node.proc.exited;
+  }, 60_000);
+
   test('sync: one client writing in turn on fresh connections (so on both workers) gets outbox ids, and so Kafka order, in acknowledgement order', async () => {
     const node = await spawnNode(
       { DATABASE_URL: db.url, SLUICE_WORKERS: '2', SLUICE_PORT: '0', SLUICE_NODE_ID: 'order', SLUICE_WRITE_MODE: 'sync', SLUICE_JOURNAL_DIR: join(dir, 'journal') },

@@ -3,6 +3,7 @@ import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Envelope } from '../../src/core/record.ts';
+import type { Clock } from '../../src/core/clock.ts';
 import { formatEntry } from '../../src/journal/entry.ts';
 import { JournalMaintenance } from '../../src/journal/maintenance.ts';
 import { verifyJournal } from '../../src/journal/verify.ts';
@@ -16,6 +17,7 @@ import { OutboxProgress } from '../../src/ingest/outbox-progress.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
 import { prng, testSeed } from '../support/seed.ts';
 import { eventually } from '../support/sluice.ts';
+import { CountingClock } from '../support/watched-clock.ts';
 import { Outbox } from '../../src/outbox/outbox.ts';
 
 let db: TestDatabase;
@@ -52,9 +54,10 @@ async function writer(segmentBytes = 1 << 20): Promise<JournalWriter> {
   return w;
 }
 
-async function forwarder(w: JournalWriter, batchSize = 100, log: Logger = quietLog, handoff?: HandoffQueue): Promise<Forwarder> {
+async function forwarder(w: JournalWriter, batchSize = 100, log: Logger = quietLog, handoff?: HandoffQueue, clock?: Clock): Promise<Forwarder> {
   const f = new Forwarder({
     ...(handoff === undefined ? {} : { handoff }),
+    ...(clock === undefined ? {} : { clock }),
     nodeId: 'n1',
     journal: w,
     outbox: new Outbox(db.sql, 16),
@@ -304,8 +307,10 @@ describe('forwarder: hand-off in memory', () => {
     expect(onDisk).toEqual({ ...fileEnd(w), seq: total });
     // A forwarder started on that checkpoint finds nothing left to forward.
     await f.stop();
-    const again = await forwarder(w, 37);
-    await Bun.sleep(100);
+    // Its first idle wait (pollMs, 10 ms) begins once a pass found nothing to forward.
+    const clock = new CountingClock();
+    const again = await forwarder(w, 37, quietLog, undefined, clock);
+    await eventually(async () => clock.begun(10) > 0, 10_000, 'the second forwarder idle');
     expect(again.forwardedFrom).toEqual({ memory: 0, files: 0 });
     expect(again.checkpoint).toEqual({ ...fileEnd(w), seq: total });
   }, 60_000);

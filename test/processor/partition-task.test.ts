@@ -12,6 +12,7 @@ import { Outbox } from '../../src/outbox/outbox.ts';
 import { silentPort } from '../support/ports.ts';
 import { createTestDatabase, quietLog, waitSettled, type TestDatabase } from '../support/postgres.ts';
 import { eventually } from '../support/sluice.ts';
+import { CountingClock } from '../support/watched-clock.ts';
 
 let db: TestDatabase;
 beforeAll(async () => {
@@ -97,6 +98,10 @@ test('woken on every insert, a task publishes full batches back to back and does
     outboxIdentity: 'drained-test',
   });
   const outbox = new CountingOutbox(db.sql, 16);
+  // No idle poll within the test: only full batches and wakes move it. Nothing else the task runs
+  // sleeps this long, so each sleep of it begun is the task settling idle after a pass.
+  const idleMs = 600_000;
+  const clock = new CountingClock();
   const insert = async (from: number, n: number): Promise<void> => {
     const rows: NewOutboxRow[] = Array.from({ length: n }, (_, i) => ({
       tenant_id: 'acme',
@@ -124,8 +129,8 @@ test('woken on every insert, a task publishes full batches back to back and does
     log: quietLog,
     batchSize: 10,
     batchBytes: 1 << 20,
-    // No idle poll within the test: only full batches and wakes move it.
-    pollMs: 600_000,
+    pollMs: idleMs,
+    clock,
     insertsWake: true,
     maxAttempts: 3,
     retryBaseMs: 100,
@@ -137,13 +142,14 @@ test('woken on every insert, a task publishes full batches back to back and does
   try {
     task.start();
     await eventually(async () => (await sent()) === 25, 30_000, '25 rows sent');
-    // Batches of 10, 10 and 5: the third had less than its grant, so no fourth pass looked.
-    await Bun.sleep(200);
+    await eventually(async () => clock.begun(idleMs) === 1, 30_000, 'the task idle after the 25 rows');
+    // Batches of 10, 10 and 5: the third had less than its grant, so no fourth pass looked before
+    // the task went idle.
     expect(outbox.looked).toBe(3);
     await insert(25, 5);
     task.wake();
     await eventually(async () => (await sent()) === 30, 30_000, '30 rows sent');
-    await Bun.sleep(200);
+    await eventually(async () => clock.begun(idleMs) === 2, 30_000, 'the task idle after the 5 rows');
     expect(outbox.looked).toBe(4);
     assertExactlyOnceInOrder(await readTopic(brokers, topic, { expected: 30, timeoutMs: 30_000, graceMs: 500 }), 30);
   } finally {
