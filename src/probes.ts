@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import postgres from 'postgres';
 import { type ComponentState, within } from './core/component-state.ts';
 import { networkCause, redactUrl } from './network-cause.ts';
-import { partitionsMismatch } from './outbox/identity.ts';
+import { partitionsMismatch, recordedPartitions } from './outbox/identity.ts';
 
 /**
  * Probes of what sluice depends on, each bounded by a timeout and answering in one line that names
@@ -30,11 +30,10 @@ export async function probeDatabase(url: string, timeoutMs: number, partitions?:
   // the race below is what bounds the wait.
   const sql = postgres(url, { max: 1, connect_timeout: Math.max(1, Math.ceil(timeoutMs / 1000)), onnotice: () => {}, connection: { application_name: 'sluice-check' } });
   const answer = async (): Promise<ProbeResult> => {
-    const [row] = await sql<{ version: string; recorded: boolean }[]>`SELECT current_setting('server_version') AS version, to_regclass('outbox_identity') IS NOT NULL AS recorded`;
-    if (partitions !== undefined && row?.recorded === true) {
-      const [identity] = await sql<{ partitions: number | null }[]>`SELECT partitions FROM outbox_identity`;
-      const recorded = identity?.partitions ?? partitions;
-      if (recorded !== partitions) {
+    const [row] = await sql<{ version: string }[]>`SELECT current_setting('server_version') AS version`;
+    if (partitions !== undefined) {
+      const recorded = await recordedPartitions(sql);
+      if (typeof recorded === 'number' && recorded !== partitions) {
         return { ok: false, invalid: true, detail: partitionsMismatch(partitions, recorded) };
       }
     }

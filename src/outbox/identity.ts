@@ -21,6 +21,17 @@ export async function claimOutbox(sql: Sql, partitions: number): Promise<string>
   return row.id;
 }
 
+/**
+ * The partition count this outbox recorded: undefined when the database has no outbox yet (not
+ * migrated), null when no process has used it. Read-only, for probes that must not claim it.
+ */
+export async function recordedPartitions(sql: Sql): Promise<number | null | undefined> {
+  const [table] = await sql<{ exists: boolean }[]>`SELECT to_regclass('outbox_identity') IS NOT NULL AS exists`;
+  if (table?.exists !== true) return undefined;
+  const [row] = await sql<{ partitions: number | null }[]>`SELECT partitions FROM outbox_identity`;
+  return row?.partitions ?? null;
+}
+
 /** Why SLUICE_PARTITIONS cannot be used with an outbox that recorded `recorded` (check says it too). */
 export function partitionsMismatch(partitions: number, recorded: number | null): string {
   return `SLUICE_PARTITIONS is ${partitions}, but this outbox places its rows in ${recorded ?? '?'} partitions: run every sluice of this outbox (serve, ingest, process, replay) with SLUICE_PARTITIONS=${recorded ?? '?'}`;
