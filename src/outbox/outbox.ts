@@ -17,6 +17,7 @@ import { claimOutbox, readOutboxIdentity } from './identity.ts';
 import { insertIsolating, insertOrQuarantine, type JournalPosition, type Quarantined } from './quarantine.ts';
 import { requeueIds, requeueTenant, tenantHasRows, type TenantReplayFilter } from './replay-requeue.ts';
 import { existingPairs, insertRows, outboxExists, rowFor, type InsertResult } from './repository.ts';
+import { partitionOf } from './partition.ts';
 import { deleteSent } from './retention.ts';
 
 export type { InsertResult, PublishedRef };
@@ -31,6 +32,13 @@ export class Outbox {
   readonly #sql: Sql;
   /** Partitions rows are placed in (SLUICE_PARTITIONS, checked against the outbox by `claim`). */
   readonly partitions: number;
+  /**
+   * Partitions that rows entered through this handle since the processor last took them: in serve the
+   * processor wakes those partitions' tasks at once instead of asking the database which of its
+   * partitions hold pending rows (a probe of each owned partition per ingest batch). At most
+   * `partitions` entries, also where no processor takes them.
+   */
+  readonly #entered = new Set<number>();
 
   constructor(sql: Sql, partitions: number) {
     this.#sql = sql;
@@ -62,19 +70,32 @@ export class Outbox {
     return rowFor(e, this.partitions);
   }
 
-  insert(rows: NewOutboxRow[]): Promise<InsertResult[]> {
-    return unavailable(insertRows(this.#sql, rows));
+  async insert(rows: NewOutboxRow[]): Promise<InsertResult[]> {
+    const results = await unavailable(insertRows(this.#sql, rows));
+    for (const r of rows) this.#entered.add(r.partition);
+    return results;
   }
 
   /** Inserts what the outbox accepts; rows it refuses for good come back by index, with the error. */
-  insertIsolating(rows: NewOutboxRow[]): Promise<{ results: InsertResult[]; refused: { index: number; error: string }[] }> {
+  async insertIsolating(rows: NewOutboxRow[]): Promise<{ results: InsertResult[]; refused: { index: number; error: string }[] }> {
     // Wrapped only here: the isolation itself reads the SQLSTATE of the raw error.
-    return unavailable(insertIsolating(this.#sql, rows));
+    const inserted = await unavailable(insertIsolating(this.#sql, rows));
+    for (const r of rows) this.#entered.add(r.partition);
+    return inserted;
   }
 
   /** Inserts journal entries; a line refused for good is quarantined with its position. */
-  insertOrQuarantine(entries: JournalEntry[], at: JournalPosition): Promise<{ results: InsertResult[]; quarantined: Quarantined[] }> {
-    return insertOrQuarantine(this.#sql, entries, this.partitions, at);
+  async insertOrQuarantine(entries: JournalEntry[], at: JournalPosition): Promise<{ results: InsertResult[]; quarantined: Quarantined[] }> {
+    const inserted = await insertOrQuarantine(this.#sql, entries, this.partitions, at);
+    for (const e of entries) this.#entered.add(partitionOf(e.tenant_id, this.partitions));
+    return inserted;
+  }
+
+  /** The partitions written through this handle since the last call (a batch of duplicates too: a wake too many costs a probe). */
+  takeEntered(): number[] {
+    const partitions = [...this.#entered];
+    this.#entered.clear();
+    return partitions;
   }
 
   /** Which of these pairs the outbox holds, as pairKey strings. */

@@ -122,7 +122,22 @@ export class Processor {
     this.#ownership.start();
     this.#retention.start();
     this.#poll.start();
-    if (this.#o.entered !== undefined) follow(this.#o.entered, this.#stopped.signal, () => this.wake());
+    if (this.#o.entered !== undefined) follow(this.#o.entered, this.#stopped.signal, () => this.#wakeEntered());
+  }
+
+  /**
+   * Rows entered the outbox through this process's ingest, which inserts through the same Outbox: the
+   * tasks of their partitions run now, without the poll's query over every owned partition (one per
+   * ingest batch, otherwise). None noted (the forwarder moves the mark also when it inserted nothing,
+   * or an earlier wake took them): nothing to do. Partitions owned elsewhere, and rows written by other
+   * processes, are found by the poll.
+   */
+  #wakeEntered(): void {
+    for (const p of this.#o.outbox.takeEntered()) {
+      const task = this.#tasks.get(p);
+      // New rows cannot cure a failing task (Kafka down, say): its backoff is not cut short.
+      if (task !== undefined && !task.failing) task.wake();
+    }
   }
 
   /** Look for rows now instead of at the end of the idle wait: the tasks of partitions that have some run. */

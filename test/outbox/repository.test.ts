@@ -9,6 +9,7 @@ import { partitionOf } from '../../src/outbox/partition.ts';
 import { claimForTenants, markSent } from '../../src/outbox/claims.ts';
 import type { NewOutboxRow } from '../../src/core/record.ts';
 import { pendingByTenant } from '../../src/outbox/counts.ts';
+import { Outbox } from '../../src/outbox/outbox.ts';
 import { insertRows } from '../../src/outbox/repository.ts';
 import { createTestDatabase, quietLog, waitSettled, type TestDatabase } from '../support/postgres.ts';
 
@@ -151,6 +152,25 @@ for (const backend of backends) {
       expect(await markSent(sql, claimed.map((c) => c.id))).toBe(3);
       expect((await claimForTenants(sql, p, new Map([['acme', 10]]))).map((c) => c.id)).toEqual(ids.slice(3));
       expect(await pendingByTenant(sql)).toEqual(new Map([['acme', 2]]));
+    });
+
+    test('an Outbox tells which partitions rows entered through it since it was last asked, once', async () => {
+      const outbox = new Outbox(sql, 16);
+      const tenants = ['acme', 'beta', 'gamma'];
+      expect(new Set(tenants.map((t) => partitionOf(t, 16))).size).toBe(3);
+      await outbox.insert([row('acme', 'e1'), row('beta', 'e1'), row('acme', 'e2')]);
+      expect(outbox.takeEntered().sort()).toEqual([partitionOf('acme', 16), partitionOf('beta', 16)].sort());
+      expect(outbox.takeEntered()).toEqual([]);
+      await outbox.insertIsolating([row('gamma', 'e1')]);
+      expect(outbox.takeEntered()).toEqual([partitionOf('gamma', 16)]);
+      // A failed insert wakes nothing: no row entered.
+      await sql`ALTER TABLE outbox RENAME TO outbox_away`;
+      try {
+        expect(await outbox.insert([row('beta', 'e2')]).then(() => 'inserted', () => 'failed')).toBe('failed');
+      } finally {
+        await sql`ALTER TABLE outbox_away RENAME TO outbox`;
+      }
+      expect(outbox.takeEntered()).toEqual([]);
     });
   });
 }
