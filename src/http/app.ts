@@ -100,7 +100,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       await afterThisTurn();
       if (req.signal.aborted) throw new SluiceError('request_incomplete', 'the connection was closed before the write');
       const results = await ingestDeps.write(envelopes);
-      countEvents(results, (tenant, result, n) => metrics.ingestEvents.inc({ tenant: deps.tenants.metricLabel(tenant), result }, n));
+      countEvents(results, (tenant, result, n) => metrics.ingestTally.events(deps.tenants.metricLabel(tenant), result, n));
       // A plain Response with the headers c.header + c.json would give, in their order: Hono's
       // context building them cost ~2% of a single-event ingest.
       if (format === 'json') {
@@ -115,7 +115,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       if (statusOf(err) >= 500) log.warn('ingest failed', { request_id: requestId, code: (err as SluiceError).code });
     }
     const status = String(response.status);
-    metrics.ingestRequests.inc({ status, tenant: tenant === UNKNOWN_TENANT || tenant === MIXED_TENANTS ? tenant : deps.tenants.metricLabel(tenant) });
+    metrics.ingestTally.request(status, tenant === UNKNOWN_TENANT || tenant === MIXED_TENANTS ? tenant : deps.tenants.metricLabel(tenant));
     metrics.ingestLatency.observe({ status }, (performance.now() - started) / 1000);
     return response;
   };
