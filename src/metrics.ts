@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, type LabelValues } from 'prom-client';
 import { INCIDENT_KINDS } from './journal/integrity.ts';
 import { VERSION } from './version.ts';
 
@@ -11,6 +11,8 @@ export interface Metrics {
   readonly ingestRequests: Counter<'status' | 'tenant'>;
   readonly ingestLatency: Histogram<'status'>;
   readonly ingestEvents: Counter<'tenant' | 'result'>;
+  /** The ingest route's counts of ingestRequests and ingestEvents, gathered between reads (see CounterTally). */
+  readonly ingestTally: IngestTally;
   readonly journalBytesWritten: Counter;
   readonly journalFsyncSeconds: Histogram;
   readonly journalTornTails: Counter;
@@ -44,6 +46,34 @@ export interface Metrics {
   readonly replayed: Counter<'tenant' | 'kind'>;
   readonly adminRequests: Counter<'route' | 'status'>;
   readonly kafkaReachable: Gauge<'brokers'>;
+}
+
+export interface IngestTally {
+  request(status: string, tenant: string): void;
+  events(tenant: string, result: 'accepted' | 'duplicate', n: number): void;
+}
+
+/**
+ * Increments of a labelled counter gathered by label set and added to it when it is read (its
+ * collect, which every scrape and get() runs first): prom-client hashes and checks the labels of each
+ * inc, a cost the ingest route paid twice a request. A read sees every increment made before it; the
+ * gathered label sets are let go at each read, so a tenant whose series were dropped leaves nothing.
+ */
+class CounterTally<T extends string> {
+  #pending = new Map<string, { labels: LabelValues<T>; n: number }>();
+
+  add(key: string, labels: () => LabelValues<T>, n: number): void {
+    const p = this.#pending.get(key);
+    if (p === undefined) this.#pending.set(key, { labels: labels(), n });
+    else p.n += n;
+  }
+
+  flushInto(counter: Counter<T>): void {
+    if (this.#pending.size === 0) return;
+    const pending = this.#pending;
+    this.#pending = new Map();
+    for (const { labels, n } of pending.values()) counter.inc(labels, n);
+  }
 }
 
 /** Every kind starts at 0, so an alert on its increase fires on the very first incident. */
@@ -80,14 +110,29 @@ export function createMetrics(): Metrics {
     labelNames: ['version', 'bun'],
     registers: reg,
   }).set({ version: VERSION, bun: Bun.version }, 1);
+  const requests = new CounterTally<'status' | 'tenant'>();
+  const events = new CounterTally<'tenant' | 'result'>();
+  const ingestRequests: Counter<'status' | 'tenant'> = new Counter({
+    name: 'sluice_ingest_requests_total',
+    help: 'Ingest HTTP requests by response status and tenant.',
+    labelNames: ['status', 'tenant'],
+    registers: reg,
+    collect() {
+      requests.flushInto(ingestRequests);
+    },
+  });
+  const ingestEvents: Counter<'tenant' | 'result'> = new Counter({
+    name: 'sluice_ingest_events_total',
+    help: 'Events accepted by ingest, by tenant and result (accepted or duplicate).',
+    labelNames: ['tenant', 'result'],
+    registers: reg,
+    collect() {
+      events.flushInto(ingestEvents);
+    },
+  });
   return {
     registry,
-    ingestRequests: new Counter({
-      name: 'sluice_ingest_requests_total',
-      help: 'Ingest HTTP requests by response status and tenant.',
-      labelNames: ['status', 'tenant'],
-      registers: reg,
-    }),
+    ingestRequests,
     ingestLatency: new Histogram({
       name: 'sluice_ingest_request_duration_seconds',
       help: 'Ingest request latency from arrival to response, by status.',
@@ -95,12 +140,13 @@ export function createMetrics(): Metrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: reg,
     }),
-    ingestEvents: new Counter({
-      name: 'sluice_ingest_events_total',
-      help: 'Events accepted by ingest, by tenant and result (accepted or duplicate).',
-      labelNames: ['tenant', 'result'],
-      registers: reg,
-    }),
+    ingestEvents,
+    ingestTally: {
+      // Keys join the label values with a character no label value holds (status is digits, tenant
+      // labels are tenant ids or the fixed overflow and unknown labels).
+      request: (status, tenant) => requests.add(`${status}\u0000${tenant}`, () => ({ status, tenant }), 1),
+      events: (tenant, result, n) => events.add(`${tenant}\u0000${result}`, () => ({ tenant, result }), n),
+    },
     journalBytesWritten: new Counter({
       name: 'sluice_journal_written_bytes_total',
       help: 'Bytes appended to journal segments.',

@@ -58,10 +58,11 @@ export function statusOf(err: unknown): ContentfulStatusCode {
   return err instanceof SluiceError ? STATUS[err.code] : 500;
 }
 
-export function errorResponse(c: Context, err: unknown, log: Logger): Response {
+/** An error's status, body and extra headers, logged when it is no SluiceError: what both answers below send. */
+function errorParts(err: unknown, log: Logger, path: string): { status: ContentfulStatusCode; body: unknown; headers: [string, string][] } {
   if (!(err instanceof SluiceError)) {
-    log.error('unhandled error', { error: err instanceof Error ? err.stack ?? err.message : String(err), path: c.req.path });
-    return c.json({ error: { code: 'internal', message: 'internal error' } }, 500);
+    log.error('unhandled error', { error: err instanceof Error ? err.stack ?? err.message : String(err), path });
+    return { status: 500, body: { error: { code: 'internal', message: 'internal error' } }, headers: [] };
   }
   const body: { code: ErrorCode; message: string; details?: ErrorDetail[]; details_total?: number } = {
     code: err.code,
@@ -71,7 +72,26 @@ export function errorResponse(c: Context, err: unknown, log: Logger): Response {
     body.details = err.details.slice(0, MAX_DETAILS).map(boundedDetail);
     if (err.details.length > MAX_DETAILS) body.details_total = err.details.length;
   }
-  if (err.retryAfter !== undefined) c.header('Retry-After', String(Math.max(1, Math.ceil(err.retryAfter))));
-  if (err.code === 'unauthorized') c.header('WWW-Authenticate', 'Bearer');
-  return c.json({ error: body }, STATUS[err.code]);
+  const headers: [string, string][] = [];
+  if (err.retryAfter !== undefined) headers.push(['Retry-After', String(Math.max(1, Math.ceil(err.retryAfter)))]);
+  if (err.code === 'unauthorized') headers.push(['WWW-Authenticate', 'Bearer']);
+  return { status: STATUS[err.code], body: { error: body }, headers };
+}
+
+export function errorResponse(c: Context, err: unknown, log: Logger): Response {
+  const { status, body, headers } = errorParts(err, log, c.req.path);
+  for (const [name, value] of headers) c.header(name, value);
+  return c.json(body, status);
+}
+
+/**
+ * The same answer without a Hono context (the ingest route's direct path), with its X-Request-ID:
+ * the headers c.header + c.json would give, in their order.
+ */
+export function plainErrorResponse(err: unknown, log: Logger, path: string, requestId: string): Response {
+  const { status, body, headers } = errorParts(err, log, path);
+  const all = new Headers({ 'X-Request-ID': requestId });
+  for (const [name, value] of headers) all.set(name, value);
+  all.set('Content-Type', 'application/json');
+  return new Response(JSON.stringify(body), { status, headers: all });
 }

@@ -171,6 +171,26 @@ describe('POST /v1/events', () => {
     expect(err.headers.get('Retry-After')).toBe('1');
   });
 
+  test('the route answers alike by the direct path (exact path, a query) and through Hono (an encoded path); a neighbour is 404', async () => {
+    const send = (path: string, key: string, headers: Record<string, string> = {}) =>
+      app.request(path, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-Tenant-Id': 'acme', ...headers }, body: JSON.stringify({ dedupe_key: key, payload: {} }) });
+    for (const [path, key] of [['/v1/events', 'route-1'], ['/v1/events?x=1', 'route-2'], ['/v1/%65vents', 'route-3']] as const) {
+      const res = await send(path, key, { 'X-Request-ID': `rq-${key}` });
+      expect(res.status).toBe(202);
+      expect(res.headers.get('X-Request-ID')).toBe(`rq-${key}`);
+      expect(res.headers.get('Content-Type')).toBe('application/json');
+      expect(((await res.json()) as { dedupe_key: string }).dedupe_key).toBe(key);
+      // An error takes the same shape and headers on either path.
+      const refused = await send(path, `${key}-bad`, { 'X-Request-ID': `rq-${key}-bad`, 'X-Idempotency-Key': ' ' });
+      expect(refused.status).toBe(400);
+      expect(refused.headers.get('X-Request-ID')).toBe(`rq-${key}-bad`);
+      expect(refused.headers.get('Content-Type')).toBe('application/json');
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('validation_failed');
+    }
+    for (const path of ['/v1/events/', '/v1/eventsx', '/v1/event']) expect((await send(path, 'route-none')).status).toBe(404);
+    expect((await app.request('/v1/events')).status).toBe(404);
+  });
+
   test('404 in the error shape for unknown routes', async () => {
     const res = await app.request('/v2/nothing');
     expect(res.status).toBe(404);

@@ -158,4 +158,29 @@ describe('journal writer', () => {
     for (const b of batches.filter((x) => x.start > 0)) expect(b.start).toBe(batches[batches.indexOf(b) - 1]?.ends.at(-1) ?? -1);
     expect(batches.some((b) => b.entries.some((e) => e.seq === 13))).toBe(false);
   });
+  test('hands over byte places, not character places, for text outside ASCII in one group commit', async () => {
+    const dir = tempDir();
+    const w = await openWriter(dir);
+    const batches: DurableBatch[] = [];
+    w.handOff({ push: (b) => batches.push(b) });
+    const texts = ['caf\u00e9', '\u{1f680} launch', 'plain', '\u4e2d\u6587 and \u00fc', 'line\nbreak'];
+    const envelopes = texts.map((t, i): Envelope => ({ ...envelope(i), dedupe_key: `k-${t}`, payload: `{"t":${JSON.stringify(t)}}` }));
+    // Concurrent appends: the first is written alone, the rest group-committed behind it.
+    await Promise.all(envelopes.map((e) => w.append([e])));
+    await w.close();
+    const file = readFileSync(join(dir, 'n1', `${String(1).padStart(20, '0')}.jsonl`));
+    expect(batches.flatMap((b) => b.entries.map((e) => e.seq))).toEqual([1, 2, 3, 4, 5]);
+    expect(batches.at(-1)?.ends.at(-1)).toBe(file.length);
+    for (const b of batches) {
+      let start = b.start;
+      b.entries.forEach((e, i) => {
+        const end = b.ends[i] ?? -1;
+        const line = JSON.parse(file.subarray(start, end).toString('utf8')) as Record<string, unknown>;
+        expect(line.dedupe_key).toBe(e.dedupe_key);
+        expect(line.seq).toBe(e.seq);
+        start = end;
+      });
+    }
+    expect(readLines(dir).map((l) => l.dedupe_key)).toEqual(envelopes.map((e) => e.dedupe_key));
+  });
 });
