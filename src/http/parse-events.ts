@@ -54,6 +54,13 @@ interface ParsedEvent {
   payload: string | undefined;
 }
 
+/**
+ * The headers of an event that names none, shared: an envelope lives until the forwarder inserts it
+ * (in the hand-off queue), and a fresh empty object per event was one object in every ~9 still
+ * held there. Nothing writes to an envelope's headers (frozen, so nothing can).
+ */
+const NO_HEADERS: Record<string, string> = Object.freeze({});
+
 /** Stands for the payload in an event checked on its text: only its being an object is checked, and its text travels. */
 const PAYLOAD_OBJECT = Object.freeze({});
 
@@ -198,7 +205,7 @@ function toEnvelope(
     dedupe_key: event.dedupe_key ?? fallbackKey ?? Bun.randomUUIDv7(),
     topic: event.topic ?? ctx.topicFor(tenant.tenant),
     request_id: ctx.requestId,
-    headers: event.headers ?? {},
+    headers: event.headers ?? NO_HEADERS,
     payload: payloadText(parsed.payload),
   };
   if (ctx.traceparent !== undefined) envelope.traceparent = ctx.traceparent;
