@@ -1,7 +1,7 @@
 import { systemClock, type Clock } from '../core/clock.ts';
 import { type Envelope, journalRecordId, pairKey } from '../core/record.ts';
 import type { InsertResult } from '../outbox/outbox.ts';
-import { insertWithin } from './outbox-insert.ts';
+import { insertWithin, type InsertMissed } from './outbox-insert.ts';
 import type { WritePath, WritePathOptions, WriteResult } from './write-path.ts';
 
 export type SyncWritesOptions = Pick<WritePathOptions, 'nodeId' | 'journal' | 'progress' | 'outbox' | 'maxBatch' | 'outboxWaitMs' | 'log' | 'clock'>;
@@ -25,6 +25,8 @@ export class SyncWrites implements WritePath {
   #queue: Waiting[] = [];
   #running: Promise<void> | undefined;
   #inFlight = 0;
+  /** Since the first group answered from the journal, until an insert answers again: logged at both ends only. */
+  #outage: { since: number; groups: number; events: number } | undefined;
 
   constructor(opts: SyncWritesOptions) {
     this.#o = opts;
@@ -72,6 +74,31 @@ export class SyncWrites implements WritePath {
     }
   }
 
+  /**
+   * One line when the outbox stops answering in time and one when it answers again, not one per
+   * group commit: an outage of a minute under load would otherwise log hundreds of the same error.
+   */
+  #missed(why: InsertMissed, events: number): void {
+    if (this.#outage === undefined) {
+      this.#outage = { since: this.#clock.now(), groups: 1, events };
+      this.#o.log.error(why.msg, { ...why.fields, events, note: 'logged once until an insert answers again' });
+      return;
+    }
+    this.#outage.groups++;
+    this.#outage.events += events;
+  }
+
+  #answered(): void {
+    const outage = this.#outage;
+    if (outage === undefined) return;
+    this.#outage = undefined;
+    this.#o.log.info('outbox inserts answer again; sync writes answered from the outbox', {
+      down_ms: Math.round(this.#clock.now() - outage.since),
+      groups_from_journal: outage.groups,
+      events_from_journal: outage.events,
+    });
+  }
+
   #take(): Waiting[] {
     const batch: Waiting[] = [];
     let events = 0;
@@ -96,10 +123,14 @@ export class SyncWrites implements WritePath {
       // The batch's oldest request bounds the wait: one queued behind a hung insert is not owed a
       // whole wait of its own on top of the time it already spent in the queue.
       const deadline = Math.min(...batch.map((w) => w.deadline));
-      inserted =
-        direct.length === 0
-          ? new Map<number, InsertResult>()
-          : await insertWithin({ ...this.#o, entries: direct, events: envelopes.length, deadline, waitMs: this.#o.outboxWaitMs });
+      if (direct.length === 0) inserted = new Map<number, InsertResult>();
+      else {
+        const outcome = await insertWithin({ ...this.#o, entries: direct, deadline, waitMs: this.#o.outboxWaitMs });
+        if (outcome instanceof Map) {
+          inserted = outcome;
+          this.#answered();
+        } else this.#missed(outcome, envelopes.length);
+      }
       // The forwarder skips this range: only a batch inserted whole, and a range without holes.
       if (inserted !== undefined && inserted.size > 0 && direct.length === entries.length) {
         whole = { first: direct[0]?.seq ?? 0, last: direct.at(-1)?.seq ?? 0 };

@@ -9,6 +9,7 @@ import { OutboxProgress } from '../../src/ingest/outbox-progress.ts';
 import { SyncWrites } from '../../src/ingest/sync-writes.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
 import { createMetrics } from '../../src/metrics.ts';
+import { createLogger } from '../../src/log.ts';
 import { openDatabase, type Database } from '../../src/outbox/db.ts';
 import { migrate } from '../../src/outbox/migrate.ts';
 import { startPgCluster, type PgCluster } from '../support/pg-cluster.ts';
@@ -144,6 +145,31 @@ test('hung Postgres: each write is answered within the wait from its own arrival
     cluster.thaw();
   }
   await hungPath.drain();
+}, 60_000);
+
+test('regression: an outage logs one error when inserts stop answering and one line when they answer again, not one per group commit', async () => {
+  const lines: Record<string, unknown>[] = [];
+  const log = createLogger({ level: 'debug', write: (l) => lines.push(JSON.parse(l) as Record<string, unknown>) });
+  await eventually(async () => db.sql`SELECT 1`.then(() => true, () => false), 30_000, 'the database answering again');
+  const own = new SyncWrites({ nodeId: 'n', journal, progress: new OutboxProgress(journal), outbox: new Outbox(db.sql, 16), maxBatch: 1000, log, outboxWaitMs: 5_000, clock: new WatchedClock() });
+  // Every insert fails while the table is away (as while the server is down: each a group commit of
+  // its own, each a tenant of its own, so each tries the insert). The outside test saw 760
+  // identical error lines in two minutes of such an outage.
+  await db.sql`ALTER TABLE outbox RENAME TO outbox_away`;
+  try {
+    for (let i = 0; i < 12; i++) expect((await own.write([event(`outage-${i}`, '1')]))[0]?.durability).toBe('journal');
+  } finally {
+    await db.sql`ALTER TABLE outbox_away RENAME TO outbox`;
+  }
+  expect((await own.write([event('outage-back', '1')]))[0]?.durability).toBe('outbox');
+  expect((await own.write([event('outage-back', '2')]))[0]?.durability).toBe('outbox');
+  const errors = lines.filter((l) => l.level === 'error');
+  expect(errors).toHaveLength(1);
+  expect(errors[0]).toMatchObject({ msg: 'outbox insert failed; writes acknowledged from the journal', events: 1 });
+  const back = lines.filter((l) => l.msg === 'outbox inserts answer again; sync writes answered from the outbox');
+  expect(back).toHaveLength(1);
+  expect(back[0]).toMatchObject({ groups_from_journal: 12, events_from_journal: 12 });
+  await own.drain();
 }, 60_000);
 
 test('after a restart, a tenant with unforwarded journal lines writes through the journal until they are forwarded', async () => {
