@@ -38,3 +38,32 @@ function replacer(_key: string, value: unknown): unknown {
   if (value instanceof Error) return { name: value.name, message: value.message };
   return value;
 }
+
+/**
+ * One line per kind of failure and interval instead of one per occurrence: the first of a kind is
+ * logged at once, later ones within `everyMs` only counted, and the count goes out with the next line
+ * of that kind (`suppressed`). For failures that repeat per request, such as a full journal disk.
+ */
+export class ThrottledLog {
+  #log: Logger;
+  #everyMs: number;
+  #now: () => number;
+  #kinds = new Map<string, { last: number; suppressed: number }>();
+
+  constructor(log: Logger, everyMs: number, now: () => number = Date.now) {
+    this.#log = log;
+    this.#everyMs = everyMs;
+    this.#now = now;
+  }
+
+  warn(kind: string, msg: string, fields: Fields): void {
+    const now = this.#now();
+    const seen = this.#kinds.get(kind);
+    if (seen !== undefined && now - seen.last < this.#everyMs) {
+      seen.suppressed++;
+      return;
+    }
+    this.#log.warn(msg, seen === undefined || seen.suppressed === 0 ? fields : { ...fields, suppressed: seen.suppressed });
+    this.#kinds.set(kind, { last: now, suppressed: 0 });
+  }
+}

@@ -10,6 +10,7 @@ import { authenticateIngest } from './ingest-auth.ts';
 import { addOpsRoutes, type OpsDeps } from './ops-routes.ts';
 import { mediaType, parseEvents, validTraceparent } from './parse-events.ts';
 import { readBody } from './read-body.ts';
+import { ThrottledLog } from '../log.ts';
 import { sluiceTopics, topicProblem } from '../core/topic-rule.ts';
 import { MIXED_TENANTS, UNKNOWN_TENANT } from '../tenant-labels.ts';
 
@@ -39,6 +40,8 @@ const REQUEST_ID = /^[\x21-\x7e]{1,256}$/;
 
 export function createApp(deps: AppDeps): Hono<Env> {
   const { log, metrics } = deps;
+  // Per failure code, one line each 10 s: a full disk fails every request, and says so once.
+  const failures = new ThrottledLog(log, 10_000);
   const app = new Hono<Env>();
   const topics = sluiceTopics(deps.progressTopic, deps.defaultTopic, deps.tenants);
 
@@ -112,7 +115,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
       }
     } catch (err) {
       response = plainErrorResponse(err, log, INGEST_PATH, requestId);
-      if (statusOf(err) >= 500) log.warn('ingest failed', { request_id: requestId, code: (err as SluiceError).code });
+      const code = err instanceof SluiceError ? err.code : 'internal';
+      // A write refused while draining is the shutdown working as meant (it logs its own lines).
+      if (statusOf(err) >= 500 && code !== 'shutting_down') failures.warn(code, 'ingest failed', { request_id: requestId, code });
     }
     const status = String(response.status);
     metrics.ingestTally.request(status, tenant === UNKNOWN_TENANT || tenant === MIXED_TENANTS ? tenant : deps.tenants.metricLabel(tenant));
