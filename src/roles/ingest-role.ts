@@ -25,7 +25,7 @@ export interface IngestRole {
   readonly entered: Watermark;
 }
 
-/** Past this long failing without a break, the forwarder makes the instance not ready: it is stuck. */
+/** Past this long failing without a break, the forwarder is reported stuck (not ready in sync mode). */
 const FORWARDER_STUCK_MS = 30_000;
 
 /**
@@ -60,7 +60,10 @@ export async function startIngestRole(o: {
       journal.integrity.incidents === 0 ? { ok: true } : { ok: false, detail: journal.integrity.describe() ?? '' },
     )
     .add('outbox', config.writeMode === 'sync', () => outboxState(() => outbox.ping(), config.db.url))
-    .add('forwarder', true, () => forwarderState(ingest.forwarder));
+    // In sync mode a write needs the outbox, and so the forwarder for what was answered from the
+    // journal. In fast_ack/background the journal makes it durable: a forwarder failing through a
+    // database outage is shown, and the node leaves rotation only once it refuses writes (backlog).
+    .add('forwarder', config.writeMode === 'sync', () => forwarderState(ingest.forwarder));
   if (config.writeMode !== 'sync') {
     readiness.add('backlog', true, () => {
       const refusal = writePath.refusal;
