@@ -3,9 +3,9 @@ import type { Tenants } from '../tenants.ts';
 import type { Outbox } from './outbox.ts';
 
 /**
- * Refreshes the per-tenant outbox gauges (pending, dead, oldest pending) before a scrape. Tenants
- * seen once keep reporting 0 after they drained rather than vanishing; tenants outside the tenants
- * file are summed into their folded label.
+ * Refreshes the per-tenant outbox gauges (pending, dead, oldest pending) before a scrape. The tenants
+ * file's tenants, and tenants seen once, report 0 when nothing waits rather than vanishing; tenants
+ * outside the tenants file are summed into their folded label.
  */
 export class OutboxGauges {
   #outbox: Outbox;
@@ -48,6 +48,9 @@ export class OutboxGauges {
 
   async refresh(): Promise<void> {
     const stats = await this.#outbox.tenantStats();
+    // The file's labelled tenants are reported from the start, at 0, like their counters: a dashboard
+    // that lists tenants from these gauges shows one that has not written yet (also after a reload).
+    for (const tenant of this.#tenants.labelledConfigured()) this.saw(tenant);
     // A tenant whose label went to a busier one is reported under `~other` and forgotten here.
     for (const tenant of this.#known) if (this.#tenants.currentLabel(tenant) !== tenant) this.#known.delete(tenant);
     for (const tenant of stats.keys()) this.saw(tenant);

@@ -50,6 +50,9 @@ describe('/metrics before anything happened, with a tenants file', () => {
         `sluice_backlog_rejected_total{tenant="${tenant}"} 0`,
         `sluice_ingest_events_total{tenant="${tenant}",result="accepted"} 0`,
         `sluice_replayed_total{tenant="${tenant}",kind="tenant"} 0`,
+        // Regression (outside test): the dashboard's tenant variable reads these gauges.
+        `sluice_outbox_pending{tenant="${tenant}"} 0`,
+        `sluice_outbox_dead{tenant="${tenant}"} 0`,
       ]) {
         expect(text).toContain(series);
       }
