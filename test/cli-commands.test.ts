@@ -300,7 +300,7 @@ describe('exit codes: 2 is invalid configuration or usage, 1 an environment that
         [
           'sluice cannot start',
           'outbox_unavailable',
-          `DATABASE_URL postgres://postgres@127.0.0.1:${silent.port}/db: no answer within 5s (a wrong host, or a firewall dropping packets): check the host and port in DATABASE_URL`,
+          `DATABASE_URL postgres://postgres@127.0.0.1:${silent.port}/db: no answer within 5s: the connection was accepted, but nothing answered as Postgres (another service on that port, or an overloaded server): check the port in DATABASE_URL`,
         ],
       ]);
       // Neither started the broker: nothing but the database to wait for.

@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import { loadConfig } from '../src/config.ts';
 import { ConfigError } from '../src/errors.ts';
+import { redactUrl } from '../src/network-cause.ts';
 
 function errorsOf(env: Record<string, string>): string[] {
   try {
@@ -189,4 +190,19 @@ describe('configuration', () => {
       'SLUICE_JOURNAL_SEGMENT_BYTES must be at least 4096: set it to 4096 or more, or unset it for the default 67108864',
     );
   });
+
+  test('redactUrl hides the password of any URL, parsable or not, and leaves one without a password as it is', () => {
+    expect(redactUrl('postgres://u:hunter2secret@db:5432/x?sslmode=require')).toBe('postgres://u:***@db:5432/x?sslmode=require');
+    // Unparsable (port 99999), or with a / or ? in the password that `new URL` would read as path or query.
+    expect(redactUrl('postgres://u:hunter2secret@db:99999/x')).toBe('postgres://u:***@db:99999/x');
+    expect(redactUrl('postgres://u:12/hunter2secret@db/x')).toBe('postgres://u:***@db/x');
+    expect(redactUrl('postgres://u:12?hunter2secret@db/x')).toBe('postgres://u:***@db/x');
+    expect(redactUrl('postgres://u:p@ss:hunter2secret@db/x')).toBe('postgres://u:***@db/x');
+    // The @host forgotten: the "port" is the password. No scheme: the whole value may be one.
+    expect(redactUrl('postgres://u:hunter2secret/x')).toBe('postgres://u:***/x');
+    expect(redactUrl('hunter2secret')).toBe('(unparsable URL)');
+    expect(redactUrl('postgres://u@db:5432/x')).toBe('postgres://u@db:5432/x');
+    expect(redactUrl('postgres://db:5432/x')).toBe('postgres://db:5432/x');
+  });
 });
+
