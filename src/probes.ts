@@ -104,7 +104,7 @@ export async function probeKafka(brokers: readonly string[], timeoutMs: number):
     timeout: timeoutMs,
   });
   const watches = brokers.map((b) => ({ broker: b, watch: watchTcp(b.slice(0, b.lastIndexOf(':')), Number(b.slice(b.lastIndexOf(':') + 1))) }));
-  // The client's "Connection closed" or time-out says nothing of why: what the watches saw does.
+  // The client's time-out says nothing of why: what the watches saw does.
   const silence = (): string | undefined => {
     const causes = watches.map((w) => ({ broker: w.broker, cause: silenceCause(w.watch.seen(), 'a Kafka broker', 'KAFKA_BROKERS') }));
     if (causes.some((c) => c.cause === undefined)) return undefined;
@@ -116,7 +116,9 @@ export async function probeKafka(brokers: readonly string[], timeoutMs: number):
     (err: unknown): ProbeResult & { cause: string } => {
       const client = networkCause(err);
       const timedOut = /timed out/i.test(client);
-      const why = timedOut || /^Connection closed/.test(client) ? silence() : undefined;
+      // The client saw the peer close: that is the cause, whatever the watch has seen by now.
+      const closed = /^Connection closed/.test(client) ? silenceCause({ state: 'closed' }, 'a Kafka broker', 'KAFKA_BROKERS') : undefined;
+      const why = closed ?? (timedOut ? silence() : undefined);
       const cause = why === undefined ? client : timedOut ? `${waited}: ${why}` : why;
       return { ok: false, cause, detail: `${where}: ${cause}${why === undefined ? ': start Kafka there, or fix KAFKA_BROKERS' : ''}` };
     },
