@@ -1,4 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { didYouMean } from './did-you-mean.ts';
 
 /** What each command accepts: checked before it runs, so a wrong argument never starts anything. */
 export interface CommandSpec {
@@ -90,7 +91,7 @@ export function overview(): string {
 /** The problem with `args` for `spec`, or undefined when they fit. */
 export function argumentProblem(spec: CommandSpec, args: string[]): string | undefined {
   try {
-    const { values, positionals } = parseArgs({ args, options: spec.options, allowPositionals: true, strict: true });
+    const { values, positionals } = parseArgs({ args: negativeIntegersJoined(spec, args), options: spec.options, allowPositionals: true, strict: true });
     if (positionals.length < spec.positionals.min) return `${spec.name}: missing argument`;
     if (positionals.length > spec.positionals.max) return `${spec.name}: unexpected argument ${positionals[spec.positionals.max] ?? ''}`;
     for (const [name, { min, max }] of Object.entries(spec.integers ?? {})) {
@@ -101,8 +102,44 @@ export function argumentProblem(spec: CommandSpec, args: string[]): string | und
     }
     return undefined;
   } catch (err) {
-    return `${spec.name}: ${(err as Error).message}`;
+    return `${spec.name}: ${parseProblem(spec, err)}`;
   }
+}
+
+/**
+ * `--timeout-ms -5` as `--timeout-ms=-5`, for an option that takes a whole number: parseArgs calls
+ * the first "ambiguous" (it might be an option), where the range is what the operator needs to read.
+ */
+function negativeIntegersJoined(spec: CommandSpec, args: string[]): string[] {
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] ?? '';
+    const next = args[i + 1];
+    if (arg.startsWith('--') && spec.integers?.[arg.slice(2)] !== undefined && next !== undefined && /^-[0-9]/.test(next)) {
+      joined.push(`${arg}=${next}`);
+      i++;
+    } else joined.push(arg);
+  }
+  return joined;
+}
+
+/** parseArgs's error in sluice's words: the option at fault and what to write instead. */
+function parseProblem(spec: CommandSpec, err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const code = (err as { code?: unknown }).code;
+  const option = /Option '(-[^ ']+)/.exec(message)?.[1] ?? /option '(-[^']+)'/i.exec(message)?.[1];
+  const known = Object.keys(spec.options).map((o) => `--${o}`);
+  const see = `see sluice ${spec.name} --help`;
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && option !== undefined) {
+    const guess = didYouMean(option.split('=')[0] ?? option, known);
+    const hint = guess !== undefined ? `did you mean ${guess}?` : known.length === 0 ? `${spec.name} takes no options` : `its options are ${known.join(', ')}`;
+    return `unknown option ${option}: ${hint} (${see})`;
+  }
+  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && option !== undefined) {
+    if (message.includes('does not take an argument')) return `${option} takes no value: write ${option} alone`;
+    return `${option} needs a value: write ${option} VALUE, or ${option}=VALUE for a value that starts with -`;
+  }
+  return `${message} (${see})`;
 }
 
 export function wantsHelp(args: readonly string[]): boolean {

@@ -7,6 +7,7 @@ import { issueDetails } from './core/zod-issues.ts';
 import { topicNameSchema } from './core/topic-rule.ts';
 import { didYouMean, editDistance } from './did-you-mean.ts';
 import { ConfigError, type ErrorDetail } from './errors.ts';
+import { redactUrl } from './network-cause.ts';
 
 /**
  * All configuration comes from the environment and is parsed here, once. The rest of sluice receives
@@ -21,13 +22,16 @@ export const MAX_WORKERS = 64;
  * Every integer setting: decimal digits only. `Number()` would also take `0x1F90`, `1e3` or ` 80`,
  * so a value an operator misread would still start sluice.
  */
-const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
-  z
+const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) => {
+  // Out of range, the message says what to set: the range, and that unset means the default.
+  const fix = `set it to ${max === Number.MAX_SAFE_INTEGER ? `${min} or more` : `a whole number from ${min} to ${max}`}, or unset it for the default ${def}`;
+  return z
     .string()
     .regex(/^[0-9]+$/, { error: 'must be a whole number in decimal digits (no sign, exponent, 0x or spaces)' })
     .transform(Number)
-    .pipe(z.number().min(min, { error: `must be at least ${min}` }).max(max, { error: `must be at most ${max}` }))
+    .pipe(z.number().min(min, { error: `must be at least ${min}: ${fix}` }).max(max, { error: `must be at most ${max}: ${fix}` }))
     .default(def);
+};
 
 const brokerList = z
   .string()
@@ -42,6 +46,76 @@ const brokerList = z
 function brokerPortOk(port: number): boolean {
   return port >= 1 && port <= 65535;
 }
+
+const POSTGRES_SCHEME = /^postgres(ql)?:\/\//;
+
+/** The values of sslmode postgres.js acts on (its connection.js): no TLS, TLS without verification, TLS verified. */
+const SSLMODES = ['disable', 'allow', 'prefer', 'require', 'verify-full'];
+/** postgres.js throws when it is given any other target_session_attrs (its index.js, tsa). */
+const TARGET_SESSION_ATTRS = ['read-write', 'read-only', 'primary', 'standby', 'prefer-standby'];
+
+const UNENCODED = 'percent-encode any @ : / ? # % in the user name or password (@ as %40, / as %2F, ? as %3F, # as %23, % as %25)';
+
+/** A host of DATABASE_URL: a name, an address, or a Unix socket directory (a percent-encoded path). */
+export interface DatabaseHost {
+  host: string;
+  port: number;
+}
+
+/**
+ * DATABASE_URL read as postgres.js reads it (its index.js, parseUrl: the host list up to the first
+ * `/` or `?`, percent-decoded, then `new URL` on the URL with the first host only), with each step
+ * that would throw or misroute named here instead: postgres.js throws a bare TypeError or URIError
+ * (the message of one held the whole URL, password included), and takes port 0 or an unknown
+ * sslmode without a word, to fail later as a refused or reset connection.
+ */
+export function parseDatabaseUrl(url: string): { hosts: DatabaseHost[] } | { problem: string } {
+  const rest = url.slice(url.indexOf('://') + 3);
+  const authority = rest.split(/[?/]/)[0] ?? '';
+  let hostList: string;
+  try {
+    hostList = decodeURIComponent(authority.slice(authority.indexOf('@') + 1));
+  } catch {
+    return { problem: 'the host has a % that is not a percent-escape (%XX): fix the host in DATABASE_URL' };
+  }
+  const hosts: DatabaseHost[] = [];
+  for (const entry of hostList.split(',')) {
+    const portText = /:([^:\]]*)$/.exec(entry)?.[1];
+    const host = portText === undefined ? entry : entry.slice(0, entry.length - portText.length - 1);
+    if (host === '') return { problem: 'names no host: write postgres://user:password@host:5432/database' };
+    if (portText !== undefined && portText !== '' && !(/^[0-9]{1,5}$/.test(portText) && Number(portText) >= 1 && Number(portText) <= 65535)) {
+      // `postgres://u:pa/ss@h/db`: the password's `/` ended the host part early, leaving `u:pa` as host and port.
+      if (!/^[0-9]+$/.test(portText) && !authority.includes('@') && rest.includes('@')) return { problem: `the host ends early, at a character of the password: ${UNENCODED}` };
+      // A port that is not digits is not echoed: in `postgres://user:password/db` (the @host forgotten) it is the password.
+      const port = /^[0-9]+$/.test(portText) ? `port ${portText}` : 'the port';
+      return { problem: `${port} is not a number from 1 to 65535: fix the port in DATABASE_URL (Postgres's default is 5432)` };
+    }
+    hosts.push({ host, port: portText === undefined || portText === '' ? 5432 : Number(portText) });
+  }
+  let parsed: URL;
+  try {
+    parsed = new URL(url.replace(hostList, hostList.split(',')[0] ?? ''));
+  } catch {
+    return { problem: `is not a valid URL: ${UNENCODED}` };
+  }
+  try {
+    decodeURIComponent(parsed.username);
+    decodeURIComponent(parsed.password);
+  } catch {
+    return { problem: 'the user name or password has a % that is not a percent-escape (%XX): write a % in them as %25' };
+  }
+  const sslmode = parsed.searchParams.get('sslmode');
+  if (sslmode !== null && !SSLMODES.includes(sslmode)) {
+    return { problem: `sslmode ${sslmode} is not one sluice's Postgres client knows: use one of ${SSLMODES.join(', ')}` };
+  }
+  const attrs = parsed.searchParams.get('target_session_attrs');
+  if (attrs !== null && !TARGET_SESSION_ATTRS.includes(attrs)) {
+    return { problem: `target_session_attrs ${attrs} is not one sluice's Postgres client knows: use one of ${TARGET_SESSION_ATTRS.join(', ')}` };
+  }
+  return { hosts };
+}
+
+const SUPERVISOR_ONLY = 'is set by sluice for its own worker processes; unset it';
 
 const envSchema = z.object({
   SLUICE_HOST: z.string().min(1).default('127.0.0.1'),
@@ -68,7 +142,11 @@ const envSchema = z.object({
   SLUICE_DATA_DIR: z.string().min(1).default('./data'),
   DATABASE_URL: z
     .string()
-    .regex(/^postgres(ql)?:\/\//, { error: 'must be a postgres:// or postgresql:// URL' })
+    .regex(POSTGRES_SCHEME, { error: 'must be a postgres:// or postgresql:// URL' })
+    .superRefine((url, ctx) => {
+      const parsed = POSTGRES_SCHEME.test(url) ? parseDatabaseUrl(url) : undefined;
+      if (parsed !== undefined && 'problem' in parsed) ctx.addIssue({ code: 'custom', message: `${redactUrl(url)}: ${parsed.problem}` });
+    })
     .optional(),
   SLUICE_DB_POOL: int(8, 1, 100),
   SLUICE_PARTITIONS: int(16, 1, 4096),
@@ -101,7 +179,7 @@ const envSchema = z.object({
   // Set by a supervisor for the processes it starts (README.md, "Workers"); an operator never sets it.
   SLUICE_WORKER: z
     .string()
-    .regex(new RegExp(`^(processor|[1-9][0-9]{0,${String(MAX_WORKERS).length - 1}})$`), { error: 'is set by sluice for the processes it starts: unset it' })
+    .regex(new RegExp(`^(processor|[1-9][0-9]{0,${String(MAX_WORKERS).length - 1}})$`), { error: SUPERVISOR_ONLY })
     .optional(),
 });
 
@@ -232,13 +310,25 @@ export interface Config {
 /** An ingest worker (1-based, its node id `<SLUICE_NODE_ID>-<index>`) or the processor of a `serve` node. */
 export type WorkerPlace = { kind: 'ingest'; index: number } | { kind: 'processor' };
 
-/** Parses the environment; throws ConfigError naming every bad variable at once. */
-export function loadConfig(env: Record<string, string | undefined>): Config {
+/**
+ * Parses the environment; throws ConfigError naming every bad variable at once. `supervised`: this
+ * process has the IPC channel of a supervisor that started it (the default: it has when
+ * `process.send` exists), the only way SLUICE_WORKER may be set.
+ */
+export function loadConfig(env: Record<string, string | undefined>, opts: { supervised?: boolean } = {}): Config {
+  const supervised = opts.supervised ?? process.send !== undefined;
+  // SLUICE_WORKER without a supervisor's channel was set by hand: such a worker would take writes
+  // that no processor of its node publishes, and answer /metrics by asking a supervisor that is not there.
+  const unsupervised = !supervised && env[SUPERVISOR_VARIABLE] !== undefined && env[SUPERVISOR_VARIABLE] !== '';
   const cleaned = Object.fromEntries(
-    Object.entries(env).filter(([k, v]) => v !== undefined && v !== '' && k in envSchema.shape),
+    Object.entries(env).filter(([k, v]) => v !== undefined && v !== '' && k in envSchema.shape && !(unsupervised && k === SUPERVISOR_VARIABLE)),
   );
   const parsed = envSchema.safeParse(cleaned);
-  const misset = [...unknownVariables(env), ...emptyVariables(env)];
+  const misset = [
+    ...unknownVariables(env),
+    ...emptyVariables(env),
+    ...(unsupervised ? [{ path: SUPERVISOR_VARIABLE, message: `${SUPERVISOR_VARIABLE} ${SUPERVISOR_ONLY}` }] : []),
+  ];
   if (!parsed.success || misset.length > 0) {
     const details: ErrorDetail[] = [
       ...misset,

@@ -2,7 +2,8 @@ import { closeSync, fsyncSync, mkdirSync, openSync, rmSync, writeSync } from 'no
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { type ComponentState, within } from './core/component-state.ts';
-import { networkCause, redactUrl } from './network-cause.ts';
+import { parseDatabaseUrl } from './config.ts';
+import { networkCause, redactUrl, silenceCause, watchTcp } from './network-cause.ts';
 import { partitionsMismatch, recordedPartitions } from './outbox/identity.ts';
 
 /**
@@ -26,6 +27,13 @@ const seconds = (ms: number): string => `${Math.round(ms / 100) / 10}s`;
  */
 export async function probeDatabase(url: string, timeoutMs: number, partitions?: number): Promise<ProbeResult> {
   const where = `DATABASE_URL ${redactUrl(url)}`;
+  // loadConfig has refused such a URL already; postgres.js would throw on it, its message holding the URL.
+  const parsed = parseDatabaseUrl(url);
+  if ('problem' in parsed) return { ok: false, invalid: true, detail: `${where}: ${parsed.problem}` };
+  const [only] = parsed.hosts;
+  // One host over TCP is watched (postgres.js reconnects silently when a peer closes on it); a
+  // socket directory or a host list gets the plain message.
+  const watch = parsed.hosts.length === 1 && only !== undefined && !only.host.startsWith('/') ? watchTcp(only.host, only.port) : undefined;
   // postgres.js's own connect_timeout never fires for a host that drops packets (seen under Bun):
   // the race below is what bounds the wait.
   const sql = postgres(url, { max: 1, connect_timeout: Math.max(1, Math.ceil(timeoutMs / 1000)), onnotice: () => {}, connection: { application_name: 'sluice-check' } });
@@ -40,10 +48,14 @@ export async function probeDatabase(url: string, timeoutMs: number, partitions?:
     return { ok: true, detail: `postgres ${row?.version ?? '?'} at ${redactUrl(url)}` };
   };
   const query = answer().catch((err: unknown): ProbeResult => ({ ok: false, detail: `${where}: ${databaseProblem(err)}` }));
-  const result = await within(query, timeoutMs, () => ({
-    ok: false,
-    detail: `${where}: no answer within ${seconds(timeoutMs)} (a wrong host, or a firewall dropping packets): check the host and port in DATABASE_URL`,
-  }));
+  const result = await within(query, timeoutMs, () => {
+    const why = watch === undefined ? undefined : silenceCause(watch.seen(), 'Postgres', 'DATABASE_URL');
+    return {
+      ok: false,
+      detail: `${where}: no answer within ${seconds(timeoutMs)}${why === undefined ? ' (a wrong host, or a firewall dropping packets): check the host and port in DATABASE_URL' : `: ${why}`}`,
+    };
+  });
+  watch?.stop();
   void sql.end({ timeout: 0 }).catch(() => {});
   return result;
 }
@@ -91,18 +103,31 @@ export async function probeKafka(brokers: readonly string[], timeoutMs: number):
     connectTimeout: timeoutMs,
     timeout: timeoutMs,
   });
+  const watches = brokers.map((b) => ({ broker: b, watch: watchTcp(b.slice(0, b.lastIndexOf(':')), Number(b.slice(b.lastIndexOf(':') + 1))) }));
+  // The client's time-out says nothing of why: what the watches saw does.
+  const silence = (): string | undefined => {
+    const causes = watches.map((w) => ({ broker: w.broker, cause: silenceCause(w.watch.seen(), 'a Kafka broker', 'KAFKA_BROKERS') }));
+    if (causes.some((c) => c.cause === undefined)) return undefined;
+    return causes.length === 1 ? causes[0]?.cause : causes.map((c) => `${c.broker}: ${c.cause}`).join('; ');
+  };
+  const waited = `no answer within ${seconds(timeoutMs)}`;
   const probe = admin.metadata({ topics: [] }).then(
     (m): ProbeResult & { clusterId?: string } => ({ ok: true, clusterId: m.id, detail: `${m.brokers.size} broker(s), cluster ${m.id}` }),
     (err: unknown): ProbeResult & { cause: string } => {
-      const cause = networkCause(err);
-      return { ok: false, cause, detail: `${where}: ${cause}: start Kafka there, or fix KAFKA_BROKERS` };
+      const client = networkCause(err);
+      const timedOut = /timed out/i.test(client);
+      // The client saw the peer close: that is the cause, whatever the watch has seen by now.
+      const closed = /^Connection closed/.test(client) ? silenceCause({ state: 'closed' }, 'a Kafka broker', 'KAFKA_BROKERS') : undefined;
+      const why = closed ?? (timedOut ? silence() : undefined);
+      const cause = why === undefined ? client : timedOut ? `${waited}: ${why}` : why;
+      return { ok: false, cause, detail: `${where}: ${cause}${why === undefined ? ': start Kafka there, or fix KAFKA_BROKERS' : ''}` };
     },
   );
-  const result = await within<ProbeResult & { clusterId?: string; cause?: string }>(probe, timeoutMs, () => ({
-    ok: false,
-    cause: `no answer within ${seconds(timeoutMs)}`,
-    detail: `${where}: no answer within ${seconds(timeoutMs)}: check the hosts and ports in KAFKA_BROKERS`,
-  }));
+  const result = await within<ProbeResult & { clusterId?: string; cause?: string }>(probe, timeoutMs, () => {
+    const why = silence();
+    return { ok: false, cause: why === undefined ? waited : `${waited}: ${why}`, detail: `${where}: ${waited}: ${why ?? 'check the hosts and ports in KAFKA_BROKERS'}` };
+  });
+  for (const w of watches) w.watch.stop();
   void admin.close().catch(() => {});
   return result;
 }

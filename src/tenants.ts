@@ -118,7 +118,9 @@ export function loadTenantsFile(path: string, own?: OwnTopics): TenantsConfig {
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    return fail([{ path: 'SLUICE_TENANTS_FILE', message: `SLUICE_TENANTS_FILE ${path}: ${(err as Error).message}` }]);
+    const at = jsonErrorAt(text);
+    const where = at === undefined ? 'not JSON' : `not JSON at line ${at.line}, column ${at.column}`;
+    return fail([{ path: 'SLUICE_TENANTS_FILE', message: `SLUICE_TENANTS_FILE ${path}: ${where} (${(err as Error).message}): fix the file there (its format: README.md#authentication)` }]);
   }
   const parsed = fileSchema.safeParse(raw);
   if (!parsed.success) {
@@ -305,4 +307,96 @@ function topicOwners(config: TenantsConfig): Map<string, string[]> {
 
 function topicKeys(owners: Map<string, string[]>): Map<string, string> {
   return new Map([...owners.keys()].map((t) => [collisionKey(t), t]));
+}
+
+/** Thrown inside jsonErrorAt's scan with the offset where the text stops being JSON. */
+class NotJsonAt {
+  constructor(readonly offset: number) {}
+}
+
+const JSON_LITERAL = /true|false|null|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+
+/**
+ * Where `text` stops being JSON (1-based line and column; one past the end when it ends too soon):
+ * Bun's JSON.parse says what (`Unexpected EOF`) but not where, and an operator editing a long
+ * tenants file needs the place. Undefined when the scan finds nothing wrong or nests too deep for it.
+ */
+export function jsonErrorAt(text: string): { line: number; column: number } | undefined {
+  let i = 0;
+  const fail = (): never => {
+    throw new NotJsonAt(i);
+  };
+  const space = (): void => {
+    while (i < text.length && ' \t\n\r'.includes(text[i] ?? '')) i++;
+  };
+  const string = (): void => {
+    for (i++; ; i++) {
+      const c = text[i];
+      if (c === undefined || c < ' ') fail();
+      if (c === '"') {
+        i++;
+        return;
+      }
+      if (c === '\\') {
+        i++;
+        if (text[i] === 'u') {
+          if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 1, i + 5))) fail();
+          i += 4;
+        } else if (!'"\\/bfnrt'.includes(text[i] ?? 'x')) fail();
+      }
+    }
+  };
+  const members = (close: string, member: () => void): void => {
+    i++;
+    space();
+    if (text[i] === close) {
+      i++;
+      return;
+    }
+    for (;;) {
+      member();
+      space();
+      if (text[i] === close) {
+        i++;
+        return;
+      }
+      if (text[i] !== ',') fail();
+      i++;
+    }
+  };
+  const value = (): void => {
+    space();
+    const c = text[i];
+    if (c === '{') {
+      members('}', () => {
+        space();
+        if (text[i] !== '"') fail();
+        string();
+        space();
+        if (text[i] !== ':') fail();
+        i++;
+        value();
+      });
+    } else if (c === '[') {
+      members(']', value);
+    } else if (c === '"') {
+      string();
+    } else {
+      JSON_LITERAL.lastIndex = i;
+      const literal = JSON_LITERAL.exec(text);
+      if (literal === null) fail();
+      i += literal?.[0].length ?? 0;
+    }
+  };
+  try {
+    value();
+    space();
+    if (i < text.length) fail();
+    return undefined;
+  } catch (err) {
+    if (!(err instanceof NotJsonAt)) return undefined;
+    const before = text.slice(0, err.offset);
+    const lineStart = before.lastIndexOf('\n') + 1;
+    return { line: before.split('\n').length, column: err.offset - lineStart + 1 };
+  }
 }

@@ -300,7 +300,7 @@ describe('exit codes: 2 is invalid configuration or usage, 1 an environment that
         [
           'sluice cannot start',
           'outbox_unavailable',
-          `DATABASE_URL postgres://postgres@127.0.0.1:${silent.port}/db: no answer within 5s (a wrong host, or a firewall dropping packets): check the host and port in DATABASE_URL`,
+          `DATABASE_URL postgres://postgres@127.0.0.1:${silent.port}/db: no answer within 5s: the connection was accepted, but nothing answered as Postgres (another service on that port, or an overloaded server): check the port in DATABASE_URL`,
         ],
       ]);
       // Neither started the broker: nothing but the database to wait for.
@@ -345,7 +345,8 @@ describe('exit codes: 2 is invalid configuration or usage, 1 an environment that
       sluice(['serve'], { ...base, SLUICE_TENANTS_FILE: missing }),
     ]);
     expect([checkBroken.code, serveBroken.code, checkMissing.code, serveMissing.code]).toEqual([2, 2, 1, 1]);
-    const brokenText = `SLUICE_TENANTS_FILE ${broken}: JSON Parse error: Unexpected EOF`;
+    // The place too: Bun's JSON.parse says only what went wrong.
+    const brokenText = `SLUICE_TENANTS_FILE ${broken}: not JSON at line 1, column 13 (JSON Parse error: Unexpected EOF): fix the file there (its format: README.md#authentication)`;
     expect(checkBroken.stdout.split('\n')[1]).toBe(`tenants    FAIL  ${brokenText}`);
     expect(logLines(serveBroken.stderr).map((l) => [l.msg, l.errors])).toEqual([['invalid configuration', [brokenText]]]);
     const missingText = `SLUICE_TENANTS_FILE ${missing}: ENOENT: point SLUICE_TENANTS_FILE at a readable tenants file`;

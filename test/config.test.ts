@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import { loadConfig } from '../src/config.ts';
 import { ConfigError } from '../src/errors.ts';
+import { redactUrl } from '../src/network-cause.ts';
 
 function errorsOf(env: Record<string, string>): string[] {
   try {
@@ -128,4 +129,80 @@ describe('configuration', () => {
     expect(loadConfig({ SLUICE_TLS_CERT_FILE: '/c.pem', SLUICE_TLS_KEY_FILE: '/k.pem' }).tls).toEqual({ certFile: '/c.pem', keyFile: '/k.pem' });
     expect(loadConfig({}).tls).toBeUndefined();
   });
+
+  test('DATABASE_URL is read as the Postgres client reads it: what it would throw on or misroute is refused by name, password hidden', () => {
+    const messages = (url: string): string[] => {
+      try {
+        loadConfig({ DATABASE_URL: url });
+        return [];
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        return (err.details ?? []).map((d) => d.message);
+      }
+    };
+    const cases: [string, string][] = [
+      ['postgres://postgres:hunter2secret@127.0.0.1:99999/x', "postgres://postgres:***@127.0.0.1:99999/x: port 99999 is not a number from 1 to 65535: fix the port in DATABASE_URL (Postgres's default is 5432)"],
+      ['postgres://postgres:hunter2secret@127.0.0.1:0/x', "postgres://postgres:***@127.0.0.1:0/x: port 0 is not a number from 1 to 65535: fix the port in DATABASE_URL (Postgres's default is 5432)"],
+      ['postgres://postgres:hunter2%zzsecret@127.0.0.1:5432/x', 'postgres://postgres:***@127.0.0.1:5432/x: the user name or password has a % that is not a percent-escape (%XX): write a % in them as %25'],
+      ['postgres://postgres:hunter2secret@db%zz/x', 'postgres://postgres:***@db%zz/x: the host has a % that is not a percent-escape (%XX): fix the host in DATABASE_URL'],
+      ['postgres://postgres:hunter2secret@db/x?sslmode=bogus', 'postgres://postgres:***@db/x?sslmode=bogus: sslmode bogus is not one sluice\'s Postgres client knows: use one of disable, allow, prefer, require, verify-full'],
+      ['postgres://postgres:hunter2secret@db/x?target_session_attrs=any', "postgres://postgres:***@db/x?target_session_attrs=any: target_session_attrs any is not one sluice's Postgres client knows: use one of read-write, read-only, primary, standby, prefer-standby"],
+      ['postgresql:///x', 'postgresql:///x: names no host: write postgres://user:password@host:5432/database'],
+      // An unencoded `/` or `#` in the password: the host part ends early.
+      ['postgres://postgres:hunter2/secret@db/x', 'postgres://postgres:***@db/x: the host ends early, at a character of the password: percent-encode any @ : / ? # % in the user name or password (@ as %40, / as %2F, ? as %3F, # as %23, % as %25)'],
+      ['postgres://postgres:hunter2#secret@db/x', 'postgres://postgres:***@db/x: is not a valid URL: percent-encode any @ : / ? # % in the user name or password (@ as %40, / as %2F, ? as %3F, # as %23, % as %25)'],
+      // The @host forgotten: the "port" is the password, never echoed.
+      ['postgres://postgres:hunter2secret/x', "postgres://postgres:***/x: the port is not a number from 1 to 65535: fix the port in DATABASE_URL (Postgres's default is 5432)"],
+    ];
+    for (const [url, message] of cases) {
+      expect(messages(url)).toEqual([`DATABASE_URL ${message}`]);
+      expect(messages(url).join()).not.toContain('secret');
+    }
+    for (const good of ['postgres://u:p%40ss@db:6432/x?sslmode=verify-full', 'postgresql://u@[::1]:5432/x', 'postgres://u:p@h1:5432,h2:5433/x?target_session_attrs=primary', 'postgres://db/x?sslmode=disable']) {
+      expect(messages(good)).toEqual([]);
+    }
+  });
+
+  test('SLUICE_WORKER in a process no supervisor started (no IPC channel) is refused, whatever its value', () => {
+    const messages = (env: Record<string, string>, supervised: boolean): string[] => {
+      try {
+        loadConfig(env, { supervised });
+        return [];
+      } catch (err) {
+        return ((err as ConfigError).details ?? []).map((d) => d.message);
+      }
+    };
+    const refused = ['SLUICE_WORKER is set by sluice for its own worker processes; unset it'];
+    const db = { DATABASE_URL: 'postgres://u@h/db', SLUICE_WORKERS: '2' };
+    expect(messages({ ...db, SLUICE_WORKER: '1' }, false)).toEqual(refused);
+    expect(messages({ ...db, SLUICE_WORKER: 'processor' }, false)).toEqual(refused);
+    expect(messages({ SLUICE_WORKER: 'abc' }, false)).toEqual(refused);
+    expect(messages({ ...db, SLUICE_WORKER: '1' }, true)).toEqual([]);
+    // Empty is unset, as for every setting.
+    expect(messages({ SLUICE_WORKER: '' }, false)).toEqual([]);
+  });
+
+  test('an integer out of range says what to set: the range, and that unset means the default', () => {
+    expect(() => loadConfig({ SLUICE_METRIC_TENANTS: '0' })).toThrow(
+      'SLUICE_METRIC_TENANTS must be at least 1: set it to a whole number from 1 to 1000000, or unset it for the default 1000',
+    );
+    expect(() => loadConfig({ SLUICE_JOURNAL_SEGMENT_BYTES: '1' })).toThrow(
+      'SLUICE_JOURNAL_SEGMENT_BYTES must be at least 4096: set it to 4096 or more, or unset it for the default 67108864',
+    );
+  });
+
+  test('redactUrl hides the password of any URL, parsable or not, and leaves one without a password as it is', () => {
+    expect(redactUrl('postgres://u:hunter2secret@db:5432/x?sslmode=require')).toBe('postgres://u:***@db:5432/x?sslmode=require');
+    // Unparsable (port 99999), or with a / or ? in the password that `new URL` would read as path or query.
+    expect(redactUrl('postgres://u:hunter2secret@db:99999/x')).toBe('postgres://u:***@db:99999/x');
+    expect(redactUrl('postgres://u:12/hunter2secret@db/x')).toBe('postgres://u:***@db/x');
+    expect(redactUrl('postgres://u:12?hunter2secret@db/x')).toBe('postgres://u:***@db/x');
+    expect(redactUrl('postgres://u:p@ss:hunter2secret@db/x')).toBe('postgres://u:***@db/x');
+    // The @host forgotten: the "port" is the password. No scheme: the whole value may be one.
+    expect(redactUrl('postgres://u:hunter2secret/x')).toBe('postgres://u:***/x');
+    expect(redactUrl('hunter2secret')).toBe('(unparsable URL)');
+    expect(redactUrl('postgres://u@db:5432/x')).toBe('postgres://u@db:5432/x');
+    expect(redactUrl('postgres://db:5432/x')).toBe('postgres://db:5432/x');
+  });
 });
+

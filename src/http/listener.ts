@@ -46,7 +46,7 @@ export function readTls(files: { certFile: string; keyFile: string }): Tls {
       const message = `${setting} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}: point ${setting} at a readable PEM file`;
       throw new SluiceError('file_unavailable', message, { details: [{ path: setting, message }] });
     }
-    if (!text.includes('-----BEGIN')) throw invalid(setting, `${setting} ${path}: not a PEM file (no -----BEGIN line)`);
+    if (!text.includes('-----BEGIN')) throw invalid(setting, `${setting} ${path}: not a PEM file (no -----BEGIN line): point ${setting} at the PEM ${setting === 'SLUICE_TLS_CERT_FILE' ? 'certificate (chain)' : 'private key'}`);
     return text;
   };
   const tls = { cert: read('SLUICE_TLS_CERT_FILE', files.certFile), key: read('SLUICE_TLS_KEY_FILE', files.keyFile) };

@@ -93,7 +93,7 @@ describe('TLS with SLUICE_TLS_CERT_FILE and SLUICE_TLS_KEY_FILE', () => {
     await eventually(async () => sluice.logLines().some((l) => l.includes('TLS certificate rejected')), 10_000, 'the broken file reported');
     const rejected = JSON.parse(sluice.logLines().find((l) => l.includes('TLS certificate rejected')) ?? '{}') as { level: string; errors: string[] };
     expect(rejected.level).toBe('error');
-    expect(rejected.errors).toEqual([`SLUICE_TLS_CERT_FILE ${live.cert}: not a PEM file (no -----BEGIN line)`]);
+    expect(rejected.errors).toEqual([`SLUICE_TLS_CERT_FILE ${live.cert}: not a PEM file (no -----BEGIN line): point SLUICE_TLS_CERT_FILE at the PEM certificate (chain)`]);
     for (let i = 0; i < 5; i++) expect(await servedName(port)).toBe('sluice-second');
     expect((await fetch(`https://127.0.0.1:${port}/readyz`, { tls: { ca: Bun.file(second.cert) } })).status).toBe(200);
   }, 30_000);

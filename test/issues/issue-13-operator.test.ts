@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CliResult, cleanEnv, logLines, runCli } from '../support/cli.ts';
@@ -241,3 +241,89 @@ describe('journal commands on a path that is not there', () => {
     expect([replay.code, replay.stderr]).toEqual([1, `replay: no journal files matched ${missing}\n`]);
   }, 60_000);
 });
+
+describe('what an outside tester found (README only)', () => {
+  const secret = 'hunter2secret';
+
+  test('a malformed DATABASE_URL is invalid configuration (exit 2) naming DATABASE_URL, in every command, and its password is never printed', async () => {
+    const bad = `postgres://postgres:${secret}@127.0.0.1:99999/x`;
+    const env = { DATABASE_URL: bad, KAFKA_BROKERS: `127.0.0.1:${await closedPort()}`, SLUICE_JOURNAL_DIR: join(scratch, 'j-bad-url'), SLUICE_PORT: '0' };
+    const message = "DATABASE_URL postgres://postgres:***@127.0.0.1:99999/x: port 99999 is not a number from 1 to 65535: fix the port in DATABASE_URL (Postgres's default is 5432)";
+    const commands = [['serve'], ['migrate'], ['process'], ['replay', '--dry-run', join(scratch, 'no-journal')]];
+    const [check, ...others] = await Promise.all([sluice(['check'], env), ...commands.map((args) => sluice(args, env))]);
+    expect([check.code, check.stdout, check.stderr]).toEqual([2, `config     FAIL  ${message}\n`, '']);
+    for (const [i, r] of others.entries()) {
+      expect([commands[i]?.[0], r.code, logLines(r.stderr).map((l) => [l.msg, l.errors])]).toEqual([commands[i]?.[0], 2, [['invalid configuration', [message]]]]);
+      expect(r.stdout + r.stderr).not.toContain(secret);
+    }
+  }, 60_000);
+
+  test('a % that is no escape, port 0 and an unknown sslmode are refused before any connection (exit 2), not reported as refused or reset', async () => {
+    const cases: [string, string][] = [
+      [`postgres://postgres:${secret}%zz@127.0.0.1:5432/x`, 'the user name or password has a % that is not a percent-escape (%XX): write a % in them as %25'],
+      [`postgres://postgres:${secret}@127.0.0.1:0/x`, "port 0 is not a number from 1 to 65535: fix the port in DATABASE_URL (Postgres's default is 5432)"],
+      [`postgres://postgres:${secret}@127.0.0.1:5432/x?sslmode=bogus`, "sslmode bogus is not one sluice's Postgres client knows: use one of disable, allow, prefer, require, verify-full"],
+    ];
+    const runs = await Promise.all(cases.map(([url]) => sluice(['check', '--timeout-ms', '500'], { DATABASE_URL: url, SLUICE_JOURNAL_DIR: join(scratch, 'j-bad-url2') })));
+    for (const [i, r] of runs.entries()) {
+      const [url, why] = cases[i] ?? ['', ''];
+      expect([r.code, r.stdout]).toEqual([2, `config     FAIL  DATABASE_URL ${url.replace(`:${secret}`, ':***').replace('%zz', '')}: ${why}\n`]);
+      expect(r.stdout + r.stderr).not.toContain(secret);
+    }
+  }, 60_000);
+
+  test('SLUICE_WORKER set by hand (no supervisor\'s IPC channel) is refused: check and serve exit 2 naming it, nothing starts', async () => {
+    const env = { DATABASE_URL: db.url, KAFKA_BROKERS: `127.0.0.1:${await closedPort()}`, SLUICE_JOURNAL_DIR: join(scratch, 'j-worker'), SLUICE_PORT: '0' };
+    const message = 'SLUICE_WORKER is set by sluice for its own worker processes; unset it';
+    const [check, serve, processor] = await Promise.all([
+      sluice(['check', '--timeout-ms', '500'], { ...env, SLUICE_WORKER: '1' }),
+      sluice(['serve'], { ...env, SLUICE_WORKER: '1' }),
+      sluice(['serve'], { ...env, SLUICE_WORKER: 'processor' }),
+    ]);
+    expect([check.code, check.stdout]).toEqual([2, `config     FAIL  ${message}\n`]);
+    for (const r of [serve, processor]) expect([r.code, logLines(r.stderr).map((l) => [l.msg, l.errors])]).toEqual([2, [['invalid configuration', [message]]]]);
+  }, 60_000);
+
+  test('a peer that accepts and closes, or accepts and never answers: the database and Kafka lines give the same cause and the fix', async () => {
+    // A proxy that closes what it accepts (the tester's address did this after 1.6 s).
+    const closer = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { open: (s) => void setTimeout(() => s.end(), 300), data: () => {} } });
+    const silent = await silentPort();
+    try {
+      const at = (port: number) => ({ DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/x`, KAFKA_BROKERS: `127.0.0.1:${port}`, SLUICE_JOURNAL_DIR: join(scratch, 'j-peer'), SLUICE_PORT: '0' });
+      const [closed, quiet] = await Promise.all([sluice(['check', '--timeout-ms', '2000'], at(closer.port)), sluice(['check', '--timeout-ms', '2000'], at(silent.port))]);
+      const line = (r: CliResult, name: string): string | undefined => r.stdout.split('\n').find((l) => l.startsWith(`${name} `));
+      expect([closed.code, line(closed, 'database'), line(closed, 'kafka')]).toEqual([
+        1,
+        `database   FAIL  DATABASE_URL postgres://postgres@127.0.0.1:${closer.port}/x: no answer within 2s: the connection was accepted, then closed without an answer (not Postgres there, or a proxy or firewall closing it): check the host and port in DATABASE_URL`,
+        `kafka      FAIL  KAFKA_BROKERS 127.0.0.1:${closer.port}: the connection was accepted, then closed without an answer (not a Kafka broker there, or a proxy or firewall closing it): check the host and port in KAFKA_BROKERS`,
+      ]);
+      // Postgres pointed at a Kafka port (or any service that keeps quiet): not "a firewall dropping packets".
+      expect([quiet.code, line(quiet, 'database'), line(quiet, 'kafka')]).toEqual([
+        1,
+        `database   FAIL  DATABASE_URL postgres://postgres@127.0.0.1:${silent.port}/x: no answer within 2s: the connection was accepted, but nothing answered as Postgres (another service on that port, or an overloaded server): check the port in DATABASE_URL`,
+        `kafka      FAIL  KAFKA_BROKERS 127.0.0.1:${silent.port}: no answer within 2s: the connection was accepted, but nothing answered as a Kafka broker (another service on that port, or an overloaded server): check the port in KAFKA_BROKERS`,
+      ]);
+    } finally {
+      closer.stop(true);
+      silent.close();
+    }
+  }, 60_000);
+
+  test('a certificate file that is not PEM names the setting and the fix', async () => {
+    const notPem = join(scratch, 'not-pem.crt');
+    writeFileSync(notPem, 'hello\n');
+    const r = await sluice(['check', '--timeout-ms', '500'], { SLUICE_TLS_CERT_FILE: notPem, SLUICE_TLS_KEY_FILE: notPem, SLUICE_JOURNAL_DIR: join(scratch, 'j-pem'), SLUICE_PORT: '0' });
+    expect(r.code).toBe(2);
+    expect(r.stdout.split('\n').find((l) => l.startsWith('tls '))).toBe(
+      `tls        FAIL  SLUICE_TLS_CERT_FILE ${notPem}: not a PEM file (no -----BEGIN line): point SLUICE_TLS_CERT_FILE at the PEM certificate (chain)`,
+    );
+  }, 60_000);
+
+  test('check --timeout-ms -5 reports the range; an unknown option is named with the options there are (exit 2)', async () => {
+    const [negative, unknown, near] = await Promise.all([sluice(['check', '--timeout-ms', '-5']), sluice(['check', '--bogus']), sluice(['check', '--timeout', '5'])]);
+    expect([negative.code, negative.stderr.split('\n')[0]]).toEqual([2, 'sluice check: --timeout-ms must be a whole number from 1 to 600000, not "-5"']);
+    expect([unknown.code, unknown.stderr.split('\n')[0]]).toEqual([2, 'sluice check: unknown option --bogus: its options are --timeout-ms (see sluice check --help)']);
+    expect([near.code, near.stderr.split('\n')[0]]).toEqual([2, 'sluice check: unknown option --timeout: did you mean --timeout-ms? (see sluice check --help)']);
+  }, 60_000);
+});
+

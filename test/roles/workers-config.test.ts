@@ -22,8 +22,8 @@ describe('SLUICE_WORKERS', () => {
   test('defaults to 1; a whole number from 1 to 64', () => {
     expect(loadConfig({}).workers).toBe(1);
     expect(loadConfig({ SLUICE_WORKERS: '4', DATABASE_URL: DB }).workers).toBe(4);
-    expect(errorsOf({ SLUICE_WORKERS: '0' })).toEqual(['SLUICE_WORKERS must be at least 1']);
-    expect(errorsOf({ SLUICE_WORKERS: '65', DATABASE_URL: DB })).toEqual(['SLUICE_WORKERS must be at most 64']);
+    expect(errorsOf({ SLUICE_WORKERS: '0' })).toEqual(['SLUICE_WORKERS must be at least 1: set it to a whole number from 1 to 64, or unset it for the default 1']);
+    expect(errorsOf({ SLUICE_WORKERS: '65', DATABASE_URL: DB })).toEqual(['SLUICE_WORKERS must be at most 64: set it to a whole number from 1 to 64, or unset it for the default 1']);
   });
 
   test('above 1 it needs DATABASE_URL, and a node id that takes the `-<i>` suffix', () => {
@@ -36,10 +36,11 @@ describe('SLUICE_WORKERS', () => {
   });
 
   test('SLUICE_WORKER is the supervisor\'s to set: a worker index or `processor`, anything else refused', () => {
+    const supervised = { supervised: true };
     expect(loadConfig({}).worker).toBeUndefined();
-    expect(loadConfig({ SLUICE_WORKER: '3', SLUICE_WORKERS: '4', DATABASE_URL: DB }).worker).toEqual({ kind: 'ingest', index: 3 });
-    expect(loadConfig({ SLUICE_WORKER: 'processor', SLUICE_WORKERS: '2', DATABASE_URL: DB }).worker).toEqual({ kind: 'processor' });
-    expect(errorsOf({ SLUICE_WORKER: 'yes' })).toEqual(['SLUICE_WORKER is set by sluice for the processes it starts: unset it']);
+    expect(loadConfig({ SLUICE_WORKER: '3', SLUICE_WORKERS: '4', DATABASE_URL: DB }, supervised).worker).toEqual({ kind: 'ingest', index: 3 });
+    expect(loadConfig({ SLUICE_WORKER: 'processor', SLUICE_WORKERS: '2', DATABASE_URL: DB }, supervised).worker).toEqual({ kind: 'processor' });
+    expect(errorsOf({ SLUICE_WORKER: 'yes' })).toEqual(['SLUICE_WORKER is set by sluice for its own worker processes; unset it']);
   });
 });
 
