@@ -397,7 +397,8 @@ function randomClusterId(): string {
 /**
  * Starts the broker and resolves once it is ready. Fails, never falls back, when the port is taken,
  * the JVM exits, or the broker that answers on the port is not the one started here (its cluster id
- * differs): a caller must never end up publishing to somebody else's broker.
+ * differs): a caller must never end up publishing to somebody else's broker. The one exception to a
+ * taken port is a broker an earlier sluice left running on the same `dataDir`: that one is stopped first.
  */
 export async function startLocalBroker(opts: LocalBrokerOptions): Promise<LocalBroker> {
   if (opts.dataDir !== undefined) {
@@ -444,12 +445,18 @@ export async function startLocalBroker(opts: LocalBrokerOptions): Promise<LocalB
       stdout: 'pipe',
       stderr: 'pipe',
     });
-    watchdog = Bun.spawn({
-      cmd: ['/bin/sh', '-c', WATCHDOG_SCRIPT, 'sluice-kafka-watchdog', String(child.pid), propsPath],
-      stdin: 'pipe',
-      stdout: 'ignore',
-      stderr: 'ignore',
-    });
+    try {
+      watchdog = Bun.spawn({
+        cmd: ['/bin/sh', '-c', WATCHDOG_SCRIPT, 'sluice-kafka-watchdog', String(child.pid), propsPath],
+        stdin: 'pipe',
+        stdout: 'ignore',
+        stderr: 'ignore',
+      });
+    } catch (error) {
+      // No broker without its watchdog: one that could outlive this process is the bug it prevents.
+      child.kill('SIGKILL');
+      throw error;
+    }
     // It must not keep this process alive: it is there for when this process is gone.
     watchdog.unref();
     pumps = Promise.allSettled([
