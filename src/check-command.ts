@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { probeListen, readTls } from './http/listener.ts';
-import { portProblem } from './kafka/local-broker.ts';
+import { leftBehindBroker, portProblem } from './kafka/local-broker.ts';
+import { ownBrokerDataDir } from './roles/own-broker.ts';
 import { probeDatabase, probeKafka, probeWritableDir, type ProbeResult } from './probes.ts';
 import { loadTenantsFile } from './tenants.ts';
 import { journalReadiness } from './ingest/journal-readiness.ts';
@@ -24,7 +25,7 @@ export async function runCheck(config: Config, timeoutMs: number, out: (line: st
         ? Promise.resolve(embeddedNote(probeWritableDir('SLUICE_DATA_DIR', config.db.dataDir)))
         : probeDatabase(config.db.url, timeoutMs, config.partitions),
     ],
-    ['kafka', config.kafka.brokers === undefined ? localBroker(config.kafka.localPort) : probeKafka(config.kafka.brokers, timeoutMs)],
+    ['kafka', config.kafka.brokers === undefined ? localBroker(config) : probeKafka(config.kafka.brokers, timeoutMs)],
     ['listen', Promise.resolve(checkListen(config.http.host, config.http.port))],
   ];
   out(`config     ok    ${config.writeMode} mode, node ${config.nodeId}, ${config.http.host}:${config.http.port}${config.tls === undefined ? '' : ' (TLS)'}`);
@@ -83,9 +84,13 @@ function embeddedNote(dir: ProbeResult): ProbeResult {
   return dir.ok ? { ok: true, detail: `no DATABASE_URL: embedded database in ${dir.detail}` } : dir;
 }
 
-async function localBroker(port: number): Promise<ProbeResult> {
+async function localBroker(config: Config): Promise<ProbeResult> {
+  const port = config.kafka.localPort;
   const problem = await portProblem(port);
-  return problem === undefined
-    ? { ok: true, detail: `no KAFKA_BROKERS: serve starts a local broker on 127.0.0.1:${port} (SLUICE_KAFKA_LOCAL_PORT)` }
+  const ok = `no KAFKA_BROKERS: serve starts a local broker on 127.0.0.1:${port} (SLUICE_KAFKA_LOCAL_PORT)`;
+  if (problem === undefined) return { ok: true, detail: ok };
+  const leftBehind = leftBehindBroker(ownBrokerDataDir(config));
+  return leftBehind !== undefined
+    ? { ok: true, detail: `${ok}; it stops first the one an earlier sluice left running there (pid ${leftBehind})` }
     : { ok: false, detail: `SLUICE_KAFKA_LOCAL_PORT ${port}: ${problem}: stop it, set SLUICE_KAFKA_LOCAL_PORT to a free port, or set KAFKA_BROKERS to use a broker you run` };
 }

@@ -4,6 +4,7 @@ import { rename, rm, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { kafkaTools } from '../config.ts';
 import { startLocalBroker, type LocalBrokerOptions } from './local-broker.ts';
+import { SluiceError } from '../errors.ts';
 import { createLogger } from '../log.ts';
 
 /** `argv` was checked against the command's usage by the CLI. */
@@ -15,7 +16,10 @@ export async function runKafkaLocal(argv: string[]): Promise<number> {
     strict: true,
   });
   // Runs without a Config (no sluice settings apply): the tools' variables are read here, at its edge.
-  const options: LocalBrokerOptions = { tools: kafkaTools(process.env) };
+  const options: LocalBrokerOptions = {
+    tools: kafkaTools(process.env),
+    onLeftBehindStopped: (pid) => log.warn('stopped a local Kafka broker an earlier sluice left running', { pid, data_dir: values['data-dir'] }),
+  };
   if (values.port !== undefined) options.port = Number(values.port);
   if (values['data-dir'] !== undefined) options.dataDir = values['data-dir'];
   const bootstrapFile = values['bootstrap-file'];
@@ -43,10 +47,18 @@ export async function runKafkaLocal(argv: string[]): Promise<number> {
       await rename(`${bootstrapFile}.tmp`, bootstrapFile);
     }
     log.info('kafka ready', { bootstrap: broker.bootstrap, data_dir: broker.dataDir });
-    const signal = await stopRequested;
-    log.info('kafka stopping', { signal });
+    // The broker is what this command is for: its JVM ending on its own is a failure (exit 1), not an end.
+    const end = await Promise.race([stopRequested, broker.exited.then((code) => ({ code }))]);
+    if (typeof end === 'string') log.info('kafka stopping', { signal: end });
     await broker.stop();
     if (bootstrapFile !== undefined) await rm(bootstrapFile, { force: true });
+    if (typeof end !== 'string') {
+      log.error('kafka failed', {
+        error: new SluiceError('kafka_unavailable', `the local Kafka broker on ${broker.bootstrap} exited on its own (code ${end.code})`),
+        data_dir: broker.dataDir,
+      });
+      return 1;
+    }
     log.info('kafka stopped');
     return 0;
   } catch (error) {

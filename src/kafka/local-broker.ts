@@ -2,7 +2,7 @@
 // development and tests. The jars come from Maven Central once and are cached
 // outside the repo, so nothing but a JDK and Maven is needed: no Docker.
 import { Admin, FindCoordinatorKeyTypes, Producer } from '@platformatic/kafka';
-import { createWriteStream, existsSync, readFileSync, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync, writeFileSync, type WriteStream } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -23,6 +23,8 @@ export interface LocalBrokerOptions {
    * broker; benchmarks and tests keep the default JIT.
    */
   fastStart?: boolean;
+  /** Told the pid of a broker an earlier sluice left running on `dataDir`, once it was stopped. */
+  onLeftBehindStopped?: (pid: number) => void;
 }
 
 export interface LocalBroker {
@@ -55,6 +57,99 @@ function formattedClusterId(dataDir: string): string | undefined {
     return undefined;
   }
 }
+
+/**
+ * In a broker's data directory: its JVM's pid and the pid of the sluice that started it. A later start
+ * on the same directory tells from it a broker left behind (its sluice is gone) from a live one.
+ */
+const PID_FILE = 'broker.pid';
+const LEFT_BEHIND_GRACE_MS = 10_000;
+
+/** The command line of a process, or undefined when there is none (gone, a zombie, or not Linux). */
+function commandLine(pid: number): string[] | undefined {
+  try {
+    const raw = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return raw === '' ? undefined : raw.replace(/\0$/, '').split('\0');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether `pid` is a broker JVM run on exactly this config file: the check before any signal is sent to it. */
+function isBrokerJvm(pid: number, propsPath: string): boolean {
+  const args = commandLine(pid);
+  const main = args?.indexOf('kafka.Kafka') ?? -1;
+  return main >= 0 && args?.[main + 1] === propsPath;
+}
+
+function parentPid(pid: number): number | undefined {
+  try {
+    // After the command name in parentheses, which may itself hold spaces and parentheses: state, ppid.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The pid of a broker that an earlier sluice started on `dataDir` and left running when it died (its
+ * pid file names a JVM running this directory's config, whose parent is no longer that sluice).
+ * Undefined for anything else, a live sluice's broker included: those are never stopped.
+ */
+export function leftBehindBroker(dataDir: string): number | undefined {
+  const dir = resolve(dataDir);
+  let pids: number[];
+  try {
+    pids = readFileSync(join(dir, PID_FILE), 'utf8').trim().split(' ').map(Number);
+  } catch {
+    return undefined;
+  }
+  const [jvm, owner] = pids;
+  if (jvm === undefined || owner === undefined || !Number.isSafeInteger(jvm) || jvm <= 0) return undefined;
+  if (!isBrokerJvm(jvm, join(dir, 'server.properties')) || parentPid(jvm) === owner) return undefined;
+  return jvm;
+}
+
+/** Stops a broker left behind on `dataDir` (SIGTERM, SIGKILL after a grace) and returns its pid; undefined when there was none. */
+async function stopLeftBehindBroker(dataDir: string): Promise<number | undefined> {
+  const pid = leftBehindBroker(dataDir);
+  if (pid === undefined) return undefined;
+  const propsPath = join(resolve(dataDir), 'server.properties');
+  const signal = (name: NodeJS.Signals): void => {
+    try {
+      process.kill(pid, name);
+    } catch {
+      // Already gone.
+    }
+  };
+  signal('SIGTERM');
+  const killAt = Date.now() + LEFT_BEHIND_GRACE_MS;
+  let killed = false;
+  // A zombie has no command line and holds no port any more: gone as far as a restart is concerned.
+  while (isBrokerJvm(pid, propsPath)) {
+    if (!killed && Date.now() > killAt) {
+      signal('SIGKILL');
+      killed = true;
+    }
+    await Bun.sleep(50);
+  }
+  return pid;
+}
+
+/**
+ * Run beside the JVM with a pipe from this process on its stdin: the read ends when this process is
+ * gone, SIGKILL included, which no exit handler sees, and the JVM is killed then rather than left
+ * holding its port. `$1` is the JVM's pid, `$2` its config file: the pid is killed only while it is
+ * still that JVM. A shell, not another Bun: ~1 MiB next to the broker. Its pattern leaves out the
+ * `kafka.` of the main class so that `pgrep -f kafka.Kafka` finds the JVM alone.
+ */
+const WATCHDOG_SCRIPT = [
+  'read -r _',
+  'case "$(tr "\\000" " " < "/proc/$1/cmdline" 2>/dev/null)" in',
+  '  *".Kafka $2 "*) kill -KILL "$1" ;;',
+  'esac',
+].join('\n');
 
 const POM_PATH = resolve(import.meta.dir, '../../scripts/kafka/pom.xml');
 const READY_TIMEOUT_MS = 90_000;
@@ -302,9 +397,14 @@ function randomClusterId(): string {
 /**
  * Starts the broker and resolves once it is ready. Fails, never falls back, when the port is taken,
  * the JVM exits, or the broker that answers on the port is not the one started here (its cluster id
- * differs): a caller must never end up publishing to somebody else's broker.
+ * differs): a caller must never end up publishing to somebody else's broker. The one exception to a
+ * taken port is a broker an earlier sluice left running on the same `dataDir`: that one is stopped first.
  */
 export async function startLocalBroker(opts: LocalBrokerOptions): Promise<LocalBroker> {
+  if (opts.dataDir !== undefined) {
+    const stopped = await stopLeftBehindBroker(opts.dataDir);
+    if (stopped !== undefined) opts.onLeftBehindStopped?.(stopped);
+  }
   if (opts.port !== undefined) {
     const problem = await portProblem(opts.port);
     if (problem !== undefined) throw new SluiceError('address_unavailable', problem);
@@ -319,12 +419,14 @@ export async function startLocalBroker(opts: LocalBrokerOptions): Promise<LocalB
   // Absolute: the JVM runs with dataDir as its working directory.
   const dataDir = resolve(opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'sluice-kafka-'))));
   const propsPath = join(dataDir, 'server.properties');
+  const pidPath = join(dataDir, PID_FILE);
   const cleanupDataDir = async (): Promise<void> => {
     if (ownsDataDir) await rm(dataDir, { recursive: true, force: true });
   };
 
   const digest: LogDigest = { firstErrors: [], tail: [] };
   let child: Subprocess<'ignore', 'pipe', 'pipe'>;
+  let watchdog: Subprocess<'pipe', 'ignore', 'ignore'>;
   let logFile: WriteStream;
   let pumps: Promise<unknown>;
   try {
@@ -343,6 +445,20 @@ export async function startLocalBroker(opts: LocalBrokerOptions): Promise<LocalB
       stdout: 'pipe',
       stderr: 'pipe',
     });
+    try {
+      watchdog = Bun.spawn({
+        cmd: ['/bin/sh', '-c', WATCHDOG_SCRIPT, 'sluice-kafka-watchdog', String(child.pid), propsPath],
+        stdin: 'pipe',
+        stdout: 'ignore',
+        stderr: 'ignore',
+      });
+    } catch (error) {
+      // No broker without its watchdog: one that could outlive this process is the bug it prevents.
+      child.kill('SIGKILL');
+      throw error;
+    }
+    // It must not keep this process alive: it is there for when this process is gone.
+    watchdog.unref();
     pumps = Promise.allSettled([
       pump(child.stdout, logFile, digest, opts.log),
       pump(child.stderr, logFile, digest, opts.log),
@@ -352,8 +468,7 @@ export async function startLocalBroker(opts: LocalBrokerOptions): Promise<LocalB
     throw error;
   }
 
-  // Best effort against orphaned JVMs holding ports when the host process exits without stop().
-  // A signal that kills the host skips this; Ctrl-C in a terminal reaches the JVM directly.
+  // An exit without stop() kills the JVM at once; a SIGKILL of this process is the watchdog's case.
   const killOnExit = (): void => {
     child.kill('SIGKILL');
   };
@@ -369,12 +484,21 @@ export async function startLocalBroker(opts: LocalBrokerOptions): Promise<LocalB
         await child.exited;
         clearTimeout(timer);
       }
+      watchdog.kill('SIGKILL');
+      await rm(pidPath, { force: true });
       await pumps;
       await new Promise<void>((ok) => logFile.end(() => ok()));
       await cleanupDataDir();
     })();
     return stopping;
   };
+
+  try {
+    writeFileSync(pidPath, `${child.pid} ${process.pid}\n`);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
 
   const clusterId = formattedClusterId(dataDir);
   const deadline = Date.now() + READY_TIMEOUT_MS;

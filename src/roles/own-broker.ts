@@ -1,22 +1,36 @@
 import { join } from 'node:path';
 import type { Config } from '../config.ts';
 import { SluiceError } from '../errors.ts';
-import { portProblem, startLocalBroker, type LocalBroker } from '../kafka/local-broker.ts';
+import { leftBehindBroker, portProblem, startLocalBroker, type LocalBroker } from '../kafka/local-broker.ts';
 import type { Logger } from '../log.ts';
+
+/** Where `serve`'s own broker keeps its data, its log and its pid file. */
+export function ownBrokerDataDir(config: Config): string {
+  return join(config.db.dataDir, 'kafka');
+}
 
 /**
  * `serve` without KAFKA_BROKERS starts its own broker and only ever publishes to it: a port already
- * taken is refused at once (the broker itself takes seconds and is waited for in the background).
+ * taken is refused at once (the broker itself takes seconds and is waited for in the background),
+ * unless what holds it is the broker an earlier sluice on this data directory left behind, which the
+ * start stops.
  */
 export async function checkOwnBrokerPort(config: Config): Promise<void> {
   const problem = await portProblem(config.kafka.localPort);
-  if (problem !== undefined) throw localBrokerError(config, problem);
+  if (problem !== undefined && leftBehindBroker(ownBrokerDataDir(config)) === undefined) throw localBrokerError(config, problem);
 }
 
 export async function startOwnBroker(config: Config, log: Logger): Promise<LocalBroker> {
   log.info('KAFKA_BROKERS not set: starting a local Kafka broker', { port: config.kafka.localPort });
   try {
-    return await startLocalBroker({ dataDir: join(config.db.dataDir, 'kafka'), port: config.kafka.localPort, tools: config.kafkaTools, fastStart: true });
+    const dataDir = ownBrokerDataDir(config);
+    return await startLocalBroker({
+      dataDir,
+      port: config.kafka.localPort,
+      tools: config.kafkaTools,
+      fastStart: true,
+      onLeftBehindStopped: (pid) => log.warn('stopped a local Kafka broker an earlier sluice left running', { pid, data_dir: dataDir }),
+    });
   } catch (err) {
     throw localBrokerError(config, err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err));
   }

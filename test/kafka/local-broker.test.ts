@@ -18,9 +18,10 @@ type StringMessage = Message<string, string, string, string>;
 
 let broker: LocalBroker;
 
+// A broker's start takes seconds, more than a hook's default 5 s on a loaded machine.
 beforeAll(async () => {
   broker = await startLocalBroker(brokerOptions());
-});
+}, 120_000);
 
 afterAll(async () => {
   await broker?.stop();
