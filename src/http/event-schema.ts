@@ -73,12 +73,11 @@ export const eventSchema = z.strictObject({
 
 export type EventBody = z.infer<typeof eventSchema>;
 
-const EVENT_KEYS = new Set(['dedupe_key', 'payload', 'topic', 'headers', 'tenant_id', 'namespace']);
+/** The members an event may have (eventSchema is strict), the payload first (see ordinaryEvent). */
+export const EVENT_MEMBERS: readonly string[] = ['payload', ...Object.keys(eventSchema.shape).filter((k) => k !== 'payload')];
 
-/** Whether an event may have a member of this name (eventSchema is strict). */
-export function isEventKey(key: string): boolean {
-  return EVENT_KEYS.has(key);
-}
+const EVENT_KEYS = new Set(EVENT_MEMBERS);
+
 /** tenantIdSchema's rule in one expression. */
 const TENANT_ID = new RegExp(`^[A-Za-z0-9._-]{1,${LIMITS.tenantId}}$`);
 
