@@ -1,8 +1,8 @@
 import type { Envelope } from '../core/record.ts';
 import { type ErrorDetail, SluiceError } from '../errors.ts';
 import { memberSpans, scanEvent, topMembers } from '../json-text.ts';
-import { dedupeKeySchema } from '../core/identifiers.ts';
-import { EVENT_MEMBERS, eventSchema, isDedupeKey, isValidEvent, type EventBody } from './event-schema.ts';
+import { dedupeKeySchema, isDedupeKey } from '../core/identifiers.ts';
+import { EVENT_MEMBERS, eventSchema, isValidEvent, type EventBody } from './event-schema.ts';
 import { bodyClaims, claimMismatch, headerClaims, resolveOpenTenant, type TenantClaim } from './tenant.ts';
 import { issueDetails } from '../core/zod-issues.ts';
 import { validated } from './validated.ts';
