@@ -52,10 +52,15 @@ export interface DurableSink {
   push(batch: DurableBatch): void;
 }
 
-interface Pending {
-  inputs: Envelope[];
-  resolve: (entries: JournalEntry[]) => void;
-  reject: (err: unknown) => void;
+/**
+ * One append waiting for its group commit, told the outcome: its entries once fsynced, or why they
+ * were not. A caller that already holds an object per request makes it the waiter (appendFor), so
+ * an append costs no promise of its own. Neither call may throw.
+ */
+export interface AppendWaiter {
+  readonly inputs: Envelope[];
+  journaled(entries: JournalEntry[]): void;
+  failed(err: unknown): void;
 }
 
 /**
@@ -82,7 +87,7 @@ export class JournalWriter {
   #segmentSize = 0;
   #rotateRequested = false;
   #nextSeq: number;
-  #queue: Pending[] = [];
+  #queue: AppendWaiter[] = [];
   #flushing: Promise<void> | undefined;
   #closed = false;
   #failure: string | undefined;
@@ -206,10 +211,17 @@ export class JournalWriter {
 
   append(inputs: Envelope[]): Promise<JournalEntry[]> {
     if (this.#closed) return Promise.reject(new SluiceError('shutting_down', 'journal is closed'));
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ inputs, resolve, reject });
-      this.#flushing ??= this.#flush();
-    });
+    return new Promise((journaled, failed) => this.appendFor({ inputs, journaled, failed }));
+  }
+
+  /** `append` with the outcome told to `waiter` rather than a promise; a closed journal tells it at once. */
+  appendFor(waiter: AppendWaiter): void {
+    if (this.#closed) {
+      waiter.failed(new SluiceError('shutting_down', 'journal is closed'));
+      return;
+    }
+    this.#queue.push(waiter);
+    this.#flushing ??= this.#flush();
   }
 
   /** Waits for queued appends, then closes the segment. Safe to call twice. */
@@ -267,7 +279,7 @@ export class JournalWriter {
         const at = await this.#writeDurably(bytes, firstSeq);
         this.#nextSeq = seq;
         this.#failure = undefined;
-        batch.forEach((p, i) => p.resolve(entries[i] ?? []));
+        batch.forEach((p, i) => p.journaled(entries[i] ?? []));
         if (handing) this.#handOver(at, all, ends);
         this.durable.advance(seq - 1);
       } catch (err) {
@@ -277,7 +289,7 @@ export class JournalWriter {
           cause: err,
           retryAfter: 1,
         });
-        for (const p of batch) p.reject(failure);
+        for (const p of batch) p.failed(failure);
       }
     }
   }
