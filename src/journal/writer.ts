@@ -7,7 +7,7 @@ import type { Metrics } from '../metrics.ts';
 import type { Envelope } from '../core/record.ts';
 import { CHECKPOINT_FILE, readCheckpoint, type Checkpoint } from './checkpoint.ts';
 import type { JournalEntry } from '../core/record.ts';
-import { formatEntry } from './entry.ts';
+import { LineBuffer } from './entry.ts';
 import { JournalIntegrity } from './integrity.ts';
 import { lastSeqOf, recoverTail } from './recover.ts';
 import { listSegments, tidySegments, type SegmentFile } from './segments.ts';
@@ -96,6 +96,8 @@ export class JournalWriter {
   /** Where the segment this writer last sealed ended ({0, 0} for a journal that had none): see DurableBatch.after. */
   #lastSealedEnd: { segment: number; offset: number } | undefined;
   #sink: DurableSink | undefined;
+  /** Each group commit's lines: kept, so a commit does not allocate its bytes afresh. */
+  #lines = new LineBuffer();
 
   private constructor(opts: JournalWriterOptions, nodeDir: string, nextSeq: number, integrity: JournalIntegrity) {
     this.#opts = opts;
@@ -249,30 +251,24 @@ export class JournalWriter {
       const firstSeq = this.#nextSeq;
       const ts = new Date().toISOString();
       const entries: JournalEntry[][] = [];
-      // Every entry in order, and each line: the lines are encoded below, the entries handed off.
+      // Every entry in order (handed off), and where each line ends: that places it in the segment.
       const all: JournalEntry[] = [];
-      const lines: string[] = [];
-      let chars = 0;
+      const ends: number[] = [];
+      // Encoded straight into the writer's one buffer, reused: this loop is its only user until the write below is done.
+      const lines = this.#lines;
+      lines.reset();
       let seq = firstSeq;
       for (const p of batch) {
         const mine: JournalEntry[] = [];
         for (const input of p.inputs) {
           const e = journalEntry(seq++, ts, input);
-          const line = formatEntry(e);
-          lines.push(line);
-          chars += line.length;
+          ends.push(lines.add(e));
           mine.push(e);
           all.push(e);
         }
         entries.push(mine);
       }
-      // Encoded line by line into one buffer: each write gives the line's byte length, which places
-      // it in the segment for the hand-off, without a join, a second encoding or a byteLength per line.
-      const buffer = Buffer.allocUnsafe(chars * 3);
-      const ends: number[] = [];
-      let length = 0;
-      for (const line of lines) ends.push((length += buffer.write(line, length)));
-      const bytes = buffer.subarray(0, length);
+      const bytes = lines.bytes();
       // Only while a sink takes the lines, as when they were written: one set meanwhile starts with the next group.
       const handing = this.#sink !== undefined;
       try {
