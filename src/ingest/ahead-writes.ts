@@ -145,25 +145,27 @@ export class AheadWrites implements WritePath {
     const { journal, log } = this.#o;
     const events = request.inputs.length;
     this.#inFlight += events;
-    let backoff = 100;
-    for (;;) {
-      try {
-        // The request takes the outcome (and settles inFlight) itself; here only whether to retry.
-        const entries = await journal.append(request.inputs);
-        request.journaled(entries);
-        return;
-      } catch (err) {
-        const stopping = err instanceof SluiceError && err.code === 'shutting_down';
-        if (stopping) {
-          request.failed(err);
-          log.error('background writes lost: journal unavailable at shutdown', { events });
-          throw err;
+    let entries: JournalEntry[];
+    try {
+      let backoff = 100;
+      for (;;) {
+        try {
+          entries = await journal.append(request.inputs);
+          break;
+        } catch (err) {
+          if (err instanceof SluiceError && err.code === 'shutting_down') throw err;
+          log.error('background write not journaled yet; retrying', { error: describeError(err), events });
+          await this.#clock.sleep(backoff);
+          backoff = Math.min(BACKGROUND_RETRY_MAX_MS, backoff * 2);
         }
-        log.error('background write not journaled yet; retrying', { error: describeError(err), events });
-        await this.#clock.sleep(backoff);
-        backoff = Math.min(BACKGROUND_RETRY_MAX_MS, backoff * 2);
       }
+    } catch (err) {
+      // The request releases its keys and settles inFlight.
+      request.failed(err);
+      log.error('background writes lost: journal unavailable at shutdown', { events });
+      throw err;
     }
+    request.journaled(entries);
   }
 
   #trackBackground(p: Promise<unknown>): void {
