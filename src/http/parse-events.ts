@@ -253,18 +253,15 @@ function isJsonSpace(c: number): boolean {
   return c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a;
 }
 
-/** X-Idempotency-Key, else a client-sent X-Request-ID. */
+/** X-Idempotency-Key, else a client-sent X-Request-ID: the first one present must be a valid dedupe key. */
 function idempotencyHeader(ctx: RequestContext): string | undefined {
-  const candidates: [string, string | null][] = [
-    ['X-Idempotency-Key', ctx.headers.get('X-Idempotency-Key')],
-    ['X-Request-ID', ctx.clientRequestId ? ctx.requestId : null],
-  ];
-  for (const [name, value] of candidates) {
-    if (value === null) continue;
-    if (isDedupeKey(value)) return value;
-    return validated(dedupeKeySchema, value, name, `header ${name} is not a valid dedupe key`);
-  }
-  return undefined;
+  const key = ctx.headers.get('X-Idempotency-Key');
+  if (key !== null) return dedupeKeyHeader('X-Idempotency-Key', key);
+  return ctx.clientRequestId ? dedupeKeyHeader('X-Request-ID', ctx.requestId) : undefined;
+}
+
+function dedupeKeyHeader(name: string, value: string): string {
+  return isDedupeKey(value) ? value : validated(dedupeKeySchema, value, name, `header ${name} is not a valid dedupe key`);
 }
 
 function withLine(detail: ErrorDetail, line: number | undefined): ErrorDetail {

@@ -107,3 +107,24 @@ describe('parseEvents', () => {
     );
   });
 });
+
+describe('dedupe key headers', () => {
+  const body = Buffer.from('{"payload":{}}\n{"payload":{},"dedupe_key":"own"}');
+  const keys = (headers: Record<string, string>, clientRequestId: boolean): string[] | string => {
+    try {
+      return parseEvents(body, 'ndjson', { ...ctx, headers: new Headers(headers), requestId: headers['X-Request-ID'] ?? 'made-up', clientRequestId }).map((e) => e.dedupe_key);
+    } catch (err) {
+      return (err as SluiceError).message;
+    }
+  };
+
+  test('X-Idempotency-Key first, else a client-sent X-Request-ID; the first present must be valid', () => {
+    expect(keys({ 'X-Idempotency-Key': 'idem', 'X-Request-ID': 'rid' }, true)).toEqual(['idem:1', 'own']);
+    expect(keys({ 'X-Request-ID': 'rid' }, true)).toEqual(['rid:1', 'own']);
+    expect(keys({ 'X-Idempotency-Key': 'bad\u0001', 'X-Request-ID': 'rid' }, true)).toBe('header X-Idempotency-Key is not a valid dedupe key');
+    expect(keys({ 'X-Request-ID': 'r'.repeat(257) }, true)).toBe('header X-Request-ID is not a valid dedupe key');
+    const [made, own] = keys({}, false);
+    expect(made).not.toBe('made-up:1');
+    expect(own).toBe('own');
+  });
+});
