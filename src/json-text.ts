@@ -236,37 +236,61 @@ function strictValueEnd(text: string, start: number, depth: number, max: number)
   return strictNumberEnd(text, start);
 }
 
-/** A JSON object's top-level members as raw text: what `topMembers` gives. */
-export type RawMembers = Map<string, string>;
+/**
+ * Where `topMembers` found each named member's value: `spans[2k]` and `spans[2k + 1]` are the start
+ * and end in the text of names[k]'s value (the last of repeated names, as JSON.parse keeps), -1 when
+ * absent. Filled in place, so reading a line allocates nothing but what the caller slices out.
+ */
+export type MemberSpans = Int32Array;
+
+/** Spans for `names`, to be reused from line to line. */
+export function memberSpans(names: readonly string[]): MemberSpans {
+  return new Int32Array(names.length * 2);
+}
 
 /**
- * The members of the JSON object `text` as their exact text (the last of repeated names, as JSON.parse
- * keeps), after checking the whole text by JSON's grammar and its nesting against `max` (a top-level
- * object is depth 1), in one pass and without building the values. Undefined for any text it does not
- * take: not an object, not JSON, too deep, or only unusual (the caller then parses it as before).
+ * The members of the JSON object `text` located in `spans` (see MemberSpans), after checking the
+ * whole text by JSON's grammar and its nesting against `max` (a top-level object is depth 1), in one
+ * pass and without building the values or the keys. False for any text it does not take: not an
+ * object, not JSON, too deep, a member not among `names` or a name written with escapes, or only
+ * unusual (the caller then parses it as before). `spans` is meaningful only when it returns true.
  */
-export function topMembers(text: string, max: number): RawMembers | undefined {
+export function topMembers(text: string, max: number, names: readonly string[], spans: MemberSpans): boolean {
+  spans.fill(-1);
   let i = skipSpace(text, 0);
-  if (text.charCodeAt(i) !== OPEN_BRACE || max < 1) return undefined;
-  const members: RawMembers = new Map();
+  if (text.charCodeAt(i) !== OPEN_BRACE || max < 1) return false;
   i = skipSpace(text, i + 1);
   if (text.charCodeAt(i) !== CLOSE_BRACE) {
     for (;;) {
       const keyStart = i;
-      if (text.charCodeAt(i) !== QUOTE || (i = strictStringEnd(text, i)) === REFUSED) return undefined;
-      const rawKey = text.slice(keyStart + 1, i - 1);
-      const key = rawKey.includes('\\') ? (JSON.parse(text.slice(keyStart, i)) as string) : rawKey;
+      if (text.charCodeAt(i) !== QUOTE || (i = strictStringEnd(text, i)) === REFUSED) return false;
+      const slot = nameIndex(text, keyStart + 1, i - 1, names);
+      if (slot < 0) return false;
       i = skipSpace(text, i);
-      if (text.charCodeAt(i) !== COLON) return undefined;
+      if (text.charCodeAt(i) !== COLON) return false;
       const valueStart = skipSpace(text, i + 1);
-      if ((i = strictValueEnd(text, valueStart, 1, max)) === REFUSED) return undefined;
-      members.set(key, text.slice(valueStart, i));
+      if ((i = strictValueEnd(text, valueStart, 1, max)) === REFUSED) return false;
+      spans[2 * slot] = valueStart;
+      spans[2 * slot + 1] = i;
       i = skipSpace(text, i);
       const next = text.charCodeAt(i);
       if (next === CLOSE_BRACE) break;
-      if (next !== COMMA) return undefined;
+      if (next !== COMMA) return false;
       i = skipSpace(text, i + 1);
     }
   }
-  return skipSpace(text, i + 1) === text.length ? members : undefined;
+  return skipSpace(text, i + 1) === text.length;
+}
+
+/**
+ * Which of `names` the key text[start, end) (quotes excluded) spells, or -1: compared in place, so no
+ * key string is made. A key with escapes is -1 even when it decodes to a name (rare; the caller's slow way takes it).
+ */
+function nameIndex(text: string, start: number, end: number, names: readonly string[]): number {
+  const length = end - start;
+  for (let k = 0; k < names.length; k++) {
+    const name = names[k] as string;
+    if (name.length === length && text.startsWith(name, start)) return k;
+  }
+  return -1;
 }

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test';
 import fc from 'fast-check';
-import { rawMember, scanEvent, topMembers } from '../src/json-text.ts';
+import { memberSpans, rawMember, scanEvent, topMembers } from '../src/json-text.ts';
 
 const SEED = Number(process.env.SLUICE_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
 
@@ -118,19 +118,33 @@ function jsonish(): fc.Arbitrary<string> {
   return fc.tuple(ws, fc.oneof(value, mutated), ws).map(([a, v, b]) => `${a}${v}${b}`);
 }
 
+/** topMembers' answer as a Map from name to its member's text, or undefined when it does not take the text. */
+function members(text: string, max: number, names: readonly string[], spans = memberSpans(names)): Map<string, string> | undefined {
+  if (!topMembers(text, max, names, spans)) return undefined;
+  const found = new Map<string, string>();
+  names.forEach((name, k) => {
+    const start = spans[2 * k] as number;
+    if (start >= 0) found.set(name, text.slice(start, spans[2 * k + 1]));
+  });
+  return found;
+}
+
+/** The names jsonish() writes without escapes, and `payload` (which it also writes escaped). */
+const NAMES = ['payload', 'dedupe_key', '__proto__', '', 'a', 'é𝄞'];
+
 describe('topMembers', () => {
   test(`takes only what JSON.parse takes as an object, within the depth, and gives each member's exact text (seed ${SEED})`, () => {
     let taken = 0;
     fc.assert(
       fc.property(jsonish(), fc.integer({ min: 1, max: 4 }), (text, max) => {
-        const members = topMembers(text, max);
-        if (members === undefined) return;
+        const found = members(text, max, NAMES);
+        if (found === undefined) return;
         taken++;
         const parsed = JSON.parse(text) as Record<string, unknown>;
         expect(typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)).toBe(true);
         expect(scanEvent(text, max).tooDeep).toBe(false);
-        expect(Object.keys(parsed).sort()).toEqual([...members.keys()].sort());
-        for (const [key, raw] of members) {
+        expect(Object.keys(parsed).sort()).toEqual([...found.keys()].sort());
+        for (const [key, raw] of found) {
           expect(JSON.stringify(JSON.parse(raw))).toBe(JSON.stringify(parsed[key]));
           expect(raw).toBe(rawMember(text, key) ?? '');
         }
@@ -141,16 +155,18 @@ describe('topMembers', () => {
     expect(taken).toBeGreaterThan(20);
   });
 
-  test(`takes every JSON object within the depth, whatever its spacing and contents (seed ${SEED})`, () => {
+  test(`takes every JSON object within the depth whose names it is given unescaped, whatever its spacing and contents (seed ${SEED})`, () => {
     const ws = fc.constantFrom('', ' ', '\n', '\t', '\r\n  ');
     fc.assert(
       fc.property(
         fc.dictionary(fc.string({ unit: 'binary', maxLength: 6 }), fc.jsonValue({ maxDepth: 4 }), { maxKeys: 6 }).chain((obj) => spaced(obj, ws).map((text) => ({ obj, text }))),
         fc.integer({ min: 1, max: 6 }),
         ({ obj, text }, max) => {
-          const members = topMembers(text, max);
-          expect(members !== undefined).toBe(depth(obj) <= max);
-          for (const [key, raw] of members ?? []) expect(JSON.stringify(JSON.parse(raw))).toBe(JSON.stringify(obj[key]));
+          const names = Object.keys(obj);
+          const found = members(text, max, names);
+          const unescaped = names.every((name) => JSON.stringify(name) === `"${name}"`);
+          expect(found !== undefined).toBe(depth(obj) <= max && unescaped);
+          for (const [key, raw] of found ?? []) expect(JSON.stringify(JSON.parse(raw))).toBe(JSON.stringify(obj[key]));
         },
       ),
       { seed: SEED, numRuns: 1000 },
@@ -159,8 +175,18 @@ describe('topMembers', () => {
 
   test('refuses what JSON.parse refuses, and nesting past the limit', () => {
     for (const text of ['{"a":1,}', '{"a":01}', '{"a":"\t"}', '{"a":1} x', '\ufeff{"a":1}', '{"a":[1,]}', '{"a":.5}', '{"a":"\\u12"}', '{a:1}', '[]', '{"a":{"b":{}}}']) {
-      expect(topMembers(text, 2)).toBeUndefined();
+      expect(members(text, 2, ['a'])).toBeUndefined();
     }
-    expect(topMembers(' {"a" : [ {"b":1e-5} ] , "a":true }\n', 3)).toEqual(new Map([['a', 'true']]));
+    expect(members(' {"a" : [ {"b":1e-5} ] , "a":true }\n', 3, ['a'])).toEqual(new Map([['a', 'true']]));
+  });
+
+  test('refuses a member it was not given, or given but written with escapes; forgets the last text it read', () => {
+    expect(members('{"a":1,"b":2}', 2, ['a'])).toBeUndefined();
+    expect(members('{"ab":1}', 2, ['a', 'abc'])).toBeUndefined();
+    expect(members('{"\\u0061":1}', 2, ['a'])).toBeUndefined();
+    const spans = memberSpans(['a', 'b']);
+    expect(members('{"a":1,"b":[2]}', 2, ['a', 'b'], spans)).toEqual(new Map([['a', '1'], ['b', '[2]']]));
+    expect(members('{"b":3}', 2, ['a', 'b'], spans)).toEqual(new Map([['b', '3']]));
+    expect(members('{}', 1, ['a', 'b'], spans)).toEqual(new Map());
   });
 });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CONTROL, dedupeKeySchema, LIMITS, NAMESPACE_SYNTAX, storable, tenantIdSchema } from '../core/identifiers.ts';
+import { CONTROL, dedupeKeySchema, isDedupeKey, isTenantId, LIMITS, NAMESPACE_SYNTAX, storable, tenantIdSchema } from '../core/identifiers.ts';
 import { RESERVED_HEADERS } from '../core/record.ts';
 import { KAFKA_TOPIC_SYNTAX } from '../core/topic-rule.ts';
 
@@ -73,24 +73,10 @@ export const eventSchema = z.strictObject({
 
 export type EventBody = z.infer<typeof eventSchema>;
 
-const EVENT_KEYS = new Set(['dedupe_key', 'payload', 'topic', 'headers', 'tenant_id', 'namespace']);
+/** The members an event may have (eventSchema is strict), the payload first (see ordinaryEvent). */
+export const EVENT_MEMBERS: readonly string[] = ['payload', ...Object.keys(eventSchema.shape).filter((k) => k !== 'payload')];
 
-/** Whether an event may have a member of this name (eventSchema is strict). */
-export function isEventKey(key: string): boolean {
-  return EVENT_KEYS.has(key);
-}
-/** tenantIdSchema's rule in one expression. */
-const TENANT_ID = new RegExp(`^[A-Za-z0-9._-]{1,${LIMITS.tenantId}}$`);
-
-/** Whether tenantIdSchema accepts `v` (test/http/event-schema.test.ts holds them side by side). */
-export function isTenantId(v: unknown): v is string {
-  return typeof v === 'string' && TENANT_ID.test(v);
-}
-
-/** Whether dedupeKeySchema accepts `v` (test/http/event-schema.test.ts holds them side by side). */
-export function isDedupeKey(v: unknown): v is string {
-  return typeof v === 'string' && v.length >= 1 && v.length <= LIMITS.dedupeKey && !CONTROL.test(v) && storable(v);
-}
+const EVENT_KEYS = new Set(EVENT_MEMBERS);
 
 function validHeaders(v: unknown): boolean {
   if (!isPlainObject(v)) return false;

@@ -1,8 +1,8 @@
 import type { Envelope } from '../core/record.ts';
 import { type ErrorDetail, SluiceError } from '../errors.ts';
-import { scanEvent, topMembers } from '../json-text.ts';
-import { dedupeKeySchema } from '../core/identifiers.ts';
-import { eventSchema, isDedupeKey, isEventKey, isValidEvent, type EventBody } from './event-schema.ts';
+import { memberSpans, scanEvent, topMembers } from '../json-text.ts';
+import { dedupeKeySchema, isDedupeKey } from '../core/identifiers.ts';
+import { EVENT_MEMBERS, eventSchema, isValidEvent, type EventBody } from './event-schema.ts';
 import { bodyClaims, claimMismatch, headerClaims, resolveOpenTenant, type TenantClaim } from './tenant.ts';
 import { issueDetails } from '../core/zod-issues.ts';
 import { validated } from './validated.ts';
@@ -64,6 +64,9 @@ const NO_HEADERS: Record<string, string> = Object.freeze({});
 /** Stands for the payload in an event checked on its text: only its being an object is checked, and its text travels. */
 const PAYLOAD_OBJECT = Object.freeze({});
 
+/** Where topMembers puts each member of the line being read: one for every line, as reading is synchronous. */
+const SPANS = memberSpans(EVENT_MEMBERS);
+
 /**
  * An ordinary valid event, read in one pass over its text (topMembers) without building its payload:
  * JSON.parse of every event, and the garbage of its payload's objects, were the largest cost of an
@@ -71,16 +74,23 @@ const PAYLOAD_OBJECT = Object.freeze({});
  * goes the way it always went, JSON.parse and the schema, whose errors are the answer.
  */
 function ordinaryEvent(text: string, maxDepth: number): { event: EventBody; payload: string } | undefined {
-  const members = topMembers(text, maxDepth);
-  const payload = members?.get('payload');
-  if (members === undefined || payload === undefined || payload.charCodeAt(0) !== 0x7b) return undefined;
-  const value: Record<string, unknown> = {};
-  for (const [key, raw] of members) {
-    // Checked first: a `__proto__` member must not reach the assignment below.
-    if (!isEventKey(key)) return undefined;
-    value[key] = key === 'payload' ? PAYLOAD_OBJECT : raw.charCodeAt(0) === 0x22 && !raw.includes('\\') ? raw.slice(1, -1) : JSON.parse(raw);
+  if (!topMembers(text, maxDepth, EVENT_MEMBERS, SPANS)) return undefined;
+  // EVENT_MEMBERS[0] is the payload.
+  const payloadStart = SPANS[0] as number;
+  if (payloadStart < 0 || text.charCodeAt(payloadStart) !== 0x7b) return undefined;
+  const value: Record<string, unknown> = { payload: PAYLOAD_OBJECT };
+  for (let k = 1; k < EVENT_MEMBERS.length; k++) {
+    const start = SPANS[2 * k] as number;
+    if (start >= 0) value[EVENT_MEMBERS[k] as string] = memberValue(text, start, SPANS[2 * k + 1] as number);
   }
-  return isValidEvent(value) ? { event: value, payload } : undefined;
+  return isValidEvent(value) ? { event: value, payload: text.slice(payloadStart, SPANS[1]) } : undefined;
+}
+
+/** The value of the JSON text[start, end): a string without escapes is sliced out, anything else parsed. */
+function memberValue(text: string, start: number, end: number): unknown {
+  if (text.charCodeAt(start) !== 0x22) return JSON.parse(text.slice(start, end));
+  for (let i = start + 1; i < end - 1; i++) if (text.charCodeAt(i) === 0x5c) return JSON.parse(text.slice(start, end));
+  return text.slice(start + 1, end - 1);
 }
 
 export function mediaType(contentType: string | null): BodyFormat | undefined {
@@ -243,18 +253,15 @@ function isJsonSpace(c: number): boolean {
   return c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a;
 }
 
-/** X-Idempotency-Key, else a client-sent X-Request-ID. */
+/** X-Idempotency-Key, else a client-sent X-Request-ID: the first one present must be a valid dedupe key. */
 function idempotencyHeader(ctx: RequestContext): string | undefined {
-  const candidates: [string, string | null][] = [
-    ['X-Idempotency-Key', ctx.headers.get('X-Idempotency-Key')],
-    ['X-Request-ID', ctx.clientRequestId ? ctx.requestId : null],
-  ];
-  for (const [name, value] of candidates) {
-    if (value === null) continue;
-    if (isDedupeKey(value)) return value;
-    return validated(dedupeKeySchema, value, name, `header ${name} is not a valid dedupe key`);
-  }
-  return undefined;
+  const key = ctx.headers.get('X-Idempotency-Key');
+  if (key !== null) return dedupeKeyHeader('X-Idempotency-Key', key);
+  return ctx.clientRequestId ? dedupeKeyHeader('X-Request-ID', ctx.requestId) : undefined;
+}
+
+function dedupeKeyHeader(name: string, value: string): string {
+  return isDedupeKey(value) ? value : validated(dedupeKeySchema, value, name, `header ${name} is not a valid dedupe key`);
 }
 
 function withLine(detail: ErrorDetail, line: number | undefined): ErrorDetail {

@@ -1,5 +1,4 @@
-import { tenantIdSchema } from '../core/identifiers.ts';
-import { isTenantId } from './event-schema.ts';
+import { isTenantId, tenantIdSchema } from '../core/identifiers.ts';
 import { validated } from './validated.ts';
 
 export interface TenantClaim {

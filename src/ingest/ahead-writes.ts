@@ -2,7 +2,9 @@ import { systemClock, type Clock } from '../core/clock.ts';
 import { type Envelope, journalRecordId } from '../core/record.ts';
 import { SluiceError, describeError } from '../errors.ts';
 import { Watermark } from '../core/watermark.ts';
-import type { ClaimedKey } from './recent-keys.ts';
+import type { ClaimedKey, PendingWrite, RecentKeys } from './recent-keys.ts';
+import type { AppendWaiter } from '../journal/writer.ts';
+import type { JournalEntry } from '../core/record.ts';
 import type { Durability, WritePath, WritePathOptions, WriteResult } from './write-path.ts';
 
 export type AheadWritesOptions = Pick<WritePathOptions, 'nodeId' | 'journal' | 'progress' | 'recentKeys' | 'maxUnforwarded' | 'log' | 'clock'> & {
@@ -13,8 +15,6 @@ export type AheadWritesOptions = Pick<WritePathOptions, 'nodeId' | 'journal' | '
 const BACKGROUND_RETRY_MAX_MS = 5_000;
 /** How long a write waits for room under SLUICE_MAX_UNFORWARDED. */
 const ROOM_WAIT_MS = 2_000;
-
-type Settle = { resolve: (ids: (string | null)[]) => void; reject: (err: unknown) => void };
 
 /**
  * fast_ack and background: validate → dedupe index → journal, and the forwarder behind it fills the
@@ -96,79 +96,76 @@ export class AheadWrites implements WritePath {
     }
   }
 
-  async #writeAhead(envelopes: Envelope[]): Promise<WriteResult[]> {
+  #writeAhead(envelopes: Envelope[]): Promise<WriteResult[]> {
     const { recentKeys, answer } = this.#o;
-    const durability: Durability = answer === 'journaled' ? 'journal' : 'memory';
-    const fresh: Envelope[] = [];
-    // What claim computed for each fresh key: the journaled key is registered without joining and hashing it again.
-    const claimed: ClaimedKey[] = [];
-    const originals: (Promise<string | null> | undefined)[] = [];
-    let settle!: Settle;
-    const ids = new Promise<(string | null)[]>((resolve, reject) => {
-      settle = { resolve, reject };
-    });
-    // Awaited only if a repeat arrives; a failure reaches that repeat, not the unhandled-rejection hook.
-    ids.catch(() => {});
-    for (const e of envelopes) {
-      const original = recentKeys.claim(e.tenant_id, e.dedupe_key, { ids, index: fresh.length }, claimed);
-      originals.push(original);
-      if (original === undefined) fresh.push(e);
-    }
-
-    const journaled = this.#journal(fresh, claimed, settle);
-    let freshIds: (string | null)[];
-    if (answer === 'journaled') {
-      freshIds = await journaled;
-    } else {
-      freshIds = fresh.map(() => null);
-      this.#trackBackground(journaled);
-    }
-    let next = 0;
-    const results: WriteResult[] = [];
+    const request = new AheadRequest(recentKeys, this.#o.nodeId, this.#settled, answer === 'journaled' ? 'journal' : 'memory');
+    // Made only when some key repeats a held one (rare): each such write's original id.
+    let originals: (Promise<string | null> | undefined)[] | undefined;
     for (let i = 0; i < envelopes.length; i++) {
       const e = envelopes[i] as Envelope;
-      const original = originals[i];
-      const id = original === undefined ? (freshIds[next++] ?? null) : answer === 'journaled' ? await original : null;
-      results.push({ id, tenant_id: e.tenant_id, dedupe_key: e.dedupe_key, duplicate: original !== undefined, durability });
+      const original = recentKeys.claim(e.tenant_id, e.dedupe_key, new PendingSlot(request, request.inputs.length), request.claimed);
+      if (original === undefined) request.inputs.push(e);
+      else (originals ??= [])[i] = original;
     }
-    return results;
+    const fresh = request.inputs.length;
+    if (answer === 'queued') {
+      if (fresh === 0) request.journaled([]);
+      else this.#trackBackground(this.#journalInBackground(request));
+      // Answered at once: a repeat's id is not waited for either (null, as a fresh write's).
+      return Promise.resolve(results(envelopes, originals?.map(() => null), undefined, 'memory'));
+    }
+    if (fresh === 0) {
+      request.journaled([]);
+    } else {
+      this.#inFlight += fresh;
+      this.#o.journal.appendFor(request);
+    }
+    // One promise for the request, settled by the group commit; a repeat's original id is awaited only when there is one.
+    return originals === undefined ? request.answer(envelopes) : this.#withOriginals(envelopes, originals, request);
   }
 
-  /** Appends fresh writes to the journal; a background write retries until it succeeds or sluice stops. */
-  async #journal(fresh: Envelope[], claimed: ClaimedKey[], settle: Settle): Promise<(string | null)[]> {
-    if (fresh.length === 0) {
-      settle.resolve([]);
-      return [];
+  async #withOriginals(envelopes: Envelope[], originals: (Promise<string | null> | undefined)[], request: AheadRequest): Promise<WriteResult[]> {
+    const ids = await request.ids();
+    const known: (string | null | undefined)[] = [];
+    for (let i = 0; i < envelopes.length; i++) {
+      const original = originals[i];
+      known.push(original === undefined ? undefined : await original);
     }
-    const { journal, recentKeys, nodeId, answer, log } = this.#o;
-    this.#inFlight += fresh.length;
+    return results(envelopes, known, ids, 'journal');
+  }
+
+  /** A group commit (or the failure of one) ended `events` fresh writes. */
+  #settled = (events: number): void => {
+    this.#inFlight -= events;
+    this.#left.advance(this.#left.value + 1);
+  };
+
+  /** A background write retries until it is journaled or sluice stops. */
+  async #journalInBackground(request: AheadRequest): Promise<void> {
+    const { journal, log } = this.#o;
+    const events = request.inputs.length;
+    this.#inFlight += events;
+    let entries: JournalEntry[];
     try {
       let backoff = 100;
       for (;;) {
         try {
-          const entries = await journal.append(fresh);
-          const ids = entries.map((e) => journalRecordId(nodeId, e.seq));
-          // Entries come back in the order of `fresh`, and so of `claimed`.
-          entries.forEach((e, i) => recentKeys.journaledClaim(claimed[i] as ClaimedKey, e.seq));
-          settle.resolve(ids);
-          return ids;
+          entries = await journal.append(request.inputs);
+          break;
         } catch (err) {
-          const stopping = err instanceof SluiceError && err.code === 'shutting_down';
-          if (answer === 'journaled' || stopping) throw err;
-          log.error('background write not journaled yet; retrying', { error: describeError(err), events: fresh.length });
+          if (err instanceof SluiceError && err.code === 'shutting_down') throw err;
+          log.error('background write not journaled yet; retrying', { error: describeError(err), events });
           await this.#clock.sleep(backoff);
           backoff = Math.min(BACKGROUND_RETRY_MAX_MS, backoff * 2);
         }
       }
     } catch (err) {
-      for (const c of claimed) recentKeys.releaseClaim(c);
-      settle.reject(err);
-      if (answer === 'queued') log.error('background writes lost: journal unavailable at shutdown', { events: fresh.length });
+      // The request releases its keys and settles inFlight.
+      request.failed(err);
+      log.error('background writes lost: journal unavailable at shutdown', { events });
       throw err;
-    } finally {
-      this.#inFlight -= fresh.length;
-      this.#left.advance(this.#left.value + 1);
     }
+    request.journaled(entries);
   }
 
   #trackBackground(p: Promise<unknown>): void {
@@ -179,4 +176,102 @@ export class AheadWrites implements WritePath {
     this.#background.add(tracked);
     void tracked.finally(() => this.#background.delete(tracked));
   }
+}
+
+/**
+ * One request's fresh writes on their way to the journal, and its journal waiter: the group commit
+ * settles it directly, so a fast_ack request costs one promise (its answer) rather than a promise
+ * per step. A repeat of one of its keys arriving meanwhile asks for its ids (`ids`), made only then.
+ */
+class AheadRequest implements AppendWaiter {
+  readonly inputs: Envelope[] = [];
+  /** What claim computed for each fresh key: the journaled key is registered without joining and hashing it again. */
+  readonly claimed: ClaimedKey[] = [];
+  #recentKeys: RecentKeys;
+  #nodeId: string;
+  #settled: (events: number) => void;
+  #durability: Durability;
+  #ids: (string | null)[] | undefined;
+  #failure: { err: unknown } | undefined;
+  #envelopes: Envelope[] | undefined;
+  #answer: PromiseWithResolvers<WriteResult[]> | undefined;
+  #idsWanted: PromiseWithResolvers<(string | null)[]> | undefined;
+
+  constructor(recentKeys: RecentKeys, nodeId: string, settled: (events: number) => void, durability: Durability) {
+    this.#recentKeys = recentKeys;
+    this.#nodeId = nodeId;
+    this.#settled = settled;
+    this.#durability = durability;
+  }
+
+  journaled(entries: JournalEntry[]): void {
+    const ids: string[] = [];
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i] as JournalEntry;
+      ids.push(journalRecordId(this.#nodeId, e.seq));
+      // Entries come back in the order of `inputs`, and so of `claimed`.
+      this.#recentKeys.journaledClaim(this.claimed[i] as ClaimedKey, e.seq);
+    }
+    this.#ids = ids;
+    if (this.inputs.length > 0) this.#settled(this.inputs.length);
+    this.#idsWanted?.resolve(ids);
+    if (this.#answer !== undefined && this.#envelopes !== undefined) this.#answer.resolve(results(this.#envelopes, undefined, ids, this.#durability));
+  }
+
+  failed(err: unknown): void {
+    for (const c of this.claimed) this.#recentKeys.releaseClaim(c);
+    this.#failure = { err };
+    if (this.inputs.length > 0) this.#settled(this.inputs.length);
+    this.#idsWanted?.reject(err);
+    this.#answer?.reject(err);
+  }
+
+  /** The ids of the fresh writes, in order, once journaled. */
+  ids(): Promise<(string | null)[]> {
+    if (this.#ids !== undefined) return Promise.resolve(this.#ids);
+    if (this.#failure !== undefined) return Promise.reject(this.#failure.err);
+    this.#idsWanted ??= Promise.withResolvers();
+    return this.#idsWanted.promise;
+  }
+
+  /** The answer to a request without repeats: every write is fresh. */
+  answer(envelopes: Envelope[]): Promise<WriteResult[]> {
+    if (this.#ids !== undefined) return Promise.resolve(results(envelopes, undefined, this.#ids, this.#durability));
+    if (this.#failure !== undefined) return Promise.reject(this.#failure.err);
+    this.#envelopes = envelopes;
+    this.#answer = Promise.withResolvers();
+    return this.#answer.promise;
+  }
+}
+
+/** A claimed key's place in its request: what a repeat of the key waits on (see RecentKeys.claim). */
+class PendingSlot implements PendingWrite {
+  readonly #request: AheadRequest;
+  readonly index: number;
+
+  constructor(request: AheadRequest, index: number) {
+    this.#request = request;
+    this.index = index;
+  }
+
+  get ids(): Promise<(string | null)[]> {
+    return this.#request.ids();
+  }
+}
+
+/**
+ * The answer to a request: a fresh write's id is the next of `ids` (null while only in memory), a
+ * repeat's is its entry in `repeats` (the original's id; undefined there means a fresh write).
+ */
+function results(envelopes: Envelope[], repeats: readonly (string | null | undefined)[] | undefined, ids: readonly (string | null)[] | undefined, durability: Durability): WriteResult[] {
+  let next = 0;
+  const out: WriteResult[] = [];
+  for (let i = 0; i < envelopes.length; i++) {
+    const e = envelopes[i] as Envelope;
+    const repeat = repeats?.[i];
+    const duplicate = repeat !== undefined;
+    const id = duplicate ? repeat : ids === undefined ? null : (ids[next++] ?? null);
+    out.push({ id, tenant_id: e.tenant_id, dedupe_key: e.dedupe_key, duplicate, durability });
+  }
+  return out;
 }

@@ -7,7 +7,7 @@ import type { Metrics } from '../metrics.ts';
 import type { Envelope } from '../core/record.ts';
 import { CHECKPOINT_FILE, readCheckpoint, type Checkpoint } from './checkpoint.ts';
 import type { JournalEntry } from '../core/record.ts';
-import { formatEntry } from './entry.ts';
+import { LineBuffer } from './entry.ts';
 import { JournalIntegrity } from './integrity.ts';
 import { lastSeqOf, recoverTail } from './recover.ts';
 import { listSegments, tidySegments, type SegmentFile } from './segments.ts';
@@ -52,10 +52,15 @@ export interface DurableSink {
   push(batch: DurableBatch): void;
 }
 
-interface Pending {
-  inputs: Envelope[];
-  resolve: (entries: JournalEntry[]) => void;
-  reject: (err: unknown) => void;
+/**
+ * One append waiting for its group commit, told the outcome: its entries once fsynced, or why they
+ * were not. A caller that already holds an object per request makes it the waiter (appendFor), so
+ * an append costs no promise of its own. Neither call may throw.
+ */
+export interface AppendWaiter {
+  readonly inputs: Envelope[];
+  journaled(entries: JournalEntry[]): void;
+  failed(err: unknown): void;
 }
 
 /**
@@ -82,7 +87,7 @@ export class JournalWriter {
   #segmentSize = 0;
   #rotateRequested = false;
   #nextSeq: number;
-  #queue: Pending[] = [];
+  #queue: AppendWaiter[] = [];
   #flushing: Promise<void> | undefined;
   #closed = false;
   #failure: string | undefined;
@@ -91,6 +96,8 @@ export class JournalWriter {
   /** Where the segment this writer last sealed ended ({0, 0} for a journal that had none): see DurableBatch.after. */
   #lastSealedEnd: { segment: number; offset: number } | undefined;
   #sink: DurableSink | undefined;
+  /** Each group commit's lines: kept, so a commit does not allocate its bytes afresh. */
+  #lines = new LineBuffer();
 
   private constructor(opts: JournalWriterOptions, nodeDir: string, nextSeq: number, integrity: JournalIntegrity) {
     this.#opts = opts;
@@ -206,10 +213,17 @@ export class JournalWriter {
 
   append(inputs: Envelope[]): Promise<JournalEntry[]> {
     if (this.#closed) return Promise.reject(new SluiceError('shutting_down', 'journal is closed'));
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ inputs, resolve, reject });
-      this.#flushing ??= this.#flush();
-    });
+    return new Promise((journaled, failed) => this.appendFor({ inputs, journaled, failed }));
+  }
+
+  /** `append` with the outcome told to `waiter` rather than a promise; a closed journal tells it at once. */
+  appendFor(waiter: AppendWaiter): void {
+    if (this.#closed) {
+      waiter.failed(new SluiceError('shutting_down', 'journal is closed'));
+      return;
+    }
+    this.#queue.push(waiter);
+    this.#flushing ??= this.#flush();
   }
 
   /** Waits for queued appends, then closes the segment. Safe to call twice. */
@@ -237,37 +251,31 @@ export class JournalWriter {
       const firstSeq = this.#nextSeq;
       const ts = new Date().toISOString();
       const entries: JournalEntry[][] = [];
-      // Every entry in order, and each line: the lines are encoded below, the entries handed off.
+      // Every entry in order (handed off), and where each line ends: that places it in the segment.
       const all: JournalEntry[] = [];
-      const lines: string[] = [];
-      let chars = 0;
+      const ends: number[] = [];
+      // Encoded straight into the writer's one buffer, reused: this loop is its only user until the write below is done.
+      const lines = this.#lines;
+      lines.reset();
       let seq = firstSeq;
       for (const p of batch) {
         const mine: JournalEntry[] = [];
         for (const input of p.inputs) {
           const e = journalEntry(seq++, ts, input);
-          const line = formatEntry(e);
-          lines.push(line);
-          chars += line.length;
+          ends.push(lines.add(e));
           mine.push(e);
           all.push(e);
         }
         entries.push(mine);
       }
-      // Encoded line by line into one buffer: each write gives the line's byte length, which places
-      // it in the segment for the hand-off, without a join, a second encoding or a byteLength per line.
-      const buffer = Buffer.allocUnsafe(chars * 3);
-      const ends: number[] = [];
-      let length = 0;
-      for (const line of lines) ends.push((length += buffer.write(line, length)));
-      const bytes = buffer.subarray(0, length);
+      const bytes = lines.bytes();
       // Only while a sink takes the lines, as when they were written: one set meanwhile starts with the next group.
       const handing = this.#sink !== undefined;
       try {
         const at = await this.#writeDurably(bytes, firstSeq);
         this.#nextSeq = seq;
         this.#failure = undefined;
-        batch.forEach((p, i) => p.resolve(entries[i] ?? []));
+        batch.forEach((p, i) => p.journaled(entries[i] ?? []));
         if (handing) this.#handOver(at, all, ends);
         this.durable.advance(seq - 1);
       } catch (err) {
@@ -277,7 +285,7 @@ export class JournalWriter {
           cause: err,
           retryAfter: 1,
         });
-        for (const p of batch) p.reject(failure);
+        for (const p of batch) p.failed(failure);
       }
     }
   }

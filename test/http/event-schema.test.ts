@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import fc from 'fast-check';
-import { dedupeKeySchema, tenantIdSchema } from '../../src/core/identifiers.ts';
-import { eventSchema, isDedupeKey, isTenantId, isValidEvent } from '../../src/http/event-schema.ts';
+import { dedupeKeySchema, isDedupeKey, isTenantId, tenantIdSchema } from '../../src/core/identifiers.ts';
+import { eventSchema, isValidEvent } from '../../src/http/event-schema.ts';
 
 const SEED = Number(process.env.SLUICE_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
 

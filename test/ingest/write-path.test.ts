@@ -92,3 +92,61 @@ describe('fast_ack write path under a forwarder backlog', () => {
     expect(keys().length).toBe(1_001);
   });
 });
+
+describe('fast_ack and background answers, one request at a time and overlapping', () => {
+  const dirs: string[] = [];
+  afterAll(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  async function open(answer: 'journaled' | 'queued') {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-wp-'));
+    dirs.push(dir);
+    const journal = await JournalWriter.open({ dir, nodeId: 'n', segmentBytes: 1 << 20, log: quietLog, metrics: createMetrics() });
+    const recentKeys = new RecentKeys(100, 'n');
+    const path = new AheadWrites({ answer, nodeId: 'n', journal, progress: new OutboxProgress(journal), recentKeys, maxUnforwarded: 1_000, log: quietLog, clock: new ManualClock() });
+    return { journal, recentKeys, path };
+  }
+
+  test('fast_ack: a key repeated in its own request and by an overlapping one gets the first write\'s id; fresh keys their own, in order', async () => {
+    const { journal, path } = await open('journaled');
+    const [first, second] = await Promise.all([path.write([event('a'), event('b'), event('a')]), path.write([event('a'), event('c')])]);
+    expect(first).toEqual([
+      { id: 'n:1', tenant_id: 't', dedupe_key: 'a', duplicate: false, durability: 'journal' },
+      { id: 'n:2', tenant_id: 't', dedupe_key: 'b', duplicate: false, durability: 'journal' },
+      { id: 'n:1', tenant_id: 't', dedupe_key: 'a', duplicate: true, durability: 'journal' },
+    ]);
+    expect(second).toEqual([
+      { id: 'n:1', tenant_id: 't', dedupe_key: 'a', duplicate: true, durability: 'journal' },
+      { id: 'n:3', tenant_id: 't', dedupe_key: 'c', duplicate: false, durability: 'journal' },
+    ]);
+    expect(path.inFlight).toBe(0);
+    // Answered from the index once journaled.
+    expect(await path.write([event('b')])).toEqual([{ id: 'n:2', tenant_id: 't', dedupe_key: 'b', duplicate: true, durability: 'journal' }]);
+    await journal.close();
+  });
+
+  test('fast_ack: writes a closed journal refuses are refused, and their keys are free again', async () => {
+    const { journal, recentKeys, path } = await open('journaled');
+    const closing = journal.close();
+    const refused = await Promise.all([path.write([event('x')]), path.write([event('x')])].map((p) => p.catch((err: unknown) => err)));
+    await closing;
+    for (const err of refused) expect((err as SluiceError).code).toBe('shutting_down');
+    expect(recentKeys.has('t', 'x')).toBe(false);
+    expect(path.inFlight).toBe(0);
+  });
+
+  test('background: answered at once without ids, journaled behind; a repeat meanwhile is a duplicate', async () => {
+    const { journal, recentKeys, path } = await open('queued');
+    const results = await path.write([event('a'), event('a')]);
+    expect(results).toEqual([
+      { id: null, tenant_id: 't', dedupe_key: 'a', duplicate: false, durability: 'memory' },
+      { id: null, tenant_id: 't', dedupe_key: 'a', duplicate: true, durability: 'memory' },
+    ]);
+    await path.drain();
+    expect(path.inFlight).toBe(0);
+    expect(recentKeys.has('t', 'a')).toBe(true);
+    expect(journal.nextSeq).toBe(2);
+    await journal.close();
+  });
+});
