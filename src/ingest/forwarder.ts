@@ -200,6 +200,8 @@ export class Forwarder {
     // Asked before reading: a segment sealed by then is read to its true end below, so leaving it
     // afterwards skips nothing. One sealed only during the read is read again first.
     const sealed = seg.firstSeq < this.#opts.journal.sealedBelow;
+    // Read no further than where the hand-off's entries begin: those are taken from memory next.
+    const stopAt = this.#handoff.heldFrom(this.#cp);
     const start = this.#cp;
     let entries: JournalEntry[] = [];
     let next = start;
@@ -207,7 +209,7 @@ export class Forwarder {
     let damaged: string | undefined;
     // One pass over the segment, committing every batchSize entries: a gzipped segment is inflated once.
     try {
-      for await (const l of durableLines(this.#opts.journal, seg, start, sealed)) {
+      for await (const l of durableLines(this.#opts.journal, seg, start, sealed, stopAt)) {
         const e = parseEntry(l.text);
         if (typeof e !== 'string' && e.seq > this.#opts.progress.settledThrough) {
           held = true;

@@ -164,10 +164,14 @@ export async function readEntriesAfter(journal: JournalSource, from: Checkpoint,
   }
 }
 
-/** The lines of a segment from `cp`: a sealed segment to its end, the active one only as far as it is fsynced. */
-export function durableLines(journal: Pick<JournalWriter, 'active'>, seg: SegmentFile, cp: Checkpoint, sealed: boolean): AsyncGenerator<SegmentLine> {
+/**
+ * The lines of a segment from `cp`: a sealed segment to its end, the active one only as far as it is
+ * fsynced; a plain one no further than `stopAt` when given (gzip is read to its end).
+ */
+export function durableLines(journal: Pick<JournalWriter, 'active'>, seg: SegmentFile, cp: Checkpoint, sealed: boolean, stopAt?: number): AsyncGenerator<SegmentLine> {
   const active = journal.active;
-  const to = sealed || seg.gzipped ? undefined : active?.firstSeq === seg.firstSeq ? active.durableBytes : 0;
+  const durable = sealed || seg.gzipped ? undefined : active?.firstSeq === seg.firstSeq ? active.durableBytes : 0;
+  const to = seg.gzipped || stopAt === undefined ? durable : Math.min(durable ?? stopAt, stopAt);
   return readSegmentLines(seg.path, { gzipped: seg.gzipped, from: cp.offset, to, firstLine: cp.line });
 }
 

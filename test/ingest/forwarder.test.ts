@@ -54,10 +54,11 @@ async function writer(segmentBytes = 1 << 20): Promise<JournalWriter> {
   return w;
 }
 
-async function forwarder(w: JournalWriter, batchSize = 100, log: Logger = quietLog, handoff?: HandoffQueue, clock?: Clock): Promise<Forwarder> {
+async function forwarder(w: JournalWriter, batchSize = 100, log: Logger = quietLog, handoff?: HandoffQueue, clock?: Clock, checkpointEveryMs?: number): Promise<Forwarder> {
   const f = new Forwarder({
     ...(handoff === undefined ? {} : { handoff }),
     ...(clock === undefined ? {} : { clock }),
+    ...(checkpointEveryMs === undefined ? {} : { checkpointEveryMs }),
     nodeId: 'n1',
     journal: w,
     outbox: new Outbox(db.sql, 16),
@@ -224,7 +225,8 @@ describe('forwarder', () => {
     const random = prng(testSeed('forwarder race'));
     const w = await JournalWriter.open({ dir, nodeId: 'n1', segmentBytes: 2_000, log: quietLog, metrics });
     open.push(w);
-    const f = await forwarder(w, 37);
+    // The checkpoint file follows every commit here, so that retention (which follows the file) races the forwarder closely.
+    const f = await forwarder(w, 37, quietLog, undefined, undefined, 0);
     const maintenance = new JournalMaintenance({
       writer: w, maxSegmentAgeMs: 2, retentionMs: 0, retentionBytes: 0, intervalMs: 1,
       forwardedThrough: () => f.checkpointedThrough, log: quietLog, metrics,
@@ -353,6 +355,30 @@ describe('forwarder: hand-off in memory', () => {
     expect(await outboxKeys()).toEqual(keys(1, total));
     expect(w.integrity.incidents).toBe(0);
   }, 60_000);
+
+  test('behind the queue, the forwarder reads the files only up to the entries held in memory and takes those from there', async () => {
+    const w = await writer();
+    const handoff = new HandoffQueue({ entries: 10, bytes: 1 << 20 });
+    const progress = new OutboxProgress(w);
+    const f = new Forwarder({ nodeId: 'n1', journal: w, outbox: new Outbox(db.sql, 16), batchSize: 100, pollMs: 10, log: quietLog, metrics, progress, handoff });
+    await f.init();
+    f.start();
+    open.push({ close: () => f.stop() });
+    // As if a sync insert of seq 1 were in flight: the forwarder reads nothing yet.
+    progress.inserting(1);
+    await w.append(Array.from({ length: 30 }, (_, i) => envelope(1 + i)));
+    expect(handoff.refused).toBe(30);
+    await w.append(Array.from({ length: 5 }, (_, i) => envelope(31 + i)));
+    expect(handoff.size).toBe(5);
+    progress.settled(false);
+    f.wake();
+    await eventually(async () => f.checkpoint.seq === 35, 10_000, 'every write forwarded');
+    expect(await outboxKeys()).toEqual(keys(1, 35));
+    expect(f.forwardedFrom).toEqual({ memory: 5, files: 30 });
+    expect(await duplicatesCounted()).toBe(0);
+    await f.stop();
+    expect(JSON.parse(readFileSync(join(w.nodeDir, 'checkpoint.json'), 'utf8'))).toEqual({ ...fileEnd(w), seq: 35 });
+  });
 
   test('checkpoint.json lags the outbox by at most checkpointEveryMs, never leads it, and is written at stop', async () => {
     const w = await writer();
