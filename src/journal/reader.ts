@@ -22,6 +22,9 @@ export interface BadLine {
   reason: string;
 }
 
+/** Bytes read (and inflated) at a time. */
+const READ_CHUNK = 1 << 20;
+
 /**
  * Streams the whole (newline-terminated) lines of a segment, plain or gzipped, starting at an
  * uncompressed byte offset. A trailing line without a newline is not yielded: it may still be written.
@@ -42,11 +45,13 @@ export async function* readSegmentLines(
   const from = opts.from ?? 0;
   // Checked first: a stream with end < start is a synchronous ERR_OUT_OF_RANGE, not an empty read.
   if (!opts.gzipped && opts.to !== undefined && opts.to <= from) return;
-  // Plain files are read from the offset directly; gzip has to be inflated from the start.
-  const file = opts.gzipped ? createReadStream(path) : createReadStream(path, { start: from, ...(opts.to !== undefined ? { end: opts.to - 1 } : {}) });
+  // Plain files are read from the offset directly; gzip has to be inflated from the start. Chunks
+  // of READ_CHUNK: each chunk costs a callback and a promise turn of its own.
+  const range = opts.to !== undefined ? { end: opts.to - 1 } : {};
+  const file = opts.gzipped ? createReadStream(path, { highWaterMark: READ_CHUNK }) : createReadStream(path, { start: from, ...range, highWaterMark: READ_CHUNK });
   const onRead = opts.onRead;
   if (onRead !== undefined) file.on('data', (chunk) => onRead(chunk.length));
-  const source = opts.gzipped ? file.pipe(createGunzip()) : file;
+  const source = opts.gzipped ? file.pipe(createGunzip({ chunkSize: READ_CHUNK })) : file;
   // pipe() does not pass the file's own errors (ENOENT, EIO) on: without this the read never ends.
   if (source !== file) file.on('error', (err) => source.destroy(err));
   let skip = opts.gzipped ? from : 0;
