@@ -2,7 +2,7 @@ import { describeError } from '../errors.ts';
 import type { JournalEntry } from '../core/record.ts';
 import { backoffMs } from '../core/backoff.ts';
 import { readCheckpoint, writeCheckpoint, type Checkpoint } from '../journal/checkpoint.ts';
-import { durableLines, isZlibError, nextSegment, parseEntry, reportDamaged, segmentAt, type BadLine } from '../journal/reader.ts';
+import { durableLines, isZlibError, nextSegment, parseOwnEntry, reportDamaged, segmentAt, type BadLine } from '../journal/reader.ts';
 import type { SegmentFile } from '../journal/segments.ts';
 import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
@@ -210,7 +210,7 @@ export class Forwarder {
     // One pass over the segment, committing every batchSize entries: a gzipped segment is inflated once.
     try {
       for await (const l of durableLines(this.#opts.journal, seg, start, sealed, stopAt)) {
-        const e = parseEntry(l.text);
+        const e = parseOwnEntry(l.text);
         if (typeof e !== 'string' && e.seq > this.#opts.progress.settledThrough) {
           held = true;
           break;
