@@ -295,7 +295,11 @@ describe('forwarder: hand-off in memory', () => {
   test('every durable entry is handed over in memory exactly once, in seq order, across rotation, with the checkpoint a file read gives', async () => {
     const random = prng(testSeed('hand-off in memory'));
     const w = await writer(2_000);
-    const f = await forwarder(w, 37);
+    // Writes begin once the forwarder's first pass found the journal empty: a group fsynced while
+    // that pass still looked at the files would be read there (the queue cannot say it follows nothing).
+    const started = new CountingClock();
+    const f = await forwarder(w, 37, quietLog, undefined, started);
+    await eventually(async () => started.begun(10) > 0, 10_000, 'the forwarder idle');
     const total = 2_000;
     const acked = await appendConcurrently(w, { total, clients: 8, maxBatch: 4, random });
     await eventually(async () => f.checkpoint.seq === total, 30_000, 'every acknowledged write forwarded');
