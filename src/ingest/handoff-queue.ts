@@ -5,12 +5,12 @@ import type { DurableBatch, DurableSink } from '../journal/writer.ts';
 /**
  * The hand-off's bound: at most this many entries, and lines of at most this many bytes, wait in
  * memory for the forwarder. A batch that would pass either is refused and the forwarder reads it
- * from the file instead. 16,384 entries is about 160 ms of writes at 100,000 events/s, several
- * forwarder commits (SLUICE_FORWARD_BATCH, 1,000 by default): a forwarder that keeps up never meets
- * the bound. Its cost is the entries held: their text (the line bytes, 8 MiB at most; twice that for
- * text outside Latin-1, which the engine keeps as UTF-16) plus ~250 bytes of objects per entry (~4 MiB
- * at 16,384; measured 375 bytes an entry in all for a small event): some 12 MiB while the outbox
- * stalls and the queue stays full.
+ * from the file instead, stopping where the held entries begin and taking those from memory. 16,384
+ * entries is about 160 ms of writes at 100,000 events/s, several forwarder commits
+ * (SLUICE_FORWARD_BATCH, 1,000 by default): a forwarder that keeps up never meets the bound. Its cost
+ * is the entries held: measured ~1 KB of RSS an entry under the NDJSON bench (the line's text, twice
+ * that outside Latin-1, which the engine keeps as UTF-16; the entry's objects; its place in the
+ * batch), so ~16 MiB while the outbox stalls or the forwarder is behind and the queue stays full.
  */
 export const HANDOFF_MAX_ENTRIES = 16_384;
 export const HANDOFF_MAX_BYTES = 8 * 1024 * 1024;
@@ -113,6 +113,20 @@ export class HandoffQueue implements DurableSink {
       }
     }
     return { entries, next };
+  }
+
+  /**
+   * Where in `cp`'s segment, past `cp`, the entries held here begin: the forwarder reads the file up
+   * to there and takes the rest from memory, instead of reading past them and dropping them unused.
+   * Undefined when the queue holds nothing further on in that segment.
+   */
+  heldFrom(cp: Checkpoint): number | undefined {
+    this.#dropThrough(cp.seq);
+    const head = this.#batches[0];
+    if (head === undefined || head.segment !== cp.segment) return undefined;
+    const first = head.entries.findIndex((e) => e.seq > cp.seq);
+    const at = first <= 0 ? head.start : head.ends[first - 1];
+    return at !== undefined && at > cp.offset ? at : undefined;
   }
 
   /** Drops the batches whose every entry is at or below `seq`: the checkpoint passed them. */

@@ -71,7 +71,8 @@ export async function startIngestStack(opts: { config: Config; outbox: Outbox; l
     retentionMs: config.journal.retentionMs,
     retentionBytes: config.journal.retentionBytes,
     intervalMs: config.journal.maintenanceMs,
-    forwardedThrough: () => progress.forwarded.value,
+    // What checkpoint.json has passed, not what is in the outbox: a restart starts from the file.
+    forwardedThrough: () => forwarder.checkpointedThrough,
     log,
     metrics,
   });

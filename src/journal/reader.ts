@@ -22,6 +22,9 @@ export interface BadLine {
   reason: string;
 }
 
+/** Bytes read (and inflated) at a time. */
+const READ_CHUNK = 1 << 20;
+
 /**
  * Streams the whole (newline-terminated) lines of a segment, plain or gzipped, starting at an
  * uncompressed byte offset. A trailing line without a newline is not yielded: it may still be written.
@@ -42,11 +45,13 @@ export async function* readSegmentLines(
   const from = opts.from ?? 0;
   // Checked first: a stream with end < start is a synchronous ERR_OUT_OF_RANGE, not an empty read.
   if (!opts.gzipped && opts.to !== undefined && opts.to <= from) return;
-  // Plain files are read from the offset directly; gzip has to be inflated from the start.
-  const file = opts.gzipped ? createReadStream(path) : createReadStream(path, { start: from, ...(opts.to !== undefined ? { end: opts.to - 1 } : {}) });
+  // Plain files are read from the offset directly; gzip has to be inflated from the start. Chunks
+  // of READ_CHUNK: each chunk costs a callback and a promise turn of its own.
+  const range = opts.to !== undefined ? { end: opts.to - 1 } : {};
+  const file = opts.gzipped ? createReadStream(path, { highWaterMark: READ_CHUNK }) : createReadStream(path, { start: from, ...range, highWaterMark: READ_CHUNK });
   const onRead = opts.onRead;
   if (onRead !== undefined) file.on('data', (chunk) => onRead(chunk.length));
-  const source = opts.gzipped ? file.pipe(createGunzip()) : file;
+  const source = opts.gzipped ? file.pipe(createGunzip({ chunkSize: READ_CHUNK })) : file;
   // pipe() does not pass the file's own errors (ENOENT, EIO) on: without this the read never ends.
   if (source !== file) file.on('error', (err) => source.destroy(err));
   let skip = opts.gzipped ? from : 0;
@@ -101,6 +106,115 @@ export function parseEntry(text: string): JournalEntry | string {
   return { ...(value as JournalEntry), payload };
 }
 
+/**
+ * parseEntry for the forwarder, cheaper on the lines formatEntry writes: its fields in its order,
+ * strings without escapes, the payload spliced in. Those are read by position instead of by
+ * JSON.parse of the whole line and rawMember for the payload's text: measured ~0.85 against ~1.25 µs
+ * for a 294-byte line. It accepts only lines parseEntry accepts, with the same result: the payload and
+ * non-empty headers still go through JSON.parse, so a line it lets through is valid JSON throughout.
+ * Any other line, or anything unexpected, takes parseEntry, which says what is wrong.
+ */
+export function parseOwnEntry(text: string): JournalEntry | string {
+  return ownEntry(text) ?? parseEntry(text);
+}
+
+const OWN_FIELDS = ['ts', 'tenant_id', 'dedupe_key', 'topic', 'request_id'] as const;
+const OWN_PREFIXES = OWN_FIELDS.map((f) => `,"${f}":"`);
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
+function ownEntry(t: string): JournalEntry | undefined {
+  if (!t.startsWith('{"seq":')) return undefined;
+  let i = 7;
+  while (i < t.length && t.charCodeAt(i) >= 0x30 && t.charCodeAt(i) <= 0x39) i++;
+  // 15 digits at most: every such number is a safe integer. JSON allows no leading zero.
+  if (i === 7 || i - 7 > 15 || (i - 7 > 1 && t.charCodeAt(7) === 0x30)) return undefined;
+  const seq = Number(t.slice(7, i));
+  const strings: string[] = [];
+  for (const prefix of OWN_PREFIXES) {
+    if (!t.startsWith(prefix, i)) return undefined;
+    i += prefix.length;
+    const end = plainStringEnd(t, i);
+    if (end < 0) return undefined;
+    strings.push(t.slice(i, end));
+    i = end + 1;
+  }
+  if (!t.startsWith(',"headers":', i)) return undefined;
+  i += 11;
+  let headers: Record<string, string>;
+  if (t.startsWith('{}', i)) {
+    headers = {};
+    i += 2;
+  } else {
+    const end = objectEnd(t, i);
+    if (end < 0) return undefined;
+    try {
+      headers = JSON.parse(t.slice(i, end)) as Record<string, string>;
+    } catch {
+      return undefined;
+    }
+    i = end;
+  }
+  if (!t.startsWith(',"payload":', i)) return undefined;
+  i += 11;
+  const payloadEnd = objectEnd(t, i);
+  if (payloadEnd < 0) return undefined;
+  const payload = t.slice(i, payloadEnd);
+  try {
+    JSON.parse(payload);
+  } catch {
+    return undefined;
+  }
+  let traceparent: string | undefined;
+  i = payloadEnd;
+  if (t.startsWith(',"traceparent":"', i)) {
+    i += 16;
+    const end = plainStringEnd(t, i);
+    if (end < 0) return undefined;
+    traceparent = t.slice(i, end);
+    i = end + 1;
+  }
+  if (i !== t.length - 1 || t.charCodeAt(i) !== 0x7d) return undefined;
+  const [ts, tenant_id, dedupe_key, topic, request_id] = strings as [string, string, string, string, string];
+  return { seq, ts, tenant_id, dedupe_key, topic, request_id, headers, payload, ...(traceparent === undefined ? {} : { traceparent }) };
+}
+
+/** Index of the quote that ends a string starting at `i` (past its opening quote); -1 for one with an escape or a control character. */
+function plainStringEnd(t: string, i: number): number {
+  for (; i < t.length; i++) {
+    const c = t.charCodeAt(i);
+    if (c === QUOTE) return i;
+    if (c === BACKSLASH || c < 0x20) return -1;
+  }
+  return -1;
+}
+
+/**
+ * Index just past the JSON object at `i`, its brackets balanced outside strings; -1 when it is not
+ * one (cut short, a control character in a string, a bracket that does not match).
+ */
+function objectEnd(t: string, i: number): number {
+  if (t.charCodeAt(i) !== 0x7b) return -1;
+  const open: number[] = [];
+  for (; i < t.length; i++) {
+    const c = t.charCodeAt(i);
+    if (c === QUOTE) {
+      for (i++; i < t.length; i++) {
+        const s = t.charCodeAt(i);
+        if (s === BACKSLASH) i++;
+        else if (s === QUOTE) break;
+        else if (s < 0x20) return -1;
+      }
+    } else if (c === 0x7b || c === 0x5b) {
+      open.push(c + 2);
+    } else if (c === 0x7d || c === 0x5d) {
+      if (open.pop() !== c) return -1;
+      if (open.length === 0) return i + 1;
+    }
+  }
+  return -1;
+}
+
 /** The payload's exact text: spliced into the line (`payload`) or, holding line breaks, `payload_text`. */
 function payloadText(line: string, e: Record<string, unknown>): string | undefined {
   if (isObject(e.payload)) return rawMember(line, 'payload');
@@ -147,7 +261,7 @@ export async function readEntriesAfter(journal: JournalSource, from: Checkpoint,
         const lead = leadingSeq(l.text);
         if (lead !== undefined) last = Math.max(last, lead);
         if (lead !== undefined && lead <= floor) continue;
-        const e = parseEntry(l.text);
+        const e = parseOwnEntry(l.text);
         if (typeof e === 'string') continue;
         if (e.seq > floor) visit(e);
       }
@@ -164,10 +278,14 @@ export async function readEntriesAfter(journal: JournalSource, from: Checkpoint,
   }
 }
 
-/** The lines of a segment from `cp`: a sealed segment to its end, the active one only as far as it is fsynced. */
-export function durableLines(journal: Pick<JournalWriter, 'active'>, seg: SegmentFile, cp: Checkpoint, sealed: boolean): AsyncGenerator<SegmentLine> {
+/**
+ * The lines of a segment from `cp`: a sealed segment to its end, the active one only as far as it is
+ * fsynced; a plain one no further than `stopAt` when given (gzip is read to its end).
+ */
+export function durableLines(journal: Pick<JournalWriter, 'active'>, seg: SegmentFile, cp: Checkpoint, sealed: boolean, stopAt?: number): AsyncGenerator<SegmentLine> {
   const active = journal.active;
-  const to = sealed || seg.gzipped ? undefined : active?.firstSeq === seg.firstSeq ? active.durableBytes : 0;
+  const durable = sealed || seg.gzipped ? undefined : active?.firstSeq === seg.firstSeq ? active.durableBytes : 0;
+  const to = seg.gzipped || stopAt === undefined ? durable : Math.min(durable ?? stopAt, stopAt);
   return readSegmentLines(seg.path, { gzipped: seg.gzipped, from: cp.offset, to, firstLine: cp.line });
 }
 

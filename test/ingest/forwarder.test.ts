@@ -3,7 +3,7 @@ import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Envelope } from '../../src/core/record.ts';
-import type { Clock } from '../../src/core/clock.ts';
+import { ManualClock, type Clock } from '../../src/core/clock.ts';
 import { formatEntry } from '../../src/journal/entry.ts';
 import { JournalMaintenance } from '../../src/journal/maintenance.ts';
 import { verifyJournal } from '../../src/journal/verify.ts';
@@ -54,10 +54,11 @@ async function writer(segmentBytes = 1 << 20): Promise<JournalWriter> {
   return w;
 }
 
-async function forwarder(w: JournalWriter, batchSize = 100, log: Logger = quietLog, handoff?: HandoffQueue, clock?: Clock): Promise<Forwarder> {
+async function forwarder(w: JournalWriter, batchSize = 100, log: Logger = quietLog, handoff?: HandoffQueue, clock?: Clock, checkpointEveryMs?: number): Promise<Forwarder> {
   const f = new Forwarder({
     ...(handoff === undefined ? {} : { handoff }),
     ...(clock === undefined ? {} : { clock }),
+    ...(checkpointEveryMs === undefined ? {} : { checkpointEveryMs }),
     nodeId: 'n1',
     journal: w,
     outbox: new Outbox(db.sql, 16),
@@ -117,6 +118,8 @@ describe('forwarder', () => {
     for (let i = 151; i <= 160; i++) await w.append([envelope(i)]);
     await eventually(async () => (await outboxKeys()).length === 160, 10_000, '160 rows');
     await eventually(async () => f.checkpoint.seq === 160, 5_000, 'checkpoint at 160');
+    // The file follows within CHECKPOINT_EVERY_MS, and at the latest at stop.
+    await f.stop();
     const cp = JSON.parse(readFileSync(join(w.nodeDir, 'checkpoint.json'), 'utf8')) as { seq: number; segment: number };
     expect(cp.seq).toBe(160);
     expect(cp.segment).toBe(w.active?.firstSeq ?? -1);
@@ -222,10 +225,11 @@ describe('forwarder', () => {
     const random = prng(testSeed('forwarder race'));
     const w = await JournalWriter.open({ dir, nodeId: 'n1', segmentBytes: 2_000, log: quietLog, metrics });
     open.push(w);
-    const f = await forwarder(w, 37);
+    // The checkpoint file follows every commit here, so that retention (which follows the file) races the forwarder closely.
+    const f = await forwarder(w, 37, quietLog, undefined, undefined, 0);
     const maintenance = new JournalMaintenance({
       writer: w, maxSegmentAgeMs: 2, retentionMs: 0, retentionBytes: 0, intervalMs: 1,
-      forwardedThrough: () => f.checkpoint.seq, log: quietLog, metrics,
+      forwardedThrough: () => f.checkpointedThrough, log: quietLog, metrics,
     });
     maintenance.start();
     open.push({ close: () => maintenance.stop() });
@@ -291,7 +295,11 @@ describe('forwarder: hand-off in memory', () => {
   test('every durable entry is handed over in memory exactly once, in seq order, across rotation, with the checkpoint a file read gives', async () => {
     const random = prng(testSeed('hand-off in memory'));
     const w = await writer(2_000);
-    const f = await forwarder(w, 37);
+    // Writes begin once the forwarder's first pass found the journal empty: a group fsynced while
+    // that pass still looked at the files would be read there (the queue cannot say it follows nothing).
+    const started = new CountingClock();
+    const f = await forwarder(w, 37, quietLog, undefined, started);
+    await eventually(async () => started.begun(10) > 0, 10_000, 'the forwarder idle');
     const total = 2_000;
     const acked = await appendConcurrently(w, { total, clients: 8, maxBatch: 4, random });
     await eventually(async () => f.checkpoint.seq === total, 30_000, 'every acknowledged write forwarded');
@@ -303,10 +311,10 @@ describe('forwarder: hand-off in memory', () => {
     expect(w.integrity.incidents).toBe(0);
     // The segments did rotate, and the checkpoint on disk is where reading the files would have put it.
     expect(w.active?.firstSeq ?? 0).toBeGreaterThan(1);
+    await f.stop();
     const onDisk = JSON.parse(readFileSync(join(w.nodeDir, 'checkpoint.json'), 'utf8')) as unknown;
     expect(onDisk).toEqual({ ...fileEnd(w), seq: total });
     // A forwarder started on that checkpoint finds nothing left to forward.
-    await f.stop();
     // Its first idle wait (pollMs, 10 ms) begins once a pass found nothing to forward.
     const clock = new CountingClock();
     const again = await forwarder(w, 37, quietLog, undefined, clock);
@@ -334,6 +342,7 @@ describe('forwarder: hand-off in memory', () => {
     expect(from.memory + from.files).toBe(60);
     expect(await duplicatesCounted()).toBe(0);
     expect(handoff.size).toBeLessThanOrEqual(10);
+    await f.stop();
     expect(JSON.parse(readFileSync(join(w.nodeDir, 'checkpoint.json'), 'utf8'))).toEqual({ ...fileEnd(w), seq: 60 });
   });
 
@@ -351,25 +360,88 @@ describe('forwarder: hand-off in memory', () => {
     expect(w.integrity.incidents).toBe(0);
   }, 60_000);
 
-  test('a commit whose checkpoint cannot be written takes the same entries again: the outbox holds each once', async () => {
+  test('behind the queue, the forwarder reads the files only up to the entries held in memory and takes those from there', async () => {
+    const w = await writer();
+    const handoff = new HandoffQueue({ entries: 10, bytes: 1 << 20 });
+    const progress = new OutboxProgress(w);
+    const f = new Forwarder({ nodeId: 'n1', journal: w, outbox: new Outbox(db.sql, 16), batchSize: 100, pollMs: 10, log: quietLog, metrics, progress, handoff });
+    await f.init();
+    f.start();
+    open.push({ close: () => f.stop() });
+    // As if a sync insert of seq 1 were in flight: the forwarder reads nothing yet.
+    progress.inserting(1);
+    await w.append(Array.from({ length: 30 }, (_, i) => envelope(1 + i)));
+    expect(handoff.refused).toBe(30);
+    await w.append(Array.from({ length: 5 }, (_, i) => envelope(31 + i)));
+    expect(handoff.size).toBe(5);
+    progress.settled(false);
+    f.wake();
+    await eventually(async () => f.checkpoint.seq === 35, 10_000, 'every write forwarded');
+    expect(await outboxKeys()).toEqual(keys(1, 35));
+    expect(f.forwardedFrom).toEqual({ memory: 5, files: 30 });
+    expect(await duplicatesCounted()).toBe(0);
+    await f.stop();
+    expect(JSON.parse(readFileSync(join(w.nodeDir, 'checkpoint.json'), 'utf8'))).toEqual({ ...fileEnd(w), seq: 35 });
+  });
+
+  test('checkpoint.json lags the outbox by at most checkpointEveryMs, never leads it, and is written at stop', async () => {
+    const w = await writer();
+    const clock = new ManualClock();
+    const f = new Forwarder({ nodeId: 'n1', journal: w, outbox: new Outbox(db.sql, 16), batchSize: 100, pollMs: 10, log: quietLog, metrics, progress: new OutboxProgress(w), clock, checkpointEveryMs: 1_000 });
+    await f.init();
+    f.start();
+    open.push({ close: () => f.stop() });
+    const onDisk = (): number => (JSON.parse(readFileSync(join(w.nodeDir, 'checkpoint.json'), 'utf8')) as { seq: number }).seq;
+    await w.append([envelope(1)]);
+    await eventually(async () => f.checkpoint.seq === 1, 10_000, 'first write forwarded');
+    // The first commit writes the file at once.
+    await eventually(async () => f.checkpointedThrough === 1, 10_000, 'first checkpoint written');
+    expect(onDisk()).toBe(1);
+    for (let i = 2; i <= 5; i++) await w.append([envelope(i)]);
+    await eventually(async () => f.checkpoint.seq === 5, 10_000, 'later writes forwarded');
+    expect(await outboxKeys()).toEqual(keys(1, 5));
+    // Committed in Postgres, not yet in the file: a restart now would forward 2..5 again.
+    expect(onDisk()).toBe(1);
+    expect(f.checkpointedThrough).toBe(1);
+    await clock.advance(900);
+    expect(onDisk()).toBe(1);
+    // An idle pass once the interval is over writes it, without another commit.
+    await clock.advance(200);
+    await eventually(async () => onDisk() === 5, 10_000, 'checkpoint written when due');
+    expect(f.checkpointedThrough).toBe(5);
+    await w.append([envelope(6)]);
+    await eventually(async () => f.checkpoint.seq === 6, 10_000, 'write 6 forwarded');
+    expect(onDisk()).toBe(5);
+    await f.stop();
+    expect(onDisk()).toBe(6);
+    expect(JSON.parse(readFileSync(join(w.nodeDir, 'checkpoint.json'), 'utf8'))).toEqual({ ...fileEnd(w), seq: 6 });
+  });
+
+  test('while the checkpoint cannot be written forwarding goes on; a restart from the older one inserts nothing twice', async () => {
     const w = await writer();
     const f = await forwarder(w);
     await w.append([envelope(1), envelope(2)]);
-    await eventually(async () => f.checkpoint.seq === 2, 10_000, 'first writes forwarded');
-    // The checkpoint's temp file cannot be created: each commit inserts, then fails before the checkpoint.
+    await eventually(async () => f.checkpointedThrough === 2, 10_000, 'first writes forwarded and checkpointed');
+    // The checkpoint's temp file cannot be created: each commit inserts, then fails to write the file.
     const blocker = join(w.nodeDir, 'checkpoint.json.tmp');
     mkdirSync(blocker);
     await w.append([envelope(3), envelope(4), envelope(5)]);
-    await eventually(async () => (await outboxKeys()).length === 5, 10_000, 'rows inserted before the checkpoint');
+    await eventually(async () => (await outboxKeys()).length === 5, 10_000, 'rows inserted');
     await eventually(async () => f.lastError !== undefined, 10_000, 'the checkpoint write failed');
-    expect(f.checkpoint.seq).toBe(2);
+    expect(f.checkpoint.seq).toBe(5);
+    expect(f.checkpointedThrough).toBe(2);
     const ids = await db.sql<{ id: string }[]>`SELECT id::text FROM outbox ORDER BY id`;
+    await f.stop();
+    expect((JSON.parse(readFileSync(join(w.nodeDir, 'checkpoint.json'), 'utf8')) as { seq: number }).seq).toBe(2);
     rmSync(blocker, { recursive: true });
-    await eventually(async () => f.checkpoint.seq === 5, 15_000, 'checkpoint moved once it could be written');
+    // A restart reads 3..5 back from the file and finds each in the outbox.
+    const again = await forwarder(w);
+    await eventually(async () => again.checkpoint.seq === 5, 15_000, 'restart passed 3..5');
+    await again.stop();
     expect(await outboxKeys()).toEqual(keys(1, 5));
     expect(await db.sql<{ id: string }[]>`SELECT id::text FROM outbox ORDER BY id`).toEqual(ids);
-    // Taken from memory each time: the retry found its rows there.
-    expect(f.forwardedFrom).toEqual({ memory: 5, files: 0 });
-    expect(await duplicatesCounted()).toBeGreaterThanOrEqual(3);
+    expect(again.forwardedFrom).toEqual({ memory: 0, files: 3 });
+    expect(await duplicatesCounted()).toBe(3);
+    expect((JSON.parse(readFileSync(join(w.nodeDir, 'checkpoint.json'), 'utf8')) as { seq: number }).seq).toBe(5);
   }, 30_000);
 });
