@@ -351,7 +351,17 @@ describe('forwarder: hand-off in memory', () => {
     const handoff = new HandoffQueue({ entries: 64, bytes: 4096 });
     const f = await forwarder(w, 16, quietLog, handoff);
     const total = 1_500;
-    for (let i = 1; i <= total; i += 5) await w.append(Array.from({ length: 5 }, (_, j) => envelope(i + j)));
+    // Inserts wait behind a lock while the writes stream in, so the forwarder falls behind however
+    // fast this machine is (a faster forwarder kept up, and the queue never filled).
+    const holder = await db.sql.reserve();
+    try {
+      await holder`BEGIN`;
+      await holder`LOCK TABLE outbox IN SHARE ROW EXCLUSIVE MODE`;
+      for (let i = 1; i <= total; i += 5) await w.append(Array.from({ length: 5 }, (_, j) => envelope(i + j)));
+      await holder`COMMIT`;
+    } finally {
+      holder.release();
+    }
     await eventually(async () => f.checkpoint.seq === total, 30_000, 'every write forwarded');
     expect(handoff.refused).toBeGreaterThan(0);
     expect(f.forwardedFrom.files).toBeGreaterThan(0);
