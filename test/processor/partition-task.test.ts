@@ -189,8 +189,8 @@ class HeldMarkingOutbox extends Outbox {
 }
 
 /**
- * Batch 1 (10 rows) committed and its marking held; 10 more rows inserted: the task claims and sends
- * batch 2 meanwhile, but commits it only once batch 1 is marked (the progress record names one
+ * Batch 1 (5 rows, less than a batch) committed and its marking held; 10 more rows inserted: the
+ * task claims and sends batch 2 meanwhile, but commits it only once batch 1 is marked (the progress record names one
  * unmarked batch at most). `fail`: the held marking fails instead.
  */
 async function markingOverlap(fail: boolean): Promise<void> {
@@ -210,22 +210,22 @@ async function markingOverlap(fail: boolean): Promise<void> {
   });
   const outbox = new HeldMarkingOutbox(db.sql, 16);
   const insert = (from: number, n: number): Promise<void> => insertAcme(topic, from, n);
-  await insert(0, 10);
+  await insert(0, 5);
   const task = acmeTask(outbox, publishing.forPartition(0));
   try {
     task.start();
     await eventually(async () => outbox.waiting.length === 1, 30_000, 'batch 1 committed, its marking held');
-    expect(outbox.waiting[0]?.refs.length).toBe(10);
-    await insert(10, 10);
+    expect(outbox.waiting[0]?.refs.length).toBe(5);
+    await insert(5, 10);
     task.wake();
     await eventually(async () => outbox.claims === 2, 30_000, 'batch 2 claimed while batch 1 is being marked');
     // Batch 2 is sent and waits for the marking: a read_committed reader sees batch 1 alone.
-    expect((await readTopic(brokers, topic, { expected: 10, timeoutMs: 30_000, graceMs: 1_000 })).length).toBe(10);
+    expect((await readTopic(brokers, topic, { expected: 5, timeoutMs: 30_000, graceMs: 1_000 })).length).toBe(5);
     expect(await sent()).toBe(0);
     outbox.held = false;
     outbox.waiting.shift()?.release(fail ? new Error('connection lost') : undefined);
-    await eventually(async () => (await sent()) === 20, 30_000, '20 rows sent');
-    assertExactlyOnceInOrder(await readTopic(brokers, topic, { expected: 20, timeoutMs: 30_000, graceMs: 500 }), 20);
+    await eventually(async () => (await sent()) === 15, 30_000, '15 rows sent');
+    assertExactlyOnceInOrder(await readTopic(brokers, topic, { expected: 15, timeoutMs: 30_000, graceMs: 500 }), 15);
   } finally {
     await task.stop();
     await publishing.close();
