@@ -72,8 +72,19 @@ export class PartitionTask {
   #o: PartitionTaskOptions;
   #loop: BackgroundLoop;
   #lastTenant: string | undefined;
-  /** Committed to Kafka but not yet marked in Postgres: marked before anything else is claimed. */
+  /**
+   * Committed to Kafka but not yet marked in Postgres. After a commit they are marked while the next
+   * batch is claimed and sent (#marking), and that batch commits only once they are marked: the
+   * progress record then names the only batch that can be committed and unmarked, as recovery
+   * assumes. After a failed marking they are marked before anything else is claimed.
+   */
   #unmarked: PublishedRef[] = [];
+  /** The rows of #unmarked per tenant while #marking runs: the next claim skips them. */
+  #markingTenants = new Map<string, number>();
+  /** The marking of #unmarked in flight; settles with its error, or undefined once they are marked. */
+  #marking: Promise<unknown> | undefined;
+  /** #marking failed: the next pass fails with its error before claiming (and the one after marks anew). */
+  #markingFailed = false;
   #lastError: string | undefined;
   /** False until the producer was (re)initialised and the last committed batch marked. */
   #recovered = false;
@@ -121,12 +132,15 @@ export class PartitionTask {
     } finally {
       clearTimeout(grace);
     }
+    // What it failed to mark, the next owner marks from the progress record.
+    await this.#marked().catch(() => {});
     await this.#o.producer.close().catch(() => {});
   }
 
   async #pass(): Promise<'more' | 'idle'> {
     if (!this.#recovered) await this.#recover();
-    if (this.#unmarked.length > 0) await this.#markUnmarked();
+    if (this.#markingFailed) await this.#marked();
+    if (this.#unmarked.length > 0 && this.#marking === undefined) await this.#markUnmarked();
     const { claimed, drained } = await this.#step();
     this.#lastError = undefined;
     return claimed === 0 || (drained && this.#o.insertsWake === true) ? 'idle' : 'more';
@@ -179,6 +193,38 @@ export class PartitionTask {
     this.#unmarked = [];
   }
 
+  /** Starts marking a committed batch; the next batch's claim and send do not wait for it. */
+  #startMarking(rows: readonly ClaimedRow[]): void {
+    const refs = rows.map((r) => ({ id: r.id, replays: r.replays }));
+    this.#unmarked = refs;
+    this.#markingTenants = new Map([...groupByTenant(rows)].map(([tenant, mine]) => [tenant, mine.length]));
+    this.#marking = this.#o.outbox.markPublished(refs).then(
+      () => {
+        if (this.#unmarked === refs) this.#unmarked = [];
+        return undefined;
+      },
+      (err: unknown) => {
+        // Also when no new rows would wake the task: its rows must not stay pending.
+        this.#markingFailed = true;
+        this.#loop.wake();
+        return err;
+      },
+    );
+  }
+
+  /** Waits for the marking in flight; rejects with its error (the rows stay in #unmarked). */
+  async #marked(): Promise<void> {
+    const marking = this.#marking;
+    if (marking === undefined) return;
+    const err = await marking;
+    if (this.#marking === marking) {
+      this.#marking = undefined;
+      this.#markingTenants = new Map();
+      this.#markingFailed = false;
+    }
+    if (err !== undefined) throw err;
+  }
+
   /**
    * One batch: how many rows were claimed (0 = nothing to do now), and whether they were all that
    * was due: every tenant with tokens had a grant and got fewer rows than it, none left out for the
@@ -204,7 +250,7 @@ export class PartitionTask {
     // Moves on even when the granted tenants have nothing due (retry backoff): the next round starts
     // after them, so they cannot keep the batch to themselves.
     this.#lastTenant = [...grants.keys()].at(-1);
-    const claimed = await outbox.claimRows(partition, grants);
+    const claimed = await this.#claim(grants);
     // A tenant whose grant was all its tokens and whose rows filled it had more waiting: the quota held them back.
     const bounded = claimants.filter((c) => (grants.get(c.tenant) ?? 0) > 0 && grants.get(c.tenant) === Math.floor(c.tokens));
     if (bounded.length > 0) {
@@ -217,6 +263,28 @@ export class PartitionTask {
     const rows = await this.#refuseByTopicRule(within);
     if (rows.length > 0) await this.#publish(rows);
     return { claimed: within.length, drained: within.length === claimed.length && grants.size === claimants.length && drainedAll(claimed, grants) };
+  }
+
+  /**
+   * The granted rows, without those of the batch being marked: they are still pending in Postgres
+   * until the marking commits, so each of their tenants' grants is widened by as many and they are
+   * dropped here (a grant's worth at most is kept, should the marking have committed first). After
+   * a full batch (a backlog, where the batch rate, not one row's wait, counts) the marking is waited
+   * for instead: the widened claim would read a full batch of payloads twice.
+   */
+  async #claim(grants: ReadonlyMap<string, number>): Promise<ClaimedRow[]> {
+    const { outbox, partition, batchSize } = this.#o;
+    if (this.#marking !== undefined && this.#unmarked.length >= batchSize) await this.#marked();
+    if (this.#marking === undefined) return outbox.claimRows(partition, grants);
+    const marking = new Set(this.#unmarked.map((r) => `${r.id}.${r.replays}`));
+    const widened = new Map([...grants].map(([tenant, n]) => [tenant, n + (this.#markingTenants.get(tenant) ?? 0)]));
+    const kept = new Map<string, number>();
+    return (await outbox.claimRows(partition, widened)).filter((r) => {
+      if (marking.has(`${r.id}.${r.replays}`)) return false;
+      const n = (kept.get(r.tenant_id) ?? 0) + 1;
+      kept.set(r.tenant_id, n);
+      return n <= (grants.get(r.tenant_id) ?? 0);
+    });
   }
 
   /**
@@ -325,9 +393,20 @@ export class PartitionTask {
   async #attempt(rows: ClaimedRow[]): Promise<KafkaError | undefined> {
     const { metrics, producer, tenants, controls } = this.#o;
     const started = performance.now();
+    let unmarked = false;
     try {
-      await producer.publish(rows);
+      await producer.publish(rows, async () => {
+        try {
+          await this.#marked();
+        } catch (err) {
+          unmarked = true;
+          throw err;
+        }
+      });
     } catch (err) {
+      // The previous batch could not be marked (Postgres): this one was aborted, nobody is charged,
+      // and the pass fails; the next one marks that batch before anything else.
+      if (unmarked) throw err;
       // The producer rejects with a KafkaError already (returned as is); anything else is classified the same way.
       const failure = kafkaError(err);
       if (failure.kind === 'fenced') throw failure;
@@ -345,9 +424,7 @@ export class PartitionTask {
     metrics.transactions.inc({ result: 'committed' });
     metrics.publishLatency.observe((performance.now() - started) / 1000);
     metrics.publishBatchSize.observe(rows.length);
-    const refs = rows.map((r) => ({ id: r.id, replays: r.replays }));
-    this.#unmarked = refs;
-    await this.#markUnmarked();
+    this.#startMarking(rows);
     for (const [tenant, mine] of groupByTenant(rows)) {
       // Tokens pay for what was published, so an outage does not use up a tenant's quota.
       controls.bucket(tenant).take(mine.length);

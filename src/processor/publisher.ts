@@ -27,8 +27,10 @@ export interface PartitionProducer {
   /**
    * Publishes the rows as one batch and resolves once Kafka acknowledged them: in exactly_once one
    * transaction holding the records and the progress record, committed; in at_least_once one send.
+   * `beforeCommit` runs once the records are sent and before the commit; if it rejects, the
+   * transaction is aborted and its error rejects `publish` as it is (not as a KafkaError).
    */
-  publish(rows: readonly ClaimedRow[]): Promise<void>;
+  publish(rows: readonly ClaimedRow[], beforeCommit?: () => Promise<void>): Promise<void>;
   /**
    * Asks the cluster about these topics in one metadata request (creating them if the broker
    * auto-creates): the broker's reason for each topic it refuses for good; a topic it takes (or an
@@ -189,7 +191,7 @@ export function createPublishing(opts: PublishingOptions): Publishing {
       if (opts.guarantee === 'at_least_once') {
         return {
           init: async () => {},
-          async publish(rows) {
+          async publish(rows, beforeCommit) {
             if (rows.length === 0) return;
             const producer = shared.get();
             try {
@@ -200,6 +202,7 @@ export function createPublishing(opts: PublishingOptions): Publishing {
               await shared.replace(producer);
               throw kafkaError(err);
             }
+            await beforeCommit?.();
           },
           topicRefusals,
           close: async () => {},
@@ -235,17 +238,31 @@ export function createPublishing(opts: PublishingOptions): Publishing {
             throw kafkaError(err);
           }
         },
-        async publish(rows) {
+        async publish(rows, beforeCommit) {
           if (rows.length === 0) return;
           const tx = await begin();
+          const abort = () => tx.abort().catch(() => tx.cancel().catch(() => {}));
           try {
             const messages = toKafkaMessages(rows);
             messages.push(progress(rows));
             await tx.send({ messages });
-            await tx.commit();
           } catch (err) {
             // A fenced producer cannot abort; the new owner already aborted this transaction.
-            await tx.abort().catch(() => tx.cancel().catch(() => {}));
+            await abort();
+            await slot.replace();
+            throw kafkaError(err);
+          }
+          try {
+            await beforeCommit?.();
+          } catch (err) {
+            // Not Kafka's failure: the producer is fine, only this transaction must not commit.
+            await abort();
+            throw err;
+          }
+          try {
+            await tx.commit();
+          } catch (err) {
+            await abort();
             await slot.replace();
             throw kafkaError(err);
           }

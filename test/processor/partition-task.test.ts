@@ -1,14 +1,14 @@
 import { afterAll, beforeAll, expect, test } from 'bun:test';
-import type { NewOutboxRow } from '../../src/core/record.ts';
+import type { ClaimedRow, NewOutboxRow } from '../../src/core/record.ts';
 import { insertRows } from '../../src/outbox/repository.ts';
 import { readTopic, testBrokers } from '../support/kafka.ts';
 import { assertExactlyOnceInOrder, createTopic } from '../support/outbox-load.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { PartitionTask } from '../../src/processor/partition-task.ts';
-import { createPublishing } from '../../src/processor/publisher.ts';
+import { createPublishing, type PartitionProducer } from '../../src/processor/publisher.ts';
 import { TenantControls } from '../../src/processor/tenant-controls.ts';
 import { NO_TENANTS_FILE, Tenants } from '../../src/tenants.ts';
-import { Outbox } from '../../src/outbox/outbox.ts';
+import { Outbox, type PublishedRef } from '../../src/outbox/outbox.ts';
 import { silentPort } from '../support/ports.ts';
 import { createTestDatabase, quietLog, waitSettled, type TestDatabase } from '../support/postgres.ts';
 import { eventually } from '../support/sluice.ts';
@@ -72,6 +72,55 @@ test('stopping a task whose broker accepts and never answers ends the Kafka call
   }
 }, 60_000);
 
+/** Rows k<from>… of tenant acme in partition 0, settled (claimable) when this returns. */
+async function insertAcme(topic: string, from: number, n: number): Promise<void> {
+  const rows: NewOutboxRow[] = Array.from({ length: n }, (_, i) => ({
+    tenant_id: 'acme',
+    dedupe_key: `k${from + i}`,
+    partition: 0,
+    topic,
+    payload: JSON.stringify({ i: from + i }),
+    headers: {},
+    request_id: `r${from + i}`,
+    traceparent: undefined,
+    ingested_at: new Date().toISOString(),
+  }));
+  await insertRows(db.sql, rows);
+  await waitSettled(db.sql);
+}
+
+async function sent(): Promise<number> {
+  return (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox WHERE status = 'sent'`)[0]?.n ?? 0;
+}
+
+/** A task on partition 0 in batches of 10, moved only by wakes and full batches (its idle poll is 10 min). */
+function acmeTask(outbox: Outbox, producer: PartitionProducer, clock?: CountingClock): PartitionTask {
+  const metrics = createMetrics();
+  const tenants = new Tenants(NO_TENANTS_FILE, quietLog);
+  return new PartitionTask({
+    partition: 0,
+    outbox,
+    producer,
+    controls: new TenantControls(tenants, metrics, quietLog),
+    tenants,
+    metrics,
+    log: quietLog,
+    batchSize: 10,
+    batchBytes: 1 << 20,
+    pollMs: IDLE_MS,
+    ...(clock === undefined ? {} : { clock }),
+    insertsWake: true,
+    maxAttempts: 3,
+    retryBaseMs: 100,
+    retryMaxMs: 1_000,
+    stillOwned: async () => true,
+    onFenced: () => {},
+    topicProblem: () => undefined,
+  });
+}
+/** No idle poll within a test: nothing else the task runs sleeps this long. */
+const IDLE_MS = 600_000;
+
 /** The real outbox, counting the passes that looked for work (each starts with pendingTenants). */
 class CountingOutbox extends Outbox {
   looked = 0;
@@ -86,8 +135,6 @@ test('woken on every insert, a task publishes full batches back to back and does
   const brokers = await testBrokers();
   const topic = `drained.${Bun.randomUUIDv7()}`;
   await createTopic(brokers, topic);
-  const metrics = createMetrics();
-  const tenants = new Tenants(NO_TENANTS_FILE, quietLog);
   const publishing = createPublishing({
     brokers,
     clientId: 'drained-test',
@@ -98,47 +145,12 @@ test('woken on every insert, a task publishes full batches back to back and does
     outboxIdentity: 'drained-test',
   });
   const outbox = new CountingOutbox(db.sql, 16);
-  // No idle poll within the test: only full batches and wakes move it. Nothing else the task runs
-  // sleeps this long, so each sleep of it begun is the task settling idle after a pass.
-  const idleMs = 600_000;
+  // Only full batches and wakes move it: each sleep of IDLE_MS begun is the task settling idle after a pass.
+  const idleMs = IDLE_MS;
   const clock = new CountingClock();
-  const insert = async (from: number, n: number): Promise<void> => {
-    const rows: NewOutboxRow[] = Array.from({ length: n }, (_, i) => ({
-      tenant_id: 'acme',
-      dedupe_key: `k${from + i}`,
-      partition: 0,
-      topic,
-      payload: JSON.stringify({ i: from + i }),
-      headers: {},
-      request_id: `r${from + i}`,
-      traceparent: undefined,
-      ingested_at: new Date().toISOString(),
-    }));
-    await insertRows(db.sql, rows);
-    await waitSettled(db.sql);
-  };
-  const sent = async (): Promise<number> => (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox WHERE status = 'sent'`)[0]?.n ?? 0;
+  const insert = (from: number, n: number): Promise<void> => insertAcme(topic, from, n);
   await insert(0, 25);
-  const task = new PartitionTask({
-    partition: 0,
-    outbox,
-    producer: publishing.forPartition(0),
-    controls: new TenantControls(tenants, metrics, quietLog),
-    tenants,
-    metrics,
-    log: quietLog,
-    batchSize: 10,
-    batchBytes: 1 << 20,
-    pollMs: idleMs,
-    clock,
-    insertsWake: true,
-    maxAttempts: 3,
-    retryBaseMs: 100,
-    retryMaxMs: 1_000,
-    stillOwned: async () => true,
-    onFenced: () => {},
-    topicProblem: () => undefined,
-  });
+  const task = acmeTask(outbox, publishing.forPartition(0), clock);
   try {
     task.start();
     await eventually(async () => (await sent()) === 25, 30_000, '25 rows sent');
@@ -156,4 +168,74 @@ test('woken on every insert, a task publishes full batches back to back and does
     await task.stop();
     await publishing.close();
   }
+}, 90_000);
+
+/** The real outbox, whose markings wait for the test's word while `held` is on, and which counts claims. */
+class HeldMarkingOutbox extends Outbox {
+  held = true;
+  claims = 0;
+  readonly waiting: { refs: readonly PublishedRef[]; release: (fail?: Error) => void }[] = [];
+  override claimRows(partition: number, grants: ReadonlyMap<string, number>): Promise<ClaimedRow[]> {
+    this.claims++;
+    return super.claimRows(partition, grants);
+  }
+  override async markPublished(refs: readonly PublishedRef[]): Promise<number> {
+    if (this.held) {
+      const fail = await new Promise<Error | undefined>((resolve) => this.waiting.push({ refs, release: resolve }));
+      if (fail !== undefined) throw fail;
+    }
+    return super.markPublished(refs);
+  }
+}
+
+/**
+ * Batch 1 (5 rows, less than a batch) committed and its marking held; 10 more rows inserted: the
+ * task claims and sends batch 2 meanwhile, but commits it only once batch 1 is marked (the progress record names one
+ * unmarked batch at most). `fail`: the held marking fails instead.
+ */
+async function markingOverlap(fail: boolean): Promise<void> {
+  await db.sql`TRUNCATE outbox`;
+  const brokers = await testBrokers();
+  const topic = `overlap.${Bun.randomUUIDv7()}`;
+  await createTopic(brokers, topic);
+  const prefix = `overlap-${Bun.randomUUIDv7()}`;
+  const publishing = createPublishing({
+    brokers,
+    clientId: 'overlap-test',
+    compression: 'none',
+    guarantee: 'exactly_once',
+    transactionalIdPrefix: prefix,
+    progressTopic: `${prefix}-progress`,
+    outboxIdentity: prefix,
+  });
+  const outbox = new HeldMarkingOutbox(db.sql, 16);
+  const insert = (from: number, n: number): Promise<void> => insertAcme(topic, from, n);
+  await insert(0, 5);
+  const task = acmeTask(outbox, publishing.forPartition(0));
+  try {
+    task.start();
+    await eventually(async () => outbox.waiting.length === 1, 30_000, 'batch 1 committed, its marking held');
+    expect(outbox.waiting[0]?.refs.length).toBe(5);
+    await insert(5, 10);
+    task.wake();
+    await eventually(async () => outbox.claims === 2, 30_000, 'batch 2 claimed while batch 1 is being marked');
+    // Batch 2 is sent and waits for the marking: a read_committed reader sees batch 1 alone.
+    expect((await readTopic(brokers, topic, { expected: 5, timeoutMs: 30_000, graceMs: 1_000 })).length).toBe(5);
+    expect(await sent()).toBe(0);
+    outbox.held = false;
+    outbox.waiting.shift()?.release(fail ? new Error('connection lost') : undefined);
+    await eventually(async () => (await sent()) === 15, 30_000, '15 rows sent');
+    assertExactlyOnceInOrder(await readTopic(brokers, topic, { expected: 15, timeoutMs: 30_000, graceMs: 500 }), 15);
+  } finally {
+    await task.stop();
+    await publishing.close();
+  }
+}
+
+test('a committed batch is marked while the next one is claimed and sent; the next commits only once it is marked', async () => {
+  await markingOverlap(false);
+}, 90_000);
+
+test('when marking a committed batch fails, the next batch is aborted rather than committed, and both end up published once', async () => {
+  await markingOverlap(true);
 }, 90_000);
