@@ -27,6 +27,35 @@ async function scanned(sql: Sql): Promise<Map<string, OutboxTenantStats>> {
   return new Map(rows.map((r) => [r.tenant_id, { pending: r.pending, dead: r.dead, oldestPendingSeconds: r.oldest }]));
 }
 
+/**
+ * What `run` did to the outbox, in scans, read before and after it on one reserved connection inside
+ * one transaction. pg_stat_xact_user_tables alone is not the transaction's own: a backend keeps its
+ * counts pending until it flushes them, between transactions and at most once a second, so a pooled
+ * connection still shows what it ran up to a second earlier (the migration's index builds, the setup's
+ * updates and the full count: 9 seq scans on the connection that ran them, seen once the pool handed
+ * that connection out). Nothing is flushed inside a
+ * transaction, so the difference is exactly what `run` did.
+ */
+async function outboxScansDuring<T>(sql: Sql, run: (conn: Sql) => Promise<T>): Promise<{ result: T; seq_scan: number; idx_scan: number }> {
+  const conn = await sql.reserve();
+  try {
+    const read = async (): Promise<{ seq_scan: number; idx_scan: number }> => {
+      const [row] = await conn<{ seq_scan: number; idx_scan: number }[]>`
+        SELECT seq_scan::int, idx_scan::int FROM pg_stat_xact_user_tables WHERE relid = 'outbox'::regclass`;
+      if (row === undefined) throw new Error('pg_stat_xact_user_tables has no row for outbox');
+      return row;
+    };
+    await conn`BEGIN`;
+    const before = await read();
+    const result = await run(conn);
+    const after = await read();
+    await conn`COMMIT`;
+    return { result, seq_scan: after.seq_scan - before.seq_scan, idx_scan: after.idx_scan - before.idx_scan };
+  } finally {
+    conn.release();
+  }
+}
+
 describe('outbox gauges and backlog counts read only what waits or died', () => {
   let db: TestDatabase;
   beforeAll(async () => {
@@ -67,22 +96,27 @@ describe('outbox gauges and backlog counts read only what waits or died', () => 
     expect(new Map([...backlog].sort())).toEqual(new Map([...truth].filter(([, t]) => t.pending > 0).map(([k, t]) => [k, t.pending] as const).sort()));
   });
 
-  test('neither a scrape nor a backlog refresh scans the table: no sequential scan of the outbox', async () => {
-    // One connection in one transaction: pg_stat_xact_user_tables counts that transaction's scans.
-    const conn = await db.sql.reserve();
-    let scans: { seq_scan: number; idx_scan: number } | undefined;
+  test('the scan count is what the measured statements did: a full count is a seq scan, and the connection\'s earlier ones do not count', async () => {
+    // One connection, so the measurements run where the earlier full counts ran: the second count's
+    // scan is flushed at most a second after the first's, so it is still pending when they start.
+    const session = postgres(db.url, { max: 1, onnotice: () => {} });
     try {
-      await conn`BEGIN`;
+      await scanned(session);
+      await scanned(session);
+      expect((await outboxScansDuring(session, (conn) => scanned(conn))).seq_scan).toBe(1);
+      expect((await outboxScansDuring(session, (conn) => pendingByTenant(conn))).seq_scan).toBe(0);
+    } finally {
+      await session.end();
+    }
+  });
+
+  test('neither a scrape nor a backlog refresh scans the table: no sequential scan of the outbox', async () => {
+    const scans = await outboxScansDuring(db.sql, async (conn) => {
       await outboxStats(conn);
       await pendingByTenant(conn);
-      [scans] = await conn<{ seq_scan: number; idx_scan: number }[]>`
-        SELECT seq_scan::int, idx_scan::int FROM pg_stat_xact_user_tables WHERE relname = 'outbox'`;
-      await conn`COMMIT`;
-    } finally {
-      conn.release();
-    }
-    expect(scans?.seq_scan).toBe(0);
-    expect(scans?.idx_scan).toBeGreaterThan(0);
+    });
+    expect(scans.seq_scan).toBe(0);
+    expect(scans.idx_scan).toBeGreaterThan(0);
   });
 
   test('the admin overview counts every status right without reading the sent rows, as rows are sent, replayed and deleted', async () => {
@@ -107,23 +141,9 @@ describe('outbox gauges and backlog counts read only what waits or died', () => 
     const truth = await byStatus(db.sql);
     expect(truth.get('new-tenant')).toEqual({ pending: 0, sent: 1, dead: 0 });
 
-    // A fresh session in one transaction: pg_stat_xact_user_tables then holds only what it ran (a
-    // reused one may still carry the unflushed counts of earlier statements).
-    const session = postgres(db.url, { max: 1, onnotice: () => {} });
-    let counts: Map<string, StatusCounts> | undefined;
-    let scans: { seq_scan: number } | undefined;
-    try {
-      const conn = await session.reserve();
-      await conn`BEGIN`;
-      counts = await statusCountsByTenant(conn);
-      [scans] = await conn<{ seq_scan: number }[]>`SELECT seq_scan::int FROM pg_stat_xact_user_tables WHERE relname = 'outbox'`;
-      await conn`COMMIT`;
-      conn.release();
-    } finally {
-      await session.end();
-    }
-    expect(sorted(counts ?? new Map())).toEqual(sorted(truth));
-    expect(scans?.seq_scan).toBe(0);
+    const { result: counts, seq_scan } = await outboxScansDuring(db.sql, (conn) => statusCountsByTenant(conn));
+    expect(sorted(counts)).toEqual(sorted(truth));
+    expect(seq_scan).toBe(0);
     // And the plan, for whoever reads this: the sent counts come from their own small table.
     const plan = (await db.sql.unsafe<{ 'QUERY PLAN': string }[]>('EXPLAIN SELECT tenant_id, sent FROM outbox_sent_counts WHERE sent > 0')).map((r) => r['QUERY PLAN']).join('\n');
     expect(plan).not.toContain('on outbox ');
