@@ -52,12 +52,21 @@ export function redactUrl(url: string): string {
   const start = url.indexOf('://');
   // No scheme: the value may be nothing but a secret.
   if (start === -1) return '(unparsable URL)';
+  return redactQuery(redactUserinfo(url, start));
+}
+
+function redactUserinfo(url: string, start: number): string {
   const at = url.lastIndexOf('@');
   // No user part; but in `postgres://user:password/db` (the @host forgotten) the "port" is the password.
   if (at < start) return url.replace(/^([^:]*:\/\/[^:/?#]*:)([^/?#]*[^0-9/?#][^/?#]*)/, '$1***');
   const userinfo = url.slice(start + 3, at);
   const colon = userinfo.indexOf(':');
   return colon === -1 ? url : `${url.slice(0, start + 3)}${userinfo.slice(0, colon)}:***${url.slice(at)}`;
+}
+
+/** libpq's `?password=` (and `sslpassword=`) carry secrets in the query string too. */
+function redactQuery(url: string): string {
+  return url.replace(/([?&](?:ssl)?password=)[^&#]*/gi, '$1***');
 }
 
 /** What a plain TCP connection to an address has seen so far. */

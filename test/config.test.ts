@@ -153,12 +153,14 @@ describe('configuration', () => {
       ['postgres://postgres:hunter2#secret@db/x', 'postgres://postgres:***@db/x: is not a valid URL: percent-encode any @ : / ? # % in the user name or password (@ as %40, / as %2F, ? as %3F, # as %23, % as %25)'],
       // The @host forgotten: the "port" is the password, never echoed.
       ['postgres://postgres:hunter2secret/x', "postgres://postgres:***/x: the port is not a number from 1 to 65535: fix the port in DATABASE_URL (Postgres's default is 5432)"],
+      // Outside test: the client looked `[::1]` up by name, brackets included (a DNS error, exit 1).
+      ['postgresql://u:hunter2secret@[::1]:5432/x', "postgresql://u:***@[::1]:5432/x: the host [::1] is an IPv6 address in brackets, which sluice's Postgres client cannot connect to: use a host name that resolves to it (for [::1], localhost)"],
     ];
     for (const [url, message] of cases) {
       expect(messages(url)).toEqual([`DATABASE_URL ${message}`]);
       expect(messages(url).join()).not.toContain('secret');
     }
-    for (const good of ['postgres://u:p%40ss@db:6432/x?sslmode=verify-full', 'postgresql://u@[::1]:5432/x', 'postgres://u:p@h1:5432,h2:5433/x?target_session_attrs=primary', 'postgres://db/x?sslmode=disable']) {
+    for (const good of ['postgres://u:p%40ss@db:6432/x?sslmode=verify-full', 'postgres://u:S3cr@etPW@127.0.0.1/x', 'postgres://u:S3c:retPW@127.0.0.1/x', 'postgres://u:p@h1:5432,h2:5433/x?target_session_attrs=primary', 'postgres://db/x?sslmode=disable']) {
       expect(messages(good)).toEqual([]);
     }
   });
@@ -203,6 +205,10 @@ describe('configuration', () => {
     expect(redactUrl('hunter2secret')).toBe('(unparsable URL)');
     expect(redactUrl('postgres://u@db:5432/x')).toBe('postgres://u@db:5432/x');
     expect(redactUrl('postgres://db:5432/x')).toBe('postgres://db:5432/x');
+    // libpq's query-string password (outside test: printed as is by every command).
+    expect(redactUrl('postgres://u@db/x?password=Zq9xpw&sslmode=bogus')).toBe('postgres://u@db/x?password=***&sslmode=bogus');
+    expect(redactUrl('postgres://u@db/x?sslmode=require&sslpassword=Zq9xpw#f')).toBe('postgres://u@db/x?sslmode=require&sslpassword=***#f');
+    expect(redactUrl('postgres://u:pw@db/x?PASSWORD=Zq9xpw')).toBe('postgres://u:***@db/x?PASSWORD=***');
   });
 });
 
