@@ -83,6 +83,8 @@ export function parseDatabaseUrl(url: string): { hosts: DatabaseHost[] } | { pro
     const portText = /:([^:\]]*)$/.exec(entry)?.[1];
     const host = portText === undefined ? entry : entry.slice(0, entry.length - portText.length - 1);
     if (host === '') return { problem: 'names no host: write postgres://user:password@host:5432/database' };
+    // postgres.js looks `[::1]` up by name, brackets included, and fails with a DNS error.
+    if (host.startsWith('[')) return { problem: `the host ${host} is an IPv6 address in brackets, which sluice's Postgres client cannot connect to: use a host name that resolves to it (for [::1], localhost)` };
     if (portText !== undefined && portText !== '' && !(/^[0-9]{1,5}$/.test(portText) && Number(portText) >= 1 && Number(portText) <= 65535)) {
       // `postgres://u:pa/ss@h/db`: the password's `/` ended the host part early, leaving `u:pa` as host and port.
       if (!/^[0-9]+$/.test(portText) && !authority.includes('@') && rest.includes('@')) return { problem: `the host ends early, at a character of the password: ${UNENCODED}` };
