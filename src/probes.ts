@@ -47,7 +47,7 @@ export async function probeDatabase(url: string, timeoutMs: number, partitions?:
     }
     return { ok: true, detail: `postgres ${row?.version ?? '?'} at ${redactUrl(url)}` };
   };
-  const query = answer().catch((err: unknown): ProbeResult => ({ ok: false, detail: `${where}: ${databaseProblem(err)}` }));
+  const query = answer().catch((err: unknown): ProbeResult => ({ ok: false, detail: `${where}: ${closedAtConnect(err) ?? databaseProblem(err)}` }));
   const result = await within(query, timeoutMs, () => {
     const why = watch === undefined ? undefined : silenceCause(watch.seen(), 'Postgres', 'DATABASE_URL');
     return {
@@ -58,6 +58,16 @@ export async function probeDatabase(url: string, timeoutMs: number, partitions?:
   watch?.stop();
   void sql.end({ timeout: 0 }).catch(() => {});
   return result;
+}
+
+/**
+ * A peer that accepts the connection and closes it before Postgres's first answer: named as the
+ * Kafka probe names it for the same address (a probe opens its own connection, so no live session
+ * of sluice's was cut here).
+ */
+function closedAtConnect(err: unknown): string | undefined {
+  const code = (err as { code?: unknown }).code;
+  return code === 'ECONNRESET' || code === 'CONNECTION_CLOSED' || code === 'CONNECTION_ENDED' ? silenceCause({ state: 'closed' }, 'Postgres', 'DATABASE_URL') : undefined;
 }
 
 function databaseProblem(err: unknown): string {

@@ -303,6 +303,19 @@ describe('what an outside tester found (README only)', () => {
         `database   FAIL  DATABASE_URL postgres://postgres@127.0.0.1:${silent.port}/x: no answer within 2s: the connection was accepted, but nothing answered as Postgres (another service on that port, or an overloaded server): check the port in DATABASE_URL`,
         `kafka      FAIL  KAFKA_BROKERS 127.0.0.1:${silent.port}: no answer within 2s: the connection was accepted, but nothing answered as a Kafka broker (another service on that port, or an overloaded server): check the port in KAFKA_BROKERS`,
       ]);
+      // Closed at once (outside test: the database line said "connection reset by the peer" where the
+      // Kafka line named the peer that accepts and closes).
+      const atOnce = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { open: (s) => void s.end(), data: () => {} } });
+      try {
+        const reset = await sluice(['check', '--timeout-ms', '2000'], at(atOnce.port));
+        expect([reset.code, line(reset, 'database')]).toEqual([
+          1,
+          `database   FAIL  DATABASE_URL postgres://postgres@127.0.0.1:${atOnce.port}/x: the connection was accepted, then closed without an answer (not Postgres there, or a proxy or firewall closing it): check the host and port in DATABASE_URL`,
+        ]);
+        expect(line(reset, 'kafka')).toContain('the connection was accepted, then closed without an answer (not a Kafka broker there');
+      } finally {
+        atOnce.stop(true);
+      }
     } finally {
       closer.stop(true);
       silent.close();
