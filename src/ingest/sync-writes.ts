@@ -79,13 +79,9 @@ export class SyncWrites implements WritePath {
    * group commit: an outage of a minute under load would otherwise log hundreds of the same error.
    */
   #missed(why: InsertMissed, events: number): void {
-    if (this.#outage === undefined) {
-      this.#outage = { since: this.#clock.now(), groups: 1, events };
-      this.#o.log.error(why.msg, { ...why.fields, events, note: 'logged once until an insert answers again' });
-      return;
-    }
-    this.#outage.groups++;
-    this.#outage.events += events;
+    if (this.#outage !== undefined) return;
+    this.#outage = { since: this.#clock.now(), groups: 0, events: 0 };
+    this.#o.log.error(why.msg, { ...why.fields, events, note: 'logged once until an insert answers again' });
   }
 
   #answered(): void {
@@ -130,6 +126,15 @@ export class SyncWrites implements WritePath {
           inserted = outcome;
           this.#answered();
         } else this.#missed(outcome, envelopes.length);
+      }
+      // Counted for the line that ends the outage: also the writes of tenants already behind the
+      // journal, which try no insert of their own.
+      if (this.#outage !== undefined) {
+        const fromJournal = entries.length - (inserted?.size ?? 0);
+        if (fromJournal > 0) {
+          this.#outage.groups++;
+          this.#outage.events += fromJournal;
+        }
       }
       // The forwarder skips this range: only a batch inserted whole, and a range without holes.
       if (inserted !== undefined && inserted.size > 0 && direct.length === entries.length) {
