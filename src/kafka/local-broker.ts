@@ -638,10 +638,10 @@ async function startLockedBroker(opts: LocalBrokerOptions, release: () => void):
       const why = exited
         ? `exited early (${child.exitCode ?? child.signalCode})`
         : `not ready after ${READY_TIMEOUT_MS} ms`;
-      // The first line stands alone (serve reports only it): the first error, else where to look.
-      const first = digest.firstErrors[0] ?? `no error logged, see ${join(dataDir, 'broker.log')}`;
+      // The first line stands alone (serve reports only it), so it carries the first error if there was one.
+      const first = digest.firstErrors[0] === undefined ? ' with no error logged' : `: ${digest.firstErrors[0]}`;
       const errors = digest.firstErrors.length ? `\nfirst errors:\n${digest.firstErrors.join('\n')}` : '';
-      throw new SluiceError('kafka_unavailable', `kafka broker ${why}: ${first}${errors}\nbroker.log tail:\n${digest.tail.join('\n')}`);
+      throw new SluiceError('kafka_unavailable', `kafka broker ${why}${first}${errors}\nbroker.log tail:\n${digest.tail.join('\n')}`);
     }
     // A probe against a port someone else holds can hang until its timeout; the JVM exiting ends it early.
     let ready: boolean;

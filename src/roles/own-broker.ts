@@ -27,8 +27,8 @@ export async function checkOwnBrokerPort(config: Config): Promise<void> {
 
 export async function startOwnBroker(config: Config, log: Logger): Promise<LocalBroker> {
   log.info('KAFKA_BROKERS not set: starting a local Kafka broker', { port: config.kafka.localPort });
+  const dataDir = ownBrokerDataDir(config);
   try {
-    const dataDir = ownBrokerDataDir(config);
     return await startLocalBroker({
       dataDir,
       port: config.kafka.localPort,
@@ -38,11 +38,17 @@ export async function startOwnBroker(config: Config, log: Logger): Promise<Local
     });
   } catch (err) {
     if (err instanceof BrokerDataDirInUse) throw dataDirInUseError(err);
-    throw localBrokerError(config, err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err));
+    const why = err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err);
+    // Only a port taken (or somebody else's broker on it) is fixed by another port; anything else is in the broker's log.
+    if (err instanceof SluiceError && err.code === 'address_unavailable') throw localBrokerError(config, why);
+    throw new SluiceError(
+      'kafka_unavailable',
+      `SLUICE_KAFKA_LOCAL_PORT ${config.kafka.localPort}: the local Kafka broker did not start: ${why}: see ${join(dataDir, 'broker.log')}, or set KAFKA_BROKERS to use a broker you run`,
+    );
   }
 }
 
-/** Why the local broker cannot serve, naming SLUICE_KAFKA_LOCAL_PORT and the ways out: never somebody else's broker. */
+/** The local broker's port cannot serve, naming SLUICE_KAFKA_LOCAL_PORT and the ways out: never somebody else's broker. */
 function localBrokerError(config: Config, why: string): SluiceError {
   return new SluiceError(
     'kafka_unavailable',

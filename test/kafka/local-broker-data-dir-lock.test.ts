@@ -1,9 +1,10 @@
 import { afterAll, describe, expect, test } from 'bun:test';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { logLines, runCli } from '../support/cli.ts';
-import { readTopic } from '../support/kafka.ts';
+import { BrokerDataDirInUse, brokerDataDirHolder, startLocalBroker } from '../../src/kafka/local-broker.ts';
+import { brokerOptions, readTopic } from '../support/kafka.ts';
 import { freePort } from '../support/ports.ts';
 import { createTestDatabase } from '../support/postgres.ts';
 import { eventually, postEvent } from '../support/sluice.ts';
@@ -26,7 +27,88 @@ function running(pid: number): boolean {
   }
 }
 
+/** A directory whose broker.lock names `pid`. */
+function lockedBy(name: string, pid: number): string {
+  const dir = join(scratch, name);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'broker.lock'), `${pid}\n`);
+  return dir;
+}
+
+/** A zombie: `sh` execs into a `sleep` that never reaps the short child the shell started before. */
+async function zombie(): Promise<{ pid: number; parent: Bun.Subprocess }> {
+  const parent = Bun.spawn(['sh', '-c', 'sleep 0.05 & exec sleep 30'], { stdout: 'ignore', stderr: 'ignore' });
+  let pid: number | undefined;
+  await eventually(async () => {
+    const child = Bun.spawnSync(['pgrep', '-P', String(parent.pid)]).stdout.toString().trim();
+    const stat = child === '' ? '' : readFileSync(`/proc/${child}/stat`, 'utf8');
+    pid = Number(child);
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  }, 5_000, 'a zombie');
+  return { pid: pid ?? 0, parent };
+}
+
 describe('a local broker locks its data directory', () => {
+  test('held only by a live process: a dead or zombie holder is stale; a live one is refused before anything in the directory is touched', async () => {
+    const dead = Bun.spawnSync(['true']).pid;
+    expect(brokerDataDirHolder(lockedBy('dead', dead))).toBeUndefined();
+    const z = await zombie();
+    const live = Bun.spawn(['sleep', '30'], { stdout: 'ignore', stderr: 'ignore' });
+    try {
+      expect(brokerDataDirHolder(lockedBy('zombie', z.pid))).toBeUndefined();
+      // Its own pid, not a lock this process took: a pid reused after the holder died.
+      expect(brokerDataDirHolder(lockedBy('own', process.pid))).toBeUndefined();
+      expect(brokerDataDirHolder(join(scratch, 'none'))).toBeUndefined();
+
+      const dir = lockedBy('live', live.pid);
+      expect(brokerDataDirHolder(dir)).toBe(live.pid);
+      writeFileSync(join(dir, 'broker.pid'), `${live.pid} ${live.pid}\n`);
+      const refused = await startLocalBroker(brokerOptions({ dataDir: dir })).then(() => undefined, (err: unknown) => err);
+      expect(refused).toBeInstanceOf(BrokerDataDirInUse);
+      expect((refused as Error).message).toBe(`the Kafka data directory ${dir} is in use by process ${live.pid} (sleep 30): stop that process, or give this broker another data directory`);
+      expect(readFileSync(join(dir, 'broker.lock'), 'utf8')).toBe(`${live.pid}\n`);
+      expect(readFileSync(join(dir, 'broker.pid'), 'utf8')).toBe(`${live.pid} ${live.pid}\n`);
+      expect(existsSync(join(dir, 'server.properties'))).toBe(false);
+      expect(live.exitCode).toBeNull();
+    } finally {
+      live.kill('SIGKILL');
+      z.parent.kill('SIGKILL');
+    }
+  });
+
+  test('a broker that exits at once is named with its first error, or as having logged none; serve says where its log is', async () => {
+    // A stand-in for java: the broker's JVM exiting at start, with or without an error line.
+    const javaHome = join(scratch, 'java');
+    mkdirSync(join(javaHome, 'bin'), { recursive: true });
+    writeFileSync(join(javaHome, 'bin', 'java'), '#!/bin/sh\ncase "$*" in *kafka.Kafka*) [ -n "$FAIL_LINE" ] && echo "$FAIL_LINE" >&2 ;; esac\nexit 1\n');
+    chmodSync(join(javaHome, 'bin', 'java'), 0o755);
+    const formatted = (name: string): string => {
+      const dir = join(scratch, name);
+      mkdirSync(join(dir, 'logs'), { recursive: true });
+      writeFileSync(join(dir, 'logs', 'meta.properties'), 'cluster.id=x\nnode.id=1\nversion=1\n');
+      return dir;
+    };
+    const silent = await startLocalBroker({ ...brokerOptions({ dataDir: formatted('silent') }), tools: { ...brokerOptions().tools, java: join(javaHome, 'bin', 'java') } }).then(() => undefined, (err: unknown) => err);
+    expect(String((silent as Error).message).split('\n')[0]).toBe('kafka broker exited early (1) with no error logged');
+    expect(existsSync(join(scratch, 'silent', 'broker.lock'))).toBe(false);
+
+    const dataDir = join(scratch, 'serve-exits');
+    formatted(join('serve-exits', 'kafka'));
+    const port = await freePort();
+    const r = await runCli(['serve'], {
+      JAVA_HOME: javaHome,
+      FAIL_LINE: 'ERROR [KafkaRaftServer nodeId=1] bad config',
+      SLUICE_PORT: '0',
+      SLUICE_KAFKA_LOCAL_PORT: String(port),
+      SLUICE_DATA_DIR: dataDir,
+      SLUICE_JOURNAL_DIR: join(scratch, 'serve-exits-journal'),
+    }, { clean: true });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      `SLUICE_KAFKA_LOCAL_PORT ${port}: the local Kafka broker did not start: kafka broker exited early (1): ERROR [KafkaRaftServer nodeId=1] bad config: see ${join(dataDir, 'kafka', 'broker.log')}, or set KAFKA_BROKERS to use a broker you run`,
+    );
+  }, 60_000);
+
   test('a second serve on a running one\'s data directory is refused, naming it, and the first is untouched and still publishes; a stale lock is taken over', async () => {
     const dataDir = join(scratch, 'data3');
     const brokerDir = join(dataDir, 'kafka');
