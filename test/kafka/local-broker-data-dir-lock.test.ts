@@ -109,8 +109,8 @@ describe('a local broker locks its data directory', () => {
     );
   }, 60_000);
 
-  test('a second serve on a running one\'s data directory is refused, naming it, and the first is untouched and still publishes; a stale lock is taken over', async () => {
-    const dataDir = join(scratch, 'data3');
+  test.each(['embedded', 'server'])('a second serve on a running one\'s data directory is refused, naming it, and the first is untouched and still publishes; a stale lock is taken over (first one\'s database: %s)', async (database) => {
+    const dataDir = join(scratch, `data-${database}`);
     const brokerDir = join(dataDir, 'kafka');
     const topic = `lock.${Bun.randomUUIDv7()}`;
     // A lock left by a process that is gone: the first start takes it over.
@@ -119,17 +119,18 @@ describe('a local broker locks its data directory', () => {
     writeFileSync(join(brokerDir, 'broker.lock'), `${dead}\n`);
 
     const kafkaPort = await freePort();
-    // The runner's own database and broker settings must not leak in: embedded database, own broker.
+    // The runner's own database and broker settings must not leak in: own broker, the database chosen here.
     const inherited = Object.keys(process.env).filter((k) => k.startsWith('SLUICE_') || k === 'DATABASE_URL' || k === 'KAFKA_BROKERS');
+    const db = await createTestDatabase({ migrate: false });
     const a = await spawnSluice({
       ...Object.fromEntries(inherited.map((k) => [k, ''])),
+      ...(database === 'server' ? { DATABASE_URL: db.url } : {}),
       SLUICE_PORT: String(await freePort()),
       SLUICE_KAFKA_LOCAL_PORT: String(kafkaPort),
       SLUICE_DATA_DIR: dataDir,
-      SLUICE_JOURNAL_DIR: join(scratch, 'j3'),
+      SLUICE_JOURNAL_DIR: join(scratch, `j3-${database}`),
       SLUICE_KAFKA_TOPIC: topic,
     });
-    const db = await createTestDatabase({ migrate: false });
     try {
       await eventually(async () => a.logLines().some((l) => l.includes('"local kafka ready"')), 90_000, 'the first serve\'s broker');
       expect(readFileSync(join(brokerDir, 'broker.lock'), 'utf8')).toBe(`${a.proc.pid}\n`);
@@ -142,7 +143,7 @@ describe('a local broker locks its data directory', () => {
         SLUICE_PORT: String(await freePort()),
         SLUICE_KAFKA_LOCAL_PORT: String(await freePort()),
         SLUICE_DATA_DIR: dataDir,
-        SLUICE_JOURNAL_DIR: join(scratch, 'j4'),
+        SLUICE_JOURNAL_DIR: join(scratch, `j4-${database}`),
       };
       const refusal = `SLUICE_DATA_DIR: the local Kafka broker's data directory ${brokerDir} is in use by another sluice, process ${a.proc.pid} (`;
       const fix = '): stop that sluice, or give this one another SLUICE_DATA_DIR';
