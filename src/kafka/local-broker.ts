@@ -2,7 +2,7 @@
 // development and tests. The jars come from Maven Central once and are cached
 // outside the repo, so nothing but a JDK and Maven is needed: no Docker.
 import { Admin, FindCoordinatorKeyTypes, Producer } from '@platformatic/kafka';
-import { createWriteStream, existsSync, readFileSync, writeFileSync, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -82,13 +82,124 @@ function isBrokerJvm(pid: number, propsPath: string): boolean {
   return main >= 0 && args?.[main + 1] === propsPath;
 }
 
-function parentPid(pid: number): number | undefined {
+/** State and parent pid from /proc/<pid>/stat; undefined when there is no such process (or no /proc). */
+function procStat(pid: number): { state: string; ppid: number } | undefined {
   try {
     // After the command name in parentheses, which may itself hold spaces and parentheses: state, ppid.
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    const [state = '', ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state, ppid: Number(ppid) };
   } catch {
     return undefined;
+  }
+}
+
+function parentPid(pid: number): number | undefined {
+  return procStat(pid)?.ppid;
+}
+
+/** Whether `pid` runs: a zombie (killed, not yet reaped by its parent) answers signal 0 but holds nothing. */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  return procStat(pid)?.state !== 'Z';
+}
+
+/**
+ * In a broker's data directory, the pid of the sluice using it. Taken before anything there is read or
+ * written: two brokers on one directory rewrite each other's config and pid file, and the second
+ * one's controller disturbs the first one's quorum.
+ */
+const LOCK_FILE = 'broker.lock';
+
+/** Data directories this process holds the lock of: its own pid in a lock file is stale only when not among them. */
+const heldLocks = new Set<string>();
+
+/** A data directory another live process runs a broker on: the start is refused, nothing of the other one touched. */
+export class BrokerDataDirInUse extends SluiceError {
+  /** `process <pid>`, with its command line when it can be read: what to stop. */
+  readonly holderName: string;
+
+  constructor(
+    readonly dataDir: string,
+    readonly holder: number,
+  ) {
+    const args = commandLine(holder);
+    const holderName = `process ${holder}${args === undefined ? '' : ` (${args.join(' ').slice(0, 200)})`}`;
+    super('address_unavailable', `the Kafka data directory ${dataDir} is in use by ${holderName}: stop that process, or give this broker another data directory`);
+    this.holderName = holderName;
+  }
+}
+
+function lockHolder(lockPath: string): number | undefined {
+  try {
+    const pid = Number.parseInt(readFileSync(lockPath, 'utf8'), 10);
+    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function heldByOther(lockPath: string, holder: number | undefined): holder is number {
+  if (holder === undefined) return false;
+  return holder === process.pid ? heldLocks.has(lockPath) : isAlive(holder);
+}
+
+/** The live process holding `dataDir`'s broker lock, if any: what a start on it would be refused for. */
+export function brokerDataDirHolder(dataDir: string): number | undefined {
+  const lockPath = join(resolve(dataDir), LOCK_FILE);
+  const holder = lockHolder(lockPath);
+  return heldByOther(lockPath, holder) ? holder : undefined;
+}
+
+/**
+ * Takes `dataDir`'s broker lock or throws BrokerDataDirInUse; a lock whose holder is gone is taken over.
+ * The file appears whole (written aside, then hard-linked into place, which fails when one exists), so
+ * a reader never sees it empty; a stale one is renamed aside first and checked to be the one judged stale.
+ */
+function lockDataDir(dataDir: string): () => void {
+  mkdirSync(dataDir, { recursive: true });
+  const lockPath = join(dataDir, LOCK_FILE);
+  const mine = `${lockPath}.${process.pid}`;
+  writeFileSync(mine, `${process.pid}\n`);
+  try {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        linkSync(mine, lockPath);
+        heldLocks.add(lockPath);
+        return () => {
+          heldLocks.delete(lockPath);
+          rmSync(lockPath, { force: true });
+        };
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const holder = lockHolder(lockPath);
+      if (heldByOther(lockPath, holder)) throw new BrokerDataDirInUse(dataDir, holder);
+      const aside = `${lockPath}.stale.${process.pid}`;
+      try {
+        renameSync(lockPath, aside);
+      } catch {
+        continue; // Another start took it over first: look again.
+      }
+      const moved = lockHolder(aside);
+      if (moved !== holder && heldByOther(lockPath, moved)) {
+        // Between the look and the rename another start took the stale lock over: it is its, back it goes.
+        try {
+          linkSync(aside, lockPath);
+        } finally {
+          rmSync(aside, { force: true });
+        }
+        throw new BrokerDataDirInUse(dataDir, moved);
+      }
+      rmSync(aside, { force: true });
+    }
+    throw new SluiceError('address_unavailable', `could not lock the Kafka data directory ${dataDir} (${lockPath} keeps changing)`);
+  } finally {
+    rmSync(mine, { force: true });
   }
 }
 
@@ -401,6 +512,22 @@ function randomClusterId(): string {
  * taken port is a broker an earlier sluice left running on the same `dataDir`: that one is stopped first.
  */
 export async function startLocalBroker(opts: LocalBrokerOptions): Promise<LocalBroker> {
+  // Before anything in the directory is looked at: another live sluice's broker there is refused, not disturbed.
+  let unlock = opts.dataDir === undefined ? undefined : lockDataDir(resolve(opts.dataDir));
+  const release = (): void => {
+    unlock?.();
+    unlock = undefined;
+  };
+  try {
+    return await startLockedBroker(opts, release);
+  } catch (error) {
+    release();
+    throw error;
+  }
+}
+
+/** startLocalBroker once `opts.dataDir`, if given, is locked; `release` unlocks it, at stop. */
+async function startLockedBroker(opts: LocalBrokerOptions, release: () => void): Promise<LocalBroker> {
   if (opts.dataDir !== undefined) {
     const stopped = await stopLeftBehindBroker(opts.dataDir);
     if (stopped !== undefined) opts.onLeftBehindStopped?.(stopped);
@@ -471,6 +598,7 @@ export async function startLocalBroker(opts: LocalBrokerOptions): Promise<LocalB
   // An exit without stop() kills the JVM at once; a SIGKILL of this process is the watchdog's case.
   const killOnExit = (): void => {
     child.kill('SIGKILL');
+    release();
   };
   process.once('exit', killOnExit);
 
@@ -486,6 +614,7 @@ export async function startLocalBroker(opts: LocalBrokerOptions): Promise<LocalB
       }
       watchdog.kill('SIGKILL');
       await rm(pidPath, { force: true });
+      release();
       await pumps;
       await new Promise<void>((ok) => logFile.end(() => ok()));
       await cleanupDataDir();
@@ -509,8 +638,10 @@ export async function startLocalBroker(opts: LocalBrokerOptions): Promise<LocalB
       const why = exited
         ? `exited early (${child.exitCode ?? child.signalCode})`
         : `not ready after ${READY_TIMEOUT_MS} ms`;
-      const errors = digest.firstErrors.length ? `first errors:\n${digest.firstErrors.join('\n')}\n` : '';
-      throw new SluiceError('kafka_unavailable', `kafka broker ${why}; ${errors}broker.log tail:\n${digest.tail.join('\n')}`);
+      // The first line stands alone (serve reports only it), so it carries the first error if there was one.
+      const first = digest.firstErrors[0] === undefined ? ' with no error logged' : `: ${digest.firstErrors[0]}`;
+      const errors = digest.firstErrors.length ? `\nfirst errors:\n${digest.firstErrors.join('\n')}` : '';
+      throw new SluiceError('kafka_unavailable', `kafka broker ${why}${first}${errors}\nbroker.log tail:\n${digest.tail.join('\n')}`);
     }
     // A probe against a port someone else holds can hang until its timeout; the JVM exiting ends it early.
     let ready: boolean;

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { Config } from '../config.ts';
 import { SluiceError } from '../errors.ts';
-import { leftBehindBroker, portProblem, startLocalBroker, type LocalBroker } from '../kafka/local-broker.ts';
+import { BrokerDataDirInUse, brokerDataDirHolder, leftBehindBroker, portProblem, startLocalBroker, type LocalBroker } from '../kafka/local-broker.ts';
 import type { Logger } from '../log.ts';
 
 /** Where `serve`'s own broker keeps its data, its log and its pid file. */
@@ -16,14 +16,19 @@ export function ownBrokerDataDir(config: Config): string {
  * start stops.
  */
 export async function checkOwnBrokerPort(config: Config): Promise<void> {
+  // First, before the database opens beside the broker: a data directory in use is the cause to name,
+  // not the port or the database lock that follow from it.
+  const dataDir = ownBrokerDataDir(config);
+  const holder = brokerDataDirHolder(dataDir);
+  if (holder !== undefined) throw dataDirInUseError(new BrokerDataDirInUse(dataDir, holder));
   const problem = await portProblem(config.kafka.localPort);
   if (problem !== undefined && leftBehindBroker(ownBrokerDataDir(config)) === undefined) throw localBrokerError(config, problem);
 }
 
 export async function startOwnBroker(config: Config, log: Logger): Promise<LocalBroker> {
   log.info('KAFKA_BROKERS not set: starting a local Kafka broker', { port: config.kafka.localPort });
+  const dataDir = ownBrokerDataDir(config);
   try {
-    const dataDir = ownBrokerDataDir(config);
     return await startLocalBroker({
       dataDir,
       port: config.kafka.localPort,
@@ -32,14 +37,29 @@ export async function startOwnBroker(config: Config, log: Logger): Promise<Local
       onLeftBehindStopped: (pid) => log.warn('stopped a local Kafka broker an earlier sluice left running', { pid, data_dir: dataDir }),
     });
   } catch (err) {
-    throw localBrokerError(config, err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err));
+    if (err instanceof BrokerDataDirInUse) throw dataDirInUseError(err);
+    const why = err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err);
+    // Only a port taken (or somebody else's broker on it) is fixed by another port; anything else is in the broker's log.
+    if (err instanceof SluiceError && err.code === 'address_unavailable') throw localBrokerError(config, why);
+    throw new SluiceError(
+      'kafka_unavailable',
+      `SLUICE_KAFKA_LOCAL_PORT ${config.kafka.localPort}: the local Kafka broker did not start: ${why}: see ${join(dataDir, 'broker.log')}, or set KAFKA_BROKERS to use a broker you run`,
+    );
   }
 }
 
-/** Why the local broker cannot serve, naming SLUICE_KAFKA_LOCAL_PORT and the ways out: never somebody else's broker. */
+/** The local broker's port cannot serve, naming SLUICE_KAFKA_LOCAL_PORT and the ways out: never somebody else's broker. */
 function localBrokerError(config: Config, why: string): SluiceError {
   return new SluiceError(
     'kafka_unavailable',
     `SLUICE_KAFKA_LOCAL_PORT ${config.kafka.localPort}: the local Kafka broker did not start: ${why}: free the port or set SLUICE_KAFKA_LOCAL_PORT to another one, or set KAFKA_BROKERS to use a broker you run`,
+  );
+}
+
+/** Another live sluice runs its broker on this data directory: the way out is a directory of this one's own. */
+function dataDirInUseError(err: BrokerDataDirInUse): SluiceError {
+  return new SluiceError(
+    'kafka_unavailable',
+    `SLUICE_DATA_DIR: the local Kafka broker's data directory ${err.dataDir} is in use by another sluice, ${err.holderName}: stop that sluice, or give this one another SLUICE_DATA_DIR`,
   );
 }
