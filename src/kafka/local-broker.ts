@@ -2,7 +2,8 @@
 // development and tests. The jars come from Maven Central once and are cached
 // outside the repo, so nothing but a JDK and Maven is needed: no Docker.
 import { Admin, FindCoordinatorKeyTypes, Producer } from '@platformatic/kafka';
-import { createWriteStream, existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync, type WriteStream } from 'node:fs';
+import { acquirePidLock, pidLockHolder, procStat } from '../pid-lock.ts';
 import { chmod, mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -82,30 +83,8 @@ function isBrokerJvm(pid: number, propsPath: string): boolean {
   return main >= 0 && args?.[main + 1] === propsPath;
 }
 
-/** State and parent pid from /proc/<pid>/stat; undefined when there is no such process (or no /proc). */
-function procStat(pid: number): { state: string; ppid: number } | undefined {
-  try {
-    // After the command name in parentheses, which may itself hold spaces and parentheses: state, ppid.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const [state = '', ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { state, ppid: Number(ppid) };
-  } catch {
-    return undefined;
-  }
-}
-
 function parentPid(pid: number): number | undefined {
   return procStat(pid)?.ppid;
-}
-
-/** Whether `pid` runs: a zombie (killed, not yet reaped by its parent) answers signal 0 but holds nothing. */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  return procStat(pid)?.state !== 'Z';
 }
 
 /**
@@ -114,9 +93,6 @@ function isAlive(pid: number): boolean {
  * one's controller disturbs the first one's quorum.
  */
 const LOCK_FILE = 'broker.lock';
-
-/** Data directories this process holds the lock of: its own pid in a lock file is stale only when not among them. */
-const heldLocks = new Set<string>();
 
 /** A data directory another live process runs a broker on: the start is refused, nothing of the other one touched. */
 export class BrokerDataDirInUse extends SluiceError {
@@ -134,73 +110,15 @@ export class BrokerDataDirInUse extends SluiceError {
   }
 }
 
-function lockHolder(lockPath: string): number | undefined {
-  try {
-    const pid = Number.parseInt(readFileSync(lockPath, 'utf8'), 10);
-    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function heldByOther(lockPath: string, holder: number | undefined): holder is number {
-  if (holder === undefined) return false;
-  return holder === process.pid ? heldLocks.has(lockPath) : isAlive(holder);
-}
-
 /** The live process holding `dataDir`'s broker lock, if any: what a start on it would be refused for. */
 export function brokerDataDirHolder(dataDir: string): number | undefined {
-  const lockPath = join(resolve(dataDir), LOCK_FILE);
-  const holder = lockHolder(lockPath);
-  return heldByOther(lockPath, holder) ? holder : undefined;
+  return pidLockHolder(join(resolve(dataDir), LOCK_FILE));
 }
 
-/**
- * Takes `dataDir`'s broker lock or throws BrokerDataDirInUse; a lock whose holder is gone is taken over.
- * The file appears whole (written aside, then hard-linked into place, which fails when one exists), so
- * a reader never sees it empty; a stale one is renamed aside first and checked to be the one judged stale.
- */
+/** Takes `dataDir`'s broker lock or throws BrokerDataDirInUse; a lock whose holder is gone is taken over. */
 function lockDataDir(dataDir: string): () => void {
   mkdirSync(dataDir, { recursive: true });
-  const lockPath = join(dataDir, LOCK_FILE);
-  const mine = `${lockPath}.${process.pid}`;
-  writeFileSync(mine, `${process.pid}\n`);
-  try {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        linkSync(mine, lockPath);
-        heldLocks.add(lockPath);
-        return () => {
-          heldLocks.delete(lockPath);
-          rmSync(lockPath, { force: true });
-        };
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      }
-      const holder = lockHolder(lockPath);
-      if (heldByOther(lockPath, holder)) throw new BrokerDataDirInUse(dataDir, holder);
-      const aside = `${lockPath}.stale.${process.pid}`;
-      try {
-        renameSync(lockPath, aside);
-      } catch {
-        continue; // Another start took it over first: look again.
-      }
-      const moved = lockHolder(aside);
-      if (moved !== holder && heldByOther(lockPath, moved)) {
-        // Between the look and the rename another start took the stale lock over: it is its, back it goes.
-        try {
-          linkSync(aside, lockPath);
-        } finally {
-          rmSync(aside, { force: true });
-        }
-        throw new BrokerDataDirInUse(dataDir, moved);
-      }
-      rmSync(aside, { force: true });
-    }
-    throw new SluiceError('address_unavailable', `could not lock the Kafka data directory ${dataDir} (${lockPath} keeps changing)`);
-  } finally {
-    rmSync(mine, { force: true });
-  }
+  return acquirePidLock(join(dataDir, LOCK_FILE), (holder) => new BrokerDataDirInUse(dataDir, holder));
 }
 
 /**

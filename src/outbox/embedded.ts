@@ -1,9 +1,10 @@
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { SluiceError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { acquirePidLock } from '../pid-lock.ts';
 
 /**
  * The embedded server's shared_buffers. PGlite's default, Postgres's 128MB, is touched in full when
@@ -49,44 +50,5 @@ export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promi
 }
 
 function acquireLock(path: string): () => void {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(path, 'wx');
-      writeSync(fd, String(process.pid));
-      closeSync(fd);
-      return () => rmSync(path, { force: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const holder = Number.parseInt(readFileSync(path, 'utf8'), 10);
-      if (Number.isInteger(holder) && holder !== process.pid && isAlive(holder)) {
-        throw new SluiceError(
-          'outbox_unavailable',
-          `embedded database ${path} is in use by process ${holder}; stop it or set DATABASE_URL`,
-        );
-      }
-      rmSync(path, { force: true });
-    }
-  }
-  throw new SluiceError('outbox_unavailable', `could not lock embedded database ${path}`);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  // A killed holder its parent has not reaped yet (a zombie) still answers signal 0, but it holds
-  // nothing: a restart right after a kill -9 must not be refused for it.
-  return !isZombie(pid);
-}
-
-function isZombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The state follows the command name, which is in parentheses and may itself hold ") ".
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
-  } catch {
-    return false;
-  }
+  return acquirePidLock(path, (holder) => new SluiceError('outbox_unavailable', `embedded database ${path} is in use by process ${holder}; stop it or set DATABASE_URL`));
 }
