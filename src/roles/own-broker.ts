@@ -57,7 +57,7 @@ function localBrokerError(config: Config, why: string): SluiceError {
 }
 
 /** Another live sluice runs its broker on this data directory: the way out is a directory of this one's own. */
-function dataDirInUseError(err: BrokerDataDirInUse): SluiceError {
+export function dataDirInUseError(err: BrokerDataDirInUse): SluiceError {
   return new SluiceError(
     'kafka_unavailable',
     `SLUICE_DATA_DIR: the local Kafka broker's data directory ${err.dataDir} is in use by another sluice, ${err.holderName}: stop that sluice, or give this one another SLUICE_DATA_DIR`,

@@ -157,6 +157,11 @@ describe('a local broker locks its data directory', () => {
         expect(message).toContain(fix);
         expect(r.stderr).not.toContain('sluice listening');
       }
+      // check names the running sluice too, not the port its broker holds.
+      const checked = await runCli(['check', '--timeout-ms', '3000'], { ...b, DATABASE_URL: db.url }, { clean: true });
+      const kafkaLine = checked.stdout.split('\n').find((l) => l.startsWith('kafka '));
+      expect(kafkaLine).toContain(`FAIL  ${refusal}`);
+      expect(kafkaLine).toContain(fix);
 
       expect(readFileSync(join(brokerDir, 'server.properties'), 'utf8')).toBe(props);
       expect(readFileSync(join(brokerDir, 'broker.pid'), 'utf8')).toBe(pidFile);
