@@ -98,7 +98,7 @@ export function toKafkaMessages(rows: readonly ClaimedRow[]): Message[] {
       // Rare: events with headers of their own. Strings first, so a name sluice sets keeps one place.
       const byName = new Map<string, Buffer | undefined>(names.map((n) => [n, textBytes(row.headers[n])]));
       for (const [name, value] of own) byName.set(name, value);
-      for (const [name, value] of byName) headers.set(name in HEADER ? HEADER[name as keyof typeof HEADER] : Buffer.from(name), value);
+      for (const [name, value] of byName) headers.set(Object.hasOwn(HEADER, name) ? HEADER[name as keyof typeof HEADER] : Buffer.from(name), value);
     }
     return { topic: row.topic, key: Buffer.from(recordKey(row)), value: Buffer.from(row.payload), headers };
   });

@@ -58,6 +58,17 @@ describe('the Kafka records of a batch', () => {
     ]);
   });
 
+  test("regression: headers named like Object's own members (toString, constructor, __proto__) keep their names as bytes", () => {
+    const headers = JSON.parse('{"toString":"a","constructor":"b","hasOwnProperty":"c","__proto__":"d"}') as Record<string, string>;
+    const [m] = toKafkaMessages([row({ headers })]);
+    expect(headerText(m?.headers).slice(0, 4)).toEqual([
+      ['toString', 'a'],
+      ['constructor', 'b'],
+      ['hasOwnProperty', 'c'],
+      ['__proto__', 'd'],
+    ]);
+  });
+
   test('rows of several tenants keep their own ids and keys', () => {
     const messages = toKafkaMessages([row(), row({ id: '43', tenant_id: 'zeta', dedupe_key: 'k' }), row({ id: '44', dedupe_key: 'order-2' })]);
     expect(messages.map((m) => m.key?.toString())).toEqual(['acme:order-1', 'zeta:k', 'acme:order-2']);
