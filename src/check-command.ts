@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import type { Config } from './config.ts';
 import { probeListen, readTls } from './http/listener.ts';
-import { BrokerDataDirInUse, brokerDataDirHolder, leftBehindBroker, portProblem } from './kafka/local-broker.ts';
-import { dataDirInUseError, ownBrokerDataDir } from './roles/own-broker.ts';
+import { leftBehindBroker, portProblem } from './kafka/local-broker.ts';
+import { ownBrokerDataDir, ownBrokerDataDirInUse } from './roles/own-broker.ts';
 import { probeDatabase, probeKafka, probeWritableDir, type ProbeResult } from './probes.ts';
 import { loadTenantsFile } from './tenants.ts';
 import { journalReadiness } from './ingest/journal-readiness.ts';
@@ -85,15 +85,14 @@ function embeddedNote(dir: ProbeResult): ProbeResult {
 }
 
 async function localBroker(config: Config): Promise<ProbeResult> {
-  const dataDir = ownBrokerDataDir(config);
-  const holder = brokerDataDirHolder(dataDir);
   // A sluice running on this data directory: the cause to name, not the port its broker holds.
-  if (holder !== undefined) return { ok: false, detail: dataDirInUseError(new BrokerDataDirInUse(dataDir, holder)).message };
+  const inUse = ownBrokerDataDirInUse(config);
+  if (inUse !== undefined) return { ok: false, detail: inUse.message };
   const port = config.kafka.localPort;
   const problem = await portProblem(port);
   const ok = `no KAFKA_BROKERS: serve starts a local broker on 127.0.0.1:${port} (SLUICE_KAFKA_LOCAL_PORT)`;
   if (problem === undefined) return { ok: true, detail: ok };
-  const leftBehind = leftBehindBroker(dataDir);
+  const leftBehind = leftBehindBroker(ownBrokerDataDir(config));
   return leftBehind !== undefined
     ? { ok: true, detail: `${ok}; it stops first the one an earlier sluice left running there (pid ${leftBehind})` }
     : { ok: false, detail: `SLUICE_KAFKA_LOCAL_PORT ${port}: ${problem}: stop it, set SLUICE_KAFKA_LOCAL_PORT to a free port, or set KAFKA_BROKERS to use a broker you run` };

@@ -57,7 +57,7 @@ const TARGET_SESSION_ATTRS = ['read-write', 'read-only', 'primary', 'standby', '
 const UNENCODED = 'percent-encode any @ : / ? # % in the user name or password (@ as %40, / as %2F, ? as %3F, # as %23, % as %25)';
 
 /** A host of DATABASE_URL: a name, an address, or a Unix socket directory (a percent-encoded path). */
-export interface DatabaseHost {
+interface DatabaseHost {
   host: string;
   port: number;
 }

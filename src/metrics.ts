@@ -76,6 +76,17 @@ class CounterTally<T extends string> {
   }
 }
 
+/** A counter that takes in its tally's counts whenever it is read (a scrape, get(), the supervisor's read). */
+function talliedCounter<T extends string>(tally: CounterTally<T>, config: { name: string; help: string; labelNames: T[]; registers: Registry[] }): Counter<T> {
+  const counter: Counter<T> = new Counter<T>({
+    ...config,
+    collect() {
+      tally.flushInto(counter);
+    },
+  });
+  return counter;
+}
+
 /** Every kind starts at 0, so an alert on its increase fires on the very first incident. */
 function journalIncidentCounter(registers: Registry[]): Counter<'kind'> {
   const counter = new Counter({
@@ -112,23 +123,17 @@ export function createMetrics(): Metrics {
   }).set({ version: VERSION, bun: Bun.version }, 1);
   const requests = new CounterTally<'status' | 'tenant'>();
   const events = new CounterTally<'tenant' | 'result'>();
-  const ingestRequests: Counter<'status' | 'tenant'> = new Counter({
+  const ingestRequests = talliedCounter(requests, {
     name: 'sluice_ingest_requests_total',
     help: 'Ingest HTTP requests by response status and tenant.',
     labelNames: ['status', 'tenant'],
     registers: reg,
-    collect() {
-      requests.flushInto(ingestRequests);
-    },
   });
-  const ingestEvents: Counter<'tenant' | 'result'> = new Counter({
+  const ingestEvents = talliedCounter(events, {
     name: 'sluice_ingest_events_total',
     help: 'Events accepted by ingest, by tenant and result (accepted or duplicate).',
     labelNames: ['tenant', 'result'],
     registers: reg,
-    collect() {
-      events.flushInto(ingestEvents);
-    },
   });
   return {
     registry,

@@ -14,7 +14,7 @@ export function procStat(pid: number): { state: string; ppid: number } | undefin
 }
 
 /** Whether `pid` runs: a zombie (killed, not yet reaped by its parent) answers signal 0 but holds nothing. */
-export function isAlive(pid: number): boolean {
+function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch (err) {

@@ -321,7 +321,7 @@ const JSON_LITERAL = /true|false|null|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-
  * Bun's JSON.parse says what (`Unexpected EOF`) but not where, and an operator editing a long
  * tenants file needs the place. Undefined when the scan finds nothing wrong or nests too deep for it.
  */
-export function jsonErrorAt(text: string): { line: number; column: number } | undefined {
+function jsonErrorAt(text: string): { line: number; column: number } | undefined {
   let i = 0;
   const fail = (): never => {
     throw new NotJsonAt(i);

@@ -7,6 +7,7 @@ export const LIMITS = {
   headerCount: 32,
   headerName: 128,
   headerValue: 4096,
+  namespace: 512,
 } as const;
 
 /** C0 and C1 control characters and DEL: they would reach logs and Kafka headers raw (CR/LF, ESC). */

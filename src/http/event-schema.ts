@@ -67,7 +67,7 @@ export const eventSchema = z.strictObject({
   namespace: z
     .string()
     .regex(NAMESPACE_SYNTAX, { error: 'must have the form tenant:namespace, without control characters' })
-    .max(512)
+    .max(LIMITS.namespace)
     .optional(),
 });
 
@@ -100,5 +100,5 @@ export function isValidEvent(value: unknown): value is EventBody {
   if (topic !== undefined && !(typeof topic === 'string' && KAFKA_TOPIC_SYNTAX.test(topic))) return false;
   if (headers !== undefined && !validHeaders(headers)) return false;
   if (tenant_id !== undefined && !isTenantId(tenant_id)) return false;
-  return namespace === undefined || (typeof namespace === 'string' && namespace.length <= 512 && NAMESPACE_SYNTAX.test(namespace));
+  return namespace === undefined || (typeof namespace === 'string' && namespace.length <= LIMITS.namespace && NAMESPACE_SYNTAX.test(namespace));
 }

@@ -101,9 +101,7 @@ export class RecentKeys {
   /** The write was journaled at `seq` (seqs come in ascending order); from here on it ages out once forwarded. */
   journaled(tenant: string, dedupeKey: string, seq: number): void {
     const key = pairKey(tenant, dedupeKey);
-    this.#pending.delete(key);
-    this.#index.add(pairKeyHash(key), seq);
-    this.#through = Math.max(this.#through, seq);
+    this.journaledClaim({ key, hash: pairKeyHash(key) }, seq);
   }
 
   /** `journaled` of a key `claim` reserved. */

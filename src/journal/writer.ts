@@ -212,7 +212,6 @@ export class JournalWriter {
   }
 
   append(inputs: Envelope[]): Promise<JournalEntry[]> {
-    if (this.#closed) return Promise.reject(new SluiceError('shutting_down', 'journal is closed'));
     return new Promise((journaled, failed) => this.appendFor({ inputs, journaled, failed }));
   }
 
@@ -251,6 +250,8 @@ export class JournalWriter {
       const firstSeq = this.#nextSeq;
       const ts = new Date().toISOString();
       const entries: JournalEntry[][] = [];
+      // Only while a sink takes the lines, as when they were written: one set meanwhile starts with the next group.
+      const handing = this.#sink !== undefined;
       // Every entry in order (handed off), and where each line ends: that places it in the segment.
       const all: JournalEntry[] = [];
       const ends: number[] = [];
@@ -262,15 +263,16 @@ export class JournalWriter {
         const mine: JournalEntry[] = [];
         for (const input of p.inputs) {
           const e = journalEntry(seq++, ts, input);
-          ends.push(lines.add(e));
+          const end = lines.add(e);
           mine.push(e);
-          all.push(e);
+          if (handing) {
+            ends.push(end);
+            all.push(e);
+          }
         }
         entries.push(mine);
       }
       const bytes = lines.bytes();
-      // Only while a sink takes the lines, as when they were written: one set meanwhile starts with the next group.
-      const handing = this.#sink !== undefined;
       try {
         const at = await this.#writeDurably(bytes, firstSeq);
         this.#nextSeq = seq;

@@ -83,10 +83,6 @@ function isBrokerJvm(pid: number, propsPath: string): boolean {
   return main >= 0 && args?.[main + 1] === propsPath;
 }
 
-function parentPid(pid: number): number | undefined {
-  return procStat(pid)?.ppid;
-}
-
 /**
  * In a broker's data directory, the pid of the sluice using it. Taken before anything there is read or
  * written: two brokers on one directory rewrite each other's config and pid file, and the second
@@ -136,7 +132,7 @@ export function leftBehindBroker(dataDir: string): number | undefined {
   }
   const [jvm, owner] = pids;
   if (jvm === undefined || owner === undefined || !Number.isSafeInteger(jvm) || jvm <= 0) return undefined;
-  if (!isBrokerJvm(jvm, join(dir, 'server.properties')) || parentPid(jvm) === owner) return undefined;
+  if (!isBrokerJvm(jvm, join(dir, 'server.properties')) || procStat(jvm)?.ppid === owner) return undefined;
   return jvm;
 }
 

@@ -133,7 +133,11 @@ export class Processor {
    * processes, are found by the poll.
    */
   #wakeEntered(): void {
-    for (const p of this.#o.outbox.takeEntered()) {
+    this.#wakeTasks(this.#o.outbox.takeEntered());
+  }
+
+  #wakeTasks(partitions: Iterable<number>): void {
+    for (const p of partitions) {
       const task = this.#tasks.get(p);
       // New rows cannot cure a failing task (Kafka down, say): its backoff is not cut short.
       if (task !== undefined && !task.failing) task.wake();
@@ -229,11 +233,7 @@ export class Processor {
 
   async #wakePending(): Promise<'idle'> {
     if (this.#tasks.size === 0) return 'idle';
-    for (const p of await this.#o.outbox.pendingPartitions([...this.#tasks.keys()])) {
-      const task = this.#tasks.get(p);
-      // New rows cannot cure a failing task (Kafka down, say): its backoff is not cut short.
-      if (task !== undefined && !task.failing) task.wake();
-    }
+    this.#wakeTasks(await this.#o.outbox.pendingPartitions([...this.#tasks.keys()]));
     return 'idle';
   }
 

@@ -62,17 +62,17 @@ const HEADER = {
 };
 const TRUE = Buffer.from('true');
 
+/** As the client's string serializer had it: a value that is not text (a row written by hand) is a null header. */
+function textBytes(value: unknown): Buffer | undefined {
+  return typeof value === 'string' ? Buffer.from(value) : undefined;
+}
+
 /**
  * The Kafka records for a batch of outbox rows: key tenant:dedupe_key, the client's payload text as
  * its bytes (never parsed), the event's headers and then sluice's (a header of the event named like
  * one of sluice's keeps its place and takes sluice's value). Bytes the batch repeats (header names,
  * each tenant's id) are encoded once.
  */
-/** As the client's string serializer had it: a value that is not text (a row written by hand) is a null header. */
-function textBytes(value: unknown): Buffer | undefined {
-  return typeof value === 'string' ? Buffer.from(value) : undefined;
-}
-
 export function toKafkaMessages(rows: readonly ClaimedRow[]): Message[] {
   const tenants = new Map<string, Buffer>();
   return rows.map((row) => {

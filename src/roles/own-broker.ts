@@ -18,11 +18,17 @@ export function ownBrokerDataDir(config: Config): string {
 export async function checkOwnBrokerPort(config: Config): Promise<void> {
   // First, before the database opens beside the broker: a data directory in use is the cause to name,
   // not the port or the database lock that follow from it.
-  const dataDir = ownBrokerDataDir(config);
-  const holder = brokerDataDirHolder(dataDir);
-  if (holder !== undefined) throw dataDirInUseError(new BrokerDataDirInUse(dataDir, holder));
+  const inUse = ownBrokerDataDirInUse(config);
+  if (inUse !== undefined) throw inUse;
   const problem = await portProblem(config.kafka.localPort);
   if (problem !== undefined && leftBehindBroker(ownBrokerDataDir(config)) === undefined) throw localBrokerError(config, problem);
+}
+
+/** Why the local broker's data directory cannot be used: another live sluice holds it (serve and check say so alike). */
+export function ownBrokerDataDirInUse(config: Config): SluiceError | undefined {
+  const dataDir = ownBrokerDataDir(config);
+  const holder = brokerDataDirHolder(dataDir);
+  return holder === undefined ? undefined : dataDirInUseError(new BrokerDataDirInUse(dataDir, holder));
 }
 
 export async function startOwnBroker(config: Config, log: Logger): Promise<LocalBroker> {
@@ -57,7 +63,7 @@ function localBrokerError(config: Config, why: string): SluiceError {
 }
 
 /** Another live sluice runs its broker on this data directory: the way out is a directory of this one's own. */
-export function dataDirInUseError(err: BrokerDataDirInUse): SluiceError {
+function dataDirInUseError(err: BrokerDataDirInUse): SluiceError {
   return new SluiceError(
     'kafka_unavailable',
     `SLUICE_DATA_DIR: the local Kafka broker's data directory ${err.dataDir} is in use by another sluice, ${err.holderName}: stop that sluice, or give this one another SLUICE_DATA_DIR`,

@@ -23,10 +23,15 @@ export function cleanEnv(extra: Record<string, string>): Record<string, string> 
 }
 
 /** Runs `sluice <args>` as a real child process to its end; `clean` starts from `cleanEnv` instead of the whole environment. */
-export async function runCli(args: string[], env: Record<string, string>, opts: { clean?: boolean } = {}): Promise<CliResult> {
+export function runCli(args: string[], env: Record<string, string>, opts: { clean?: boolean } = {}): Promise<CliResult> {
+  return runScript(CLI, args, env, opts);
+}
+
+/** Runs `bun <script> <args>` (a project script: the bench, the torture run) as runCli runs sluice. */
+export async function runScript(script: string, args: string[], env: Record<string, string> = {}, opts: { clean?: boolean } = {}): Promise<CliResult> {
   const started = performance.now();
   const proc = Bun.spawn({
-    cmd: ['bun', CLI, ...args],
+    cmd: ['bun', script, ...args],
     env: opts.clean === true ? cleanEnv(env) : { ...process.env, ...env },
     stdin: 'ignore',
     stdout: 'pipe',

@@ -13,16 +13,14 @@ A randomized fault run over real processes (serve, ingest, process; a Postgres c
 broker of its own): N minutes of faults (default 5), seed S (default a fresh one, printed first).
 Exit 0 when every promise held, 1 when one broke, 2 for wrong arguments. See README.md#faults-and-the-torture-run.`;
 
-let parsed: ReturnType<typeof parseOptions>;
-function parseOptions() {
-  return parseArgs({ options: { minutes: { type: 'string', default: '5' }, seed: { type: 'string' }, help: { type: 'boolean' } } });
-}
-try {
-  parsed = parseOptions();
-} catch (err) {
-  console.error(`torture: ${(err as Error).message}\n\n${USAGE}`);
-  process.exit(2);
-}
+const parsed = (() => {
+  try {
+    return parseArgs({ options: { minutes: { type: 'string', default: '5' }, seed: { type: 'string' }, help: { type: 'boolean' } } });
+  } catch (err) {
+    console.error(`torture: ${(err as Error).message}\n\n${USAGE}`);
+    return process.exit(2);
+  }
+})();
 if (parsed.values.help === true) {
   console.log(USAGE);
   process.exit(0);

@@ -1,13 +1,10 @@
 import { describe, expect, test } from 'bun:test';
 import { join } from 'node:path';
+import { runScript, type CliResult } from '../support/cli.ts';
 
 const RUN = join(import.meta.dir, 'run.ts');
 
-async function torture(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn({ cmd: ['bun', RUN, ...args], stdout: 'pipe', stderr: 'pipe' });
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  return { code, stdout, stderr };
-}
+const torture = (args: string[]): Promise<CliResult> => runScript(RUN, args);
 
 describe('bun run torture usage', () => {
   test('regression: --help prints the usage and exits 0 before any work (it died with a parser stack trace)', async () => {
