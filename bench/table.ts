@@ -1,4 +1,4 @@
-import { GROUPS, type Group } from './cpu-meter.ts';
+import { WORK_GROUPS, type Group } from './cpu-meter.ts';
 import { RSS_LIMIT_MIB, type BaselineResult, type BenchReport, type ScenarioResult } from './result.ts';
 
 const number = (n: number | null | undefined, digits = 0): string =>
@@ -6,7 +6,7 @@ const number = (n: number | null | undefined, digits = 0): string =>
 
 const verdict = (met: boolean | null): string => (met === null ? '' : met ? 'met' : 'MISSED');
 
-const GROUP_HEADERS: Record<Group, string> = { app: 'sluice (ceiling: its process)', postgres: 'Postgres', kafka: 'Kafka broker' };
+const GROUP_HEADERS: Record<Group, string> = { app: 'sluice (ceiling: its process)', postgres: 'Postgres', kafka: 'Kafka broker', load: 'load µs/event' };
 
 function cpuTable(rows: (BaselineResult | ScenarioResult)[]): string {
   const measured = rows.filter((r) => r.cpu !== undefined);
@@ -16,12 +16,16 @@ function cpuTable(rows: (BaselineResult | ScenarioResult)[]): string {
     return us === null ? '-' : `${number(us, 1)} (${number(r.cpu?.cores[g], 2)})`;
   };
   return [
-    `| CPU µs per event (cores busy) | events | interval s | ${GROUPS.map((g) => GROUP_HEADERS[g]).join(' | ')} | total µs/event |`,
-    `| --- | ---: | ---: | ${GROUPS.map(() => '---:').join(' | ')} | ---: |`,
+    `| CPU µs per event (cores busy) | events | interval s | ${WORK_GROUPS.map((g) => GROUP_HEADERS[g]).join(' | ')} | total µs/event | ${GROUP_HEADERS.load} |`,
+    `| --- | ---: | ---: | ${WORK_GROUPS.map(() => '---:').join(' | ')} | ---: | ---: |`,
     ...measured.map((r) => {
-      const total = GROUPS.reduce((sum, g) => sum + (r.cpu?.us_per_event[g] ?? 0), 0);
-      return `| ${r.name} | ${number(r.cpu?.events)} | ${number(r.cpu?.interval_s, 1)} | ${GROUPS.map((g) => cell(r, g)).join(' | ')} | ${number(total, 1)} |`;
+      const total = WORK_GROUPS.reduce((sum, g) => sum + (r.cpu?.us_per_event[g] ?? 0), 0);
+      return `| ${r.name} | ${number(r.cpu?.events)} | ${number(r.cpu?.interval_s, 1)} | ${WORK_GROUPS.map((g) => cell(r, g)).join(' | ')} | ${number(total, 1)} | ${cell(r, 'load')} |`;
     }),
+    '',
+    'Total: sluice (or the ceiling\'s own process), Postgres and the broker. Load: the load generator, not in the total — wrk for ' +
+      'raw Bun.serve and HTTP scenarios, the fixed-rate load process and the bench\'s Kafka reader for publish latency, the bench ' +
+      'itself (sender and Kafka reader) end to end; "-" for the Postgres and Kafka ceilings, whose client is their own process.',
   ].join('\n');
 }
 
