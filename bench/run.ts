@@ -11,6 +11,7 @@ import { measureProducerCeiling } from './baselines/kafka-perf.ts';
 import { measureInsertCeiling } from './baselines/postgres-insert.ts';
 import { writeBenchTenant, type BenchTenant } from './bench-tenant.ts';
 import { chartFile } from './chart.ts';
+import { budgetOf, budgetPlan } from './budget.ts';
 import { brokerSelector, ownChildren, postgresSelector, startCpuMeter, treeOf, type Selector } from './cpu-meter.ts';
 import { freshDatabase, type BenchDatabase } from './database.ts';
 import { runEndToEnd } from './end-to-end.ts';
@@ -308,6 +309,7 @@ async function main(): Promise<number> {
       const ceiling = baselines.find((b) => b.name === s.baseline)?.throughput ?? Number.NaN;
       const ratio = measured.throughput / ceiling;
       const peakRssMiB = Math.max(...run.peakRssPerProcess);
+      const plan = budgetPlan(s);
       const result: ScenarioResult = {
         name: s.name,
         command: s.command,
@@ -323,6 +325,7 @@ async function main(): Promise<number> {
         rss_target_met: peakRssMiB <= RSS_LIMIT_MIB,
         ...(run.profile === undefined ? {} : { profile: run.profile }),
       };
+      if (plan !== undefined) result.budget = budgetOf(plan, result, baselines, availableParallelism());
       scenarios.push(result);
       progress(
         `  ${s.name}: ${measured.throughput.toFixed(0)} ${measured.unit} (${ratio.toFixed(2)} x ${s.baseline}), ` +

@@ -29,6 +29,43 @@ function cpuTable(rows: (BaselineResult | ScenarioResult)[]): string {
   ].join('\n');
 }
 
+// The floors, stated with the table: each is a figure measured in the same run (bench/budget.ts).
+const BUDGET_NOTE = [
+  'Budget: CPU µs per event at the rate each rate target asks for (its ratio × the ceiling measured in this run, or its absolute rate), ' +
+    'from figures of this run only. The floors, the work no sluice can skip:',
+  '- load: the scenario\'s own load generator, measured in it (wrk; the bench\'s sender and Kafka reader end to end);',
+  '- HTTP: raw Bun.serve\'s own process per event, receiving the same requests and answering 202 (single JSON or NDJSON-1000 ceiling);',
+  '- Postgres insert: the Postgres ceiling\'s Postgres per row (insertRows, batches of 1,000);',
+  '- claim + mark (serve: published events): the Postgres ceiling\'s per row once more — the mark writes a new version of the row ' +
+    'as the insert wrote it; the claim\'s read is taken as free;',
+  '- broker: the Kafka ceiling\'s broker per record (ProducerPerformance, acks=all, no transactions).',
+  'Unavoidable cores = rate × the floors. Sluice budget = (cores − unavoidable cores) / rate. Charged = sluice\'s own µs/event ' +
+    'minus the HTTP floor (raw Bun.serve\'s part of its work, counted among the floors) plus what Postgres and the broker spent ' +
+    'per event beyond their floors; the verdict holds it against the budget. The targets\' met / MISSED above stand as measured.',
+].join('\n');
+
+function budgetTable(scenarios: ScenarioResult[]): string {
+  const rows = scenarios.filter((s) => s.budget !== undefined);
+  if (rows.length === 0) return '';
+  const us = (n: number | null | undefined): string => number(n, 1);
+  return [
+    '| budget at the target rate | events/s asked | from | load | HTTP | Postgres insert | claim + mark | broker | unavoidable cores | ' +
+      'sluice budget µs/event | sluice µs/event | charged µs/event | verdict |',
+    '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    ...rows.map((s) => {
+      const b = s.budget;
+      const f = b?.floor_us;
+      return (
+        `| ${s.name} | ${number(b?.target_rate)} | ${b?.rate_from ?? ''} | ${us(f?.load)} | ${us(f?.http)} | ${us(f?.postgres_insert)} | ` +
+        `${us(f?.postgres_claim_mark)} | ${us(f?.broker)} | ${number(b?.unavoidable_cores, 2)} of ${b?.cores ?? '-'} | ` +
+        `${us(b?.sluice_budget_us)} | ${us(b?.sluice_us)} | ${us(b?.charged_us)} | ${b?.verdict ?? ''} |`
+      );
+    }),
+    '',
+    BUDGET_NOTE,
+  ].join('\n');
+}
+
 function scalingTable(report: BenchReport): string {
   const scaling = report.scaling;
   if (scaling === undefined) return '';
@@ -63,7 +100,7 @@ function profileTable(scenarios: ScenarioResult[]): string {
   ].join('\n');
 }
 
-/** The run as Markdown tables: ceilings, the scenarios with their targets, CPU per event, scaling, profiles. */
+/** The run as Markdown tables: ceilings, the scenarios with their targets, CPU per event, the rate targets' budgets, scaling, profiles. */
 export function formatTables(report: BenchReport): string {
   const baselines = [
     '| ceiling (baseline) | unit | throughput | p50 ms | p99 ms | max ms |',
@@ -83,7 +120,7 @@ export function formatTables(report: BenchReport): string {
     ),
   ];
   const notes = [...report.baselines, ...report.scenarios].filter((r) => r.note !== undefined).map((r) => `- ${r.name}: ${r.note}`);
-  return [baselines.join('\n'), scenarios.join('\n'), cpuTable([...report.baselines, ...report.scenarios]), scalingTable(report), profileTable(report.scenarios), notes.join('\n')]
+  return [baselines.join('\n'), scenarios.join('\n'), cpuTable([...report.baselines, ...report.scenarios]), budgetTable(report.scenarios), scalingTable(report), profileTable(report.scenarios), notes.join('\n')]
     .filter((s) => s.length > 0)
     .join('\n\n');
 }
