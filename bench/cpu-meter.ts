@@ -51,7 +51,8 @@ interface Seen {
 }
 
 /**
- * Starts counting now. Each process is followed by pid and start time: one present at the start
+ * Starts counting now. Each process is followed by pid and start time, from the first read that selects
+ * it to its end: one present at the start
  * counts from its value then, one that appears later from zero (all of its CPU time is in the interval),
  * one that exits keeps its last value read. A child of the bench that exits in the interval (wrk, the
  * Java producer, the fixed-rate load) would lose what it spent after the last read, up to POLL_MS of
@@ -86,8 +87,10 @@ export function startCpuMeter(selectors: Partial<Record<Group, Selector>>): CpuM
       if (select === undefined) continue;
       const wanted = new Set(select(stats));
       for (const s of stats) {
-        if (!wanted.has(s.pid)) continue;
         const key = `${group}:${s.pid}:${s.startTicks}`;
+        // Once selected, followed to its end: an exiting process's command line reads empty, so a
+        // selector by command line lets go of it just when its last CPU time is counted.
+        if (!wanted.has(s.pid) && !seen.has(key)) continue;
         const first = seen.get(key)?.first ?? (initial ? s.cpuTicks : 0);
         seen.set(key, { group, first, last: s.cpuTicks, ownChild: s.ppid === process.pid });
       }
