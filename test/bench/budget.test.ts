@@ -139,5 +139,9 @@ describe('bench budget of a rate target', () => {
     expect(tables).toContain('| total µs/event | load µs/event |');
     // The load is beside the total, not in it: 20 + 9 + 3 = 32.
     expect(tables).toContain('| publish-latency-5000 | 1,000 | 5.0 | 20.0 (-) | 9.0 (-) | 3.0 (-) | 32.0 | 8.0 (-) |');
+    // On cores shared with other work, the note says what a verdict of CPU time cannot.
+    expect(tables).not.toContain('Verdicts weigh CPU time');
+    const loaded = formatTables({ ...report, machine: { ...report.machine, load_average: { start: 14.2, end: 12 } } });
+    expect(loaded).toContain('shared its 2 cores with other work (load average 14.2 at the start)');
   });
 });
