@@ -1,7 +1,7 @@
 // The run's charts as self-contained SVG: `benchChart` for bench/results/<date>.json (throughput next to
 // its ceiling, CPU per event by process, peak RSS), `growthChart` for growth-<date>.json (issue 15's
 // curves). Also usable alone: `bun bench/chart.ts bench/results/<file>.json` writes <file>.svg beside it.
-import { GROUPS, type Group } from './cpu-meter.ts';
+import { WORK_GROUPS, type WorkGroup } from './cpu-meter.ts';
 import type { GrowthPoint } from './growth/growth.ts';
 import { RSS_LIMIT_MIB, type BaselineResult, type BenchReport, type ScenarioResult } from './result.ts';
 import { circle, compact, line, linearScale, logScale, polyline, rect, svgDocument, text, type Scale } from './svg.ts';
@@ -12,8 +12,8 @@ const PLOT_X = LABEL_W + 10;
 const PLOT_W = WIDTH - PLOT_X - 170;
 const SLUICE = '#2b6cb0';
 const CEILING = '#a0aec0';
-const GROUP_COLOURS: Record<Group, string> = { app: '#2b6cb0', postgres: '#dd6b20', kafka: '#38a169' };
-const GROUP_NAMES: Record<Group, string> = { app: 'sluice (or the ceiling\'s own process)', postgres: 'Postgres', kafka: 'Kafka broker' };
+const GROUP_COLOURS: Record<WorkGroup, string> = { app: '#2b6cb0', postgres: '#dd6b20', kafka: '#38a169' };
+const GROUP_NAMES: Record<WorkGroup, string> = { app: 'sluice (or the ceiling\'s own process)', postgres: 'Postgres', kafka: 'Kafka broker' };
 
 function axis(scale: Scale, top: number, bottom: number, format: (v: number) => string): string[] {
   return scale.ticks.flatMap((t) => [line(scale.at(t), top, scale.at(t), bottom, '#e2e8f0'), text(scale.at(t), bottom + 14, format(t), { anchor: 'middle', size: 11, fill: '#4a5568' })]);
@@ -61,21 +61,21 @@ function throughputPanel(report: BenchReport, top: number): { body: string[]; he
 function cpuPanel(rows: (BaselineResult | ScenarioResult)[], top: number): { body: string[]; height: number } | undefined {
   const measured = rows.filter((r) => r.cpu !== undefined);
   if (measured.length === 0) return undefined;
-  const total = (r: BaselineResult | ScenarioResult): number => GROUPS.reduce((sum, g) => sum + (r.cpu?.us_per_event[g] ?? 0), 0);
+  const total = (r: BaselineResult | ScenarioResult): number => WORK_GROUPS.reduce((sum, g) => sum + (r.cpu?.us_per_event[g] ?? 0), 0);
   const scale = linearScale(Math.max(...measured.map(total)), PLOT_X, PLOT_X + PLOT_W);
   const rowH = 22;
   const plotTop = top + 40;
   const bottom = plotTop + measured.length * rowH;
   const body = [
     text(20, top + 16, 'CPU time per event over the measured interval, by process (µs; ceilings first)', { size: 15, weight: 'bold' }),
-    ...legend(PLOT_X, top + 32, GROUPS.map((g) => [GROUP_COLOURS[g], GROUP_NAMES[g]])),
+    ...legend(PLOT_X, top + 32, WORK_GROUPS.map((g) => [GROUP_COLOURS[g], GROUP_NAMES[g]])),
     ...axis(scale, plotTop, bottom, compact),
   ];
   measured.forEach((r, i) => {
     const y = plotTop + i * rowH + 4;
     let x = PLOT_X;
     body.push(text(LABEL_W, y + 11, r.name, { anchor: 'end', fill: 'baseline' in r ? '#1a202c' : '#4a5568' }));
-    for (const g of GROUPS) {
+    for (const g of WORK_GROUPS) {
       const us = r.cpu?.us_per_event[g];
       if (us === null || us === undefined) continue;
       const w = scale.at(us) - PLOT_X;

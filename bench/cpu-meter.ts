@@ -6,10 +6,17 @@ import { allStats, clockTicksPerSecond, commandLine, procReadable, processTree, 
 /**
  * `app` is the process(es) under test: sluice's for a scenario, the stand-in's for a ceiling (the raw
  * Bun.serve server, the bench's own insert client, Kafka's Java producer). `postgres` is the server's
- * processes that work for the bench database; `kafka` the broker's JVM.
+ * processes that work for the bench database; `kafka` the broker's JVM. `load` is what drives and
+ * observes the measurement where that is not `app`: wrk, the fixed-rate load process, the bench's own
+ * request sender and Kafka reader.
  */
-export const GROUPS = ['app', 'postgres', 'kafka'] as const;
+export const GROUPS = ['app', 'postgres', 'kafka', 'load'] as const;
 export type Group = (typeof GROUPS)[number];
+/** The groups that do an event's work, without the load generator: what the tables add up per event. */
+export const WORK_GROUPS = ['app', 'postgres', 'kafka'] as const;
+export type WorkGroup = (typeof WORK_GROUPS)[number];
+/** A figure per group; `load` is absent from results written before it was measured. */
+export type PerGroup = Record<WorkGroup, number | null> & { load?: number | null };
 
 /** Picks a group's pids out of one snapshot of /proc. */
 export type Selector = (stats: ProcStat[]) => number[];
@@ -19,9 +26,9 @@ export interface CpuFigures {
   /** Events completed in the interval (requests × events per request, records read, ...). */
   events: number;
   /** CPU microseconds per event; null where the group takes no part or could not be read. */
-  us_per_event: Record<Group, number | null>;
+  us_per_event: PerGroup;
   /** Cores kept busy on average over the interval (CPU seconds / interval seconds). */
-  cores: Record<Group, number | null>;
+  cores: PerGroup;
 }
 
 export interface CpuMeter {
@@ -33,30 +40,77 @@ export interface CpuMeter {
 // little of its CPU time; reading a few hundred small /proc files costs a few milliseconds.
 const POLL_MS = 500;
 
+/** One process in one group, as the meter saw it. */
+interface Seen {
+  group: Group;
+  /** Its CPU ticks when first seen: its value then if present at the start, else 0. */
+  first: number;
+  last: number;
+  /** Whether this process (the bench) is its parent: its whole CPU time shows in our reaped ticks once it exits. */
+  ownChild: boolean;
+}
+
 /**
- * Starts counting now. Each process is followed by pid and start time: one present at the start
+ * Starts counting now. Each process is followed by pid and start time, from the first read that selects
+ * it to its end: one present at the start
  * counts from its value then, one that appears later from zero (all of its CPU time is in the interval),
- * one that exits keeps its last value read.
+ * one that exits keeps its last value read. A child of the bench that exits in the interval (wrk, the
+ * Java producer, the fixed-rate load) would lose what it spent after the last read, up to POLL_MS of
+ * CPU at its busiest, at its end: that tail is taken from the bench's own reaped-children ticks
+ * (cutime + cstime), which count each waited-for child's whole life, and shared among the children
+ * that exited in proportion to what was read of them. Exact when one child exits in the interval, as
+ * in every measurement of bench/run.ts.
  */
 export function startCpuMeter(selectors: Partial<Record<Group, Selector>>): CpuMeter {
   const started = performance.now();
-  const first = new Map<string, number>();
-  const last = new Map<string, number>();
+  const seen = new Map<string, Seen>();
+  // Every child of the bench seen, selected or not, so that one no group wants keeps its share of the tail.
+  const children = new Map<string, { first: number; last: number }>();
+  let present = new Set<string>();
+  let reapedFirst: number | undefined;
+  let reapedLast = 0;
   let initial = true;
   const poll = (): void => {
     const stats = allStats();
+    present = new Set(stats.map((s) => `${s.pid}:${s.startTicks}`));
+    for (const s of stats) {
+      if (s.pid === process.pid) {
+        reapedFirst ??= s.reapedTicks;
+        reapedLast = s.reapedTicks;
+      }
+      if (s.ppid !== process.pid) continue;
+      const key = `${s.pid}:${s.startTicks}`;
+      children.set(key, { first: children.get(key)?.first ?? (initial ? s.cpuTicks : 0), last: s.cpuTicks });
+    }
     for (const group of GROUPS) {
       const select = selectors[group];
       if (select === undefined) continue;
       const wanted = new Set(select(stats));
       for (const s of stats) {
-        if (!wanted.has(s.pid)) continue;
         const key = `${group}:${s.pid}:${s.startTicks}`;
-        if (!first.has(key)) first.set(key, initial ? s.cpuTicks : 0);
-        last.set(key, s.cpuTicks);
+        // Once selected, followed to its end: an exiting process's command line reads empty, so a
+        // selector by command line lets go of it just when its last CPU time is counted.
+        if (!wanted.has(s.pid) && !seen.has(key)) continue;
+        const first = seen.get(key)?.first ?? (initial ? s.cpuTicks : 0);
+        seen.set(key, { group, first, last: s.cpuTicks, ownChild: s.ppid === process.pid });
       }
     }
     initial = false;
+  };
+  /** The ticks each group's exited children spent after their last read. */
+  const tails = (): Map<Group, number> => {
+    const out = new Map<Group, number>();
+    const gone = (key: string): boolean => !present.has(key.slice(key.indexOf(':') + 1));
+    const exited = [...children.entries()].filter(([key]) => !present.has(key));
+    const readOfExited = exited.reduce((sum, [, c]) => sum + c.last, 0);
+    const shareBase = exited.reduce((sum, [, c]) => sum + c.last - c.first, 0);
+    const tail = (reapedLast - (reapedFirst ?? reapedLast)) - readOfExited;
+    if (tail <= 0 || shareBase <= 0) return out;
+    for (const [key, s] of seen) {
+      if (!s.ownChild || !gone(key)) continue;
+      out.set(s.group, (out.get(s.group) ?? 0) + (tail * (s.last - s.first)) / shareBase);
+    }
+    return out;
   };
   poll();
   const timer = setInterval(poll, POLL_MS);
@@ -66,12 +120,13 @@ export function startCpuMeter(selectors: Partial<Record<Group, Selector>>): CpuM
       poll();
       const intervalS = (performance.now() - started) / 1000;
       const ticks = clockTicksPerSecond();
-      const us_per_event = { app: null, postgres: null, kafka: null } as Record<Group, number | null>;
-      const cores = { app: null, postgres: null, kafka: null } as Record<Group, number | null>;
+      const tail = tails();
+      const us_per_event: Required<PerGroup> = { app: null, postgres: null, kafka: null, load: null };
+      const cores: Required<PerGroup> = { app: null, postgres: null, kafka: null, load: null };
       for (const group of GROUPS) {
         if (selectors[group] === undefined) continue;
-        let used = 0;
-        for (const [key, value] of last) if (key.startsWith(`${group}:`)) used += value - (first.get(key) ?? 0);
+        let used = tail.get(group) ?? 0;
+        for (const s of seen.values()) if (s.group === group) used += s.last - s.first;
         const seconds = used / ticks;
         us_per_event[group] = events > 0 ? (seconds * 1e6) / events : null;
         cores[group] = seconds / intervalS;
@@ -80,6 +135,12 @@ export function startCpuMeter(selectors: Partial<Record<Group, Selector>>): CpuM
     },
   };
 }
+
+/** The bench's own children whose command line holds `text` (wrk, the Java producer, the load process). */
+export const ownChildren =
+  (text: string): Selector =>
+  (stats) =>
+    stats.filter((s) => s.ppid === process.pid && commandLine(s.pid).includes(text)).map((s) => s.pid);
 
 /** A process and everything it started. */
 export const treeOf =

@@ -7,6 +7,11 @@ export interface ProcStat {
   ppid: number;
   /** User + system CPU time so far, in clock ticks. */
   cpuTicks: number;
+  /**
+   * User + system CPU time of its children that exited and were waited for (cutime + cstime), in clock
+   * ticks: the whole life of each, including what it spent after anyone last read its own stat.
+   */
+  reapedTicks: number;
   /** When the process started, in clock ticks after boot: tells a reused pid from the one seen before. */
   startTicks: number;
 }
@@ -18,11 +23,11 @@ export interface ProcStat {
 export function parseStat(line: string): ProcStat {
   const close = line.lastIndexOf(')');
   const pid = Number.parseInt(line, 10);
-  // After the name: state(3) ppid(4) ... utime(14) stime(15) ... starttime(22); index 0 is field 3.
+  // After the name: state(3) ppid(4) ... utime(14) stime(15) cutime(16) cstime(17) ... starttime(22); index 0 is field 3.
   const rest = line.slice(close + 2).split(' ');
   const field = (n: number): number => Number(rest[n - 3]);
   if (close === -1 || !Number.isFinite(pid) || rest.length < 20) throw new Error(`not a /proc stat line: ${line.slice(0, 80)}`);
-  return { pid, ppid: field(4), cpuTicks: field(14) + field(15), startTicks: field(22) };
+  return { pid, ppid: field(4), cpuTicks: field(14) + field(15), reapedTicks: field(16) + field(17), startTicks: field(22) };
 }
 
 /** Undefined once the process is gone (or was never there). */

@@ -1,3 +1,4 @@
+import type { Budget } from './budget.ts';
 import type { CpuFigures } from './cpu-meter.ts';
 import type { StageProfile } from './profile.ts';
 
@@ -42,6 +43,8 @@ export interface ScenarioResult extends Measured {
   rss_target_met: boolean;
   /** `--profile`: sluice's CPU samples over the scenario, by source directory. */
   profile?: StageProfile;
+  /** For a target that is a rate: the cores its unavoidable work needs at that rate and sluice's share of the rest (bench/budget.ts). */
+  budget?: Budget;
 }
 
 /** 1 against N ingest workers, from the scaling scenarios of the same run. */

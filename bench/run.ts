@@ -11,13 +11,14 @@ import { measureProducerCeiling } from './baselines/kafka-perf.ts';
 import { measureInsertCeiling } from './baselines/postgres-insert.ts';
 import { writeBenchTenant, type BenchTenant } from './bench-tenant.ts';
 import { chartFile } from './chart.ts';
-import { brokerSelector, postgresSelector, startCpuMeter, treeOf, type Selector } from './cpu-meter.ts';
+import { budgetOf, budgetPlan } from './budget.ts';
+import { brokerSelector, ownChildren, postgresSelector, startCpuMeter, treeOf, type Selector } from './cpu-meter.ts';
 import { freshDatabase, type BenchDatabase } from './database.ts';
 import { runEndToEnd } from './end-to-end.ts';
 import { formatGrowth, GROWTH_FULL, GROWTH_QUICK, runGrowth } from './growth/growth.ts';
 import { createTopic } from './kafka-reader.ts';
 import { runPublishLatency } from './publish-latency.ts';
-import { commandLine, processTree, statusMiB } from './proc.ts';
+import { processTree, statusMiB } from './proc.ts';
 import { readProfiles, type StageProfile } from './profile.ts';
 import { ensureRequirements } from './requirements.ts';
 import { RSS_LIMIT_MIB, type BaselineResult, type BenchReport, type Measured, type ScenarioResult } from './result.ts';
@@ -83,10 +84,13 @@ async function metered(selectors: Selectors, measure: () => Promise<Measured>): 
   return { ...measured, cpu: meter.stop(measured.events) };
 }
 
+/** wrk's command line starts with its name; its warm-up run has exited before the meter starts. */
+const WRK: Selector = ownChildren('wrk ');
+
 async function measureWrk(url: string, ctx: Context, name: string, shape: Omit<LoadShape, 'durationS'>, selectors: Selectors): Promise<Measured> {
   const target: LoadTarget = { url, token: ctx.tenant.token, tenant: ctx.tenant.id, template: TEMPLATE, runId: `${runId}-${name}-warm` };
   await runWrk(target, { ...shape, durationS: durations.warmupS });
-  return metered(selectors, async () => {
+  return metered({ ...selectors, load: WRK }, async () => {
     const r = await runWrk({ ...target, runId: `${runId}-${name}` }, { ...shape, durationS: durations.httpS });
     return wrkMeasured(r, shape.lines);
   });
@@ -142,8 +146,7 @@ async function measureBaselines(ctx: Context): Promise<BaselineResult[]> {
   await ctx.db.reset();
   const recordBytes = Buffer.byteLength(JSON.stringify(PAYLOAD));
   progress(`ceiling: Kafka ProducerPerformance, ${durations.kafkaRecords} records of ${recordBytes} bytes, acks=all`);
-  const producer: Selector = (stats) => stats.filter((s) => s.ppid === process.pid && commandLine(s.pid).includes('ProducerPerformance')).map((s) => s.pid);
-  const kafka = await metered({ app: producer, kafka: ctx.kafka }, async () => {
+  const kafka = await metered({ app: ownChildren('ProducerPerformance'), kafka: ctx.kafka }, async () => {
     const r = await measureProducerCeiling({
       bootstrap: ctx.brokers.join(','),
       topic: `bench.${runId}.producer-perf`,
@@ -204,9 +207,13 @@ async function measureScenario(ctx: Context, s: Scenario): Promise<ScenarioRun> 
     } else if (s.kind === 'end-to-end') {
       const events = durations.endToEndEvents;
       const line = (key: string): string => TEMPLATE.replace('%s', key);
-      measured = await metered(selectors, () => runEndToEnd({ ...common, line, events, batch: BATCH_LINES, concurrency: 4, timeoutMs: durations.endToEndTimeoutMs }));
+      // The load is the bench itself: its request senders and its Kafka reader.
+      const load: Selector = () => [process.pid];
+      measured = await metered({ ...selectors, load }, () => runEndToEnd({ ...common, line, events, batch: BATCH_LINES, concurrency: 4, timeoutMs: durations.endToEndTimeoutMs }));
     } else {
-      measured = await metered(selectors, () => runPublishLatency({ ...common, payload: PAYLOAD, rate: s.rate, seconds: durations.latencyS }));
+      // The load is the fixed-rate load process and the bench's own Kafka reader.
+      const load: Selector = (stats) => [process.pid, ...ownChildren('fixed-rate-load.ts')(stats)];
+      measured = await metered({ ...selectors, load }, () => runPublishLatency({ ...common, payload: PAYLOAD, rate: s.rate, seconds: durations.latencyS }));
     }
     peakRssPerProcess = processTree(sluice.pid).map((p) => statusMiB(p.pid, 'VmHWM'));
   } finally {
@@ -302,6 +309,7 @@ async function main(): Promise<number> {
       const ceiling = baselines.find((b) => b.name === s.baseline)?.throughput ?? Number.NaN;
       const ratio = measured.throughput / ceiling;
       const peakRssMiB = Math.max(...run.peakRssPerProcess);
+      const plan = budgetPlan(s);
       const result: ScenarioResult = {
         name: s.name,
         command: s.command,
@@ -317,6 +325,7 @@ async function main(): Promise<number> {
         rss_target_met: peakRssMiB <= RSS_LIMIT_MIB,
         ...(run.profile === undefined ? {} : { profile: run.profile }),
       };
+      if (plan !== undefined) result.budget = budgetOf(plan, result, baselines, availableParallelism());
       scenarios.push(result);
       progress(
         `  ${s.name}: ${measured.throughput.toFixed(0)} ${measured.unit} (${ratio.toFixed(2)} x ${s.baseline}), ` +
@@ -363,7 +372,7 @@ function cpuLine(m: Measured): string {
   const c = m.cpu;
   if (c === undefined) return '';
   const us = (v: number | null): string => (v === null ? '-' : v.toFixed(1));
-  return `; CPU µs/event: app ${us(c.us_per_event.app)}, postgres ${us(c.us_per_event.postgres)}, kafka ${us(c.us_per_event.kafka)}`;
+  return `; CPU µs/event: app ${us(c.us_per_event.app)}, postgres ${us(c.us_per_event.postgres)}, kafka ${us(c.us_per_event.kafka)}, load ${us(c.us_per_event.load ?? null)}`;
 }
 
 // Ctrl-C: exit through process.exit so the children (broker, sluice, servers) are killed by their exit hooks.

@@ -1,4 +1,4 @@
-import { GROUPS, type Group } from './cpu-meter.ts';
+import { WORK_GROUPS, type Group } from './cpu-meter.ts';
 import { RSS_LIMIT_MIB, type BaselineResult, type BenchReport, type ScenarioResult } from './result.ts';
 
 const number = (n: number | null | undefined, digits = 0): string =>
@@ -6,7 +6,7 @@ const number = (n: number | null | undefined, digits = 0): string =>
 
 const verdict = (met: boolean | null): string => (met === null ? '' : met ? 'met' : 'MISSED');
 
-const GROUP_HEADERS: Record<Group, string> = { app: 'sluice (ceiling: its process)', postgres: 'Postgres', kafka: 'Kafka broker' };
+const GROUP_HEADERS: Record<Group, string> = { app: 'sluice (ceiling: its process)', postgres: 'Postgres', kafka: 'Kafka broker', load: 'load µs/event' };
 
 function cpuTable(rows: (BaselineResult | ScenarioResult)[]): string {
   const measured = rows.filter((r) => r.cpu !== undefined);
@@ -16,12 +16,60 @@ function cpuTable(rows: (BaselineResult | ScenarioResult)[]): string {
     return us === null ? '-' : `${number(us, 1)} (${number(r.cpu?.cores[g], 2)})`;
   };
   return [
-    `| CPU µs per event (cores busy) | events | interval s | ${GROUPS.map((g) => GROUP_HEADERS[g]).join(' | ')} | total µs/event |`,
-    `| --- | ---: | ---: | ${GROUPS.map(() => '---:').join(' | ')} | ---: |`,
+    `| CPU µs per event (cores busy) | events | interval s | ${WORK_GROUPS.map((g) => GROUP_HEADERS[g]).join(' | ')} | total µs/event | ${GROUP_HEADERS.load} |`,
+    `| --- | ---: | ---: | ${WORK_GROUPS.map(() => '---:').join(' | ')} | ---: | ---: |`,
     ...measured.map((r) => {
-      const total = GROUPS.reduce((sum, g) => sum + (r.cpu?.us_per_event[g] ?? 0), 0);
-      return `| ${r.name} | ${number(r.cpu?.events)} | ${number(r.cpu?.interval_s, 1)} | ${GROUPS.map((g) => cell(r, g)).join(' | ')} | ${number(total, 1)} |`;
+      const total = WORK_GROUPS.reduce((sum, g) => sum + (r.cpu?.us_per_event[g] ?? 0), 0);
+      return `| ${r.name} | ${number(r.cpu?.events)} | ${number(r.cpu?.interval_s, 1)} | ${WORK_GROUPS.map((g) => cell(r, g)).join(' | ')} | ${number(total, 1)} | ${cell(r, 'load')} |`;
     }),
+    '',
+    'Total: sluice (or the ceiling\'s own process), Postgres and the broker. Load: the load generator, not in the total — wrk for ' +
+      'raw Bun.serve and HTTP scenarios, the fixed-rate load process and the bench\'s Kafka reader for publish latency, the bench ' +
+      'itself (sender and Kafka reader) end to end; "-" for the Postgres and Kafka ceilings, whose client is their own process.',
+  ].join('\n');
+}
+
+// The floors, stated with the table: each is a figure measured in the same run (bench/budget.ts).
+const BUDGET_NOTE = [
+  'Budget: CPU µs per event at the rate each rate target asks for (its ratio × the ceiling measured in this run, or its absolute rate), ' +
+    'from figures of this run only. The floors, the work no sluice can skip:',
+  '- load: the scenario\'s own load generator, measured in it (wrk; the bench\'s sender and Kafka reader end to end);',
+  '- HTTP: raw Bun.serve\'s own process per event, receiving the same requests and answering 202 (single JSON or NDJSON-1000 ceiling);',
+  '- Postgres insert: the Postgres ceiling\'s Postgres per row (insertRows, batches of 1,000);',
+  '- claim + mark (serve: published events): the Postgres ceiling\'s per row once more — the mark writes a new version of the row ' +
+    'as the insert wrote it; the claim\'s read is taken as free;',
+  '- broker: the Kafka ceiling\'s broker per record (ProducerPerformance, acks=all, no transactions).',
+  'Unavoidable cores = rate × the floors. Sluice budget = (cores − unavoidable cores) / rate. Charged = sluice\'s own µs/event ' +
+    'minus the HTTP floor (raw Bun.serve\'s part of its work, counted among the floors) plus what Postgres and the broker spent ' +
+    'per event beyond their floors; the verdict holds it against the budget. The targets\' met / MISSED above stand as measured.',
+].join('\n');
+
+function budgetTable(report: BenchReport): string {
+  const rows = report.scenarios.filter((s) => s.budget !== undefined);
+  const { cores, load_average } = report.machine;
+  // The verdicts count CPU time at the asked rate, as if the cores were the bench's: say when they were not.
+  const shared =
+    load_average.start >= cores
+      ? `\nVerdicts weigh CPU time, not throughput: this run shared its ${cores} cores with other work (load average ` +
+        `${number(load_average.start, 1)} at the start), so "within budget" beside a MISSED target means the cores were not the bench's to use.`
+      : '';
+  if (rows.length === 0) return '';
+  const us = (n: number | null | undefined): string => number(n, 1);
+  return [
+    '| budget at the target rate | events/s asked | from | load | HTTP | Postgres insert | claim + mark | broker | unavoidable cores | ' +
+      'sluice budget µs/event | sluice µs/event | charged µs/event | verdict |',
+    '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    ...rows.map((s) => {
+      const b = s.budget;
+      const f = b?.floor_us;
+      return (
+        `| ${s.name} | ${number(b?.target_rate)} | ${b?.rate_from ?? ''} | ${us(f?.load)} | ${us(f?.http)} | ${us(f?.postgres_insert)} | ` +
+        `${us(f?.postgres_claim_mark)} | ${us(f?.broker)} | ${number(b?.unavoidable_cores, 2)} of ${b?.cores ?? '-'} | ` +
+        `${us(b?.sluice_budget_us)} | ${us(b?.sluice_us)} | ${us(b?.charged_us)} | ${b?.verdict ?? ''} |`
+      );
+    }),
+    '',
+    BUDGET_NOTE + shared,
   ].join('\n');
 }
 
@@ -59,7 +107,7 @@ function profileTable(scenarios: ScenarioResult[]): string {
   ].join('\n');
 }
 
-/** The run as Markdown tables: ceilings, the scenarios with their targets, CPU per event, scaling, profiles. */
+/** The run as Markdown tables: ceilings, the scenarios with their targets, CPU per event, the rate targets' budgets, scaling, profiles. */
 export function formatTables(report: BenchReport): string {
   const baselines = [
     '| ceiling (baseline) | unit | throughput | p50 ms | p99 ms | max ms |',
@@ -79,7 +127,7 @@ export function formatTables(report: BenchReport): string {
     ),
   ];
   const notes = [...report.baselines, ...report.scenarios].filter((r) => r.note !== undefined).map((r) => `- ${r.name}: ${r.note}`);
-  return [baselines.join('\n'), scenarios.join('\n'), cpuTable([...report.baselines, ...report.scenarios]), scalingTable(report), profileTable(report.scenarios), notes.join('\n')]
+  return [baselines.join('\n'), scenarios.join('\n'), cpuTable([...report.baselines, ...report.scenarios]), budgetTable(report), scalingTable(report), profileTable(report.scenarios), notes.join('\n')]
     .filter((s) => s.length > 0)
     .join('\n\n');
 }

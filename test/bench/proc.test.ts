@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test';
-import { startCpuMeter, treeOf } from '../../bench/cpu-meter.ts';
+import { ownChildren, startCpuMeter, treeOf } from '../../bench/cpu-meter.ts';
 import { clockTicksPerSecond, parseStat, processTree, statusMiB } from '../../bench/proc.ts';
 
 // A child that burns BURN_MS of its own CPU time, says so, then idles until it is killed.
@@ -12,15 +12,39 @@ setInterval(() => {}, 1000);
 `;
 const BURN_MS = 400;
 
+/** Until the burner says it has burnt its share. */
+async function burnt(stdout: ReadableStream<Uint8Array>): Promise<void> {
+  const reader = stdout.getReader();
+  let out = '';
+  while (!out.includes('burnt')) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += new TextDecoder().decode(value);
+  }
+}
+
+// A child that idles for argv[2] ms, then burns argv[1] ms of CPU, prints its own CPU time in ms and exits.
+const LAST_BURST = `
+await Bun.sleep(Number(process.argv[2]));
+const cpu = () => (process.cpuUsage().user + process.cpuUsage().system) / 1000;
+const target = cpu() + Number(process.argv[1]);
+let x = 0;
+while (cpu() < target) x += Math.sqrt(x + 1);
+console.log(cpu());
+`;
+const TAIL_MS = 300;
+
 describe('bench /proc readers', () => {
   test('parseStat counts fields after the last parenthesis, whatever the command name holds', () => {
     const fields = Array.from({ length: 50 }, (_, i) => String(i + 3));
     fields[4 - 3] = '77'; // ppid
     fields[14 - 3] = '120'; // utime
     fields[15 - 3] = '30'; // stime
+    fields[16 - 3] = '40'; // cutime
+    fields[17 - 3] = '2'; // cstime
     fields[22 - 3] = '9001'; // starttime
     const s = parseStat(`4242 (a (weird) name) ${fields.join(' ')}`);
-    expect(s).toEqual({ pid: 4242, ppid: 77, cpuTicks: 150, startTicks: 9001 });
+    expect(s).toEqual({ pid: 4242, ppid: 77, cpuTicks: 150, reapedTicks: 42, startTicks: 9001 });
     expect(() => parseStat('not a stat line')).toThrow();
   });
 
@@ -42,13 +66,7 @@ describe('bench /proc readers', () => {
     const child = Bun.spawn({ cmd: ['bun', '-e', BURNER, String(BURN_MS)], stdout: 'pipe' });
     try {
       const meter = startCpuMeter({ app: treeOf(child.pid) });
-      const reader = child.stdout.getReader();
-      let out = '';
-      while (!out.includes('burnt')) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        out += new TextDecoder().decode(value);
-      }
+      await burnt(child.stdout);
       const figures = meter.stop(1000);
       const cpuS = ((figures.us_per_event.app ?? 0) * 1000) / 1e6;
       // At least what it burnt after the meter's first read (Bun's own start-up may fall before it), and
@@ -65,4 +83,36 @@ describe('bench /proc readers', () => {
       await child.exited;
     }
   });
+
+  test('a process once selected is followed to its end, though the selector lets go of it (an exiting process has no command line)', async () => {
+    const child = Bun.spawn({ cmd: ['bun', '-e', BURNER, String(BURN_MS)], stdout: 'pipe' });
+    try {
+      let calls = 0;
+      const meter = startCpuMeter({ app: () => (calls++ === 0 ? [child.pid] : []) });
+      await burnt(child.stdout);
+      const figures = meter.stop(1000);
+      expect(calls).toBeGreaterThan(1);
+      expect(((figures.us_per_event.app ?? 0) * 1000) / 1e6).toBeGreaterThan(BURN_MS / 1000 - 0.15);
+    } finally {
+      child.kill('SIGKILL');
+      await child.exited;
+    }
+  });
+
+  test('a child of the bench that exits in the interval is charged what it spent after its last read too (wrk, the load process)', async () => {
+    const meter = startCpuMeter({ load: ownChildren('last-burst-child') });
+    // The name in the command line is what the selector looks for (bun -e ignores the extra argument).
+    // Seen by the meter's reads (every 500 ms) while idle; the burst and the exit fall mostly between
+    // reads: before the meter read the bench's reaped-children time, what came after the last read was lost.
+    const child = Bun.spawn({ cmd: ['bun', '-e', LAST_BURST, String(TAIL_MS), '1200', 'last-burst-child'], stdout: 'pipe' });
+    const total = Number((await new Response(child.stdout).text()).trim());
+    await child.exited;
+    const figures = meter.stop(1000);
+    const chargedMs = ((figures.us_per_event.load ?? 0) * 1000) / 1000;
+    expect(total).toBeGreaterThan(TAIL_MS);
+    // Its whole life (it started after the meter), to a clock tick or two and the few ms of its exit.
+    const tickMs = 1000 / clockTicksPerSecond();
+    expect(chargedMs).toBeGreaterThan(total - 2 * tickMs);
+    expect(chargedMs).toBeLessThan(total + 100);
+  }, 30_000);
 });

@@ -1,0 +1,118 @@
+// The budget of a rate target (issue 11: "where a target proves impossible on this machine, show why
+// with numbers"): at the rate the target asks for, the cores that the work no implementation of sluice
+// can skip needs, and what is left per event for sluice. README.md, "Benchmarks", "Budget".
+import type { BaselineResult, ScenarioResult } from './result.ts';
+import type { RateAsked, Scenario } from './scenarios.ts';
+
+type HttpCeiling = 'raw-bun-serve-json' | 'raw-bun-serve-ndjson-1000';
+
+/** What a scenario's events go through besides sluice, to know which floors apply. */
+export interface BudgetPlan {
+  rate: RateAsked;
+  /** The raw Bun.serve ceiling sending the same requests: its own CPU per event is the floor for receiving and answering them. */
+  http: HttpCeiling;
+  /** Events are inserted into Postgres's outbox (not into the embedded database, whose work is sluice's own process). */
+  outbox: boolean;
+  /** Events are claimed, published to Kafka and marked sent (a `serve` node). */
+  publishes: boolean;
+}
+
+/** The floors of one event, in CPU µs; null where the event does not go that way. */
+export interface BudgetFloors {
+  /** The scenario's own load generator, measured in the scenario. */
+  load: number;
+  /** Raw Bun.serve's own process per event. */
+  http: number;
+  /** The Postgres ceiling's Postgres per row. */
+  postgres_insert: number | null;
+  /** The same again: the mark rewrites the row as the insert wrote it; the claim's read is taken as free. */
+  postgres_claim_mark: number | null;
+  /** The Kafka ceiling's broker per record. */
+  broker: number | null;
+}
+
+export interface Budget {
+  /** Events/s the target asks for. */
+  target_rate: number;
+  /** Where the rate comes from: the ratio and the ceiling measured in the same run, or the absolute rate. */
+  rate_from: string;
+  cores: number;
+  /** Null (and the figures below with it) when a figure it needs was not measured; the verdict says which. */
+  floor_us: BudgetFloors | null;
+  unavoidable_us: number | null;
+  /** target_rate × unavoidable_us: the cores the floors alone keep busy at that rate. */
+  unavoidable_cores: number | null;
+  /** (cores − unavoidable_cores) / target_rate, in µs an event: negative when there is none. */
+  sluice_budget_us: number | null;
+  /** sluice's processes per event, measured in the scenario. */
+  sluice_us: number | null;
+  /**
+   * What the budget is held against: sluice's own µs minus the HTTP floor (raw Bun.serve's part of it,
+   * already among the floors), plus what Postgres and the broker spent per event beyond their floors.
+   */
+  charged_us: number | null;
+  verdict: string;
+}
+
+/** The plan of a scenario whose target is a rate; undefined for the others (latency, no target). */
+export function budgetPlan(s: Scenario): BudgetPlan | undefined {
+  const rate = s.target?.rate;
+  if (rate === undefined) return undefined;
+  // End to end sends NDJSON batches; the HTTP scenarios their own shape; publish latency single events.
+  const single = s.kind === 'publish-latency' || (s.kind === 'http' && s.lines === 1);
+  return { rate, http: single ? 'raw-bun-serve-json' : 'raw-bun-serve-ndjson-1000', outbox: s.database !== 'embedded', publishes: s.command === 'serve' };
+}
+
+const PART_NAMES: Record<keyof BudgetFloors, string> = {
+  load: 'load generator',
+  http: 'HTTP',
+  postgres_insert: 'Postgres insert',
+  postgres_claim_mark: 'Postgres claim + mark',
+  broker: 'broker',
+};
+
+/** The budget of `scenario` at its target's rate, from figures measured in the same run; `cores` the machine's. */
+export function budgetOf(plan: BudgetPlan, scenario: ScenarioResult, baselines: BaselineResult[], cores: number): Budget {
+  const ceiling = (name: string): BaselineResult | undefined => baselines.find((b) => b.name === name);
+  const measuredCeiling = ceiling(scenario.baseline)?.throughput ?? Number.NaN;
+  const asked = 'ratio' in plan.rate ? plan.rate.ratio * measuredCeiling : plan.rate.events_per_s;
+  const rate_from =
+    'ratio' in plan.rate ? `${plan.rate.ratio} x ${scenario.baseline} (${Math.round(measuredCeiling).toLocaleString('en-US')}/s)` : 'absolute';
+  const missing: string[] = [];
+  const figure = (value: number | null | undefined, what: string): number => {
+    if (value === null || value === undefined || !Number.isFinite(value)) missing.push(what);
+    return value ?? Number.NaN;
+  };
+  const insert = plan.outbox ? figure(ceiling('postgres-batched-insert')?.cpu?.us_per_event.postgres, 'the Postgres ceiling\'s Postgres µs') : null;
+  const floors: BudgetFloors = {
+    load: figure(scenario.cpu?.us_per_event.load, 'the scenario\'s load µs'),
+    http: figure(ceiling(plan.http)?.cpu?.us_per_event.app, `${plan.http}'s µs`),
+    postgres_insert: insert,
+    postgres_claim_mark: plan.outbox && plan.publishes ? insert : null,
+    broker: plan.publishes ? figure(ceiling('kafka-producer-perf')?.cpu?.us_per_event.kafka, 'the Kafka ceiling\'s broker µs') : null,
+  };
+  const sluice = figure(scenario.cpu?.us_per_event.app, 'sluice\'s µs');
+  const postgres = plan.outbox ? figure(scenario.cpu?.us_per_event.postgres, 'the scenario\'s Postgres µs') : 0;
+  const broker = plan.publishes ? figure(scenario.cpu?.us_per_event.kafka, 'the scenario\'s broker µs') : 0;
+  figure(asked, `the ${scenario.baseline} ceiling`);
+  if (missing.length > 0) {
+    const verdict = `not computed: ${missing.join(', ')} not measured`;
+    return { target_rate: asked, rate_from, cores, floor_us: null, unavoidable_us: null, unavoidable_cores: null, sluice_budget_us: null, sluice_us: null, charged_us: null, verdict };
+  }
+
+  const parts = Object.entries(floors).filter((e): e is [keyof BudgetFloors, number] => e[1] !== null);
+  const unavoidable_us = parts.reduce((sum, [, us]) => sum + us, 0);
+  const unavoidable_cores = (asked * unavoidable_us) / 1e6;
+  const sluice_budget_us = (cores * 1e6) / asked - unavoidable_us;
+  const beyond = (measured: number, floor: number | null): number => Math.max(0, measured - (floor ?? 0));
+  const charged_us = sluice - floors.http + beyond(postgres, (floors.postgres_insert ?? 0) + (floors.postgres_claim_mark ?? 0)) + beyond(broker, floors.broker);
+  let verdict: string;
+  if (unavoidable_cores >= cores) {
+    const [name, us] = parts.reduce((a, b) => (b[1] > a[1] ? b : a));
+    verdict =
+      `no budget left: the unavoidable work alone needs ${unavoidable_cores.toFixed(2)} cores of ${cores} ` +
+      `(most: ${PART_NAMES[name]}, ${((asked * us) / 1e6).toFixed(2)})`;
+  } else if (charged_us <= sluice_budget_us) verdict = 'within budget';
+  else verdict = `over budget by ${(charged_us / sluice_budget_us).toFixed(1)}×`;
+  return { target_rate: asked, rate_from, cores, floor_us: floors, unavoidable_us, unavoidable_cores, sluice_budget_us, sluice_us: sluice, charged_us, verdict };
+}
