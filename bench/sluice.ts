@@ -28,15 +28,23 @@ export interface SluiceSettings {
 }
 
 /**
+ * The caller's environment less what would change the figures: every SLUICE_* setting, the database
+ * and brokers, and the JavaScript engine's options (BUN_JSC_*: sluice sizes its heap itself, from
+ * SLUICE_MEMORY_MIB's default, as it does for a user).
+ */
+export function inheritedEnv(env: Record<string, string | undefined>): Record<string, string | undefined> {
+  return Object.fromEntries(
+    Object.entries(env).filter(([k]) => !k.startsWith('SLUICE_') && !k.startsWith('BUN_JSC_') && k !== 'DATABASE_URL' && k !== 'KAFKA_BROKERS'),
+  );
+}
+
+/**
  * `bun src/cli.ts serve` (or `ingest`) as a child process of its own (so its VmHWM is its own peak), on
- * a free loopback port, with a fresh journal. Every other SLUICE_* variable of the caller is dropped,
- * so a developer's shell settings cannot change the figures.
+ * a free loopback port, with a fresh journal and none of the developer's shell settings (inheritedEnv).
  */
 export async function startSluice(s: SluiceSettings): Promise<ServerProcess> {
   const journalDir = mkdtempSync(join(s.workDir, 'journal-'));
-  const inherited = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith('SLUICE_') && k !== 'DATABASE_URL' && k !== 'KAFKA_BROKERS'),
-  );
+  const inherited = inheritedEnv(process.env);
   const server = await startServer({
     cmd: ['bun', ...(s.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${s.profileDir}`]), 'src/cli.ts', s.command],
     cwd: ROOT,

@@ -4,6 +4,7 @@ import { loadConfig, type Config } from './config.ts';
 import { guardProcess } from './crash-guard.ts';
 import { ConfigError, describeError, SluiceError } from './errors.ts';
 import { createLogger, type Logger } from './log.ts';
+import { sizeEngineMemory } from './roles/engine-memory.ts';
 import type { Running } from './roles/start.ts';
 import { reloadsFromSupervisor } from './roles/worker-link.ts';
 import { VERSION } from './version.ts';
@@ -82,6 +83,8 @@ async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  // Before anything is opened: the process may replace itself here (src/roles/engine-memory.ts).
+  if (spec.name === 'serve' || spec.name === 'ingest' || spec.name === 'process') sizeEngineMemory(config.memoryMiB);
   const worker = config.worker === undefined ? {} : { worker: config.worker.kind === 'processor' ? 'processor' : config.worker.index };
   const log = createLogger({ level: config.logLevel, base: { node_id: config.nodeId, ...worker } });
   switch (spec.name) {

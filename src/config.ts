@@ -19,6 +19,12 @@ const MiB = 1024 * 1024;
 export const MAX_WORKERS = 64;
 
 /**
+ * SLUICE_MEMORY_MIB's default: what each serve, ingest or process process sizes its heap for
+ * (src/roles/engine-memory.ts).
+ */
+export const DEFAULT_MEMORY_MIB = 256;
+
+/**
  * Every integer setting: decimal digits only. `Number()` would also take `0x1F90`, `1e3` or ` 80`,
  * so a value an operator misread would still start sluice.
  */
@@ -178,6 +184,8 @@ const envSchema = z.object({
   SLUICE_TLS_KEY_FILE: z.string().min(1).optional(),
   SLUICE_CACHE_DIR: z.string().min(1).optional(),
   SLUICE_WORKERS: int(1, 1, MAX_WORKERS),
+  // The RAM the JavaScript engine sizes each serve/ingest/process heap for (src/roles/engine-memory.ts).
+  SLUICE_MEMORY_MIB: int(DEFAULT_MEMORY_MIB, 64, 1024 * 1024),
   // Set by a supervisor for the processes it starts (README.md, "Workers"); an operator never sets it.
   SLUICE_WORKER: z
     .string()
@@ -307,6 +315,8 @@ export interface Config {
   workers: number;
   /** What this process is when a supervisor started it; undefined for a process started by hand. */
   worker: WorkerPlace | undefined;
+  /** The RAM (MiB) the JavaScript engine sizes the heap of a serve, ingest or process process for. */
+  memoryMiB: number;
 }
 
 /** An ingest worker (1-based, its node id `<SLUICE_NODE_ID>-<index>`) or the processor of a `serve` node. */
@@ -417,6 +427,7 @@ export function loadConfig(env: Record<string, string | undefined>, opts: { supe
     shutdownTimeoutMs: e.SLUICE_SHUTDOWN_TIMEOUT_MS,
     kafkaTools: kafkaTools(env),
     workers: e.SLUICE_WORKERS,
+    memoryMiB: e.SLUICE_MEMORY_MIB,
     worker: e.SLUICE_WORKER === undefined ? undefined : e.SLUICE_WORKER === 'processor' ? { kind: 'processor' } : { kind: 'ingest', index: Number(e.SLUICE_WORKER) },
   };
 }

@@ -1,0 +1,39 @@
+/**
+ * How much memory the JavaScript engine sizes a sluice process's heap for (SLUICE_MEMORY_MIB).
+ *
+ * JavaScriptCore decides when to collect from the machine's RAM. On a machine of 16 GiB or more it
+ * lets the heap grow to ~3× what the last full collection left, and garbage that outlived a young
+ * collection (a write's body and objects while its fsync, insert or publish is under way; the
+ * hand-off's lines until the forwarder's insert) waits for the next full one: under the NDJSON bench
+ * ~40 MB stay live and the process peaked at 311–454 MiB. Told that the machine has
+ * SLUICE_MEMORY_MIB (BUN_JSC_forceRAMSize), it grows the heap 2× while the process's footprint is
+ * below 80 % of that, 1.5× below 90 %, and collects fully at every collection past it, so the peak
+ * stays near the setting on any machine, at more collection work as the live set nears it. It is
+ * not a limit: a process whose live set needs more still runs, collecting more often.
+ *
+ * The engine reads its options from the environment once, as the process starts. A process started
+ * without the variable therefore replaces itself (execve: the same pid, executable, flags and
+ * arguments; nothing opened yet) with it set, so `bun start`, `bun src/cli.ts …`, the systemd unit and
+ * a supervisor's workers (which inherit it) all run sized alike. A BUN_JSC_forceRAMSize the operator
+ * set is kept as given.
+ */
+export const ENGINE_RAM_VARIABLE = 'BUN_JSC_forceRAMSize';
+
+const MiB = 1024 * 1024;
+
+/** The environment to start this process again with, or undefined when the engine is already sized. */
+export function engineMemoryEnv(memoryMiB: number, env: Record<string, string | undefined>): Record<string, string> | undefined {
+  if (env[ENGINE_RAM_VARIABLE] !== undefined) return undefined;
+  const next: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined) next[k] = v;
+  next[ENGINE_RAM_VARIABLE] = String(memoryMiB * MiB);
+  return next;
+}
+
+/** Replaces this process with itself under a sized engine, unless it already runs under one. */
+export function sizeEngineMemory(memoryMiB: number): void {
+  const env = engineMemoryEnv(memoryMiB, process.env);
+  // Without execve (not POSIX) the engine sizes the heap from the machine, as it would without sluice.
+  if (env === undefined || process.execve === undefined) return;
+  process.execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], env);
+}

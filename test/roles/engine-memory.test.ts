@@ -1,0 +1,107 @@
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DEFAULT_MEMORY_MIB, loadConfig } from '../../src/config.ts';
+import { ConfigError } from '../../src/errors.ts';
+import { ENGINE_RAM_VARIABLE, engineMemoryEnv } from '../../src/roles/engine-memory.ts';
+import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
+import { spawnSluice } from '../support/spawn-sluice.ts';
+
+const MiB = 1024 * 1024;
+
+/** The variable as the running process has it (its environment after any execve). */
+function engineRamOf(pid: number): string | undefined {
+  const line = readFileSync(`/proc/${pid}/environ`, 'utf8')
+    .split('\0')
+    .find((l) => l.startsWith(`${ENGINE_RAM_VARIABLE}=`));
+  return line?.slice(ENGINE_RAM_VARIABLE.length + 1);
+}
+
+function childrenOf(pid: number): number[] {
+  return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+    .split(' ')
+    .filter((p) => p !== '')
+    .map(Number);
+}
+
+describe('SLUICE_MEMORY_MIB', () => {
+  test('defaults to 256; a whole number from 64 to 1048576', () => {
+    expect(DEFAULT_MEMORY_MIB).toBe(256);
+    expect(loadConfig({}).memoryMiB).toBe(256);
+    expect(loadConfig({ SLUICE_MEMORY_MIB: '1024' }).memoryMiB).toBe(1024);
+    for (const bad of ['63', '1048577', '1e3', 'lots']) {
+      try {
+        loadConfig({ SLUICE_MEMORY_MIB: bad });
+        throw new Error(`${bad} was accepted`);
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        expect((err as ConfigError).details?.map((d) => d.path)).toEqual(['SLUICE_MEMORY_MIB']);
+      }
+    }
+  });
+
+  test('the engine is told the setting in bytes; an operator\'s own BUN_JSC_forceRAMSize is kept', () => {
+    expect(engineMemoryEnv(256, { PATH: '/bin', UNSET: undefined })).toEqual({ PATH: '/bin', [ENGINE_RAM_VARIABLE]: String(256 * MiB) });
+    expect(engineMemoryEnv(256, { [ENGINE_RAM_VARIABLE]: '1073741824' })).toBeUndefined();
+  });
+});
+
+describe('a serve, ingest or process process runs under the sized engine, however it was started', () => {
+  let db: TestDatabase;
+  const dirs: string[] = [];
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await db.drop();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  const ingestEnv = (extra: Record<string, string> = {}): Record<string, string> => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-engine-memory-'));
+    dirs.push(dir);
+    return { DATABASE_URL: db.url, SLUICE_PORT: '0', SLUICE_JOURNAL_DIR: dir, SLUICE_WRITE_MODE: 'fast_ack', ...extra };
+  };
+
+  test('started by hand: the same pid, now with the variable, answering writes', async () => {
+    const env = ingestEnv({ SLUICE_MEMORY_MIB: '300' });
+    const sluice = await spawnSluice(env, 'ingest');
+    try {
+      expect(engineRamOf(sluice.proc.pid)).toBe(String(300 * MiB));
+      const res = await fetch(`${sluice.url}/v1/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-tenant-id': 't1' },
+        body: JSON.stringify({ dedupe_key: 'k1', payload: { n: 1 } }),
+      });
+      expect(res.status).toBe(202);
+    } finally {
+      sluice.proc.kill('SIGTERM');
+      expect(await sluice.proc.exited).toBe(0);
+    }
+  });
+
+  test("with workers: the supervisor and every worker it starts; an operator's own value is kept", async () => {
+    const env = ingestEnv({ SLUICE_WORKERS: '2', SLUICE_NODE_ID: 'engine', [ENGINE_RAM_VARIABLE]: String(512 * MiB) });
+    const sluice = await spawnSluice(env, 'ingest');
+    try {
+      const pids = [sluice.proc.pid, ...childrenOf(sluice.proc.pid)];
+      expect(pids).toHaveLength(3);
+      expect(pids.map(engineRamOf)).toEqual(Array(3).fill(String(512 * MiB)));
+    } finally {
+      sluice.proc.kill('SIGTERM');
+      expect(await sluice.proc.exited).toBe(0);
+    }
+  });
+
+  test('workers of the default setting inherit it from their supervisor', async () => {
+    const sluice = await spawnSluice(ingestEnv({ SLUICE_WORKERS: '2', SLUICE_NODE_ID: 'engine2' }), 'ingest');
+    try {
+      const pids = [sluice.proc.pid, ...childrenOf(sluice.proc.pid)];
+      expect(pids.map(engineRamOf)).toEqual(Array(3).fill(String(DEFAULT_MEMORY_MIB * MiB)));
+    } finally {
+      sluice.proc.kill('SIGTERM');
+      expect(await sluice.proc.exited).toBe(0);
+    }
+  });
+});
