@@ -1,8 +1,9 @@
 import type { Compression, Guarantee } from '../core/modes.ts';
-import { compatibilityPartitioner, metadataV12, Producer, type MessageToProduce } from '@platformatic/kafka';
+import { metadataV12, Producer, type MessageToProduce } from '@platformatic/kafka';
 import { recordKey } from '../core/record.ts';
 import type { ClaimedRow } from '../core/record.ts';
 import { classifyFailure, describeKafkaError, kafkaError } from '../kafka/errors.ts';
+import { javaCompatiblePartitioner } from '../kafka/partitioner.ts';
 import { encodeProgress, progressKey } from './progress.ts';
 
 
@@ -107,7 +108,7 @@ function newProducer(opts: PublishingOptions, transactionalId: string | undefine
     acks: -1,
     compression: opts.compression,
     // The Java client's partitioner: the default one disagrees for partition counts not a power of two.
-    partitioner: compatibilityPartitioner,
+    partitioner: javaCompatiblePartitioner,
     autocreateTopics: true,
     // A broker answers CONCURRENT_TRANSACTIONS while the previous commit's markers are written: the
     // retry must come within milliseconds (the default delay of 1 s capped a partition at ~1 batch/s).
