@@ -35,15 +35,16 @@ export async function pendingTenants(sql: Sql, partition: number): Promise<strin
 export async function claimForTenants(sql: Sql, partition: number, grants: ReadonlyMap<string, number>): Promise<ClaimedRow[]> {
   if (grants.size === 0) return [];
   const tenants = [...grants.keys()];
-  // Compact: the payload text is read once (its byte length computed from the same value), the
-  // snapshot's xmin once per statement (an InitPlan) rather than once per row, and the bigint id comes
-  // back as a string by itself (db.ts), so it is sorted as a number without casts.
-  const rows = await sql<(ClaimedRow & { ready: boolean })[]>`
-    SELECT r.id, r.tenant_id, r.dedupe_key, r.partition, r.topic, r.payload, r.headers, r.request_id, r.traceparent,
-           r.ingested_at, r.attempts, r.replays, octet_length(r.payload) AS payload_bytes, r.ready
+  // Compact: the payload text is read once, the snapshot's xmin once per statement (an InitPlan)
+  // rather than once per row. Raw: every value comes back as the bytes of its text, a view of what
+  // the driver received, so the texts that go into the Kafka record are never decoded (see
+  // ClaimedRow); the columns are read by position, in this order.
+  const raw = await sql`
+    SELECT r.id, r.tenant_id, r.dedupe_key, r.topic, r.payload, r.headers, r.request_id, r.traceparent,
+           r.ingested_at, r.attempts, r.replays, r.ready
     FROM unnest(${sql.array(tenants)}::text[], ${sql.array(tenants.map((t) => grants.get(t) ?? 0))}::int[]) AS g(t, n)
     CROSS JOIN LATERAL (
-      SELECT id, tenant_id, dedupe_key, partition, topic,
+      SELECT id, tenant_id, dedupe_key, topic,
              -- Rows from before migration 0004 have only the jsonb column.
              coalesce(payload_text, payload::text) AS payload, headers, request_id, traceparent,
              ingested_at, attempts, replays,
@@ -53,18 +54,84 @@ export async function claimForTenants(sql: Sql, partition: number, grants: Reado
       ORDER BY id
       LIMIT g.n
     ) r
-    ORDER BY r.id`;
+    ORDER BY r.id`.raw();
+  // The driver types a raw row as an array of Buffers whatever its columns; these are known.
+  const rows = raw as unknown as readonly Row[];
   const claimed: ClaimedRow[] = [];
   const blocked = new Set<string>();
-  for (const { ready, ...row } of rows) {
-    if (blocked.has(row.tenant_id)) continue;
-    if (!ready) {
-      blocked.add(row.tenant_id);
+  // A batch's rows mostly share their tenant, topic and acknowledgment time: each is decoded once a run.
+  const tenant = new Decoded((b) => b.toString());
+  const topic = new Decoded((b) => b.toString());
+  const ingestedAt = new Decoded((b) => Buffer.from(new Date(b.toString()).toISOString()));
+  for (const [id, tenantId, dedupeKey, topicName, payload, headers, requestId, traceparent, ingested, attempts, replays, ready] of rows) {
+    const tenantText = tenant.of(tenantId);
+    if (blocked.has(tenantText)) continue;
+    if (ready[0] !== TRUE) {
+      blocked.add(tenantText);
       continue;
     }
-    claimed.push(row);
+    claimed.push({
+      id: id.toString('latin1'),
+      tenant_id: tenantText,
+      topic: topic.of(topicName),
+      headers: isEmptyObject(headers) ? NO_HEADERS : (JSON.parse(headers.toString()) as Record<string, string>),
+      attempts: digits(attempts),
+      replays: digits(replays),
+      bytes: { id, tenant_id: tenantId, dedupe_key: dedupeKey, payload, request_id: requestId, traceparent, ingested_at: ingestedAt.of(ingested) },
+    });
   }
   return claimed;
+}
+
+/** A claimed row as the driver hands it over raw: the text of each column, by position; null only where the column may be. */
+type Row = [
+  id: Buffer,
+  tenant_id: Buffer,
+  dedupe_key: Buffer,
+  topic: Buffer,
+  payload: Buffer,
+  headers: Buffer,
+  request_id: Buffer | null,
+  traceparent: Buffer | null,
+  ingested_at: Buffer,
+  attempts: Buffer,
+  replays: Buffer,
+  ready: Buffer,
+];
+
+/** `t`, a boolean's text. */
+const TRUE = 0x74;
+const NO_HEADERS: Record<string, string> = Object.freeze({});
+
+/** The jsonb `{}`, most events' headers. */
+function isEmptyObject(b: Buffer): boolean {
+  return b.length === 2 && b[0] === 0x7b && b[1] === 0x7d;
+}
+
+/** A non-negative integer's text. */
+function digits(b: Buffer): number {
+  let n = 0;
+  for (const c of b) n = n * 10 + (c - 0x30);
+  return n;
+}
+
+/** The last value decoded, kept while the same bytes come again. */
+class Decoded<T> {
+  #bytes: Buffer | undefined;
+  #value: T | undefined;
+  readonly #decode: (b: Buffer) => T;
+
+  constructor(decode: (b: Buffer) => T) {
+    this.#decode = decode;
+  }
+
+  of(b: Buffer): T {
+    if (this.#bytes === undefined || !b.equals(this.#bytes)) {
+      this.#bytes = b;
+      this.#value = this.#decode(b);
+    }
+    return this.#value as T;
+  }
 }
 
 /**

@@ -28,30 +28,36 @@ export interface InsertResult {
  * (tenant_id, dedupe_key) that already exists — in the table or earlier in the same batch — is a
  * duplicate and answers with the id of the first row.
  *
- * The statement returns the new ids only. Ids come from the identity sequence as the rows are
- * inserted, in input order (ORDER BY n), so when every row was inserted the k-th smallest id is the
- * k-th row's. Only a batch with duplicates looks its keys up again.
+ * The statement returns the new ids only, in numeric order, as the text of one array: one value
+ * for the driver to read rather than a row per id. Ids come from the identity sequence as the rows
+ * are inserted, in input order (ORDER BY n), so when every row was inserted the k-th smallest id is
+ * the k-th row's. Only a batch with duplicates looks its keys up again.
  */
 export async function insertRows(sql: Sql, rows: NewOutboxRow[]): Promise<InsertResult[]> {
   if (rows.length === 0) return [];
-  const inserted = await sql<{ id: string }[]>`
-    INSERT INTO outbox (tenant_id, dedupe_key, partition, topic, payload_text, headers, request_id, traceparent, ingested_at)
-    SELECT t, k, p, tp, pl, h::jsonb, r, tr, ia::timestamptz
-    FROM unnest(
-      ${textArray(rows.map((r) => r.tenant_id))}::text[],
-      ${textArray(rows.map((r) => r.dedupe_key))}::text[],
-      ${`{${rows.map((r) => r.partition).join(',')}}`}::int[],
-      ${textArray(rows.map((r) => r.topic))}::text[],
-      ${textArray(rows.map((r) => r.payload))}::text[],
-      ${textArray(rows.map((r) => JSON.stringify(r.headers)))}::text[],
-      ${textArray(rows.map((r) => r.request_id))}::text[],
-      ${textArray(rows.map((r) => r.traceparent ?? null))}::text[],
-      ${textArray(rows.map((r) => r.ingested_at))}::text[]
-    ) WITH ORDINALITY AS u(t, k, p, tp, pl, h, r, tr, ia, n)
-    ORDER BY n
-    ON CONFLICT (tenant_id, dedupe_key) DO NOTHING
-    RETURNING id::text`;
-  const ids = inserted.map((r) => r.id).sort(byNumber);
+  const [inserted] = await sql<{ ids: string | null }[]>`
+    WITH inserted AS (
+      INSERT INTO outbox (tenant_id, dedupe_key, partition, topic, payload_text, headers, request_id, traceparent, ingested_at)
+      SELECT t, k, p, tp, pl, h::jsonb, r, tr, ia::timestamptz
+      FROM unnest(
+        ${textArray(rows.map((r) => r.tenant_id))}::text[],
+        ${textArray(rows.map((r) => r.dedupe_key))}::text[],
+        ${`{${rows.map((r) => r.partition).join(',')}}`}::int[],
+        ${textArray(rows.map((r) => r.topic))}::text[],
+        ${textArray(rows.map((r) => r.payload))}::text[],
+        ${textArray(rows.map((r) => JSON.stringify(r.headers)))}::text[],
+        ${textArray(rows.map((r) => r.request_id))}::text[],
+        ${textArray(rows.map((r) => r.traceparent ?? null))}::text[],
+        ${textArray(rows.map((r) => r.ingested_at))}::text[]
+      ) WITH ORDINALITY AS u(t, k, p, tp, pl, h, r, tr, ia, n)
+      ORDER BY n
+      ON CONFLICT (tenant_id, dedupe_key) DO NOTHING
+      RETURNING id
+    )
+    SELECT array_agg(id ORDER BY id)::text AS ids FROM inserted`;
+  // `{1,2,3}`, or null when every row was a duplicate.
+  const text = inserted?.ids ?? null;
+  const ids = text === null ? [] : text.slice(1, -1).split(',');
   if (ids.length === rows.length) return ids.map((id) => ({ id, duplicate: false }));
   return withDuplicates(sql, rows, new Set(ids));
 }
@@ -93,11 +99,6 @@ export async function existingPairs(sql: Sql, pairs: { tenant_id: string; dedupe
 export async function outboxExists(sql: Sql): Promise<boolean> {
   const [row] = await sql<{ there: boolean }[]>`SELECT to_regclass('outbox') IS NOT NULL AS there`;
   return row?.there === true;
-}
-
-/** Bigint ids as decimal text, in numeric order. */
-function byNumber(a: string, b: string): number {
-  return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 }
 
 /** Text that JSON.stringify escapes otherwise than an array literal would: control characters and (lone) surrogates. */

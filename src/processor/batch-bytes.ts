@@ -13,7 +13,7 @@ export function withinBytes(rows: readonly ClaimedRow[], maxBytes: number): Clai
   let total = 0;
   let n = 0;
   for (const row of rows) {
-    total += row.payload_bytes + RECORD_OVERHEAD_BYTES;
+    total += row.bytes.payload.length + RECORD_OVERHEAD_BYTES;
     if (n > 0 && total > maxBytes) break;
     n++;
   }

@@ -293,13 +293,19 @@ export class PartitionTask {
    * (`__consumer_offsets`) crash it instead of failing. Returns the other rows.
    */
   async #refuseByTopicRule(rows: ClaimedRow[]): Promise<ClaimedRow[]> {
-    const problems = new Map(rows.map((r) => [r, this.#o.topicProblem(r.topic)]));
+    // Asked once per topic, not per row: a batch holds few topics.
+    const problems = new Map<string, string | undefined>();
+    const problem = (topic: string): string | undefined => {
+      if (!problems.has(topic)) problems.set(topic, this.#o.topicProblem(topic));
+      return problems.get(topic);
+    };
     const refused = groupBy(
-      rows.filter((r) => problems.get(r) !== undefined),
-      (r) => `topic ${r.topic} ${problems.get(r)}`,
+      rows.filter((r) => problem(r.topic) !== undefined),
+      (r) => `topic ${r.topic} ${problem(r.topic)}`,
     );
+    if (refused.size === 0) return rows;
     for (const [error, dead] of refused) await this.#bury(dead, error, 'record refused by the topic rule; marked dead');
-    return rows.filter((r) => problems.get(r) === undefined);
+    return rows.filter((r) => problem(r.topic) === undefined);
   }
 
   /** Marks rows dead for good with their reason, counted and logged per tenant. */

@@ -1,8 +1,9 @@
 import type { Compression, Guarantee } from '../core/modes.ts';
-import { compatibilityPartitioner, metadataV12, Producer, type MessageToProduce } from '@platformatic/kafka';
+import { metadataV12, Producer, type MessageToProduce } from '@platformatic/kafka';
 import { recordKey } from '../core/record.ts';
 import type { ClaimedRow } from '../core/record.ts';
 import { classifyFailure, describeKafkaError, kafkaError } from '../kafka/errors.ts';
+import { javaCompatiblePartitioner } from '../kafka/partitioner.ts';
 import { encodeProgress, progressKey } from './progress.ts';
 
 
@@ -70,25 +71,20 @@ function textBytes(value: unknown): Buffer | undefined {
 /**
  * The Kafka records for a batch of outbox rows: key tenant:dedupe_key, the client's payload text as
  * its bytes (never parsed), the event's headers and then sluice's (a header of the event named like
- * one of sluice's keeps its place and takes sluice's value). Bytes the batch repeats (header names,
- * each tenant's id) are encoded once.
+ * one of sluice's keeps its place and takes sluice's value). The texts are the bytes the claim read
+ * (ClaimedRow.bytes), used as they are.
  */
 export function toKafkaMessages(rows: readonly ClaimedRow[]): Message[] {
-  const tenants = new Map<string, Buffer>();
   return rows.map((row) => {
-    let tenant = tenants.get(row.tenant_id);
-    if (tenant === undefined) {
-      tenant = Buffer.from(row.tenant_id);
-      tenants.set(row.tenant_id, tenant);
-    }
+    const { bytes } = row;
     const own: [keyof typeof HEADER, Buffer][] = [
-      ['tenant_id', tenant],
-      ['dedupe_key', Buffer.from(row.dedupe_key)],
-      ['outbox_id', Buffer.from(row.id)],
-      ['ingested_at', Buffer.from(row.ingested_at.toISOString())],
+      ['tenant_id', bytes.tenant_id],
+      ['dedupe_key', bytes.dedupe_key],
+      ['outbox_id', bytes.id],
+      ['ingested_at', bytes.ingested_at],
     ];
-    if (row.request_id !== null) own.push(['request_id', Buffer.from(row.request_id)]);
-    if (row.traceparent !== null) own.push(['traceparent', Buffer.from(row.traceparent)]);
+    if (bytes.request_id !== null) own.push(['request_id', bytes.request_id]);
+    if (bytes.traceparent !== null) own.push(['traceparent', bytes.traceparent]);
     if (row.replays > 0) own.push(['replay', TRUE]);
     const headers = new Map<Buffer, Buffer | undefined>();
     const names = Object.keys(row.headers);
@@ -100,7 +96,7 @@ export function toKafkaMessages(rows: readonly ClaimedRow[]): Message[] {
       for (const [name, value] of own) byName.set(name, value);
       for (const [name, value] of byName) headers.set(Object.hasOwn(HEADER, name) ? HEADER[name as keyof typeof HEADER] : Buffer.from(name), value);
     }
-    return { topic: row.topic, key: Buffer.from(recordKey(row)), value: Buffer.from(row.payload), headers };
+    return { topic: row.topic, key: recordKey(bytes.tenant_id, bytes.dedupe_key), value: bytes.payload, headers };
   });
 }
 
@@ -112,7 +108,7 @@ function newProducer(opts: PublishingOptions, transactionalId: string | undefine
     acks: -1,
     compression: opts.compression,
     // The Java client's partitioner: the default one disagrees for partition counts not a power of two.
-    partitioner: compatibilityPartitioner,
+    partitioner: javaCompatiblePartitioner,
     autocreateTopics: true,
     // A broker answers CONCURRENT_TRANSACTIONS while the previous commit's markers are written: the
     // retry must come within milliseconds (the default delay of 1 s capped a partition at ~1 batch/s).

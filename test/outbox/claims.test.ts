@@ -12,6 +12,7 @@ import type { NewOutboxRow } from '../../src/core/record.ts';
 import { outboxStats } from '../../src/outbox/counts.ts';
 import { insertRows } from '../../src/outbox/repository.ts';
 import { deleteSent } from '../../src/outbox/retention.ts';
+import { claimedKeys, claimedText } from '../support/claimed-text.ts';
 import { createTestDatabase, waitSettled, type TestDatabase } from '../support/postgres.ts';
 
 const P = 3;
@@ -46,7 +47,7 @@ describe('processor claims on real postgres', () => {
     return ids;
   }
 
-  const keys = (rows: { dedupe_key: string }[]) => rows.map((r) => r.dedupe_key);
+  const keys = claimedKeys;
 
   test('lists the tenants waiting in a partition and grants each its own prefix in id order', async () => {
     await insert([row('b', 'b1'), row('a', 'a1'), row('b', 'b2'), row('a', 'a2'), row('c', 'c1'), { ...row('z', 'z1'), partition: 4 }]);
@@ -62,21 +63,39 @@ describe('processor claims on real postgres', () => {
     ]);
     const claimed = await claimForTenants(db.sql, P, new Map([['a', 20]]));
     expect(claimed.map((r) => r.id)).toEqual(ids);
-    expect(claimed.at(-1)).toEqual({
+    const last = claimed.at(-1);
+    expect(last === undefined ? undefined : claimedText(last)).toEqual({
       id: ids.at(-1) ?? '',
       tenant_id: 'a',
-      dedupe_key: 'utf8',
-      partition: P,
       topic: 'events',
-      payload: '{"name":"Zoë ✓"}',
       headers: { source: 'app' },
-      request_id: 'req-utf8',
-      traceparent: '00-abc-def-01',
-      ingested_at: new Date('2026-11-25T10:00:00.000Z'),
       attempts: 0,
       replays: 0,
-      payload_bytes: Buffer.byteLength('{"name":"Zoë ✓"}'),
+      bytes: {
+        id: ids.at(-1) ?? '',
+        tenant_id: 'a',
+        dedupe_key: 'utf8',
+        payload: '{"name":"Zoë ✓"}',
+        request_id: 'req-utf8',
+        traceparent: '00-abc-def-01',
+        ingested_at: '2026-11-25T10:00:00.000Z',
+      },
     });
+    expect(last?.bytes.payload.length).toBe(Buffer.byteLength('{"name":"Zoë ✓"}'));
+  });
+
+  test("a claimed row's bytes are the driver's received bytes, and stay intact while it reads other results", async () => {
+    // The claim keeps views of what postgres.js received instead of copies (ClaimedRow.bytes): a
+    // driver or socket that reused its receive buffer would change a batch under the publisher.
+    await insert(Array.from({ length: 300 }, (_, i) => ({ ...row('a', `k${i}`), payload: JSON.stringify({ i, pad: 'p'.repeat(500) }) })));
+    const claimed = await claimForTenants(db.sql, P, new Map([['a', 300]]));
+    const before = claimed.map((r) => JSON.stringify(claimedText(r)));
+    for (let i = 0; i < 5; i++) {
+      await claimForTenants(db.sql, P, new Map([['a', 300]]));
+      await db.sql`SELECT repeat('x', 100000) AS filler FROM generate_series(1, 20)`;
+    }
+    expect(claimed.map((r) => JSON.stringify(claimedText(r)))).toEqual(before);
+    expect(claimed[7]?.bytes.payload.toString()).toBe(JSON.stringify({ i: 7, pad: 'p'.repeat(500) }));
   });
 
   test('the partitions holding pending rows, asked for all at once: sent and dead rows do not count', async () => {

@@ -1,10 +1,10 @@
 import { describe, expect, test } from 'bun:test';
-import type { ClaimedRow } from '../../src/core/record.ts';
 import { withinBytes } from '../../src/processor/batch-bytes.ts';
+import { claimedRow } from '../support/claimed-text.ts';
 import { readTopic } from '../support/kafka.ts';
 import { sluiceFixture } from '../support/sluice.ts';
 
-const row = (id: number, bytes: number) => ({ id: String(id), payload_bytes: bytes }) as ClaimedRow;
+const row = (id: number, bytes: number) => claimedRow({ id: String(id), payload: 'x'.repeat(bytes) });
 
 describe('batches are cut to the broker\'s size limit', () => {
   test('a leading run that fits, and never less than one row', () => {

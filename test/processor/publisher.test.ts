@@ -1,25 +1,8 @@
 import { describe, expect, test } from 'bun:test';
-import type { ClaimedRow } from '../../src/core/record.ts';
 import { toKafkaMessages } from '../../src/processor/publisher.ts';
+import { claimedRow } from '../support/claimed-text.ts';
 
-function row(over: Partial<ClaimedRow> = {}): ClaimedRow {
-  return {
-    id: '42',
-    tenant_id: 'acme',
-    dedupe_key: 'order-1',
-    partition: 3,
-    topic: 'acme.events',
-    payload: '{"b":1,"a":1.50,"name":"Zoë ✓"}',
-    headers: {},
-    request_id: 'req-1',
-    traceparent: null,
-    ingested_at: new Date('2026-11-25T10:00:00.123Z'),
-    attempts: 0,
-    replays: 0,
-    payload_bytes: 0,
-    ...over,
-  };
-}
+const row = (over: Parameters<typeof claimedRow>[0] = {}) => claimedRow({ payload: '{"b":1,"a":1.50,"name":"Zoë ✓"}', ...over });
 
 /** Headers as the consumer reads them: name and value text, in record order. */
 function headerText(headers: unknown): [string, string | null][] {
