@@ -83,6 +83,8 @@ export class PartitionTask {
   #markingTenants = new Map<string, number>();
   /** The marking of #unmarked in flight; settles with its error, or undefined once they are marked. */
   #marking: Promise<unknown> | undefined;
+  /** The last batch was cut short by the byte limit: rows it claimed are still due, as after a full batch. */
+  #cutByBytes = false;
   /** #marking failed: the next pass fails with its error before claiming (and the one after marks anew). */
   #markingFailed = false;
   #lastError: string | undefined;
@@ -259,6 +261,7 @@ export class PartitionTask {
       for (const c of bounded) if (counts.get(c.tenant) === grants.get(c.tenant)) metrics.quotaThrottled.inc({ tenant: tenants.metricLabel(c.tenant) });
     }
     const within = withinBytes(claimed, this.#o.batchBytes);
+    this.#cutByBytes = within.length < claimed.length;
     if (within.length === 0) return none;
     const rows = await this.#refuseByTopicRule(within);
     if (rows.length > 0) await this.#publish(rows);
@@ -269,12 +272,13 @@ export class PartitionTask {
    * The granted rows, without those of the batch being marked: they are still pending in Postgres
    * until the marking commits, so each of their tenants' grants is widened by as many and they are
    * dropped here (a grant's worth at most is kept, should the marking have committed first). After
-   * a full batch (a backlog, where the batch rate, not one row's wait, counts) the marking is waited
-   * for instead: the widened claim would read a full batch of payloads twice.
+   * a full batch, or one the byte limit cut short (a backlog, where the batch rate, not one row's
+   * wait, counts) the marking is waited for instead: the widened claim would read that batch's
+   * payloads twice.
    */
   async #claim(grants: ReadonlyMap<string, number>): Promise<ClaimedRow[]> {
     const { outbox, partition, batchSize } = this.#o;
-    if (this.#marking !== undefined && this.#unmarked.length >= batchSize) await this.#marked();
+    if (this.#marking !== undefined && (this.#unmarked.length >= batchSize || this.#cutByBytes)) await this.#marked();
     if (this.#marking === undefined) return outbox.claimRows(partition, grants);
     const marking = new Set(this.#unmarked.map((r) => `${r.id}.${r.replays}`));
     const widened = new Map([...grants].map(([tenant, n]) => [tenant, n + (this.#markingTenants.get(tenant) ?? 0)]));

@@ -94,7 +94,7 @@ async function sent(): Promise<number> {
 }
 
 /** A task on partition 0 in batches of 10, moved only by wakes and full batches (its idle poll is 10 min). */
-function acmeTask(outbox: Outbox, producer: PartitionProducer, clock?: CountingClock): PartitionTask {
+function acmeTask(outbox: Outbox, producer: PartitionProducer, clock?: CountingClock, batchBytes = 1 << 20): PartitionTask {
   const metrics = createMetrics();
   const tenants = new Tenants(NO_TENANTS_FILE, quietLog);
   return new PartitionTask({
@@ -106,7 +106,7 @@ function acmeTask(outbox: Outbox, producer: PartitionProducer, clock?: CountingC
     metrics,
     log: quietLog,
     batchSize: 10,
-    batchBytes: 1 << 20,
+    batchBytes,
     pollMs: IDLE_MS,
     ...(clock === undefined ? {} : { clock }),
     insertsWake: true,
@@ -174,10 +174,18 @@ test('woken on every insert, a task publishes full batches back to back and does
 class HeldMarkingOutbox extends Outbox {
   held = true;
   claims = 0;
+  /** Claims made while a marking was held. */
+  claimsWhileHeld = 0;
+  looked = 0;
   readonly waiting: { refs: readonly PublishedRef[]; release: (fail?: Error) => void }[] = [];
   override claimRows(partition: number, grants: ReadonlyMap<string, number>): Promise<ClaimedRow[]> {
     this.claims++;
+    if (this.waiting.length > 0) this.claimsWhileHeld++;
     return super.claimRows(partition, grants);
+  }
+  override pendingTenants(partition: number): Promise<string[]> {
+    this.looked++;
+    return super.pendingTenants(partition);
   }
   override async markPublished(refs: readonly PublishedRef[]): Promise<number> {
     if (this.held) {
@@ -238,4 +246,46 @@ test('a committed batch is marked while the next one is claimed and sent; the ne
 
 test('when marking a committed batch fails, the next batch is aborted rather than committed, and both end up published once', async () => {
   await markingOverlap(true);
+}, 90_000);
+
+test('after a batch the byte limit cut short, the next claim waits for its marking instead of reading its rows again', async () => {
+  await db.sql`TRUNCATE outbox`;
+  const brokers = await testBrokers();
+  const topic = `cut.${Bun.randomUUIDv7()}`;
+  await createTopic(brokers, topic);
+  const prefix = `cut-${Bun.randomUUIDv7()}`;
+  const publishing = createPublishing({
+    brokers,
+    clientId: 'cut-test',
+    compression: 'none',
+    guarantee: 'exactly_once',
+    transactionalIdPrefix: prefix,
+    progressTopic: `${prefix}-progress`,
+    outboxIdentity: prefix,
+  });
+  const outbox = new HeldMarkingOutbox(db.sql, 16);
+  await insertAcme(topic, 0, 6);
+  // Two of these small rows fit the byte limit, a third does not: each batch of 10 granted is cut to 2.
+  const task = acmeTask(outbox, publishing.forPartition(0), undefined, 1_100);
+  try {
+    task.start();
+    await eventually(async () => outbox.waiting.length === 1, 30_000, 'batch 1 committed, its marking held');
+    expect(outbox.waiting[0]?.refs.length).toBe(2);
+    await eventually(async () => outbox.looked >= 2, 30_000, 'the next pass began');
+    // A pass that claims does so right after it looked; one that waits for the marking never does.
+    // The old code claimed here, reading batch 1's rows again beside the next ones.
+    await Bun.sleep(300);
+    expect(outbox.claimsWhileHeld).toBe(0);
+    outbox.held = false;
+    outbox.waiting.shift()?.release();
+    await eventually(async () => (await sent()) === 6, 30_000, '6 rows sent');
+    expect(outbox.claimsWhileHeld).toBe(0);
+    assertExactlyOnceInOrder(await readTopic(brokers, topic, { expected: 6, timeoutMs: 30_000, graceMs: 500 }), 6);
+  } finally {
+    // A failed expectation leaves a marking held, which stop would wait for.
+    outbox.held = false;
+    for (const w of outbox.waiting.splice(0)) w.release();
+    await task.stop();
+    await publishing.close();
+  }
 }, 90_000);
