@@ -237,6 +237,15 @@ function strictValueEnd(text: string, start: number, depth: number, max: number)
 }
 
 /**
+ * Index just past the JSON value at `start`, checked by JSON's grammar with containers at most `max`
+ * deep, without building it; -1 for anything it does not take. What it takes JSON.parse takes; what
+ * it refuses may still be JSON (deeper than `max`, say): the caller then asks JSON.parse.
+ */
+export function strictJsonEnd(text: string, start: number, max: number): number {
+  return strictValueEnd(text, start, 0, max);
+}
+
+/**
  * Where `topMembers` found each named member's value: `spans[2k]` and `spans[2k + 1]` are the start
  * and end in the text of names[k]'s value (the last of repeated names, as JSON.parse keeps), -1 when
  * absent. Filled in place, so reading a line allocates nothing but what the caller slices out.

@@ -2,7 +2,7 @@ import { systemClock, type Clock } from '../core/clock.ts';
 import { type Envelope, journalRecordId } from '../core/record.ts';
 import { SluiceError, describeError } from '../errors.ts';
 import { Watermark } from '../core/watermark.ts';
-import type { ClaimedKey, PendingWrite, RecentKeys } from './recent-keys.ts';
+import { ClaimedKeys, type PendingBatch, type RecentKeys } from './recent-keys.ts';
 import type { AppendWaiter } from '../journal/writer.ts';
 import type { JournalEntry } from '../core/record.ts';
 import type { Durability, WritePath, WritePathOptions, WriteResult } from './write-path.ts';
@@ -103,7 +103,7 @@ export class AheadWrites implements WritePath {
     let originals: (Promise<string | null> | undefined)[] | undefined;
     for (let i = 0; i < envelopes.length; i++) {
       const e = envelopes[i] as Envelope;
-      const original = recentKeys.claim(e.tenant_id, e.dedupe_key, new PendingSlot(request, request.inputs.length), request.claimed);
+      const original = recentKeys.claim(e.tenant_id, e.dedupe_key, request, request.claimed);
       if (original === undefined) request.inputs.push(e);
       else (originals ??= [])[i] = original;
     }
@@ -182,11 +182,12 @@ export class AheadWrites implements WritePath {
  * One request's fresh writes on their way to the journal, and its journal waiter: the group commit
  * settles it directly, so a fast_ack request costs one promise (its answer) rather than a promise
  * per step. A repeat of one of its keys arriving meanwhile asks for its ids (`ids`), made only then.
+ * It is the pending batch of each of its fresh keys in the dedupe index (see RecentKeys.claim).
  */
-class AheadRequest implements AppendWaiter {
+class AheadRequest implements AppendWaiter, PendingBatch {
   readonly inputs: Envelope[] = [];
   /** What claim computed for each fresh key: the journaled key is registered without joining and hashing it again. */
-  readonly claimed: ClaimedKey[] = [];
+  readonly claimed = new ClaimedKeys();
   #recentKeys: RecentKeys;
   #nodeId: string;
   #settled: (events: number) => void;
@@ -210,7 +211,7 @@ class AheadRequest implements AppendWaiter {
       const e = entries[i] as JournalEntry;
       ids.push(journalRecordId(this.#nodeId, e.seq));
       // Entries come back in the order of `inputs`, and so of `claimed`.
-      this.#recentKeys.journaledClaim(this.claimed[i] as ClaimedKey, e.seq);
+      this.#recentKeys.journaledClaim(this.claimed, i, e.seq);
     }
     this.#ids = ids;
     if (this.inputs.length > 0) this.#settled(this.inputs.length);
@@ -219,11 +220,16 @@ class AheadRequest implements AppendWaiter {
   }
 
   failed(err: unknown): void {
-    for (const c of this.claimed) this.#recentKeys.releaseClaim(c);
+    for (let i = 0; i < this.claimed.length; i++) this.#recentKeys.releaseClaim(this.claimed, i);
     this.#failure = { err };
     if (this.inputs.length > 0) this.#settled(this.inputs.length);
     this.#idsWanted?.reject(err);
     this.#answer?.reject(err);
+  }
+
+  /** A fresh key's place among the ids (keys repeated within the request are not fresh: each fresh key is here once). */
+  indexOf(key: string): number {
+    return this.claimed.keys.indexOf(key);
   }
 
   /** The ids of the fresh writes, in order, once journaled. */
@@ -241,21 +247,6 @@ class AheadRequest implements AppendWaiter {
     this.#envelopes = envelopes;
     this.#answer = Promise.withResolvers();
     return this.#answer.promise;
-  }
-}
-
-/** A claimed key's place in its request: what a repeat of the key waits on (see RecentKeys.claim). */
-class PendingSlot implements PendingWrite {
-  readonly #request: AheadRequest;
-  readonly index: number;
-
-  constructor(request: AheadRequest, index: number) {
-    this.#request = request;
-    this.index = index;
-  }
-
-  get ids(): Promise<(string | null)[]> {
-    return this.#request.ids();
   }
 }
 

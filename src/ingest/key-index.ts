@@ -56,7 +56,21 @@ export class KeyIndex {
    * original write), and false is returned.
    */
   add(hash: PairHash, seq: number): boolean {
-    return this.#add(hash.lo, hash.hi, seq);
+    return this.addHalves(hash.lo, hash.hi, seq);
+  }
+
+  /** `add` of a hash given as its two halves. */
+  addHalves(lo: number, hi: number, seq: number): boolean {
+    if (this.#find(lo, hi) >= 0) return false;
+    this.#reserve(this.size + 1);
+    const mask = this.#seqs.length - 1;
+    const pos = this.#tail & mask;
+    this.#lo[pos] = lo;
+    this.#hi[pos] = hi;
+    this.#seqs[pos] = seq;
+    this.#tail++;
+    this.#place(lo, pos + 1);
+    return true;
   }
 
   /** Removes the oldest entry. */
@@ -93,19 +107,6 @@ export class KeyIndex {
     this.#hi.set(hi);
     this.#seqs.set(seqs);
     for (let pos = 0; pos < seqs.length; pos++) this.#place(lo[pos] ?? 0, pos + 1);
-  }
-
-  #add(lo: number, hi: number, seq: number): boolean {
-    if (this.#find(lo, hi) >= 0) return false;
-    this.#reserve(this.size + 1);
-    const mask = this.#seqs.length - 1;
-    const pos = this.#tail & mask;
-    this.#lo[pos] = lo;
-    this.#hi[pos] = hi;
-    this.#seqs[pos] = seq;
-    this.#tail++;
-    this.#place(lo, pos + 1);
-    return true;
   }
 
   #find(lo: number, hi: number): number {

@@ -1,16 +1,30 @@
 import { journalRecordId, pairKey } from '../core/record.ts';
-import { KeyIndex, pairKeyHash, type PairHash } from './key-index.ts';
+import { KeyIndex, pairKeyHash } from './key-index.ts';
 
-/** A reserved key's write: entry `index` of its batch's ids, once that batch is journaled. */
-export interface PendingWrite {
-  ids: Promise<(string | null)[]>;
-  index: number;
+/**
+ * The batch whose journal write a reserved key waits for: a repeat of the key is answered with the id
+ * at the key's place among the batch's fresh writes, once the batch is journaled. The batch itself
+ * is the Map's value, so a reservation costs no object of its own.
+ */
+export interface PendingBatch {
+  ids(): Promise<(string | null)[]>;
+  /** The key's place among the batch's fresh writes (the order of its ids). */
+  indexOf(key: string): number;
 }
 
-/** A key `claim` reserved, as it computed it: handed back to `journaledClaim` or `releaseClaim` so it is not computed again. */
-export interface ClaimedKey {
-  key: string;
-  hash: PairHash;
+/**
+ * The keys `claim` reserved, in order, as it computed them (joined, and hashed as two halves):
+ * handed back to `journaledClaim` or `releaseClaim` by place, so none is computed again, in arrays
+ * rather than an object per key.
+ */
+export class ClaimedKeys {
+  readonly keys: string[] = [];
+  readonly lo: number[] = [];
+  readonly hi: number[] = [];
+
+  get length(): number {
+    return this.keys.length;
+  }
 }
 
 /**
@@ -24,7 +38,7 @@ export interface ClaimedKey {
  * with a reference to their batch: no promise or object per event.
  */
 export class RecentKeys {
-  #pending = new Map<string, PendingWrite>();
+  #pending = new Map<string, PendingBatch>();
   #index: KeyIndex;
   #keepForwarded: number;
   #nodeId: string;
@@ -77,18 +91,20 @@ export class RecentKeys {
 
   /**
    * Reserves a key before its write is journaled, so a concurrent repeat already sees it; returns
-   * undefined then, and adds the reserved key to `claimed` when given. For a known key nothing
-   * changes and the original write's id is returned.
+   * undefined then, and adds the reserved key to `claimed` (in the order of `batch`'s fresh writes).
+   * For a known key nothing changes and the original write's id is returned.
    */
-  claim(tenant: string, dedupeKey: string, pending: PendingWrite, claimed?: ClaimedKey[]): Promise<string | null> | undefined {
+  claim(tenant: string, dedupeKey: string, batch: PendingBatch, claimed: ClaimedKeys): Promise<string | null> | undefined {
     const key = pairKey(tenant, dedupeKey);
     const original = this.#pending.get(key);
-    if (original !== undefined) return original.ids.then((all) => all[original.index] ?? null);
+    if (original !== undefined) return original.ids().then((all) => all[original.indexOf(key)] ?? null);
     const hash = pairKeyHash(key);
     const seq = this.#index.get(hash);
     if (seq !== undefined) return Promise.resolve(journalRecordId(this.#nodeId, seq));
-    this.#pending.set(key, pending);
-    claimed?.push({ key, hash });
+    this.#pending.set(key, batch);
+    claimed.keys.push(key);
+    claimed.lo.push(hash.lo);
+    claimed.hi.push(hash.hi);
     return undefined;
   }
 
@@ -101,19 +117,25 @@ export class RecentKeys {
   /** The write was journaled at `seq` (seqs come in ascending order); from here on it ages out once forwarded. */
   journaled(tenant: string, dedupeKey: string, seq: number): void {
     const key = pairKey(tenant, dedupeKey);
-    this.journaledClaim({ key, hash: pairKeyHash(key) }, seq);
+    const hash = pairKeyHash(key);
+    this.#pending.delete(key);
+    this.#indexJournaled(hash.lo, hash.hi, seq);
   }
 
-  /** `journaled` of a key `claim` reserved. */
-  journaledClaim(claimed: ClaimedKey, seq: number): void {
-    this.#pending.delete(claimed.key);
-    this.#index.add(claimed.hash, seq);
+  /** `journaled` of the key `claim` reserved at place `i` of `claimed`. */
+  journaledClaim(claimed: ClaimedKeys, i: number, seq: number): void {
+    this.#pending.delete(claimed.keys[i] as string);
+    this.#indexJournaled(claimed.lo[i] as number, claimed.hi[i] as number, seq);
+  }
+
+  #indexJournaled(lo: number, hi: number, seq: number): void {
+    this.#index.addHalves(lo, hi, seq);
     this.#through = Math.max(this.#through, seq);
   }
 
-  /** The write of a key `claim` reserved failed: a retry must not be mistaken for a duplicate. */
-  releaseClaim(claimed: ClaimedKey): void {
-    this.#pending.delete(claimed.key);
+  /** The write of the key `claim` reserved at place `i` of `claimed` failed: a retry must not be mistaken for a duplicate. */
+  releaseClaim(claimed: ClaimedKeys, i: number): void {
+    this.#pending.delete(claimed.keys[i] as string);
   }
 
   /** Keys journaled through `through` were loaded from a snapshot. */

@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
-import { rawMember } from '../json-text.ts';
+import { rawMember, strictJsonEnd } from '../json-text.ts';
 import type { JournalEntry } from '../core/record.ts';
 import type { Checkpoint } from './checkpoint.ts';
 import { leadingSeq } from './entry.ts';
@@ -122,6 +122,8 @@ const OWN_FIELDS = ['ts', 'tenant_id', 'dedupe_key', 'topic', 'request_id'] as c
 const OWN_PREFIXES = OWN_FIELDS.map((f) => `,"${f}":"`);
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
+/** How deep the payload scan of ownEntry follows containers (ingest refuses deeper ones unless SLUICE_MAX_JSON_DEPTH allows them). */
+const PAYLOAD_SCAN_DEPTH = 128;
 
 function ownEntry(t: string): JournalEntry | undefined {
   if (!t.startsWith('{"seq":')) return undefined;
@@ -157,14 +159,12 @@ function ownEntry(t: string): JournalEntry | undefined {
   }
   if (!t.startsWith(',"payload":', i)) return undefined;
   i += 11;
-  const payloadEnd = objectEnd(t, i);
+  // Checked by JSON's grammar without building it (JSON.parse made its objects only to drop them);
+  // a payload the scan does not take, nested deeper than it goes say, takes parseEntry.
+  if (t.charCodeAt(i) !== 0x7b) return undefined;
+  const payloadEnd = strictJsonEnd(t, i, PAYLOAD_SCAN_DEPTH);
   if (payloadEnd < 0) return undefined;
   const payload = t.slice(i, payloadEnd);
-  try {
-    JSON.parse(payload);
-  } catch {
-    return undefined;
-  }
   let traceparent: string | undefined;
   i = payloadEnd;
   if (t.startsWith(',"traceparent":"', i)) {

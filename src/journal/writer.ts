@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { constants, mkdirSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SluiceError, describeError } from '../errors.ts';
@@ -309,9 +309,10 @@ export class JournalWriter {
     if (handle === undefined) throw new SluiceError('internal', 'journal segment is not open');
     const sizeBefore = this.#segmentSize;
     try {
-      await writeAll(handle, bytes, sizeBefore);
+      // The segment is open with O_DSYNC: each write returns once its bytes (and the size that
+      // reaches them) are on disk, as write + fdatasync did, in one trip through Bun's thread pool.
       const started = performance.now();
-      await handle.datasync();
+      await writeAll(handle, bytes, sizeBefore);
       this.#opts.metrics.journalFsyncSeconds.observe((performance.now() - started) / 1000);
     } catch (err) {
       // Cut a partial write off so the next line does not glue onto it.
@@ -346,13 +347,16 @@ export class JournalWriter {
   }
 
   async #openSegment(file: string): Promise<void> {
-    const handle = await open(join(this.nodeDir, file), 'a');
+    const handle = await open(join(this.nodeDir, file), SEGMENT_FLAGS);
     this.#segmentSize = (await handle.stat()).size;
     this.#segmentFirstSeq = parseSegmentFileName(file)?.firstSeq ?? 0;
     this.#segmentOpenedAt = Date.now();
     this.#handle = handle;
   }
 }
+
+/** 'a' (append, create) with O_DSYNC: a write is durable when it returns, without an fdatasync after it. */
+const SEGMENT_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_DSYNC;
 
 /** The entry of an input: a literal rather than a spread, the same fields (traceparent only when set). */
 function journalEntry(seq: number, ts: string, input: Envelope): JournalEntry {

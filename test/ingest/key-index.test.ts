@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test';
 import { KeyIndex, pairHash, type PairHash } from '../../src/ingest/key-index.ts';
-import { type ClaimedKey, RecentKeys } from '../../src/ingest/recent-keys.ts';
+import { ClaimedKeys, RecentKeys } from '../../src/ingest/recent-keys.ts';
 import { prng, testSeed } from '../support/seed.ts';
 
 /**
@@ -83,10 +83,10 @@ describe('RecentKeys', () => {
     const keys = new RecentKeys(3, 'n');
     for (let seq = 1; seq <= 10; seq++) keys.journaled('t', `k${seq}`, seq);
     keys.forwarded(6);
-    const pending = { ids: Promise.resolve([]), index: 0 };
+    const pending = { ids: () => Promise.resolve([]), indexOf: () => 0 };
     // k1..k3 aged out; k4..k6 are the 3 forwarded kept; k7..k10 are unforwarded.
     for (let seq = 1; seq <= 3; seq++) expect(keys.has('t', `k${seq}`)).toBe(false);
-    for (let seq = 4; seq <= 10; seq++) expect(await keys.claim('t', `k${seq}`, pending)).toBe(`n:${seq}`);
+    for (let seq = 4; seq <= 10; seq++) expect(await keys.claim('t', `k${seq}`, pending, new ClaimedKeys())).toBe(`n:${seq}`);
     keys.forwarded(10);
     expect(keys.size).toBe(3);
     expect(keys.has('t', 'k10')).toBe(true);
@@ -96,16 +96,19 @@ describe('RecentKeys', () => {
   test('a key being journaled is a duplicate at once; a released one is fresh again', async () => {
     const keys = new RecentKeys(0, 'n');
     const ids = Promise.resolve(['n:1', 'n:2']);
-    const claimed: ClaimedKey[] = [];
-    expect(keys.claim('t', 'a', { ids, index: 1 }, claimed)).toBeUndefined();
-    expect(await keys.claim('t', 'a', { ids, index: 0 }, claimed)).toBe('n:2');
-    // Only the fresh claim is handed back.
-    expect(claimed).toEqual([{ key: 't\u0000a', hash: pairHash('t', 'a') }]);
-    keys.releaseClaim(claimed[0] as ClaimedKey);
+    // A batch whose fresh writes are x and a, in that order: a repeat of a is answered with the second id.
+    const batch = { ids: () => ids, indexOf: (key: string) => ['t\u0000x', 't\u0000a'].indexOf(key) };
+    const claimed = new ClaimedKeys();
+    expect(keys.claim('t', 'a', batch, claimed)).toBeUndefined();
+    expect(await keys.claim('t', 'a', batch, claimed)).toBe('n:2');
+    // Only the fresh claim is handed back, joined and hashed.
+    const hash = pairHash('t', 'a');
+    expect({ keys: claimed.keys, lo: claimed.lo, hi: claimed.hi }).toEqual({ keys: ['t\u0000a'], lo: [hash.lo], hi: [hash.hi] });
+    keys.releaseClaim(claimed, 0);
     expect(keys.has('t', 'a')).toBe(false);
-    expect(keys.claim('t', 'a', { ids, index: 0 }, claimed)).toBeUndefined();
-    keys.journaledClaim(claimed[1] as ClaimedKey, 7);
-    expect(await keys.claim('t', 'a', { ids, index: 0 })).toBe('n:7');
+    expect(keys.claim('t', 'a', batch, claimed)).toBeUndefined();
+    keys.journaledClaim(claimed, 1, 7);
+    expect(await keys.claim('t', 'a', batch, new ClaimedKeys())).toBe('n:7');
     expect(keys.through).toBe(7);
   });
 });

@@ -51,6 +51,32 @@ describe('parseOwnEntry', () => {
     );
   });
 
+  test('payloads checked by their grammar, without JSON.parse: numbers, literals, escapes, spaces, nesting past the scan depth and payloads JSON refuses give what parseEntry gives', () => {
+    const deep = (n: number): string => `{"d":${'['.repeat(n)}${']'.repeat(n)}}`;
+    const payloads = [
+      '{"n":-0.5e+3,"z":0,"x":1E-2,"t":true,"f":false,"u":null,"s":"\\u00e9\\n\\"\\\\","e":[],"o":{}}',
+      '{ "a" : [ 1 , 2 ] ,"b":{ } }',
+      deep(126),
+      deep(127),
+      deep(300),
+      '{"n":01}',
+      '{"n":1.}',
+      '{"n":-}',
+      '{"a":[1,]}',
+      '{"a":1,}',
+      '{"s":"\\x"}',
+      '{"s":"\\u12"}',
+      '{"a":tru}',
+      '{"a":1 2}',
+      '{"a" 1}',
+      '{a:1}',
+    ];
+    for (const payload of payloads) {
+      const line = lineOf({ seq: 9, ts: '2026-11-28T00:00:00.000Z', tenant_id: 't', dedupe_key: 'k', topic: 'events', request_id: 'r', headers: {}, payload });
+      expect(parseOwnEntry(line)).toEqual(parseEntry(line));
+    }
+  });
+
   test('lines a JSON reader refuses are refused with parseEntry\'s reason', () => {
     const good = lineOf({ seq: 7, ts: '2026-11-28T00:00:00.000Z', tenant_id: 't', dedupe_key: 'k', topic: 'events', request_id: 'r', headers: {}, payload: '{"a":[1,{"b":2}]}' });
     expect(parseOwnEntry(good)).toEqual({ seq: 7, ts: '2026-11-28T00:00:00.000Z', tenant_id: 't', dedupe_key: 'k', topic: 'events', request_id: 'r', headers: {}, payload: '{"a":[1,{"b":2}]}' });

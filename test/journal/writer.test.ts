@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from 'bun:test';
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, constants, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Envelope } from '../../src/core/record.ts';
@@ -55,6 +55,26 @@ describe('journal writer', () => {
       traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
     });
     expect(Object.keys(line ?? {})).toEqual(['seq', 'ts', 'tenant_id', 'dedupe_key', 'topic', 'request_id', 'headers', 'payload', 'traceparent']);
+  });
+
+  test('the active segment is open with O_DSYNC: a group commit is durable when its write returns, with no fdatasync after it', async () => {
+    const dir = tempDir();
+    const w = await openWriter(dir);
+    await w.append([envelope(1)]);
+    const segment = join(dir, 'n1', '00000000000000000001.jsonl');
+    const fd = readdirSync('/proc/self/fd').find((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`) === segment;
+      } catch {
+        return false;
+      }
+    });
+    expect(fd).toBeDefined();
+    // fdinfo gives the open flags in octal.
+    const flags = Number.parseInt(/^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1] ?? '0', 8);
+    await w.close();
+    expect(flags & constants.O_DSYNC).toBe(constants.O_DSYNC);
+    expect(flags & constants.O_APPEND).toBe(constants.O_APPEND);
   });
 
   test('group-commits concurrent appends: fewer fsyncs than appends, every line once, seq in order', async () => {
