@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -7,6 +7,8 @@ export interface SmallDisk {
   readonly dir: string;
   /** Writes a filler file leaving about `leaveBytes` free. */
   fill(leaveBytes: number): void;
+  /** Takes what was freed since (deleted files) back into the filler, leaving about `leaveBytes` free. */
+  topUp(leaveBytes: number): void;
   free(): void;
   freeBytes(): number;
   unmount(): void;
@@ -27,6 +29,16 @@ export function mountSmallDisk(bytes: number): SmallDisk {
     fill(leaveBytes) {
       disk.free();
       writeFileSync(filler, Buffer.alloc(Math.max(0, disk.freeBytes() - leaveBytes)));
+    },
+    topUp(leaveBytes) {
+      const more = disk.freeBytes() - leaveBytes;
+      if (more <= 0) return;
+      try {
+        appendFileSync(filler, Buffer.alloc(more));
+      } catch (err) {
+        // Writers took the room meanwhile: the disk is full, as wanted.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+      }
     },
     free() {
       rmSync(filler, { force: true });
