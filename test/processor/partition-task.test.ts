@@ -196,27 +196,32 @@ class HeldMarkingOutbox extends Outbox {
   }
 }
 
-/**
- * Batch 1 (5 rows, less than a batch) committed and its marking held; 10 more rows inserted: the
- * task claims and sends batch 2 meanwhile, but commits it only once batch 1 is marked (the progress record names one
- * unmarked batch at most). `fail`: the held marking fails instead.
- */
-async function markingOverlap(fail: boolean): Promise<void> {
+/** An empty outbox whose markings are held, a fresh topic, and exactly-once publishing of its own. */
+async function heldMarkingSetup(name: string): Promise<{ brokers: string[]; topic: string; publishing: ReturnType<typeof createPublishing>; outbox: HeldMarkingOutbox }> {
   await db.sql`TRUNCATE outbox`;
   const brokers = await testBrokers();
-  const topic = `overlap.${Bun.randomUUIDv7()}`;
+  const topic = `${name}.${Bun.randomUUIDv7()}`;
   await createTopic(brokers, topic);
-  const prefix = `overlap-${Bun.randomUUIDv7()}`;
+  const prefix = `${name}-${Bun.randomUUIDv7()}`;
   const publishing = createPublishing({
     brokers,
-    clientId: 'overlap-test',
+    clientId: `${name}-test`,
     compression: 'none',
     guarantee: 'exactly_once',
     transactionalIdPrefix: prefix,
     progressTopic: `${prefix}-progress`,
     outboxIdentity: prefix,
   });
-  const outbox = new HeldMarkingOutbox(db.sql, 16);
+  return { brokers, topic, publishing, outbox: new HeldMarkingOutbox(db.sql, 16) };
+}
+
+/**
+ * Batch 1 (5 rows, less than a batch) committed and its marking held; 10 more rows inserted: the
+ * task claims and sends batch 2 meanwhile, but commits it only once batch 1 is marked (the progress record names one
+ * unmarked batch at most). `fail`: the held marking fails instead.
+ */
+async function markingOverlap(fail: boolean): Promise<void> {
+  const { brokers, topic, publishing, outbox } = await heldMarkingSetup('overlap');
   const insert = (from: number, n: number): Promise<void> => insertAcme(topic, from, n);
   await insert(0, 5);
   const task = acmeTask(outbox, publishing.forPartition(0));
@@ -249,21 +254,7 @@ test('when marking a committed batch fails, the next batch is aborted rather tha
 }, 90_000);
 
 test('after a batch the byte limit cut short, the next claim waits for its marking instead of reading its rows again', async () => {
-  await db.sql`TRUNCATE outbox`;
-  const brokers = await testBrokers();
-  const topic = `cut.${Bun.randomUUIDv7()}`;
-  await createTopic(brokers, topic);
-  const prefix = `cut-${Bun.randomUUIDv7()}`;
-  const publishing = createPublishing({
-    brokers,
-    clientId: 'cut-test',
-    compression: 'none',
-    guarantee: 'exactly_once',
-    transactionalIdPrefix: prefix,
-    progressTopic: `${prefix}-progress`,
-    outboxIdentity: prefix,
-  });
-  const outbox = new HeldMarkingOutbox(db.sql, 16);
+  const { brokers, topic, publishing, outbox } = await heldMarkingSetup('cut');
   await insertAcme(topic, 0, 6);
   // Two of these small rows fit the byte limit, a third does not: each batch of 10 granted is cut to 2.
   const task = acmeTask(outbox, publishing.forPartition(0), undefined, 1_100);
