@@ -33,9 +33,11 @@ describe('two processor instances on one outbox', () => {
   });
 
   test(`${RECORDS} records over ${TENANTS} tenants: each published exactly once, each tenant in id order, partitions shared`, async () => {
-    // Quotas stretch publication over a few seconds, so the second instance joins in the middle.
+    // Quotas stretch publication over ~10 s (50 tenants × 40/s), so the second instance joins in the
+    // middle even on a loaded machine, where starting it takes seconds (at 100/s the first had
+    // published everything before the second took its partitions, and the second counted none).
     const tenantsFile = join(dir, 'tenants.json');
-    writeFileSync(tenantsFile, JSON.stringify({ defaults: { quota: { rate: 100, burst: 100 } } }));
+    writeFileSync(tenantsFile, JSON.stringify({ defaults: { quota: { rate: 40, burst: 40 } } }));
     const config = processConfig(db, brokers, { tenantsFile, partitions: PARTITIONS, prefix: 'eos', env: { SLUICE_REBALANCE_MS: '200' } });
     instances.push(await startRole('process', config, quietLog));
     // The second instance joins while the first is publishing: the partitions are split between them.
