@@ -1,7 +1,7 @@
 // CPU time per event of each process group taking part in a measurement, read from /proc over the
 // measured interval. README.md, "Benchmarks", "CPU per event".
 import type { Sql } from '../src/outbox/db.ts';
-import { allStats, clockTicksPerSecond, commandLine, procReadable, processTree, readStat, type ProcStat } from './proc.ts';
+import { allStats, clockTicksPerSecond, commandLine, procReadable, processTree, readStat, threadStats, type ProcStat } from './proc.ts';
 
 /**
  * `app` is the process(es) under test: sluice's for a scenario, the stand-in's for a ceiling (the raw
@@ -21,6 +21,21 @@ export type PerGroup = Record<WorkGroup, number | null> & { load?: number | null
 /** Picks a group's pids out of one snapshot of /proc. */
 export type Selector = (stats: ProcStat[]) => number[];
 
+/**
+ * The part of `app`'s CPU time spent by its engine's own threads: `jit` its compilers, `gc` its
+ * collector's helper threads (collection work on the JavaScript thread itself stays in the rest). A
+ * short run of a just-started process pays for compiling its code; a long-lived one mostly does not.
+ */
+export type EngineThread = 'jit' | 'gc';
+export type EngineFigures = Record<EngineThread, number>;
+
+/** Which engine thread a thread's name says it is: JavaScriptCore's (Bun) or HotSpot's (the Java producer). */
+export function engineThread(name: string): EngineThread | undefined {
+  if (name === 'JITWorker' || /^C[12] CompilerThre/.test(name)) return 'jit';
+  if (name === 'HeapHelper' || /^(GC Thread|G1 )/.test(name)) return 'gc';
+  return undefined;
+}
+
 export interface CpuFigures {
   interval_s: number;
   /** Events completed in the interval (requests × events per request, records read, ...). */
@@ -29,6 +44,8 @@ export interface CpuFigures {
   us_per_event: PerGroup;
   /** Cores kept busy on average over the interval (CPU seconds / interval seconds). */
   cores: PerGroup;
+  /** Of `app`'s µs per event, its engine threads'; absent from results written before it was measured. */
+  app_engine?: EngineFigures;
 }
 
 export interface CpuMeter {
@@ -70,6 +87,17 @@ export function startCpuMeter(selectors: Partial<Record<Group, Selector>>): CpuM
   let reapedFirst: number | undefined;
   let reapedLast = 0;
   let initial = true;
+  // The app's engine threads, by process, thread and start time: followed like processes, from their
+  // first read to their last (compiler and collector threads live as long as their process).
+  const engine = new Map<string, { kind: EngineThread; first: number; last: number }>();
+  const pollThreads = (s: ProcStat): void => {
+    for (const t of threadStats(s.pid)) {
+      const kind = engineThread(t.name);
+      if (kind === undefined) continue;
+      const key = `${s.pid}:${s.startTicks}:${t.pid}:${t.startTicks}`;
+      engine.set(key, { kind, first: engine.get(key)?.first ?? (initial ? t.cpuTicks : 0), last: t.cpuTicks });
+    }
+  };
   const poll = (): void => {
     const stats = allStats();
     present = new Set(stats.map((s) => `${s.pid}:${s.startTicks}`));
@@ -93,6 +121,7 @@ export function startCpuMeter(selectors: Partial<Record<Group, Selector>>): CpuM
         if (!wanted.has(s.pid) && !seen.has(key)) continue;
         const first = seen.get(key)?.first ?? (initial ? s.cpuTicks : 0);
         seen.set(key, { group, first, last: s.cpuTicks, ownChild: s.ppid === process.pid });
+        if (group === 'app') pollThreads(s);
       }
     }
     initial = false;
@@ -131,7 +160,9 @@ export function startCpuMeter(selectors: Partial<Record<Group, Selector>>): CpuM
         us_per_event[group] = events > 0 ? (seconds * 1e6) / events : null;
         cores[group] = seconds / intervalS;
       }
-      return { interval_s: intervalS, events, us_per_event, cores };
+      const app_engine: EngineFigures = { jit: 0, gc: 0 };
+      for (const t of engine.values()) app_engine[t.kind] += events > 0 ? ((t.last - t.first) / ticks / events) * 1e6 : 0;
+      return { interval_s: intervalS, events, us_per_event, cores, ...(selectors.app !== undefined ? { app_engine } : {}) };
     },
   };
 }

@@ -4,6 +4,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 
 export interface ProcStat {
   pid: number;
+  /** The command name (a thread's name when read from /proc/<pid>/task/<tid>/stat). */
+  name: string;
   ppid: number;
   /** User + system CPU time so far, in clock ticks. */
   cpuTicks: number;
@@ -22,12 +24,13 @@ export interface ProcStat {
  */
 export function parseStat(line: string): ProcStat {
   const close = line.lastIndexOf(')');
+  const open = line.indexOf('(');
   const pid = Number.parseInt(line, 10);
   // After the name: state(3) ppid(4) ... utime(14) stime(15) cutime(16) cstime(17) ... starttime(22); index 0 is field 3.
   const rest = line.slice(close + 2).split(' ');
   const field = (n: number): number => Number(rest[n - 3]);
   if (close === -1 || !Number.isFinite(pid) || rest.length < 20) throw new Error(`not a /proc stat line: ${line.slice(0, 80)}`);
-  return { pid, ppid: field(4), cpuTicks: field(14) + field(15), reapedTicks: field(16) + field(17), startTicks: field(22) };
+  return { pid, name: line.slice(open + 1, close), ppid: field(4), cpuTicks: field(14) + field(15), reapedTicks: field(16) + field(17), startTicks: field(22) };
 }
 
 /** Undefined once the process is gone (or was never there). */
@@ -46,6 +49,25 @@ export function allStats(): ProcStat[] {
     if (name.charCodeAt(0) < 48 || name.charCodeAt(0) > 57) continue;
     const s = readStat(Number(name));
     if (s !== undefined) stats.push(s);
+  }
+  return stats;
+}
+
+/** The threads of a process now (`pid` is then the thread's id); empty once it is gone. */
+export function threadStats(pid: number): ProcStat[] {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const stats: ProcStat[] = [];
+  for (const tid of tids) {
+    try {
+      stats.push(parseStat(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')));
+    } catch {
+      // The thread ended between the listing and the read.
+    }
   }
   return stats;
 }

@@ -15,14 +15,24 @@ function cpuTable(rows: (BaselineResult | ScenarioResult)[]): string {
     const us = r.cpu?.us_per_event[g] ?? null;
     return us === null ? '-' : `${number(us, 1)} (${number(r.cpu?.cores[g], 2)})`;
   };
+  const engine = (r: BaselineResult | ScenarioResult): string => {
+    const e = r.cpu?.app_engine;
+    return e === undefined ? '-' : `${number(e.jit, 1)} / ${number(e.gc, 1)}`;
+  };
   return [
-    `| CPU µs per event (cores busy) | events | interval s | ${WORK_GROUPS.map((g) => GROUP_HEADERS[g]).join(' | ')} | total µs/event | ${GROUP_HEADERS.load} |`,
-    `| --- | ---: | ---: | ${WORK_GROUPS.map(() => '---:').join(' | ')} | ---: | ---: |`,
+    `| CPU µs per event (cores busy) | events | interval s | ${WORK_GROUPS.map((g) => GROUP_HEADERS[g]).join(' | ')} | of which its compiler / GC threads | total µs/event | ${GROUP_HEADERS.load} |`,
+    `| --- | ---: | ---: | ${WORK_GROUPS.map(() => '---:').join(' | ')} | ---: | ---: | ---: |`,
     ...measured.map((r) => {
       const total = WORK_GROUPS.reduce((sum, g) => sum + (r.cpu?.us_per_event[g] ?? 0), 0);
-      return `| ${r.name} | ${number(r.cpu?.events)} | ${number(r.cpu?.interval_s, 1)} | ${WORK_GROUPS.map((g) => cell(r, g)).join(' | ')} | ${number(total, 1)} | ${cell(r, 'load')} |`;
+      return (
+        `| ${r.name} | ${number(r.cpu?.events)} | ${number(r.cpu?.interval_s, 1)} | ${WORK_GROUPS.map((g) => cell(r, g)).join(' | ')} | ` +
+        `${engine(r)} | ${number(total, 1)} | ${cell(r, 'load')} |`
+      );
     }),
     '',
+    'Compiler / GC threads: the part of sluice\'s (or the ceiling process\'s) µs spent by its engine\'s compiler threads and its ' +
+      'collector\'s helper threads (JavaScriptCore\'s JITWorker and HeapHelper, HotSpot\'s compiler and GC threads); a process ' +
+      'started just before its measurement still compiles its code in it.',
     'Total: sluice (or the ceiling\'s own process), Postgres and the broker. Load: the load generator, not in the total — wrk for ' +
       'raw Bun.serve and HTTP scenarios, the fixed-rate load process and the bench\'s Kafka reader for publish latency, the bench ' +
       'itself (sender and Kafka reader) end to end; "-" for the Postgres and Kafka ceilings, whose client is their own process.',
