@@ -256,4 +256,19 @@ describe('health endpoints', () => {
     expect(text).toMatch(/sluice_ingest_requests_total\{status="202",tenant="acme"\} \d+/);
     expect(text).toContain('sluice_ingest_request_duration_seconds_bucket');
   });
+
+  test('/metrics: the ingest latency histogram counts each request once, under its own status', async () => {
+    const counts = async (): Promise<Record<string, number>> => {
+      const text = await (await app.request('/metrics')).text();
+      const found: Record<string, number> = {};
+      for (const m of text.matchAll(/^sluice_ingest_request_duration_seconds_count\{status="(\d+)"\} (\d+)$/gm)) found[m[1] as string] = Number(m[2]);
+      return found;
+    };
+    const before = await counts();
+    for (let i = 0; i < 3; i++) expect((await post(JSON.stringify({ payload: {} }))).status).toBe(202);
+    for (let i = 0; i < 2; i++) expect((await post('{')).status).toBe(400);
+    const after = await counts();
+    expect((after['202'] ?? 0) - (before['202'] ?? 0)).toBe(3);
+    expect((after['400'] ?? 0) - (before['400'] ?? 0)).toBe(2);
+  });
 });
