@@ -116,3 +116,18 @@ export function clockTicksPerSecond(): number {
 export function procReadable(): boolean {
   return readStat(process.pid) !== undefined;
 }
+
+/** The machine's dirty page cache in MiB (`Dirty:` of /proc/meminfo): written data the kernel has not yet put on disk. */
+export function dirtyMiB(): number {
+  const match = /^Dirty:\s+(\d+)\s+kB/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+  return match?.[1] === undefined ? 0 : Number(match[1]) / 1024;
+}
+
+/**
+ * Writes out every dirty page of the machine (`sync`) and waits for it. Kafka's broker never fsyncs
+ * its logs, so what a measurement wrote stays in the page cache until the kernel writes it back
+ * (30 s later by default): during the next measurement, whose own fsyncs then wait behind it.
+ */
+export async function flushDirtyPages(): Promise<void> {
+  await Bun.spawn({ cmd: ['sync'], stdout: 'ignore', stderr: 'ignore' }).exited;
+}

@@ -18,7 +18,7 @@ import { runEndToEnd } from './end-to-end.ts';
 import { formatGrowth, GROWTH_FULL, GROWTH_QUICK, runGrowth } from './growth/growth.ts';
 import { createTopic } from './kafka-reader.ts';
 import { runPublishLatency } from './publish-latency.ts';
-import { processTree, statusMiB } from './proc.ts';
+import { flushDirtyPages, processTree, statusMiB } from './proc.ts';
 import { readProfiles, type StageProfile } from './profile.ts';
 import { ensureRequirements } from './requirements.ts';
 import { RSS_LIMIT_MIB, type BaselineResult, type BenchReport, type Measured, type ScenarioResult } from './result.ts';
@@ -156,12 +156,25 @@ async function measureBaselines(ctx: Context): Promise<BaselineResult[]> {
     });
     return { unit: 'events/s', throughput: r.recordsPerS, events: r.records, p50_ms: r.p50Ms, p99_ms: r.p99Ms, max_ms: r.maxMs };
   });
+  await settle(ctx);
   return [
     { name: 'raw-bun-serve-json', description: 'Bun.serve parsing the same JSON body, 202', ...json },
     { name: 'raw-bun-serve-ndjson-1000', description: 'Bun.serve parsing the same NDJSON batch, 202', ...ndjson },
     { name: 'postgres-batched-insert', description: 'insertRows, batches of 1000 over 4 connections; latency per batch', ...insert },
     { name: 'kafka-producer-perf', description: `org.apache.kafka.tools.ProducerPerformance, ${recordBytes}-byte records, acks=all`, ...kafka },
   ];
+}
+
+/**
+ * Between measurements: the outbox emptied and checkpointed (bench/database.ts), then the machine's
+ * dirty pages written out, so that no measurement pays for the writes of the one before. The Kafka
+ * ceiling left ~300 MB of broker log in the page cache, and the scenario after it (ingest-json-fast_ack,
+ * whose answers wait for journal fsyncs on the same disk) read p99 453 and 627 ms in two full runs
+ * against 47 ms when it ran again later in the same run.
+ */
+async function settle(ctx: Context): Promise<void> {
+  await ctx.db.reset();
+  await flushDirtyPages();
 }
 
 interface ScenarioRun {
@@ -218,7 +231,7 @@ async function measureScenario(ctx: Context, s: Scenario): Promise<ScenarioRun> 
     peakRssPerProcess = processTree(sluice.pid).map((p) => statusMiB(p.pid, 'VmHWM'));
   } finally {
     await sluice.stop();
-    await ctx.db.reset();
+    await settle(ctx);
   }
   if (profileDir !== undefined) notes.push('run under bun --cpu-prof: slower than without');
   if (measured.note !== undefined) notes.unshift(measured.note);

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { engineThread, ownChildren, startCpuMeter, treeOf } from '../../bench/cpu-meter.ts';
-import { clockTicksPerSecond, parseStat, processTree, statusMiB } from '../../bench/proc.ts';
+import { clockTicksPerSecond, dirtyMiB, flushDirtyPages, parseStat, processTree, statusMiB } from '../../bench/proc.ts';
 
 // A child that burns BURN_MS of its own CPU time, says so, then idles until it is killed.
 const BURNER = `
@@ -147,6 +147,21 @@ describe('bench /proc readers', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 30_000);
+
+  test('flushDirtyPages leaves no measurement the writes of the one before: what a process wrote without fsync is on disk after it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-dirty-'));
+    try {
+      // 64 MiB written and not synced, as the broker writes its logs: dirty pages until the kernel's
+      // writeback, 30 s later (far below the background ratio on this machine's memory).
+      writeFileSync(join(dir, 'log'), Buffer.alloc(64 * 1024 * 1024, 1));
+      const before = dirtyMiB();
+      expect(before).toBeGreaterThan(48);
+      await flushDirtyPages();
+      expect(dirtyMiB()).toBeLessThan(before - 48);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   test('a child of the bench that exits in the interval is charged what it spent after its last read too (wrk, the load process)', async () => {
     const meter = startCpuMeter({ load: ownChildren('last-burst-child') });
