@@ -275,6 +275,9 @@ export class JournalWriter {
       const bytes = lines.bytes();
       try {
         const at = await this.#writeDurably(bytes, firstSeq);
+        // Readers see the new size (`active`) in the same turn as the sink gets the lines: a forwarder
+        // that looked between the write's return and this continuation read them from the file.
+        this.#segmentSize = at.start + bytes.length;
         this.#nextSeq = seq;
         this.#failure = undefined;
         batch.forEach((p, i) => p.journaled(entries[i] ?? []));
@@ -319,7 +322,6 @@ export class JournalWriter {
       await handle.truncate(sizeBefore).catch(() => {});
       throw err;
     }
-    this.#segmentSize = sizeBefore + bytes.length;
     this.#opts.metrics.journalBytesWritten.inc(bytes.length);
     return { segment: this.#segmentFirstSeq, start: sizeBefore, after: sizeBefore === 0 ? after : undefined };
   }
