@@ -357,14 +357,16 @@ describe('exit codes: 2 is invalid configuration or usage, 1 an environment that
   test('check: a TLS key that is not the certificate\'s fails naming both settings (exit 2); a missing file exit 1', async () => {
     const a = await makeCertificate(scratch, 'check-a');
     const b = await makeCertificate(scratch, 'check-b');
-    // Port 0: three checks side by side would race for one fixed port.
-    const base = { SLUICE_JOURNAL_DIR: join(scratch, 'j-tls'), SLUICE_DATA_DIR: join(scratch, 'data-tls'), SLUICE_KAFKA_LOCAL_PORT: String(await closedPort()), SLUICE_PORT: '0' };
+    // Port 0, and a local broker port each: three checks side by side would race for one fixed port
+    // (each binds its broker port to see that it is free; CI once saw a sibling's bind as 'in use').
+    const base = { SLUICE_JOURNAL_DIR: join(scratch, 'j-tls'), SLUICE_DATA_DIR: join(scratch, 'data-tls'), SLUICE_PORT: '0' };
+    const brokerPort = async (): Promise<{ SLUICE_KAFKA_LOCAL_PORT: string }> => ({ SLUICE_KAFKA_LOCAL_PORT: String(await closedPort()) });
     // The other components' probes get time enough on a loaded machine: only the tls line is under test.
     const check = ['check', '--timeout-ms', '20000'];
     const [mismatch, missing, good] = await Promise.all([
-      sluice(check, { ...base, SLUICE_TLS_CERT_FILE: a.cert, SLUICE_TLS_KEY_FILE: b.key }),
-      sluice(check, { ...base, SLUICE_TLS_CERT_FILE: a.cert, SLUICE_TLS_KEY_FILE: join(scratch, 'none.key') }),
-      sluice(check, { ...base, SLUICE_TLS_CERT_FILE: a.cert, SLUICE_TLS_KEY_FILE: a.key }),
+      sluice(check, { ...base, ...(await brokerPort()), SLUICE_TLS_CERT_FILE: a.cert, SLUICE_TLS_KEY_FILE: b.key }),
+      sluice(check, { ...base, ...(await brokerPort()), SLUICE_TLS_CERT_FILE: a.cert, SLUICE_TLS_KEY_FILE: join(scratch, 'none.key') }),
+      sluice(check, { ...base, ...(await brokerPort()), SLUICE_TLS_CERT_FILE: a.cert, SLUICE_TLS_KEY_FILE: a.key }),
     ]);
     const tlsLine = (r: CliResult): string | undefined => r.stdout.split('\n').find((l) => l.startsWith('tls '));
     expect({ code: mismatch.code, line: tlsLine(mismatch) }).toEqual({
