@@ -49,6 +49,8 @@ export interface CpuFigures {
 }
 
 export interface CpuMeter {
+  /** Reads the groups now, besides the reads every `pollMs`. */
+  read(): void;
   /** Reads the groups a last time and divides by `events`. */
   stop(events: number): CpuFigures;
 }
@@ -75,10 +77,11 @@ interface Seen {
  * Java producer, the fixed-rate load) would lose what it spent after the last read, up to POLL_MS of
  * CPU at its busiest, at its end: that tail is taken from the bench's own reaped-children ticks
  * (cutime + cstime), which count each waited-for child's whole life, and shared among the children
- * that exited in proportion to what was read of them. Exact when one child exits in the interval, as
- * in every measurement of bench/run.ts.
+ * that exited in proportion to what was read of them (in equal parts when every read of them saw no
+ * CPU time yet: a loaded machine can start a child and read it before it ran). Exact when one child
+ * exits in the interval, as in every measurement of bench/run.ts.
  */
-export function startCpuMeter(selectors: Partial<Record<Group, Selector>>): CpuMeter {
+export function startCpuMeter(selectors: Partial<Record<Group, Selector>>, pollMs = POLL_MS): CpuMeter {
   const started = performance.now();
   const seen = new Map<string, Seen>();
   // Every child of the bench seen, selected or not, so that one no group wants keeps its share of the tail.
@@ -132,18 +135,20 @@ export function startCpuMeter(selectors: Partial<Record<Group, Selector>>): CpuM
     const gone = (key: string): boolean => !present.has(key.slice(key.indexOf(':') + 1));
     const exited = [...children.entries()].filter(([key]) => !present.has(key));
     const readOfExited = exited.reduce((sum, [, c]) => sum + c.last, 0);
-    const shareBase = exited.reduce((sum, [, c]) => sum + c.last - c.first, 0);
+    const readBase = exited.reduce((sum, [, c]) => sum + c.last - c.first, 0);
     const tail = (reapedLast - (reapedFirst ?? reapedLast)) - readOfExited;
-    if (tail <= 0 || shareBase <= 0) return out;
+    if (tail <= 0) return out;
+    const share = readBase > 0 ? (c: { last: number; first: number }) => (c.last - c.first) / readBase : () => 1 / exited.length;
     for (const [key, s] of seen) {
       if (!s.ownChild || !gone(key)) continue;
-      out.set(s.group, (out.get(s.group) ?? 0) + (tail * (s.last - s.first)) / shareBase);
+      out.set(s.group, (out.get(s.group) ?? 0) + tail * share(s));
     }
     return out;
   };
   poll();
-  const timer = setInterval(poll, POLL_MS);
+  const timer = setInterval(poll, pollMs);
   return {
+    read: poll,
     stop(events) {
       clearInterval(timer);
       poll();

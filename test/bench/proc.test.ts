@@ -179,4 +179,24 @@ describe('bench /proc readers', () => {
     expect(chargedMs).toBeGreaterThan(total - 2 * tickMs);
     expect(chargedMs).toBeLessThan(total + 100);
   }, 30_000);
+
+  test('a child read only before it ran still gets the CPU it spent after that read (CI: charged 0 ms of its life)', async () => {
+    const meter = startCpuMeter({ load: ownChildren('last-burst-child') }, 3_600_000);
+    // The shell stops itself before it has spent a clock tick: the meter's only read while it lives sees
+    // it at 0 ticks, as a loaded machine's first read can; everything it then spends is the tail.
+    const child = Bun.spawn({
+      cmd: ['sh', '-c', 'kill -STOP $$; exec bun -e "$1" "$2" "$3" "$4"', 'last-burst-child', LAST_BURST, String(TAIL_MS), '0', 'last-burst-child'],
+      stdout: 'pipe',
+    });
+    while (!/^\S+ \(.*\) T /.test(await Bun.file(`/proc/${child.pid}/stat`).text())) await Bun.sleep(5);
+    meter.read();
+    child.kill('SIGCONT');
+    const total = Number((await new Response(child.stdout).text()).trim());
+    await child.exited;
+    const chargedMs = meter.stop(1000).us_per_event.load ?? 0;
+    expect(total).toBeGreaterThan(TAIL_MS);
+    const tickMs = 1000 / clockTicksPerSecond();
+    expect(chargedMs).toBeGreaterThan(total - 2 * tickMs);
+    expect(chargedMs).toBeLessThan(total + 100);
+  }, 30_000);
 });
