@@ -78,6 +78,8 @@ export interface BenchReport {
     busy_note: string;
   };
   baselines: BaselineResult[];
+  /** The broker's transaction code compiled before the scenarios (bench/broker-warmup.ts); absent when no scenario publishes. */
+  broker_warmup?: { seconds: number; transactions: number; compiler_cores: number };
   scenarios: ScenarioResult[];
   scaling?: Scaling;
 }

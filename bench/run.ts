@@ -11,6 +11,7 @@ import { measureProducerCeiling } from './baselines/kafka-perf.ts';
 import { measureInsertCeiling } from './baselines/postgres-insert.ts';
 import { writeBenchTenant, type BenchTenant } from './bench-tenant.ts';
 import { chartFile } from './chart.ts';
+import { warmBrokerTransactions } from './broker-warmup.ts';
 import { budgetOf, budgetPlan } from './budget.ts';
 import { brokerSelector, ownChildren, postgresSelector, startCpuMeter, treeOf, type Selector } from './cpu-meter.ts';
 import { freshDatabase, type BenchDatabase } from './database.ts';
@@ -18,7 +19,7 @@ import { runEndToEnd } from './end-to-end.ts';
 import { formatGrowth, GROWTH_FULL, GROWTH_QUICK, runGrowth } from './growth/growth.ts';
 import { createTopic } from './kafka-reader.ts';
 import { runPublishLatency } from './publish-latency.ts';
-import { flushDirtyPages, processTree, statusMiB } from './proc.ts';
+import { allStats, flushDirtyPages, processTree, statusMiB } from './proc.ts';
 import { readProfiles, type StageProfile } from './profile.ts';
 import { ensureRequirements } from './requirements.ts';
 import { RSS_LIMIT_MIB, type BaselineResult, type BenchReport, type Measured, type ScenarioResult } from './result.ts';
@@ -311,11 +312,28 @@ async function main(): Promise<number> {
   if (ctx.kafka === undefined) progress('the broker JVM was not found in /proc: its CPU per event is not measured');
   const scenarios: ScenarioResult[] = [];
   let baselines: BaselineResult[];
+  let brokerWarmup: BenchReport['broker_warmup'];
   let finished = false;
   try {
     baselines = await measureBaselines(ctx);
     for (const b of baselines) progress(`  ${b.name}: ${b.throughput.toFixed(0)} ${b.unit}, p99 ${b.p99_ms.toFixed(2)} ms${cpuLine(b)}`);
-    for (const s of SCENARIOS.filter((x) => only === undefined || only.includes(x.name))) {
+    const selected = SCENARIOS.filter((x) => only === undefined || only.includes(x.name));
+    const brokerPid = ctx.kafka?.(allStats())[0];
+    if (selected.some((x) => x.command === 'serve') && brokerPid !== undefined) {
+      progress('warming the broker\'s transaction code (its Kafka ceiling ran none)');
+      const w = await warmBrokerTransactions({
+        brokers: ctx.brokers,
+        topic: `bench.${runId}.warmup`,
+        brokerPid,
+        minS: durations.brokerWarmupMinS,
+        maxS: durations.brokerWarmupMaxS,
+        settledCores: 0.1,
+        say: progress,
+      });
+      brokerWarmup = { seconds: w.seconds, transactions: w.transactions, compiler_cores: w.compilerCores };
+      await settle(ctx);
+    }
+    for (const s of selected) {
       progress(`scenario ${s.name} (sluice ${s.command}${s.database === 'embedded' ? ', embedded database' : ''} restarted)`);
       const run = await measureScenario(ctx, s);
       const { measured } = run;
@@ -369,6 +387,7 @@ async function main(): Promise<number> {
       busy_note: 'figures are ratios to ceilings measured in the same run on the same machine',
     },
     baselines,
+    ...(brokerWarmup === undefined ? {} : { broker_warmup: brokerWarmup }),
     scenarios,
     scaling: scalingOf(scenarios, WORKERS_SETTING, availableParallelism(), Math.max(...SCALING_WORKERS)),
   };

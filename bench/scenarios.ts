@@ -52,6 +52,9 @@ export interface Durations {
   endToEndEvents: number;
   endToEndTimeoutMs: number;
   latencyS: number;
+  /** The broker warm-up's least and most seconds (bench/broker-warmup.ts). */
+  brokerWarmupMinS: number;
+  brokerWarmupMaxS: number;
 }
 
 export const FULL: Durations = {
@@ -62,6 +65,8 @@ export const FULL: Durations = {
   endToEndEvents: 200_000,
   endToEndTimeoutMs: 180_000,
   latencyS: 30,
+  brokerWarmupMinS: 20,
+  brokerWarmupMaxS: 120,
 };
 
 export const QUICK: Durations = {
@@ -72,6 +77,8 @@ export const QUICK: Durations = {
   endToEndEvents: 30_000,
   endToEndTimeoutMs: 45_000,
   latencyS: 8,
+  brokerWarmupMinS: 6,
+  brokerWarmupMaxS: 30,
 };
 
 export const SINGLE_CONNECTIONS = 64;
