@@ -1,6 +1,9 @@
 import { describe, expect, test } from 'bun:test';
-import { toKafkaMessages } from '../../src/processor/publisher.ts';
+import { Producer } from '@platformatic/kafka';
+import { errorCodes } from '../../src/kafka/errors.ts';
+import { retryDelayMs, toKafkaMessages } from '../../src/processor/publisher.ts';
 import { claimedRow } from '../support/claimed-text.ts';
+import { testBrokers } from '../support/kafka.ts';
 
 const row = (over: Parameters<typeof claimedRow>[0] = {}) => claimedRow({ payload: '{"b":1,"a":1.50,"name":"Zoë ✓"}', ...over });
 
@@ -61,4 +64,48 @@ describe('the Kafka records of a batch', () => {
       ['tenant_id', 'acme'],
     ]);
   });
+});
+
+describe('the producer\'s retry delay', () => {
+  test('CONCURRENT_TRANSACTIONS (the last commit\'s markers still being written) is retried after 1, 2, 4, 8 ms, then 10; other errors after 10', () => {
+    const concurrent = Object.assign(new Error('addPartitionsToTransaction failed'), {
+      errors: [Object.assign(new Error('Received response with error while executing API AddPartitionsToTxn(v3)'), { errors: [{ apiId: 'CONCURRENT_TRANSACTIONS' }] })],
+    });
+    expect([1, 2, 3, 4, 5, 6, 20].map((attempt) => retryDelayMs({}, 'addPartitionsToTransaction', attempt, 20, concurrent))).toEqual([1, 2, 4, 8, 10, 10, 10]);
+    const leader = Object.assign(new Error('produce failed'), { errors: [{ apiId: 'NOT_LEADER_OR_FOLLOWER' }] });
+    expect([1, 2, 5].map((attempt) => retryDelayMs({}, 'produce', attempt, 20, leader))).toEqual([10, 10, 10]);
+    expect(retryDelayMs({}, 'produce', 1, 20, new Error('socket hang up'))).toBe(10);
+  });
+
+  test('back-to-back transactions on a real broker: the CONCURRENT_TRANSACTIONS the client meets is told apart, and retried within milliseconds', async () => {
+    const brokers = await testBrokers();
+    const retries: { codes: string[]; delay: number }[] = [];
+    const producer = new Producer<Buffer, Buffer, Buffer, Buffer>({
+      clientId: 'sluice-test-retry-delay',
+      bootstrapBrokers: brokers,
+      idempotent: true,
+      acks: -1,
+      retries: 20,
+      autocreateTopics: true,
+      transactionalId: `sluice-test-retry-${Bun.randomUUIDv7()}`,
+      retryDelay: (client, operation, attempt, limit, error) => {
+        const delay = retryDelayMs(client, operation, attempt, limit, error);
+        retries.push({ codes: errorCodes(error), delay });
+        return delay;
+      },
+    });
+    const topic = `retry-delay-${Bun.randomUUIDv7()}`;
+    try {
+      for (let n = 0; n < 60 && !retries.some((r) => r.codes.includes('CONCURRENT_TRANSACTIONS')); n++) {
+        const tx = await producer.beginTransaction();
+        await tx.send({ messages: [{ topic, key: Buffer.from(`k${n}`), value: Buffer.from('v') }] });
+        await tx.commit();
+      }
+    } finally {
+      await producer.close();
+    }
+    const concurrent = retries.filter((r) => r.codes.includes('CONCURRENT_TRANSACTIONS'));
+    expect(concurrent.length).toBeGreaterThan(0);
+    expect(concurrent[0]?.delay).toBe(1);
+  }, 60_000);
 });
