@@ -75,8 +75,11 @@ function eventText(): fc.Arbitrary<string> {
 describe('parseEvents', () => {
   test(`a single event: the same answer as JSON.parse and the schema, the payload's exact text (seed ${SEED})`, () => {
     let accepted = 0;
+    // About 2 % of eventText() passes: a quarter of the runs are drawn from those, so the accepting
+    // path is exercised hundreds of times under any seed (CI: seed 354604929 drew 47 of 3,000).
+    const good = eventText().filter((text) => 'envelope' in reference(text));
     fc.assert(
-      fc.property(eventText(), (text) => {
+      fc.property(fc.oneof({ arbitrary: eventText(), weight: 3 }, { arbitrary: good, weight: 1 }), (text) => {
         const expected = reference(text);
         const got = outcome(text, 'json');
         if ('code' in expected) {
@@ -90,8 +93,8 @@ describe('parseEvents', () => {
       }),
       { seed: SEED, numRuns: 3000 },
     );
-    // Not vacuous: some generated events pass.
-    expect(accepted).toBeGreaterThan(50);
+    // Not vacuous: hundreds of generated events pass.
+    expect(accepted).toBeGreaterThan(500);
   });
 
   test(`a batch of good events: each line as on its own, whatever the line before held (seed ${SEED})`, () => {
