@@ -65,6 +65,12 @@ export interface ClaimedRecordBytes {
   ingested_at: Buffer;
 }
 
+/**
+ * Headers, key and record framing of one Kafka record, on top of its payload: a generous estimate,
+ * the same where the claim stops reading and where the batch is cut (src/processor/batch-bytes.ts).
+ */
+export const RECORD_OVERHEAD_BYTES = 512;
+
 /** Header names sluice sets on every Kafka record; an event may not supply its own. */
 export const RESERVED_HEADERS: ReadonlySet<string> = new Set([
   'tenant_id',

@@ -1,4 +1,4 @@
-import type { ClaimedRow } from '../core/record.ts';
+import { RECORD_OVERHEAD_BYTES, type ClaimedRow } from '../core/record.ts';
 import type { Sql } from './db.ts';
 
 /** What a committed batch held: the progress record names these, so a takeover can mark them sent. */
@@ -25,6 +25,28 @@ export async function pendingTenants(sql: Sql, partition: number): Promise<strin
   return rows.map((r) => r.tenant_id);
 }
 
+/** Ids from `from` to `to`, both included, as digits. */
+export interface IdRange {
+  from: string;
+  to: string;
+}
+
+export interface ClaimLimits {
+  /**
+   * Stop once the records' bytes (payload + RECORD_OVERHEAD_BYTES each) pass this, as withinBytes
+   * cuts a batch (at least one row): the row after the cut is the last returned, so the caller sees
+   * that its cut left rows behind, and a batch's rows are never all read into memory before a byte
+   * limit cuts them. Unlimited when absent.
+   */
+  maxBytes?: number;
+  /**
+   * Per tenant, ids to pass over: the batch being marked sent, still pending until its marking
+   * commits. A pending row of the range that is not in that batch (an operator re-queued an older
+   * row meanwhile) waits for the next claim.
+   */
+  skip?: ReadonlyMap<string, IdRange>;
+}
+
 /**
  * Up to `grant` rows of each tenant, in id order, that may be published now: the longest prefix of
  * the tenant's pending rows that are due (`available_at`) and settled. Settled means the inserting
@@ -32,47 +54,54 @@ export async function pendingTenants(sql: Sql, partition: number): Promise<strin
  * row must never overtake an earlier one of its tenant that is about to commit. A prefix, because a
  * row waiting for its retry holds back the tenant's later rows: order is per tenant, not per row.
  */
-export async function claimForTenants(sql: Sql, partition: number, grants: ReadonlyMap<string, number>): Promise<ClaimedRow[]> {
+export async function claimForTenants(sql: Sql, partition: number, grants: ReadonlyMap<string, number>, limits: ClaimLimits = {}): Promise<ClaimedRow[]> {
   if (grants.size === 0) return [];
   const tenants = [...grants.keys()];
+  // An empty range (1 to 0) for a tenant with nothing to skip.
+  const skip = tenants.map((t) => limits.skip?.get(t) ?? { from: '1', to: '0' });
   // Compact: the payload text is read once, the snapshot's xmin once per statement (an InitPlan)
   // rather than once per row. Raw: every value comes back as the bytes of its text, a view of what
   // the driver received, so the texts that go into the Kafka record are never decoded (see
-  // ClaimedRow); the columns are read by position, in this order.
+  // ClaimedRow); the columns are read by position, in this order. The due prefix and the byte cut
+  // are window functions over at most a batch's rows, so only what is published leaves Postgres.
   const raw = await sql`
-    SELECT r.id, r.tenant_id, r.dedupe_key, r.topic, r.payload, r.headers, r.request_id, r.traceparent,
-           r.ingested_at, r.attempts, r.replays, r.ready
-    FROM unnest(${sql.array(tenants)}::text[], ${sql.array(tenants.map((t) => grants.get(t) ?? 0))}::int[]) AS g(t, n)
-    CROSS JOIN LATERAL (
-      SELECT id, tenant_id, dedupe_key, topic,
-             -- Rows from before migration 0004 have only the jsonb column.
-             coalesce(payload_text, payload::text) AS payload, headers, request_id, traceparent,
-             ingested_at, attempts, replays,
-             (available_at <= now() AND xid < (SELECT pg_snapshot_xmin(pg_current_snapshot()))) AS ready
-      FROM outbox
-      WHERE partition = ${partition} AND tenant_id = g.t AND status = 'pending'
-      ORDER BY id
-      LIMIT g.n
-    ) r
-    ORDER BY r.id`.raw();
+    SELECT id, tenant_id, dedupe_key, topic, payload, headers, request_id, traceparent, ingested_at, attempts, replays
+    FROM (
+      SELECT d.*, sum(d.size) OVER w - d.size AS before, row_number() OVER w AS k
+      FROM (
+        SELECT r.*, bool_and(r.ready) OVER (PARTITION BY r.tenant_id ORDER BY r.id ROWS UNBOUNDED PRECEDING) AS due
+        FROM unnest(${sql.array(tenants)}::text[], ${sql.array(tenants.map((t) => grants.get(t) ?? 0))}::int[],
+                    ${sql.array(skip.map((r) => r.from))}::bigint[], ${sql.array(skip.map((r) => r.to))}::bigint[]) AS g(t, n, skip_from, skip_to)
+        CROSS JOIN LATERAL (
+          SELECT id, tenant_id, dedupe_key, topic,
+                 -- Rows from before migration 0004 have only the jsonb column.
+                 coalesce(payload_text, payload::text) AS payload, headers, request_id, traceparent,
+                 ingested_at, attempts, replays,
+                 coalesce(octet_length(payload_text), octet_length(payload::text)) + ${RECORD_OVERHEAD_BYTES} AS size,
+                 (available_at <= now() AND xid < (SELECT pg_snapshot_xmin(pg_current_snapshot()))) AS ready
+          FROM outbox
+          WHERE partition = ${partition} AND tenant_id = g.t AND status = 'pending' AND (id < g.skip_from OR id > g.skip_to)
+          ORDER BY id
+          LIMIT g.n
+        ) r
+      ) d
+      WHERE d.due
+      WINDOW w AS (ORDER BY d.id ROWS UNBOUNDED PRECEDING)
+    ) c
+    -- A row is read when every row before it is in the batch; the first one always is.
+    WHERE c.k <= 2 OR c.before <= ${limits.maxBytes ?? Number.MAX_SAFE_INTEGER}
+    ORDER BY id`.raw();
   // The driver types a raw row as an array of Buffers whatever its columns; these are known.
   const rows = raw as unknown as readonly Row[];
   const claimed: ClaimedRow[] = [];
-  const blocked = new Set<string>();
   // A batch's rows mostly share their tenant, topic and acknowledgment time: each is decoded once a run.
   const tenant = new Decoded((b) => b.toString());
   const topic = new Decoded((b) => b.toString());
   const ingestedAt = new Decoded((b) => Buffer.from(new Date(b.toString()).toISOString()));
-  for (const [id, tenantId, dedupeKey, topicName, payload, headers, requestId, traceparent, ingested, attempts, replays, ready] of rows) {
-    const tenantText = tenant.of(tenantId);
-    if (blocked.has(tenantText)) continue;
-    if (ready[0] !== TRUE) {
-      blocked.add(tenantText);
-      continue;
-    }
+  for (const [id, tenantId, dedupeKey, topicName, payload, headers, requestId, traceparent, ingested, attempts, replays] of rows) {
     claimed.push({
       id: id.toString('latin1'),
-      tenant_id: tenantText,
+      tenant_id: tenant.of(tenantId),
       topic: topic.of(topicName),
       headers: isEmptyObject(headers) ? NO_HEADERS : (JSON.parse(headers.toString()) as Record<string, string>),
       attempts: digits(attempts),
@@ -96,11 +125,8 @@ type Row = [
   ingested_at: Buffer,
   attempts: Buffer,
   replays: Buffer,
-  ready: Buffer,
 ];
 
-/** `t`, a boolean's text. */
-const TRUE = 0x74;
 const NO_HEADERS: Record<string, string> = Object.freeze({});
 
 /** The jsonb `{}`, most events' headers. */

@@ -8,7 +8,9 @@ import {
   pendingPartitions,
   pendingTenants,
   recordFailure,
+  type ClaimLimits,
   type FailedRow,
+  type IdRange,
   type PublishedRef,
 } from './claims.ts';
 import { outboxStats, pendingByTenant, statusCountsByTenant, type OutboxTenantStats, type StatusCounts } from './counts.ts';
@@ -20,7 +22,7 @@ import { existingPairs, insertRows, outboxExists, rowFor, type InsertResult } fr
 import { partitionOf } from './partition.ts';
 import { deleteSent } from './retention.ts';
 
-export type { InsertResult, PublishedRef };
+export type { ClaimLimits, IdRange, InsertResult, PublishedRef };
 
 /**
  * The outbox, and every statement sluice runs on it: ingest and journal replay insert, the processor
@@ -113,8 +115,8 @@ export class Outbox {
     return pendingTenants(this.#sql, partition);
   }
 
-  claimRows(partition: number, grants: ReadonlyMap<string, number>): Promise<ClaimedRow[]> {
-    return claimForTenants(this.#sql, partition, grants);
+  claimRows(partition: number, grants: ReadonlyMap<string, number>, limits?: ClaimLimits): Promise<ClaimedRow[]> {
+    return claimForTenants(this.#sql, partition, grants, limits);
   }
 
   markSent(ids: readonly string[]): Promise<number> {

@@ -1,7 +1,4 @@
-import type { ClaimedRow } from '../core/record.ts';
-
-/** Headers, key and record framing of one Kafka record, on top of its payload: a generous estimate. */
-const RECORD_OVERHEAD_BYTES = 512;
+import { RECORD_OVERHEAD_BYTES, type ClaimedRow } from '../core/record.ts';
 
 /**
  * The longest leading run of `rows` (in id order) whose records fit in `maxBytes`, and at least one

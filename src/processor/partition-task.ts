@@ -1,7 +1,7 @@
 import type { ClaimedRow } from '../core/record.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import type { PublishedRef } from '../outbox/outbox.ts';
+import type { IdRange, PublishedRef } from '../outbox/outbox.ts';
 import type { Outbox } from '../outbox/outbox.ts';
 import type { Tenants } from '../tenants.ts';
 import { backoffMs } from '../core/backoff.ts';
@@ -79,8 +79,8 @@ export class PartitionTask {
    * assumes. After a failed marking they are marked before anything else is claimed.
    */
   #unmarked: PublishedRef[] = [];
-  /** The rows of #unmarked per tenant while #marking runs: the next claim skips them. */
-  #markingTenants = new Map<string, number>();
+  /** The ids of #unmarked per tenant while #marking runs: the next claim skips them. */
+  #markingRanges = new Map<string, IdRange>();
   /** The marking of #unmarked in flight; settles with its error, or undefined once they are marked. */
   #marking: Promise<unknown> | undefined;
   /** The last batch was cut short by the byte limit: rows it claimed are still due, as after a full batch. */
@@ -199,7 +199,7 @@ export class PartitionTask {
   #startMarking(rows: readonly ClaimedRow[]): void {
     const refs = rows.map((r) => ({ id: r.id, replays: r.replays }));
     this.#unmarked = refs;
-    this.#markingTenants = new Map([...groupByTenant(rows)].map(([tenant, mine]) => [tenant, mine.length]));
+    this.#markingRanges = idRanges(rows);
     this.#marking = this.#o.outbox.markPublished(refs).then(
       () => {
         if (this.#unmarked === refs) this.#unmarked = [];
@@ -221,7 +221,7 @@ export class PartitionTask {
     const err = await marking;
     if (this.#marking === marking) {
       this.#marking = undefined;
-      this.#markingTenants = new Map();
+      this.#markingRanges = new Map();
       this.#markingFailed = false;
     }
     if (err !== undefined) throw err;
@@ -269,26 +269,15 @@ export class PartitionTask {
   }
 
   /**
-   * The granted rows, without those of the batch being marked: they are still pending in Postgres
-   * until the marking commits, so each of their tenants' grants is widened by as many and they are
-   * dropped here (a grant's worth at most is kept, should the marking have committed first). After
-   * a full batch, or one the byte limit cut short (a backlog, where the batch rate, not one row's
-   * wait, counts) the marking is waited for instead: the widened claim would read that batch's
-   * payloads twice.
+   * The granted rows, up to the batch's byte limit and the row that passes it, without those of the
+   * batch being marked: they are still pending in Postgres until the marking commits, so the claim
+   * passes over their ids. After a full batch, or one the byte limit cut short (a backlog, where the
+   * batch rate, not one row's wait, counts) the marking is waited for instead.
    */
   async #claim(grants: ReadonlyMap<string, number>): Promise<ClaimedRow[]> {
-    const { outbox, partition, batchSize } = this.#o;
+    const { outbox, partition, batchSize, batchBytes } = this.#o;
     if (this.#marking !== undefined && (this.#unmarked.length >= batchSize || this.#cutByBytes)) await this.#marked();
-    if (this.#marking === undefined) return outbox.claimRows(partition, grants);
-    const marking = new Set(this.#unmarked.map((r) => `${r.id}.${r.replays}`));
-    const widened = new Map([...grants].map(([tenant, n]) => [tenant, n + (this.#markingTenants.get(tenant) ?? 0)]));
-    const kept = new Map<string, number>();
-    return (await outbox.claimRows(partition, widened)).filter((r) => {
-      if (marking.has(`${r.id}.${r.replays}`)) return false;
-      const n = (kept.get(r.tenant_id) ?? 0) + 1;
-      kept.set(r.tenant_id, n);
-      return n <= (grants.get(r.tenant_id) ?? 0);
-    });
+    return outbox.claimRows(partition, grants, { maxBytes: batchBytes, ...(this.#marking !== undefined ? { skip: this.#markingRanges } : {}) });
   }
 
   /**
@@ -509,6 +498,23 @@ function groupBy(rows: readonly ClaimedRow[], key: (row: ClaimedRow) => string):
     else group.push(row);
   }
   return groups;
+}
+
+/** Each tenant's lowest and highest id among `rows`. */
+function idRanges(rows: readonly ClaimedRow[]): Map<string, IdRange> {
+  const ranges = new Map<string, IdRange>();
+  for (const r of rows) {
+    const range = ranges.get(r.tenant_id);
+    if (range === undefined) ranges.set(r.tenant_id, { from: r.id, to: r.id });
+    else if (idBefore(r.id, range.from)) range.from = r.id;
+    else if (idBefore(range.to, r.id)) range.to = r.id;
+  }
+  return ranges;
+}
+
+/** Whether id `a` is below id `b`: both digits without leading zeros. */
+function idBefore(a: string, b: string): boolean {
+  return a.length < b.length || (a.length === b.length && a < b);
 }
 
 function groupByTenant(rows: readonly ClaimedRow[]): Map<string, ClaimedRow[]> {

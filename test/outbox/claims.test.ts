@@ -12,7 +12,9 @@ import type { NewOutboxRow } from '../../src/core/record.ts';
 import { outboxStats } from '../../src/outbox/counts.ts';
 import { insertRows } from '../../src/outbox/repository.ts';
 import { deleteSent } from '../../src/outbox/retention.ts';
+import { withinBytes } from '../../src/processor/batch-bytes.ts';
 import { claimedKeys, claimedText } from '../support/claimed-text.ts';
+import { prng, testSeed } from '../support/seed.ts';
 import { createTestDatabase, waitSettled, type TestDatabase } from '../support/postgres.ts';
 
 const P = 3;
@@ -96,6 +98,59 @@ describe('processor claims on real postgres', () => {
     }
     expect(claimed.map((r) => JSON.stringify(claimedText(r)))).toEqual(before);
     expect(claimed[7]?.bytes.payload.toString()).toBe(JSON.stringify({ i: 7, pad: 'p'.repeat(500) }));
+  });
+
+  test('the claim stops at the byte limit in Postgres: what fits, then the one row that passes it, and never less than one row', async () => {
+    // 1,000 payload bytes + 512 of record overhead each: 1,512 a row.
+    const pad = (key: string) => ({ ...row(key.slice(0, 1), key), payload: JSON.stringify({ p: 'x'.repeat(992) }) });
+    await insert([pad('a1'), pad('b1'), pad('a2'), pad('b2'), pad('a3'), pad('b3')]);
+    expect((await claimForTenants(db.sql, P, new Map([['a', 1]])))[0]?.bytes.payload.length).toBe(1_000);
+    const grants = new Map([['a', 10], ['b', 10]]);
+    expect(keys(await claimForTenants(db.sql, P, grants, { maxBytes: 3 * 1_512 }))).toEqual(['a1', 'b1', 'a2', 'b2']);
+    expect(keys(await claimForTenants(db.sql, P, grants, { maxBytes: 3 * 1_512 - 1 }))).toEqual(['a1', 'b1', 'a2']);
+    // The first row always goes, whatever its size; the second shows the cut left rows behind.
+    expect(keys(await claimForTenants(db.sql, P, grants, { maxBytes: 100 }))).toEqual(['a1', 'b1']);
+    expect(keys(await claimForTenants(db.sql, P, grants, { maxBytes: 6 * 1_512 }))).toHaveLength(6);
+  });
+
+  test('rows a tenant may not publish yet cost the byte limit nothing', async () => {
+    const big = (key: string) => ({ ...row(key.slice(0, 1), key), payload: JSON.stringify({ p: 'x'.repeat(5_000) }) });
+    const [a1] = await insert([row('a', 'a1'), big('a2'), big('a3'), row('b', 'b1'), row('b', 'b2')]);
+    await recordFailure(db.sql, [{ id: a1 ?? '', delayMs: 60_000 }], 'TOPIC_AUTHORIZATION_FAILED: no', 10);
+    expect(keys(await claimForTenants(db.sql, P, new Map([['a', 10], ['b', 10]]), { maxBytes: 2_000 }))).toEqual(['b1', 'b2']);
+  });
+
+  test("a tenant's ids being marked are passed over, its rows before and after them claimed, its grant counted without them", async () => {
+    const ids = await insert(Array.from({ length: 8 }, (_, i) => row('a', `a${i}`)).concat([row('b', 'b0')]));
+    const skip = new Map([['a', { from: ids[2] ?? '', to: ids[5] ?? '' }]]);
+    expect(keys(await claimForTenants(db.sql, P, new Map([['a', 3], ['b', 1]]), { skip }))).toEqual(['a0', 'a1', 'a6', 'b0']);
+    expect(keys(await claimForTenants(db.sql, P, new Map([['a', 10]]), { skip }))).toEqual(['a0', 'a1', 'a6', 'a7']);
+  });
+
+  test('the byte limit in Postgres cuts where the batch cut does, under random sizes, tenants and limits', async () => {
+    const seed = testSeed('claims byte limit');
+    const random = prng(seed);
+    for (let round = 0; round < 12; round++) {
+      await db.sql`TRUNCATE outbox`;
+      const n = 5 + Math.floor(random() * 40);
+      const tenants = ['a', 'b', 'c'].slice(0, 1 + Math.floor(random() * 3));
+      await insert(
+        Array.from({ length: n }, (_, i) => {
+          const tenant = tenants[Math.floor(random() * tenants.length)] ?? 'a';
+          // Multi-byte characters: the limit counts bytes, not characters.
+          return { ...row(tenant, `k${i}`), payload: JSON.stringify({ p: 'é'.repeat(Math.floor(random() * 3_000)) }) };
+        }),
+      );
+      const grants = new Map(tenants.map((t) => [t, 1 + Math.floor(random() * n)]));
+      const maxBytes = 1_024 + Math.floor(random() * 40_000);
+      const all = await claimForTenants(db.sql, P, grants);
+      const limited = await claimForTenants(db.sql, P, grants, { maxBytes });
+      const cut = withinBytes(all, maxBytes);
+      const context = `seed ${seed} round ${round} maxBytes ${maxBytes}`;
+      expect(withinBytes(limited, maxBytes).map((r) => r.id), context).toEqual(cut.map((r) => r.id));
+      // What fits, and one row more when the cut left any.
+      expect(limited.map((r) => r.id), context).toEqual(all.slice(0, Math.min(all.length, cut.length + 1)).map((r) => r.id));
+    }
   });
 
   test('the partitions holding pending rows, asked for all at once: sent and dead rows do not count', async () => {
