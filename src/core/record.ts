@@ -67,7 +67,7 @@ export interface ClaimedRecordBytes {
 
 /**
  * Headers, key and record framing of one Kafka record, on top of its payload: a generous estimate,
- * the same where the claim stops reading and where the batch is cut (src/processor/batch-bytes.ts).
+ * which the claim's byte limit (SLUICE_PUBLISH_MAX_BYTES) counts per row.
  */
 export const RECORD_OVERHEAD_BYTES = 512;
 

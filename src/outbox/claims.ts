@@ -33,10 +33,9 @@ export interface IdRange {
 
 export interface ClaimLimits {
   /**
-   * Stop once the records' bytes (payload + RECORD_OVERHEAD_BYTES each) pass this, as withinBytes
-   * cuts a batch (at least one row): the row after the cut is the last returned, so the caller sees
-   * that its cut left rows behind, and a batch's rows are never all read into memory before a byte
-   * limit cuts them. Unlimited when absent.
+   * The batch's record bytes (payload + RECORD_OVERHEAD_BYTES each), at least one row: brokers refuse
+   * a produce batch over `message.max.bytes` with the same MESSAGE_TOO_LARGE as one oversized record.
+   * Unlimited when absent.
    */
   maxBytes?: number;
   /**
@@ -47,15 +46,25 @@ export interface ClaimLimits {
   skip?: ReadonlyMap<string, IdRange>;
 }
 
+/** A claim: its rows in id order, and whether the byte limit left due rows of the grants behind. */
+export interface Claimed {
+  rows: ClaimedRow[];
+  cutByBytes: boolean;
+}
+
 /**
  * Up to `grant` rows of each tenant, in id order, that may be published now: the longest prefix of
  * the tenant's pending rows that are due (`available_at`) and settled. Settled means the inserting
  * transaction is older than every transaction still running — ids can commit out of order, and a
  * row must never overtake an earlier one of its tenant that is about to commit. A prefix, because a
  * row waiting for its retry holds back the tenant's later rows: order is per tenant, not per row.
+ *
+ * The byte limit takes the tenants' rows in turns (each tenant's first row in the grants' order, then
+ * each one's second, ...) and stops at the first row that would pass it: each tenant keeps a prefix,
+ * and a tenant with a backlog of low ids cannot fill every batch while the others wait.
  */
-export async function claimForTenants(sql: Sql, partition: number, grants: ReadonlyMap<string, number>, limits: ClaimLimits = {}): Promise<ClaimedRow[]> {
-  if (grants.size === 0) return [];
+export async function claimForTenants(sql: Sql, partition: number, grants: ReadonlyMap<string, number>, limits: ClaimLimits = {}): Promise<Claimed> {
+  if (grants.size === 0) return { rows: [], cutByBytes: false };
   const tenants = [...grants.keys()];
   // An empty range (1 to 0) for a tenant with nothing to skip.
   const skip = tenants.map((t) => limits.skip?.get(t) ?? { from: '1', to: '0' });
@@ -65,13 +74,16 @@ export async function claimForTenants(sql: Sql, partition: number, grants: Reado
   // ClaimedRow); the columns are read by position, in this order. The due prefix and the byte cut
   // are window functions over at most a batch's rows, so only what is published leaves Postgres.
   const raw = await sql`
-    SELECT id, tenant_id, dedupe_key, topic, payload, headers, request_id, traceparent, ingested_at, attempts, replays
+    SELECT id, tenant_id, dedupe_key, topic, payload, headers, request_id, traceparent, ingested_at, attempts, replays, due_rows
     FROM (
-      SELECT d.*, sum(d.size) OVER w - d.size AS before, row_number() OVER w AS k
+      SELECT d.*, sum(d.size) OVER turns AS upto, row_number() OVER turns AS k, count(*) OVER () AS due_rows
       FROM (
-        SELECT r.*, bool_and(r.ready) OVER (PARTITION BY r.tenant_id ORDER BY r.id ROWS UNBOUNDED PRECEDING) AS due
+        SELECT r.*, g.turn,
+               bool_and(r.ready) OVER tenant AS due,
+               row_number() OVER tenant AS nth
         FROM unnest(${sql.array(tenants)}::text[], ${sql.array(tenants.map((t) => grants.get(t) ?? 0))}::int[],
-                    ${sql.array(skip.map((r) => r.from))}::bigint[], ${sql.array(skip.map((r) => r.to))}::bigint[]) AS g(t, n, skip_from, skip_to)
+                    ${sql.array(skip.map((r) => r.from))}::bigint[], ${sql.array(skip.map((r) => r.to))}::bigint[])
+             WITH ORDINALITY AS g(t, n, skip_from, skip_to, turn)
         CROSS JOIN LATERAL (
           SELECT id, tenant_id, dedupe_key, topic,
                  -- Rows from before migration 0004 have only the jsonb column.
@@ -84,12 +96,12 @@ export async function claimForTenants(sql: Sql, partition: number, grants: Reado
           ORDER BY id
           LIMIT g.n
         ) r
+        WINDOW tenant AS (PARTITION BY r.tenant_id ORDER BY r.id ROWS UNBOUNDED PRECEDING)
       ) d
       WHERE d.due
-      WINDOW w AS (ORDER BY d.id ROWS UNBOUNDED PRECEDING)
+      WINDOW turns AS (ORDER BY d.nth, d.turn ROWS UNBOUNDED PRECEDING)
     ) c
-    -- A row is read when every row before it is in the batch; the first one always is.
-    WHERE c.k <= 2 OR c.before <= ${limits.maxBytes ?? Number.MAX_SAFE_INTEGER}
+    WHERE c.k = 1 OR c.upto <= ${limits.maxBytes ?? Number.MAX_SAFE_INTEGER}
     ORDER BY id`.raw();
   // The driver types a raw row as an array of Buffers whatever its columns; these are known.
   const rows = raw as unknown as readonly Row[];
@@ -109,7 +121,8 @@ export async function claimForTenants(sql: Sql, partition: number, grants: Reado
       bytes: { id, tenant_id: tenantId, dedupe_key: dedupeKey, payload, request_id: requestId, traceparent, ingested_at: ingestedAt.of(ingested) },
     });
   }
-  return claimed;
+  const due = rows[0] === undefined ? 0 : digits(rows[0][11]);
+  return { rows: claimed, cutByBytes: claimed.length < due };
 }
 
 /** A claimed row as the driver hands it over raw: the text of each column, by position; null only where the column may be. */
@@ -125,6 +138,8 @@ type Row = [
   ingested_at: Buffer,
   attempts: Buffer,
   replays: Buffer,
+  /** Every due row of the grants, before the byte limit. */
+  due_rows: Buffer,
 ];
 
 const NO_HEADERS: Record<string, string> = Object.freeze({});

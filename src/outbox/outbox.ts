@@ -1,4 +1,4 @@
-import type { ClaimedRow, Envelope, JournalEntry, NewOutboxRow } from '../core/record.ts';
+import type { Envelope, JournalEntry, NewOutboxRow } from '../core/record.ts';
 import { describeError, SluiceError } from '../errors.ts';
 import {
   claimForTenants,
@@ -9,6 +9,7 @@ import {
   pendingTenants,
   recordFailure,
   type ClaimLimits,
+  type Claimed,
   type FailedRow,
   type IdRange,
   type PublishedRef,
@@ -22,7 +23,7 @@ import { existingPairs, insertRows, outboxExists, rowFor, type InsertResult } fr
 import { partitionOf } from './partition.ts';
 import { deleteSent } from './retention.ts';
 
-export type { ClaimLimits, IdRange, InsertResult, PublishedRef };
+export type { Claimed, ClaimLimits, IdRange, InsertResult, PublishedRef };
 
 /**
  * The outbox, and every statement sluice runs on it: ingest and journal replay insert, the processor
@@ -115,7 +116,7 @@ export class Outbox {
     return pendingTenants(this.#sql, partition);
   }
 
-  claimRows(partition: number, grants: ReadonlyMap<string, number>, limits?: ClaimLimits): Promise<ClaimedRow[]> {
+  claimRows(partition: number, grants: ReadonlyMap<string, number>, limits?: ClaimLimits): Promise<Claimed> {
     return claimForTenants(this.#sql, partition, grants, limits);
   }
 

@@ -1,11 +1,10 @@
 import type { ClaimedRow } from '../core/record.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import type { IdRange, PublishedRef } from '../outbox/outbox.ts';
+import type { Claimed, IdRange, PublishedRef } from '../outbox/outbox.ts';
 import type { Outbox } from '../outbox/outbox.ts';
 import type { Tenants } from '../tenants.ts';
 import { backoffMs } from '../core/backoff.ts';
-import { withinBytes } from './batch-bytes.ts';
 import { allocate, roundRobin, type Claimant } from './fair-share.ts';
 import { SluiceError } from '../errors.ts';
 import { classifyFailure, describeKafkaError, failureReason, kafkaError, type KafkaError } from '../kafka/errors.ts';
@@ -252,7 +251,7 @@ export class PartitionTask {
     // Moves on even when the granted tenants have nothing due (retry backoff): the next round starts
     // after them, so they cannot keep the batch to themselves.
     this.#lastTenant = [...grants.keys()].at(-1);
-    const claimed = await this.#claim(grants);
+    const { rows: claimed, cutByBytes } = await this.#claim(grants);
     // A tenant whose grant was all its tokens and whose rows filled it had more waiting: the quota held them back.
     const bounded = claimants.filter((c) => (grants.get(c.tenant) ?? 0) > 0 && grants.get(c.tenant) === Math.floor(c.tokens));
     if (bounded.length > 0) {
@@ -260,21 +259,20 @@ export class PartitionTask {
       for (const r of claimed) counts.set(r.tenant_id, (counts.get(r.tenant_id) ?? 0) + 1);
       for (const c of bounded) if (counts.get(c.tenant) === grants.get(c.tenant)) metrics.quotaThrottled.inc({ tenant: tenants.metricLabel(c.tenant) });
     }
-    const within = withinBytes(claimed, this.#o.batchBytes);
-    this.#cutByBytes = within.length < claimed.length;
-    if (within.length === 0) return none;
-    const rows = await this.#refuseByTopicRule(within);
+    this.#cutByBytes = cutByBytes;
+    if (claimed.length === 0) return none;
+    const rows = await this.#refuseByTopicRule(claimed);
     if (rows.length > 0) await this.#publish(rows);
-    return { claimed: within.length, drained: within.length === claimed.length && grants.size === claimants.length && drainedAll(claimed, grants) };
+    return { claimed: claimed.length, drained: !cutByBytes && grants.size === claimants.length && drainedAll(claimed, grants) };
   }
 
   /**
-   * The granted rows, up to the batch's byte limit and the row that passes it, without those of the
-   * batch being marked: they are still pending in Postgres until the marking commits, so the claim
-   * passes over their ids. After a full batch, or one the byte limit cut short (a backlog, where the
-   * batch rate, not one row's wait, counts) the marking is waited for instead.
+   * The granted rows, up to the batch's byte limit, without those of the batch being marked: they
+   * are still pending in Postgres until the marking commits, so the claim passes over their ids.
+   * After a full batch, or one the byte limit cut short (a backlog, where the batch rate, not one
+   * row's wait, counts) the marking is waited for instead.
    */
-  async #claim(grants: ReadonlyMap<string, number>): Promise<ClaimedRow[]> {
+  async #claim(grants: ReadonlyMap<string, number>): Promise<Claimed> {
     const { outbox, partition, batchSize, batchBytes } = this.#o;
     if (this.#marking !== undefined && (this.#unmarked.length >= batchSize || this.#cutByBytes)) await this.#marked();
     return outbox.claimRows(partition, grants, { maxBytes: batchBytes, ...(this.#marking !== undefined ? { skip: this.#markingRanges } : {}) });

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
 import {
-  claimForTenants,
+  claimForTenants as claimBatch,
   markDead,
   markPublished,
   markSent,
@@ -8,11 +8,10 @@ import {
   pendingTenants,
   recordFailure,
 } from '../../src/outbox/claims.ts';
-import type { NewOutboxRow } from '../../src/core/record.ts';
+import { RECORD_OVERHEAD_BYTES, type ClaimedRow, type NewOutboxRow } from '../../src/core/record.ts';
 import { outboxStats } from '../../src/outbox/counts.ts';
 import { insertRows } from '../../src/outbox/repository.ts';
 import { deleteSent } from '../../src/outbox/retention.ts';
-import { withinBytes } from '../../src/processor/batch-bytes.ts';
 import { claimedKeys, claimedText } from '../support/claimed-text.ts';
 import { prng, testSeed } from '../support/seed.ts';
 import { createTestDatabase, waitSettled, type TestDatabase } from '../support/postgres.ts';
@@ -50,6 +49,7 @@ describe('processor claims on real postgres', () => {
   }
 
   const keys = claimedKeys;
+  const claimForTenants = async (...args: Parameters<typeof claimBatch>) => (await claimBatch(...args)).rows;
 
   test('lists the tenants waiting in a partition and grants each its own prefix in id order', async () => {
     await insert([row('b', 'b1'), row('a', 'a1'), row('b', 'b2'), row('a', 'a2'), row('c', 'c1'), { ...row('z', 'z1'), partition: 4 }]);
@@ -100,24 +100,46 @@ describe('processor claims on real postgres', () => {
     expect(claimed[7]?.bytes.payload.toString()).toBe(JSON.stringify({ i: 7, pad: 'p'.repeat(500) }));
   });
 
-  test('the claim stops at the byte limit in Postgres: what fits, then the one row that passes it, and never less than one row', async () => {
+  test('the byte limit cuts in Postgres: the rows that fit, at least one, and whether it left due rows behind', async () => {
     // 1,000 payload bytes + 512 of record overhead each: 1,512 a row.
     const pad = (key: string) => ({ ...row(key.slice(0, 1), key), payload: JSON.stringify({ p: 'x'.repeat(992) }) });
     await insert([pad('a1'), pad('b1'), pad('a2'), pad('b2'), pad('a3'), pad('b3')]);
     expect((await claimForTenants(db.sql, P, new Map([['a', 1]])))[0]?.bytes.payload.length).toBe(1_000);
     const grants = new Map([['a', 10], ['b', 10]]);
-    expect(keys(await claimForTenants(db.sql, P, grants, { maxBytes: 3 * 1_512 }))).toEqual(['a1', 'b1', 'a2', 'b2']);
-    expect(keys(await claimForTenants(db.sql, P, grants, { maxBytes: 3 * 1_512 - 1 }))).toEqual(['a1', 'b1', 'a2']);
-    // The first row always goes, whatever its size; the second shows the cut left rows behind.
-    expect(keys(await claimForTenants(db.sql, P, grants, { maxBytes: 100 }))).toEqual(['a1', 'b1']);
-    expect(keys(await claimForTenants(db.sql, P, grants, { maxBytes: 6 * 1_512 }))).toHaveLength(6);
+    const cut = async (maxBytes: number) => {
+      const c = await claimBatch(db.sql, P, grants, { maxBytes });
+      return [keys(c.rows), c.cutByBytes];
+    };
+    expect(await cut(3 * 1_512)).toEqual([['a1', 'b1', 'a2'], true]);
+    expect(await cut(3 * 1_512 - 1)).toEqual([['a1', 'b1'], true]);
+    // The first row goes whatever its size.
+    expect(await cut(100)).toEqual([['a1'], true]);
+    expect(await cut(6 * 1_512)).toEqual([['a1', 'b1', 'a2', 'b2', 'a3', 'b3'], false]);
+    // Rows a grant leaves out are no cut of the byte limit's.
+    expect((await claimBatch(db.sql, P, new Map([['a', 1]]), { maxBytes: 2_000 })).cutByBytes).toBe(false);
+  });
+
+  test('under the byte limit the tenants take turns: a backlog of low ids does not fill every batch (outside tester, issue 11)', async () => {
+    // The finding: 6,000 rows of one tenant, then a trickle of another's in the same partition; with
+    // batches cut by bytes, the cut took the lowest ids, so the trickle waited for the whole backlog.
+    const pad = (key: string) => ({ ...row(key.slice(0, 1), key), payload: JSON.stringify({ p: 'x'.repeat(92) }) });
+    await insert([...Array.from({ length: 50 }, (_, i) => pad(`a${i}`)), pad('b0'), pad('b1'), pad('c0')]);
+    const grants = new Map([['a', 50], ['b', 50], ['c', 50]]);
+    // 612 bytes a row: 6 rows fit.
+    const c = await claimBatch(db.sql, P, grants, { maxBytes: 6 * 612 });
+    expect(keys(c.rows)).toEqual(['a0', 'a1', 'a2', 'b0', 'b1', 'c0']);
+    expect(c.cutByBytes).toBe(true);
+    // The grants' order is the order of the turns: the round-robin's next tenant goes first.
+    const turned = await claimBatch(db.sql, P, new Map([['c', 50], ['b', 50], ['a', 50]]), { maxBytes: 4 * 612 });
+    expect(keys(turned.rows)).toEqual(['a0', 'b0', 'b1', 'c0']);
   });
 
   test('rows a tenant may not publish yet cost the byte limit nothing', async () => {
     const big = (key: string) => ({ ...row(key.slice(0, 1), key), payload: JSON.stringify({ p: 'x'.repeat(5_000) }) });
     const [a1] = await insert([row('a', 'a1'), big('a2'), big('a3'), row('b', 'b1'), row('b', 'b2')]);
     await recordFailure(db.sql, [{ id: a1 ?? '', delayMs: 60_000 }], 'TOPIC_AUTHORIZATION_FAILED: no', 10);
-    expect(keys(await claimForTenants(db.sql, P, new Map([['a', 10], ['b', 10]]), { maxBytes: 2_000 }))).toEqual(['b1', 'b2']);
+    const c = await claimBatch(db.sql, P, new Map([['a', 10], ['b', 10]]), { maxBytes: 2_000 });
+    expect([keys(c.rows), c.cutByBytes]).toEqual([['b1', 'b2'], false]);
   });
 
   test("a tenant's ids being marked are passed over, its rows before and after them claimed, its grant counted without them", async () => {
@@ -127,7 +149,7 @@ describe('processor claims on real postgres', () => {
     expect(keys(await claimForTenants(db.sql, P, new Map([['a', 10]]), { skip }))).toEqual(['a0', 'a1', 'a6', 'a7']);
   });
 
-  test('the byte limit in Postgres cuts where the batch cut does, under random sizes, tenants and limits', async () => {
+  test('the byte limit keeps a prefix of each tenant, taken in turns, under random sizes, tenants, grants and limits', async () => {
     const seed = testSeed('claims byte limit');
     const random = prng(seed);
     for (let round = 0; round < 12; round++) {
@@ -141,15 +163,15 @@ describe('processor claims on real postgres', () => {
           return { ...row(tenant, `k${i}`), payload: JSON.stringify({ p: 'é'.repeat(Math.floor(random() * 3_000)) }) };
         }),
       );
-      const grants = new Map(tenants.map((t) => [t, 1 + Math.floor(random() * n)]));
+      const order = [...tenants].sort(() => random() - 0.5);
+      const grants = new Map(order.map((t) => [t, 1 + Math.floor(random() * n)]));
       const maxBytes = 1_024 + Math.floor(random() * 40_000);
       const all = await claimForTenants(db.sql, P, grants);
-      const limited = await claimForTenants(db.sql, P, grants, { maxBytes });
-      const cut = withinBytes(all, maxBytes);
+      const limited = await claimBatch(db.sql, P, grants, { maxBytes });
+      const expected = byTurns(all, order, maxBytes);
       const context = `seed ${seed} round ${round} maxBytes ${maxBytes}`;
-      expect(withinBytes(limited, maxBytes).map((r) => r.id), context).toEqual(cut.map((r) => r.id));
-      // What fits, and one row more when the cut left any.
-      expect(limited.map((r) => r.id), context).toEqual(all.slice(0, Math.min(all.length, cut.length + 1)).map((r) => r.id));
+      expect(limited.rows.map((r) => r.id), context).toEqual(expected.map((r) => r.id));
+      expect(limited.cutByBytes, context).toBe(expected.length < all.length);
     }
   });
 
@@ -238,3 +260,27 @@ describe('processor claims on real postgres', () => {
     ]);
   });
 });
+
+/**
+ * The byte limit's model: each tenant's rows in turns (first rows in `order`, then second rows, ...),
+ * up to the first that would pass `maxBytes`, at least one; returned in id order.
+ */
+function byTurns(rows: readonly ClaimedRow[], order: readonly string[], maxBytes: number): ClaimedRow[] {
+  const queues = order.map((t) => rows.filter((r) => r.tenant_id === t));
+  const kept: ClaimedRow[] = [];
+  let total = 0;
+  for (let nth = 0; queues.some((q) => nth < q.length); nth++) {
+    for (const q of queues) {
+      const r = q[nth];
+      if (r === undefined) continue;
+      total += r.bytes.payload.length + RECORD_OVERHEAD_BYTES;
+      if (kept.length > 0 && total > maxBytes) return sortById(kept);
+      kept.push(r);
+    }
+  }
+  return sortById(kept);
+}
+
+function sortById(rows: ClaimedRow[]): ClaimedRow[] {
+  return rows.sort((x, y) => (BigInt(x.id) < BigInt(y.id) ? -1 : 1));
+}

@@ -146,7 +146,7 @@ for (const backend of backends) {
       const ids = (await insertRows(sql, Array.from({ length: 5 }, (_, i) => row('acme', `k${i}`)))).map((r) => r.id);
       const p = partitionOf('acme', 16);
       await waitSettled(sql);
-      const claimed = await claimForTenants(sql, p, new Map([['acme', 3]]));
+      const { rows: claimed } = await claimForTenants(sql, p, new Map([['acme', 3]]));
       expect(claimed.map((c) => c.id)).toEqual(ids.slice(0, 3));
       const first = claimed[0];
       expect(first === undefined ? undefined : claimedText(first)).toMatchObject({
@@ -155,7 +155,7 @@ for (const backend of backends) {
         bytes: { dedupe_key: 'k0', payload: '{"key":"k0"}', request_id: 'req-k0', traceparent: null, ingested_at: '2026-11-25T10:00:00.000Z' },
       });
       expect(await markSent(sql, claimed.map((c) => c.id))).toBe(3);
-      expect((await claimForTenants(sql, p, new Map([['acme', 10]]))).map((c) => c.id)).toEqual(ids.slice(3));
+      expect((await claimForTenants(sql, p, new Map([['acme', 10]]))).rows.map((c) => c.id)).toEqual(ids.slice(3));
       expect(await pendingByTenant(sql)).toEqual(new Map([['acme', 2]]));
     });
 
@@ -206,7 +206,7 @@ describe('claim ordering on real postgres', () => {
       });
       await isOpen;
       await insertRows(db.sql, [row('acme', 'late')]);
-      const claim = () => claimForTenants(db.sql, partitionOf('acme', 16), new Map([['acme', 10]]));
+      const claim = async () => (await claimForTenants(db.sql, partitionOf('acme', 16), new Map([['acme', 10]]))).rows;
       expect(await claim()).toEqual([]);
       release();
       await slow;

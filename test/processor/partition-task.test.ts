@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, test } from 'bun:test';
-import type { ClaimedRow, NewOutboxRow } from '../../src/core/record.ts';
+import type { NewOutboxRow } from '../../src/core/record.ts';
 import { insertRows } from '../../src/outbox/repository.ts';
 import { readTopic, testBrokers } from '../support/kafka.ts';
 import { assertExactlyOnceInOrder, createTopic } from '../support/outbox-load.ts';
@@ -8,7 +8,7 @@ import { PartitionTask } from '../../src/processor/partition-task.ts';
 import { createPublishing, type PartitionProducer } from '../../src/processor/publisher.ts';
 import { TenantControls } from '../../src/processor/tenant-controls.ts';
 import { NO_TENANTS_FILE, Tenants } from '../../src/tenants.ts';
-import { Outbox, type ClaimLimits, type PublishedRef } from '../../src/outbox/outbox.ts';
+import { Outbox, type Claimed, type ClaimLimits, type PublishedRef } from '../../src/outbox/outbox.ts';
 import { silentPort } from '../support/ports.ts';
 import { createTestDatabase, quietLog, waitSettled, type TestDatabase } from '../support/postgres.ts';
 import { eventually } from '../support/sluice.ts';
@@ -178,7 +178,7 @@ class HeldMarkingOutbox extends Outbox {
   claimsWhileHeld = 0;
   looked = 0;
   readonly waiting: { refs: readonly PublishedRef[]; release: (fail?: Error) => void }[] = [];
-  override claimRows(partition: number, grants: ReadonlyMap<string, number>, limits?: ClaimLimits): Promise<ClaimedRow[]> {
+  override claimRows(partition: number, grants: ReadonlyMap<string, number>, limits?: ClaimLimits): Promise<Claimed> {
     this.claims++;
     if (this.waiting.length > 0) this.claimsWhileHeld++;
     return super.claimRows(partition, grants, limits);
