@@ -55,15 +55,21 @@ test('the pool answers again after every session was terminated, and after an im
     expect(await cluster.terminate('sluice')).toBeGreaterThan(0);
     let mark = ok;
     await eventually(async () => ok > mark + 100, 20_000, 'queries answered after pg_terminate_backend');
-    await cluster.stop('immediate');
-    await Bun.sleep(500);
-    await cluster.start();
-    mark = ok;
-    await eventually(async () => ok > mark + 100, 30_000, 'queries answered after an immediate stop and start');
+    // Several times: a query left unsettled by a close came about once in three to six cycles.
+    for (let cycle = 0; cycle < 3; cycle++) {
+      await cluster.stop('immediate');
+      await Bun.sleep(500);
+      await cluster.start();
+      mark = ok;
+      await eventually(async () => ok > mark + 100, 30_000, `queries answered after immediate stop and start ${cycle + 1}`);
+    }
     expect(errors.has('CONNECT_TIMEOUT')).toBe(false);
   } finally {
     stop = true;
-    await Promise.all(loops);
+    // Every caller's query settles: a socket closed with hadError and no 'error' event used to leave
+    // one waiting forever (patches/postgres@3.4.9.patch).
+    const settled = await Promise.race([Promise.all(loops).then(() => true), Bun.sleep(10_000).then(() => false)]);
     await db.close();
+    expect(settled).toBe(true);
   }
-}, 90_000);
+}, 120_000);
