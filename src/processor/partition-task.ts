@@ -78,7 +78,11 @@ export class PartitionTask {
    * assumes. After a failed marking they are marked before anything else is claimed.
    */
   #unmarked: PublishedRef[] = [];
-  /** The ids of #unmarked per tenant while #marking runs: the next claim skips them. */
+  /**
+   * The ids of #unmarked per tenant while #marking runs: the next claim skips them. Emptied once the
+   * marking committed, or they would hide a row an operator re-queued into them for as long as no
+   * batch follows.
+   */
   #markingRanges = new Map<string, IdRange>();
   /** The marking of #unmarked in flight; settles with its error, or undefined once they are marked. */
   #marking: Promise<unknown> | undefined;
@@ -86,8 +90,6 @@ export class PartitionTask {
   #cutByBytes = false;
   /** #marking failed: the next pass fails with its error before claiming (and the one after marks anew). */
   #markingFailed = false;
-  /** #marking has settled: its rows are no longer pending, and the next claim need not pass over them. */
-  #markingSettled = false;
   #lastError: string | undefined;
   /** False until the producer was (re)initialised and the last committed batch marked. */
   #recovered = false;
@@ -201,17 +203,17 @@ export class PartitionTask {
     const refs = rows.map((r) => ({ id: r.id, replays: r.replays }));
     this.#unmarked = refs;
     this.#markingRanges = idRanges(rows);
-    this.#markingSettled = false;
     this.#marking = this.#o.outbox.markPublished(refs).then(
       () => {
-        if (this.#unmarked === refs) this.#unmarked = [];
-        this.#markingSettled = true;
+        if (this.#unmarked === refs) {
+          this.#unmarked = [];
+          this.#markingRanges = new Map();
+        }
         return undefined;
       },
       (err: unknown) => {
         // Also when no new rows would wake the task: its rows must not stay pending.
         this.#markingFailed = true;
-        this.#markingSettled = true;
         this.#loop.wake();
         return err;
       },
@@ -275,12 +277,11 @@ export class PartitionTask {
    * The granted rows, up to the batch's byte limit, without those of the batch being marked: they
    * are still pending in Postgres until the marking commits, so the claim passes over their ids.
    * After a full batch, or one the byte limit cut short (a backlog, where the batch rate, not one
-   * row's wait, counts) the marking is waited for instead; a marking that has settled is done with
-   * first, or its range would hide a row an operator re-queued into it for as long as no batch follows.
+   * row's wait, counts) the marking is waited for instead.
    */
   async #claim(grants: ReadonlyMap<string, number>): Promise<Claimed> {
     const { outbox, partition, batchSize, batchBytes } = this.#o;
-    if (this.#marking !== undefined && (this.#markingSettled || this.#unmarked.length >= batchSize || this.#cutByBytes)) await this.#marked();
+    if (this.#marking !== undefined && (this.#unmarked.length >= batchSize || this.#cutByBytes)) await this.#marked();
     return outbox.claimRows(partition, grants, { maxBytes: batchBytes, ...(this.#marking !== undefined ? { skip: this.#markingRanges } : {}) });
   }
 
