@@ -24,7 +24,7 @@ describe('bun start with no configuration: own broker, embedded database', () =>
     // The runner's own database and broker settings must not leak in: this is `bun start` bare.
     const inherited = Object.keys(process.env).filter((k) => k.startsWith('SLUICE_') || k === 'DATABASE_URL' || k === 'KAFKA_BROKERS');
     const started = performance.now();
-    const sluice = await spawnSluice({ ...Object.fromEntries(inherited.map((k) => [k, ''])), ...env });
+    const sluice = await spawnSluice({ ...Object.fromEntries(inherited.map((k) => [k, undefined])), ...env });
     try {
       const listening = JSON.parse(sluice.logLines().find((l) => l.includes('"sluice listening"')) ?? '{}') as Record<string, number | string>;
       expect(listening.database).toBe('embedded');
@@ -57,7 +57,7 @@ describe('bun start with no configuration: own broker, embedded database', () =>
 
     // Again on the warm data directory: what an operator sees on every later start.
     const again = performance.now();
-    const warm = await spawnSluice({ ...Object.fromEntries(inherited.map((k) => [k, ''])), ...env });
+    const warm = await spawnSluice({ ...Object.fromEntries(inherited.map((k) => [k, undefined])), ...env });
     try {
       expect((await fetch(`${warm.url}/readyz`)).status).toBe(200);
       const readyMs = Math.round(performance.now() - again);

@@ -123,7 +123,7 @@ describe('a local broker locks its data directory', () => {
     const inherited = Object.keys(process.env).filter((k) => k.startsWith('SLUICE_') || k === 'DATABASE_URL' || k === 'KAFKA_BROKERS');
     const db = await createTestDatabase({ migrate: false });
     const a = await spawnSluice({
-      ...Object.fromEntries(inherited.map((k) => [k, ''])),
+      ...Object.fromEntries(inherited.map((k) => [k, undefined])),
       ...(database === 'server' ? { DATABASE_URL: db.url } : {}),
       SLUICE_PORT: String(await freePort()),
       SLUICE_KAFKA_LOCAL_PORT: String(kafkaPort),

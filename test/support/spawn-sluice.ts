@@ -9,9 +9,14 @@ export interface SpawnedSluice {
   logLines(): string[];
 }
 
-/** Starts `sluice serve` (or `ingest`, `process`) as a real child process and resolves once it logs its URL. */
-export async function spawnSluice(env: Record<string, string>, command: 'serve' | 'ingest' | 'process' = 'serve'): Promise<SpawnedSluice> {
-  const proc = Bun.spawn({ cmd: ['bun', CLI, command], env: { ...process.env, ...env }, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' });
+/**
+ * Starts `sluice serve` (or `ingest`, `process`) as a real child process and resolves once it logs its
+ * URL. It inherits this process's environment; a variable given as undefined is removed from it (an
+ * empty value is a setting sluice refuses, not an unset one).
+ */
+export async function spawnSluice(env: Record<string, string | undefined>, command: 'serve' | 'ingest' | 'process' = 'serve'): Promise<SpawnedSluice> {
+  const merged = Object.entries({ ...process.env, ...env }).filter((e): e is [string, string] => e[1] !== undefined);
+  const proc = Bun.spawn({ cmd: ['bun', CLI, command], env: Object.fromEntries(merged), stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' });
   const decoder = new TextDecoder();
   const reader = proc.stderr.getReader();
   let buffer = '';
