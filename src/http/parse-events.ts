@@ -38,11 +38,24 @@ interface Problems {
   badJson: boolean;
 }
 
-const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+/**
+ * W3C Trace Context's `traceparent`: version 00 is exactly `version-trace_id-parent_id-flags`; a later
+ * version (any but ff, which is invalid) may carry more after a `-`, which a receiver parses past. An
+ * all-zero trace id or parent id is invalid.
+ */
+const TRACEPARENT = /^([0-9a-f]{2})-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}(-[\x21-\x7e]*)?$/;
 
-/** W3C says an invalid traceparent is ignored, not an error: the record simply carries none. */
+/**
+ * W3C says an invalid traceparent is ignored, not an error: the record simply carries none. A valid
+ * one travels as the client sent it (a later version's extra fields too).
+ */
 export function validTraceparent(value: string | null): string | undefined {
-  return value !== null && TRACEPARENT.test(value) ? value : undefined;
+  if (value === null) return undefined;
+  const m = TRACEPARENT.exec(value);
+  if (m === null) return undefined;
+  const [, version, rest] = m;
+  if (version === 'ff' || (version === '00' && rest !== undefined)) return undefined;
+  return value;
 }
 
 /** Stateless between whole-buffer decodes, so one serves every request. */

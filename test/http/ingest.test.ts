@@ -62,6 +62,34 @@ describe('POST /v1/events', () => {
     });
   });
 
+  test('regression (outside test of issue 11, seventh round): a traceparent W3C calls invalid (all-zero ids, version ff) is accepted and not passed on', async () => {
+    const invalid = [
+      '00-00000000000000000000000000000000-00f067aa0ba902b7-01',
+      '00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01',
+      'ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+    ];
+    for (const [i, traceparent] of invalid.entries()) {
+      const res = await post(JSON.stringify({ dedupe_key: `tp-${i}`, payload: {} }), { traceparent });
+      expect(res.status).toBe(202);
+    }
+    const rows = await db.sql`SELECT dedupe_key, traceparent FROM outbox WHERE dedupe_key LIKE 'tp-%' ORDER BY dedupe_key`;
+    expect(rows.map((r) => [r.dedupe_key, r.traceparent])).toEqual([
+      ['tp-0', null],
+      ['tp-1', null],
+      ['tp-2', null],
+    ]);
+    const lines = journalLines().filter((l) => typeof l.dedupe_key === 'string' && l.dedupe_key.startsWith('tp-'));
+    expect(lines.length).toBe(3);
+    for (const line of lines) expect(line.traceparent).toBeUndefined();
+  });
+
+  test('a header name repeated in an event keeps its last value; a payload keeps its repeated names as sent', async () => {
+    const res = await post('{"dedupe_key":"rep-1","payload":{"x":1,"x":2},"headers":{"a":"1","b":"k","a":"2"}}');
+    expect(res.status).toBe(202);
+    const [row] = await db.sql`SELECT payload_text AS payload, headers FROM outbox WHERE dedupe_key = 'rep-1'`;
+    expect(row).toEqual({ payload: '{"x":1,"x":2}', headers: { a: '2', b: 'k' } });
+  });
+
   test('the same dedupe_key again answers 200 duplicate with the first id; one outbox row', async () => {
     const first = await post(JSON.stringify({ dedupe_key: 'dup-1', payload: { n: 1 } }));
     const again = await post(JSON.stringify({ dedupe_key: 'dup-1', payload: { n: 2 } }));

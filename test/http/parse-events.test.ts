@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import type { Envelope } from '../../src/core/record.ts';
 import { SluiceError } from '../../src/errors.ts';
 import { eventSchema } from '../../src/http/event-schema.ts';
-import { parseEvents, type RequestContext } from '../../src/http/parse-events.ts';
+import { parseEvents, validTraceparent, type RequestContext } from '../../src/http/parse-events.ts';
 import { rawMember, scanEvent } from '../../src/json-text.ts';
 
 const SEED = Number(process.env.SLUICE_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -129,5 +129,36 @@ describe('dedupe key headers', () => {
     const [made, own] = keys({}, false);
     expect(made).not.toBe('made-up:1');
     expect(own).toBe('own');
+  });
+});
+
+describe('traceparent (W3C Trace Context)', () => {
+  const trace = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const parent = '00f067aa0ba902b7';
+
+  test('a valid one is passed on as sent, a later version with its extra fields too', () => {
+    for (const valid of [`00-${trace}-${parent}-01`, `00-${trace}-${parent}-00`, `01-${trace}-${parent}-01`, `cc-${trace}-${parent}-09-what-the-future-holds`]) {
+      expect(validTraceparent(valid)).toBe(valid);
+    }
+  });
+
+  test('regression (outside test of issue 11, seventh round): an all-zero trace or parent id and version ff are invalid, so ignored', () => {
+    for (const invalid of [
+      `00-${'0'.repeat(32)}-${parent}-01`,
+      `00-${trace}-${'0'.repeat(16)}-01`,
+      `ff-${trace}-${parent}-01`,
+      `ff-${trace}-${parent}-01-more`,
+      // Version 00 has no room for more; a later version's extra part starts with a dash.
+      `00-${trace}-${parent}-01-more`,
+      `01-${trace}-${parent}-01x`,
+      `00-${trace.toUpperCase()}-${parent}-01`,
+      `00-${trace}-${parent}`,
+      `0-${trace}-${parent}-01`,
+      `01-${trace}-${parent}-01- tab\t`,
+      '',
+      null,
+    ]) {
+      expect(validTraceparent(invalid)).toBeUndefined();
+    }
   });
 });
