@@ -207,7 +207,9 @@ async function measureScenario(ctx: Context, s: Scenario): Promise<ScenarioRun> 
     // The first start creates the database (PGlite's initdb), a one-off peak of its own; the measured
     // start reopens it, as every later start of a node does.
     const first = await startSluice({ ...settings, label: `${s.name}-first-start` });
-    notes.push(`first start (creating the embedded database) peaked at ${first.peakRssMiB().toFixed(0)} MiB`);
+    // Per process: the database runs in a process of its own (src/outbox/embedded-server.ts).
+    const firstPeaks = processTree(first.pid).map((p) => statusMiB(p.pid, 'VmHWM').toFixed(0));
+    notes.push(`first start (creating the embedded database) peaked at ${firstPeaks.join(' + ')} MiB`);
     await first.stop();
   }
   const sluice = await startSluice({ ...settings, ...(profileDir === undefined ? {} : { profileDir }) });

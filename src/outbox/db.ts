@@ -13,6 +13,8 @@ export interface Database {
    * runs when that connection closes. Never timed out for idleness or age: that would drop the locks.
    */
   session(onClose: () => void): Sql;
+  /** Settles with a reason when the database is gone for good (the embedded one's process exited); never for a server. */
+  readonly lost: Promise<string>;
   close(): Promise<void>;
 }
 
@@ -30,7 +32,7 @@ export async function openDatabase(opts: DatabaseOptions, log: Logger): Promise<
   if (opts.url !== undefined) {
     const url = opts.url;
     const sql = connect(url, opts.pool);
-    return { sql, kind: 'postgres', session: (onClose) => connect(url, 1, onClose), close: once(() => sql.end({ timeout: 5 })) };
+    return { sql, kind: 'postgres', session: (onClose) => connect(url, 1, onClose), lost: new Promise(() => {}), close: once(() => sql.end({ timeout: 5 })) };
   }
   const embedded: EmbeddedPostgres = await startEmbeddedPostgres(opts.dataDir, log);
   // pglite-socket shares one Postgres session among its connections: one connection only.
@@ -40,6 +42,7 @@ export async function openDatabase(opts: DatabaseOptions, log: Logger): Promise<
     kind: 'embedded',
     // One process owns the embedded database, and its socket serves one session: share the client.
     session: () => sql,
+    lost: embedded.lost,
     close: once(async () => {
       await sql.end({ timeout: 5 });
       await embedded.close();

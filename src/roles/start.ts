@@ -98,6 +98,9 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
     }
     const database = external ?? (await timed('database', openChecked(config, log)));
     if (external === undefined) closers.push({ name: 'database', close: () => database.close() });
+    void database.lost.then((reason) => {
+      if (!stopping) fail(reason);
+    });
     await timed('migrate', migrate(database.sql, log));
     const outbox = new Outbox(database.sql, config.partitions);
     // With several workers their supervisor did this before starting them.

@@ -1,3 +1,4 @@
+import { expect } from 'bun:test';
 import { join } from 'node:path';
 
 const CLI = join(import.meta.dir, '..', '..', 'src', 'cli.ts');
@@ -34,4 +35,12 @@ export async function spawnSluice(env: Record<string, string | undefined>, comma
     }
   }
   throw new Error(`sluice exited before listening:\n${buffer}`);
+}
+
+/** A part sluice cannot run without died (its broker, its embedded database): it exits 1 and logs why. */
+export async function expectStoppedBecause(sluice: SpawnedSluice, reasonStart: string): Promise<void> {
+  expect(await sluice.proc.exited).toBe(1);
+  const stopped = JSON.parse(sluice.logLines().find((l) => l.includes('a part it cannot run without failed')) ?? '{}') as { level?: string; reason?: string };
+  expect(stopped.level).toBe('error');
+  expect(stopped.reason).toStartWith(reasonStart);
 }
