@@ -151,6 +151,7 @@ export class Forwarder {
     this.#stopHandOff = this.#opts.journal.handOff(this.#handoff);
     this.#loop.start();
     follow(this.#opts.journal.durable, this.#loop.signal, () => this.#loop.wake());
+    follow(this.#opts.progress.leftToForward, this.#loop.signal, () => this.#loop.wake());
   }
 
   wake(): void {

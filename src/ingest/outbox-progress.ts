@@ -13,6 +13,12 @@ export class OutboxProgress {
   readonly forwarded = new Watermark();
   /** Counts each time rows entered the outbox, by either stage: the processor's cue to look. */
   readonly entered = new Watermark();
+  /**
+   * Moves when a sync batch settled with seqs only the forwarder will insert (answered from the
+   * journal). The forwarder reads no seq while its batch inserts and then waits for its poll: this
+   * wakes it, or such a write would wait SLUICE_POLL_MS for the outbox.
+   */
+  readonly leftToForward = new Watermark();
   #journal: Pick<JournalWriter, 'nextSeq'>;
   /** Seqs from `#directFrom` through `#directThrough` were inserted by this process's sync path. */
   #directFrom: number;
@@ -66,6 +72,7 @@ export class OutboxProgress {
       this.#directThrough = whole.last;
     }
     if (inserted) this.entered.advance(this.entered.value + 1);
+    if (whole === undefined) this.leftToForward.advance(this.leftToForward.value + 1);
   }
 
   /** The tenant's sync writes are answered from the journal until the forwarder has passed `seq`, so none overtakes it. */

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Envelope } from '../../src/core/record.ts';
-import { loadConfig } from '../../src/config.ts';
+import { loadConfig, type Config } from '../../src/config.ts';
 import { startIngestStack } from '../../src/ingest/ingest-stack.ts';
 import { OutboxProgress } from '../../src/ingest/outbox-progress.ts';
 import { SyncWrites } from '../../src/ingest/sync-writes.ts';
@@ -56,6 +56,17 @@ const syncPath = (outboxWaitMs: number, shared: OutboxProgress, on: Clock): Sync
 const waitingOnClock = (on: WatchedClock, what: string): Promise<void> => eventually(async () => on.sleeping > 0, 10_000, what);
 
 const event = (tenant: string, key: string): Envelope => ({ tenant_id: tenant, dedupe_key: key, topic: 'x', request_id: 'r', headers: {}, payload: JSON.stringify({ key }) });
+
+/** A whole ingest node's settings in sync mode on the test cluster. */
+const stackConfig = (journalDir: string, nodeId: string, more: Record<string, string> = {}): Config =>
+  loadConfig({
+    DATABASE_URL: cluster.url,
+    SLUICE_JOURNAL_DIR: journalDir,
+    SLUICE_NODE_ID: nodeId,
+    SLUICE_WRITE_MODE: 'sync',
+    SLUICE_SYNC_OUTBOX_WAIT_MS: String(WAIT_MS),
+    ...more,
+  });
 
 async function inOutbox(): Promise<string[]> {
   const rows = await db.sql<{ k: string }[]>`SELECT tenant_id || ':' || dedupe_key AS k FROM outbox ORDER BY id`;
@@ -175,15 +186,48 @@ test('regression: an outage logs one error when inserts stop answering and one l
   await own.drain();
 }, 60_000);
 
+test('regression: a write answered from the journal is forwarded when its insert fails, not a poll later; repeated then, it is a duplicate with its outbox id', async () => {
+  // CI (a loaded machine, SLUICE_POLL_MS 60 s): a sync insert that missed its wait left the write in
+  // the journal for a whole poll. The forwarder, woken when the line was durable, found it still
+  // being inserted and went back to sleep; nothing woke it when the insert gave up.
+  const journalDir = mkdtempSync(join(tmpdir(), 'sluice-sync-wake-'));
+  const config = stackConfig(journalDir, 'w', { SLUICE_POLL_MS: '60000' });
+  await eventually(async () => db.sql`SELECT 1`.then(() => true, () => false), 30_000, 'the database answering again');
+  const own = await openDatabase({ url: cluster.url, dataDir: '', pool: 4 }, quietLog);
+  const stack = await startIngestStack({ config, outbox: new Outbox(own.sql, config.partitions), log: quietLog, metrics: createMetrics() });
+  try {
+    expect((await stack.writePath.write([event('wake', '0')]))[0]?.durability).toBe('outbox');
+    // The forwarder passes it (and writes its first checkpoint) before the write under test.
+    stack.forwarder.wake();
+    await eventually(async () => stack.progress.forwarded.value >= 1, 15_000, 'the forwarder past wake:0');
+    await db.sql`ALTER TABLE outbox RENAME TO outbox_away`;
+    let first: WriteResult | undefined;
+    try {
+      [first] = await stack.writePath.write([event('wake', '1')]);
+    } finally {
+      await db.sql`ALTER TABLE outbox_away RENAME TO outbox`;
+    }
+    // Not toMatchObject with expect.stringMatching: bun 1.4.5 writes the matcher into the object it checks.
+    expect(first?.durability).toBe('journal');
+    expect(first?.duplicate).toBe(false);
+    expect(first?.id).toMatch(/^w:\d+$/);
+    await eventually(async () => (await inOutbox()).includes('wake:1'), 15_000, 'wake:1 forwarded within seconds (the poll is 60 s)');
+    const [row] = await db.sql<{ id: string }[]>`SELECT id::text AS id FROM outbox WHERE tenant_id = 'wake' AND dedupe_key = '1'`;
+    // The README: once forwarded, a repeat names the write by its outbox id, no longer its <node>:<seq>.
+    const seq = Number(String(first?.id).split(':')[1]);
+    await eventually(async () => stack.progress.forwarded.value >= seq, 15_000, 'the forwarder past wake:1');
+    const [again] = await stack.writePath.write([event('wake', '1')]);
+    expect(again).toEqual({ id: row?.id ?? 'missing', tenant_id: 'wake', dedupe_key: '1', duplicate: true, durability: 'outbox' });
+  } finally {
+    await stack.close();
+    await own.close();
+    rmSync(journalDir, { recursive: true, force: true });
+  }
+}, 60_000);
+
 test('after a restart, a tenant with unforwarded journal lines writes through the journal until they are forwarded', async () => {
   const journalDir = mkdtempSync(join(tmpdir(), 'sluice-sync-restart-'));
-  const config = loadConfig({
-    DATABASE_URL: cluster.url,
-    SLUICE_JOURNAL_DIR: journalDir,
-    SLUICE_NODE_ID: 'r',
-    SLUICE_WRITE_MODE: 'sync',
-    SLUICE_SYNC_OUTBOX_WAIT_MS: String(WAIT_MS),
-  });
+  const config = stackConfig(journalDir, 'r');
   // The tests before stopped, froze and restarted this cluster: the shared pool may hold connections
   // the server reset (ECONNRESET on first use). This test restarts it again; it gets a pool of its own.
   await eventually(async () => db.sql`SELECT 1`.then(() => true, () => false), 30_000, 'the database answering again');
