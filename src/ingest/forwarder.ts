@@ -203,6 +203,9 @@ export class Forwarder {
     const sealed = seg.firstSeq < this.#opts.journal.sealedBelow;
     // Read no further than where the hand-off's entries begin: those are taken from memory next.
     const stopAt = this.#handoff.heldFrom(this.#cp);
+    // Handed over since `take` found nothing (while the segments were listed): the next pass takes
+    // them. Read, nothing would come before them, and a sealed segment would be left as if done.
+    if (stopAt === this.#cp.offset) return true;
     const start = this.#cp;
     let entries: JournalEntry[] = [];
     let next = start;

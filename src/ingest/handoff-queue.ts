@@ -116,9 +116,11 @@ export class HandoffQueue implements DurableSink {
   }
 
   /**
-   * Where in `cp`'s segment, past `cp`, the entries held here begin: the forwarder reads the file up
-   * to there and takes the rest from memory, instead of reading past them and dropping them unused.
-   * Undefined when the queue holds nothing further on in that segment.
+   * Where in `cp`'s segment, at or past `cp`, the entries held here begin: the forwarder reads the
+   * file up to there and takes the rest from memory, instead of reading past them and dropping them
+   * unused. `cp.offset` itself when they follow `cp` directly, as `take` gives them: handed over
+   * after a `take` found the queue empty, while the forwarder listed the segments (the first lines
+   * after a start). Undefined when the queue holds nothing further on in that segment.
    */
   heldFrom(cp: Checkpoint): number | undefined {
     this.#dropThrough(cp.seq);
@@ -126,7 +128,8 @@ export class HandoffQueue implements DurableSink {
     if (head === undefined || head.segment !== cp.segment) return undefined;
     const first = head.entries.findIndex((e) => e.seq > cp.seq);
     const at = first <= 0 ? head.start : head.ends[first - 1];
-    return at !== undefined && at > cp.offset ? at : undefined;
+    if (at === undefined || at < cp.offset) return undefined;
+    return at > cp.offset || head.entries[first]?.seq === cp.seq + 1 ? at : undefined;
   }
 
   /** Drops the batches whose every entry is at or below `seq`: the checkpoint passed them. */

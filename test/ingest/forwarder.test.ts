@@ -7,17 +7,18 @@ import { ManualClock, type Clock } from '../../src/core/clock.ts';
 import { formatEntry } from '../../src/journal/entry.ts';
 import { JournalMaintenance } from '../../src/journal/maintenance.ts';
 import { verifyJournal } from '../../src/journal/verify.ts';
-import { JournalWriter } from '../../src/journal/writer.ts';
+import { JournalWriter, type DurableBatch } from '../../src/journal/writer.ts';
 import { readEntriesAfter } from '../../src/journal/reader.ts';
 import type { Logger } from '../../src/log.ts';
 import { createMetrics, type Metrics } from '../../src/metrics.ts';
-import { Forwarder } from '../../src/ingest/forwarder.ts';
+import { Forwarder, type ForwarderJournal } from '../../src/ingest/forwarder.ts';
 import { HandoffQueue } from '../../src/ingest/handoff-queue.ts';
 import { OutboxProgress } from '../../src/ingest/outbox-progress.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
 import { prng, testSeed } from '../support/seed.ts';
 import { eventually } from '../support/sluice.ts';
-import { CountingClock } from '../support/watched-clock.ts';
+import { CountingClock, WatchedClock } from '../support/watched-clock.ts';
+import { Watermark } from '../../src/core/watermark.ts';
 import { Outbox } from '../../src/outbox/outbox.ts';
 
 let db: TestDatabase;
@@ -295,8 +296,8 @@ describe('forwarder: hand-off in memory', () => {
   test('every durable entry is handed over in memory exactly once, in seq order, across rotation, with the checkpoint a file read gives', async () => {
     const random = prng(testSeed('hand-off in memory'));
     const w = await writer(2_000);
-    // Writes begin once the forwarder's first pass found the journal empty: a group fsynced while
-    // that pass still looked at the files would be read there (the queue cannot say it follows nothing).
+    // Writes begin once the forwarder's first pass found the journal empty (a group fsynced while
+    // that pass lists the segments is taken from memory too: the test after this one).
     const started = new CountingClock();
     const f = await forwarder(w, 37, quietLog, undefined, started);
     await eventually(async () => started.begun(10) > 0, 10_000, 'the forwarder idle');
@@ -322,6 +323,51 @@ describe('forwarder: hand-off in memory', () => {
     expect(again.forwardedFrom).toEqual({ memory: 0, files: 0 });
     expect(again.checkpoint).toEqual({ ...fileEnd(w), seq: total });
   }, 60_000);
+
+  test.each([
+    ['active', 1 << 20, 2],
+    ['sealed', 400, 4],
+  ])('the first lines, handed over while a pass that found the queue empty lists the segments, are taken from memory (%s segment)', async (_, segmentBytes, total) => {
+    const w = await writer(segmentBytes);
+    // The writer's hand-over is held back until the forwarder's pass asks whether the segment is
+    // sealed (after it listed the segments), and it is woken only when the test says.
+    const handoff = new HandoffQueue();
+    const durable = new Watermark(w.durable.value);
+    let held: DurableBatch[] | undefined = [];
+    let armed = false;
+    const journal: ForwarderJournal = {
+      nodeDir: w.nodeDir,
+      integrity: w.integrity,
+      durable,
+      get active() {
+        return w.active;
+      },
+      get sealedBelow() {
+        if (armed && held !== undefined) {
+          for (const b of held) handoff.push(b);
+          held = undefined;
+        }
+        return w.sealedBelow;
+      },
+      handOff: (sink) => w.handOff({ push: (b) => (held === undefined ? sink.push(b) : held.push(b)) }),
+    };
+    const clock = new WatchedClock();
+    const f = new Forwarder({ nodeId: 'n1', journal, outbox: new Outbox(db.sql, 16), batchSize: 100, pollMs: 10, log: quietLog, metrics, progress: new OutboxProgress(w), handoff, clock });
+    await f.init();
+    f.start();
+    open.push({ close: () => f.stop() });
+    // The first pass found no segment; it waits on a clock that never moves.
+    await eventually(async () => clock.sleeping > 0, 10_000, 'the forwarder idle');
+    for (let i = 1; i <= total; i += 2) await w.append([envelope(i), envelope(i + 1)]);
+    // 'sealed': the second commit rotated, so the first segment is sealed when the pass looks at it.
+    expect(w.active?.firstSeq).toBe(total - 1);
+    armed = true;
+    durable.advance(w.durable.value);
+    await eventually(async () => f.checkpoint.seq === total, 10_000, 'every write forwarded');
+    expect(f.forwardedFrom).toEqual({ memory: total, files: 0 });
+    expect(await outboxKeys()).toEqual(keys(1, total));
+    expect(w.integrity.incidents).toBe(0);
+  });
 
   test('past the bound of the queue the forwarder reads the files, loses nothing, and takes from memory again once caught up', async () => {
     const w = await writer(4096);
