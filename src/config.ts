@@ -144,6 +144,7 @@ const envSchema = z.object({
   SLUICE_JOURNAL_RETENTION_BYTES: int(10 * 1024 * MiB, 0),
   SLUICE_JOURNAL_MAINTENANCE_MS: int(10_000, 50, 3_600_000),
   SLUICE_FORWARD_BATCH: int(1000, 1, 100_000),
+  SLUICE_FORWARD_LINGER_MS: int(10, 0, 1_000),
   SLUICE_RECENT_KEYS: int(100_000, 0, 100_000_000),
   SLUICE_MAX_UNFORWARDED: int(200_000, 1_000, 100_000_000),
   SLUICE_DEDUPE_SNAPSHOT_MS: int(10_000, 100, 3_600_000),
@@ -272,7 +273,7 @@ export interface Config {
     retentionBytes: number;
     maintenanceMs: number;
   };
-  forwarder: { batchSize: number; recentKeys: number; maxUnforwarded: number; snapshotMs: number };
+  forwarder: { batchSize: number; lingerMs: number; recentKeys: number; maxUnforwarded: number; snapshotMs: number };
   db: { url: string | undefined; dataDir: string; pool: number };
   partitions: number;
   kafka: {
@@ -392,7 +393,7 @@ export function loadConfig(env: Record<string, string | undefined>, opts: { supe
       retentionBytes: e.SLUICE_JOURNAL_RETENTION_BYTES,
       maintenanceMs: e.SLUICE_JOURNAL_MAINTENANCE_MS,
     },
-    forwarder: { batchSize: e.SLUICE_FORWARD_BATCH, recentKeys: e.SLUICE_RECENT_KEYS, maxUnforwarded: e.SLUICE_MAX_UNFORWARDED, snapshotMs: e.SLUICE_DEDUPE_SNAPSHOT_MS },
+    forwarder: { batchSize: e.SLUICE_FORWARD_BATCH, lingerMs: e.SLUICE_FORWARD_LINGER_MS, recentKeys: e.SLUICE_RECENT_KEYS, maxUnforwarded: e.SLUICE_MAX_UNFORWARDED, snapshotMs: e.SLUICE_DEDUPE_SNAPSHOT_MS },
     db: { url: e.DATABASE_URL, dataDir: e.SLUICE_DATA_DIR, pool: e.SLUICE_DB_POOL },
     partitions: e.SLUICE_PARTITIONS,
     kafka: {

@@ -48,6 +48,13 @@ export interface ForwarderOptions {
   clock?: Clock;
   /** CHECKPOINT_EVERY_MS by default; 0 writes the file after every commit. */
   checkpointEveryMs?: number;
+  /**
+   * SLUICE_FORWARD_LINGER_MS (0 here by default): after a commit of fewer than `batchSize` entries,
+   * the next waits until this long after it, unless a batch's worth is already waiting. Under a
+   * steady stream of small group commits one INSERT (and one wake of the processor) then covers
+   * several; a lone write, long after the last commit, is forwarded at once.
+   */
+  lingerMs?: number;
 }
 
 /** Entries forwarded since start, by where they were read: the writer's hand-off in memory, or the files. */
@@ -84,6 +91,10 @@ export class Forwarder {
   #handoff: HandoffQueue;
   #stopHandOff: (() => void) | undefined;
   #from: ForwardedFrom = { memory: 0, files: 0 };
+  /** When (clock ms) the last commit of fewer than batchSize entries was made; -Infinity after a full one. */
+  #smallCommitAt = Number.NEGATIVE_INFINITY;
+  /** Ends the linger in progress: a batch's worth was handed over meanwhile. */
+  #lingering: AbortController | undefined;
 
   constructor(opts: ForwarderOptions) {
     this.#opts = opts;
@@ -96,6 +107,7 @@ export class Forwarder {
       clock: this.#clock,
       intervalMs: opts.pollMs,
       pass: async () => {
+        await this.#linger();
         if (await this.#step()) return 'more';
         // Idle: what the last commits passed goes to the file once it is due, without a new commit.
         await this.#writeCheckpoint(false);
@@ -150,7 +162,10 @@ export class Forwarder {
     this.#following = true;
     this.#stopHandOff = this.#opts.journal.handOff(this.#handoff);
     this.#loop.start();
-    follow(this.#opts.journal.durable, this.#loop.signal, () => this.#loop.wake());
+    follow(this.#opts.journal.durable, this.#loop.signal, () => {
+      if (this.#lingering !== undefined && this.#handoff.waitingAfter(this.#cp.seq) >= this.#opts.batchSize) this.#lingering.abort();
+      this.#loop.wake();
+    });
     follow(this.#opts.progress.leftToForward, this.#loop.signal, () => this.#loop.wake());
   }
 
@@ -166,6 +181,20 @@ export class Forwarder {
       await this.#writeCheckpoint(true);
     } catch (err) {
       this.#opts.log.warn('checkpoint not written at stop; the next start forwards again from the one before', { error: describeError(err) });
+    }
+  }
+
+  /** Waits out the linger after a small commit, while less than a batch is waiting in memory. */
+  async #linger(): Promise<void> {
+    const { lingerMs = 0, batchSize } = this.#opts;
+    const wait = this.#smallCommitAt + lingerMs - this.#clock.now();
+    if (wait <= 0 || this.#handoff.waitingAfter(this.#cp.seq) >= batchSize) return;
+    const lingering = new AbortController();
+    this.#lingering = lingering;
+    try {
+      await this.#clock.sleep(wait, AbortSignal.any([lingering.signal, this.#loop.signal]));
+    } finally {
+      this.#lingering = undefined;
     }
   }
 
@@ -297,6 +326,7 @@ export class Forwarder {
     }
     this.#opts.metrics.forwardedRecords.inc({ result: 'already_in_outbox' }, entries.length - toInsert.length);
     this.#cp = { ...next };
+    this.#smallCommitAt = entries.length < this.#opts.batchSize ? this.#clock.now() : Number.NEGATIVE_INFINITY;
     this.#committed = this.#cp;
     progress.forwardedThrough(next.seq);
     await this.#writeCheckpoint(false);

@@ -57,6 +57,12 @@ export class HandoffQueue implements DurableSink {
     return this.#entries;
   }
 
+  /** About how many entries wait past `seq` (the forwarder's checkpoint): batches it passed are dropped first. */
+  waitingAfter(seq: number): number {
+    this.#dropThrough(seq);
+    return this.#entries;
+  }
+
   push(batch: DurableBatch): void {
     const last = batch.ends.at(-1);
     if (last === undefined) return;

@@ -43,6 +43,7 @@ export async function startIngestStack(opts: { config: Config; outbox: Outbox; l
     progress,
     outbox,
     batchSize: config.forwarder.batchSize,
+    lingerMs: config.forwarder.lingerMs,
     pollMs: config.processor.pollMs,
     log,
     metrics,

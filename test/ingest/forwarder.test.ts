@@ -501,3 +501,55 @@ describe('forwarder: hand-off in memory', () => {
     expect((JSON.parse(readFileSync(join(w.nodeDir, 'checkpoint.json'), 'utf8')) as { seq: number }).seq).toBe(5);
   }, 30_000);
 });
+
+describe('forwarder: linger after a small commit (SLUICE_FORWARD_LINGER_MS)', () => {
+  const LINGER = 50;
+  async function lingering(batchSize: number): Promise<{ w: JournalWriter; f: Forwarder; clock: WatchedClock }> {
+    const w = await writer();
+    const clock = new WatchedClock();
+    const f = new Forwarder({ nodeId: 'n1', journal: w, outbox: new Outbox(db.sql, 16), batchSize, lingerMs: LINGER, pollMs: 10, log: quietLog, metrics, progress: new OutboxProgress(w), clock });
+    await f.init();
+    f.start();
+    open.push({ close: () => f.stop() });
+    return { w, f, clock };
+  }
+  /** The transaction each key was inserted in: rows of one INSERT share it. */
+  async function insertedBy(): Promise<Map<string, string>> {
+    const rows = await db.sql<{ k: string; x: string }[]>`SELECT dedupe_key AS k, xmin::text AS x FROM outbox ORDER BY id`;
+    return new Map(rows.map((r) => [r.k, r.x]));
+  }
+
+  test('a lone write is forwarded at once; the writes of the next linger go in one INSERT; past the linger a write is forwarded at once again', async () => {
+    const { w, f, clock } = await lingering(100);
+    await w.append([envelope(1)]);
+    // No clock step: the first commit waits for nothing.
+    await eventually(async () => f.checkpoint.seq === 1, 10_000, 'k1 forwarded');
+    // The next pass lingers on the clock; writes meanwhile wait for it.
+    await eventually(async () => clock.sleeping > 0, 10_000, 'the forwarder lingering');
+    await w.append([envelope(2)]);
+    await w.append([envelope(3)]);
+    expect(await outboxKeys()).toEqual(['k1']);
+    await clock.advance(LINGER);
+    await eventually(async () => f.checkpoint.seq === 3, 10_000, 'k2 and k3 forwarded');
+    const by = await insertedBy();
+    expect(by.get('k2')).toBe(by.get('k3') ?? 'missing');
+    expect(by.get('k2')).not.toBe(by.get('k1'));
+    // Long after the last commit, a write goes at once.
+    await eventually(async () => clock.sleeping > 0, 10_000, 'the forwarder lingering after k3');
+    await clock.advance(LINGER);
+    await w.append([envelope(4)]);
+    await eventually(async () => f.checkpoint.seq === 4, 10_000, 'k4 forwarded without a clock step');
+    expect(await outboxKeys()).toEqual(keys(1, 4));
+  });
+
+  test("a batch's worth handed over during the linger ends it", async () => {
+    const { w, f, clock } = await lingering(3);
+    await w.append([envelope(1)]);
+    await eventually(async () => f.checkpoint.seq === 1, 10_000, 'k1 forwarded');
+    await eventually(async () => clock.sleeping > 0, 10_000, 'the forwarder lingering');
+    await w.append([envelope(2), envelope(3), envelope(4)]);
+    await eventually(async () => f.checkpoint.seq === 4, 10_000, 'k2..k4 forwarded without a clock step');
+    const by = await insertedBy();
+    expect(new Set([by.get('k2'), by.get('k3'), by.get('k4')]).size).toBe(1);
+  });
+});
