@@ -108,6 +108,8 @@ export class Forwarder {
       intervalMs: opts.pollMs,
       pass: async () => {
         await this.#linger();
+        // Stopping ended the linger: what it waited for is forwarded after the restart, as when idle.
+        if (this.#loop.signal.aborted) return 'idle';
         if (await this.#step()) return 'more';
         // Idle: what the last commits passed goes to the file once it is due, without a new commit.
         await this.#writeCheckpoint(false);

@@ -542,6 +542,18 @@ describe('forwarder: linger after a small commit (SLUICE_FORWARD_LINGER_MS)', ()
     expect(await outboxKeys()).toEqual(keys(1, 4));
   });
 
+  test('stop during a linger ends it at once; what it waited for stays in the journal for the next start', async () => {
+    const { w, f, clock } = await lingering(100);
+    await w.append([envelope(1)]);
+    await eventually(async () => f.checkpoint.seq === 1, 10_000, 'k1 forwarded');
+    await eventually(async () => clock.sleeping > 0, 10_000, 'the forwarder lingering');
+    await w.append([envelope(2)]);
+    // The clock never moves: only the stop can end the linger.
+    await f.stop();
+    expect(await outboxKeys()).toEqual(['k1']);
+    expect(f.checkpoint.seq).toBe(1);
+  });
+
   test("a batch's worth handed over during the linger ends it", async () => {
     const { w, f, clock } = await lingering(3);
     await w.append([envelope(1)]);
