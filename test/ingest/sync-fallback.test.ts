@@ -225,6 +225,35 @@ test('regression: a write answered from the journal is forwarded when its insert
   }
 }, 60_000);
 
+test('a repeat while the outbox does not answer is not recognised (202, a new <node>:<seq>), and still one row: the outbox keeps the first', async () => {
+  // Found by an outside tester and documented (Write modes): sync mode keeps no index of keys; the
+  // outbox's unique index is its dedupe, and it is out of reach.
+  const journalDir = mkdtempSync(join(tmpdir(), 'sluice-sync-repeat-'));
+  await eventually(async () => db.sql`SELECT 1`.then(() => true, () => false), 30_000, 'the database answering again');
+  const own = await openDatabase({ url: cluster.url, dataDir: '', pool: 4 }, quietLog);
+  const stack = await startIngestStack({ config: stackConfig(journalDir, 'p'), outbox: new Outbox(own.sql, 16), log: quietLog, metrics: createMetrics() });
+  try {
+    await db.sql`ALTER TABLE outbox RENAME TO outbox_away`;
+    let answers: WriteResult[] = [];
+    try {
+      for (const request of ['first', 'again']) answers.push(...(await stack.writePath.write([{ ...event('repeat', '1'), request_id: request }])));
+    } finally {
+      await db.sql`ALTER TABLE outbox_away RENAME TO outbox`;
+    }
+    expect(answers.map((a) => [a.durability, a.duplicate])).toEqual([['journal', false], ['journal', false]]);
+    expect(answers[0]?.id).not.toBe(answers[1]?.id ?? 'missing');
+    await eventually(async () => stack.progress.forwarded.value >= Number(String(answers[1]?.id).split(':')[1]), 15_000, 'both forwarded');
+    const rows = await db.sql<{ id: string; request_id: string }[]>`SELECT id::text AS id, request_id FROM outbox WHERE tenant_id = 'repeat'`;
+    expect(rows.map((r) => r.request_id)).toEqual(['first']);
+    answers = await stack.writePath.write([event('repeat', '1')]);
+    expect(answers).toEqual([{ id: rows[0]?.id ?? 'missing', tenant_id: 'repeat', dedupe_key: '1', duplicate: true, durability: 'outbox' }]);
+  } finally {
+    await stack.close();
+    await own.close();
+    rmSync(journalDir, { recursive: true, force: true });
+  }
+}, 60_000);
+
 test('after a restart, a tenant with unforwarded journal lines writes through the journal until they are forwarded', async () => {
   const journalDir = mkdtempSync(join(tmpdir(), 'sluice-sync-restart-'));
   const config = stackConfig(journalDir, 'r');
