@@ -14,6 +14,15 @@ export interface SmallDisk {
   unmount(): void;
 }
 
+/** Fills with `write`; writers that took the room meanwhile leave the disk full, as wanted. */
+function whileWritersTakeRoom(write: () => void): void {
+  try {
+    write();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+  }
+}
+
 export function mountSmallDisk(bytes: number): SmallDisk {
   if (process.getuid?.() !== 0) throw new Error('a small disk is a tmpfs mount: run the tests as root (CI does)');
   const dir = mkdtempSync(join(tmpdir(), 'sluice-disk-'));
@@ -28,17 +37,13 @@ export function mountSmallDisk(bytes: number): SmallDisk {
     },
     fill(leaveBytes) {
       disk.free();
-      writeFileSync(filler, Buffer.alloc(Math.max(0, disk.freeBytes() - leaveBytes)));
+      // CI, fresh seed 1015150838: the journal's writers took room between the measure and the write.
+      whileWritersTakeRoom(() => writeFileSync(filler, Buffer.alloc(Math.max(0, disk.freeBytes() - leaveBytes))));
     },
     topUp(leaveBytes) {
       const more = disk.freeBytes() - leaveBytes;
       if (more <= 0) return;
-      try {
-        appendFileSync(filler, Buffer.alloc(more));
-      } catch (err) {
-        // Writers took the room meanwhile: the disk is full, as wanted.
-        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-      }
+      whileWritersTakeRoom(() => appendFileSync(filler, Buffer.alloc(more)));
     },
     free() {
       rmSync(filler, { force: true });
