@@ -3,7 +3,7 @@ import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Envelope } from '../../src/core/record.ts';
-import { ManualClock, type Clock } from '../../src/core/clock.ts';
+import { ManualClock } from '../../src/core/clock.ts';
 import { formatEntry } from '../../src/journal/entry.ts';
 import { JournalMaintenance } from '../../src/journal/maintenance.ts';
 import { verifyJournal } from '../../src/journal/verify.ts';
@@ -11,7 +11,7 @@ import { JournalWriter, type DurableBatch } from '../../src/journal/writer.ts';
 import { readEntriesAfter } from '../../src/journal/reader.ts';
 import type { Logger } from '../../src/log.ts';
 import { createMetrics, type Metrics } from '../../src/metrics.ts';
-import { Forwarder, type ForwarderJournal } from '../../src/ingest/forwarder.ts';
+import { Forwarder, type ForwarderJournal, type ForwarderOptions } from '../../src/ingest/forwarder.ts';
 import { HandoffQueue } from '../../src/ingest/handoff-queue.ts';
 import { OutboxProgress } from '../../src/ingest/outbox-progress.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
@@ -55,20 +55,9 @@ async function writer(segmentBytes = 1 << 20): Promise<JournalWriter> {
   return w;
 }
 
-async function forwarder(w: JournalWriter, batchSize = 100, log: Logger = quietLog, handoff?: HandoffQueue, clock?: Clock, checkpointEveryMs?: number): Promise<Forwarder> {
-  const f = new Forwarder({
-    ...(handoff === undefined ? {} : { handoff }),
-    ...(clock === undefined ? {} : { clock }),
-    ...(checkpointEveryMs === undefined ? {} : { checkpointEveryMs }),
-    nodeId: 'n1',
-    journal: w,
-    outbox: new Outbox(db.sql, 16),
-    batchSize,
-    pollMs: 10,
-    log,
-    metrics,
-    progress: new OutboxProgress(w),
-  });
+/** A started forwarder of `w`'s journal (or of `more.journal`, a view of it), stopped after the test. */
+async function forwarder(w: JournalWriter, batchSize = 100, log: Logger = quietLog, more: Partial<Pick<ForwarderOptions, 'journal' | 'handoff' | 'clock' | 'checkpointEveryMs' | 'lingerMs'>> = {}): Promise<Forwarder> {
+  const f = new Forwarder({ nodeId: 'n1', outbox: new Outbox(db.sql, 16), batchSize, pollMs: 10, log, metrics, progress: new OutboxProgress(w), ...more, journal: more.journal ?? w });
   await f.init();
   f.start();
   open.push({ close: () => f.stop() });
@@ -227,7 +216,7 @@ describe('forwarder', () => {
     const w = await JournalWriter.open({ dir, nodeId: 'n1', segmentBytes: 2_000, log: quietLog, metrics });
     open.push(w);
     // The checkpoint file follows every commit here, so that retention (which follows the file) races the forwarder closely.
-    const f = await forwarder(w, 37, quietLog, undefined, undefined, 0);
+    const f = await forwarder(w, 37, quietLog, { checkpointEveryMs: 0 });
     const maintenance = new JournalMaintenance({
       writer: w, maxSegmentAgeMs: 2, retentionMs: 0, retentionBytes: 0, intervalMs: 1,
       forwardedThrough: () => f.checkpointedThrough, log: quietLog, metrics,
@@ -299,7 +288,7 @@ describe('forwarder: hand-off in memory', () => {
     // Writes begin once the forwarder's first pass found the journal empty (a group fsynced while
     // that pass lists the segments is taken from memory too: the test after this one).
     const started = new CountingClock();
-    const f = await forwarder(w, 37, quietLog, undefined, started);
+    const f = await forwarder(w, 37, quietLog, { clock: started });
     await eventually(async () => started.begun(10) > 0, 10_000, 'the forwarder idle');
     const total = 2_000;
     const acked = await appendConcurrently(w, { total, clients: 8, maxBatch: 4, random });
@@ -318,7 +307,7 @@ describe('forwarder: hand-off in memory', () => {
     // A forwarder started on that checkpoint finds nothing left to forward.
     // Its first idle wait (pollMs, 10 ms) begins once a pass found nothing to forward.
     const clock = new CountingClock();
-    const again = await forwarder(w, 37, quietLog, undefined, clock);
+    const again = await forwarder(w, 37, quietLog, { clock });
     await eventually(async () => clock.begun(10) > 0, 10_000, 'the second forwarder idle');
     expect(again.forwardedFrom).toEqual({ memory: 0, files: 0 });
     expect(again.checkpoint).toEqual({ ...fileEnd(w), seq: total });
@@ -352,10 +341,7 @@ describe('forwarder: hand-off in memory', () => {
       handOff: (sink) => w.handOff({ push: (b) => (held === undefined ? sink.push(b) : held.push(b)) }),
     };
     const clock = new WatchedClock();
-    const f = new Forwarder({ nodeId: 'n1', journal, outbox: new Outbox(db.sql, 16), batchSize: 100, pollMs: 10, log: quietLog, metrics, progress: new OutboxProgress(w), handoff, clock });
-    await f.init();
-    f.start();
-    open.push({ close: () => f.stop() });
+    const f = await forwarder(w, 100, quietLog, { journal, handoff, clock });
     // The first pass found no segment; it waits on a clock that never moves.
     await eventually(async () => clock.sleeping > 0, 10_000, 'the forwarder idle');
     for (let i = 1; i <= total; i += 2) await w.append([envelope(i), envelope(i + 1)]);
@@ -372,7 +358,7 @@ describe('forwarder: hand-off in memory', () => {
   test('past the bound of the queue the forwarder reads the files, loses nothing, and takes from memory again once caught up', async () => {
     const w = await writer(4096);
     const handoff = new HandoffQueue({ entries: 10, bytes: 1 << 20 });
-    const f = await forwarder(w, 20, quietLog, handoff);
+    const f = await forwarder(w, 20, quietLog, { handoff });
     await w.append([1, 2, 3].map((i) => envelope(i)));
     await eventually(async () => f.checkpoint.seq === 3, 10_000, 'first writes forwarded');
     // One group commit larger than the bound: refused by the queue, read from the file.
@@ -395,7 +381,7 @@ describe('forwarder: hand-off in memory', () => {
   test('a forwarder that falls behind under a stream of writes fills the queue, reads the rest from the files, and forwards each write once in order', async () => {
     const w = await writer(8192);
     const handoff = new HandoffQueue({ entries: 64, bytes: 4096 });
-    const f = await forwarder(w, 16, quietLog, handoff);
+    const f = await forwarder(w, 16, quietLog, { handoff });
     const total = 1_500;
     // Inserts wait behind a lock while the writes stream in, so the forwarder falls behind however
     // fast this machine is (a faster forwarder kept up, and the queue never filled).
@@ -443,10 +429,7 @@ describe('forwarder: hand-off in memory', () => {
   test('checkpoint.json lags the outbox by at most checkpointEveryMs, never leads it, and is written at stop', async () => {
     const w = await writer();
     const clock = new ManualClock();
-    const f = new Forwarder({ nodeId: 'n1', journal: w, outbox: new Outbox(db.sql, 16), batchSize: 100, pollMs: 10, log: quietLog, metrics, progress: new OutboxProgress(w), clock, checkpointEveryMs: 1_000 });
-    await f.init();
-    f.start();
-    open.push({ close: () => f.stop() });
+    const f = await forwarder(w, 100, quietLog, { clock, checkpointEveryMs: 1_000 });
     const onDisk = (): number => (JSON.parse(readFileSync(join(w.nodeDir, 'checkpoint.json'), 'utf8')) as { seq: number }).seq;
     await w.append([envelope(1)]);
     await eventually(async () => f.checkpoint.seq === 1, 10_000, 'first write forwarded');
@@ -504,13 +487,16 @@ describe('forwarder: hand-off in memory', () => {
 
 describe('forwarder: linger after a small commit (SLUICE_FORWARD_LINGER_MS)', () => {
   const LINGER = 50;
-  async function lingering(batchSize: number): Promise<{ w: JournalWriter; f: Forwarder; clock: WatchedClock }> {
+  /** A forwarder on a clock that moves only when told, lingering after forwarding k1. */
+  async function lingeringAfterK1(batchSize: number): Promise<{ w: JournalWriter; f: Forwarder; clock: WatchedClock }> {
     const w = await writer();
     const clock = new WatchedClock();
-    const f = new Forwarder({ nodeId: 'n1', journal: w, outbox: new Outbox(db.sql, 16), batchSize, lingerMs: LINGER, pollMs: 10, log: quietLog, metrics, progress: new OutboxProgress(w), clock });
-    await f.init();
-    f.start();
-    open.push({ close: () => f.stop() });
+    const f = await forwarder(w, batchSize, quietLog, { clock, lingerMs: LINGER });
+    await w.append([envelope(1)]);
+    // No clock step: the first commit waits for nothing.
+    await eventually(async () => f.checkpoint.seq === 1, 10_000, 'k1 forwarded');
+    // The next pass lingers on the clock; writes meanwhile wait for it.
+    await eventually(async () => clock.sleeping > 0, 10_000, 'the forwarder lingering');
     return { w, f, clock };
   }
   /** The transaction each key was inserted in: rows of one INSERT share it. */
@@ -520,12 +506,7 @@ describe('forwarder: linger after a small commit (SLUICE_FORWARD_LINGER_MS)', ()
   }
 
   test('a lone write is forwarded at once; the writes of the next linger go in one INSERT; past the linger a write is forwarded at once again', async () => {
-    const { w, f, clock } = await lingering(100);
-    await w.append([envelope(1)]);
-    // No clock step: the first commit waits for nothing.
-    await eventually(async () => f.checkpoint.seq === 1, 10_000, 'k1 forwarded');
-    // The next pass lingers on the clock; writes meanwhile wait for it.
-    await eventually(async () => clock.sleeping > 0, 10_000, 'the forwarder lingering');
+    const { w, f, clock } = await lingeringAfterK1(100);
     await w.append([envelope(2)]);
     await w.append([envelope(3)]);
     expect(await outboxKeys()).toEqual(['k1']);
@@ -543,10 +524,7 @@ describe('forwarder: linger after a small commit (SLUICE_FORWARD_LINGER_MS)', ()
   });
 
   test('stop during a linger ends it at once; what it waited for stays in the journal for the next start', async () => {
-    const { w, f, clock } = await lingering(100);
-    await w.append([envelope(1)]);
-    await eventually(async () => f.checkpoint.seq === 1, 10_000, 'k1 forwarded');
-    await eventually(async () => clock.sleeping > 0, 10_000, 'the forwarder lingering');
+    const { w, f } = await lingeringAfterK1(100);
     await w.append([envelope(2)]);
     // The clock never moves: only the stop can end the linger.
     await f.stop();
@@ -555,10 +533,7 @@ describe('forwarder: linger after a small commit (SLUICE_FORWARD_LINGER_MS)', ()
   });
 
   test("a batch's worth handed over during the linger ends it", async () => {
-    const { w, f, clock } = await lingering(3);
-    await w.append([envelope(1)]);
-    await eventually(async () => f.checkpoint.seq === 1, 10_000, 'k1 forwarded');
-    await eventually(async () => clock.sleeping > 0, 10_000, 'the forwarder lingering');
+    const { w, f } = await lingeringAfterK1(3);
     await w.append([envelope(2), envelope(3), envelope(4)]);
     await eventually(async () => f.checkpoint.seq === 4, 10_000, 'k2..k4 forwarded without a clock step');
     const by = await insertedBy();

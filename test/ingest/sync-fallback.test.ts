@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Envelope } from '../../src/core/record.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
-import { startIngestStack } from '../../src/ingest/ingest-stack.ts';
+import { startIngestStack, type IngestStack } from '../../src/ingest/ingest-stack.ts';
 import { OutboxProgress } from '../../src/ingest/outbox-progress.ts';
 import { SyncWrites } from '../../src/ingest/sync-writes.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
@@ -67,6 +67,38 @@ const stackConfig = (journalDir: string, nodeId: string, more: Record<string, st
     SLUICE_SYNC_OUTBOX_WAIT_MS: String(WAIT_MS),
     ...more,
   });
+
+/** The database answers again (the tests before stopped, froze and restarted the cluster). */
+const answering = (): Promise<void> => eventually(async () => db.sql`SELECT 1`.then(() => true, () => false), 30_000, 'the database answering again');
+
+/** A sync ingest node on the test cluster with a pool of its own, closed and its journal removed after `body`. */
+async function withStack(nodeId: string, more: Record<string, string>, body: (stack: IngestStack) => Promise<void>): Promise<void> {
+  const journalDir = mkdtempSync(join(tmpdir(), `sluice-sync-${nodeId}-`));
+  const config = stackConfig(journalDir, nodeId, more);
+  await answering();
+  const own = await openDatabase({ url: cluster.url, dataDir: '', pool: 4 }, quietLog);
+  const stack = await startIngestStack({ config, outbox: new Outbox(own.sql, config.partitions), log: quietLog, metrics: createMetrics() });
+  try {
+    await body(stack);
+  } finally {
+    await stack.close();
+    await own.close();
+    rmSync(journalDir, { recursive: true, force: true });
+  }
+}
+
+/** Runs `writes` while the outbox table is away, so every insert fails (as while the server is down). */
+async function withOutboxAway<T>(writes: () => Promise<T>): Promise<T> {
+  await db.sql`ALTER TABLE outbox RENAME TO outbox_away`;
+  try {
+    return await writes();
+  } finally {
+    await db.sql`ALTER TABLE outbox_away RENAME TO outbox`;
+  }
+}
+
+/** The journal seq of a `<node>:<seq>` id. */
+const seqOf = (id: string | null | undefined): number => Number(String(id).split(':')[1]);
 
 async function inOutbox(): Promise<string[]> {
   const rows = await db.sql<{ k: string }[]>`SELECT tenant_id || ':' || dedupe_key AS k FROM outbox ORDER BY id`;
@@ -161,20 +193,17 @@ test('hung Postgres: each write is answered within the wait from its own arrival
 test('regression: an outage logs one error when inserts stop answering and one line when they answer again, not one per group commit', async () => {
   const lines: Record<string, unknown>[] = [];
   const log = createLogger({ level: 'debug', write: (l) => lines.push(JSON.parse(l) as Record<string, unknown>) });
-  await eventually(async () => db.sql`SELECT 1`.then(() => true, () => false), 30_000, 'the database answering again');
+  await answering();
   const own = new SyncWrites({ nodeId: 'n', journal, progress: new OutboxProgress(journal), outbox: new Outbox(db.sql, 16), maxBatch: 1000, log, outboxWaitMs: 5_000, clock: new WatchedClock() });
   // Every insert fails while the table is away (as while the server is down: each a group commit of
   // its own, each a tenant of its own, so each tries the insert). The outside test saw 760
   // identical error lines in two minutes of such an outage.
-  await db.sql`ALTER TABLE outbox RENAME TO outbox_away`;
-  try {
+  await withOutboxAway(async () => {
     for (let i = 0; i < 12; i++) expect((await own.write([event(`outage-${i}`, '1')]))[0]?.durability).toBe('journal');
     // A tenant already behind the journal tries no insert, and is still counted when the outage ends
     // (the outside test's recovery line said 10 events for a minute of ~180 writes a second).
     for (let i = 2; i <= 6; i++) expect((await own.write([event('outage-0', String(i))]))[0]?.durability).toBe('journal');
-  } finally {
-    await db.sql`ALTER TABLE outbox_away RENAME TO outbox`;
-  }
+  });
   expect((await own.write([event('outage-back', '1')]))[0]?.durability).toBe('outbox');
   expect((await own.write([event('outage-back', '2')]))[0]?.durability).toBe('outbox');
   const errors = lines.filter((l) => l.level === 'error');
@@ -190,23 +219,12 @@ test('regression: a write answered from the journal is forwarded when its insert
   // CI (a loaded machine, SLUICE_POLL_MS 60 s): a sync insert that missed its wait left the write in
   // the journal for a whole poll. The forwarder, woken when the line was durable, found it still
   // being inserted and went back to sleep; nothing woke it when the insert gave up.
-  const journalDir = mkdtempSync(join(tmpdir(), 'sluice-sync-wake-'));
-  const config = stackConfig(journalDir, 'w', { SLUICE_POLL_MS: '60000' });
-  await eventually(async () => db.sql`SELECT 1`.then(() => true, () => false), 30_000, 'the database answering again');
-  const own = await openDatabase({ url: cluster.url, dataDir: '', pool: 4 }, quietLog);
-  const stack = await startIngestStack({ config, outbox: new Outbox(own.sql, config.partitions), log: quietLog, metrics: createMetrics() });
-  try {
+  await withStack('w', { SLUICE_POLL_MS: '60000' }, async (stack) => {
     expect((await stack.writePath.write([event('wake', '0')]))[0]?.durability).toBe('outbox');
     // The forwarder passes it (and writes its first checkpoint) before the write under test.
     stack.forwarder.wake();
     await eventually(async () => stack.progress.forwarded.value >= 1, 15_000, 'the forwarder past wake:0');
-    await db.sql`ALTER TABLE outbox RENAME TO outbox_away`;
-    let first: WriteResult | undefined;
-    try {
-      [first] = await stack.writePath.write([event('wake', '1')]);
-    } finally {
-      await db.sql`ALTER TABLE outbox_away RENAME TO outbox`;
-    }
+    const [first] = await withOutboxAway(() => stack.writePath.write([event('wake', '1')]));
     // Not toMatchObject with expect.stringMatching: bun 1.4.5 writes the matcher into the object it checks.
     expect(first?.durability).toBe('journal');
     expect(first?.duplicate).toBe(false);
@@ -214,44 +232,28 @@ test('regression: a write answered from the journal is forwarded when its insert
     await eventually(async () => (await inOutbox()).includes('wake:1'), 15_000, 'wake:1 forwarded within seconds (the poll is 60 s)');
     const [row] = await db.sql<{ id: string }[]>`SELECT id::text AS id FROM outbox WHERE tenant_id = 'wake' AND dedupe_key = '1'`;
     // The README: once forwarded, a repeat names the write by its outbox id, no longer its <node>:<seq>.
-    const seq = Number(String(first?.id).split(':')[1]);
-    await eventually(async () => stack.progress.forwarded.value >= seq, 15_000, 'the forwarder past wake:1');
+    await eventually(async () => stack.progress.forwarded.value >= seqOf(first?.id), 15_000, 'the forwarder past wake:1');
     const [again] = await stack.writePath.write([event('wake', '1')]);
     expect(again).toEqual({ id: row?.id ?? 'missing', tenant_id: 'wake', dedupe_key: '1', duplicate: true, durability: 'outbox' });
-  } finally {
-    await stack.close();
-    await own.close();
-    rmSync(journalDir, { recursive: true, force: true });
-  }
+  });
 }, 60_000);
 
 test('a repeat while the outbox does not answer is not recognised (202, a new <node>:<seq>), and still one row: the outbox keeps the first', async () => {
   // Found by an outside tester and documented (Write modes): sync mode keeps no index of keys; the
   // outbox's unique index is its dedupe, and it is out of reach.
-  const journalDir = mkdtempSync(join(tmpdir(), 'sluice-sync-repeat-'));
-  await eventually(async () => db.sql`SELECT 1`.then(() => true, () => false), 30_000, 'the database answering again');
-  const own = await openDatabase({ url: cluster.url, dataDir: '', pool: 4 }, quietLog);
-  const stack = await startIngestStack({ config: stackConfig(journalDir, 'p'), outbox: new Outbox(own.sql, 16), log: quietLog, metrics: createMetrics() });
-  try {
-    await db.sql`ALTER TABLE outbox RENAME TO outbox_away`;
-    let answers: WriteResult[] = [];
-    try {
-      for (const request of ['first', 'again']) answers.push(...(await stack.writePath.write([{ ...event('repeat', '1'), request_id: request }])));
-    } finally {
-      await db.sql`ALTER TABLE outbox_away RENAME TO outbox`;
-    }
+  await withStack('p', {}, async (stack) => {
+    const answers = await withOutboxAway(async () => {
+      const written: WriteResult[] = [];
+      for (const request of ['first', 'again']) written.push(...(await stack.writePath.write([{ ...event('repeat', '1'), request_id: request }])));
+      return written;
+    });
     expect(answers.map((a) => [a.durability, a.duplicate])).toEqual([['journal', false], ['journal', false]]);
     expect(answers[0]?.id).not.toBe(answers[1]?.id ?? 'missing');
-    await eventually(async () => stack.progress.forwarded.value >= Number(String(answers[1]?.id).split(':')[1]), 15_000, 'both forwarded');
+    await eventually(async () => stack.progress.forwarded.value >= seqOf(answers[1]?.id), 15_000, 'both forwarded');
     const rows = await db.sql<{ id: string; request_id: string }[]>`SELECT id::text AS id, request_id FROM outbox WHERE tenant_id = 'repeat'`;
     expect(rows.map((r) => r.request_id)).toEqual(['first']);
-    answers = await stack.writePath.write([event('repeat', '1')]);
-    expect(answers).toEqual([{ id: rows[0]?.id ?? 'missing', tenant_id: 'repeat', dedupe_key: '1', duplicate: true, durability: 'outbox' }]);
-  } finally {
-    await stack.close();
-    await own.close();
-    rmSync(journalDir, { recursive: true, force: true });
-  }
+    expect(await stack.writePath.write([event('repeat', '1')])).toEqual([{ id: rows[0]?.id ?? 'missing', tenant_id: 'repeat', dedupe_key: '1', duplicate: true, durability: 'outbox' }]);
+  });
 }, 60_000);
 
 test('after a restart, a tenant with unforwarded journal lines writes through the journal until they are forwarded', async () => {
@@ -259,7 +261,7 @@ test('after a restart, a tenant with unforwarded journal lines writes through th
   const config = stackConfig(journalDir, 'r');
   // The tests before stopped, froze and restarted this cluster: the shared pool may hold connections
   // the server reset (ECONNRESET on first use). This test restarts it again; it gets a pool of its own.
-  await eventually(async () => db.sql`SELECT 1`.then(() => true, () => false), 30_000, 'the database answering again');
+  await answering();
   const own = await openDatabase({ url: cluster.url, dataDir: '', pool: 4 }, quietLog);
   try {
     const first = await startIngestStack({ config, outbox: new Outbox(own.sql, config.partitions), log: quietLog, metrics: createMetrics() });
