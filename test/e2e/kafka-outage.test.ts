@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { startLocalBroker, type LocalBroker } from '../../src/kafka/local-broker.ts';
 import { createLogger } from '../../src/log.ts';
 import { brokerOptions, readTopic } from '../support/kafka.ts';
+import { restartablePort } from '../support/ports.ts';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
 import { eventually, postEvent, startSluice, type TestSluice } from '../support/sluice.ts';
 
@@ -19,7 +20,7 @@ describe('Kafka down while events arrive', () => {
     db = await createTestDatabase({ migrate: false });
     // A broker of its own, on a data directory that survives its restart.
     dataDir = mkdtempSync(join(tmpdir(), 'sluice-outage-kafka-'));
-    broker = await startLocalBroker(brokerOptions({ dataDir }));
+    broker = await startLocalBroker(brokerOptions({ dataDir, port: await restartablePort() }));
     sluice = await startSluice({ DATABASE_URL: db.url, KAFKA_BROKERS: broker.bootstrap }, { log: createLogger({ level: 'debug', write: (l) => logs.push(JSON.parse(l) as Record<string, unknown>) }) });
   }, 180_000);
 

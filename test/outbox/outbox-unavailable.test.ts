@@ -2,10 +2,10 @@ import { expect, test } from 'bun:test';
 import postgres from 'postgres';
 import { SluiceError } from '../../src/errors.ts';
 import { Outbox } from '../../src/outbox/outbox.ts';
-import { freePort } from '../support/pg-cluster.ts';
+import { restartablePort } from '../support/ports.ts';
 
 test('an outbox whose database does not answer fails with outbox_unavailable, the database error as its cause', async () => {
-  const port = await freePort();
+  const port = await restartablePort();
   const sql = postgres(`postgres://postgres@127.0.0.1:${port}/postgres`, { max: 1, connect_timeout: 2, onnotice: () => {} });
   const outbox = new Outbox(sql, 16);
   const row = outbox.rowFor({ tenant_id: 'acme', dedupe_key: 'k1', topic: 't', payload: '{}', headers: {}, request_id: 'r1', ts: new Date().toISOString() });

@@ -1,9 +1,9 @@
 import { chownSync, existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
+import { restartablePort } from './ports.ts';
 
 /**
  * A Postgres cluster of its own (initdb into a temp dir, postgres on a free loopback port) that a
@@ -30,18 +30,6 @@ export function pgBinariesAvailable(): boolean {
   return existsSync(join(BIN, 'initdb')) && existsSync(join(BIN, 'pg_ctl'));
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 /** initdb refuses to run as root: as root, run the binaries as the `postgres` user. */
 function asOwner(cmd: string[]): string[] {
   return process.getuid?.() === 0 ? ['runuser', '-u', 'postgres', '--', ...cmd] : cmd;
@@ -61,7 +49,7 @@ export async function startPgCluster(): Promise<PgCluster> {
     chownSync(dataDir, Number(pgUser.stdout.toString().trim()), Number(pgGroup.stdout.toString().trim()));
   }
   await run([join(BIN, 'initdb'), '-D', dataDir, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8']);
-  const port = await freePort();
+  const port = await restartablePort();
   const opts = `-p ${port} -k ${dataDir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`;
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
   const logFile = join(dataDir, 'server.log');
@@ -71,7 +59,13 @@ export async function startPgCluster(): Promise<PgCluster> {
     port,
     dataDir,
     async start() {
-      await run([join(BIN, 'pg_ctl'), '-D', dataDir, '-o', opts, '-l', logFile, '-w', '-t', '60', 'start']);
+      try {
+        await run([join(BIN, 'pg_ctl'), '-D', dataDir, '-o', opts, '-l', logFile, '-w', '-t', '60', 'start']);
+      } catch (err) {
+        // pg_ctl only says "examine the log output": the reason is in the server's log.
+        const tail = existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n').slice(-15).join('\n') : '(no log)';
+        throw new Error(`${(err as Error).message}\nserver log (last lines):\n${tail}`);
+      }
     },
     async stop(mode = 'fast') {
       await run([join(BIN, 'pg_ctl'), '-D', dataDir, '-m', mode, '-w', '-t', '60', 'stop']);

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import postgres from 'postgres';
 import { startLocalBroker, type LocalBroker } from '../../src/kafka/local-broker.ts';
 import { brokerOptions, readTopic } from '../support/kafka.ts';
-import { freePort, startPgCluster, type PgCluster } from '../support/pg-cluster.ts';
+import { startPgCluster, type PgCluster } from '../support/pg-cluster.ts';
+import { restartablePort } from '../support/ports.ts';
 import { mountSmallDisk, type SmallDisk } from '../support/small-disk.ts';
 import { checkHistory, type CheckResult, type Mode, type Op } from './history.ts';
 import { runStream } from './load.ts';
@@ -86,7 +87,7 @@ export async function runTorture(opts: TortureOptions): Promise<TortureReport> {
     mkdirSync(journalDir);
     const brokerDir = mkdtempSync(join(tmpdir(), 'sluice-torture-kafka-'));
     cleanup.push(() => rmSync(brokerDir, { recursive: true, force: true }));
-    const brokerPort = await freePort();
+    const brokerPort = await restartablePort();
     let broker: LocalBroker = await startLocalBroker(brokerOptions({ port: brokerPort, dataDir: brokerDir }));
     cleanup.push(() => broker.stop());
     const topic = `torture.${opts.seed}`;
@@ -113,7 +114,11 @@ export async function runTorture(opts: TortureOptions): Promise<TortureReport> {
       // info: the children announce their URL at info, which is how a start is recognised.
       SLUICE_LOG_LEVEL: 'info',
     };
-    const ports = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const ports: number[] = [];
+    while (ports.length < 4) {
+      const port = await restartablePort();
+      if (port !== brokerPort && !ports.includes(port)) ports.push(port);
+    }
     const serve = new SluiceProcess('serve', 'serve', ports[0] ?? 0, { ...env, SLUICE_NODE_ID: 'serve', SLUICE_WRITE_MODE: 'sync' }, incidents);
     const fast = new SluiceProcess('ingest-fast_ack', 'ingest', ports[1] ?? 0, { ...env, SLUICE_NODE_ID: 'fast', SLUICE_WRITE_MODE: 'fast_ack' }, incidents);
     const bg = new SluiceProcess('ingest-background', 'ingest', ports[2] ?? 0, { ...env, SLUICE_NODE_ID: 'bg', SLUICE_WRITE_MODE: 'background' }, incidents);
