@@ -22,7 +22,7 @@ export const MAX_WORKERS = 64;
  * SLUICE_MEMORY_MIB's default: what each serve, ingest or process process sizes its heap for
  * (src/roles/engine-memory.ts).
  */
-export const DEFAULT_MEMORY_MIB = 256;
+export const DEFAULT_MEMORY_MIB = 192;
 
 /**
  * Every integer setting: decimal digits only. `Number()` would also take `0x1F90`, `1e3` or ` 80`,

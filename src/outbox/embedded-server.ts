@@ -15,7 +15,7 @@ export type FromEmbedded = { t: 'ready'; conn: string } | { t: 'failed'; message
 export type ToEmbedded = { t: 'stop' };
 
 /** Held by this process while it has the files open: a start that finds it held waits for no orphan. */
-export const EMBEDDED_PROCESS_LOCK = 'pglite.lock';
+const EMBEDDED_PROCESS_LOCK = 'pglite.lock';
 
 async function main(dir: string, sharedBuffers: string): Promise<void> {
   process.once('disconnect', () => process.exit(1));

@@ -26,9 +26,9 @@ function childrenOf(pid: number): number[] {
 }
 
 describe('SLUICE_MEMORY_MIB', () => {
-  test('defaults to 256; a whole number from 64 to 1048576', () => {
-    expect(DEFAULT_MEMORY_MIB).toBe(256);
-    expect(loadConfig({}).memoryMiB).toBe(256);
+  test('defaults to 192; a whole number from 64 to 1048576', () => {
+    expect(DEFAULT_MEMORY_MIB).toBe(192);
+    expect(loadConfig({}).memoryMiB).toBe(192);
     expect(loadConfig({ SLUICE_MEMORY_MIB: '1024' }).memoryMiB).toBe(1024);
     for (const bad of ['63', '1048577', '1e3', 'lots']) {
       try {
