@@ -4,7 +4,7 @@ import type { Checkpoint } from '../journal/checkpoint.ts';
 import { readEntriesAfter } from '../journal/reader.ts';
 import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
-import { readKeySnapshot, removeKeySnapshot, writeKeySnapshot } from './key-snapshot.ts';
+import { type KeySnapshot, readKeySnapshot, removeKeySnapshot, writeKeySnapshot } from './key-snapshot.ts';
 import type { RecentKeys } from './recent-keys.ts';
 
 /**
@@ -39,7 +39,8 @@ export async function loadDedupeIndex(opts: {
     else keys.forwarded(forwarded);
     return;
   }
-  keys.index.load(snap.lo, snap.hi, snap.seqs);
+  const kept = keptOfSnapshot(snap, forwarded, keys.keepForwarded);
+  keys.index.load(kept.lo, kept.hi, kept.seqs);
   keys.loaded(snap.through);
   // The snapshot may predate the checkpoint by more than the keep window: the window is read then.
   const afterSeq = Math.max(snap.through, fromSeq);
@@ -47,11 +48,35 @@ export async function loadDedupeIndex(opts: {
   // After a kill -9 the journal after it (up to a snapshot interval of writes, however fast they
   // came) is read in the background, as without a snapshot: sluice serves meanwhile.
   if (afterSeq < journal.nextSeq - 1) {
-    keys.rebuilding(rebuild({ ...opts, fromSeq: afterSeq, started, fromSnapshot: snap.seqs.length }));
+    keys.rebuilding(rebuild({ ...opts, fromSeq: afterSeq, started, fromSnapshot: kept.seqs.length }));
     return;
   }
   keys.forwarded(forwarded);
-  logLoaded(log, { from_snapshot: snap.seqs.length, from_journal: 0, keys, started });
+  logLoaded(log, { from_snapshot: kept.seqs.length, from_journal: 0, keys, started });
+}
+
+type SnapshotEntries = Pick<KeySnapshot, 'lo' | 'hi' | 'seqs'>;
+
+/**
+ * The snapshot's entries the index keeps once told what is forwarded: every unforwarded one and the
+ * newest `keepForwarded` forwarded ones (the eviction rule of RecentKeys). Loading only these sizes the
+ * index's arrays for them: a snapshot written under a larger SLUICE_RECENT_KEYS (4 million keys) would
+ * otherwise leave arrays for all it held (96 MiB) after the eviction (an outside tester's finding).
+ */
+export function keptOfSnapshot(snap: KeySnapshot, forwarded: number, keepForwarded: number): SnapshotEntries {
+  const n = snap.seqs.length;
+  const limit = Math.max(0, snap.through - forwarded) + keepForwarded;
+  if (n <= limit) return snap;
+  // Seqs ascend: the forwarded entries are a prefix, [0, lo) once the search ends.
+  let lo = 0;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((snap.seqs[mid] ?? 0) <= forwarded) lo = mid + 1;
+    else hi = mid;
+  }
+  const cut = Math.min(n - limit, lo);
+  return { lo: snap.lo.subarray(cut), hi: snap.hi.subarray(cut), seqs: snap.seqs.subarray(cut) };
 }
 
 const REBUILD_RETRY_MS = 1_000;

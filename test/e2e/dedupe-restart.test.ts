@@ -256,6 +256,24 @@ describe('the dedupe index rebuilt from the journal keeps the last SLUICE_RECENT
     expect(repeats.filter((r) => !r.duplicate || r.id !== ids.get(r.dedupe_key)).map((r) => `${r.dedupe_key} ${r.id}`)).toEqual([]);
     await stop(fifth);
   }, 120_000);
+
+  test('regression: a snapshot taken under a larger SLUICE_RECENT_KEYS sizes the index for the setting of the restart, not for all it holds', async () => {
+    // An outside tester: 4 million keys snapshotted, a restart with the default window left 96 MiB of index for 100,000 keys.
+    const big = { ...env, SLUICE_NODE_ID: 'rk-shrink', SLUICE_JOURNAL_DIR: join(dir, 'journal-shrink'), SLUICE_RECENT_KEYS: '20000', SLUICE_JOURNAL_SEGMENT_BYTES: String(64 * 1024 * 1024) };
+    const z = Array.from({ length: 20_000 }, (_, i) => `z${i}`);
+    const ids = new Map<string, string>();
+    const first = await start(big);
+    for (const r of await post(first, z)) ids.set(r.dedupe_key, r.id);
+    await eventually(async () => (await db.sql`SELECT 1 FROM outbox WHERE dedupe_key LIKE 'z%'`).length === 20_000, 30_000, '20,000 forwarded');
+    await stop(first);
+
+    const second = await start({ ...big, SLUICE_RECENT_KEYS: '500' });
+    // 500 keys in the smallest index (4,096 places of 24 bytes); 20,000 (32,768 places) before the fix.
+    expect(await loaded(second)).toMatchObject({ from_snapshot: 500, from_journal: 0, keys: 500, index_bytes: 4096 * 24 });
+    const repeats = await post(second, z.slice(-500));
+    expect(repeats.filter((r) => !r.duplicate || r.id !== ids.get(r.dedupe_key)).map((r) => `${r.dedupe_key} ${r.id}`)).toEqual([]);
+    await stop(second);
+  }, 120_000);
 });
 
 describe('the first start without a snapshot serves at once, whatever the unforwarded backlog', () => {
