@@ -68,7 +68,8 @@ const STUCK_CHECK_MS = 1_000;
 export async function forwardStranded(o: { config: Config; outbox: Outbox; metrics: Metrics; log: Logger }): Promise<number> {
   let total = 0;
   for (const nodeId of strandedNodeIds(o.config)) {
-    const stack = await startIngestStack({ config: { ...o.config, nodeId }, outbox: o.outbox, log: o.log, metrics: o.metrics });
+    // Its lines name the journal: the node's own node_id alone would pass them for the running node's.
+    const stack = await startIngestStack({ config: { ...o.config, nodeId }, outbox: o.outbox, log: o.log.child({ journal_node: nodeId }), metrics: o.metrics });
     const backlog = stack.progress.unforwarded;
     try {
       while (stack.progress.unforwarded > 0) {

@@ -277,7 +277,10 @@ describe('a node with SLUICE_WORKERS=2', () => {
     expect(forwarded(await run(1, 'one', 10))).toEqual([]);
     await unforward(['st'], 'one');
     // One → two: `st` is nobody's now; the supervisor forwards it before the workers start.
-    expect(forwarded(await run(2, 'two', 30))).toEqual([['st', 10]]);
+    const toTwo = await run(2, 'two', 30);
+    expect(forwarded(toTwo)).toEqual([['st', 10]]);
+    // regression (outside tester): the lines of the stranded journal's own stack name it, not only the node.
+    expect(toTwo.filter((l) => l.journal_node === 'st').map((l) => String(l.msg)).sort()).toEqual(['dedupe index loaded', 'journal of a worker no longer run forwarded']);
     expect(await outboxCount('one')).toEqual({ rows: 10, keys: 10 });
     expect(journalLines(join(journal, 'st-1')) + journalLines(join(journal, 'st-2'))).toBe(30);
     expect(readFileSync(join(journal, 'st.workers'), 'utf8')).toBe('2\n');
