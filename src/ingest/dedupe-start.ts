@@ -5,7 +5,7 @@ import { readEntriesAfter } from '../journal/reader.ts';
 import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
 import { type KeySnapshot, readKeySnapshot, removeKeySnapshot, writeKeySnapshot } from './key-snapshot.ts';
-import type { RecentKeys } from './recent-keys.ts';
+import { keptEntries, type RecentKeys } from './recent-keys.ts';
 
 /**
  * Rebuilds the dedupe index at start: the snapshot the last run left (see KeySnapshots), then the
@@ -58,14 +58,14 @@ export async function loadDedupeIndex(opts: {
 type SnapshotEntries = Pick<KeySnapshot, 'lo' | 'hi' | 'seqs'>;
 
 /**
- * The snapshot's entries the index keeps once told what is forwarded: every unforwarded one and the
- * newest `keepForwarded` forwarded ones (the eviction rule of RecentKeys). Loading only these sizes the
+ * The snapshot's entries the index keeps once told what is forwarded (RecentKeys' rule, keptEntries:
+ * the forwarded ones past it go, oldest first). Loading only these sizes the
  * index's arrays for them: a snapshot written under a larger SLUICE_RECENT_KEYS (4 million keys) would
  * otherwise leave arrays for all it held (96 MiB) after the eviction (an outside tester's finding).
  */
 export function keptOfSnapshot(snap: KeySnapshot, forwarded: number, keepForwarded: number): SnapshotEntries {
   const n = snap.seqs.length;
-  const limit = Math.max(0, snap.through - forwarded) + keepForwarded;
+  const limit = keptEntries(snap.through, forwarded, keepForwarded);
   if (n <= limit) return snap;
   // Seqs ascend: the forwarded entries are a prefix, [0, lo) once the search ends.
   let lo = 0;

@@ -154,7 +154,16 @@ export class RecentKeys {
   #evict(): void {
     // Forwarded entries are the oldest ones (seq order): evict from the front past the keep window.
     const index = this.#index;
-    const unforwarded = Math.max(0, this.#through - this.#forwardedSeq);
-    while (index.size > unforwarded + this.#keepForwarded && (index.oldestSeq ?? Infinity) <= this.#forwardedSeq) index.evictOldest();
+    const limit = keptEntries(this.#through, this.#forwardedSeq, this.#keepForwarded);
+    while (index.size > limit && (index.oldestSeq ?? Infinity) <= this.#forwardedSeq) index.evictOldest();
   }
+}
+
+/**
+ * How many entries the index keeps, journaled through `through` and forwarded through `forwarded`:
+ * every unforwarded one and `keepForwarded` forwarded ones; only forwarded entries, oldest first, are
+ * ever evicted past it.
+ */
+export function keptEntries(through: number, forwarded: number, keepForwarded: number): number {
+  return Math.max(0, through - forwarded) + keepForwarded;
 }

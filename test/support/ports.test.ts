@@ -10,7 +10,6 @@ test('a restartable port is never one the kernel hands out as a local port, so n
   // While nothing listens there, a reconnecting client is refused every time (a port of the
   // ephemeral range connected to itself after 564 attempts on this machine).
   const port = ports[0] ?? 0;
-  let refused = 0;
   for (let i = 0; i < 1_000; i++) {
     const outcome = await new Promise<string>((resolve) => {
       const s = connect(port, '127.0.0.1');
@@ -21,7 +20,5 @@ test('a restartable port is never one the kernel hands out as a local port, so n
       s.once('error', () => resolve('refused'));
     });
     expect(outcome).toBe('refused');
-    refused++;
   }
-  expect(refused).toBe(1_000);
 });
