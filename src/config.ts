@@ -140,6 +140,7 @@ const envSchema = z.object({
   SLUICE_JOURNAL_DIR: z.string().min(1).default('./journal'),
   SLUICE_JOURNAL_SEGMENT_BYTES: int(64 * MiB, 4096),
   SLUICE_JOURNAL_SEGMENT_MAX_AGE_MS: int(3_600_000, 100),
+  SLUICE_JOURNAL_PREALLOCATE: z.enum(['true', 'false'], { error: 'must be true or false' }).default('true'),
   SLUICE_JOURNAL_RETENTION_MS: int(7 * 24 * 3_600_000, 0),
   SLUICE_JOURNAL_RETENTION_BYTES: int(10 * 1024 * MiB, 0),
   SLUICE_JOURNAL_MAINTENANCE_MS: int(10_000, 50, 3_600_000),
@@ -269,6 +270,7 @@ export interface Config {
     dir: string;
     segmentBytes: number;
     maxSegmentAgeMs: number;
+    preallocate: boolean;
     retentionMs: number;
     retentionBytes: number;
     maintenanceMs: number;
@@ -389,6 +391,7 @@ export function loadConfig(env: Record<string, string | undefined>, opts: { supe
       dir: e.SLUICE_JOURNAL_DIR,
       segmentBytes: e.SLUICE_JOURNAL_SEGMENT_BYTES,
       maxSegmentAgeMs: e.SLUICE_JOURNAL_SEGMENT_MAX_AGE_MS,
+      preallocate: e.SLUICE_JOURNAL_PREALLOCATE === 'true',
       retentionMs: e.SLUICE_JOURNAL_RETENTION_MS,
       retentionBytes: e.SLUICE_JOURNAL_RETENTION_BYTES,
       maintenanceMs: e.SLUICE_JOURNAL_MAINTENANCE_MS,

@@ -35,7 +35,7 @@ export async function startIngestStack(opts: { config: Config; outbox: Outbox; l
   const { config, outbox, log, metrics } = opts;
   // Rows are placed by partition: refuse a count other than the outbox's before anything is written.
   await outbox.claim();
-  const journal = await JournalWriter.open({ dir: config.journal.dir, nodeId: config.nodeId, segmentBytes: config.journal.segmentBytes, log, metrics });
+  const journal = await JournalWriter.open({ dir: config.journal.dir, nodeId: config.nodeId, segmentBytes: config.journal.segmentBytes, preallocate: config.journal.preallocate, log, metrics });
   const progress = new OutboxProgress(journal);
   const forwarder = new Forwarder({
     nodeId: config.nodeId,

@@ -4,7 +4,7 @@ import type { Clock } from '../core/clock.ts';
 import { describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import { compressSegment, listSegments, syncDir } from './segments.ts';
+import { compressSegment, listSegments, syncDir, type SegmentFile } from './segments.ts';
 import { follow } from '../core/watermark.ts';
 import type { JournalWriter } from './writer.ts';
 
@@ -94,7 +94,7 @@ export class JournalMaintenance {
     }
 
     const segments = (await listSegments(writer.nodeDir)).filter((s) => s.firstSeq < sealedBelow);
-    let total = (await listSegments(writer.nodeDir)).reduce((n, s) => n + s.bytes, 0);
+    let total = journalBytes(await listSegments(writer.nodeDir), writer);
     const forwarded = this.#opts.forwardedThrough();
     let blocked = false;
     for (let i = 0; i < segments.length; i++) {
@@ -125,9 +125,15 @@ export class JournalMaintenance {
     await syncDir(writer.nodeDir);
 
     const remaining = await listSegments(writer.nodeDir);
-    metrics.journalBytes.set(remaining.reduce((n, s) => n + s.bytes, 0));
+    metrics.journalBytes.set(journalBytes(remaining, writer));
     metrics.journalSegments.set({ state: 'active' }, remaining.filter((s) => s.firstSeq === writer.active?.firstSeq).length);
     metrics.journalSegments.set({ state: 'plain' }, remaining.filter((s) => !s.gzipped && s.firstSeq !== writer.active?.firstSeq).length);
     metrics.journalSegments.set({ state: 'gzipped' }, remaining.filter((s) => s.gzipped).length);
   }
+}
+
+/** The segments' bytes, the active one's as far as it is written: a preallocated file's zeros hold no records. */
+function journalBytes(segments: SegmentFile[], writer: JournalWriter): number {
+  const active = writer.active;
+  return segments.reduce((n, s) => n + (s.firstSeq === active?.firstSeq && !s.gzipped ? Math.min(s.bytes, active.durableBytes) : s.bytes), 0);
 }

@@ -28,6 +28,8 @@ const READ_CHUNK = 1 << 20;
 /**
  * Streams the whole (newline-terminated) lines of a segment, plain or gzipped, starting at an
  * uncompressed byte offset. A trailing line without a newline is not yielded: it may still be written.
+ * The segment's written part ends at its first NUL byte (a preallocated segment's zeros: see
+ * recover.ts, contentEnd); nothing after it is read.
  */
 export async function* readSegmentLines(
   path: string,
@@ -38,6 +40,8 @@ export async function* readSegmentLines(
     firstLine?: number;
     /** Told how many bytes follow the last newline (a torn or still-growing line), if any. */
     onPartial?: (bytes: number) => void;
+    /** Told where the first NUL byte is, if the read met one: the written part ended there. */
+    onZeros?: (offset: number) => void;
     /** Told of each chunk read from the file, in bytes as stored (compressed for gzip): for progress. */
     onRead?: (bytes: number) => void;
   },
@@ -58,6 +62,7 @@ export async function* readSegmentLines(
   let pos = from;
   let line = opts.firstLine ?? 1;
   let pending: Buffer = Buffer.alloc(0);
+  let zerosAt: number | undefined;
   for await (const raw of source) {
     let chunk = raw as Buffer;
     if (skip > 0) {
@@ -67,6 +72,11 @@ export async function* readSegmentLines(
       }
       chunk = chunk.subarray(skip);
       skip = 0;
+    }
+    const nul = chunk.indexOf(0);
+    if (nul >= 0) {
+      zerosAt = pos + pending.length + nul;
+      chunk = chunk.subarray(0, nul);
     }
     pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
     let nl = pending.indexOf(0x0a);
@@ -81,8 +91,12 @@ export async function* readSegmentLines(
       nl = pending.indexOf(0x0a, consumed);
     }
     pending = pending.subarray(consumed);
+    if (zerosAt !== undefined) break;
   }
+  // A break leaves the file open behind gunzip's pipe: closed here, read to its end or not.
+  file.destroy();
   if (pending.length > 0) opts.onPartial?.(pending.length);
+  if (zerosAt !== undefined) opts.onZeros?.(zerosAt);
 }
 
 /** Parses a journal line; returns why not when it is not a usable entry. */

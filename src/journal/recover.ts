@@ -4,8 +4,13 @@ import { constants, gunzipSync } from 'node:zlib';
 export interface TailRecovery {
   /** Seq of the last whole line, undefined for an empty segment. */
   lastSeq: number | undefined;
-  /** Bytes cut off the end: a torn line (no newline, or not parsable JSON with a seq). */
+  /**
+   * Bytes cut off the end: a torn line (no newline, or not parsable JSON with a seq), and anything but
+   * zeros after the first NUL byte (the rest of a write a crash interrupted).
+   */
   truncatedBytes: number;
+  /** Zeros cut off the end: the unwritten part of a preallocated segment, which is no damage. */
+  zeroBytes: number;
   /** Why a gzipped segment could not be read to its end (truncated, corrupt), if so. */
   unreadable?: string;
 }
@@ -33,22 +38,55 @@ export async function recoverTail(path: string, gzipped: boolean): Promise<TailR
     const whole = lines.filter((l) => l.length > 0);
     let lastSeq: number | undefined;
     for (let i = whole.length - 1; i >= 0 && lastSeq === undefined; i--) lastSeq = seqOf(whole[i] ?? '');
-    return unreadable === undefined ? { lastSeq, truncatedBytes: 0 } : { lastSeq, truncatedBytes: 0, unreadable };
+    return unreadable === undefined ? { lastSeq, truncatedBytes: 0, zeroBytes: 0 } : { lastSeq, truncatedBytes: 0, zeroBytes: 0, unreadable };
   }
   const handle = await open(path, 'r+');
   try {
     const size = (await handle.stat()).size;
-    let end = size;
+    const content = await contentEnd(handle, size);
+    let end = content.end;
     const last = await lastLine(handle, end);
-    if (last !== undefined && !(last.terminated && seqOf(last.text) !== undefined)) {
-      end = last.start;
-      await handle.truncate(end);
-    }
-    return { lastSeq: await lastParsableSeq(handle, end), truncatedBytes: size - end };
+    if (last !== undefined && !(last.terminated && seqOf(last.text) !== undefined)) end = last.start;
+    if (end < size) await handle.truncate(end);
+    const zeroBytes = content.zerosAfter ? size - content.end : 0;
+    return { lastSeq: await lastParsableSeq(handle, end), truncatedBytes: size - end - zeroBytes, zeroBytes };
   } finally {
     await handle.close();
   }
 }
+
+/**
+ * Where a plain segment's written part ends: at its first NUL byte, which no line holds (JSON allows
+ * none outside strings, nor raw in them). Writes go in order, each after the last returned, so past
+ * the first NUL lies only what the write in flight at a crash did not finish (a preallocated
+ * segment's zeros, or its blocks that reached the disk out of order). `zerosAfter`: only zeros follow.
+ */
+async function contentEnd(handle: Awaited<ReturnType<typeof open>>, size: number): Promise<{ end: number; zerosAfter: boolean }> {
+  const buf = Buffer.alloc(Math.min(CHUNK, size));
+  let end: number | undefined;
+  for (let pos = 0; pos < size; ) {
+    const { bytesRead } = await handle.read(buf, 0, Math.min(buf.length, size - pos), pos);
+    if (bytesRead === 0) break;
+    const chunk = buf.subarray(0, bytesRead);
+    let from = 0;
+    if (end === undefined) {
+      const nul = chunk.indexOf(0);
+      if (nul >= 0) {
+        end = pos + nul;
+        from = nul;
+      }
+    }
+    if (end !== undefined && !isZeros(chunk.subarray(from))) return { end, zerosAfter: false };
+    pos += bytesRead;
+  }
+  return { end: end ?? size, zerosAfter: true };
+}
+
+function isZeros(b: Buffer): boolean {
+  return b.length === 0 || (b[0] === 0 && b.equals(ZEROS.subarray(0, b.length)));
+}
+
+const ZEROS = Buffer.alloc(CHUNK);
 
 /** The seq of the last parsable line of a plain segment, read from its end; nothing is changed. */
 export async function lastSeqOf(path: string): Promise<number | undefined> {

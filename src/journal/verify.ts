@@ -77,6 +77,10 @@ async function verifyNode(nodeDir: string, problems: Problem[]): Promise<NodeRep
       for await (const l of readSegmentLines(seg.path, {
         gzipped: seg.gzipped,
         onPartial: (bytes) => problems.push({ file: seg.path, message: `torn tail: ${bytes} bytes after the last newline` }),
+        // The newest segment may be preallocated (its zeros are what is not written yet); a sealed one was cut to its lines.
+        onZeros: (offset) => {
+          if (seg !== segments.at(-1)) problems.push({ file: seg.path, message: `NUL bytes from byte ${offset} on: the rest of this sealed segment is not read` });
+        },
       })) {
         bytes = l.end;
         const e = parseEntry(l.text);

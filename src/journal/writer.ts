@@ -12,12 +12,19 @@ import { JournalIntegrity } from './integrity.ts';
 import { lastSeqOf, recoverTail } from './recover.ts';
 import { listSegments, tidySegments, type SegmentFile } from './segments.ts';
 import { parseSegmentFileName, segmentFileName } from './segment-name.ts';
+import { removeSpares, SpareSegment } from './spare-segment.ts';
 import { Watermark } from '../core/watermark.ts';
 
 export interface JournalWriterOptions {
   dir: string;
   nodeId: string;
   segmentBytes: number;
+  /**
+   * Segments are files of `segmentBytes` zeros, prepared ahead, that writes overwrite (see
+   * SpareSegment); the written part ends at the first NUL byte and a sealed segment is cut to it.
+   * Default true; false grows each segment as it is written.
+   */
+  preallocate?: boolean;
   log: Logger;
   metrics: Metrics;
 }
@@ -98,6 +105,9 @@ export class JournalWriter {
   #sink: DurableSink | undefined;
   /** Each group commit's lines: kept, so a commit does not allocate its bytes afresh. */
   #lines = new LineBuffer();
+  #spare: SpareSegment | undefined;
+  /** The active segment's file is longer than what was written to it: zeros follow, cut off at sealing. */
+  #preallocated = false;
 
   private constructor(opts: JournalWriterOptions, nodeDir: string, nextSeq: number, integrity: JournalIntegrity) {
     this.#opts = opts;
@@ -112,6 +122,7 @@ export class JournalWriter {
     const nodeDir = join(opts.dir, opts.nodeId);
     mkdirSync(nodeDir, { recursive: true });
     const integrity = new JournalIntegrity(opts.log, opts.metrics);
+    await removeSpares(nodeDir);
     const tidied = await tidySegments(nodeDir);
     if (tidied.removedPlain.length + tidied.removedTemp.length > 0) {
       opts.log.warn('journal tidied after an interrupted compression', { dir: nodeDir, ...tidied });
@@ -156,10 +167,14 @@ export class JournalWriter {
       await checkCheckpointSegment(cp, recovered, integrity, nodeDir);
     }
     const writer = new JournalWriter(opts, nodeDir, Math.max(lastSeq, cp?.seq ?? 0) + 1, integrity);
+    if (opts.preallocate !== false) {
+      writer.#spare = new SpareSegment(nodeDir, opts.segmentBytes, opts.log);
+      writer.#spare.prepare();
+    }
     // An empty journal: its first segment follows nothing, which is where a checkpoint that never moved stands.
     if (newest === undefined) writer.#lastSealedEnd = { segment: 0, offset: 0 };
     // After a jump the old newest segment is sealed: the new seqs start a segment of their own.
-    if (newest !== undefined && !newest.gzipped && !ahead) await writer.#openSegment(newest.file);
+    if (newest !== undefined && !newest.gzipped && !ahead) await writer.#openSegment(newest.file, false);
     return writer;
   }
 
@@ -225,12 +240,23 @@ export class JournalWriter {
     this.#flushing ??= this.#flush();
   }
 
-  /** Waits for queued appends, then closes the segment. Safe to call twice. */
+  /**
+   * Waits for queued appends, then closes the segment (cut to what was written, so a stopped node
+   * leaves plain JSONL) and removes the spare. Safe to call twice.
+   */
   async close(): Promise<void> {
     this.#closed = true;
     while (this.#flushing !== undefined) await this.#flushing;
-    await this.#handle?.close();
+    const handle = this.#handle;
     this.#handle = undefined;
+    if (handle !== undefined) {
+      try {
+        await this.#trim(handle);
+      } finally {
+        await handle.close();
+      }
+    }
+    await this.#spare?.discard();
   }
 
   async #flush(): Promise<void> {
@@ -318,8 +344,12 @@ export class JournalWriter {
       await writeAll(handle, bytes, sizeBefore);
       this.#opts.metrics.journalFsyncSeconds.observe((performance.now() - started) / 1000);
     } catch (err) {
-      // Cut a partial write off so the next line does not glue onto it.
-      await handle.truncate(sizeBefore).catch(() => {});
+      // Cut a partial write off so the next line does not glue onto it (zeros and all: the segment
+      // grows as it is written from here on).
+      await handle.truncate(sizeBefore).then(
+        () => (this.#preallocated = false),
+        () => {},
+      );
       throw err;
     }
     this.#opts.metrics.journalBytesWritten.inc(bytes.length);
@@ -329,6 +359,8 @@ export class JournalWriter {
   async #closeSegment(): Promise<void> {
     if (this.#handle === undefined) return;
     const closed = this.#segmentFirstSeq;
+    // Cut before the next segment exists: only the newest segment can end in zeros after a crash.
+    await this.#trim(this.#handle);
     await this.#handle.close();
     if (this.#nextSeq > closed) this.#sealedLast.set(closed, this.#nextSeq - 1);
     this.#lastSealedEnd = { segment: closed, offset: this.#segmentSize };
@@ -338,7 +370,7 @@ export class JournalWriter {
 
   async #rotate(firstSeq: number): Promise<void> {
     await this.#closeSegment();
-    await this.#openSegment(segmentFileName(firstSeq));
+    await this.#openSegment(segmentFileName(firstSeq), true);
     // The new directory entry must survive a crash too.
     const dirHandle = await open(this.nodeDir, 'r');
     try {
@@ -348,17 +380,34 @@ export class JournalWriter {
     }
   }
 
-  async #openSegment(file: string): Promise<void> {
-    const handle = await open(join(this.nodeDir, file), SEGMENT_FLAGS);
-    this.#segmentSize = (await handle.stat()).size;
+  /** Cuts a preallocated segment's zeros off, durably. */
+  async #trim(handle: FileHandle): Promise<void> {
+    if (!this.#preallocated) return;
+    await handle.truncate(this.#segmentSize);
+    await handle.datasync();
+    this.#preallocated = false;
+  }
+
+  /** Opens `file`: a new one (from the spare when one is ready), or an existing one (start-up) to append to. */
+  async #openSegment(file: string, fresh: boolean): Promise<void> {
+    const path = join(this.nodeDir, file);
+    const fromSpare = fresh && (await this.#spare?.takeAs(path)) === true;
+    const handle = await open(path, SEGMENT_FLAGS);
+    // A spare's zeros are not content: writes start at its beginning.
+    this.#segmentSize = fromSpare ? 0 : (await handle.stat()).size;
+    this.#preallocated = fromSpare;
+    this.#spare?.prepare();
     this.#segmentFirstSeq = parseSegmentFileName(file)?.firstSeq ?? 0;
     this.#segmentOpenedAt = Date.now();
     this.#handle = handle;
   }
 }
 
-/** 'a' (append, create) with O_DSYNC: a write is durable when it returns, without an fdatasync after it. */
-const SEGMENT_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_DSYNC;
+/**
+ * Write, create, with O_DSYNC: a write is durable when it returns, without an fdatasync after it. Not
+ * O_APPEND: a preallocated segment is written at the end of its content, not of its file.
+ */
+const SEGMENT_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_DSYNC;
 
 /** The entry of an input: a literal rather than a spread, the same fields (traceparent only when set). */
 function journalEntry(seq: number, ts: string, input: Envelope): JournalEntry {

@@ -1,8 +1,8 @@
 import { describe, expect, test } from 'bun:test';
-import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { readTopic } from '../support/kafka.ts';
 import { eventually, postEvent, sluiceFixture } from '../support/sluice.ts';
+import { nodeJournalLines } from '../support/journal-files.ts';
 
 describe('ingest → journal → outbox → Kafka', () => {
   const f = sluiceFixture();
@@ -38,9 +38,7 @@ describe('ingest → journal → outbox → Kafka', () => {
 
     // The journal line for the same write is on disk.
     const nodeDir = join(f.sluice.journalDir, 'test-node');
-    const lines = readdirSync(nodeDir)
-      .flatMap((f) => readFileSync(join(nodeDir, f), 'utf8').trim().split('\n'))
-      .map((l) => JSON.parse(l) as { dedupe_key: string; ts: string });
+    const lines = nodeJournalLines(nodeDir).map((l) => JSON.parse(l) as { dedupe_key: string; ts: string });
     const line = lines.find((l) => l.dedupe_key === 'order-42');
     expect(line?.ts).toBe(record?.headers.ingested_at);
 

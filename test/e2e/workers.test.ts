@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { logLines, runCli } from '../support/cli.ts';
@@ -8,6 +8,7 @@ import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
 import { eventually } from '../support/sluice.ts';
 import { spawnSluice, type SpawnedSluice } from '../support/spawn-sluice.ts';
 import { newToken, writeTenantsFile } from '../support/tenants.ts';
+import { nodeJournalLines } from '../support/journal-files.ts';
 
 type Line = Record<string, unknown>;
 
@@ -39,10 +40,7 @@ async function write(url: string, tenant: { token?: string; id?: string }, key: 
 
 /** Journal lines in one node directory (plain segments: these runs never rotate). */
 function journalLines(dir: string): number {
-  if (!existsSync(dir)) return 0;
-  return readdirSync(dir)
-    .filter((f) => f.endsWith('.jsonl'))
-    .reduce((n, f) => n + readFileSync(join(dir, f), 'utf8').split('\n').filter((l) => l.length > 0).length, 0);
+  return nodeJournalLines(dir).length;
 }
 
 const isAlive = (pid: number): boolean => {

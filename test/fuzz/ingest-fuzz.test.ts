@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import fc from 'fast-check';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readTopic } from '../support/kafka.ts';
@@ -10,6 +10,7 @@ import { parseResponses, rawRequest } from '../support/raw-http.ts';
 import { eventually } from '../support/sluice.ts';
 import { spawnSluice, type SpawnedSluice } from '../support/spawn-sluice.ts';
 import { writeTenantsFile } from '../support/tenants.ts';
+import { nodeJournalLines } from '../support/journal-files.ts';
 
 /**
  * Issue 10's fuzz suite: random and adversarial requests (JSON, NDJSON, headers, content types,
@@ -370,11 +371,7 @@ function fuzzSuite(mode: 'open' | 'tenants'): void {
       // Every journal line comes from an accepted request (in sync mode a duplicate is journaled too).
       const journalRequests = new Set<string>();
       const nodeDir = join(journalDir, 'fuzz');
-      for (const file of readdirSync(nodeDir).filter((f) => f.endsWith('.jsonl'))) {
-        for (const line of readFileSync(join(nodeDir, file), 'utf8').split('\n')) {
-          if (line.length > 0) journalRequests.add((JSON.parse(line) as { request_id: string }).request_id);
-        }
-      }
+      for (const line of nodeJournalLines(nodeDir)) journalRequests.add((JSON.parse(line) as { request_id: string }).request_id);
       expect([...journalRequests].filter((id) => !acceptedRequests.has(id))).toEqual([]);
       expect(journalRequests.size).toBeGreaterThan(0);
       expect(sluice.logLines().filter((l) => /"level":"error"|uncaught|unhandled/.test(l))).toEqual([]);

@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Envelope } from '../../src/core/record.ts';
@@ -273,8 +273,11 @@ describe('forwarder', () => {
 function fileEnd(w: JournalWriter): { segment: number; offset: number; line: number } {
   const segment = w.active?.firstSeq ?? -1;
   const path = join(w.nodeDir, `${String(segment).padStart(20, '0')}.jsonl`);
-  const text = readFileSync(path, 'utf8');
-  return { segment, offset: statSync(path).size, line: text.split('\n').length };
+  // The written part, as a reader of the file finds it: a preallocated segment's zeros follow it.
+  const bytes = readFileSync(path);
+  const nul = bytes.indexOf(0);
+  const written = nul === -1 ? bytes : bytes.subarray(0, nul);
+  return { segment, offset: written.length, line: written.toString('utf8').split('\n').length };
 }
 
 async function duplicatesCounted(): Promise<number> {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManualClock } from '../../src/core/clock.ts';
@@ -11,6 +11,7 @@ import { RecentKeys } from '../../src/ingest/recent-keys.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { quietLog } from '../support/postgres.ts';
+import { nodeJournalLines } from '../support/journal-files.ts';
 
 const event = (key: string): Envelope => ({ tenant_id: 't', dedupe_key: key, topic: 'x', request_id: 'r', headers: {}, payload: JSON.stringify({ key }) });
 
@@ -59,10 +60,7 @@ describe('fast_ack write path under a forwarder backlog', () => {
   });
 
   const keys = () =>
-    readdirSync(join(dir, 'n'))
-      .filter((f) => f.endsWith('.jsonl'))
-      .flatMap((f) => readFileSync(join(dir, 'n', f), 'utf8').split('\n').filter((l) => l.length > 0))
-      .map((l) => (JSON.parse(l) as { dedupe_key: string }).dedupe_key);
+    nodeJournalLines(join(dir, 'n')).map((l) => (JSON.parse(l) as { dedupe_key: string }).dedupe_key);
 
   test('past SLUICE_MAX_UNFORWARDED a write waits 2 s for the forwarder, then gets backlog_full; nothing is journaled', async () => {
     expect((await path.write([event('a')]))[0]?.durability).toBe('journal');

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger } from '../../src/log.ts';
 import { testBrokers } from '../support/kafka.ts';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
 import { parseResponses, rawRequest } from '../support/raw-http.ts';
 import { eventually, postEvent, startSluice, type TestSluice } from '../support/sluice.ts';
+import { nodeJournalLines } from '../support/journal-files.ts';
 
 const MAX_BODY = 262_144;
 
@@ -32,7 +32,7 @@ describe('issue 10: the HTTP edge answers hostile requests cleanly', () => {
   }
   function journalLines(): string[] {
     const dir = join(sluice.journalDir, 'test-node');
-    return readdirSync(dir).filter((f) => f.endsWith('.jsonl')).flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n').filter((l) => l.length > 0));
+    return nodeJournalLines(dir);
   }
   async function metric(pattern: RegExp): Promise<string[]> {
     return (await (await fetch(`${sluice.url}/metrics`)).text()).split('\n').filter((l) => pattern.test(l));

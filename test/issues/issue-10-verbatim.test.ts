@@ -1,8 +1,8 @@
 import { describe, expect, test } from 'bun:test';
-import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readTopic } from '../support/kafka.ts';
 import { sluiceFixture } from '../support/sluice.ts';
+import { nodeJournalLines } from '../support/journal-files.ts';
 
 /**
  * Issue 10, "Data changed under a 202": 1e400 was stored as null, 1e-400 as 0, 2^53+1 rounded, a
@@ -47,7 +47,7 @@ for (const mode of ['sync', 'fast_ack'] as const) {
       // Every journal line is one JSON object (jq reads it) holding the payload verbatim: spliced in
       // as `payload`, or as the string `payload_text` when it has line breaks.
       const dir = join(f.sluice.journalDir, 'test-node');
-      const lines = readdirSync(dir).filter((n) => n.endsWith('.jsonl')).flatMap((n) => readFileSync(join(dir, n), 'utf8').split('\n').filter((l) => l.length > 0));
+      const lines = nodeJournalLines(dir);
       for (const line of lines) {
         const entry = JSON.parse(line) as { tenant_id: string; dedupe_key: string; payload?: unknown; payload_text?: string };
         const payload = expected.get(`${entry.tenant_id}:${entry.dedupe_key}`) ?? '';

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { JournalMaintenance } from '../../src/journal/maintenance.ts';
+import { readSegmentLines } from '../../src/journal/reader.ts';
 import { formatSeconds, progressFigures, progressLine } from '../../src/journal/replay-progress.ts';
 import { JournalWriter } from '../../src/journal/writer.ts';
 import { createMetrics } from '../../src/metrics.ts';
@@ -248,5 +249,28 @@ describe('sluice journal verify', () => {
     expect(res.code).toBe(1);
     expect(res.stdout).toContain('00000000000000000001.jsonl:3: gap: seq 5 follows 2 (2 missing)');
     expect(res.stdout).toContain('torn tail: 9 bytes after the last newline');
+  });
+
+  test('a crashed node\'s preallocated newest segment (its lines, then zeros) verifies ok and reads as its lines; NUL bytes in a sealed segment are reported', async () => {
+    const line = (seq: number) => `${JSON.stringify({ seq, ts: '2026-11-25T00:00:00.000Z', tenant_id: 'x', dedupe_key: `z${seq}`, topic: 't', request_id: 'r', headers: {}, payload: {} })}\n`;
+    const crashed = join(root, 'crashed', 'n1');
+    Bun.spawnSync(['mkdir', '-p', crashed]);
+    writeFileSync(join(crashed, '00000000000000000001.jsonl'), line(1) + line(2));
+    const newest = join(crashed, '00000000000000000003.jsonl');
+    writeFileSync(newest, Buffer.concat([Buffer.from(line(3) + line(4)), Buffer.alloc(1 << 16)]));
+    const ok = await sluice(['journal', 'verify', join(root, 'crashed')]);
+    expect(ok.stdout).toContain('4 records, seq 1..4');
+    expect(ok.stdout.trim().split('\n').at(-1)).toBe('journal ok');
+    expect(ok.code).toBe(0);
+    let zerosAt: number | undefined;
+    const read: number[] = [];
+    for await (const l of readSegmentLines(newest, { gzipped: false, onZeros: (at) => (zerosAt = at) })) read.push((JSON.parse(l.text) as { seq: number }).seq);
+    expect(read).toEqual([3, 4]);
+    expect(zerosAt).toBe(Buffer.byteLength(line(3) + line(4)));
+    // The same zeros in a segment another follows: the writer cuts a segment to its lines when it seals it, so this is damage.
+    writeFileSync(join(crashed, '00000000000000000005.jsonl'), line(5));
+    const bad = await sluice(['journal', 'verify', join(root, 'crashed')]);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toContain(`NUL bytes from byte ${zerosAt} on: the rest of this sealed segment is not read`);
   });
 });

@@ -1,11 +1,14 @@
 import { afterEach, describe, expect, test } from 'bun:test';
-import { appendFileSync, constants, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { appendFileSync, constants, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Envelope } from '../../src/core/record.ts';
 import { JournalWriter, type DurableBatch } from '../../src/journal/writer.ts';
 import { createMetrics, type Metrics } from '../../src/metrics.ts';
+import { createLogger } from '../../src/log.ts';
+import { segmentFileName as segmentName } from '../../src/journal/segment-name.ts';
 import { quietLog } from '../support/postgres.ts';
+import { eventually } from '../support/sluice.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -24,6 +27,15 @@ function envelope(i: number): Envelope {
 
 async function openWriter(dir: string, metrics: Metrics = createMetrics(), segmentBytes = 1 << 20) {
   return JournalWriter.open({ dir, nodeId: 'n1', segmentBytes, log: quietLog, metrics });
+}
+
+/** A closed journal of seqs 1 and 2 in `dir`: its segment's path and bytes. */
+async function twoLinesWritten(dir: string): Promise<{ segment: string; whole: NonSharedBuffer }> {
+  const w = await openWriter(dir);
+  await w.append([envelope(1), envelope(2)]);
+  await w.close();
+  const segment = join(dir, 'n1', '00000000000000000001.jsonl');
+  return { segment, whole: readFileSync(segment) };
 }
 
 function readLines(dir: string): Record<string, unknown>[] {
@@ -74,7 +86,93 @@ describe('journal writer', () => {
     const flags = Number.parseInt(/^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1] ?? '0', 8);
     await w.close();
     expect(flags & constants.O_DSYNC).toBe(constants.O_DSYNC);
-    expect(flags & constants.O_APPEND).toBe(constants.O_APPEND);
+    // Written at the end of its lines, not of its (preallocated) file.
+    expect(flags & constants.O_APPEND).toBe(0);
+  });
+
+  test('preallocated: the active segment is its full size in zeros after the written lines; sealing and closing cut it to the lines and no spare is left', async () => {
+    const dir = tempDir();
+    const nodeDir = join(dir, 'n1');
+    const w = await openWriter(dir, createMetrics(), 8192);
+    await w.append([envelope(1), envelope(2)]);
+    const first = join(nodeDir, '00000000000000000001.jsonl');
+    const open1 = readFileSync(first);
+    const written = open1.indexOf(0);
+    expect(open1.length).toBe(8192);
+    expect(written).toBe(w.active?.durableBytes ?? -1);
+    expect(open1.subarray(written).every((b) => b === 0)).toBe(true);
+    expect(open1.subarray(0, written).toString().split('\n').filter((l) => l !== '').map((l) => (JSON.parse(l) as { seq: number }).seq)).toEqual([1, 2]);
+    // The next segment's file is zeroed ahead (in the background), under a name that is no segment's.
+    await eventually(async () => readdirSync(nodeDir).includes('spare.prealloc'), 5_000, 'the spare');
+    expect(readdirSync(nodeDir).sort()).toEqual(['00000000000000000001.jsonl', 'spare.prealloc']);
+    expect(readFileSync(join(nodeDir, 'spare.prealloc'))).toEqual(Buffer.alloc(8192));
+    // Past the size: the sealed segment is cut to its lines before the next one is written.
+    for (let i = 3; w.active?.firstSeq === 1; i++) await w.append([envelope(i)]);
+    const sealed = readFileSync(first);
+    expect(sealed.includes(0)).toBe(false);
+    expect(sealed.at(-1)).toBe(0x0a);
+    expect(readFileSync(join(nodeDir, segmentName(w.active?.firstSeq ?? -1))).length).toBe(8192);
+    await w.close();
+    const files = readdirSync(nodeDir).sort();
+    expect(files.some((f) => f.startsWith('spare'))).toBe(false);
+    for (const f of files) expect(readFileSync(join(nodeDir, f)).includes(0)).toBe(false);
+    expect(readLines(dir).map((l) => l.seq)).toEqual(Array.from({ length: readLines(dir).length }, (_, i) => i + 1));
+  });
+
+  test('preallocate false: segments grow as they are written and no spare is made', async () => {
+    const dir = tempDir();
+    const w = await JournalWriter.open({ dir, nodeId: 'n1', segmentBytes: 8192, preallocate: false, log: quietLog, metrics: createMetrics() });
+    await w.append([envelope(1)]);
+    expect(readdirSync(join(dir, 'n1'))).toEqual(['00000000000000000001.jsonl']);
+    expect(readFileSync(join(dir, 'n1', '00000000000000000001.jsonl')).length).toBe(w.active?.durableBytes ?? -1);
+    await w.close();
+  });
+
+  test('a crash leaves zeros after the lines: start-up cuts them, counts no torn tail, and appends after the last line', async () => {
+    const dir = tempDir();
+    const { segment, whole } = await twoLinesWritten(dir);
+    // What kill -9 leaves of a preallocated segment: its lines, then the zeros never written over.
+    writeFileSync(segment, Buffer.concat([whole, Buffer.alloc(100_000)]));
+    writeFileSync(join(dir, 'n1', 'spare.prealloc.tmp'), Buffer.alloc(5000, 0));
+    const metrics = createMetrics();
+    const w2 = await openWriter(dir, metrics);
+    expect(readFileSync(segment)).toEqual(whole);
+    expect((await metrics.journalTornTails.get()).values[0]?.value ?? 0).toBe(0);
+    expect(w2.nextSeq).toBe(3);
+    await w2.append([envelope(3)]);
+    await w2.close();
+    expect(readLines(dir).map((l) => l.seq)).toEqual([1, 2, 3]);
+    expect(readdirSync(join(dir, 'n1')).filter((f) => f.startsWith('spare'))).toEqual([]);
+  });
+
+  test('a write a crash interrupted, its blocks on disk out of order: start-up cuts from the first NUL, the bytes after it included, and counts a torn tail', async () => {
+    const dir = tempDir();
+    const { segment, whole } = await twoLinesWritten(dir);
+    const lost = (seq: number): string => `{"seq":${seq},"ts":"2026-11-29T00:00:00.000Z","tenant_id":"acme","dedupe_key":"x${seq}","topic":"t","request_id":"r","headers":{},"payload":{}}\n`;
+    // Whole lines of the interrupted write reached the disk, then a block did not, then one did.
+    const torn = Buffer.concat([whole, Buffer.from(lost(3) + lost(4).slice(0, 30)), Buffer.alloc(4096), Buffer.from(lost(9)), Buffer.alloc(4096)]);
+    writeFileSync(segment, torn);
+    const metrics = createMetrics();
+    const w2 = await openWriter(dir, metrics);
+    // Seq 3 is whole and before the damage: kept (never acknowledged, so a client retries it and dedupe finds it).
+    expect(readFileSync(segment).toString()).toBe(whole.toString() + lost(3));
+    expect((await metrics.journalTornTails.get()).values[0]?.value).toBe(1);
+    expect(w2.nextSeq).toBe(4);
+    await w2.close();
+  });
+
+  test('a spare that cannot be made (the name is taken by a directory) leaves segments growing as written, and says so once', async () => {
+    const dir = tempDir();
+    mkdirSync(join(dir, 'n1', 'spare.prealloc.tmp'), { recursive: true });
+    const lines: string[] = [];
+    const log = createLogger({ level: 'warn', write: (l) => lines.push(l) });
+    const w = await JournalWriter.open({ dir, nodeId: 'n1', segmentBytes: 4096, log, metrics: createMetrics() });
+    for (let i = 1; i <= 60; i++) await w.append([envelope(i)]);
+    await w.close();
+    expect(readLines(dir).map((l) => l.seq)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    const warnings = lines.map((l) => JSON.parse(l) as { level: string; msg: string; error: string }).filter((l) => l.msg.includes('preallocated'));
+    expect(warnings.length).toBe(1);
+    expect(warnings[0]?.error).toContain('EISDIR');
   });
 
   test('group-commits concurrent appends: fewer fsyncs than appends, every line once, seq in order', async () => {

@@ -1,5 +1,5 @@
 import { expect } from 'bun:test';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createApp, type AppDeps } from '../../src/http/app.ts';
@@ -11,6 +11,7 @@ import { createMetrics } from '../../src/metrics.ts';
 import { NO_TENANTS_FILE, Tenants } from '../../src/tenants.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from './postgres.ts';
 import { Outbox } from '../../src/outbox/outbox.ts';
+import { nodeJournalLines } from './journal-files.ts';
 
 export interface TestApp {
   app: ReturnType<typeof createApp>;
@@ -70,11 +71,7 @@ export async function startTestApp(
     db,
     journalDir,
     journalLines() {
-      const dir = join(journalDir, 'n1');
-      return readdirSync(dir)
-        .filter((f) => f.endsWith('.jsonl'))
-        .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n').filter((l) => l.length > 0))
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      return nodeJournalLines(join(journalDir, 'n1')).map((l) => JSON.parse(l) as Record<string, unknown>);
     },
     async outboxCount() {
       const [r] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox`;
