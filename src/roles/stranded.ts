@@ -69,7 +69,9 @@ export async function forwardStranded(o: { config: Config; outbox: Outbox; metri
   let total = 0;
   for (const nodeId of strandedNodeIds(o.config)) {
     // Its lines name the journal: the node's own node_id alone would pass them for the running node's.
-    const stack = await startIngestStack({ config: { ...o.config, nodeId }, outbox: o.outbox, log: o.log.child({ journal_node: nodeId }), metrics: o.metrics });
+    // Nothing new is written there: no spare segment to zero.
+    const config = { ...o.config, nodeId, journal: { ...o.config.journal, preallocate: false } };
+    const stack = await startIngestStack({ config, outbox: o.outbox, log: o.log.child({ journal_node: nodeId }), metrics: o.metrics });
     const backlog = stack.progress.unforwarded;
     try {
       while (stack.progress.unforwarded > 0) {
