@@ -31,6 +31,15 @@ describe('configuration', () => {
     expect(loadConfig({ SLUICE_CACHE_DIR: '', XDG_CACHE_HOME: '/x', JAVA_HOME: '' }).kafkaTools).toEqual({ cacheDir: '/x/sluice', java: 'java' });
   });
 
+  test('journal preallocation: on by default, off by `false`, and anything but true or false refused by name', () => {
+    expect(loadConfig({}).journal.preallocate).toBe(true);
+    expect(loadConfig({ SLUICE_JOURNAL_PREALLOCATE: 'true' }).journal.preallocate).toBe(true);
+    expect(loadConfig({ SLUICE_JOURNAL_PREALLOCATE: 'false' }).journal.preallocate).toBe(false);
+    // Empty is unset, as for every setting.
+    expect(loadConfig({ SLUICE_JOURNAL_PREALLOCATE: '' }).journal.preallocate).toBe(true);
+    for (const bad of ['yes', '0', 'False']) expect(() => loadConfig({ SLUICE_JOURNAL_PREALLOCATE: bad })).toThrow('SLUICE_JOURNAL_PREALLOCATE must be true or false');
+  });
+
   test('parses values and broker lists', () => {
     const c = loadConfig({ SLUICE_PORT: '9000', KAFKA_BROKERS: 'a:9092, b:9093', DATABASE_URL: 'postgres://u@h/db', SLUICE_PARTITIONS: '32' });
     expect(c.http.port).toBe(9000);
