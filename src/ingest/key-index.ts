@@ -22,8 +22,12 @@ export class KeyIndex {
   #head = 0;
   #tail = 0;
 
+  /** The capacity it was made with: it never shrinks below. */
+  readonly #minCapacity: number;
+
   constructor(capacity = 1 << 12) {
     const cap = 2 ** Math.ceil(Math.log2(Math.max(16, capacity)));
+    this.#minCapacity = cap;
     this.#lo = new Uint32Array(cap);
     this.#hi = new Uint32Array(cap);
     this.#seqs = new Float64Array(cap);
@@ -73,7 +77,11 @@ export class KeyIndex {
     return true;
   }
 
-  /** Removes the oldest entry. */
+  /**
+   * Removes the oldest entry. An index down to an eighth of its capacity is rebuilt at a quarter of it
+   * (never below the first capacity): a backlog drained gives its memory back, and the index is then
+   * half full, so it neither grows nor shrinks again soon.
+   */
   evictOldest(): void {
     if (this.size === 0) return;
     const mask = this.#seqs.length - 1;
@@ -81,6 +89,8 @@ export class KeyIndex {
     const slot = this.#slotOf(pos);
     if (slot >= 0) this.#deleteSlot(slot);
     this.#head++;
+    const cap = this.#seqs.length;
+    if (cap > this.#minCapacity && this.size <= cap / 8) this.#rebuild(Math.max(this.#minCapacity, cap / 4));
   }
 
   /** Entries oldest first, as views over the ring (two when it wraps), for a snapshot. */
@@ -160,6 +170,11 @@ export class KeyIndex {
     let cap = this.#seqs.length;
     if (entries <= cap) return;
     while (cap < entries) cap *= 2;
+    this.#rebuild(cap);
+  }
+
+  /** Moves the entries, oldest first, into arrays of `cap` entries (a power of two, at least the size). */
+  #rebuild(cap: number): void {
     const old = this.chunks();
     const n = this.size;
     this.#lo = new Uint32Array(cap);

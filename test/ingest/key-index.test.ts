@@ -8,7 +8,7 @@ import { prng, testSeed } from '../support/seed.ts';
  * range, so probe chains are long and crowded and the backward-shift deletion is exercised hard;
  * the ring wraps and the table doubles many times.
  */
-function runModel(seed: number, ops: number, loRange: number): void {
+function runModel(seed: number, ops: number, loRange: number, swings = false): void {
   const next = prng(seed);
   const index = new KeyIndex(16);
   const model = new Map<string, number>();
@@ -18,7 +18,9 @@ function runModel(seed: number, ops: number, loRange: number): void {
   const fresh = (): PairHash => ({ lo: Math.floor(next() * loRange), hi: Math.floor(next() * 2 ** 32) });
   const id = (h: PairHash): string => `${h.lo}:${h.hi}`;
   for (let op = 0; op < ops; op++) {
-    const r = next();
+    // With swings, every other 3,000 operations mostly evict: the index grows, then drains and shrinks.
+    const draining = swings && Math.floor(op / 3_000) % 2 === 1;
+    const r = draining ? (next() < 0.15 ? next() * 0.8 : 0.8 + next() * 0.2) : next();
     if (r < 0.5) {
       // Sometimes a hash already held: it keeps its first seq.
       const h = r < 0.05 && order.length > head ? (order[head + Math.floor(next() * (order.length - head))]?.h ?? fresh()) : fresh();
@@ -60,6 +62,28 @@ describe('KeyIndex', () => {
     for (const [i, loRange] of [8, 64, 2 ** 32].entries()) runModel(seed + i, 20_000, loRange);
     // A fixed seed as well, so CI always runs one known schedule.
     runModel(7, 20_000, 16);
+  });
+
+  test('matches a Map as it grows, drains and shrinks again, over and over', () => {
+    const seed = testSeed('key-index-swings');
+    for (const [i, loRange] of [8, 2 ** 32].entries()) runModel(seed + i, 30_000, loRange, true);
+  });
+
+  test('a drained backlog gives its memory back, down to the first capacity, and keeps what is left', () => {
+    const index = new KeyIndex();
+    const n = 1 << 17;
+    for (let i = 1; i <= n; i++) index.add(pairHash('t', `k${i}`), i);
+    expect(index.bytes).toBe(24 * n);
+    while (index.size > 1_000) index.evictOldest();
+    // 4,096 entries' arrays (the first capacity), not 131,072.
+    expect(index.bytes).toBe(24 * 4_096);
+    for (let i = n - 999; i <= n; i++) expect(index.get(pairHash('t', `k${i}`))).toBe(i);
+    expect(index.get(pairHash('t', `k${n - 1_000}`))).toBeUndefined();
+    expect(index.oldestSeq).toBe(n - 999);
+    // It grows again as before.
+    for (let i = n + 1; i <= n + 10_000; i++) index.add(pairHash('t', `k${i}`), i);
+    expect(index.size).toBe(11_000);
+    expect(index.get(pairHash('t', `k${n + 10_000}`))).toBe(n + 10_000);
   });
 
   test('pairHash gives the 64-bit wyhash of the pair as its 32-bit halves, as snapshots store them', () => {
