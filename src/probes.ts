@@ -156,8 +156,9 @@ export function probeWritableDir(setting: string, dir: string): ProbeResult {
       fsyncSync(fd);
     } finally {
       closeSync(fd);
+      // Also when the write failed (a full disk creates the file and refuses its byte).
+      rmSync(probe, { force: true });
     }
-    rmSync(probe, { force: true });
     return { ok: true, detail: `${dir} is writable` };
   } catch (err) {
     const e = err as NodeJS.ErrnoException;

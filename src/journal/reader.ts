@@ -254,17 +254,25 @@ export type JournalSource = Pick<JournalWriter, 'nodeDir' | 'active' | 'sealedBe
  * lines below it skipped by their leading seq without being parsed. A gzipped segment that cannot be
  * inflated to its end is reported and read past.
  */
-export async function readEntriesAfter(journal: JournalSource, from: Checkpoint, afterSeq: number, visit: (e: JournalEntry) => void): Promise<void> {
+export async function readEntriesAfter(
+  journal: JournalSource,
+  from: Checkpoint,
+  afterSeq: number,
+  visit: (e: JournalEntry) => void,
+  // Listed once, not per segment: a journal of thousands of segments (small SLUICE_JOURNAL_SEGMENT_BYTES)
+  // took minutes to read when each step listed and stat'ed the whole directory again.
+  listing = new SegmentListing(journal.nodeDir),
+): Promise<void> {
   const floor = afterSeq;
   let cp = from;
   if (floor !== cp.seq) {
-    const segments = await listSegments(journal.nodeDir);
+    const segments = await listing.list();
     // Before the checkpoint, retention may have deleted the segment of floor + 1: the oldest left then.
     const first = segments.filter((s) => s.firstSeq <= floor + 1).at(-1) ?? (floor < cp.seq ? segments[0] : undefined);
     if (first !== undefined && (floor < cp.seq || first.firstSeq > cp.segment)) cp = { segment: first.firstSeq, offset: 0, line: 1, seq: Math.min(floor, cp.seq) };
   }
   for (;;) {
-    const seg = await segmentAt(journal, cp);
+    const seg = await segmentAt(journal, cp, listing);
     if (seg === undefined) return;
     if (seg.firstSeq !== cp.segment) cp = { segment: seg.firstSeq, offset: 0, line: 1, seq: cp.seq };
     let last = cp.seq;
@@ -280,15 +288,53 @@ export async function readEntriesAfter(journal: JournalSource, from: Checkpoint,
         if (e.seq > floor) visit(e);
       }
     } catch (err) {
-      // Gzipped (renamed, then unlinked) between the listing and the open: read the .gz. A segment
-      // retention deleted is not looked for here (that is its caller's to handle, as before).
-      if (!seg.gzipped && !read && (err as NodeJS.ErrnoException).code === 'ENOENT' && (await gzippedSince(journal.nodeDir, seg))) continue;
-      if (!(seg.gzipped && isZlibError(err))) throw err;
-      reportDamaged(journal.integrity, seg, last, (err as Error).message);
+      const gone = !read && (err as NodeJS.ErrnoException).code === 'ENOENT';
+      // Gzipped (renamed, then unlinked) since the listing: read the .gz.
+      if (gone && !seg.gzipped && (await gzippedSince(journal.nodeDir, seg, listing))) continue;
+      // Deleted by retention since the listing (made once, at the start of a read that can take a
+      // while): it only deletes forwarded segments, whose keys the outbox holds. Go on with the next.
+      if (!gone) {
+        if (!(seg.gzipped && isZlibError(err))) throw err;
+        reportDamaged(journal.integrity, seg, last, (err as Error).message);
+      }
     }
-    const next = await nextSegment(journal.nodeDir, seg);
+    const next = await nextSegment(journal.nodeDir, seg, listing);
     if (next === undefined) return;
     cp = { segment: next.firstSeq, offset: 0, line: 1, seq: cp.seq };
+  }
+}
+
+/**
+ * A node directory's segments for one reading pass: listed once, and again only when what is looked
+ * for is not in the listing (the writer rotated since) or a listed file is gone (gzipped since).
+ */
+export class SegmentListing {
+  readonly #nodeDir: string;
+  #segments: SegmentFile[] | undefined;
+  #listings = 0;
+
+  constructor(nodeDir: string) {
+    this.#nodeDir = nodeDir;
+  }
+
+  /** How many times the directory was listed: what a read of many segments must keep small. */
+  get listings(): number {
+    return this.#listings;
+  }
+
+  async list(fresh = false): Promise<SegmentFile[]> {
+    if (fresh || this.#segments === undefined) {
+      this.#segments = await listSegments(this.#nodeDir);
+      this.#listings++;
+    }
+    return this.#segments;
+  }
+
+  /** The first listed segment that passes `match`; a listing made before this call is made again when none does. */
+  async find(match: (s: SegmentFile) => boolean): Promise<SegmentFile | undefined> {
+    const listedBefore = this.#segments !== undefined;
+    const found = (await this.list()).find(match);
+    return found !== undefined || !listedBefore ? found : (await this.list(true)).find(match);
   }
 }
 
@@ -304,11 +350,10 @@ export function durableLines(journal: Pick<JournalWriter, 'active'>, seg: Segmen
 }
 
 /** The segment of `cp`, or (none yet, or its segment is gone) the first holding anything newer. */
-export async function segmentAt(journal: Pick<JournalWriter, 'nodeDir' | 'integrity'>, cp: Checkpoint): Promise<SegmentFile | undefined> {
-  const segments = await listSegments(journal.nodeDir);
-  const exact = segments.find((s) => s.firstSeq === cp.segment);
+export async function segmentAt(journal: Pick<JournalWriter, 'nodeDir' | 'integrity'>, cp: Checkpoint, listing = new SegmentListing(journal.nodeDir)): Promise<SegmentFile | undefined> {
+  const exact = await listing.find((s) => s.firstSeq === cp.segment);
   if (exact !== undefined) return exact;
-  const later = segments.find((s) => s.firstSeq > cp.segment);
+  const later = (await listing.list()).find((s) => s.firstSeq > cp.segment);
   // Retention deletes only what was forwarded, so the next segment must start right after it.
   if (later !== undefined && cp.seq > 0 && later.firstSeq !== cp.seq + 1) {
     journal.integrity.report({
@@ -322,12 +367,12 @@ export async function segmentAt(journal: Pick<JournalWriter, 'nodeDir' | 'integr
   return later;
 }
 
-async function gzippedSince(nodeDir: string, seg: SegmentFile): Promise<boolean> {
-  return (await listSegments(nodeDir)).some((s) => s.firstSeq === seg.firstSeq && s.gzipped);
+async function gzippedSince(nodeDir: string, seg: SegmentFile, listing = new SegmentListing(nodeDir)): Promise<boolean> {
+  return (await listing.list(true)).some((s) => s.firstSeq === seg.firstSeq && s.gzipped);
 }
 
-export async function nextSegment(nodeDir: string, seg: SegmentFile): Promise<SegmentFile | undefined> {
-  return (await listSegments(nodeDir)).find((s) => s.firstSeq > seg.firstSeq);
+export async function nextSegment(nodeDir: string, seg: SegmentFile, listing = new SegmentListing(nodeDir)): Promise<SegmentFile | undefined> {
+  return listing.find((s) => s.firstSeq > seg.firstSeq);
 }
 
 /** zlib's own errors (Z_BUF_ERROR for a truncated file, Z_DATA_ERROR for a corrupt one). */

@@ -305,13 +305,15 @@ export class JournalWriter {
         // that looked between the write's return and this continuation read them from the file.
         this.#segmentSize = at.start + bytes.length;
         this.#nextSeq = seq;
+        if (this.#failure !== undefined) this.#opts.log.info('journal writes again', { dir: this.nodeDir });
         this.#failure = undefined;
         batch.forEach((p, i) => p.journaled(entries[i] ?? []));
         if (handing) this.#handOver(at, all, ends);
         this.durable.advance(seq - 1);
       } catch (err) {
+        // Once an outage: a full disk fails every group commit, hundreds a second.
+        if (this.#failure === undefined) this.#opts.log.error('journal write failed', { error: describeError(err), dir: this.nodeDir, note: 'logged once until a write succeeds' });
         this.#failure = describeError(err);
-        this.#opts.log.error('journal write failed', { error: this.#failure, dir: this.nodeDir });
         const failure = new SluiceError('journal_unavailable', 'the journal could not be written', {
           cause: err,
           retryAfter: 1,

@@ -1,13 +1,36 @@
 import { afterAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { KeyIndex, pairHash } from '../../src/ingest/key-index.ts';
 import { prng, testSeed } from '../support/seed.ts';
 import { KEY_SNAPSHOT_FILE, readKeySnapshot, writeKeySnapshot } from '../../src/ingest/key-snapshot.ts';
+import { mountSmallDisk } from '../support/small-disk.ts';
 
 describe('dedupe index snapshot', () => {
+  test('regression (outside test, tenth round): a disk that fills while the snapshot is written is an error, and the last whole snapshot stays', async () => {
+    const disk = mountSmallDisk(1 << 20);
+    try {
+      const small = new KeyIndex();
+      for (let seq = 1; seq <= 10; seq++) small.add(pairHash('t', `k${seq}`), seq);
+      await writeKeySnapshot(disk.dir, small, 10);
+      const big = new KeyIndex();
+      for (let seq = 1; seq <= 20_000; seq++) big.add(pairHash('t', `k${seq}`), seq);
+      // Room for part of its 320,032 bytes: writev writes what fits and says so without an error.
+      disk.fill(100_000);
+      await expect(writeKeySnapshot(disk.dir, big, 20_000)).rejects.toThrow(/ENOSPC|no space/i);
+      const kept = await readKeySnapshot(disk.dir, 20_000);
+      if (typeof kept === 'string') throw new Error(kept);
+      expect(kept.through).toBe(10);
+      expect(kept.seqs.length).toBe(10);
+      expect(readdirSync(disk.dir).sort()).toEqual([KEY_SNAPSHOT_FILE, 'filler']);
+    } finally {
+      disk.unmount();
+    }
+  });
+
+
   const dir = mkdtempSync(join(tmpdir(), 'sluice-snap-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, test } from 'bun:test';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatEntry } from '../../src/journal/entry.ts';
 import { JournalIntegrity } from '../../src/journal/integrity.ts';
-import { readEntriesAfter } from '../../src/journal/reader.ts';
+import { readEntriesAfter, SegmentListing } from '../../src/journal/reader.ts';
 import { segmentFileName } from '../../src/journal/segment-name.ts';
 import { compressSegment, listSegments } from '../../src/journal/segments.ts';
 import { createMetrics } from '../../src/metrics.ts';
@@ -71,4 +71,32 @@ describe('reading the journal while its segments are gzipped', () => {
     expect(reads).toBeGreaterThan(0);
     expect(integrity.incidents).toBe(0);
   }, 60_000);
+});
+
+describe('reading a journal of many segments', () => {
+  const all = Array.from({ length: SEGMENTS * PER_SEGMENT }, (_, i) => i + 1);
+  const source = (dir: string) => ({ nodeDir: dir, active: undefined, sealedBelow: Number.MAX_SAFE_INTEGER, integrity: new JournalIntegrity(quietLog, createMetrics()) });
+
+  test('regression (outside test, tenth round): the directory is listed once for the whole read, not twice a segment', async () => {
+    const dir = journalDir();
+    const listing = new SegmentListing(dir);
+    const seqs: number[] = [];
+    await readEntriesAfter(source(dir), { segment: 0, offset: 0, line: 1, seq: 0 }, 0, (e) => seqs.push(e.seq), listing);
+    expect(seqs).toEqual(all);
+    // Once, and once more to see that nothing follows the last segment (the writer may have rotated).
+    expect(listing.listings).toBe(2);
+  });
+
+  test('a segment retention deletes after the listing is passed over: the rest is read, without an error', async () => {
+    const dir = journalDir();
+    const listing = new SegmentListing(dir);
+    await listing.list();
+    const deleted = 10 * PER_SEGMENT + 1;
+    unlinkSync(join(dir, segmentFileName(deleted)));
+    const seqs: number[] = [];
+    const journal = source(dir);
+    await readEntriesAfter(journal, { segment: 0, offset: 0, line: 1, seq: 0 }, 0, (e) => seqs.push(e.seq), listing);
+    expect(seqs).toEqual(all.filter((seq) => seq < deleted || seq >= deleted + PER_SEGMENT));
+    expect(journal.integrity.incidents).toBe(0);
+  });
 });

@@ -9,6 +9,7 @@ import { createLogger } from '../../src/log.ts';
 import { segmentFileName as segmentName } from '../../src/journal/segment-name.ts';
 import { quietLog } from '../support/postgres.ts';
 import { eventually } from '../support/sluice.ts';
+import { mountSmallDisk } from '../support/small-disk.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -173,6 +174,35 @@ describe('journal writer', () => {
     const warnings = lines.map((l) => JSON.parse(l) as { level: string; msg: string; error: string }).filter((l) => l.msg.includes('preallocated'));
     expect(warnings.length).toBe(1);
     expect(warnings[0]?.error).toContain('EISDIR');
+  });
+
+  test('regression (outside test, tenth round): a full disk logs one error for the outage, not one a write, and one line when writes succeed again', async () => {
+    const disk = mountSmallDisk(1 << 20);
+    const lines: string[] = [];
+    const log = createLogger({ level: 'info', write: (l) => lines.push(l) });
+    try {
+      const w = await JournalWriter.open({ dir: disk.dir, nodeId: 'n1', segmentBytes: 1 << 20, preallocate: false, log, metrics: createMetrics() });
+      await w.append([envelope(0)]);
+      disk.fill(0);
+      // The first appends may still fit in the page the segment holds.
+      let failed = 0;
+      for (let i = 1; i <= 200; i++) {
+        await w.append([envelope(i)]).catch((err: { code?: string }) => {
+          expect(err.code).toBe('journal_unavailable');
+          failed++;
+        });
+      }
+      expect(failed).toBeGreaterThan(100);
+      disk.free();
+      await w.append([envelope(201)]);
+      await w.append([envelope(202)]);
+      await w.close();
+      const msgs = lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
+      expect(msgs.filter((m) => m === 'journal write failed').length).toBe(1);
+      expect(msgs.filter((m) => m === 'journal writes again').length).toBe(1);
+    } finally {
+      disk.unmount();
+    }
   });
 
   test('group-commits concurrent appends: fewer fsyncs than appends, every line once, seq in order', async () => {
