@@ -1,6 +1,7 @@
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
+import { writeAll } from '../write-all.ts';
 import type { KeyIndex } from './key-index.ts';
 
 /** In the node's journal directory, beside checkpoint.json; the journal's own listings ignore it. */
@@ -42,7 +43,12 @@ export async function writeKeySnapshot(nodeDir: string, index: KeyIndex, through
   const temp = `${path}.tmp`;
   const handle = await open(temp, 'w');
   try {
-    await writeWhole(handle, parts);
+    // Each part whole, in turn: a writev that wrote short on a filling disk said so without an error.
+    let at = 0;
+    for (const part of parts) {
+      await writeAll(handle, part, at);
+      at += part.byteLength;
+    }
     await handle.sync();
   } catch (err) {
     await rm(temp, { force: true });
@@ -52,24 +58,6 @@ export async function writeKeySnapshot(nodeDir: string, index: KeyIndex, through
   }
   await rename(temp, path);
   return HEADER_BYTES + n * 16;
-}
-
-/**
- * Writes every byte of `parts`: writev may write fewer (a disk that fills midway) without an error;
- * the rest is written on, so a full disk is then the error it is, never a short file renamed into place.
- */
-async function writeWhole(handle: FileHandle, parts: Uint8Array[]): Promise<void> {
-  let { bytesWritten: done } = await handle.writev(parts);
-  let at = 0;
-  for (const part of parts) {
-    for (let off = Math.max(0, done - at); off < part.byteLength; ) {
-      const { bytesWritten } = await handle.write(part, off, part.byteLength - off, at + off);
-      if (bytesWritten === 0) throw new Error(`dedupe index snapshot: no byte written at ${at + off} (disk full?)`);
-      off += bytesWritten;
-      done += bytesWritten;
-    }
-    at += part.byteLength;
-  }
 }
 
 /**

@@ -93,8 +93,9 @@ export class JournalMaintenance {
       log.info('journal segment compressed', { file: seg.file, bytes_in: result.bytesIn, bytes_out: result.bytesOut, first_seq: result.range.first, last_seq: result.range.last });
     }
 
-    const segments = (await listSegments(writer.nodeDir)).filter((s) => s.firstSeq < sealedBelow);
-    let total = journalBytes(await listSegments(writer.nodeDir), writer);
+    const listed = await listSegments(writer.nodeDir);
+    const segments = listed.filter((s) => s.firstSeq < sealedBelow);
+    let total = journalBytes(listed, writer);
     const forwarded = this.#opts.forwardedThrough();
     let blocked = false;
     for (let i = 0; i < segments.length; i++) {

@@ -2,6 +2,7 @@ import { open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { writeAll } from '../write-all.ts';
 
 /** The spare's name while it is zeroed, and once it is whole (fsynced): neither is a segment name. */
 const PREPARING = 'spare.prealloc.tmp';
@@ -25,7 +26,7 @@ export class SpareSegment {
   readonly #dir: string;
   readonly #bytes: number;
   readonly #log: Logger;
-  #preparing: Promise<boolean> | undefined;
+  #preparing: Promise<void> | undefined;
   #ready = false;
   #failedOnce = false;
 
@@ -42,7 +43,6 @@ export class SpareSegment {
       () => {
         this.#ready = true;
         this.#preparing = undefined;
-        return true;
       },
       async (err: unknown) => {
         this.#preparing = undefined;
@@ -50,7 +50,6 @@ export class SpareSegment {
         // Logged once: a full disk would say it at every rotation, and plain segments work on.
         if (!this.#failedOnce) this.#log.warn('journal segment could not be preallocated; segments grow as they are written', { error: describeError(err), dir: this.#dir });
         this.#failedOnce = true;
-        return false;
       },
     );
   }
@@ -79,11 +78,7 @@ export class SpareSegment {
     const tmp = join(this.#dir, PREPARING);
     const handle = await open(tmp, 'w');
     try {
-      for (let at = 0; at < this.#bytes; at += ZEROS.length) {
-        const n = Math.min(ZEROS.length, this.#bytes - at);
-        let done = 0;
-        while (done < n) done += (await handle.write(ZEROS, done, n - done, at + done)).bytesWritten;
-      }
+      for (let at = 0; at < this.#bytes; at += ZEROS.length) await writeAll(handle, ZEROS.subarray(0, Math.min(ZEROS.length, this.#bytes - at)), at);
       await handle.sync();
     } finally {
       await handle.close();

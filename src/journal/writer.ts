@@ -14,6 +14,7 @@ import { listSegments, tidySegments, type SegmentFile } from './segments.ts';
 import { parseSegmentFileName, segmentFileName } from './segment-name.ts';
 import { removeSpares, SpareSegment } from './spare-segment.ts';
 import { Watermark } from '../core/watermark.ts';
+import { writeAll } from '../write-all.ts';
 
 export interface JournalWriterOptions {
   dir: string;
@@ -425,14 +426,6 @@ function journalEntry(seq: number, ts: string, input: Envelope): JournalEntry {
   };
   if (input.traceparent !== undefined) e.traceparent = input.traceparent;
   return e;
-}
-
-async function writeAll(handle: FileHandle, bytes: Buffer, position: number): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset, position + offset);
-    offset += bytesWritten;
-  }
 }
 
 /**
