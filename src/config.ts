@@ -132,6 +132,7 @@ const envSchema = z.object({
   SLUICE_LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   SLUICE_WRITE_MODE: z.enum(WRITE_MODES).default('sync'),
   SLUICE_MAX_BODY_BYTES: int(MiB, 64, 64 * MiB),
+  SLUICE_MAX_BODY_BYTES_IN_FLIGHT: int(8 * MiB, 64, 64 * 1024 * MiB),
   SLUICE_MAX_BATCH: int(1000, 1, 100_000),
   SLUICE_MAX_BATCH_LINES: int(10_000, 1, 1_000_000),
   SLUICE_MAX_JSON_DEPTH: int(64, 2, 1_000),
@@ -261,7 +262,7 @@ function emptyVariables(env: Record<string, string | undefined>): ErrorDetail[] 
 }
 
 export interface Config {
-  http: { host: string; port: number; maxBodyBytes: number };
+  http: { host: string; port: number; maxBodyBytes: number; maxBodyBytesInFlight: number };
   logLevel: Env['SLUICE_LOG_LEVEL'];
   nodeId: string;
   writeMode: Env['SLUICE_WRITE_MODE'];
@@ -376,7 +377,7 @@ export function loadConfig(env: Record<string, string | undefined>, opts: { supe
   }
   if (e.SLUICE_WORKERS > 1 && e.SLUICE_WORKER === undefined) workerProblems(e);
   return {
-    http: { host: e.SLUICE_HOST, port: e.SLUICE_PORT, maxBodyBytes: e.SLUICE_MAX_BODY_BYTES },
+    http: { host: e.SLUICE_HOST, port: e.SLUICE_PORT, maxBodyBytes: e.SLUICE_MAX_BODY_BYTES, maxBodyBytesInFlight: e.SLUICE_MAX_BODY_BYTES_IN_FLIGHT },
     logLevel: e.SLUICE_LOG_LEVEL,
     nodeId: e.SLUICE_NODE_ID,
     writeMode: e.SLUICE_WRITE_MODE,

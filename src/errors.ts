@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'unsupported_media_type'
   | 'not_found'
   | 'backlog_full'
+  | 'overloaded'
   | 'not_ready'
   | 'shutting_down'
   | 'journal_unavailable'

@@ -13,6 +13,8 @@ export interface Metrics {
   readonly ingestEvents: Counter<'tenant' | 'result'>;
   /** The ingest route's counts of ingestRequests and ingestEvents, gathered between reads (see CounterTally). */
   readonly ingestTally: IngestTally;
+  /** Bytes of request bodies ingest holds (src/http/body-budget.ts keeps it), read at each scrape. */
+  readonly ingestBodyBytes: { bytes: number };
   readonly journalBytesWritten: Counter;
   readonly journalFsyncSeconds: Histogram;
   readonly journalTornTails: Counter;
@@ -121,6 +123,15 @@ export function createMetrics(): Metrics {
     labelNames: ['version', 'bun'],
     registers: reg,
   }).set({ version: VERSION, bun: Bun.version }, 1);
+  const ingestBodyBytes = { bytes: 0 };
+  new Gauge({
+    name: 'sluice_ingest_body_bytes',
+    help: 'Bytes of request bodies ingest holds, read or being read, until their answers (SLUICE_MAX_BODY_BYTES_IN_FLIGHT bounds it).',
+    registers: reg,
+    collect() {
+      this.set(ingestBodyBytes.bytes);
+    },
+  });
   const requests = new CounterTally<'status' | 'tenant'>();
   const events = new CounterTally<'tenant' | 'result'>();
   const ingestRequests = talliedCounter(requests, {
@@ -146,6 +157,7 @@ export function createMetrics(): Metrics {
       registers: reg,
     }),
     ingestEvents,
+    ingestBodyBytes,
     ingestTally: {
       // Keys join the label values with a character no label value holds (status is digits, tenant
       // labels are tenant ids or the fixed overflow and unknown labels).

@@ -16,7 +16,7 @@ function errorsOf(env: Record<string, string>): string[] {
 describe('configuration', () => {
   test('defaults: loopback :8080, sync mode, ./journal, embedded database, local broker', () => {
     const c = loadConfig({});
-    expect(c.http).toEqual({ host: '127.0.0.1', port: 8080, maxBodyBytes: 1024 * 1024 });
+    expect(c.http).toEqual({ host: '127.0.0.1', port: 8080, maxBodyBytes: 1024 * 1024, maxBodyBytesInFlight: 8 * 1024 * 1024 });
     expect(c.writeMode).toBe('sync');
     expect(c.journal).toMatchObject({ dir: './journal', segmentBytes: 64 * 1024 * 1024, maxSegmentAgeMs: 3_600_000 });
     expect(c.db.url).toBeUndefined();

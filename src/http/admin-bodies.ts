@@ -65,7 +65,7 @@ export async function readAdminBody<T>(req: Request, schema: z.ZodType<T>): Prom
   if (mediaType(req.headers.get('Content-Type')) !== 'json') {
     throw new SluiceError('unsupported_media_type', 'Content-Type must be application/json');
   }
-  const body = await readBody(req, ADMIN_LIMITS.bodyBytes, `${ADMIN_LIMITS.bodyBytes} bytes for admin calls`);
+  const { body } = await readBody(req, ADMIN_LIMITS.bodyBytes, `${ADMIN_LIMITS.bodyBytes} bytes for admin calls`);
   let value: unknown;
   try {
     value = JSON.parse(new TextDecoder().decode(body));

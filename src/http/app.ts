@@ -10,6 +10,7 @@ import { authenticateIngest } from './ingest-auth.ts';
 import { addOpsRoutes, type OpsDeps } from './ops-routes.ts';
 import { mediaType, parseEvents, validTraceparent } from './parse-events.ts';
 import { readBody } from './read-body.ts';
+import type { BodyBudget } from './body-budget.ts';
 import { ThrottledLog } from '../log.ts';
 import { sluiceTopics, topicProblem } from '../core/topic-rule.ts';
 import { MIXED_TENANTS, UNKNOWN_TENANT } from '../tenant-labels.ts';
@@ -18,6 +19,8 @@ import { MIXED_TENANTS, UNKNOWN_TENANT } from '../tenant-labels.ts';
 export interface IngestDeps {
   write(envelopes: Envelope[]): Promise<WriteResult[]>;
   maxBodyBytes: number;
+  /** The request bodies held at once (SLUICE_MAX_BODY_BYTES_IN_FLIGHT); past it 503 `overloaded`. */
+  bodyBudget: BodyBudget;
   maxBatchLines: number;
   maxJsonDepth: number;
   maxLineBytes: number;
@@ -69,6 +72,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const requestId = clientRequestId !== null && REQUEST_ID.test(clientRequestId) ? clientRequestId : Bun.randomUUIDv7();
     let tenant = UNKNOWN_TENANT;
     let response: Response;
+    let held = 0;
     try {
       checkHeaderLimits(headers);
       if (deps.draining()) throw new SluiceError('shutting_down', 'sluice is shutting down; retry on another node', { retryAfter: 1 });
@@ -81,7 +85,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
           details: [{ message: `got ${contentType ?? 'no Content-Type'}` }],
         });
       }
-      const body = await readBody(req, ingestDeps.maxBodyBytes);
+      const read = await readBody(req, ingestDeps.maxBodyBytes, undefined, ingestDeps.bodyBudget);
+      held = read.held;
+      const { body } = read;
       const envelopes = parseEvents(body, format, {
         headers,
         requestId,
@@ -119,6 +125,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       // A write refused while draining is the shutdown working as meant (it logs its own lines).
       if (statusOf(err) >= 500 && code !== 'shutting_down') failures.warn(code, 'ingest failed', { request_id: requestId, code });
     }
+    ingestDeps.bodyBudget.release(held);
     const status = String(response.status);
     metrics.ingestTally.request(status, tenant === UNKNOWN_TENANT || tenant === MIXED_TENANTS ? tenant : deps.tenants.metricLabel(tenant));
     metrics.ingestLatency.observe({ status }, (performance.now() - started) / 1000);

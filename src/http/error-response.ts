@@ -15,6 +15,7 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   header_too_large: 431,
   unsupported_media_type: 415,
   backlog_full: 429,
+  overloaded: 503,
   not_ready: 503,
   shutting_down: 503,
   journal_unavailable: 503,

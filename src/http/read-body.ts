@@ -1,26 +1,43 @@
 import { SluiceError } from '../errors.ts';
+import type { BodyBudget } from './body-budget.ts';
 
 /**
  * Reads a request body, refusing (413) as soon as it passes `maxBytes`, declared or not. `limit`
- * names where the limit comes from, for the error's details.
+ * names where the limit comes from, for the error's details. With a `budget`, the body's bytes are
+ * taken from it as they are known (a declared length before reading, else chunk by chunk) and the
+ * caller releases `held` when done with the body; a body that does not fit is refused (503
+ * `overloaded`) before more of it is read, with nothing left taken.
  */
-export async function readBody(req: Request, maxBytes: number, limit = `SLUICE_MAX_BODY_BYTES=${maxBytes}`): Promise<Uint8Array> {
+export async function readBody(
+  req: Request,
+  maxBytes: number,
+  limit = `SLUICE_MAX_BODY_BYTES=${maxBytes}`,
+  budget?: BodyBudget,
+): Promise<{ body: Uint8Array; held: number }> {
+  const taken = { bytes: 0 };
   try {
-    return await read(req, maxBytes, limit);
+    const body = await read(req, maxBytes, limit, budget, taken);
+    return { body, held: taken.bytes };
   } catch (err) {
+    budget?.release(taken.bytes);
     if (err instanceof SluiceError) throw err;
     // The client went away or stalled past the server's idle timeout mid-body: its fault, not ours.
     throw new SluiceError('request_incomplete', 'the request body ended before it was complete (aborted or timed out)', { cause: err });
   }
 }
 
-async function read(req: Request, maxBytes: number, limit: string): Promise<Uint8Array> {
+async function read(req: Request, maxBytes: number, limit: string, budget: BodyBudget | undefined, taken: { bytes: number }): Promise<Uint8Array> {
   const declared = req.headers.get('content-length');
   if (declared !== null && Number(declared) > maxBytes) throw tooLarge(maxBytes, limit);
   // A declared length bounds the body (HTTP framing ends it there), so it is read in one call: the
   // chunk-by-chunk stream below cost ~10% of the CPU of a single-event ingest. Touching `req.body`
   // first would build that stream anyway.
-  if (declared !== null) return req.bytes();
+  if (declared !== null) {
+    const length = Number(declared);
+    budget?.take(length);
+    taken.bytes = length;
+    return req.bytes();
+  }
   if (req.body === null) return new Uint8Array(0);
   const chunks: Uint8Array[] = [];
   let total = 0;
@@ -32,6 +49,15 @@ async function read(req: Request, maxBytes: number, limit: string): Promise<Uint
     if (total > maxBytes) {
       await reader.cancel().catch(() => {});
       throw tooLarge(maxBytes, limit);
+    }
+    if (budget !== undefined) {
+      try {
+        budget.take(value.byteLength);
+      } catch (err) {
+        await reader.cancel().catch(() => {});
+        throw err;
+      }
+      taken.bytes += value.byteLength;
     }
     chunks.push(value);
   }

@@ -18,6 +18,7 @@ import { openTenantMetrics } from '../tenant-metrics.ts';
 import { startIngestRole } from './ingest-role.ts';
 import { forwardStranded } from './stranded.ts';
 import { linkToSupervisor } from './worker-link.ts';
+import { BodyBudget } from '../http/body-budget.ts';
 
 /** `serve` = ingest + processor in one process; `ingest` and `process` are its halves, run apart. */
 export type Role = 'serve' | 'ingest' | 'process';
@@ -138,6 +139,7 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
       ingest: ingest === undefined ? undefined : {
         write: ingest.write,
         maxBodyBytes: config.http.maxBodyBytes,
+        bodyBudget: new BodyBudget(config.http.maxBodyBytesInFlight, metrics.ingestBodyBytes),
         maxBatchLines: config.ingest.maxBatchLines,
         maxJsonDepth: config.ingest.maxJsonDepth,
         maxLineBytes: config.ingest.maxLineBytes,

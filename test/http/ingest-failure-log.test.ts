@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, expect, test } from 'bun:test';
 import { SluiceError } from '../../src/errors.ts';
+import { BodyBudget } from '../../src/http/body-budget.ts';
 import { createLogger } from '../../src/log.ts';
 import { startTestApp, type TestApp } from '../support/http-app.ts';
 
@@ -17,6 +18,7 @@ beforeAll(async () => {
         throw failure ?? new SluiceError('internal', 'no failure set');
       },
       maxBodyBytes: 4096,
+      bodyBudget: new BodyBudget(1 << 20),
       maxBatchLines: 100,
       maxJsonDepth: 64,
       maxLineBytes: 4096,

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createApp, type AppDeps } from '../../src/http/app.ts';
+import { BodyBudget } from '../../src/http/body-budget.ts';
 import { Readiness } from '../../src/http/readiness.ts';
 import { OutboxProgress } from '../../src/ingest/outbox-progress.ts';
 import { SyncWrites } from '../../src/ingest/sync-writes.ts';
@@ -55,6 +56,7 @@ export async function startTestApp(
     ingest: {
       write: (e) => writePath.write(e),
       maxBodyBytes: deps.maxBodyBytes ?? 4096,
+      bodyBudget: new BodyBudget(1 << 20, metrics.ingestBodyBytes),
       maxBatchLines: 100,
       maxJsonDepth: 64,
       maxLineBytes: 4096,

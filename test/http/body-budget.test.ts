@@ -1,0 +1,193 @@
+import { describe, expect, test } from 'bun:test';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { BodyBudget } from '../../src/http/body-budget.ts';
+import { SluiceError } from '../../src/errors.ts';
+import { nodeJournalLines } from '../support/journal-files.ts';
+import { parseResponses, type RawResponse } from '../support/raw-http.ts';
+import { eventually, sluiceFixture } from '../support/sluice.ts';
+
+describe('BodyBudget', () => {
+  test('takes bodies up to the limit, refuses the one past it with nothing taken, and frees on release', () => {
+    const held = { bytes: 0 };
+    const budget = new BodyBudget(1000, held);
+    budget.take(600);
+    budget.take(400);
+    expect(held.bytes).toBe(1000);
+    let refused: unknown;
+    try {
+      budget.take(1);
+    } catch (err) {
+      refused = err;
+    }
+    expect(refused).toBeInstanceOf(SluiceError);
+    expect((refused as SluiceError).code).toBe('overloaded');
+    expect((refused as SluiceError).retryAfter).toBe(1);
+    expect((refused as SluiceError).message).toContain('SLUICE_MAX_BODY_BYTES_IN_FLIGHT=1000');
+    expect(budget.held).toBe(1000);
+    budget.release(600);
+    budget.take(500);
+    expect(budget.held).toBe(900);
+  });
+
+  test('a body larger than the limit passes when nothing else is held, and only then', () => {
+    const budget = new BodyBudget(100);
+    budget.take(5000);
+    expect(() => budget.take(1)).toThrow(SluiceError);
+    budget.release(5000);
+    expect(budget.held).toBe(0);
+    budget.take(1);
+    expect(() => budget.take(5000)).toThrow(SluiceError);
+  });
+});
+
+const LIMIT = 4096;
+
+/** A keep-alive connection that sends bytes when told and collects the responses it gets. */
+class RawConnection {
+  readonly #socket: Socket;
+  #received = '';
+  closed = false;
+
+  constructor(url: string) {
+    const { hostname, port } = new URL(url);
+    this.#socket = connect(Number(port), hostname);
+    this.#socket.on('data', (d) => {
+      this.#received += d.toString('latin1');
+    });
+    this.#socket.on('close', () => {
+      this.closed = true;
+    });
+    this.#socket.on('error', () => {});
+  }
+
+  send(data: string): void {
+    this.#socket.write(data);
+  }
+
+  responses(): RawResponse[] {
+    return parseResponses(this.#received);
+  }
+
+  async response(n: number): Promise<RawResponse | undefined> {
+    await eventually(async () => this.responses().length >= n || this.closed, 10_000, `response ${n}`);
+    return this.responses()[n - 1];
+  }
+
+  close(): void {
+    this.#socket.destroy();
+  }
+}
+
+function head(length: number | 'chunked', key: string): string {
+  const framing = length === 'chunked' ? 'Transfer-Encoding: chunked' : `Content-Length: ${length}`;
+  return `POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Tenant-Id: acme\r\nX-Idempotency-Key: ${key}\r\n${framing}\r\n\r\n`;
+}
+
+/** A JSON event exactly `bytes` long. */
+function eventOf(bytes: number): string {
+  const bare = JSON.stringify({ payload: { pad: '' } });
+  return JSON.stringify({ payload: { pad: 'x'.repeat(bytes - bare.length) } });
+}
+
+describe('SLUICE_MAX_BODY_BYTES_IN_FLIGHT on a real socket', () => {
+  const f = sluiceFixture({ SLUICE_MAX_BODY_BYTES_IN_FLIGHT: String(LIMIT), SLUICE_MAX_BODY_BYTES: String(64 * 1024) });
+
+  async function gauge(): Promise<number> {
+    const text = await (await fetch(`${f.sluice.url}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('sluice_ingest_body_bytes '));
+    return Number(line?.split(' ')[1]);
+  }
+  function journalKeys(): string[] {
+    return nodeJournalLines(join(f.sluice.journalDir, 'test-node')).map((l) => (JSON.parse(l) as { dedupe_key: string }).dedupe_key);
+  }
+  async function outboxKeys(): Promise<string[]> {
+    return (await f.db.sql<{ dedupe_key: string }[]>`SELECT dedupe_key FROM outbox ORDER BY dedupe_key`).map((r) => r.dedupe_key);
+  }
+
+  test('a body that would pass the limit is refused 503 overloaded before it is read, and nothing of it is written', async () => {
+    const body = eventOf(3000);
+    const holder = new RawConnection(f.sluice.url);
+    try {
+      // Half a body: sluice holds its declared 3,000 bytes until it is answered.
+      holder.send(head(3000, 'holder') + body.slice(0, 1500));
+      await eventually(async () => (await gauge()) === 3000, 10_000, 'the held body in sluice_ingest_body_bytes');
+
+      const refused = await fetch(`${f.sluice.url}/v1/events`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'X-Tenant-Id': 'acme', 'X-Idempotency-Key': 'refused' },
+        body: eventOf(2000),
+      });
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('Retry-After')).toBe('1');
+      const error = ((await refused.json()) as { error: { code: string; message: string } }).error;
+      expect(error.code).toBe('overloaded');
+      expect(error.message).toContain(`SLUICE_MAX_BODY_BYTES_IN_FLIGHT=${LIMIT}`);
+      expect(error.message).toContain('holds 3000 bytes');
+
+      // A body streamed without a length is counted chunk by chunk and refused the same way.
+      const chunked = new RawConnection(f.sluice.url);
+      const part = eventOf(1500);
+      chunked.send(`${head('chunked', 'refused-chunked')}${part.length.toString(16)}\r\n${part}\r\n0\r\n\r\n`);
+      expect((await chunked.response(1))?.status).toBe(503);
+      chunked.close();
+
+      // One that fits beside the held body is written.
+      const small = await fetch(`${f.sluice.url}/v1/events`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'X-Tenant-Id': 'acme', 'X-Idempotency-Key': 'beside' },
+        body: eventOf(500),
+      });
+      expect(small.status).toBe(202);
+
+      holder.send(body.slice(1500));
+      expect((await holder.response(1))?.status).toBe(202);
+      await eventually(async () => (await gauge()) === 0, 10_000, 'sluice_ingest_body_bytes back to 0');
+    } finally {
+      holder.close();
+    }
+    expect(journalKeys().sort()).toEqual(['beside', 'holder']);
+    await eventually(async () => (await outboxKeys()).length === 2, 10_000, 'two outbox rows');
+    expect(await outboxKeys()).toEqual(['beside', 'holder']);
+  });
+
+  test('after a refusal the same keep-alive connection serves the next request whole (the refused body is never read as a request)', async () => {
+    const holder = new RawConnection(f.sluice.url);
+    const conn = new RawConnection(f.sluice.url);
+    try {
+      const holdBody = eventOf(3000);
+      holder.send(head(3000, 'holder-2') + holdBody.slice(0, 10));
+      await eventually(async () => (await gauge()) === 3000, 10_000, 'the held body');
+      // The refused body looks like a request of its own if it were ever parsed as one.
+      const smuggled = `GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n`;
+      const refusedBody = JSON.stringify({ payload: { pad: smuggled.padEnd(2000, ' ') } });
+      conn.send(head(refusedBody.length, 'refused-2') + refusedBody);
+      expect((await conn.response(1))?.status).toBe(503);
+      holder.send(holdBody.slice(10));
+      expect((await holder.response(1))?.status).toBe(202);
+      await eventually(async () => (await gauge()) === 0, 10_000, 'sluice_ingest_body_bytes back to 0');
+      const next = eventOf(200);
+      conn.send(head(next.length, 'after-refusal') + next);
+      const answer = await conn.response(2);
+      // Bun may close the connection after a response to an unread body; what it must never do is
+      // answer anything else from it.
+      if (answer === undefined) expect(conn.closed).toBe(true);
+      else expect(answer.status).toBe(202);
+      expect(conn.responses().length).toBeLessThanOrEqual(2);
+    } finally {
+      holder.close();
+      conn.close();
+    }
+    expect(journalKeys()).not.toContain('refused-2');
+  });
+
+  test('one body larger than the whole limit is written when nothing else is held', async () => {
+    const res = await fetch(`${f.sluice.url}/v1/events`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-Tenant-Id': 'acme', 'X-Idempotency-Key': 'large-alone' },
+      body: eventOf(LIMIT * 4),
+    });
+    expect(res.status).toBe(202);
+    expect(await gauge()).toBe(0);
+  });
+});
