@@ -2,7 +2,7 @@ import { describeError } from '../errors.ts';
 import type { JournalEntry } from '../core/record.ts';
 import { backoffMs } from '../core/backoff.ts';
 import { readCheckpoint, writeCheckpoint, type Checkpoint } from '../journal/checkpoint.ts';
-import { durableLines, isZlibError, nextSegment, parseOwnEntry, reportDamaged, segmentAt, type BadLine } from '../journal/reader.ts';
+import { durableLines, isZlibError, nextSegment, parseOwnEntry, reportDamaged, SegmentListing, segmentAt, type BadLine } from '../journal/reader.ts';
 import type { SegmentFile } from '../journal/segments.ts';
 import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
@@ -55,6 +55,8 @@ export interface ForwarderOptions {
    * several; a lone write, long after the last commit, is forwarded at once.
    */
   lingerMs?: number;
+  /** The journal's segments as the forwarder last listed them; a test passes its own to count the listings. */
+  listing?: SegmentListing;
 }
 
 /** Entries forwarded since start, by where they were read: the writer's hand-off in memory, or the files. */
@@ -95,9 +97,16 @@ export class Forwarder {
   #smallCommitAt = Number.NEGATIVE_INFINITY;
   /** Ends the linger in progress: a batch's worth was handed over meanwhile. */
   #lingering: AbortController | undefined;
+  /**
+   * Kept from one segment to the next and listed again only when a segment is not in it (rotated
+   * since) or is gone (gzipped or retired since): a catch-up over thousands of small segments listed
+   * and stat'ed the whole directory twice a segment.
+   */
+  #listing: SegmentListing;
 
   constructor(opts: ForwarderOptions) {
     this.#opts = opts;
+    this.#listing = opts.listing ?? new SegmentListing(opts.journal.nodeDir);
     this.#handoff = opts.handoff ?? new HandoffQueue();
     this.#clock = opts.clock ?? systemClock;
     this.#checkpointEveryMs = opts.checkpointEveryMs ?? CHECKPOINT_EVERY_MS;
@@ -219,14 +228,18 @@ export class Forwarder {
     try {
       return await this.#forwardSegment();
     } catch (err) {
-      // Maintenance gzipped the plain segment between the listing and the read: read the .gz instead.
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+      // Maintenance gzipped (or retention deleted) the segment since the listing: list again and read
+      // the .gz, or go on with the next.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        await this.#listing.list(true);
+        return true;
+      }
       throw err;
     }
   }
 
   async #forwardSegment(): Promise<boolean> {
-    const seg = await segmentAt(this.#opts.journal, this.#cp);
+    const seg = await segmentAt(this.#opts.journal, this.#cp, this.#listing);
     if (seg === undefined) return false;
     if (seg.firstSeq !== this.#cp.segment) this.#cp = { segment: seg.firstSeq, offset: 0, line: 1, seq: this.#cp.seq };
     // Asked before reading: a segment sealed by then is read to its true end below, so leaving it
@@ -286,7 +299,7 @@ export class Forwarder {
     // Never move past a line that is still being inserted by its own request.
     if (held) return false;
     if (!sealed) return seg.firstSeq < this.#opts.journal.sealedBelow;
-    const following = await nextSegment(this.#opts.journal.nodeDir, seg);
+    const following = await nextSegment(this.#opts.journal.nodeDir, seg, this.#listing);
     if (following === undefined) return false;
     this.#cp = { segment: following.firstSeq, offset: 0, line: 1, seq: this.#cp.seq };
     return true;
@@ -299,7 +312,7 @@ export class Forwarder {
   async #leaveDamaged(seg: SegmentFile, entries: JournalEntry[], next: Checkpoint, reason: string): Promise<boolean> {
     if (next !== this.#cp) await this.#commitRead(entries, next);
     reportDamaged(this.#opts.journal.integrity, seg, this.#cp.seq, reason);
-    const following = await nextSegment(this.#opts.journal.nodeDir, seg);
+    const following = await nextSegment(this.#opts.journal.nodeDir, seg, this.#listing);
     if (following === undefined) return false;
     this.#cp = { segment: following.firstSeq, offset: 0, line: 1, seq: this.#cp.seq };
     return true;

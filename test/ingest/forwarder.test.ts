@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Envelope } from '../../src/core/record.ts';
@@ -8,7 +8,7 @@ import { formatEntry } from '../../src/journal/entry.ts';
 import { JournalMaintenance } from '../../src/journal/maintenance.ts';
 import { verifyJournal } from '../../src/journal/verify.ts';
 import { JournalWriter, type DurableBatch } from '../../src/journal/writer.ts';
-import { readEntriesAfter } from '../../src/journal/reader.ts';
+import { readEntriesAfter, SegmentListing } from '../../src/journal/reader.ts';
 import type { Logger } from '../../src/log.ts';
 import { createMetrics, type Metrics } from '../../src/metrics.ts';
 import { Forwarder, type ForwarderJournal, type ForwarderOptions } from '../../src/ingest/forwarder.ts';
@@ -56,7 +56,7 @@ async function writer(segmentBytes = 1 << 20): Promise<JournalWriter> {
 }
 
 /** A started forwarder of `w`'s journal (or of `more.journal`, a view of it), stopped after the test. */
-async function forwarder(w: JournalWriter, batchSize = 100, log: Logger = quietLog, more: Partial<Pick<ForwarderOptions, 'journal' | 'handoff' | 'clock' | 'checkpointEveryMs' | 'lingerMs'>> = {}): Promise<Forwarder> {
+async function forwarder(w: JournalWriter, batchSize = 100, log: Logger = quietLog, more: Partial<Pick<ForwarderOptions, 'journal' | 'handoff' | 'clock' | 'checkpointEveryMs' | 'lingerMs' | 'listing'>> = {}): Promise<Forwarder> {
   const f = new Forwarder({ nodeId: 'n1', outbox: new Outbox(db.sql, 16), batchSize, pollMs: 10, log, metrics, progress: new OutboxProgress(w), ...more, journal: more.journal ?? w });
   await f.init();
   f.start();
@@ -114,6 +114,21 @@ describe('forwarder', () => {
     expect(cp.seq).toBe(160);
     expect(cp.segment).toBe(w.active?.firstSeq ?? -1);
   });
+
+  test('a catch-up over hundreds of small segments lists the journal directory a few times, not twice a segment', async () => {
+    const w = await writer(4096);
+    const total = 3_000;
+    for (let i = 1; i <= total; i += 5) await w.append([1, 2, 3, 4, 5].map((k) => envelope(i + k - 1)));
+    const segments = readdirSync(w.nodeDir).filter((f) => f.endsWith('.jsonl')).length;
+    expect(segments).toBeGreaterThan(100);
+    const listing = new SegmentListing(w.nodeDir);
+    const f = await forwarder(w, 500, quietLog, { listing });
+    await eventually(async () => f.checkpoint.seq === total, 30_000, 'every write forwarded');
+    expect(await outboxKeys()).toEqual(keys(1, total));
+    expect(f.forwardedFrom.files).toBe(total);
+    expect(listing.listings).toBeGreaterThan(0);
+    expect(listing.listings).toBeLessThanOrEqual(3);
+  }, 60_000);
 
   test('resumes from its checkpoint after a restart without inserting anything twice', async () => {
     const w = await writer();
