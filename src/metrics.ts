@@ -126,7 +126,7 @@ export function createMetrics(): Metrics {
   const ingestBodyBytes = { bytes: 0 };
   new Gauge({
     name: 'sluice_ingest_body_bytes',
-    help: 'Bytes of request bodies ingest holds, read or being read, until their answers (SLUICE_MAX_BODY_BYTES_IN_FLIGHT bounds it).',
+    help: 'Bytes of request bodies ingest holds, from their arrival to their answers (SLUICE_MAX_BODY_BYTES_IN_FLIGHT bounds it).',
     registers: reg,
     collect() {
       this.set(ingestBodyBytes.bytes);

@@ -2,10 +2,10 @@ import { SluiceError } from '../errors.ts';
 
 /**
  * The bytes of request bodies ingest holds at once (SLUICE_MAX_BODY_BYTES_IN_FLIGHT): a body is held
- * from its first byte read until its answer, with its parsed events beside it, and each held MiB cost
- * ~5–7 MiB of resident memory under NDJSON load. A body that does not fit is refused before it is
- * read (503 `overloaded`), except when nothing else is held, so one body of any allowed size always
- * passes.
+ * from the moment it has all arrived until its answer, with its parsed events beside it, and each
+ * held MiB cost ~5–7 MiB of resident memory under NDJSON load. A body that does not fit is refused
+ * (503 `overloaded`), before it is read when its declared length already does not, except when
+ * nothing else is held, so one body of any allowed size always passes.
  */
 export class BodyBudget {
   readonly limit: number;
@@ -21,15 +21,20 @@ export class BodyBudget {
     return this.#held.bytes;
   }
 
-  /** Takes n bytes, or throws `overloaded` with nothing taken. */
-  take(n: number): void {
+  /** Throws `overloaded` when n bytes would not fit now; takes nothing. */
+  check(n: number): void {
     const held = this.#held.bytes;
     if (held > 0 && held + n > this.limit) {
-      throw new SluiceError('overloaded', `sluice holds ${held} bytes of request bodies and this one would pass SLUICE_MAX_BODY_BYTES_IN_FLIGHT=${this.limit}; retry shortly`, {
+      throw new SluiceError('overloaded', `sluice holds ${held} bytes of request bodies and this one of ${n} would pass SLUICE_MAX_BODY_BYTES_IN_FLIGHT=${this.limit}; retry shortly`, {
         retryAfter: 1,
       });
     }
-    this.#held.bytes = held + n;
+  }
+
+  /** Takes n bytes, or throws `overloaded` with nothing taken. */
+  take(n: number): void {
+    this.check(n);
+    this.#held.bytes += n;
   }
 
   release(n: number): void {

@@ -3,10 +3,11 @@ import type { BodyBudget } from './body-budget.ts';
 
 /**
  * Reads a request body, refusing (413) as soon as it passes `maxBytes`, declared or not. `limit`
- * names where the limit comes from, for the error's details. With a `budget`, the body's bytes are
- * taken from it as they are known (a declared length before reading, else chunk by chunk) and the
- * caller releases `held` when done with the body; a body that does not fit is refused (503
- * `overloaded`) before more of it is read, with nothing left taken.
+ * names where the limit comes from, for the error's details. With a `budget`, the whole body is
+ * taken from it once it has arrived (the caller releases `held` when done with it), and a body
+ * whose declared length does not fit beside the bodies already held is refused (503 `overloaded`)
+ * before it is read. A body still arriving holds nothing: a client that declares a length and sends
+ * slowly, or never, cannot fill the budget for everyone else.
  */
 export async function readBody(
   req: Request,
@@ -14,28 +15,26 @@ export async function readBody(
   limit = `SLUICE_MAX_BODY_BYTES=${maxBytes}`,
   budget?: BodyBudget,
 ): Promise<{ body: Uint8Array; held: number }> {
-  const taken = { bytes: 0 };
+  let body: Uint8Array;
   try {
-    const body = await read(req, maxBytes, limit, budget, taken);
-    return { body, held: taken.bytes };
+    body = await read(req, maxBytes, limit, budget);
   } catch (err) {
-    budget?.release(taken.bytes);
     if (err instanceof SluiceError) throw err;
     // The client went away or stalled past the server's idle timeout mid-body: its fault, not ours.
     throw new SluiceError('request_incomplete', 'the request body ended before it was complete (aborted or timed out)', { cause: err });
   }
+  budget?.take(body.byteLength);
+  return { body, held: budget === undefined ? 0 : body.byteLength };
 }
 
-async function read(req: Request, maxBytes: number, limit: string, budget: BodyBudget | undefined, taken: { bytes: number }): Promise<Uint8Array> {
+async function read(req: Request, maxBytes: number, limit: string, budget: BodyBudget | undefined): Promise<Uint8Array> {
   const declared = req.headers.get('content-length');
   if (declared !== null && Number(declared) > maxBytes) throw tooLarge(maxBytes, limit);
   // A declared length bounds the body (HTTP framing ends it there), so it is read in one call: the
   // chunk-by-chunk stream below cost ~10% of the CPU of a single-event ingest. Touching `req.body`
   // first would build that stream anyway.
   if (declared !== null) {
-    const length = Number(declared);
-    budget?.take(length);
-    taken.bytes = length;
+    budget?.check(Number(declared));
     return req.bytes();
   }
   if (req.body === null) return new Uint8Array(0);
@@ -49,15 +48,6 @@ async function read(req: Request, maxBytes: number, limit: string, budget: BodyB
     if (total > maxBytes) {
       await reader.cancel().catch(() => {});
       throw tooLarge(maxBytes, limit);
-    }
-    if (budget !== undefined) {
-      try {
-        budget.take(value.byteLength);
-      } catch (err) {
-        await reader.cancel().catch(() => {});
-        throw err;
-      }
-      taken.bytes += value.byteLength;
     }
     chunks.push(value);
   }

@@ -28,6 +28,10 @@ describe('BodyBudget', () => {
     budget.release(600);
     budget.take(500);
     expect(budget.held).toBe(900);
+    // check() asks without taking.
+    budget.check(100);
+    expect(() => budget.check(101)).toThrow(SluiceError);
+    expect(budget.held).toBe(900);
   });
 
   test('a body larger than the limit passes when nothing else is held, and only then', () => {
@@ -91,7 +95,9 @@ function eventOf(bytes: number): string {
 }
 
 describe('SLUICE_MAX_BODY_BYTES_IN_FLIGHT on a real socket', () => {
-  const f = sluiceFixture({ SLUICE_MAX_BODY_BYTES_IN_FLIGHT: String(LIMIT), SLUICE_MAX_BODY_BYTES: String(64 * 1024) });
+  // sync mode: a write is answered once its outbox insert commits, so a test that blocks inserts
+  // holds a whole body in sluice for as long as it likes.
+  const f = sluiceFixture({ SLUICE_MAX_BODY_BYTES_IN_FLIGHT: String(LIMIT), SLUICE_MAX_BODY_BYTES: String(64 * 1024), SLUICE_SYNC_OUTBOX_WAIT_MS: '60000' });
 
   async function gauge(): Promise<number> {
     const text = await (await fetch(`${f.sluice.url}/metrics`)).text();
@@ -104,20 +110,44 @@ describe('SLUICE_MAX_BODY_BYTES_IN_FLIGHT on a real socket', () => {
   async function outboxKeys(): Promise<string[]> {
     return (await f.db.sql<{ dedupe_key: string }[]>`SELECT dedupe_key FROM outbox ORDER BY dedupe_key`).map((r) => r.dedupe_key);
   }
+  /** Blocks every insert into the outbox (reads go on) until the returned function is called. */
+  async function blockInserts(): Promise<() => Promise<void>> {
+    let release!: () => void;
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    let locked!: () => void;
+    const isLocked = new Promise<void>((r) => {
+      locked = r;
+    });
+    const tx = f.db.sql.begin(async (sql) => {
+      await sql`LOCK TABLE outbox IN SHARE MODE`;
+      locked();
+      await released;
+    });
+    await isLocked;
+    return async () => {
+      release();
+      await tx;
+    };
+  }
+  function post(key: string, body: string): Promise<Response> {
+    return fetch(`${f.sluice.url}/v1/events`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-Tenant-Id': 'acme', 'X-Idempotency-Key': key },
+      body,
+    });
+  }
 
-  test('a body that would pass the limit is refused 503 overloaded before it is read, and nothing of it is written', async () => {
-    const body = eventOf(3000);
-    const holder = new RawConnection(f.sluice.url);
+  test('a body that does not fit beside those held is refused 503 overloaded, and nothing of it is written', async () => {
+    const unblock = await blockInserts();
+    let holder: Promise<Response> | undefined;
+    let beside: Promise<Response> | undefined;
     try {
-      // Half a body: sluice holds its declared 3,000 bytes until it is answered.
-      holder.send(head(3000, 'holder') + body.slice(0, 1500));
+      holder = post('holder', eventOf(3000));
       await eventually(async () => (await gauge()) === 3000, 10_000, 'the held body in sluice_ingest_body_bytes');
 
-      const refused = await fetch(`${f.sluice.url}/v1/events`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json', 'X-Tenant-Id': 'acme', 'X-Idempotency-Key': 'refused' },
-        body: eventOf(2000),
-      });
+      const refused = await post('refused', eventOf(2000));
       expect(refused.status).toBe(503);
       expect(refused.headers.get('Retry-After')).toBe('1');
       const error = ((await refused.json()) as { error: { code: string; message: string } }).error;
@@ -125,68 +155,71 @@ describe('SLUICE_MAX_BODY_BYTES_IN_FLIGHT on a real socket', () => {
       expect(error.message).toContain(`SLUICE_MAX_BODY_BYTES_IN_FLIGHT=${LIMIT}`);
       expect(error.message).toContain('holds 3000 bytes');
 
-      // A body streamed without a length is counted chunk by chunk and refused the same way.
+      // A body streamed without a length is taken once it has arrived, and refused the same way.
       const chunked = new RawConnection(f.sluice.url);
       const part = eventOf(1500);
       chunked.send(`${head('chunked', 'refused-chunked')}${part.length.toString(16)}\r\n${part}\r\n0\r\n\r\n`);
       expect((await chunked.response(1))?.status).toBe(503);
       chunked.close();
 
-      // One that fits beside the held body is written.
-      const small = await fetch(`${f.sluice.url}/v1/events`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json', 'X-Tenant-Id': 'acme', 'X-Idempotency-Key': 'beside' },
-        body: eventOf(500),
-      });
-      expect(small.status).toBe(202);
-
-      holder.send(body.slice(1500));
-      expect((await holder.response(1))?.status).toBe(202);
-      await eventually(async () => (await gauge()) === 0, 10_000, 'sluice_ingest_body_bytes back to 0');
+      // One that fits beside the held body is taken too.
+      beside = post('beside', eventOf(500));
+      await eventually(async () => (await gauge()) === 3500, 10_000, 'both bodies held');
     } finally {
-      holder.close();
+      await unblock();
     }
+    expect((await holder).status).toBe(202);
+    expect((await beside).status).toBe(202);
+    await eventually(async () => (await gauge()) === 0, 10_000, 'sluice_ingest_body_bytes back to 0');
     expect(journalKeys().sort()).toEqual(['beside', 'holder']);
-    await eventually(async () => (await outboxKeys()).length === 2, 10_000, 'two outbox rows');
     expect(await outboxKeys()).toEqual(['beside', 'holder']);
   });
 
   test('after a refusal the same keep-alive connection serves the next request whole (the refused body is never read as a request)', async () => {
-    const holder = new RawConnection(f.sluice.url);
     const conn = new RawConnection(f.sluice.url);
+    const unblock = await blockInserts();
+    let holder: Promise<Response> | undefined;
     try {
-      const holdBody = eventOf(3000);
-      holder.send(head(3000, 'holder-2') + holdBody.slice(0, 10));
+      holder = post('holder-2', eventOf(3000));
       await eventually(async () => (await gauge()) === 3000, 10_000, 'the held body');
       // The refused body looks like a request of its own if it were ever parsed as one.
       const smuggled = `GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n`;
       const refusedBody = JSON.stringify({ payload: { pad: smuggled.padEnd(2000, ' ') } });
       conn.send(head(refusedBody.length, 'refused-2') + refusedBody);
       expect((await conn.response(1))?.status).toBe(503);
-      holder.send(holdBody.slice(10));
-      expect((await holder.response(1))?.status).toBe(202);
-      await eventually(async () => (await gauge()) === 0, 10_000, 'sluice_ingest_body_bytes back to 0');
-      const next = eventOf(200);
-      conn.send(head(next.length, 'after-refusal') + next);
-      const answer = await conn.response(2);
-      // Bun may close the connection after a response to an unread body; what it must never do is
-      // answer anything else from it.
-      if (answer === undefined) expect(conn.closed).toBe(true);
-      else expect(answer.status).toBe(202);
-      expect(conn.responses().length).toBeLessThanOrEqual(2);
     } finally {
-      holder.close();
-      conn.close();
+      await unblock();
     }
+    expect((await holder).status).toBe(202);
+    await eventually(async () => (await gauge()) === 0, 10_000, 'sluice_ingest_body_bytes back to 0');
+    const next = eventOf(200);
+    conn.send(head(next.length, 'after-refusal') + next);
+    const answer = await conn.response(2);
+    // Bun may close the connection after a response to an unread body; what it must never do is
+    // answer anything else from it.
+    if (answer === undefined) expect(conn.closed).toBe(true);
+    else expect(answer.status).toBe(202);
+    expect(conn.responses().length).toBeLessThanOrEqual(2);
+    conn.close();
     expect(journalKeys()).not.toContain('refused-2');
   });
 
+  test('clients that declare bodies and send them slowly, or never, hold nothing: others are served', async () => {
+    const slow = Array.from({ length: 8 }, () => new RawConnection(f.sluice.url));
+    try {
+      for (const [i, c] of slow.entries()) c.send(head(LIMIT - 100, `slow-${i}`) + eventOf(LIMIT - 100).slice(0, 10));
+      await Bun.sleep(200);
+      expect(await gauge()).toBe(0);
+      const res = await post('past-the-slow-ones', eventOf(3000));
+      expect(res.status).toBe(202);
+    } finally {
+      for (const c of slow) c.close();
+    }
+    expect(journalKeys()).toContain('past-the-slow-ones');
+  });
+
   test('one body larger than the whole limit is written when nothing else is held', async () => {
-    const res = await fetch(`${f.sluice.url}/v1/events`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json', 'X-Tenant-Id': 'acme', 'X-Idempotency-Key': 'large-alone' },
-      body: eventOf(LIMIT * 4),
-    });
+    const res = await post('large-alone', eventOf(LIMIT * 4));
     expect(res.status).toBe(202);
     expect(await gauge()).toBe(0);
   });
