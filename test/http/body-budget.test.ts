@@ -112,22 +112,16 @@ describe('SLUICE_MAX_BODY_BYTES_IN_FLIGHT on a real socket', () => {
   }
   /** Blocks every insert into the outbox (reads go on) until the returned function is called. */
   async function blockInserts(): Promise<() => Promise<void>> {
-    let release!: () => void;
-    const released = new Promise<void>((r) => {
-      release = r;
-    });
-    let locked!: () => void;
-    const isLocked = new Promise<void>((r) => {
-      locked = r;
-    });
+    const released = Promise.withResolvers<void>();
+    const locked = Promise.withResolvers<void>();
     const tx = f.db.sql.begin(async (sql) => {
       await sql`LOCK TABLE outbox IN SHARE MODE`;
-      locked();
-      await released;
+      locked.resolve();
+      await released.promise;
     });
-    await isLocked;
+    await locked.promise;
     return async () => {
-      release();
+      released.resolve();
       await tx;
     };
   }
