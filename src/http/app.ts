@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import { SluiceError } from '../errors.ts';
 import type { Envelope } from '../core/record.ts';
-import type { WriteResult } from '../ingest/write-path.ts';
+import type { HeldBody, WriteResult } from '../ingest/write-path.ts';
 import type { Tenants } from '../tenants.ts';
 import { createAdminApp, type AdminDeps } from './admin-app.ts';
 import { errorResponse, plainErrorResponse, statusOf } from './error-response.ts';
@@ -10,14 +10,15 @@ import { authenticateIngest } from './ingest-auth.ts';
 import { addOpsRoutes, type OpsDeps } from './ops-routes.ts';
 import { mediaType, parseEvents, validTraceparent } from './parse-events.ts';
 import { readBody } from './read-body.ts';
-import type { BodyBudget } from './body-budget.ts';
+import type { BodyBudget, BodyHold } from './body-budget.ts';
 import { ThrottledLog } from '../log.ts';
 import { sluiceTopics, topicProblem } from '../core/topic-rule.ts';
 import { MIXED_TENANTS, UNKNOWN_TENANT } from '../tenant-labels.ts';
 
 /** What the ingest route needs; a role without ingest (process) has no /v1/events. */
 export interface IngestDeps {
-  write(envelopes: Envelope[]): Promise<WriteResult[]>;
+  /** `body` is the request's count in the body budget: a write path that holds the events past the answer keeps it. */
+  write(envelopes: Envelope[], body?: HeldBody): Promise<WriteResult[]>;
   maxBodyBytes: number;
   /** The request bodies held at once (SLUICE_MAX_BODY_BYTES_IN_FLIGHT); past it 503 `overloaded`. */
   bodyBudget: BodyBudget;
@@ -72,7 +73,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const requestId = clientRequestId !== null && REQUEST_ID.test(clientRequestId) ? clientRequestId : Bun.randomUUIDv7();
     let tenant = UNKNOWN_TENANT;
     let response: Response;
-    let held = 0;
+    let hold: BodyHold | undefined;
     try {
       checkHeaderLimits(headers);
       if (deps.draining()) throw new SluiceError('shutting_down', 'sluice is shutting down; retry on another node', { retryAfter: 1 });
@@ -86,7 +87,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
         });
       }
       const read = await readBody(req, ingestDeps.maxBodyBytes, undefined, ingestDeps.bodyBudget);
-      held = read.held;
+      hold = read.hold;
       const { body } = read;
       const envelopes = parseEvents(body, format, {
         headers,
@@ -108,7 +109,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       // written: its client was told it failed (README, "Bun's HTTP framing").
       await afterThisTurn();
       if (req.signal.aborted) throw new SluiceError('request_incomplete', 'the connection was closed before the write');
-      const results = await ingestDeps.write(envelopes);
+      const results = await ingestDeps.write(envelopes, hold);
       countEvents(results, (tenant, result, n) => metrics.ingestTally.events(deps.tenants.metricLabel(tenant), result, n));
       // A plain Response with the headers c.header + c.json would give, in their order: Hono's
       // context building them cost ~2% of a single-event ingest.
@@ -125,7 +126,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       // A write refused while draining is the shutdown working as meant (it logs its own lines).
       if (statusOf(err) >= 500 && code !== 'shutting_down') failures.warn(code, 'ingest failed', { request_id: requestId, code });
     }
-    ingestDeps.bodyBudget.release(held);
+    hold?.release();
     const status = String(response.status);
     metrics.ingestTally.request(status, tenant === UNKNOWN_TENANT || tenant === MIXED_TENANTS ? tenant : deps.tenants.metricLabel(tenant));
     metrics.ingestLatency.observe({ status }, (performance.now() - started) / 1000);

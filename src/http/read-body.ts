@@ -1,10 +1,10 @@
 import { SluiceError } from '../errors.ts';
-import type { BodyBudget } from './body-budget.ts';
+import type { BodyBudget, BodyHold } from './body-budget.ts';
 
 /**
  * Reads a request body, refusing (413) as soon as it passes `maxBytes`, declared or not. `limit`
  * names where the limit comes from, for the error's details. With a `budget`, the whole body is
- * taken from it once it has arrived (the caller releases `held` when done with it), and a body
+ * taken from it once it has arrived (the caller releases `hold` when done with it), and a body
  * whose declared length does not fit beside the bodies already held is refused (503 `overloaded`)
  * before it is read. A body still arriving holds nothing: a client that declares a length and sends
  * slowly, or never, cannot fill the budget for everyone else.
@@ -14,7 +14,7 @@ export async function readBody(
   maxBytes: number,
   limit = `SLUICE_MAX_BODY_BYTES=${maxBytes}`,
   budget?: BodyBudget,
-): Promise<{ body: Uint8Array; held: number }> {
+): Promise<{ body: Uint8Array; hold: BodyHold | undefined }> {
   let body: Uint8Array;
   try {
     body = await read(req, maxBytes, limit, budget);
@@ -23,8 +23,7 @@ export async function readBody(
     // The client went away or stalled past the server's idle timeout mid-body: its fault, not ours.
     throw new SluiceError('request_incomplete', 'the request body ended before it was complete (aborted or timed out)', { cause: err });
   }
-  budget?.take(body.byteLength);
-  return { body, held: budget === undefined ? 0 : body.byteLength };
+  return { body, hold: budget?.take(body.byteLength) };
 }
 
 async function read(req: Request, maxBytes: number, limit: string, budget: BodyBudget | undefined): Promise<Uint8Array> {

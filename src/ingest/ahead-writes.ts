@@ -5,7 +5,7 @@ import { Watermark } from '../core/watermark.ts';
 import { ClaimedKeys, type PendingBatch, type RecentKeys } from './recent-keys.ts';
 import type { AppendWaiter } from '../journal/writer.ts';
 import type { JournalEntry } from '../core/record.ts';
-import type { Durability, WritePath, WritePathOptions, WriteResult } from './write-path.ts';
+import type { Durability, HeldBody, WritePath, WritePathOptions, WriteResult } from './write-path.ts';
 
 export type AheadWritesOptions = Pick<WritePathOptions, 'nodeId' | 'journal' | 'progress' | 'recentKeys' | 'maxUnforwarded' | 'log' | 'clock'> & {
   /** When a write is answered: after its journal fsync (fast_ack), or once it is queued (background). */
@@ -52,16 +52,16 @@ export class AheadWrites implements WritePath {
     return `${this.#waiting()} journaled records are waiting for the outbox (limit SLUICE_MAX_UNFORWARDED=${this.#o.maxUnforwarded})`;
   }
 
-  write(envelopes: Envelope[]): Promise<WriteResult[]> {
+  write(envelopes: Envelope[], body?: HeldBody): Promise<WriteResult[]> {
     const building = this.#o.recentKeys.building;
     // A key the half-built index lacks may be a repeat of a journal line not read yet: answered once it is read.
-    if (building !== undefined && envelopes.some((e) => !this.#o.recentKeys.has(e.tenant_id, e.dedupe_key))) return building.then(() => this.write(envelopes));
-    if (this.#waiting() + envelopes.length <= this.#o.maxUnforwarded) return this.#writeAhead(envelopes);
+    if (building !== undefined && envelopes.some((e) => !this.#o.recentKeys.has(e.tenant_id, e.dedupe_key))) return building.then(() => this.write(envelopes, body));
+    if (this.#waiting() + envelopes.length <= this.#o.maxUnforwarded) return this.#writeAhead(envelopes, body);
     // Only past the limit is it worth looking keys up twice: a repeat of a held key takes no room and
     // is answered as a duplicate however full the backlog is.
     const fresh = envelopes.filter((e) => !this.#o.recentKeys.has(e.tenant_id, e.dedupe_key)).length;
-    if (fresh === 0 || this.#waiting() + fresh <= this.#o.maxUnforwarded) return this.#writeAhead(envelopes);
-    return this.#roomFor(fresh).then(() => this.#writeAhead(envelopes));
+    if (fresh === 0 || this.#waiting() + fresh <= this.#o.maxUnforwarded) return this.#writeAhead(envelopes, body);
+    return this.#roomFor(fresh).then(() => this.#writeAhead(envelopes, body));
   }
 
   /** Resolves once every background write is journaled. */
@@ -96,7 +96,7 @@ export class AheadWrites implements WritePath {
     }
   }
 
-  #writeAhead(envelopes: Envelope[]): Promise<WriteResult[]> {
+  #writeAhead(envelopes: Envelope[], body: HeldBody | undefined): Promise<WriteResult[]> {
     const { recentKeys, answer } = this.#o;
     const request = new AheadRequest(recentKeys, this.#o.nodeId, this.#settled, answer === 'journaled' ? 'journal' : 'memory');
     // Made only when some key repeats a held one (rare): each such write's original id.
@@ -110,7 +110,8 @@ export class AheadWrites implements WritePath {
     const fresh = request.inputs.length;
     if (answer === 'queued') {
       if (fresh === 0) request.journaled([]);
-      else this.#trackBackground(this.#journalInBackground(request));
+      // Its events wait in memory until journaled, past the answer: so does its body's count.
+      else this.#trackBackground(this.#journalInBackground(request), body?.keep());
       // Answered at once: a repeat's id is not waited for either (null, as a fresh write's).
       return Promise.resolve(results(envelopes, originals?.map(() => null), undefined, 'memory'));
     }
@@ -168,10 +169,10 @@ export class AheadWrites implements WritePath {
     request.journaled(entries);
   }
 
-  #trackBackground(p: Promise<unknown>): void {
+  #trackBackground(p: Promise<unknown>, letGo: (() => void) | undefined): void {
     const tracked = p.then(
-      () => {},
-      () => {},
+      () => letGo?.(),
+      () => letGo?.(),
     );
     this.#background.add(tracked);
     void tracked.finally(() => this.#background.delete(tracked));

@@ -319,11 +319,14 @@ export class Forwarder {
   }
 
   async #commitRead(entries: JournalEntry[], next: Checkpoint): Promise<void> {
-    await this.#commit(entries, next);
+    // Read from the files: a backlog is behind it (a restart, the queue's overflow), and a short
+    // commit is only a segment's end: no linger (with segments of a few lines it held a catch-up at
+    // one INSERT a linger).
+    await this.#commit(entries, next, false);
     this.#from.files += entries.length;
   }
 
-  async #commit(entries: JournalEntry[], next: Checkpoint): Promise<void> {
+  async #commit(entries: JournalEntry[], next: Checkpoint, lingerAfter = true): Promise<void> {
     const { progress } = this.#opts;
     const toInsert = entries.filter((e) => !progress.insertedDirectly(e.seq));
     if (toInsert.length > 0) {
@@ -341,7 +344,7 @@ export class Forwarder {
     }
     this.#opts.metrics.forwardedRecords.inc({ result: 'already_in_outbox' }, entries.length - toInsert.length);
     this.#cp = { ...next };
-    this.#smallCommitAt = entries.length < this.#opts.batchSize ? this.#clock.now() : Number.NEGATIVE_INFINITY;
+    this.#smallCommitAt = lingerAfter && entries.length < this.#opts.batchSize ? this.#clock.now() : Number.NEGATIVE_INFINITY;
     this.#committed = this.#cp;
     progress.forwardedThrough(next.seq);
     await this.#writeCheckpoint(false);

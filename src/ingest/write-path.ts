@@ -24,9 +24,18 @@ export interface WriteResult {
   durability: Durability;
 }
 
+/**
+ * The request body a write came in (SLUICE_MAX_BODY_BYTES_IN_FLIGHT counts it until its answer).
+ * A write path that holds the request's events past the answer (background: until they are
+ * journaled) keeps it, and lets it go with the function `keep` returns.
+ */
+export interface HeldBody {
+  keep(): () => void;
+}
+
 /** What HTTP sees of ingest, after it has validated a request: the same for every write mode. */
 export interface WritePath {
-  write(envelopes: Envelope[]): Promise<WriteResult[]>;
+  write(envelopes: Envelope[], body?: HeldBody): Promise<WriteResult[]>;
   /**
    * True when every write of the request repeats a key this node holds (the outbox in sync, the
    * dedupe index otherwise): it can only be answered as duplicates, so no backlog limit refuses it.

@@ -6,7 +6,7 @@ import type { Readiness } from '../http/readiness.ts';
 import { TenantPendingLimit } from '../ingest/tenant-pending.ts';
 import { startIngestStack } from '../ingest/ingest-stack.ts';
 import { journalReadiness } from '../ingest/journal-readiness.ts';
-import type { WriteResult } from '../ingest/write-path.ts';
+import type { HeldBody, WriteResult } from '../ingest/write-path.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Outbox } from '../outbox/outbox.ts';
@@ -15,7 +15,7 @@ import { outboxState } from '../probes.ts';
 import type { Tenants } from '../tenants.ts';
 
 export interface IngestRole {
-  write(envelopes: Envelope[]): Promise<WriteResult[]>;
+  write(envelopes: Envelope[], body?: HeldBody): Promise<WriteResult[]>;
   inFlight(): number;
   /** Shutdown began: nothing waits for the dedupe index's background read any more. */
   stopWaiting(): void;
@@ -72,9 +72,9 @@ export async function startIngestRole(o: {
   }
 
   return {
-    async write(envelopes) {
+    async write(envelopes, body) {
       await pendingLimit.admit(envelopes, (es) => writePath.holds(es));
-      const results = await writePath.write(envelopes);
+      const results = await writePath.write(envelopes, body);
       for (const r of results) {
         if (!r.duplicate) pendingLimit.accepted(r.tenant_id, 1);
         // A tenant that wrote here reports pending 0 once drained, rather than vanishing from /metrics.

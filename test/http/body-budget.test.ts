@@ -1,17 +1,20 @@
-import { describe, expect, test } from 'bun:test';
+import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { BodyBudget } from '../../src/http/body-budget.ts';
 import { SluiceError } from '../../src/errors.ts';
 import { nodeJournalLines } from '../support/journal-files.ts';
 import { parseResponses, type RawResponse } from '../support/raw-http.ts';
-import { eventually, sluiceFixture } from '../support/sluice.ts';
+import { testBrokers } from '../support/kafka.ts';
+import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
+import { mountSmallDisk, type SmallDisk } from '../support/small-disk.ts';
+import { eventually, sluiceFixture, startSluice, type TestSluice } from '../support/sluice.ts';
 
 describe('BodyBudget', () => {
   test('takes bodies up to the limit, refuses the one past it with nothing taken, and frees on release', () => {
     const held = { bytes: 0 };
     const budget = new BodyBudget(1000, held);
-    budget.take(600);
+    const first = budget.take(600);
     budget.take(400);
     expect(held.bytes).toBe(1000);
     let refused: unknown;
@@ -25,7 +28,9 @@ describe('BodyBudget', () => {
     expect((refused as SluiceError).retryAfter).toBe(1);
     expect((refused as SluiceError).message).toContain('SLUICE_MAX_BODY_BYTES_IN_FLIGHT=1000');
     expect(budget.held).toBe(1000);
-    budget.release(600);
+    first.release();
+    first.release();
+    expect(budget.held).toBe(400);
     budget.take(500);
     expect(budget.held).toBe(900);
     // check() asks without taking.
@@ -36,12 +41,24 @@ describe('BodyBudget', () => {
 
   test('a body larger than the limit passes when nothing else is held, and only then', () => {
     const budget = new BodyBudget(100);
-    budget.take(5000);
+    const large = budget.take(5000);
     expect(() => budget.take(1)).toThrow(SluiceError);
-    budget.release(5000);
+    large.release();
     expect(budget.held).toBe(0);
     budget.take(1);
     expect(() => budget.take(5000)).toThrow(SluiceError);
+  });
+
+  test('a kept body stays counted past its release, until the write path lets it go (once)', () => {
+    const budget = new BodyBudget(1000);
+    const hold = budget.take(700);
+    const letGo = hold.keep();
+    hold.release();
+    expect(budget.held).toBe(700);
+    expect(() => budget.take(400)).toThrow(SluiceError);
+    letGo();
+    letGo();
+    expect(budget.held).toBe(0);
   });
 });
 
@@ -94,16 +111,26 @@ function eventOf(bytes: number): string {
   return JSON.stringify({ payload: { pad: 'x'.repeat(bytes - bare.length) } });
 }
 
+async function bodyBytesGauge(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('sluice_ingest_body_bytes '));
+  return Number(line?.split(' ')[1]);
+}
+
+function postEvent(url: string, key: string, body: string): Promise<Response> {
+  return fetch(`${url}/v1/events`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'X-Tenant-Id': 'acme', 'X-Idempotency-Key': key },
+    body,
+  });
+}
+
 describe('SLUICE_MAX_BODY_BYTES_IN_FLIGHT on a real socket', () => {
   // sync mode: a write is answered once its outbox insert commits, so a test that blocks inserts
   // holds a whole body in sluice for as long as it likes.
   const f = sluiceFixture({ SLUICE_MAX_BODY_BYTES_IN_FLIGHT: String(LIMIT), SLUICE_MAX_BODY_BYTES: String(64 * 1024), SLUICE_SYNC_OUTBOX_WAIT_MS: '60000' });
 
-  async function gauge(): Promise<number> {
-    const text = await (await fetch(`${f.sluice.url}/metrics`)).text();
-    const line = text.split('\n').find((l) => l.startsWith('sluice_ingest_body_bytes '));
-    return Number(line?.split(' ')[1]);
-  }
+  const gauge = (): Promise<number> => bodyBytesGauge(f.sluice.url);
   function journalKeys(): string[] {
     return nodeJournalLines(join(f.sluice.journalDir, 'test-node')).map((l) => (JSON.parse(l) as { dedupe_key: string }).dedupe_key);
   }
@@ -125,13 +152,7 @@ describe('SLUICE_MAX_BODY_BYTES_IN_FLIGHT on a real socket', () => {
       await tx;
     };
   }
-  function post(key: string, body: string): Promise<Response> {
-    return fetch(`${f.sluice.url}/v1/events`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json', 'X-Tenant-Id': 'acme', 'X-Idempotency-Key': key },
-      body,
-    });
-  }
+  const post = (key: string, body: string): Promise<Response> => postEvent(f.sluice.url, key, body);
 
   test('a body that does not fit beside those held is refused 503 overloaded, and nothing of it is written', async () => {
     const unblock = await blockInserts();
@@ -217,4 +238,51 @@ describe('SLUICE_MAX_BODY_BYTES_IN_FLIGHT on a real socket', () => {
     expect(res.status).toBe(202);
     expect(await gauge()).toBe(0);
   });
+});
+
+describe('SLUICE_MAX_BODY_BYTES_IN_FLIGHT in background mode', () => {
+  // Background answers before the journal write: the events wait in memory until journaled, and a
+  // full journal disk (no preallocated room) keeps them waiting as long as the test likes.
+  let disk: SmallDisk;
+  const f = {} as { db: TestDatabase; sluice: TestSluice };
+  beforeAll(async () => {
+    disk = mountSmallDisk(8 * 1024 * 1024);
+    f.db = await createTestDatabase({ migrate: false });
+    f.sluice = await startSluice({
+      DATABASE_URL: f.db.url,
+      KAFKA_BROKERS: (await testBrokers()).join(','),
+      SLUICE_MAX_BODY_BYTES_IN_FLIGHT: String(LIMIT),
+      SLUICE_WRITE_MODE: 'background',
+      SLUICE_JOURNAL_DIR: disk.dir,
+      SLUICE_JOURNAL_PREALLOCATE: 'false',
+    });
+  }, 120_000);
+  afterAll(async () => {
+    await f.sluice?.stop();
+    await f.db?.drop();
+    disk?.unmount();
+  });
+
+  const gauge = (): Promise<number> => bodyBytesGauge(f.sluice.url);
+  const post = (key: string, body: string): Promise<Response> => postEvent(f.sluice.url, key, body);
+
+  test('an answered write stays counted until it is journaled, so memory waiting for the journal is bounded too', async () => {
+    disk.fill(0);
+    try {
+      const queued = await post('queued', eventOf(3000));
+      expect(queued.status).toBe(202);
+      expect(await queued.json()).toMatchObject({ dedupe_key: 'queued', durability: 'memory' });
+      expect(await gauge()).toBe(3000);
+      const refused = await post('refused', eventOf(2000));
+      expect(refused.status).toBe(503);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('overloaded');
+    } finally {
+      disk.free();
+    }
+    await eventually(async () => (await gauge()) === 0, 20_000, 'the queued write journaled');
+    const keys = nodeJournalLines(join(disk.dir, 'test-node')).map((l) => (JSON.parse(l) as { dedupe_key: string }).dedupe_key);
+    expect(keys).toEqual(['queued']);
+    await eventually(async () => (await f.db.sql`SELECT 1 FROM outbox WHERE dedupe_key = 'queued'`).length === 1, 20_000, 'the outbox row');
+    expect((await post('after', eventOf(2000))).status).toBe(202);
+  }, 60_000);
 });

@@ -541,6 +541,17 @@ describe('forwarder: linger after a small commit (SLUICE_FORWARD_LINGER_MS)', ()
     expect(await outboxKeys()).toEqual(keys(1, 4));
   });
 
+  test('a catch-up read from the files does not linger after each short segment (outside tester: 4 KiB segments, one INSERT a linger)', async () => {
+    const w = await writer(4096);
+    for (let i = 1; i <= 400; i += 4) await w.append([0, 1, 2, 3].map((k) => envelope(i + k)));
+    // The clock never moves: a linger would hold the catch-up for good.
+    const clock = new WatchedClock();
+    const f = await forwarder(w, 100, quietLog, { clock, lingerMs: LINGER });
+    await eventually(async () => f.checkpoint.seq === 400, 10_000, 'every write forwarded without a clock step');
+    expect(f.forwardedFrom.files).toBe(400);
+    expect(await outboxKeys()).toEqual(keys(1, 400));
+  });
+
   test('stop during a linger ends it at once; what it waited for stays in the journal for the next start', async () => {
     const { w, f } = await lingeringAfterK1(100);
     await w.append([envelope(2)]);
