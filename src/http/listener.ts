@@ -71,11 +71,17 @@ export function readTls(files: { certFile: string; keyFile: string }): Tls {
   return tls;
 }
 
+/**
+ * Bun's own default, set explicitly: left to its default, Bun writes a plain-text warning to stderr
+ * for every request it times out (a body that stops arriving), among sluice's JSON log lines.
+ */
+const IDLE_TIMEOUT_S = 10;
+
 function serveOn(host: string, port: number, fetch: ListenerOptions['fetch'], maxRequestBodySize: number, tls: Tls | undefined, shared = false): Server<undefined> {
   try {
     // TLS reload binds a second server beside the first: it needs the port shared too.
     const reusePort = shared || tls !== undefined;
-    return Bun.serve({ hostname: host, port, fetch, maxRequestBodySize, ...(tls === undefined ? {} : { tls }), ...(reusePort ? { reusePort } : {}) });
+    return Bun.serve({ hostname: host, port, fetch, maxRequestBodySize, idleTimeout: IDLE_TIMEOUT_S, ...(tls === undefined ? {} : { tls }), ...(reusePort ? { reusePort } : {}) });
   } catch (err) {
     // The pair was checked by readTls: what is left is the address, which may yet come free.
     const message = `SLUICE_HOST ${host} / SLUICE_PORT ${port}: cannot listen: ${(err as Error).message}: stop what holds the port, or set SLUICE_PORT (and SLUICE_HOST) to an address this host can bind`;
