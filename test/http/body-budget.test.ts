@@ -7,7 +7,9 @@ import { nodeJournalLines } from '../support/journal-files.ts';
 import { parseResponses, type RawResponse } from '../support/raw-http.ts';
 import { testBrokers } from '../support/kafka.ts';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
+import { prng, testSeed } from '../support/seed.ts';
 import { mountSmallDisk, type SmallDisk } from '../support/small-disk.ts';
+import { startTestApp } from '../support/http-app.ts';
 import { eventually, sluiceFixture, startSluice, type TestSluice } from '../support/sluice.ts';
 
 describe('BodyBudget', () => {
@@ -284,5 +286,80 @@ describe('SLUICE_MAX_BODY_BYTES_IN_FLIGHT in background mode', () => {
     expect(keys).toEqual(['queued']);
     await eventually(async () => (await f.db.sql`SELECT 1 FROM outbox WHERE dedupe_key = 'queued'`).length === 1, 20_000, 'the outbox row');
     expect((await post('after', eventOf(2000))).status).toBe(202);
+  }, 60_000);
+});
+
+describe('body accounting under random requests', () => {
+  const BUDGET = 20_000;
+  const MAX_BODY = 30_000;
+
+  test('whatever each request and its write do, every byte taken is given back, and the bytes held never pass the limit but for one body alone', async () => {
+    const random = prng(testSeed('body budget accounting'));
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)] as T;
+    const held = { bytes: 0 };
+    const budget = new BodyBudget(BUDGET, held);
+    let highest = 0;
+    const lettingGo: Promise<void>[] = [];
+    const t = await startTestApp({
+      ingest: {
+        // Each write does what one of the write paths can: answers after a while, fails, or (as
+        // background does) keeps the body counted past its answer and lets it go later.
+        async write(envelopes, body) {
+          highest = Math.max(highest, held.bytes);
+          const outcome = pick(['answer', 'answer', 'fail', 'keep'] as const);
+          await Bun.sleep(random() * 5);
+          if (outcome === 'fail') throw new SluiceError('journal_unavailable', 'the journal failed (test)', { retryAfter: 1 });
+          if (outcome === 'keep') {
+            const letGo = body?.keep();
+            lettingGo.push(Bun.sleep(random() * 20).then(() => letGo?.()));
+          }
+          return envelopes.map((e) => ({ id: null, tenant_id: e.tenant_id, dedupe_key: e.dedupe_key, duplicate: false, durability: 'memory' as const }));
+        },
+        maxBodyBytes: MAX_BODY,
+        bodyBudget: budget,
+        maxBatchLines: 100,
+        maxJsonDepth: 64,
+        maxLineBytes: MAX_BODY,
+      },
+    });
+    const statuses = new Map<number, number>();
+    try {
+      const request = async (n: number): Promise<void> => {
+        const kind = pick(['event', 'event', 'event', 'invalid', 'too-large', 'media-type', 'broken-stream'] as const);
+        const declared = random() < 0.5;
+        let text = kind === 'too-large' ? eventOf(MAX_BODY + 1 + Math.floor(random() * 1000)) : eventOf(60 + Math.floor(random() * (MAX_BODY - 60)));
+        if (kind === 'invalid') text = text.slice(0, -1);
+        const headers: Record<string, string> = { 'Content-Type': kind === 'media-type' ? 'text/plain' : 'application/json', 'X-Tenant-Id': 'acme', 'X-Idempotency-Key': `p${n}` };
+        let body: string | ReadableStream<Uint8Array> = text;
+        if (kind === 'broken-stream') {
+          const bytes = new TextEncoder().encode(text);
+          body = new ReadableStream<Uint8Array>({
+            pull(c) {
+              c.enqueue(bytes.subarray(0, bytes.length >> 1));
+              c.error(new Error('the client went away (test)'));
+            },
+          });
+        } else if (declared) headers['Content-Length'] = String(Buffer.byteLength(text));
+        const res = await t.app.request('/v1/events', { method: 'POST', headers, body });
+        statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+        await res.arrayBuffer();
+        // A refusal is instant: a client that retried at once would spend the whole run inside one
+        // large body's answer. Clients wait (Retry-After), here a few milliseconds.
+        if (res.status === 503) await Bun.sleep(random() * 10);
+      };
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 24 }, async () => {
+          while (next < 600) await request(next++);
+        }),
+      );
+      await Promise.all(lettingGo);
+    } finally {
+      await t.close();
+    }
+    expect(held.bytes).toBe(0);
+    expect(highest).toBeLessThanOrEqual(Math.max(BUDGET, MAX_BODY));
+    // The run reached every answer it was meant to: written, refused for the budget, and each error.
+    for (const status of [202, 503, 400, 413, 415]) expect(`${status}: ${statuses.get(status) ?? 0}`).not.toBe(`${status}: 0`);
   }, 60_000);
 });
