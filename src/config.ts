@@ -261,6 +261,22 @@ function emptyVariables(env: Record<string, string | undefined>): ErrorDetail[] 
     .map(([k, unset]) => ({ path: k, message: `${k} is set but empty: give it a value, or unset it (${unset})` }));
 }
 
+/**
+ * SLUICE_MAX_BODY_BYTES_IN_FLIGHT: a body larger than it passes only alone, and while it is held every
+ * other request is refused, so it may not be set below SLUICE_MAX_BODY_BYTES; unset, it is 8 MiB or
+ * four of the largest bodies, whichever is more.
+ */
+function bodiesInFlight(e: Env, set: boolean): number {
+  if (!set) return Math.max(e.SLUICE_MAX_BODY_BYTES_IN_FLIGHT, 4 * e.SLUICE_MAX_BODY_BYTES);
+  if (e.SLUICE_MAX_BODY_BYTES_IN_FLIGHT < e.SLUICE_MAX_BODY_BYTES) {
+    const message =
+      `SLUICE_MAX_BODY_BYTES_IN_FLIGHT ${e.SLUICE_MAX_BODY_BYTES_IN_FLIGHT} is below SLUICE_MAX_BODY_BYTES ${e.SLUICE_MAX_BODY_BYTES}: ` +
+      'a body larger than the bytes in flight passes only alone, and every other request is refused while it is held; raise SLUICE_MAX_BODY_BYTES_IN_FLIGHT (or unset it) or lower SLUICE_MAX_BODY_BYTES';
+    throw new ConfigError(`invalid configuration: ${message}`, [{ path: 'SLUICE_MAX_BODY_BYTES_IN_FLIGHT', message }]);
+  }
+  return e.SLUICE_MAX_BODY_BYTES_IN_FLIGHT;
+}
+
 export interface Config {
   http: { host: string; port: number; maxBodyBytes: number; maxBodyBytesInFlight: number };
   logLevel: Env['SLUICE_LOG_LEVEL'];
@@ -377,7 +393,7 @@ export function loadConfig(env: Record<string, string | undefined>, opts: { supe
   }
   if (e.SLUICE_WORKERS > 1 && e.SLUICE_WORKER === undefined) workerProblems(e);
   return {
-    http: { host: e.SLUICE_HOST, port: e.SLUICE_PORT, maxBodyBytes: e.SLUICE_MAX_BODY_BYTES, maxBodyBytesInFlight: e.SLUICE_MAX_BODY_BYTES_IN_FLIGHT },
+    http: { host: e.SLUICE_HOST, port: e.SLUICE_PORT, maxBodyBytes: e.SLUICE_MAX_BODY_BYTES, maxBodyBytesInFlight: bodiesInFlight(e, env.SLUICE_MAX_BODY_BYTES_IN_FLIGHT !== undefined) },
     logLevel: e.SLUICE_LOG_LEVEL,
     nodeId: e.SLUICE_NODE_ID,
     writeMode: e.SLUICE_WRITE_MODE,

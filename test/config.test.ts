@@ -132,6 +132,18 @@ describe('configuration', () => {
     expect(loadConfig({ SLUICE_RETRY_BASE_MS: '1000', SLUICE_RETRY_MAX_MS: '1000' }).processor.retryBaseMs).toBe(1000);
   });
 
+  test('the bodies in flight may not be set below the largest body; unset, they are 8 MiB or four largest bodies', () => {
+    const MiB = 1024 * 1024;
+    expect(() => loadConfig({ SLUICE_MAX_BODY_BYTES: String(16 * MiB), SLUICE_MAX_BODY_BYTES_IN_FLIGHT: String(8 * MiB) })).toThrow(
+      `SLUICE_MAX_BODY_BYTES_IN_FLIGHT ${8 * MiB} is below SLUICE_MAX_BODY_BYTES ${16 * MiB}: a body larger than the bytes in flight passes only alone`,
+    );
+    expect(errorsOf({ SLUICE_MAX_BODY_BYTES: String(16 * MiB), SLUICE_MAX_BODY_BYTES_IN_FLIGHT: String(8 * MiB) })).toEqual(['SLUICE_MAX_BODY_BYTES_IN_FLIGHT']);
+    expect(loadConfig({ SLUICE_MAX_BODY_BYTES: String(16 * MiB) }).http.maxBodyBytesInFlight).toBe(64 * MiB);
+    expect(loadConfig({ SLUICE_MAX_BODY_BYTES: String(2 * MiB) }).http.maxBodyBytesInFlight).toBe(8 * MiB);
+    expect(loadConfig({ SLUICE_MAX_BODY_BYTES: String(16 * MiB), SLUICE_MAX_BODY_BYTES_IN_FLIGHT: String(16 * MiB) }).http.maxBodyBytesInFlight).toBe(16 * MiB);
+    expect(loadConfig({ SLUICE_MAX_BODY_BYTES_IN_FLIGHT: '4096', SLUICE_MAX_BODY_BYTES: '4096' }).http.maxBodyBytesInFlight).toBe(4096);
+  });
+
   test('TLS takes both files or neither', () => {
     expect(errorsOf({ SLUICE_TLS_KEY_FILE: '/k.pem' })).toEqual(['SLUICE_TLS_CERT_FILE']);
     expect(errorsOf({ SLUICE_TLS_CERT_FILE: '/c.pem' })).toEqual(['SLUICE_TLS_KEY_FILE']);

@@ -6,8 +6,9 @@ import type { HeldBody } from '../ingest/write-path.ts';
  * from the moment it has all arrived until its answer, with its parsed events beside it, and each
  * held MiB cost ~5–7 MiB of resident memory under NDJSON load. A body that does not fit is refused
  * (503 `overloaded`), before it is read when its declared length already does not, except when
- * nothing else is held, so one body of any allowed size always passes. A background write keeps its
- * body counted past the answer, until its events are journaled (BodyHold.keep).
+ * nothing else is held (config keeps the limit at SLUICE_MAX_BODY_BYTES or more, since a larger body
+ * alone would have every other request refused while held). A background write keeps its body
+ * counted past the answer, until its events are journaled (BodyHold.keep).
  */
 export class BodyBudget {
   readonly limit: number;
