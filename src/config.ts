@@ -28,9 +28,9 @@ export const DEFAULT_MEMORY_MIB = 192;
  * Every integer setting: decimal digits only. `Number()` would also take `0x1F90`, `1e3` or ` 80`,
  * so a value an operator misread would still start sluice.
  */
-const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) => {
+const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER, defaultText = String(def)) => {
   // Out of range, the message says what to set: the range, and that unset means the default.
-  const fix = `set it to ${max === Number.MAX_SAFE_INTEGER ? `${min} or more` : `a whole number from ${min} to ${max}`}, or unset it for the default ${def}`;
+  const fix = `set it to ${max === Number.MAX_SAFE_INTEGER ? `${min} or more` : `a whole number from ${min} to ${max}`}, or unset it for the default ${defaultText}`;
   return z
     .string()
     .regex(/^[0-9]+$/, { error: 'must be a whole number in decimal digits (no sign, exponent, 0x or spaces)' })
@@ -132,14 +132,15 @@ const envSchema = z.object({
   SLUICE_LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   SLUICE_WRITE_MODE: z.enum(WRITE_MODES).default('sync'),
   SLUICE_MAX_BODY_BYTES: int(MiB, 64, 64 * MiB),
-  SLUICE_MAX_BODY_BYTES_IN_FLIGHT: int(8 * MiB, 64, 64 * 1024 * MiB),
+  SLUICE_MAX_BODY_BYTES_IN_FLIGHT: int(8 * MiB, 64, 64 * 1024 * MiB, `${8 * MiB} (or 4 x SLUICE_MAX_BODY_BYTES if more)`),
   SLUICE_MAX_BATCH: int(1000, 1, 100_000),
   SLUICE_MAX_BATCH_LINES: int(10_000, 1, 1_000_000),
   SLUICE_MAX_JSON_DEPTH: int(64, 2, 1_000),
   SLUICE_MAX_LINE_BYTES: int(MiB, 64, 64 * MiB),
   SLUICE_SYNC_OUTBOX_WAIT_MS: int(2_000, 1, 60_000),
   SLUICE_JOURNAL_DIR: z.string().min(1).default('./journal'),
-  SLUICE_JOURNAL_SEGMENT_BYTES: int(64 * MiB, 4096),
+  // Bounded: a preallocated segment is zeroed in full ahead of use (SLUICE_JOURNAL_PREALLOCATE).
+  SLUICE_JOURNAL_SEGMENT_BYTES: int(64 * MiB, 4096, 4 * 1024 * MiB),
   SLUICE_JOURNAL_SEGMENT_MAX_AGE_MS: int(3_600_000, 100),
   SLUICE_JOURNAL_PREALLOCATE: z.enum(['true', 'false'], { error: 'must be true or false' }).default('true'),
   SLUICE_JOURNAL_RETENTION_MS: int(7 * 24 * 3_600_000, 0),

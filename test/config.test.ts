@@ -142,6 +142,13 @@ describe('configuration', () => {
     expect(loadConfig({ SLUICE_MAX_BODY_BYTES: String(2 * MiB) }).http.maxBodyBytesInFlight).toBe(8 * MiB);
     expect(loadConfig({ SLUICE_MAX_BODY_BYTES: String(16 * MiB), SLUICE_MAX_BODY_BYTES_IN_FLIGHT: String(16 * MiB) }).http.maxBodyBytesInFlight).toBe(16 * MiB);
     expect(loadConfig({ SLUICE_MAX_BODY_BYTES_IN_FLIGHT: '4096', SLUICE_MAX_BODY_BYTES: '4096' }).http.maxBodyBytesInFlight).toBe(4096);
+    // Out of range, the message names the default as it is (outside tester: it said 8388608 alone).
+    expect(() => loadConfig({ SLUICE_MAX_BODY_BYTES_IN_FLIGHT: '1' })).toThrow(`or unset it for the default ${8 * MiB} (or 4 x SLUICE_MAX_BODY_BYTES if more)`);
+  });
+
+  test('a journal segment may not pass 4 GiB (it is zeroed in full ahead of use)', () => {
+    expect(errorsOf({ SLUICE_JOURNAL_SEGMENT_BYTES: String(4 * 1024 ** 3 + 1) })).toEqual(['SLUICE_JOURNAL_SEGMENT_BYTES']);
+    expect(loadConfig({ SLUICE_JOURNAL_SEGMENT_BYTES: String(4 * 1024 ** 3) }).journal.segmentBytes).toBe(4 * 1024 ** 3);
   });
 
   test('TLS takes both files or neither', () => {
@@ -210,7 +217,7 @@ describe('configuration', () => {
       'SLUICE_METRIC_TENANTS must be at least 1: set it to a whole number from 1 to 1000000, or unset it for the default 1000',
     );
     expect(() => loadConfig({ SLUICE_JOURNAL_SEGMENT_BYTES: '1' })).toThrow(
-      'SLUICE_JOURNAL_SEGMENT_BYTES must be at least 4096: set it to 4096 or more, or unset it for the default 67108864',
+      'SLUICE_JOURNAL_SEGMENT_BYTES must be at least 4096: set it to a whole number from 4096 to 4294967296, or unset it for the default 67108864',
     );
   });
 

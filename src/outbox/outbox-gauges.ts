@@ -2,6 +2,9 @@ import type { Metrics } from '../metrics.ts';
 import type { Tenants } from '../tenants.ts';
 import type { Outbox } from './outbox.ts';
 
+/** How long the first scrape waits for the counts before it renders without them. */
+export const FIRST_SCRAPE_WAIT_MS = 1_000;
+
 /**
  * Refreshes the per-tenant outbox gauges (pending, dead, oldest pending) before a scrape. The tenants
  * file's tenants, and tenants seen once, report 0 when nothing waits rather than vanishing; tenants
@@ -13,6 +16,7 @@ export class OutboxGauges {
   #metrics: Metrics;
   #known = new Set<string>();
   #refreshed = false;
+  #firstScrapeWaited = false;
   #refreshing: Promise<void> | undefined;
 
   constructor(outbox: Outbox, tenants: Tenants, metrics: Metrics) {
@@ -29,21 +33,26 @@ export class OutboxGauges {
   }
 
   /**
-   * For a scrape: the first one waits for the counts; later ones render what the previous refresh
-   * found and start the next, so a scrape never waits for Postgres and the gauges are at most one
-   * scrape interval old. Refresh failures after the first go to `onError`.
+   * For a scrape: later ones render what the previous refresh found and start the next, so a scrape
+   * never waits for Postgres and the gauges are at most one scrape interval old; the first waits for
+   * the counts, FIRST_SCRAPE_WAIT_MS at most. Refresh failures go to `onError`; it never throws: a
+   * database that does not answer (an outage, a hang) must not cost the scrape its other figures —
+   * with several workers, a first scrape waiting on it passed the supervisor's deadline (503).
    */
   async forScrape(onError: (err: unknown) => void): Promise<void> {
-    if (!this.#refreshed) {
-      await this.refresh();
-      this.#refreshed = true;
-      return;
-    }
-    this.#refreshing ??= this.refresh()
+    const refreshing = (this.#refreshing ??= this.refresh()
+      .then(() => {
+        this.#refreshed = true;
+      })
       .catch(onError)
       .finally(() => {
         this.#refreshing = undefined;
-      });
+      }));
+    if (this.#refreshed || this.#firstScrapeWaited) return;
+    this.#firstScrapeWaited = true;
+    let waited: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([refreshing, new Promise<void>((resolve) => (waited = setTimeout(resolve, FIRST_SCRAPE_WAIT_MS)))]);
+    clearTimeout(waited);
   }
 
   async refresh(): Promise<void> {

@@ -4,7 +4,7 @@ import { outboxStats, pendingByTenant, statusCountsByTenant, type OutboxTenantSt
 import { markSent } from '../../src/outbox/claims.ts';
 import { deleteSent } from '../../src/outbox/retention.ts';
 import { createMetrics } from '../../src/metrics.ts';
-import { OutboxGauges } from '../../src/outbox/outbox-gauges.ts';
+import { FIRST_SCRAPE_WAIT_MS, OutboxGauges } from '../../src/outbox/outbox-gauges.ts';
 import type { NewOutboxRow } from '../../src/core/record.ts';
 import { Outbox } from '../../src/outbox/outbox.ts';
 import { insertRows } from '../../src/outbox/repository.ts';
@@ -13,6 +13,7 @@ import type { Sql } from '../../src/outbox/db.ts';
 import { requeueIds } from '../../src/outbox/replay-requeue.ts';
 import { createTestDatabase, quietLog, type TestDatabase } from '../support/postgres.ts';
 import { eventually } from '../support/sluice.ts';
+import { silentPort } from '../support/ports.ts';
 import { prng, testSeed } from '../support/seed.ts';
 
 const ROWS = 30_000;
@@ -173,4 +174,30 @@ describe('OutboxGauges for a scrape', () => {
     await eventually(async () => (await pending()) === 2, 5_000, 'the background refresh');
     expect(errors).toEqual([]);
   });
+
+  test('a database that does not answer costs the first scrape FIRST_SCRAPE_WAIT_MS at most, and no scrape an error (outside tester: 503 from a node of two workers)', async () => {
+    const silent = await silentPort();
+    const sql = postgres(`postgres://postgres@127.0.0.1:${silent.port}/postgres`, { connect_timeout: 3, max: 2, onnotice: () => {} });
+    try {
+      const metrics = createMetrics();
+      const gauges = new OutboxGauges(new Outbox(sql, 16), new Tenants(NO_TENANTS_FILE, quietLog), metrics);
+      const errors: unknown[] = [];
+      const started = performance.now();
+      await gauges.forScrape((err) => errors.push(err));
+      const waited = performance.now() - started;
+      expect(waited).toBeGreaterThanOrEqual(FIRST_SCRAPE_WAIT_MS - 50);
+      expect(waited).toBeLessThan(FIRST_SCRAPE_WAIT_MS + 1_000);
+      // Later scrapes do not wait at all while the refresh in flight hangs.
+      const again = performance.now();
+      await gauges.forScrape((err) => errors.push(err));
+      expect(performance.now() - again).toBeLessThan(100);
+      expect(await metrics.registry.metrics()).toContain('sluice_ingest_body_bytes 0');
+      // The hung refresh fails in the end, to onError, not as an unhandled rejection.
+      await eventually(async () => errors.length === 1, 10_000, 'the refresh to fail');
+      expect(String(errors[0])).toContain('CONNECT_TIMEOUT');
+    } finally {
+      await sql.end({ timeout: 0 });
+      silent.close();
+    }
+  }, 20_000);
 });
