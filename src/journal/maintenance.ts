@@ -70,7 +70,7 @@ export class JournalMaintenance {
 
   async runOnce(now = Date.now()): Promise<void> {
     const { writer, log, metrics } = this.#opts;
-    writer.rotateIfOlderThan(this.#opts.maxSegmentAgeMs, now);
+    await writer.rotateIfOlderThan(this.#opts.maxSegmentAgeMs, now);
     // Read once, before the directory: a segment below it is sealed for good, whatever the writer
     // does while this pass runs; anything at or above it is left alone.
     const sealedBelow = writer.sealedBelow;

@@ -93,7 +93,8 @@ export class JournalWriter {
   #segmentFirstSeq = 0;
   #segmentOpenedAt = 0;
   #segmentSize = 0;
-  #rotateRequested = false;
+  /** A rotation by age asked for and not done yet: settled once the segment is sealed (or failed to be). */
+  #rotateRequested: PromiseWithResolvers<void> | undefined;
   #nextSeq: number;
   #queue: AppendWaiter[] = [];
   #flushing: Promise<void> | undefined;
@@ -202,12 +203,18 @@ export class JournalWriter {
     return this.#handle === undefined ? undefined : { firstSeq: this.#segmentFirstSeq, durableBytes: this.#segmentSize };
   }
 
-  /** Closes the active segment if it is non-empty and older than `maxAgeMs` (rotation by age). */
-  rotateIfOlderThan(maxAgeMs: number, now = Date.now()): void {
-    if (this.#closed || this.#handle === undefined || this.#segmentSize === 0) return;
-    if (now - this.#segmentOpenedAt < maxAgeMs) return;
-    this.#rotateRequested = true;
+  /**
+   * Closes the active segment if it is non-empty and older than `maxAgeMs` (rotation by age); resolves
+   * once it is sealed, so the caller's pass sees it sealed (sealing trims and syncs the file: under
+   * load that outlasted a maintenance pass that did not wait, which then left it for the next).
+   */
+  rotateIfOlderThan(maxAgeMs: number, now = Date.now()): Promise<void> {
+    if (this.#closed || this.#handle === undefined || this.#segmentSize === 0) return Promise.resolve();
+    if (now - this.#segmentOpenedAt < maxAgeMs) return Promise.resolve();
+    const rotation = (this.#rotateRequested ??= Promise.withResolvers<void>());
+    // Taken up at once when no flush runs (#flush reads it before its first await).
     this.#flushing ??= this.#flush();
+    return rotation.promise;
   }
 
   /**
@@ -262,11 +269,13 @@ export class JournalWriter {
 
   async #flush(): Promise<void> {
     for (;;) {
-      if (this.#rotateRequested) {
-        this.#rotateRequested = false;
+      const rotation = this.#rotateRequested;
+      if (rotation !== undefined) {
+        this.#rotateRequested = undefined;
         await this.#closeSegment().catch((err: unknown) => {
           this.#opts.log.error('journal rotation failed', { error: describeError(err) });
         });
+        rotation.resolve();
       }
       const batch = this.#queue.splice(0);
       if (batch.length === 0) {

@@ -68,6 +68,15 @@ describe('journal maintenance', () => {
     await writer.close();
   });
 
+  test('regression (CI, under load): the pass that rotates a segment by age waits for its seal and gzips it in the same pass', async () => {
+    const { nodeDir, writer, maintenance } = await setup();
+    await writer.append([envelope(1), envelope(2), envelope(3)]);
+    // Sealing trims and syncs the segment; a pass that did not wait for it saw it unsealed and left it.
+    await maintenance.runOnce(Date.now() + 61_000);
+    expect(readdirSync(nodeDir).filter((f) => f.includes('.jsonl'))).toEqual(['00000000000000000001.jsonl.gz']);
+    await writer.close();
+  });
+
   test('closed segments from size rotation are gzipped, bytes kept exactly', async () => {
     const { nodeDir, writer, maintenance, metrics } = await setup({ segmentBytes: 4096 });
     for (let i = 0; i < 100; i++) await writer.append([envelope(i)]);
