@@ -299,7 +299,7 @@ export class Forwarder {
     // Never move past a line that is still being inserted by its own request.
     if (held) return false;
     if (!sealed) return seg.firstSeq < this.#opts.journal.sealedBelow;
-    const following = await nextSegment(this.#opts.journal.nodeDir, seg, this.#listing);
+    const following = await nextSegment(this.#listing, seg);
     if (following === undefined) return false;
     this.#cp = { segment: following.firstSeq, offset: 0, line: 1, seq: this.#cp.seq };
     return true;
@@ -312,7 +312,7 @@ export class Forwarder {
   async #leaveDamaged(seg: SegmentFile, entries: JournalEntry[], next: Checkpoint, reason: string): Promise<boolean> {
     if (next !== this.#cp) await this.#commitRead(entries, next);
     reportDamaged(this.#opts.journal.integrity, seg, this.#cp.seq, reason);
-    const following = await nextSegment(this.#opts.journal.nodeDir, seg, this.#listing);
+    const following = await nextSegment(this.#listing, seg);
     if (following === undefined) return false;
     this.#cp = { segment: following.firstSeq, offset: 0, line: 1, seq: this.#cp.seq };
     return true;

@@ -290,7 +290,7 @@ export async function readEntriesAfter(
     } catch (err) {
       const gone = !read && (err as NodeJS.ErrnoException).code === 'ENOENT';
       // Gzipped (renamed, then unlinked) since the listing: read the .gz.
-      if (gone && !seg.gzipped && (await gzippedSince(journal.nodeDir, seg, listing))) continue;
+      if (gone && !seg.gzipped && (await gzippedSince(listing, seg))) continue;
       // Deleted by retention since the listing (made once, at the start of a read that can take a
       // while): it only deletes forwarded segments, whose keys the outbox holds. Go on with the next.
       if (!gone) {
@@ -298,7 +298,7 @@ export async function readEntriesAfter(
         reportDamaged(journal.integrity, seg, last, (err as Error).message);
       }
     }
-    const next = await nextSegment(journal.nodeDir, seg, listing);
+    const next = await nextSegment(listing, seg);
     if (next === undefined) return;
     cp = { segment: next.firstSeq, offset: 0, line: 1, seq: cp.seq };
   }
@@ -350,7 +350,7 @@ export function durableLines(journal: Pick<JournalWriter, 'active'>, seg: Segmen
 }
 
 /** The segment of `cp`, or (none yet, or its segment is gone) the first holding anything newer. */
-export async function segmentAt(journal: Pick<JournalWriter, 'nodeDir' | 'integrity'>, cp: Checkpoint, listing = new SegmentListing(journal.nodeDir)): Promise<SegmentFile | undefined> {
+export async function segmentAt(journal: Pick<JournalWriter, 'integrity'>, cp: Checkpoint, listing: SegmentListing): Promise<SegmentFile | undefined> {
   const exact = await listing.find((s) => s.firstSeq === cp.segment);
   if (exact !== undefined) return exact;
   const later = (await listing.list()).find((s) => s.firstSeq > cp.segment);
@@ -367,11 +367,11 @@ export async function segmentAt(journal: Pick<JournalWriter, 'nodeDir' | 'integr
   return later;
 }
 
-async function gzippedSince(nodeDir: string, seg: SegmentFile, listing = new SegmentListing(nodeDir)): Promise<boolean> {
+async function gzippedSince(listing: SegmentListing, seg: SegmentFile): Promise<boolean> {
   return (await listing.list(true)).some((s) => s.firstSeq === seg.firstSeq && s.gzipped);
 }
 
-export async function nextSegment(nodeDir: string, seg: SegmentFile, listing = new SegmentListing(nodeDir)): Promise<SegmentFile | undefined> {
+export async function nextSegment(listing: SegmentListing, seg: SegmentFile): Promise<SegmentFile | undefined> {
   return listing.find((s) => s.firstSeq > seg.firstSeq);
 }
 

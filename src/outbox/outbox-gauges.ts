@@ -15,7 +15,6 @@ export class OutboxGauges {
   #tenants: Tenants;
   #metrics: Metrics;
   #known = new Set<string>();
-  #refreshed = false;
   #firstScrapeWaited = false;
   #refreshing: Promise<void> | undefined;
 
@@ -41,14 +40,11 @@ export class OutboxGauges {
    */
   async forScrape(onError: (err: unknown) => void): Promise<void> {
     const refreshing = (this.#refreshing ??= this.refresh()
-      .then(() => {
-        this.#refreshed = true;
-      })
       .catch(onError)
       .finally(() => {
         this.#refreshing = undefined;
       }));
-    if (this.#refreshed || this.#firstScrapeWaited) return;
+    if (this.#firstScrapeWaited) return;
     this.#firstScrapeWaited = true;
     let waited: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([refreshing, new Promise<void>((resolve) => (waited = setTimeout(resolve, FIRST_SCRAPE_WAIT_MS)))]);
