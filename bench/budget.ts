@@ -2,7 +2,7 @@
 // with numbers"): at the rate the target asks for, the cores that the work no implementation of sluice
 // can skip needs, and what is left per event for sluice. README.md, "Benchmarks", "Budget".
 import type { BaselineResult, ScenarioResult } from './result.ts';
-import type { RateAsked, Scenario } from './scenarios.ts';
+import type { MinimumCeiling, RateAsked, Scenario } from './scenarios.ts';
 
 type HttpCeiling = 'raw-bun-serve-json' | 'raw-bun-serve-ndjson-1000';
 
@@ -15,6 +15,11 @@ export interface BudgetPlan {
   outbox: boolean;
   /** Events are claimed, published to Kafka and marked sent (a `serve` node). */
   publishes: boolean;
+  /**
+   * The durable minimum of the scenario's write mode (bench/baselines/durable-minimum.ts): a server
+   * doing strictly less than sluice with the same requests, so a rate it cannot reach sluice cannot either.
+   */
+  minimum?: MinimumCeiling;
 }
 
 /** The floors of one event, in CPU µs; null where the event does not go that way. */
@@ -51,6 +56,8 @@ export interface Budget {
    * already among the floors), plus what Postgres and the broker spent per event beyond their floors.
    */
   charged_us: number | null;
+  /** The durable minimum's throughput in the same run, when the scenario has one and it was measured. */
+  minimum_rate?: number;
   verdict: string;
 }
 
@@ -60,7 +67,10 @@ export function budgetPlan(s: Scenario): BudgetPlan | undefined {
   if (rate === undefined) return undefined;
   // End to end sends NDJSON batches; the HTTP scenarios their own shape; publish latency single events.
   const single = s.kind === 'publish-latency' || (s.kind === 'http' && s.lines === 1);
-  return { rate, http: single ? 'raw-bun-serve-json' : 'raw-bun-serve-ndjson-1000', outbox: s.database !== 'embedded', publishes: s.command === 'serve' };
+  const plan: BudgetPlan = { rate, http: single ? 'raw-bun-serve-json' : 'raw-bun-serve-ndjson-1000', outbox: s.database !== 'embedded', publishes: s.command === 'serve' };
+  // Single JSON events on the Postgres outbox, answered once journaled (fast_ack) or inserted (sync).
+  if (s.kind === 'http' && s.lines === 1 && plan.outbox && (s.mode === 'fast_ack' || s.mode === 'sync')) plan.minimum = `durable-minimum-json-${s.mode}`;
+  return plan;
 }
 
 const PART_NAMES: Record<keyof BudgetFloors, string> = {
@@ -106,13 +116,31 @@ export function budgetOf(plan: BudgetPlan, scenario: ScenarioResult, baselines: 
   const sluice_budget_us = (cores * 1e6) / asked - unavoidable_us;
   const beyond = (measured: number, floor: number | null): number => Math.max(0, measured - (floor ?? 0));
   const charged_us = sluice - floors.http + beyond(postgres, (floors.postgres_insert ?? 0) + (floors.postgres_claim_mark ?? 0)) + beyond(broker, floors.broker);
+  const minimum = plan.minimum === undefined ? undefined : ceiling(plan.minimum)?.throughput;
+  const minimum_rate = minimum !== undefined && Number.isFinite(minimum) ? minimum : undefined;
   let verdict: string;
   if (unavoidable_cores >= cores) {
     const [name, us] = parts.reduce((a, b) => (b[1] > a[1] ? b : a));
     verdict =
       `no budget left: the unavoidable work alone needs ${unavoidable_cores.toFixed(2)} cores of ${cores} ` +
       `(most: ${PART_NAMES[name]}, ${((asked * us) / 1e6).toFixed(2)})`;
+  } else if (minimum_rate !== undefined && minimum_rate < asked) {
+    verdict =
+      `out of reach here: ${plan.minimum}, the least work this needs, reached ${Math.round(minimum_rate).toLocaleString('en-US')}/s ` +
+      `(${(minimum_rate / asked).toFixed(2)} of the rate asked)`;
   } else if (charged_us <= sluice_budget_us) verdict = 'within budget';
   else verdict = `over budget by ${(charged_us / sluice_budget_us).toFixed(1)}×`;
-  return { target_rate: asked, rate_from, cores, floor_us: floors, unavoidable_us, unavoidable_cores, sluice_budget_us, sluice_us: sluice, charged_us, verdict };
+  return {
+    target_rate: asked,
+    rate_from,
+    cores,
+    floor_us: floors,
+    unavoidable_us,
+    unavoidable_cores,
+    sluice_budget_us,
+    sluice_us: sluice,
+    charged_us,
+    ...(minimum_rate === undefined ? {} : { minimum_rate }),
+    verdict,
+  };
 }

@@ -124,6 +124,28 @@ async function rawServeCeiling(ctx: Context, lines: number, connections: number)
   }
 }
 
+/**
+ * The durable minimum of a write mode (bench/baselines/durable-minimum.ts) under the single-JSON load:
+ * its own process and Postgres metered, like sluice's. The outbox is emptied before and after.
+ */
+async function durableMinimumCeiling(ctx: Context, mode: 'fast_ack' | 'sync'): Promise<Measured> {
+  await ctx.db.reset();
+  const file = join(ctx.workDir, `durable-minimum-${mode}.jsonl`);
+  const server = await startServer({
+    cmd: ['bun', join(import.meta.dir, 'baselines', 'durable-minimum.ts'), mode, file],
+    cwd: import.meta.dir,
+    env: { ...process.env, DATABASE_URL: ctx.db.url },
+    logPath: join(ctx.workDir, `durable-minimum-${mode}.log`),
+    ready: /^listening (\S+)\n/m,
+  });
+  try {
+    return await measureWrk(server.url, ctx, `minimum-${mode}`, { lines: 1, connections: SINGLE_CONNECTIONS }, { app: treeOf(server.pid), postgres: ctx.postgres });
+  } finally {
+    await server.stop();
+    rmSync(file, { force: true });
+  }
+}
+
 async function measureBaselines(ctx: Context): Promise<BaselineResult[]> {
   progress(`ceiling: raw Bun.serve, single JSON events, ${SINGLE_CONNECTIONS} connections`);
   const json = await rawServeCeiling(ctx, 1, SINGLE_CONNECTIONS);
@@ -144,7 +166,11 @@ async function measureBaselines(ctx: Context): Promise<BaselineResult[]> {
     });
     return { unit: 'events/s', throughput: r.eventsPerS, events: r.rows, p50_ms: r.p50Ms, p99_ms: r.p99Ms, max_ms: r.maxMs };
   });
-  await ctx.db.reset();
+  progress(`ceiling: the durable minimum, fast_ack: single JSON events journaled (O_DSYNC group commits), then inserted, ${SINGLE_CONNECTIONS} connections`);
+  const minimumFastAck = await durableMinimumCeiling(ctx, 'fast_ack');
+  progress(`ceiling: the durable minimum, sync: single JSON events journaled and inserted before the answer, ${SINGLE_CONNECTIONS} connections`);
+  const minimumSync = await durableMinimumCeiling(ctx, 'sync');
+  await settle(ctx);
   const recordBytes = Buffer.byteLength(JSON.stringify(PAYLOAD));
   progress(`ceiling: Kafka ProducerPerformance, ${durations.kafkaRecords} records of ${recordBytes} bytes, acks=all`);
   const kafka = await metered({ app: ownChildren('ProducerPerformance'), kafka: ctx.kafka }, async () => {
@@ -163,6 +189,8 @@ async function measureBaselines(ctx: Context): Promise<BaselineResult[]> {
     { name: 'raw-bun-serve-ndjson-1000', description: 'Bun.serve parsing the same NDJSON batch, 202', ...ndjson },
     { name: 'postgres-batched-insert', description: 'insertRows, batches of 1000 over 4 connections; latency per batch', ...insert },
     { name: 'kafka-producer-perf', description: `org.apache.kafka.tools.ProducerPerformance, ${recordBytes}-byte records, acks=all`, ...kafka },
+    { name: 'durable-minimum-json-fast_ack', description: 'Bun.serve + O_DSYNC group commit, answered when durable; insertRows every 10 ms', ...minimumFastAck },
+    { name: 'durable-minimum-json-sync', description: 'Bun.serve + O_DSYNC group commit + insertRows, answered when inserted', ...minimumSync },
   ];
 }
 

@@ -1,7 +1,10 @@
 import type { WriteMode } from '../src/core/modes.ts';
 import type { Measured } from './result.ts';
 
-export type BaselineName = 'raw-bun-serve-json' | 'raw-bun-serve-ndjson-1000' | 'postgres-batched-insert' | 'kafka-producer-perf';
+/** The durable minimum of a write mode (bench/baselines/durable-minimum.ts): the least work sluice's design does with a single JSON event. */
+export type MinimumCeiling = 'durable-minimum-json-fast_ack' | 'durable-minimum-json-sync';
+
+export type BaselineName = 'raw-bun-serve-json' | 'raw-bun-serve-ndjson-1000' | 'postgres-batched-insert' | 'kafka-producer-perf' | MinimumCeiling;
 
 /** The rate a target asks for: a ratio to the scenario's ceiling measured in the same run, or events/s. */
 export type RateAsked = { ratio: number } | { events_per_s: number };

@@ -58,9 +58,9 @@ describe('bench budget of a rate target', () => {
   test('every rate target of issue 11 has a plan with the floors its events go through; the latency target has none', () => {
     const plans = Object.fromEntries(SCENARIOS.flatMap((s) => (s.target === undefined ? [] : [[s.name, budgetPlan(s) ?? null]])));
     expect(plans).toEqual({
-      'ingest-json-fast_ack': { rate: { ratio: 0.5 }, http: 'raw-bun-serve-json', outbox: true, publishes: false },
-      'json-sync': { rate: { ratio: 0.2 }, http: 'raw-bun-serve-json', outbox: true, publishes: true },
-      'json-fast_ack': { rate: { ratio: 0.35 }, http: 'raw-bun-serve-json', outbox: true, publishes: true },
+      'ingest-json-fast_ack': { rate: { ratio: 0.5 }, http: 'raw-bun-serve-json', outbox: true, publishes: false, minimum: 'durable-minimum-json-fast_ack' },
+      'json-sync': { rate: { ratio: 0.2 }, http: 'raw-bun-serve-json', outbox: true, publishes: true, minimum: 'durable-minimum-json-sync' },
+      'json-fast_ack': { rate: { ratio: 0.35 }, http: 'raw-bun-serve-json', outbox: true, publishes: true, minimum: 'durable-minimum-json-fast_ack' },
       'ndjson-1000-fast_ack': { rate: { events_per_s: 150_000 }, http: 'raw-bun-serve-ndjson-1000', outbox: true, publishes: true },
       'end-to-end-exactly_once': { rate: { ratio: 0.5 }, http: 'raw-bun-serve-ndjson-1000', outbox: true, publishes: true },
       'publish-latency-5000': null,
@@ -105,6 +105,26 @@ describe('bench budget of a rate target', () => {
     expect(b.verdict).toBe('no budget left: the unavoidable work alone needs 3.38 cores of 2 (most: Postgres insert, 1.20)');
     // The same work on 4 cores leaves a budget: the verdict depends on the machine, not on the figures alone.
     expect(budget('ndjson-1000-fast_ack', { app: 12, postgres: 20, kafka: 1, load: 4 }, 4).verdict).toMatch(/^over budget by /);
+  });
+
+  test('a rate the durable minimum of the write mode did not reach is out of reach here, whatever sluice spends; one it reached leaves the CPU verdict', () => {
+    // Asked 50,000/s (0.5 × 100,000). The minimum does strictly less than sluice with the same requests.
+    const slow = [...BASELINES, ceiling('durable-minimum-json-fast_ack', 20_000, { app: 15, postgres: 8, load: 9 })];
+    const plan = budgetPlan(SCENARIOS.find((x) => x.name === 'ingest-json-fast_ack') as (typeof SCENARIOS)[number]);
+    if (plan === undefined) throw new Error('no plan');
+    const within = scenario('ingest-json-fast_ack', { app: 20, postgres: 9, load: 8 });
+    const b = budgetOf(plan, within, slow, 2);
+    expect(b.minimum_rate).toBe(20_000);
+    // Within the CPU budget (as in the test above), and still out of reach: the verdict says which holds.
+    expect(b.charged_us).toBeLessThanOrEqual(b.sluice_budget_us ?? Number.NaN);
+    expect(b.verdict).toBe('out of reach here: durable-minimum-json-fast_ack, the least work this needs, reached 20,000/s (0.40 of the rate asked)');
+    const fast = [...BASELINES, ceiling('durable-minimum-json-fast_ack', 60_000, { app: 15, postgres: 8, load: 9 })];
+    expect(budgetOf(plan, within, fast, 2).verdict).toBe('within budget');
+    // Not measured (an older results file): the CPU verdict alone, and no minimum reported.
+    expect(budgetOf(plan, within, BASELINES, 2).minimum_rate).toBeUndefined();
+    // Floors the cores cannot carry come first: that holds whatever any server reaches.
+    const starved = budgetOf(plan, scenario('ingest-json-fast_ack', { app: 20, postgres: 9, load: 40 }), slow, 2);
+    expect(starved.verdict).toMatch(/^no budget left: /);
   });
 
   test('a figure not measured (no /proc, or a results file without the load) leaves the budget uncomputed, saying which', () => {

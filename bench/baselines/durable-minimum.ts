@@ -1,0 +1,119 @@
+// The durable minimum: the least any implementation of sluice's design must do with a single JSON event
+// on this machine, as its own process. Raw Bun.serve's work (read the body, JSON.parse it, answer 202)
+// plus what the guarantee costs: the line appended to a preallocated file opened O_DSYNC, one group
+// commit in flight (writes arriving meanwhile go in the next), and the rows inserted into the outbox with
+// the project's own multi-row insert. `fast_ack` answers once the line is durable and inserts in the
+// background, at most SLUICE_FORWARD_BATCH rows every SLUICE_FORWARD_LINGER_MS (sluice's defaults);
+// `sync` answers once its group is durable and inserted. No validation, dedupe index, tenants, metrics
+// or log: a target this server cannot reach is out of reach of sluice too. README.md, "Benchmarks".
+//
+// usage: durable-minimum.ts <fast_ack|sync> <file> [preallocated MiB, 256], DATABASE_URL set; prints
+// `listening <url>`.
+import { constants, openSync, writeSync, fsyncSync, closeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { createLogger } from '../../src/log.ts';
+import { openDatabase } from '../../src/outbox/db.ts';
+import type { NewOutboxRow } from '../../src/core/record.ts';
+import { insertRows } from '../../src/outbox/repository.ts';
+import { partitionOf } from '../../src/outbox/partition.ts';
+
+const [mode, file, preallocateMiB = '256'] = process.argv.slice(2);
+const url = process.env.DATABASE_URL;
+if ((mode !== 'fast_ack' && mode !== 'sync') || file === undefined || url === undefined) {
+  throw new Error('usage: DATABASE_URL=… durable-minimum.ts <fast_ack|sync> <file> [preallocated MiB]');
+}
+
+// sluice's defaults (SLUICE_FORWARD_BATCH, SLUICE_FORWARD_LINGER_MS); a full bench run writes ~100 MB.
+const FORWARD_BATCH = 1000;
+const LINGER_MS = 10;
+const PREALLOCATED = Number(preallocateMiB) * 1024 * 1024;
+
+// Zeroed and synced before listening, as sluice's spare segment is: group commits then overwrite
+// blocks the filesystem already holds.
+{
+  const fd = openSync(file, 'w');
+  const zeros = Buffer.alloc(1024 * 1024);
+  for (let at = 0; at < PREALLOCATED; at += zeros.length) writeSync(fd, zeros, 0, zeros.length, at);
+  fsyncSync(fd);
+  closeSync(fd);
+}
+const segment = await open(file, constants.O_WRONLY | constants.O_DSYNC);
+const db = await openDatabase({ url, dataDir: '', pool: 1 }, createLogger({ level: 'warn' }));
+await db.sql`SELECT 1`;
+
+interface Waiter {
+  row: NewOutboxRow;
+  line: string;
+  done: () => void;
+  failed: (err: unknown) => void;
+}
+
+let offset = 0;
+let queue: Waiter[] = [];
+let committing = false;
+let unforwarded: NewOutboxRow[] = [];
+
+async function groupCommit(): Promise<void> {
+  committing = true;
+  while (queue.length > 0) {
+    const group = queue;
+    queue = [];
+    try {
+      const bytes = Buffer.from(group.map((w) => w.line).join(''));
+      for (let written = 0; written < bytes.length; ) {
+        written += (await segment.write(bytes, written, bytes.length - written, offset + written)).bytesWritten;
+      }
+      offset += bytes.length;
+      if (mode === 'sync') await insertRows(db.sql, group.map((w) => w.row));
+      else for (const w of group) unforwarded.push(w.row);
+      for (const w of group) w.done();
+    } catch (err) {
+      for (const w of group) w.failed(err);
+    }
+  }
+  committing = false;
+}
+
+if (mode === 'fast_ack') {
+  void (async () => {
+    for (;;) {
+      await Bun.sleep(LINGER_MS);
+      while (unforwarded.length > 0) await insertRows(db.sql, unforwarded.splice(0, FORWARD_BATCH));
+    }
+  })();
+}
+
+const ingestedAt = new Date().toISOString();
+const server = Bun.serve({
+  hostname: '127.0.0.1',
+  port: 0,
+  async fetch(req) {
+    const text = await req.text();
+    const event = JSON.parse(text) as { dedupe_key: string; payload: unknown };
+    const tenant = req.headers.get('x-tenant-id') ?? 'bench';
+    const row: NewOutboxRow = {
+      tenant_id: tenant,
+      dedupe_key: event.dedupe_key,
+      partition: partitionOf(tenant, 16),
+      topic: 'bench',
+      payload: JSON.stringify(event.payload),
+      headers: {},
+      request_id: event.dedupe_key,
+      traceparent: undefined,
+      ingested_at: ingestedAt,
+    };
+    await new Promise<void>((done, failed) => {
+      queue.push({ row, line: `${text}\n`, done, failed });
+      if (!committing) void groupCommit();
+    });
+    return Response.json({ id: null, dedupe_key: event.dedupe_key, duplicate: false }, { status: 202 });
+  },
+});
+console.log(`listening http://127.0.0.1:${server.port}`);
+process.once('SIGTERM', () => {
+  void server.stop(true).then(async () => {
+    await db.close();
+    await segment.close();
+    process.exit(0);
+  });
+});
