@@ -69,7 +69,9 @@ export function budgetPlan(s: Scenario): BudgetPlan | undefined {
   const single = s.kind === 'publish-latency' || (s.kind === 'http' && s.lines === 1);
   const plan: BudgetPlan = { rate, http: single ? 'raw-bun-serve-json' : 'raw-bun-serve-ndjson-1000', outbox: s.database !== 'embedded', publishes: s.command === 'serve' };
   // Single JSON events on the Postgres outbox, answered once journaled (fast_ack) or inserted (sync).
-  if (s.kind === 'http' && s.lines === 1 && plan.outbox && (s.mode === 'fast_ack' || s.mode === 'sync')) plan.minimum = `durable-minimum-json-${s.mode}`;
+  if (s.kind === 'http' && s.lines === 1 && plan.outbox && (s.mode === 'fast_ack' || s.mode === 'sync')) {
+    plan.minimum = plan.publishes ? `durable-minimum-serve-json-${s.mode}` : `durable-minimum-json-${s.mode}`;
+  }
   return plan;
 }
 
@@ -143,4 +145,23 @@ export function budgetOf(plan: BudgetPlan, scenario: ScenarioResult, baselines: 
     ...(minimum_rate === undefined ? {} : { minimum_rate }),
     verdict,
   };
+}
+
+/** The name of the durable minimum's run at a publish-latency scenario's rate (bench/run.ts). */
+export function minimumLatencyName(rate: number): string {
+  return `durable-minimum-publish-latency-${rate}`;
+}
+
+/**
+ * For a latency target: what the durable minimum (publishing) measured at the same rate in the same run,
+ * and whether it met the target itself — if not, no implementation of the design meets it on this
+ * machine; if so, the gap is sluice's. Undefined for other scenarios, or when it was not measured.
+ */
+export function minimumLatencyNote(s: Scenario, baselines: BaselineResult[]): string | undefined {
+  if (s.kind !== 'publish-latency' || s.target === undefined) return undefined;
+  const name = minimumLatencyName(s.rate);
+  const m = baselines.find((b) => b.name === name);
+  if (m === undefined) return undefined;
+  const figures = `${name}: p50 ${m.p50_ms.toFixed(1)} / p99 ${m.p99_ms.toFixed(1)} ms`;
+  return s.target.met(m, Number.NaN) ? `${figures}, within the target: the gap is sluice's` : `out of reach here: ${figures}, the least work this needs misses the target too`;
 }

@@ -12,7 +12,7 @@ import { measureInsertCeiling } from './baselines/postgres-insert.ts';
 import { writeBenchTenant, type BenchTenant } from './bench-tenant.ts';
 import { chartFile } from './chart.ts';
 import { warmBrokerTransactions } from './broker-warmup.ts';
-import { budgetOf, budgetPlan } from './budget.ts';
+import { budgetOf, budgetPlan, minimumLatencyName, minimumLatencyNote } from './budget.ts';
 import { brokerSelector, ownChildren, postgresSelector, startCpuMeter, treeOf, type Selector } from './cpu-meter.ts';
 import { freshDatabase, type BenchDatabase } from './database.ts';
 import { runEndToEnd } from './end-to-end.ts';
@@ -28,6 +28,7 @@ import {
   BATCH_CONNECTIONS,
   BATCH_LINES,
   FULL,
+  PUBLISH_RATE,
   QUICK,
   SCALING_WORKERS,
   SCENARIOS,
@@ -125,25 +126,68 @@ async function rawServeCeiling(ctx: Context, lines: number, connections: number)
 }
 
 /**
- * The durable minimum of a write mode (bench/baselines/durable-minimum.ts) under the single-JSON load:
- * its own process and Postgres metered, like sluice's. The outbox is emptied before and after.
+ * Runs `measure` against the durable minimum of a write mode (bench/baselines/durable-minimum.ts),
+ * publishing to a fresh topic of its own when `publish`. Its process, Postgres and (publishing) the
+ * broker are metered like sluice's. The outbox is emptied before and after.
  */
-async function durableMinimumCeiling(ctx: Context, mode: 'fast_ack' | 'sync'): Promise<Measured> {
+async function withDurableMinimum(
+  ctx: Context,
+  mode: 'fast_ack' | 'sync',
+  publish: boolean,
+  /** Names this run's file, log and topic: one per run. */
+  label: string,
+  measure: (url: string, topic: string, selectors: Selectors) => Promise<Measured>,
+): Promise<Measured> {
   await ctx.db.reset();
-  const file = join(ctx.workDir, `durable-minimum-${mode}.jsonl`);
+  const name = `durable-minimum-${label}`;
+  const file = join(ctx.workDir, `${name}.jsonl`);
+  const topic = `bench.${runId}.${name}`;
+  if (publish) await createTopic(ctx.brokers, topic);
   const server = await startServer({
     cmd: ['bun', join(import.meta.dir, 'baselines', 'durable-minimum.ts'), mode, file],
     cwd: import.meta.dir,
-    env: { ...process.env, DATABASE_URL: ctx.db.url },
-    logPath: join(ctx.workDir, `durable-minimum-${mode}.log`),
+    env: { ...process.env, DATABASE_URL: ctx.db.url, ...(publish ? { KAFKA_BROKERS: ctx.brokers.join(','), MINIMUM_TOPIC: topic } : {}) },
+    logPath: join(ctx.workDir, `${name}.log`),
     ready: /^listening (\S+)\n/m,
   });
   try {
-    return await measureWrk(server.url, ctx, `minimum-${mode}`, { lines: 1, connections: SINGLE_CONNECTIONS }, { app: treeOf(server.pid), postgres: ctx.postgres });
+    return await measure(server.url, topic, { app: treeOf(server.pid), postgres: ctx.postgres, ...(publish ? { kafka: ctx.kafka } : {}) });
   } finally {
     await server.stop();
     rmSync(file, { force: true });
+    await settle(ctx);
   }
+}
+
+/** The durable minimum under the single-JSON load of the HTTP scenarios. */
+function durableMinimumCeiling(ctx: Context, mode: 'fast_ack' | 'sync', publish = false): Promise<Measured> {
+  const label = `${mode}${publish ? '-publish' : ''}`;
+  return withDurableMinimum(ctx, mode, publish, label, (url, _topic, selectors) =>
+    measureWrk(url, ctx, `minimum-${label}`, { lines: 1, connections: SINGLE_CONNECTIONS }, selectors),
+  );
+}
+
+/**
+ * The durable minimums that publish, after the broker's warm-up (as the `serve` scenarios): each write
+ * mode under the single-JSON load, and fast_ack under publish latency's fixed-rate load.
+ */
+async function measurePublishingMinimums(ctx: Context): Promise<BaselineResult[]> {
+  progress(`ceiling: the durable minimum publishing, fast_ack, ${SINGLE_CONNECTIONS} connections`);
+  const fastAck = await durableMinimumCeiling(ctx, 'fast_ack', true);
+  progress(`ceiling: the durable minimum publishing, sync, ${SINGLE_CONNECTIONS} connections`);
+  const sync = await durableMinimumCeiling(ctx, 'sync', true);
+  progress(`ceiling: the durable minimum publishing, fast_ack, at a fixed ${PUBLISH_RATE} events/s`);
+  const latency = await withDurableMinimum(ctx, 'fast_ack', true, `publish-latency-${PUBLISH_RATE}`, (url, topic, selectors) => {
+    const load: Selector = (stats) => [process.pid, ...ownChildren('fixed-rate-load.ts')(stats)];
+    const opts = { url, brokers: ctx.brokers, topic, tenant: ctx.tenant, payload: PAYLOAD, runId: `${runId}-minimum-latency`, rate: PUBLISH_RATE, seconds: durations.latencyS };
+    return metered({ ...selectors, load }, () => runPublishLatency(opts));
+  });
+  const what = 'the durable minimum, also publishing each insert in a Kafka transaction and marking it sent';
+  return [
+    { name: 'durable-minimum-serve-json-fast_ack', description: `${what}; fast_ack`, ...fastAck },
+    { name: 'durable-minimum-serve-json-sync', description: `${what}; sync`, ...sync },
+    { name: minimumLatencyName(PUBLISH_RATE), description: `${what}; fast_ack at ${PUBLISH_RATE} events/s, send to read_committed arrival`, ...latency },
+  ];
 }
 
 async function measureBaselines(ctx: Context): Promise<BaselineResult[]> {
@@ -170,7 +214,6 @@ async function measureBaselines(ctx: Context): Promise<BaselineResult[]> {
   const minimumFastAck = await durableMinimumCeiling(ctx, 'fast_ack');
   progress(`ceiling: the durable minimum, sync: single JSON events journaled and inserted before the answer, ${SINGLE_CONNECTIONS} connections`);
   const minimumSync = await durableMinimumCeiling(ctx, 'sync');
-  await settle(ctx);
   const recordBytes = Buffer.byteLength(JSON.stringify(PAYLOAD));
   progress(`ceiling: Kafka ProducerPerformance, ${durations.kafkaRecords} records of ${recordBytes} bytes, acks=all`);
   const kafka = await metered({ app: ownChildren('ProducerPerformance'), kafka: ctx.kafka }, async () => {
@@ -362,6 +405,9 @@ async function main(): Promise<number> {
       });
       brokerWarmup = { seconds: w.seconds, transactions: w.transactions, compiler_cores: w.compilerCores };
       await settle(ctx);
+      const publishing = await measurePublishingMinimums(ctx);
+      for (const b of publishing) progress(`  ${b.name}: ${b.throughput.toFixed(0)} ${b.unit}, p50 ${b.p50_ms.toFixed(2)} / p99 ${b.p99_ms.toFixed(2)} ms${cpuLine(b)}`);
+      baselines.push(...publishing);
     }
     for (const s of selected) {
       progress(`scenario ${s.name} (sluice ${s.command}${s.database === 'embedded' ? ', embedded database' : ''} restarted)`);
@@ -387,6 +433,8 @@ async function main(): Promise<number> {
         ...(run.profile === undefined ? {} : { profile: run.profile }),
       };
       if (plan !== undefined) result.budget = budgetOf(plan, result, baselines, availableParallelism());
+      const reach = minimumLatencyNote(s, baselines);
+      if (reach !== undefined) result.note = result.note === undefined ? reach : `${result.note}; ${reach}`;
       scenarios.push(result);
       progress(
         `  ${s.name}: ${measured.throughput.toFixed(0)} ${measured.unit} (${ratio.toFixed(2)} x ${s.baseline}), ` +

@@ -1,8 +1,12 @@
 import type { WriteMode } from '../src/core/modes.ts';
 import type { Measured } from './result.ts';
 
-/** The durable minimum of a write mode (bench/baselines/durable-minimum.ts): the least work sluice's design does with a single JSON event. */
-export type MinimumCeiling = 'durable-minimum-json-fast_ack' | 'durable-minimum-json-sync';
+/** The durable minimum of a write mode (bench/baselines/durable-minimum.ts), publishing as `serve` does or not: the least work sluice's design does with a single JSON event. */
+export type MinimumCeiling =
+  | 'durable-minimum-json-fast_ack'
+  | 'durable-minimum-json-sync'
+  | 'durable-minimum-serve-json-fast_ack'
+  | 'durable-minimum-serve-json-sync';
 
 export type BaselineName = 'raw-bun-serve-json' | 'raw-bun-serve-ndjson-1000' | 'postgres-batched-insert' | 'kafka-producer-perf' | MinimumCeiling;
 

@@ -4,17 +4,22 @@
 // commit in flight (writes arriving meanwhile go in the next), and the rows inserted into the outbox with
 // the project's own multi-row insert. `fast_ack` answers once the line is durable and inserts in the
 // background, at most SLUICE_FORWARD_BATCH rows every SLUICE_FORWARD_LINGER_MS (sluice's defaults);
-// `sync` answers once its group is durable and inserted. No validation, dedupe index, tenants, metrics
-// or log: a target this server cannot reach is out of reach of sluice too. README.md, "Benchmarks".
+// `sync` answers once its group is durable and inserted. With KAFKA_BROKERS and MINIMUM_TOPIC set it
+// also publishes what it inserted, as `serve` does: the rows, straight from memory (no claim), in a Kafka
+// transaction, one in flight, then marked sent with the project's own markSent. No validation, dedupe
+// index, tenants, quotas, progress records, metrics or log: a target this server cannot reach is out of
+// reach of sluice too. README.md, "Benchmarks".
 //
 // usage: durable-minimum.ts <fast_ack|sync> <file> [preallocated MiB, 256], DATABASE_URL set; prints
 // `listening <url>`.
 import { constants, openSync, writeSync, fsyncSync, closeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { Producer, stringSerializers } from '@platformatic/kafka';
 import { createLogger } from '../../src/log.ts';
 import { openDatabase } from '../../src/outbox/db.ts';
 import type { NewOutboxRow } from '../../src/core/record.ts';
 import { insertRows } from '../../src/outbox/repository.ts';
+import { markSent } from '../../src/outbox/claims.ts';
 import { partitionOf } from '../../src/outbox/partition.ts';
 
 const [mode, file, preallocateMiB = '256'] = process.argv.slice(2);
@@ -48,6 +53,56 @@ interface Waiter {
   failed: (err: unknown) => void;
 }
 
+interface Inserted {
+  id: string;
+  key: string;
+  value: string;
+}
+
+const brokers = process.env.KAFKA_BROKERS;
+const topic = process.env.MINIMUM_TOPIC;
+// sluice's producer settings for exactly-once (src/processor/publisher.ts).
+const producer =
+  brokers === undefined || topic === undefined
+    ? undefined
+    : new Producer<string, string, string, string>({
+        clientId: 'durable-minimum',
+        bootstrapBrokers: brokers.split(','),
+        serializers: stringSerializers,
+        idempotent: true,
+        acks: -1,
+        autocreateTopics: true,
+        transactionalId: `durable-minimum-${Bun.randomUUIDv7()}`,
+        producerId: -1n,
+        producerEpoch: -1,
+      });
+let unpublished: Inserted[] = [];
+let publishing = false;
+
+async function publish(): Promise<void> {
+  if (producer === undefined || topic === undefined) return;
+  publishing = true;
+  while (unpublished.length > 0) {
+    const batch = unpublished.splice(0, FORWARD_BATCH);
+    const tx = await producer.beginTransaction();
+    await tx.send({ messages: batch.map((r) => ({ topic, key: r.key, value: r.value })) });
+    await tx.commit();
+    await markSent(db.sql, batch.map((r) => r.id));
+  }
+  publishing = false;
+}
+
+/** Inserts `rows` and, when publishing, hands them to the publisher with their ids. */
+async function insert(rows: NewOutboxRow[]): Promise<void> {
+  const results = await insertRows(db.sql, rows);
+  if (producer === undefined) return;
+  results.forEach((r, i) => {
+    const row = rows[i];
+    if (row !== undefined && !r.duplicate) unpublished.push({ id: r.id, key: `${row.tenant_id}:${row.dedupe_key}`, value: row.payload });
+  });
+  if (!publishing) void publish();
+}
+
 let offset = 0;
 let queue: Waiter[] = [];
 let committing = false;
@@ -64,7 +119,7 @@ async function groupCommit(): Promise<void> {
         written += (await segment.write(bytes, written, bytes.length - written, offset + written)).bytesWritten;
       }
       offset += bytes.length;
-      if (mode === 'sync') await insertRows(db.sql, group.map((w) => w.row));
+      if (mode === 'sync') await insert(group.map((w) => w.row));
       else for (const w of group) unforwarded.push(w.row);
       for (const w of group) w.done();
     } catch (err) {
@@ -78,7 +133,7 @@ if (mode === 'fast_ack') {
   void (async () => {
     for (;;) {
       await Bun.sleep(LINGER_MS);
-      while (unforwarded.length > 0) await insertRows(db.sql, unforwarded.splice(0, FORWARD_BATCH));
+      while (unforwarded.length > 0) await insert(unforwarded.splice(0, FORWARD_BATCH));
     }
   })();
 }
@@ -95,7 +150,7 @@ const server = Bun.serve({
       tenant_id: tenant,
       dedupe_key: event.dedupe_key,
       partition: partitionOf(tenant, 16),
-      topic: 'bench',
+      topic: topic ?? 'bench',
       payload: JSON.stringify(event.payload),
       headers: {},
       request_id: event.dedupe_key,
@@ -112,6 +167,7 @@ const server = Bun.serve({
 console.log(`listening http://127.0.0.1:${server.port}`);
 process.once('SIGTERM', () => {
   void server.stop(true).then(async () => {
+    await producer?.close();
     await db.close();
     await segment.close();
     process.exit(0);

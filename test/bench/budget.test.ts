@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test';
-import { budgetOf, budgetPlan } from '../../bench/budget.ts';
+import { budgetOf, budgetPlan, minimumLatencyNote } from '../../bench/budget.ts';
 import type { CpuFigures } from '../../bench/cpu-meter.ts';
 import type { BaselineResult, BenchReport, ScenarioResult } from '../../bench/result.ts';
 import { SCENARIOS } from '../../bench/scenarios.ts';
@@ -59,8 +59,8 @@ describe('bench budget of a rate target', () => {
     const plans = Object.fromEntries(SCENARIOS.flatMap((s) => (s.target === undefined ? [] : [[s.name, budgetPlan(s) ?? null]])));
     expect(plans).toEqual({
       'ingest-json-fast_ack': { rate: { ratio: 0.5 }, http: 'raw-bun-serve-json', outbox: true, publishes: false, minimum: 'durable-minimum-json-fast_ack' },
-      'json-sync': { rate: { ratio: 0.2 }, http: 'raw-bun-serve-json', outbox: true, publishes: true, minimum: 'durable-minimum-json-sync' },
-      'json-fast_ack': { rate: { ratio: 0.35 }, http: 'raw-bun-serve-json', outbox: true, publishes: true, minimum: 'durable-minimum-json-fast_ack' },
+      'json-sync': { rate: { ratio: 0.2 }, http: 'raw-bun-serve-json', outbox: true, publishes: true, minimum: 'durable-minimum-serve-json-sync' },
+      'json-fast_ack': { rate: { ratio: 0.35 }, http: 'raw-bun-serve-json', outbox: true, publishes: true, minimum: 'durable-minimum-serve-json-fast_ack' },
       'ndjson-1000-fast_ack': { rate: { events_per_s: 150_000 }, http: 'raw-bun-serve-ndjson-1000', outbox: true, publishes: true },
       'end-to-end-exactly_once': { rate: { ratio: 0.5 }, http: 'raw-bun-serve-ndjson-1000', outbox: true, publishes: true },
       'publish-latency-5000': null,
@@ -125,6 +125,20 @@ describe('bench budget of a rate target', () => {
     // Floors the cores cannot carry come first: that holds whatever any server reaches.
     const starved = budgetOf(plan, scenario('ingest-json-fast_ack', { app: 20, postgres: 9, load: 40 }), slow, 2);
     expect(starved.verdict).toMatch(/^no budget left: /);
+  });
+
+  test('publish latency: the durable minimum at the same rate, measured in the same run, says whether the target is out of reach here or the gap is sluice\'s', () => {
+    const latency = SCENARIOS.find((x) => x.name === 'publish-latency-5000');
+    if (latency === undefined) throw new Error('no publish-latency scenario');
+    const minimum = (p99: number): BaselineResult => ({ ...ceiling('durable-minimum-publish-latency-5000', 5000, { app: 40 }), p50_ms: 12.4, p99_ms: p99 });
+    expect(minimumLatencyNote(latency, [...BASELINES, minimum(31)])).toBe("durable-minimum-publish-latency-5000: p50 12.4 / p99 31.0 ms, within the target: the gap is sluice's");
+    expect(minimumLatencyNote(latency, [...BASELINES, minimum(50.4)])).toBe(
+      'out of reach here: durable-minimum-publish-latency-5000: p50 12.4 / p99 50.4 ms, the least work this needs misses the target too',
+    );
+    expect(minimumLatencyNote(latency, BASELINES)).toBeUndefined();
+    const other = SCENARIOS.find((x) => x.name === 'json-fast_ack');
+    if (other === undefined) throw new Error('no json-fast_ack scenario');
+    expect(minimumLatencyNote(other, [...BASELINES, minimum(500)])).toBeUndefined();
   });
 
   test('a figure not measured (no /proc, or a results file without the load) leaves the budget uncomputed, saying which', () => {
