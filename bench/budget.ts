@@ -1,7 +1,7 @@
 // The budget of a rate target (issue 11: "where a target proves impossible on this machine, show why
 // with numbers"): at the rate the target asks for, the cores that the work no implementation of sluice
 // can skip needs, and what is left per event for sluice. README.md, "Benchmarks", "Budget".
-import type { BaselineResult, ScenarioResult } from './result.ts';
+import type { BaselineResult, Measured, ScenarioResult } from './result.ts';
 import type { MinimumCeiling, RateAsked, Scenario } from './scenarios.ts';
 
 type HttpCeiling = 'raw-bun-serve-json' | 'raw-bun-serve-ndjson-1000';
@@ -126,12 +126,15 @@ export function budgetOf(plan: BudgetPlan, scenario: ScenarioResult, baselines: 
     verdict =
       `no budget left: the unavoidable work alone needs ${unavoidable_cores.toFixed(2)} cores of ${cores} ` +
       `(most: ${PART_NAMES[name]}, ${((asked * us) / 1e6).toFixed(2)})`;
-  } else if (minimum_rate !== undefined && minimum_rate < asked) {
+  } else if (minimum_rate !== undefined && minimum_rate < asked && minimum_rate > scenario.throughput) {
     verdict =
       `out of reach here: ${plan.minimum}, the least work this needs, reached ${Math.round(minimum_rate).toLocaleString('en-US')}/s ` +
       `(${(minimum_rate / asked).toFixed(2)} of the rate asked)`;
-  } else if (charged_us <= sluice_budget_us) verdict = 'within budget';
-  else verdict = `over budget by ${(charged_us / sluice_budget_us).toFixed(1)}×`;
+  } else {
+    verdict = charged_us <= sluice_budget_us ? 'within budget' : `over budget by ${(charged_us / sluice_budget_us).toFixed(1)}×`;
+    // A minimum that did no better than sluice itself is no bound on what the design can do.
+    if (minimum_rate !== undefined && minimum_rate <= scenario.throughput) verdict += ` (${plan.minimum} did no better than sluice: no bound)`;
+  }
   return {
     target_rate: asked,
     rate_from,
@@ -154,14 +157,18 @@ export function minimumLatencyName(rate: number): string {
 
 /**
  * For a latency target: what the durable minimum (publishing) measured at the same rate in the same run,
- * and whether it met the target itself — if not, no implementation of the design meets it on this
- * machine; if so, the gap is sluice's. Undefined for other scenarios, or when it was not measured.
+ * and whether it met the target itself — if not (and it did better than sluice), no implementation of
+ * the design meets it on this machine; if so, the gap is sluice's. Undefined for other scenarios, or
+ * when it was not measured.
  */
-export function minimumLatencyNote(s: Scenario, baselines: BaselineResult[]): string | undefined {
+export function minimumLatencyNote(s: Scenario, measured: Measured, baselines: BaselineResult[]): string | undefined {
   if (s.kind !== 'publish-latency' || s.target === undefined) return undefined;
   const name = minimumLatencyName(s.rate);
   const m = baselines.find((b) => b.name === name);
   if (m === undefined) return undefined;
   const figures = `${name}: p50 ${m.p50_ms.toFixed(1)} / p99 ${m.p99_ms.toFixed(1)} ms`;
-  return s.target.met(m, Number.NaN) ? `${figures}, within the target: the gap is sluice's` : `out of reach here: ${figures}, the least work this needs misses the target too`;
+  if (s.target.met(m, Number.NaN)) return `${figures}, within the target: the gap is sluice's`;
+  // A minimum slower than sluice itself is no bound on what the design can do.
+  if (m.p99_ms >= measured.p99_ms) return `${figures}, no better than sluice: no bound`;
+  return `out of reach here: ${figures}, the least work this needs misses the target too`;
 }

@@ -433,7 +433,7 @@ async function main(): Promise<number> {
         ...(run.profile === undefined ? {} : { profile: run.profile }),
       };
       if (plan !== undefined) result.budget = budgetOf(plan, result, baselines, availableParallelism());
-      const reach = minimumLatencyNote(s, baselines);
+      const reach = minimumLatencyNote(s, measured, baselines);
       if (reach !== undefined) result.note = result.note === undefined ? reach : `${result.note}; ${reach}`;
       scenarios.push(result);
       progress(

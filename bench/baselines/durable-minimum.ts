@@ -6,9 +6,9 @@
 // background, at most SLUICE_FORWARD_BATCH rows every SLUICE_FORWARD_LINGER_MS (sluice's defaults);
 // `sync` answers once its group is durable and inserted. With KAFKA_BROKERS and MINIMUM_TOPIC set it
 // also publishes what it inserted, as `serve` does: the rows, straight from memory (no claim), in a Kafka
-// transaction, one in flight, then marked sent with the project's own markSent. No validation, dedupe
-// index, tenants, quotas, progress records, metrics or log: a target this server cannot reach is out of
-// reach of sluice too. README.md, "Benchmarks".
+// transaction, one in flight, then marked sent with the project's own markPublished (sluice's mark). No
+// validation, dedupe index, tenants, quotas, progress records, metrics or log: a target this server cannot
+// reach is out of reach of sluice too. README.md, "Benchmarks".
 //
 // usage: durable-minimum.ts <fast_ack|sync> <file> [preallocated MiB, 256], DATABASE_URL set; prints
 // `listening <url>`.
@@ -19,7 +19,7 @@ import { createLogger } from '../../src/log.ts';
 import { openDatabase } from '../../src/outbox/db.ts';
 import type { NewOutboxRow } from '../../src/core/record.ts';
 import { insertRows } from '../../src/outbox/repository.ts';
-import { markSent } from '../../src/outbox/claims.ts';
+import { markPublished } from '../../src/outbox/claims.ts';
 import { partitionOf } from '../../src/outbox/partition.ts';
 
 const [mode, file, preallocateMiB = '256'] = process.argv.slice(2);
@@ -43,7 +43,8 @@ const PREALLOCATED = Number(preallocateMiB) * 1024 * 1024;
   closeSync(fd);
 }
 const segment = await open(file, constants.O_WRONLY | constants.O_DSYNC);
-const db = await openDatabase({ url, dataDir: '', pool: 1 }, createLogger({ level: 'warn' }));
+// Two connections: a mark need not wait behind the next insert (sluice's pool has more).
+const db = await openDatabase({ url, dataDir: '', pool: 2 }, createLogger({ level: 'warn' }));
 await db.sql`SELECT 1`;
 
 interface Waiter {
@@ -87,7 +88,7 @@ async function publish(): Promise<void> {
     const tx = await producer.beginTransaction();
     await tx.send({ messages: batch.map((r) => ({ topic, key: r.key, value: r.value })) });
     await tx.commit();
-    await markSent(db.sql, batch.map((r) => r.id));
+    await markPublished(db.sql, batch.map((r) => ({ id: r.id, replays: 0 })));
   }
   publishing = false;
 }

@@ -120,6 +120,9 @@ describe('bench budget of a rate target', () => {
     expect(b.verdict).toBe('out of reach here: durable-minimum-json-fast_ack, the least work this needs, reached 20,000/s (0.40 of the rate asked)');
     const fast = [...BASELINES, ceiling('durable-minimum-json-fast_ack', 60_000, { app: 15, postgres: 8, load: 9 })];
     expect(budgetOf(plan, within, fast, 2).verdict).toBe('within budget');
+    // A minimum that did no better than sluice (1,000/s here) is no bound: the CPU verdict stands, and says so.
+    const slower = [...BASELINES, ceiling('durable-minimum-json-fast_ack', 900, { app: 15, postgres: 8, load: 9 })];
+    expect(budgetOf(plan, within, slower, 2).verdict).toBe('within budget (durable-minimum-json-fast_ack did no better than sluice: no bound)');
     // Not measured (an older results file): the CPU verdict alone, and no minimum reported.
     expect(budgetOf(plan, within, BASELINES, 2).minimum_rate).toBeUndefined();
     // Floors the cores cannot carry come first: that holds whatever any server reaches.
@@ -131,14 +134,18 @@ describe('bench budget of a rate target', () => {
     const latency = SCENARIOS.find((x) => x.name === 'publish-latency-5000');
     if (latency === undefined) throw new Error('no publish-latency scenario');
     const minimum = (p99: number): BaselineResult => ({ ...ceiling('durable-minimum-publish-latency-5000', 5000, { app: 40 }), p50_ms: 12.4, p99_ms: p99 });
-    expect(minimumLatencyNote(latency, [...BASELINES, minimum(31)])).toBe("durable-minimum-publish-latency-5000: p50 12.4 / p99 31.0 ms, within the target: the gap is sluice's");
-    expect(minimumLatencyNote(latency, [...BASELINES, minimum(50.4)])).toBe(
+    // sluice's own run: p99 1,500 ms.
+    const sluice = { ...scenario('publish-latency-5000', { app: 140 }), p99_ms: 1500 };
+    expect(minimumLatencyNote(latency, sluice, [...BASELINES, minimum(31)])).toBe("durable-minimum-publish-latency-5000: p50 12.4 / p99 31.0 ms, within the target: the gap is sluice's");
+    expect(minimumLatencyNote(latency, sluice, [...BASELINES, minimum(50.4)])).toBe(
       'out of reach here: durable-minimum-publish-latency-5000: p50 12.4 / p99 50.4 ms, the least work this needs misses the target too',
     );
-    expect(minimumLatencyNote(latency, BASELINES)).toBeUndefined();
+    // A minimum slower than sluice bounds nothing.
+    expect(minimumLatencyNote(latency, sluice, [...BASELINES, minimum(1500)])).toBe('durable-minimum-publish-latency-5000: p50 12.4 / p99 1500.0 ms, no better than sluice: no bound');
+    expect(minimumLatencyNote(latency, sluice, BASELINES)).toBeUndefined();
     const other = SCENARIOS.find((x) => x.name === 'json-fast_ack');
     if (other === undefined) throw new Error('no json-fast_ack scenario');
-    expect(minimumLatencyNote(other, [...BASELINES, minimum(500)])).toBeUndefined();
+    expect(minimumLatencyNote(other, sluice, [...BASELINES, minimum(500)])).toBeUndefined();
   });
 
   test('a figure not measured (no /proc, or a results file without the load) leaves the budget uncomputed, saying which', () => {
