@@ -191,12 +191,17 @@ export async function pendingPartitions(sql: Sql, partitions: readonly number[])
   return rows.map((r) => r.p);
 }
 
-/** Marks rows sent; only rows still pending, so a concurrent replay or a second marking changes nothing. */
+/**
+ * Marks rows sent; only rows still pending, so a concurrent replay or a second marking changes nothing.
+ * A join on the ids, as markPublished: `id = ANY(array) AND status = 'pending'` is planned as a scan of
+ * the whole pending index, every pending row read for each marking.
+ */
 export async function markSent(sql: Sql, ids: readonly string[]): Promise<number> {
   if (ids.length === 0) return 0;
   const result = await sql`
-    UPDATE outbox SET status = 'sent', sent_at = now()
-    WHERE id = ANY(${sql.array([...ids])}::bigint[]) AND status = 'pending'`;
+    UPDATE outbox o SET status = 'sent', sent_at = now()
+    FROM unnest(string_to_array(${ids.join(',')}, ',')::bigint[]) AS u(id)
+    WHERE o.id = u.id AND o.status = 'pending'`;
   return result.count;
 }
 

@@ -4,7 +4,6 @@ import {
   claimForTenants,
   markDead,
   markPublished,
-  markSent,
   pendingPartitions,
   pendingTenants,
   recordFailure,
@@ -118,10 +117,6 @@ export class Outbox {
 
   claimRows(partition: number, grants: ReadonlyMap<string, number>, limits?: ClaimLimits): Promise<Claimed> {
     return claimForTenants(this.#sql, partition, grants, limits);
-  }
-
-  markSent(ids: readonly string[]): Promise<number> {
-    return markSent(this.#sql, ids);
   }
 
   markPublished(refs: readonly PublishedRef[]): Promise<number> {
