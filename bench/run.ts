@@ -346,7 +346,7 @@ async function growth(): Promise<number> {
 const USAGE = `usage: bun run bench [--quick] [--only name,name] [--profile] [--growth]
 
   --quick     shorter loads (~5 min); results go to bench/results/<date>-quick.* (not committed)
-  --only      these scenarios (names as in the tables), with every ceiling
+  --only      these scenarios (names as in the tables), with every ceiling (the publishing ones with a serve scenario)
   --profile   sluice under bun --cpu-prof, its CPU split by stage (slower: throughput is not comparable)
   --growth    the growth curves instead: tenants, outbox rows, unforwarded journal
 
