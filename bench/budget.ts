@@ -16,8 +16,8 @@ export interface BudgetPlan {
   /** Events are claimed, published to Kafka and marked sent (a `serve` node). */
   publishes: boolean;
   /**
-   * The durable minimum of the scenario's write mode (bench/baselines/durable-minimum.ts): a server
-   * doing strictly less than sluice with the same requests, so a rate it cannot reach sluice cannot either.
+   * The durable minimum of the scenario's write mode (bench/baselines/durable-minimum.ts): a part of
+   * sluice's work in sluice's arrangement, so a rate it cannot reach sluice's pipeline cannot either.
    */
   minimum?: MinimumCeiling;
 }
@@ -75,6 +75,12 @@ export function budgetPlan(s: Scenario): BudgetPlan | undefined {
   return plan;
 }
 
+/**
+ * Out of reach only when the minimum missed the asked rate by more than the noise of single runs
+ * minutes apart on a shared machine (the minimum, the ceiling and sluice are each measured once).
+ */
+export const MINIMUM_MARGIN = 0.95;
+
 const PART_NAMES: Record<keyof BudgetFloors, string> = {
   load: 'load generator',
   http: 'HTTP',
@@ -118,7 +124,9 @@ export function budgetOf(plan: BudgetPlan, scenario: ScenarioResult, baselines: 
   const sluice_budget_us = (cores * 1e6) / asked - unavoidable_us;
   const beyond = (measured: number, floor: number | null): number => Math.max(0, measured - (floor ?? 0));
   const charged_us = sluice - floors.http + beyond(postgres, (floors.postgres_insert ?? 0) + (floors.postgres_claim_mark ?? 0)) + beyond(broker, floors.broker);
-  const minimum = plan.minimum === undefined ? undefined : ceiling(plan.minimum)?.throughput;
+  // A run with failures (its note) is no measure of what the arrangement can do.
+  const measuredMinimum = plan.minimum === undefined ? undefined : ceiling(plan.minimum);
+  const minimum = measuredMinimum?.note === undefined ? measuredMinimum?.throughput : undefined;
   const minimum_rate = minimum !== undefined && Number.isFinite(minimum) ? minimum : undefined;
   let verdict: string;
   if (unavoidable_cores >= cores) {
@@ -126,9 +134,9 @@ export function budgetOf(plan: BudgetPlan, scenario: ScenarioResult, baselines: 
     verdict =
       `no budget left: the unavoidable work alone needs ${unavoidable_cores.toFixed(2)} cores of ${cores} ` +
       `(most: ${PART_NAMES[name]}, ${((asked * us) / 1e6).toFixed(2)})`;
-  } else if (minimum_rate !== undefined && minimum_rate < asked && minimum_rate > scenario.throughput) {
+  } else if (minimum_rate !== undefined && minimum_rate < MINIMUM_MARGIN * asked && minimum_rate > scenario.throughput) {
     verdict =
-      `out of reach here: ${plan.minimum}, the least work this needs, reached ${Math.round(minimum_rate).toLocaleString('en-US')}/s ` +
+      `out of reach here: ${plan.minimum}, sluice's arrangement doing only what the guarantee costs, reached ${Math.round(minimum_rate).toLocaleString('en-US')}/s ` +
       `(${(minimum_rate / asked).toFixed(2)} of the rate asked)`;
   } else {
     verdict = charged_us <= sluice_budget_us ? 'within budget' : `over budget by ${(charged_us / sluice_budget_us).toFixed(1)}×`;
@@ -167,8 +175,9 @@ export function minimumLatencyNote(s: Scenario, measured: Measured, baselines: B
   const m = baselines.find((b) => b.name === name);
   if (m === undefined) return undefined;
   const figures = `${name}: p50 ${m.p50_ms.toFixed(1)} / p99 ${m.p99_ms.toFixed(1)} ms`;
+  if (m.note !== undefined) return `${figures}, its run not clean (${m.note}): no bound`;
   if (s.target.met(m, Number.NaN)) return `${figures}, within the target: the gap is sluice's`;
   // A minimum slower than sluice itself is no bound on what the design can do.
   if (m.p99_ms >= measured.p99_ms) return `${figures}, no better than sluice: no bound`;
-  return `out of reach here: ${figures}, the least work this needs misses the target too`;
+  return `out of reach here: ${figures}, sluice's arrangement doing only what the guarantee costs misses the target too`;
 }

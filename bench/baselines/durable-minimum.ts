@@ -1,14 +1,15 @@
-// The durable minimum: the least any implementation of sluice's design must do with a single JSON event
-// on this machine, as its own process. Raw Bun.serve's work (read the body, JSON.parse it, answer 202)
-// plus what the guarantee costs: the line appended to a preallocated file opened O_DSYNC, one group
-// commit in flight (writes arriving meanwhile go in the next), and the rows inserted into the outbox with
-// the project's own multi-row insert. `fast_ack` answers once the line is durable and inserts in the
-// background, at most SLUICE_FORWARD_BATCH rows every SLUICE_FORWARD_LINGER_MS (sluice's defaults);
-// `sync` answers once its group is durable and inserted. With KAFKA_BROKERS and MINIMUM_TOPIC set it
-// also publishes what it inserted, as `serve` does: the rows, straight from memory (no claim), in a Kafka
-// transaction, one in flight, then marked sent with the project's own markPublished (sluice's mark). No
-// validation, dedupe index, tenants, quotas, progress records, metrics or log: a target this server cannot
-// reach is out of reach of sluice too. README.md, "Benchmarks".
+// The durable minimum: sluice's pipeline with only what its guarantee costs, for a single JSON event, as
+// its own process. Raw Bun.serve's work (read the body, JSON.parse it, answer 202), the line appended to
+// a preallocated file opened O_DSYNC by group commit (one in flight; writes arriving meanwhile go in the
+// next), and the row inserted into the outbox with the project's own multi-row insert: `fast_ack` answers
+// once the line is durable and inserts in the background, at most SLUICE_FORWARD_BATCH rows every
+// SLUICE_FORWARD_LINGER_MS (sluice's defaults); `sync` answers once its group is durable and inserted.
+// With KAFKA_BROKERS and MINIMUM_TOPIC set it also publishes what it inserted, as `serve` does: the rows,
+// straight from memory (no claim), in a Kafka transaction with sluice's producer settings, one in
+// flight, then marked sent with the project's markPublished, overlapping the next send as sluice does.
+// No validation, dedupe index, tenants, quotas, progress records, metrics or log. It is arranged as
+// sluice is: a rate it cannot reach, sluice's pipeline cannot either (other arrangements are not ruled
+// out). README.md, "Benchmarks".
 //
 // usage: durable-minimum.ts <fast_ack|sync> <file> [preallocated MiB, 256], DATABASE_URL set; prints
 // `listening <url>`.
@@ -20,6 +21,8 @@ import { openDatabase } from '../../src/outbox/db.ts';
 import type { NewOutboxRow } from '../../src/core/record.ts';
 import { insertRows } from '../../src/outbox/repository.ts';
 import { markPublished } from '../../src/outbox/claims.ts';
+import { javaCompatiblePartitioner } from '../../src/kafka/partitioner.ts';
+import { retryDelayMs } from '../../src/processor/publisher.ts';
 import { partitionOf } from '../../src/outbox/partition.ts';
 
 const [mode, file, preallocateMiB = '256'] = process.argv.slice(2);
@@ -62,7 +65,8 @@ interface Inserted {
 
 const brokers = process.env.KAFKA_BROKERS;
 const topic = process.env.MINIMUM_TOPIC;
-// sluice's producer settings for exactly-once (src/processor/publisher.ts).
+// sluice's producer settings (src/processor/publisher.ts, SLUICE_KAFKA_COMPRESSION's default none): its
+// retry delay above all, or a CONCURRENT_TRANSACTIONS answer right after a commit waits the client's 1 s.
 const producer =
   brokers === undefined || topic === undefined
     ? undefined
@@ -72,7 +76,11 @@ const producer =
         serializers: stringSerializers,
         idempotent: true,
         acks: -1,
+        partitioner: javaCompatiblePartitioner,
         autocreateTopics: true,
+        retries: 20,
+        retryDelay: retryDelayMs,
+        timeout: 10_000,
         transactionalId: `durable-minimum-${Bun.randomUUIDv7()}`,
         producerId: -1n,
         producerEpoch: -1,
@@ -80,17 +88,30 @@ const producer =
 let unpublished: Inserted[] = [];
 let publishing = false;
 
+/**
+ * One transaction in flight. As sluice's partition task does, a committed batch's mark runs while the
+ * next batch is sent and is awaited before that batch commits.
+ */
 async function publish(): Promise<void> {
   if (producer === undefined || topic === undefined) return;
   publishing = true;
+  let marking: Promise<unknown> = Promise.resolve();
   while (unpublished.length > 0) {
     const batch = unpublished.splice(0, FORWARD_BATCH);
     const tx = await producer.beginTransaction();
     await tx.send({ messages: batch.map((r) => ({ topic, key: r.key, value: r.value })) });
+    await marking;
     await tx.commit();
-    await markPublished(db.sql, batch.map((r) => ({ id: r.id, replays: 0 })));
+    marking = markPublished(db.sql, batch.map((r) => ({ id: r.id, replays: 0 })));
   }
+  await marking;
   publishing = false;
+}
+
+/** A ceiling that failed must not be read as a slow one: say why and stop (the bench sees it exit). */
+function fail(err: unknown): never {
+  console.error(`durable minimum failed: ${(err as Error).stack ?? String(err)}`);
+  process.exit(1);
 }
 
 /** Inserts `rows` and, when publishing, hands them to the publisher with their ids. */
@@ -101,7 +122,7 @@ async function insert(rows: NewOutboxRow[]): Promise<void> {
     const row = rows[i];
     if (row !== undefined && !r.duplicate) unpublished.push({ id: r.id, key: `${row.tenant_id}:${row.dedupe_key}`, value: row.payload });
   });
-  if (!publishing) void publish();
+  if (!publishing) publish().catch(fail);
 }
 
 let offset = 0;
@@ -134,7 +155,7 @@ if (mode === 'fast_ack') {
   void (async () => {
     for (;;) {
       await Bun.sleep(LINGER_MS);
-      while (unforwarded.length > 0) await insert(unforwarded.splice(0, FORWARD_BATCH));
+      while (unforwarded.length > 0) await insert(unforwarded.splice(0, FORWARD_BATCH)).catch(fail);
     }
   })();
 }
