@@ -21,8 +21,7 @@ import { openDatabase } from '../../src/outbox/db.ts';
 import type { NewOutboxRow } from '../../src/core/record.ts';
 import { insertRows } from '../../src/outbox/repository.ts';
 import { markPublished } from '../../src/outbox/claims.ts';
-import { javaCompatiblePartitioner } from '../../src/kafka/partitioner.ts';
-import { retryDelayMs } from '../../src/processor/publisher.ts';
+import { PRODUCER_SETTINGS } from '../../src/processor/publisher.ts';
 import { partitionOf } from '../../src/outbox/partition.ts';
 
 const [mode, file, preallocateMiB = '256'] = process.argv.slice(2);
@@ -74,18 +73,12 @@ const producer =
         clientId: 'durable-minimum',
         bootstrapBrokers: brokers.split(','),
         serializers: stringSerializers,
-        idempotent: true,
-        acks: -1,
-        partitioner: javaCompatiblePartitioner,
-        autocreateTopics: true,
-        retries: 20,
-        retryDelay: retryDelayMs,
-        timeout: 10_000,
+        ...PRODUCER_SETTINGS,
         transactionalId: `durable-minimum-${Bun.randomUUIDv7()}`,
         producerId: -1n,
         producerEpoch: -1,
       });
-let unpublished: Inserted[] = [];
+const unpublished: Inserted[] = [];
 let publishing = false;
 
 /**
@@ -128,7 +121,7 @@ async function insert(rows: NewOutboxRow[]): Promise<void> {
 let offset = 0;
 let queue: Waiter[] = [];
 let committing = false;
-let unforwarded: NewOutboxRow[] = [];
+const unforwarded: NewOutboxRow[] = [];
 
 async function groupCommit(): Promise<void> {
   committing = true;

@@ -115,22 +115,30 @@ export function retryDelayMs(_client: object, _operation: string, attempt: numbe
   return Math.min(RETRY_DELAY_MS, 2 ** (attempt - 1));
 }
 
+/**
+ * The producer settings every publisher of sluice's records uses (the bench's durable minimum too):
+ * exactly-once delivery, the Java client's partitioning, and the retries above.
+ */
+export const PRODUCER_SETTINGS = {
+  idempotent: true,
+  acks: -1,
+  // The Java client's partitioner: the default one disagrees for partition counts not a power of two.
+  partitioner: javaCompatiblePartitioner,
+  autocreateTopics: true,
+  // With idempotent: true, retries <= 1 would mean "retry forever".
+  retries: 20,
+  retryDelay: retryDelayMs,
+  // Also the transaction timeout: how long a crashed owner's open transaction can hold back
+  // read_committed consumers if no new owner aborts it first.
+  timeout: 10_000,
+} as const;
+
 function newProducer(opts: PublishingOptions, transactionalId: string | undefined): BytesProducer {
   return new Producer<Buffer, Buffer, Buffer, Buffer | undefined>({
     clientId: opts.clientId,
     bootstrapBrokers: opts.brokers,
-    idempotent: true,
-    acks: -1,
     compression: opts.compression,
-    // The Java client's partitioner: the default one disagrees for partition counts not a power of two.
-    partitioner: javaCompatiblePartitioner,
-    autocreateTopics: true,
-    // With idempotent: true, retries <= 1 would mean "retry forever".
-    retries: 20,
-    retryDelay: retryDelayMs,
-    // Also the transaction timeout: how long a crashed owner's open transaction can hold back
-    // read_committed consumers if no new owner aborts it first.
-    timeout: 10_000,
+    ...PRODUCER_SETTINGS,
     ...(transactionalId === undefined
       ? {}
       : {
