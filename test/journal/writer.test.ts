@@ -221,6 +221,23 @@ describe('journal writer', () => {
     expect(fsyncs).toBeLessThan(200);
   });
 
+  test('appends made in one turn share one group commit, the first included (it no longer goes alone)', async () => {
+    const dir = tempDir();
+    const metrics = createMetrics();
+    const w = await openWriter(dir, metrics);
+    const batches: DurableBatch[] = [];
+    w.handOff({ push: (b) => batches.push(b) });
+    // As ingest's handlers do: each append from its own continuation of one awaited turn.
+    const turn = new Promise<void>((resolve) => setImmediate(resolve));
+    await Promise.all(Array.from({ length: 20 }, (_, i) => turn.then(() => w.append([envelope(i)]))));
+    // And a lone append later still goes at once, alone.
+    await w.append([envelope(20)]);
+    await w.close();
+    expect(batches.map((b) => b.entries.map((e) => e.dedupe_key))).toEqual([Array.from({ length: 20 }, (_, i) => `k${i}`), ['k20']]);
+    const fsyncs = (await metrics.journalFsyncSeconds.get()).values.find((v) => v.metricName?.endsWith('_count'))?.value;
+    expect(fsyncs).toBe(2);
+  });
+
   test('continues seq across restarts', async () => {
     const dir = tempDir();
     const w1 = await openWriter(dir);
