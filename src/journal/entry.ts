@@ -39,6 +39,16 @@ export class LineBuffer {
     return this.#buffer.subarray(0, this.#length);
   }
 
+  /** Bytes added since `reset`. */
+  get length(): number {
+    return this.#length;
+  }
+
+  /** Takes back the lines added after the first `length` bytes. */
+  cut(length: number): void {
+    this.#length = Math.min(length, this.#length);
+  }
+
   /** Appends the line of `e`; returns the offset just past it. */
   add(e: JournalEntry): number {
     const ts = TS.of(e.ts);

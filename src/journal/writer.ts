@@ -289,6 +289,8 @@ export class JournalWriter {
       }
       const firstSeq = this.#nextSeq;
       const ts = new Date().toISOString();
+      // The waiters whose lines are in this write, and their entries.
+      const written: AppendWaiter[] = [];
       const entries: JournalEntry[][] = [];
       // Only while a sink takes the lines, as when they were written: one set meanwhile starts with the next group.
       const handing = this.#sink !== undefined;
@@ -300,18 +302,33 @@ export class JournalWriter {
       lines.reset();
       let seq = firstSeq;
       for (const p of batch) {
+        const before = { seq, bytes: lines.length, handed: all.length };
         const mine: JournalEntry[] = [];
-        for (const input of p.inputs) {
-          const e = journalEntry(seq++, ts, input);
-          const end = lines.add(e);
-          mine.push(e);
-          if (handing) {
-            ends.push(end);
-            all.push(e);
+        try {
+          for (const input of p.inputs) {
+            const e = journalEntry(seq++, ts, input);
+            const end = lines.add(e);
+            mine.push(e);
+            if (handing) {
+              ends.push(end);
+              all.push(e);
+            }
           }
+        } catch (err) {
+          // Refused alone, its lines taken back: thrown from here it left this loop rejected and
+          // `#flushing` set, so every later append waited for good (outside review, thirteenth round).
+          seq = before.seq;
+          lines.cut(before.bytes);
+          all.length = before.handed;
+          ends.length = before.handed;
+          this.#opts.log.error('journal entry could not be encoded; its write is refused', { error: describeError(err) });
+          p.failed(new SluiceError('internal', 'the write could not be journaled', { cause: err }));
+          continue;
         }
+        written.push(p);
         entries.push(mine);
       }
+      if (written.length === 0) continue;
       const bytes = lines.bytes();
       try {
         const at = await this.#writeDurably(bytes, firstSeq);
@@ -321,7 +338,7 @@ export class JournalWriter {
         this.#nextSeq = seq;
         if (this.#failure !== undefined) this.#opts.log.info('journal writes again', { dir: this.nodeDir });
         this.#failure = undefined;
-        batch.forEach((p, i) => p.journaled(entries[i] ?? []));
+        written.forEach((p, i) => p.journaled(entries[i] ?? []));
         if (handing) this.#handOver(at, all, ends);
         this.durable.advance(seq - 1);
       } catch (err) {
@@ -332,7 +349,7 @@ export class JournalWriter {
           cause: err,
           retryAfter: 1,
         });
-        for (const p of batch) p.failed(failure);
+        for (const p of written) p.failed(failure);
       }
     }
   }

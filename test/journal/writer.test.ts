@@ -238,6 +238,31 @@ describe('journal writer', () => {
     expect(fsyncs).toBe(2);
   });
 
+  test('regression (outside review, thirteenth round): a write whose entry cannot be encoded is refused alone; the rest of its group is written and the journal goes on', async () => {
+    const dir = tempDir();
+    const w = await openWriter(dir);
+    // Validation never lets such an envelope through; before, one froze every later append.
+    const broken = { ...envelope(1), payload: undefined } as unknown as Envelope;
+    const turn = new Promise<void>((resolve) => setImmediate(resolve));
+    const [good, bad, alsoGood] = await Promise.allSettled([
+      turn.then(() => w.append([envelope(0)])),
+      turn.then(() => w.append([envelope(2), broken])),
+      turn.then(() => w.append([envelope(3)])),
+    ]);
+    expect(bad?.status).toBe('rejected');
+    expect(bad?.status === 'rejected' ? (bad.reason as { code?: string }).code : undefined).toBe('internal');
+    expect(good?.status === 'fulfilled' ? good.value.map((e) => e.seq) : undefined).toEqual([1]);
+    expect(alsoGood?.status === 'fulfilled' ? alsoGood.value.map((e) => e.seq) : undefined).toEqual([2]);
+    expect((await w.append([envelope(4)])).map((e) => e.seq)).toEqual([3]);
+    await w.close();
+    // On disk: the three good lines in seq order, nothing of the refused write (k2 went with it).
+    expect(readLines(dir).map((l) => [l.seq, l.dedupe_key])).toEqual([
+      [1, 'k0'],
+      [2, 'k3'],
+      [3, 'k4'],
+    ]);
+  });
+
   test('continues seq across restarts', async () => {
     const dir = tempDir();
     const w1 = await openWriter(dir);
