@@ -140,7 +140,7 @@ export function budgetOf(plan: BudgetPlan, scenario: ScenarioResult, baselines: 
       `(${(minimum_rate / asked).toFixed(2)} of the rate asked)`;
   } else {
     verdict = charged_us <= sluice_budget_us ? 'within budget' : `over budget by ${(charged_us / sluice_budget_us).toFixed(1)}×`;
-    // A minimum that did no better than sluice itself is no bound on what the design can do.
+    // A minimum that did no better than sluice itself is no bound on what sluice's arrangement can do.
     if (minimum_rate !== undefined && minimum_rate <= scenario.throughput) verdict += ` (${plan.minimum} did no better than sluice: no bound)`;
   }
   return {
@@ -165,9 +165,9 @@ export function minimumLatencyName(rate: number): string {
 
 /**
  * For a latency target: what the durable minimum (publishing) measured at the same rate in the same run,
- * and whether it met the target itself — if not (and it did better than sluice), no implementation of
- * the design meets it on this machine; if so, the gap is sluice's. Undefined for other scenarios, or
- * when it was not measured.
+ * and whether it met the target itself — if not (and it did better than sluice), sluice's arrangement
+ * doing only what the guarantee costs does not meet it on this machine either; if so, the gap is
+ * sluice's. Undefined for other scenarios, or when it was not measured.
  */
 export function minimumLatencyNote(s: Scenario, measured: Measured, baselines: BaselineResult[]): string | undefined {
   if (s.kind !== 'publish-latency' || s.target === undefined) return undefined;
@@ -177,7 +177,7 @@ export function minimumLatencyNote(s: Scenario, measured: Measured, baselines: B
   const figures = `${name}: p50 ${m.p50_ms.toFixed(1)} / p99 ${m.p99_ms.toFixed(1)} ms`;
   if (m.note !== undefined) return `${figures}, its run not clean (${m.note}): no bound`;
   if (s.target.met(m, Number.NaN)) return `${figures}, within the target: the gap is sluice's`;
-  // A minimum slower than sluice itself is no bound on what the design can do.
+  // A minimum slower than sluice itself is no bound on what sluice's arrangement can do.
   if (m.p99_ms >= measured.p99_ms) return `${figures}, no better than sluice: no bound`;
   return `out of reach here: ${figures}, sluice's arrangement doing only what the guarantee costs misses the target too`;
 }

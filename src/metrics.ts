@@ -171,7 +171,7 @@ export function createMetrics(): Metrics {
     }),
     journalFsyncSeconds: new Histogram({
       name: 'sluice_journal_fsync_duration_seconds',
-      help: 'Duration of each journal group commit\'s durable write (an O_DSYNC write: its bytes, and the size that reaches them, on disk).',
+      help: 'Duration of each journal group commit\'s durable write (an O_DSYNC write: its bytes, and the size that reaches them, on disk), until the event loop takes up its completion: under load, mostly that wait.',
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
       registers: reg,
     }),
