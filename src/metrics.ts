@@ -17,6 +17,7 @@ export interface Metrics {
   readonly ingestBodyBytes: { bytes: number };
   readonly journalBytesWritten: Counter;
   readonly journalFsyncSeconds: Histogram;
+  readonly journalGroupCommitRecords: Histogram;
   readonly journalTornTails: Counter;
   readonly journalBadLines: Counter;
   readonly journalBytes: Gauge;
@@ -173,6 +174,12 @@ export function createMetrics(): Metrics {
       name: 'sluice_journal_fsync_duration_seconds',
       help: 'Duration of each journal group commit\'s durable write (an O_DSYNC write: its bytes, and the size that reaches them, on disk), until the event loop takes up its completion: under load, mostly that wait.',
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+      registers: reg,
+    }),
+    journalGroupCommitRecords: new Histogram({
+      name: 'sluice_journal_group_commit_records',
+      help: 'Records in one journal group commit: under load, many commits of one record mean writes waiting a whole commit behind a lone one.',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 1024],
       registers: reg,
     }),
     journalTornTails: new Counter({

@@ -340,6 +340,7 @@ export class JournalWriter {
         this.#failure = undefined;
         written.forEach((p, i) => p.journaled(entries[i] ?? []));
         if (handing) this.#handOver(at, all, ends);
+        this.#opts.metrics.journalGroupCommitRecords.observe(seq - firstSeq);
         this.durable.advance(seq - 1);
       } catch (err) {
         // Once an outage: a full disk fails every group commit, hundreds a second.

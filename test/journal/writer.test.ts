@@ -236,6 +236,13 @@ describe('journal writer', () => {
     expect(batches.map((b) => b.entries.map((e) => e.dedupe_key))).toEqual([Array.from({ length: 20 }, (_, i) => `k${i}`), ['k20']]);
     const fsyncs = (await metrics.journalFsyncSeconds.get()).values.find((v) => v.metricName?.endsWith('_count'))?.value;
     expect(fsyncs).toBe(2);
+    // What an operator sees of it: two commits, of 20 records and of 1.
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('sluice_journal_group_commit_records_bucket{le="1"} 1\n');
+    expect(text).toContain('sluice_journal_group_commit_records_bucket{le="16"} 1\n');
+    expect(text).toContain('sluice_journal_group_commit_records_bucket{le="32"} 2\n');
+    expect(text).toContain('sluice_journal_group_commit_records_sum 21\n');
+    expect(text).toContain('sluice_journal_group_commit_records_count 2\n');
   });
 
   test('regression (outside review, thirteenth round): a write whose entry cannot be encoded is refused alone; the rest of its group is written and the journal goes on', async () => {
