@@ -330,18 +330,9 @@ export class JournalWriter {
       }
       if (written.length === 0) continue;
       const bytes = lines.bytes();
+      let at: { segment: number; start: number; after: DurableBatch['after'] };
       try {
-        const at = await this.#writeDurably(bytes, firstSeq);
-        // Readers see the new size (`active`) in the same turn as the sink gets the lines: a forwarder
-        // that looked between the write's return and this continuation read them from the file.
-        this.#segmentSize = at.start + bytes.length;
-        this.#nextSeq = seq;
-        if (this.#failure !== undefined) this.#opts.log.info('journal writes again', { dir: this.nodeDir });
-        this.#failure = undefined;
-        written.forEach((p, i) => p.journaled(entries[i] ?? []));
-        if (handing) this.#handOver(at, all, ends);
-        this.#opts.metrics.journalGroupCommitRecords.observe(seq - firstSeq);
-        this.durable.advance(seq - 1);
+        at = await this.#writeDurably(bytes, firstSeq);
       } catch (err) {
         // Once an outage: a full disk fails every group commit, hundreds a second.
         if (this.#failure === undefined) this.#opts.log.error('journal write failed', { error: describeError(err), dir: this.nodeDir, note: 'logged once until a write succeeds' });
@@ -351,7 +342,31 @@ export class JournalWriter {
           retryAfter: 1,
         });
         for (const p of written) p.failed(failure);
+        continue;
       }
+      // Readers see the new size (`active`) in the same turn as the sink gets the lines: a forwarder
+      // that looked between the write's return and this continuation read them from the file.
+      this.#segmentSize = at.start + bytes.length;
+      this.#nextSeq = seq;
+      if (this.#failure !== undefined) this.#opts.log.info('journal writes again', { dir: this.nodeDir });
+      this.#failure = undefined;
+      written.forEach((p, i) => this.#tell(p, entries[i] ?? []));
+      if (handing) this.#handOver(at, all, ends);
+      this.#opts.metrics.journalGroupCommitRecords.observe(seq - firstSeq);
+      this.durable.advance(seq - 1);
+    }
+  }
+
+  /**
+   * Tells a waiter its lines are durable. Its callback may not throw; one that did was caught as a
+   * failed write, so the rest of the group was told both outcomes and its durable mark and hand-off
+   * were skipped (outside review, thirteenth round): it is logged instead, and the group goes on.
+   */
+  #tell(p: AppendWaiter, entries: JournalEntry[]): void {
+    try {
+      p.journaled(entries);
+    } catch (err) {
+      this.#opts.log.error("a durable write's answer failed", { error: describeError(err) });
     }
   }
 

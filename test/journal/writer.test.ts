@@ -247,7 +247,8 @@ describe('journal writer', () => {
 
   test('regression (outside review, thirteenth round): a write whose entry cannot be encoded is refused alone; the rest of its group is written and the journal goes on', async () => {
     const dir = tempDir();
-    const w = await openWriter(dir);
+    const logged: string[] = [];
+    const w = await JournalWriter.open({ dir, nodeId: 'n1', segmentBytes: 1 << 20, log: createLogger({ level: 'info', write: (l) => logged.push(l) }), metrics: createMetrics() });
     // Validation never lets such an envelope through; before, one froze every later append.
     const broken = { ...envelope(1), payload: undefined } as unknown as Envelope;
     const turn = new Promise<void>((resolve) => setImmediate(resolve));
@@ -268,6 +269,40 @@ describe('journal writer', () => {
       [2, 'k3'],
       [3, 'k4'],
     ]);
+    const errors = logged.map((l) => JSON.parse(l) as { level: string; msg: string }).filter((l) => l.level === 'error');
+    expect(errors.map((l) => l.msg)).toEqual(['journal entry could not be encoded; its write is refused']);
+  });
+
+  test("regression (outside review, thirteenth round): a waiter whose answer throws is logged; the rest of its group is answered once, and the durable mark and hand-off move", async () => {
+    const dir = tempDir();
+    const logged: string[] = [];
+    const w = await JournalWriter.open({ dir, nodeId: 'n1', segmentBytes: 1 << 20, log: createLogger({ level: 'info', write: (l) => logged.push(l) }), metrics: createMetrics() });
+    const batches: DurableBatch[] = [];
+    w.handOff({ push: (b) => batches.push(b) });
+    const told: string[] = [];
+    const turn = new Promise<void>((resolve) => setImmediate(resolve));
+    const good = turn.then(() => w.append([envelope(0)]));
+    await turn;
+    w.appendFor({
+      inputs: [envelope(1)],
+      journaled: () => {
+        told.push('journaled');
+        throw new Error('a bug in the caller');
+      },
+      failed: () => told.push('failed'),
+    });
+    const alsoGood = w.append([envelope(2)]);
+    expect((await good).map((e) => e.seq)).toEqual([1]);
+    expect((await alsoGood).map((e) => e.seq)).toEqual([3]);
+    expect(told).toEqual(['journaled']);
+    expect(w.durable.value).toBe(3);
+    expect(batches.flatMap((b) => b.entries.map((e) => e.seq))).toEqual([1, 2, 3]);
+    expect(w.failure).toBeUndefined();
+    expect((await w.append([envelope(3)])).map((e) => e.seq)).toEqual([4]);
+    await w.close();
+    expect(readLines(dir).map((l) => l.seq)).toEqual([1, 2, 3, 4]);
+    const errors = logged.map((l) => JSON.parse(l) as { level: string; msg: string; error?: string }).filter((l) => l.level === 'error');
+    expect(errors.map((l) => [l.msg, l.error])).toEqual([["a durable write's answer failed", 'Error: a bug in the caller']]);
   });
 
   test('continues seq across restarts', async () => {
