@@ -124,10 +124,9 @@ export function budgetOf(plan: BudgetPlan, scenario: ScenarioResult, baselines: 
   const sluice_budget_us = (cores * 1e6) / asked - unavoidable_us;
   const beyond = (measured: number, floor: number | null): number => Math.max(0, measured - (floor ?? 0));
   const charged_us = sluice - floors.http + beyond(postgres, (floors.postgres_insert ?? 0) + (floors.postgres_claim_mark ?? 0)) + beyond(broker, floors.broker);
+  const minimum = plan.minimum === undefined ? undefined : ceiling(plan.minimum);
   // A run with failures (its note) is no measure of what the arrangement can do.
-  const measuredMinimum = plan.minimum === undefined ? undefined : ceiling(plan.minimum);
-  const minimum = measuredMinimum?.note === undefined ? measuredMinimum?.throughput : undefined;
-  const minimum_rate = minimum !== undefined && Number.isFinite(minimum) ? minimum : undefined;
+  const minimum_rate = minimum !== undefined && minimum.note === undefined && Number.isFinite(minimum.throughput) ? minimum.throughput : undefined;
   let verdict: string;
   if (unavoidable_cores >= cores) {
     const [name, us] = parts.reduce((a, b) => (b[1] > a[1] ? b : a));

@@ -289,9 +289,8 @@ export class JournalWriter {
       }
       const firstSeq = this.#nextSeq;
       const ts = new Date().toISOString();
-      // The waiters whose lines are in this write, and their entries.
-      const written: AppendWaiter[] = [];
-      const entries: JournalEntry[][] = [];
+      // The waiters whose lines are in this write, with their entries.
+      const written: { waiter: AppendWaiter; entries: JournalEntry[] }[] = [];
       // Only while a sink takes the lines, as when they were written: one set meanwhile starts with the next group.
       const handing = this.#sink !== undefined;
       // Every entry in order (handed off), and where each line ends: that places it in the segment.
@@ -325,8 +324,7 @@ export class JournalWriter {
           p.failed(new SluiceError('internal', 'the write could not be journaled', { cause: err }));
           continue;
         }
-        written.push(p);
-        entries.push(mine);
+        written.push({ waiter: p, entries: mine });
       }
       if (written.length === 0) continue;
       const bytes = lines.bytes();
@@ -341,7 +339,7 @@ export class JournalWriter {
           cause: err,
           retryAfter: 1,
         });
-        for (const p of written) p.failed(failure);
+        for (const w of written) w.waiter.failed(failure);
         continue;
       }
       // Readers see the new size (`active`) in the same turn as the sink gets the lines: a forwarder
@@ -350,7 +348,7 @@ export class JournalWriter {
       this.#nextSeq = seq;
       if (this.#failure !== undefined) this.#opts.log.info('journal writes again', { dir: this.nodeDir });
       this.#failure = undefined;
-      written.forEach((p, i) => this.#tell(p, entries[i] ?? []));
+      for (const w of written) this.#tell(w.waiter, w.entries);
       if (handing) this.#handOver(at, all, ends);
       this.#opts.metrics.journalGroupCommitRecords.observe(seq - firstSeq);
       this.durable.advance(seq - 1);
