@@ -38,6 +38,9 @@ export function inheritedEnv(env: Record<string, string | undefined>): Record<st
   );
 }
 
+/** The node's `sluice listening` line, not one of its workers': its URL is the first group. */
+export const NODE_LISTENING = /"msg":"sluice listening"(?![^\n]*"worker":)[^\n]*"url":"([^"]+)"/;
+
 /**
  * `bun src/cli.ts serve` (or `ingest`) as a child process of its own (so its VmHWM is its own peak), on
  * a free loopback port, with a fresh journal and none of the developer's shell settings (inheritedEnv).
@@ -49,8 +52,9 @@ export async function startSluice(s: SluiceSettings): Promise<ServerProcess> {
     cmd: ['bun', ...(s.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${s.profileDir}`]), 'src/cli.ts', s.command],
     cwd: ROOT,
     logPath: join(s.workDir, `sluice-${s.label}.log`),
-    // With several workers each logs its own line; the supervisor's (with `workers`) comes once all listen.
-    ready: (s.workers ?? 1) > 1 ? /"msg":"sluice listening".*?"url":"([^"]+)".*?"workers":\d/ : /"msg":"sluice listening".*?"url":"([^"]+)"/,
+    // Under a supervisor (several workers, or serve's processor in a process of its own) each worker
+    // logs its own line, with its `worker`; the node's, without, comes once every process started.
+    ready: NODE_LISTENING,
     env: {
       ...inherited,
       ...(s.databaseUrl === undefined ? { SLUICE_DATA_DIR: s.dataDir } : { DATABASE_URL: s.databaseUrl }),

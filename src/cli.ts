@@ -91,15 +91,15 @@ async function main(argv: string[]): Promise<number> {
     case 'serve':
     case 'ingest': {
       const role = spec.name === 'serve' ? 'serve' : 'ingest';
-      if (config.workers > 1 && config.worker === undefined) {
+      if (config.worker === undefined && (config.workers > 1 || (role === 'serve' && config.processorApart))) {
         // Its workers drain within the timeout each, the ingest ones first and then the processor.
         const timeout = { ...config, shutdownTimeoutMs: 2 * config.shutdownTimeoutMs + 1_000 };
-        return runUntilSignal(async () => (await import('./roles/supervisor.ts')).startSupervisor(role, config, log), timeout, log);
+        return runUntilSignal(async () => (await import('./roles/supervisor.ts')).startSupervisor(role, config, log), timeout, log, true);
       }
-      return runUntilSignal(async () => (await import('./roles/start.ts')).startRole(role, config, log), config, log);
+      return runUntilSignal(async () => (await import('./roles/start.ts')).startRole(role, config, log), config, log, config.worker !== undefined);
     }
     case 'process': {
-      return runUntilSignal(async () => (await import('./roles/start.ts')).startRole('process', config, log), config, log);
+      return runUntilSignal(async () => (await import('./roles/start.ts')).startRole('process', config, log), config, log, false);
     }
     case 'check':
       return (await import('./check-command.ts')).runCheck(config, checkTimeout(args), stdout);
@@ -141,7 +141,8 @@ async function startOrExplain<T>(start: () => Promise<T>, log: Logger): Promise<
   }
 }
 
-async function runUntilSignal(start: () => Promise<Running>, config: Config, log: Logger): Promise<number> {
+/** `supervisedNode`: this process is a supervisor or one of the processes it started. */
+async function runUntilSignal(start: () => Promise<Running>, config: Config, log: Logger, supervisedNode: boolean): Promise<number> {
   guardProcess(log);
   // Listened for before the start (the roles' modules are loaded inside it, which takes most of a
   // second on a busy machine): a signal during it (a slow database, a broker start) would
@@ -157,10 +158,10 @@ async function runUntilSignal(start: () => Promise<Running>, config: Config, log
   let onReload = (): void => {
     reloadAsked = true;
   };
-  // With workers, a signal sent to the whole group (a terminal's Ctrl-C, systemd's control-group
-  // stop, `timeout`) reaches each process besides the one the supervisor forwards: the second must not
-  // end the drain the first began.
-  const listen = config.workers === 1 ? process.once.bind(process) : process.on.bind(process);
+  // In a supervised node, a signal sent to the whole group (a terminal's Ctrl-C, systemd's
+  // control-group stop, `timeout`) reaches each process besides the one the supervisor forwards: the
+  // second must not end the drain the first began.
+  const listen = supervisedNode ? process.on.bind(process) : process.once.bind(process);
   listen('SIGTERM', () => onSignal('SIGTERM'));
   listen('SIGINT', () => onSignal('SIGINT'));
   if (config.worker === undefined) process.on('SIGHUP', () => onReload());

@@ -1,4 +1,4 @@
-import { homedir, hostname } from 'node:os';
+import { availableParallelism, homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { idSchema, NODE_ID_MAX, nodeIdFromHost, nodeIdSchema } from './core/identifiers.ts';
@@ -17,6 +17,13 @@ const MiB = 1024 * 1024;
 
 /** Ingest processes one node may run (SLUICE_WORKERS): far above the cores of any machine sluice runs on. */
 export const MAX_WORKERS = 64;
+
+/**
+ * Where `serve` runs its processor (SLUICE_PROCESSOR): `process`, a process of its own beside the
+ * ingest process(es); `inline`, in the one ingest process; `auto`, a process of its own with a
+ * Postgres and a Kafka cluster (DATABASE_URL, KAFKA_BROKERS) and a core for it.
+ */
+export const PROCESSOR_PLACES = ['auto', 'process', 'inline'] as const;
 
 /**
  * SLUICE_MEMORY_MIB's default: what each serve, ingest or process process sizes its heap for
@@ -188,6 +195,7 @@ const envSchema = z.object({
   SLUICE_TLS_KEY_FILE: z.string().min(1).optional(),
   SLUICE_CACHE_DIR: z.string().min(1).optional(),
   SLUICE_WORKERS: int(1, 1, MAX_WORKERS),
+  SLUICE_PROCESSOR: z.enum(PROCESSOR_PLACES).default('auto'),
   // The RAM the JavaScript engine sizes each serve/ingest/process heap for (src/roles/engine-memory.ts).
   SLUICE_MEMORY_MIB: int(DEFAULT_MEMORY_MIB, 64, 1024 * 1024),
   // Set by a supervisor for the processes it starts (README.md, "Workers"); an operator never sets it.
@@ -334,6 +342,11 @@ export interface Config {
   kafkaTools: KafkaTools;
   /** Ingest processes sharing the HTTP port (SLUICE_WORKERS); above 1 a supervisor runs them. */
   workers: number;
+  /**
+   * `serve` runs its processor in a process of its own (SLUICE_PROCESSOR resolved): always with
+   * several workers, never on the embedded database. With it a supervisor runs the node.
+   */
+  processorApart: boolean;
   /** What this process is when a supervisor started it; undefined for a process started by hand. */
   worker: WorkerPlace | undefined;
   /** The RAM (MiB) the JavaScript engine sizes the heap of a serve, ingest or process process for. */
@@ -348,7 +361,7 @@ export type WorkerPlace = { kind: 'ingest'; index: number } | { kind: 'processor
  * process has the IPC channel of a supervisor that started it (the default: it has when
  * `process.send` exists), the only way SLUICE_WORKER may be set.
  */
-export function loadConfig(env: Record<string, string | undefined>, opts: { supervised?: boolean } = {}): Config {
+export function loadConfig(env: Record<string, string | undefined>, opts: { supervised?: boolean; cores?: number } = {}): Config {
   const supervised = opts.supervised ?? process.send !== undefined;
   // SLUICE_WORKER without a supervisor's channel was set by hand: such a worker would take writes
   // that no processor of its node publishes, and answer /metrics by asking a supervisor that is not there.
@@ -392,7 +405,10 @@ export function loadConfig(env: Record<string, string | undefined>, opts: { supe
     const message = `${unset} must be set with ${set}: TLS needs both the certificate and its key (PEM files)`;
     throw new ConfigError(`invalid configuration: ${message}`, [{ path: unset, message }]);
   }
-  if (e.SLUICE_WORKERS > 1 && e.SLUICE_WORKER === undefined) workerProblems(e);
+  if (e.SLUICE_WORKER === undefined) {
+    if (e.SLUICE_WORKERS > 1) workerProblems(e);
+    processorPlaceProblems(e);
+  }
   return {
     http: { host: e.SLUICE_HOST, port: e.SLUICE_PORT, maxBodyBytes: e.SLUICE_MAX_BODY_BYTES, maxBodyBytesInFlight: bodiesInFlight(e, env.SLUICE_MAX_BODY_BYTES_IN_FLIGHT !== undefined) },
     logLevel: e.SLUICE_LOG_LEVEL,
@@ -449,6 +465,7 @@ export function loadConfig(env: Record<string, string | undefined>, opts: { supe
     shutdownTimeoutMs: e.SLUICE_SHUTDOWN_TIMEOUT_MS,
     kafkaTools: kafkaTools(env),
     workers: e.SLUICE_WORKERS,
+    processorApart: processorApart(e, opts.cores ?? availableParallelism()),
     memoryMiB: e.SLUICE_MEMORY_MIB,
     worker: e.SLUICE_WORKER === undefined ? undefined : e.SLUICE_WORKER === 'processor' ? { kind: 'processor' } : { kind: 'ingest', index: Number(e.SLUICE_WORKER) },
   };
@@ -474,6 +491,28 @@ function workerProblems(e: Env): void {
     });
   }
   if (problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.map((p) => p.message).join('; ')}`, problems);
+}
+
+/** SLUICE_PROCESSOR set to a place the rest of the configuration rules out. */
+function processorPlaceProblems(e: Env): void {
+  let message: string | undefined;
+  if (e.SLUICE_PROCESSOR === 'inline' && e.SLUICE_WORKERS > 1) {
+    message = `SLUICE_PROCESSOR inline needs SLUICE_WORKERS 1: with ${e.SLUICE_WORKERS} ingest workers serve's processor runs in a process of its own; set SLUICE_PROCESSOR to auto or process, or SLUICE_WORKERS to 1`;
+  } else if (e.SLUICE_PROCESSOR === 'process' && e.DATABASE_URL === undefined) {
+    message = 'SLUICE_PROCESSOR process needs DATABASE_URL: the embedded database serves one connection of one process, so a processor process of its own could not share it; set DATABASE_URL to a Postgres, or SLUICE_PROCESSOR to auto or inline';
+  }
+  if (message !== undefined) throw new ConfigError(`invalid configuration: ${message}`, [{ path: 'SLUICE_PROCESSOR', message }]);
+}
+
+/**
+ * `auto`: apart in a production setup (a Postgres and a Kafka cluster) with a second core to run it.
+ * On one core the two processes would only take turns, at the cost of a process and its memory; the
+ * local broker (no KAFKA_BROKERS) is a development setup, whose broker the one process owns.
+ */
+function processorApart(e: Env, cores: number): boolean {
+  if (e.SLUICE_WORKERS > 1 || e.SLUICE_PROCESSOR === 'process') return true;
+  if (e.SLUICE_PROCESSOR === 'inline') return false;
+  return e.DATABASE_URL !== undefined && e.KAFKA_BROKERS !== undefined && cores >= 2;
 }
 
 function isLoopback(host: string): boolean {

@@ -8,6 +8,7 @@ import { pendingByTenant } from '../../src/outbox/counts.ts';
 import { freshDatabase, type BenchDatabase } from '../database.ts';
 import { statusMiB } from '../proc.ts';
 import { startServer, type ServerProcess } from '../server-process.ts';
+import { NODE_LISTENING } from '../sluice.ts';
 import { fillJournal } from './fill-journal.ts';
 import { fillOutbox } from './fill-outbox.ts';
 
@@ -51,7 +52,7 @@ async function startIngest(workDir: string, env: Record<string, string>, name: s
     cmd: ['bun', 'src/cli.ts', 'ingest'],
     cwd: ROOT,
     logPath: join(workDir, `growth-${name}.log`),
-    ready: /"msg":"sluice listening".*?"url":"([^"]+)"/,
+    ready: NODE_LISTENING,
     env: { ...inherited, SLUICE_HOST: '127.0.0.1', SLUICE_PORT: '0', SLUICE_NODE_ID: 'growth', ...env },
   });
   const startMs = performance.now() - started;

@@ -41,6 +41,8 @@ export async function startProcessing(opts: {
   log: Logger;
   /** serve: the ingest's mark of rows entering the outbox, which the processor follows. */
   entered?: Watermark;
+  /** serve's processor in a process of its own: its supervisor relays the ingest's inserts (Processor.wakePartitions). */
+  relayed?: boolean;
 }): Promise<Processing> {
   const { config, db, brokers } = opts;
   const outboxIdentity = await opts.outbox.claim();
@@ -72,6 +74,7 @@ export async function startProcessing(opts: {
     canProcess: () => kafka.state.ok,
     unreachableReleaseMs: KAFKA_UNREACHABLE_RELEASE_MS,
     entered: opts.entered,
+    relayed: opts.relayed,
   });
   kafka.start();
   processor.start();

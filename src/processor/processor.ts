@@ -53,6 +53,11 @@ export interface ProcessorOptions {
    * tasks' first pass.
    */
   entered?: Watermark;
+  /**
+   * serve with its processor in a process of its own: the supervisor passes on each insert of the
+   * node's ingest (wakePartitions), as `entered` does in one process.
+   */
+  relayed?: boolean;
 }
 
 const RETENTION_BATCH = 1_000;
@@ -136,6 +141,11 @@ export class Processor {
     this.#wakeTasks(this.#o.outbox.takeEntered());
   }
 
+  /** Rows entered these partitions through the node's ingest in another process (see `relayed`). */
+  wakePartitions(partitions: Iterable<number>): void {
+    this.#wakeTasks(partitions);
+  }
+
   #wakeTasks(partitions: Iterable<number>): void {
     for (const p of partitions) {
       const task = this.#tasks.get(p);
@@ -201,7 +211,7 @@ export class Processor {
       batchSize: o.batchSize,
       batchBytes: o.batchBytes,
       pollMs: Math.max(o.pollMs, TASK_IDLE_POLL_MS),
-      insertsWake: o.entered !== undefined,
+      insertsWake: o.entered !== undefined || o.relayed === true,
       maxAttempts: o.maxAttempts,
       retryBaseMs: o.retryBaseMs,
       retryMaxMs: o.retryMaxMs,

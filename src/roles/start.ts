@@ -18,6 +18,7 @@ import { openTenantMetrics } from '../tenant-metrics.ts';
 import { startIngestRole } from './ingest-role.ts';
 import { forwardStranded } from './stranded.ts';
 import { linkToSupervisor } from './worker-link.ts';
+import { follow } from '../core/watermark.ts';
 import { BodyBudget } from '../http/body-budget.ts';
 
 /** `serve` = ingest + processor in one process; `ingest` and `process` are its halves, run apart. */
@@ -119,7 +120,7 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
       : undefined;
     // Started after ingest, whose mark of rows entering the outbox it follows.
     const startProcessor = async (brokers: string[]): Promise<Processing> =>
-      (processing = await (await import('../processor/processing.ts')).startProcessing({ config, db: database, outbox, brokers, tenants, controls, metrics, log, entered: ingest?.entered }));
+      (processing = await (await import('../processor/processing.ts')).startProcessing({ config, db: database, outbox, brokers, tenants, controls, metrics, log, entered: ingest?.entered, relayed: worker?.kind === 'processor' }));
     if (configuredBrokers !== undefined) await startProcessor(configuredBrokers);
     if (!ingests) {
       readiness.add('outbox', true, () => outboxState(() => outbox.ping(), config.db.url));
@@ -133,6 +134,7 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
     );
 
     let draining = false;
+    const stopRelay = new AbortController();
     const app = createApp({
       log,
       metrics,
@@ -167,9 +169,18 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
       // Through the signal handler, so the drain and the exit are those of a SIGTERM.
       process.kill(process.pid, 'SIGTERM');
     });
+    if (link !== undefined && ingest !== undefined && role === 'serve') {
+      // The node's processor runs in a process of its own: it hears of these rows through the supervisor.
+      const relay = link;
+      follow(ingest.entered, stopRelay.signal, () => {
+        const partitions = outbox.takeEntered();
+        if (partitions.length > 0) relay.entered(partitions);
+      });
+    }
     if (worker?.kind === 'processor') {
-      // The processor of a `serve` node with several workers: no port of its own, its metrics reach
-      // the node's /metrics through the supervisor.
+      link?.onWake((partitions) => processing?.processor.wakePartitions(partitions));
+      // The processor of a `serve` node: no port of its own, its metrics reach the node's /metrics
+      // through the supervisor.
       timings.total_ms = Math.round(performance.now() - started);
       log.info('sluice processor running', { role, node_id: config.nodeId, guarantee: config.processor.guarantee, database: database.kind, ...timings });
       link?.ready(undefined);
@@ -241,6 +252,8 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
           const until = performance.now() + HTTP_DRAIN_MS;
           while (server !== undefined && server.pendingRequests > 0 && performance.now() < until) await Bun.sleep(20);
           await closeAll();
+          // Only now: what the drain forwarded, the processor still hears of and publishes.
+          stopRelay.abort();
           log.info('shutdown complete');
         })();
         return shutdown;

@@ -105,6 +105,11 @@ export async function startSupervisor(role: 'serve' | 'ingest', config: Config, 
     );
   };
 
+  // Rows an ingest worker inserted are published now rather than at the processor's next poll.
+  const wakeProcessor = (partitions: number[]): void => {
+    for (const c of children) if (c.kind === 'processor' && c.proc.exitCode === null && c.proc.signalCode === null) c.proc.send({ t: 'wake', partitions } satisfies ToWorker);
+  };
+
   const spawn = (name: string, kind: Child['kind'], env: Record<string, string>): Child => {
     let started: (url: string | undefined) => void = () => {};
     const ready = new Promise<string | undefined>((resolve) => {
@@ -123,6 +128,7 @@ export async function startSupervisor(role: 'serve' | 'ingest', config: Config, 
         ipc(message: ToSupervisor) {
           if (message.t === 'ready') started(message.url);
           else if (message.t === 'scrape') answerScrape(child, message.id);
+          else if (message.t === 'entered') wakeProcessor(message.partitions);
           else {
             const scrape = scrapes.get(message.id);
             if (scrape === undefined) return;

@@ -9,19 +9,27 @@ export type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
 export type ToSupervisor =
   | { t: 'ready'; url: string | undefined }
   | { t: 'scrape'; id: number }
-  | { t: 'collected'; id: number; metrics: MetricsJson };
+  | { t: 'collected'; id: number; metrics: MetricsJson }
+  /** An ingest worker of a `serve` node inserted rows into these outbox partitions. */
+  | { t: 'entered'; partitions: number[] };
 
 export type ToWorker =
   | { t: 'collect'; id: number }
   | { t: 'reload' }
   | { t: 'scraped'; id: number; text: string; contentType: string }
-  | { t: 'scrape_failed'; id: number; message: string };
+  | { t: 'scrape_failed'; id: number; message: string }
+  /** To the processor: rows entered these partitions through the node's ingest. */
+  | { t: 'wake'; partitions: number[] };
 
 export interface SupervisorLink {
   /** Tells the supervisor this worker has started (listening at `url`, or the processor running). */
   ready(url: string | undefined): void;
   /** `fetch` with GET /metrics answered with the whole node's metrics, which the supervisor sums. */
   fetch(inner: (req: Request) => Response | Promise<Response>): (req: Request) => Response | Promise<Response>;
+  /** An ingest worker: rows entered these partitions; the supervisor wakes the node's processor. */
+  entered(partitions: number[]): void;
+  /** The processor: what to do when the node's ingest inserted rows into these partitions. */
+  onWake(wake: (partitions: number[]) => void): void;
 }
 
 /** A scrape the supervisor does not answer within this long gets 503: a node's figures or none, never one worker's. */
@@ -41,8 +49,13 @@ export function linkToSupervisor(collect: () => Promise<MetricsJson>, supervisor
   process.once('disconnect', supervisorGone);
   const waiting = new Map<number, (r: Response) => void>();
   let nextId = 0;
+  let wake: (partitions: number[]) => void = () => {};
   process.on('message', (message: ToWorker) => {
     if (message.t === 'reload') return;
+    if (message.t === 'wake') {
+      wake(message.partitions);
+      return;
+    }
     if (message.t === 'collect') {
       void collect().then((metrics) => send({ t: 'collected', id: message.id, metrics }));
       return;
@@ -59,6 +72,12 @@ export function linkToSupervisor(collect: () => Promise<MetricsJson>, supervisor
   return {
     ready(url) {
       send({ t: 'ready', url });
+    },
+    entered(partitions) {
+      send({ t: 'entered', partitions });
+    },
+    onWake(handler) {
+      wake = handler;
     },
     fetch(inner) {
       return function metricsOfTheNode(req) {

@@ -24,6 +24,8 @@ describe('kill -9 during fast_ack writes', () => {
       SLUICE_NODE_ID: 'crash-node',
       SLUICE_KAFKA_TOPIC: `crash.${Bun.randomUUIDv7()}`,
       SLUICE_TRANSACTIONAL_ID_PREFIX: `crash-${Bun.randomUUIDv7()}`,
+      // One process, so the kill -9 is the journal writer's own (a supervised node's is in workers.test.ts).
+      SLUICE_PROCESSOR: 'inline',
     };
   }, 60_000);
 

@@ -30,6 +30,8 @@ describe('SIGHUP reloads the tenants file of a running sluice', () => {
       SLUICE_JOURNAL_DIR: join(dir, 'journal'),
       SLUICE_NODE_ID: 'sighup-node',
       SLUICE_KAFKA_TOPIC: `sighup.${Bun.randomUUIDv7()}`,
+      // The node of a production setup: ingest and its processor in processes of their own, both reloading.
+      SLUICE_PROCESSOR: 'process',
     });
   }, 60_000);
 
@@ -61,14 +63,22 @@ describe('SIGHUP reloads the tenants file of a running sluice', () => {
     sluice.proc.kill('SIGHUP');
     await eventually(async () => 'tenant' in (await write(NEW)), 10_000, 'the new token accepted');
     expect(await write(NEW)).toEqual({ tenant: 'beta' });
-    expect(logged('tenants file reloaded')).toEqual([expect.objectContaining({ level: 'info', file, tenants: 2 })]);
+    // Each of the node's processes reloads once: the ingest worker and the processor.
+    await eventually(async () => logged('tenants file reloaded').length === 2, 10_000, 'both processes reloaded');
+    expect(logged('tenants file reloaded').sort((a, b) => String(a.worker).localeCompare(String(b.worker)))).toEqual([
+      expect.objectContaining({ level: 'info', file, tenants: 2, worker: 1 }),
+      expect.objectContaining({ level: 'info', file, tenants: 2, worker: 'processor' }),
+    ]);
 
     // A plain token pasted in by mistake (acme), a malformed digest and a bad quota (beta).
     writeFileSync(file, JSON.stringify({ tenants: { acme: { tokens: [OLD] }, beta: { tokens: ['sha256:nothex'], quota: { rate: -1 } } } }));
     sluice.proc.kill('SIGHUP');
-    await eventually(async () => logged('tenants file rejected; keeping the previous one').length === 1, 10_000, 'the rejection logged');
-    const [rejected] = logged('tenants file rejected; keeping the previous one');
+    await eventually(async () => logged('tenants file rejected; keeping the previous one').length === 2, 10_000, 'the rejection logged by both');
+    const rejections = logged('tenants file rejected; keeping the previous one');
+    expect(rejections.map((r) => String(r.worker)).sort()).toEqual(['1', 'processor']);
+    const [rejected] = rejections;
     expect(rejected).toMatchObject({ level: 'error', file });
+    expect(rejections[1]?.errors).toEqual(rejected?.errors);
     expect(rejected?.errors).toEqual([
       expect.stringContaining('tenants.acme.tokens.0 must be sha256:<64 lowercase hex digits>'),
       expect.stringContaining('tenants.beta.tokens.0 must be sha256:<64 lowercase hex digits>'),

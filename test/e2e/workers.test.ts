@@ -205,6 +205,46 @@ describe('a node with SLUICE_WORKERS=2', () => {
     expect(await node.proc.exited).toBe(0);
   }, 120_000);
 
+  test('serve with one worker and its processor apart (SLUICE_PROCESSOR=process): the journal is the node\'s own; each insert reaches the processor through the supervisor, so writes are published long before its 60 s poll; SIGTERM drains all, exit 0', async () => {
+    const topic = `apart.${Bun.randomUUIDv7()}`;
+    const node = await spawnNode(
+      {
+        DATABASE_URL: db.url,
+        KAFKA_BROKERS: brokers.join(','),
+        SLUICE_PROCESSOR: 'process',
+        SLUICE_PORT: '0',
+        SLUICE_NODE_ID: 'apart',
+        SLUICE_JOURNAL_DIR: join(dir, 'journal'),
+        SLUICE_KAFKA_TOPIC: topic,
+        SLUICE_TRANSACTIONAL_ID_PREFIX: `apart-${Bun.randomUUIDv7()}`,
+        // Nothing but the relay can wake the processor within the test: its poll and its tasks' own come every 60 s.
+        SLUICE_POLL_MS: '60000',
+      },
+      'serve',
+    );
+    children.push(node);
+    expect(Object.keys(node.pids)).toEqual(['worker 1', 'processor']);
+    // Owning partitions takes a rebalance or two; a write before that is found by the tasks' first pass, not the relay.
+    await eventually(async () => /^sluice_partitions_owned \d*[1-9]/m.test(await (await fetch(`${node.url}/metrics`)).text()), 30_000, 'partitions owned');
+    await Bun.sleep(500);
+
+    const started = performance.now();
+    for (const round of [1, 2]) {
+      const keys = Array.from({ length: 5 }, (_, i) => `r${round}-k${i}`);
+      expect(await Promise.all(keys.map((k) => write(node.url, { id: 'apart' }, k)))).toEqual(keys.map(() => 202));
+      const records = await readTopic(brokers, topic, { expected: 5 * round });
+      expect(records.map((r) => r.key).sort()).toEqual(Array.from({ length: 5 * round }, (_, i) => `apart:r${Math.floor(i / 5) + 1}-k${i % 5}`).sort());
+    }
+    expect(performance.now() - started).toBeLessThan(30_000);
+    // One worker keeps the node id, as one process would.
+    expect(journalLines(join(dir, 'journal', 'apart'))).toBe(10);
+    expect(node.lines().find((l) => l.msg === 'sluice listening' && l.workers !== undefined)?.workers).toBe(1);
+
+    node.proc.kill('SIGTERM');
+    expect(await node.proc.exited).toBe(0);
+    expect(node.lines().filter((l) => l.msg === 'shutdown complete').map((l) => l.worker ?? 'supervisor').sort()).toEqual([1, 'processor', 'supervisor']);
+  }, 120_000);
+
   test('kill -9 of one worker stops the node (exit 1); every acknowledged write reaches the outbox after the restart; SIGINT drains', async () => {
     const env = {
       DATABASE_URL: db.url,

@@ -44,6 +44,34 @@ describe('SLUICE_WORKERS', () => {
   });
 });
 
+describe('SLUICE_PROCESSOR', () => {
+  const apart = (env: Record<string, string>, cores: number): boolean => loadConfig(env, { cores }).processorApart;
+
+  test('auto: serve\'s processor in a process of its own with a Postgres, a Kafka cluster and a second core; inline otherwise', () => {
+    const kafka = { KAFKA_BROKERS: '127.0.0.1:9092' };
+    expect(apart({ DATABASE_URL: DB, ...kafka }, 2)).toBe(true);
+    expect(apart({ DATABASE_URL: DB, ...kafka }, 1)).toBe(false);
+    // The embedded database serves one process; the local broker is the one process's.
+    expect(apart({ ...kafka }, 8)).toBe(false);
+    expect(apart({ DATABASE_URL: DB }, 8)).toBe(false);
+    // Several ingest workers never run the processor inline, whatever the cores.
+    expect(apart({ DATABASE_URL: DB, SLUICE_WORKERS: '2' }, 1)).toBe(true);
+    expect(apart({ DATABASE_URL: DB, ...kafka, SLUICE_PROCESSOR: 'auto' }, 2)).toBe(true);
+  });
+
+  test('process and inline are taken as set, where the rest of the configuration allows them', () => {
+    expect(apart({ DATABASE_URL: DB, SLUICE_PROCESSOR: 'process' }, 1)).toBe(true);
+    expect(apart({ DATABASE_URL: DB, SLUICE_PROCESSOR: 'inline' }, 8)).toBe(false);
+    expect(errorsOf({ SLUICE_PROCESSOR: 'process' })).toEqual([
+      'SLUICE_PROCESSOR process needs DATABASE_URL: the embedded database serves one connection of one process, so a processor process of its own could not share it; set DATABASE_URL to a Postgres, or SLUICE_PROCESSOR to auto or inline',
+    ]);
+    expect(errorsOf({ SLUICE_PROCESSOR: 'inline', SLUICE_WORKERS: '3', DATABASE_URL: DB })).toEqual([
+      "SLUICE_PROCESSOR inline needs SLUICE_WORKERS 1: with 3 ingest workers serve's processor runs in a process of its own; set SLUICE_PROCESSOR to auto or process, or SLUICE_WORKERS to 1",
+    ]);
+    expect(errorsOf({ SLUICE_PROCESSOR: 'thread' })[0]).toStartWith('SLUICE_PROCESSOR ');
+  });
+});
+
 describe('worker journal directories', () => {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-stranded-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -25,7 +25,8 @@ export async function spawnSluice(env: Record<string, string | undefined>, comma
     const { done, value } = await reader.read();
     if (done) break;
     buffer += decoder.decode(value, { stream: true });
-    const m = /"msg":"sluice (?:listening|processor running)"[^\n]*"url":"([^"]+)"/.exec(buffer);
+    // The node's line: under a supervisor each worker logs one of its own first (with `worker`).
+    const m = /"msg":"sluice listening"(?![^\n]*"worker":)[^\n]*"url":"([^"]+)"/.exec(buffer);
     if (m?.[1] !== undefined) {
       // Keep reading stderr, so the child never blocks on a full pipe and later lines can be checked.
       void (async () => {
