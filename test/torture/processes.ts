@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import { spawnSluice, type SpawnedSluice } from '../support/spawn-sluice.ts';
 
 export type Role = 'serve' | 'ingest' | 'process';
@@ -61,12 +62,20 @@ export class SluiceProcess {
     }
   }
 
+  /**
+   * kill -9 of the whole node, as a crash of its machine or an OOM kill of its control group: a
+   * supervised `serve` (its processor in a process of its own) loses its ingest worker and processor
+   * with the supervisor, rather than watching them drain.
+   */
   async kill(): Promise<void> {
     const child = this.#child;
     if (child === undefined) return;
     this.#expectExit = true;
+    const tree = descendants(child.proc.pid);
     child.proc.kill('SIGKILL');
+    for (const pid of tree) signal(pid, 'SIGKILL');
     await child.proc.exited;
+    while (tree.some(alive)) await Bun.sleep(20);
     this.#child = undefined;
   }
 
@@ -90,5 +99,41 @@ export class SluiceProcess {
 
   logLines(): string[] {
     return this.#child?.logLines() ?? [];
+  }
+}
+
+/** Every process below `pid` (Linux: each thread's `children` in /proc). */
+function descendants(pid: number): number[] {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const children = tids.flatMap((tid) => {
+    try {
+      return readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ').filter((c) => c !== '').map(Number);
+    } catch {
+      return [];
+    }
+  });
+  return children.flatMap((c) => [c, ...descendants(c)]);
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // Gone already.
+  }
+}
+
+/** Running: a zombie (dead, its parent gone and nobody reaping it yet) counts as gone. */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
   }
 }
