@@ -22,8 +22,8 @@ const CONFIG = 'configuration: SLUICE_* environment variables, DATABASE_URL, KAF
 export const COMMANDS: readonly CommandSpec[] = [
   {
     name: 'serve',
-    summary: 'ingest + processor in one process (what `bun start` runs)',
-    usage: `usage: sluice serve\n\nRuns the HTTP ingest API, the journal, the forwarder and the processor. With no DATABASE_URL it\nstarts an embedded database in SLUICE_DATA_DIR; with no KAFKA_BROKERS a local Kafka broker on\nSLUICE_KAFKA_LOCAL_PORT. SIGHUP reloads the tenants file (and the TLS certificate); SIGTERM drains\nand exits 0.\n\n${WORKERS}\n\n${CONFIG}`,
+    summary: 'ingest + processor on one node (what `bun start` runs)',
+    usage: `usage: sluice serve\n\nRuns the HTTP ingest API, the journal, the forwarder and the processor. With no DATABASE_URL it\nstarts an embedded database in SLUICE_DATA_DIR; with no KAFKA_BROKERS a local Kafka broker on\nSLUICE_KAFKA_LOCAL_PORT. SIGHUP reloads the tenants file (and the TLS certificate); SIGTERM drains\nand exits 0.\n\nSLUICE_PROCESSOR (default auto) runs the processor in a process of its own when DATABASE_URL and\nKAFKA_BROKERS are set on 2 or more cores, in the one process otherwise; process or inline force it.\n\n${WORKERS}\n\n${CONFIG}`,
     options: {},
     positionals: NONE,
   },
