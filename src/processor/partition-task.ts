@@ -163,10 +163,12 @@ export class PartitionTask {
       return 'stop';
     }
     this.#lastError = describeKafkaError(err);
-    // A cluster outage is logged once by KafkaHealth, not per partition; other failures the first
-    // time and then every tenth.
+    // A cluster outage is logged once by KafkaHealth, not per partition, and its partitions are given
+    // up within seconds; other failures the first time and then every tenth. A partition that keeps
+    // failing for a reason classed transient while it is still held (ten in a row: ~20 s of backoff)
+    // is no outage of the cluster's: it is warned about too, or its rows would wait without a word.
     if (failures === 1 || failures % 10 === 0) {
-      const level = classifyFailure(err) === 'transient' ? 'debug' : 'warn';
+      const level = classifyFailure(err) === 'transient' && failures < 10 ? 'debug' : 'warn';
       log[level]('publish failed; rows stay pending', { partition, error: this.#lastError, failures });
     }
     this.#o.metrics.publishFailures.inc({ reason: failureReason(err) });

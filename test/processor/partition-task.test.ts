@@ -9,10 +9,11 @@ import { createPublishing, type PartitionProducer } from '../../src/processor/pu
 import { TenantControls } from '../../src/processor/tenant-controls.ts';
 import { NO_TENANTS_FILE, Tenants } from '../../src/tenants.ts';
 import { Outbox, type Claimed, type ClaimLimits, type PublishedRef } from '../../src/outbox/outbox.ts';
-import { silentPort } from '../support/ports.ts';
+import { freePort as closedPort, silentPort } from '../support/ports.ts';
 import { createTestDatabase, quietLog, waitSettled, type TestDatabase } from '../support/postgres.ts';
 import { eventually } from '../support/sluice.ts';
-import { CountingClock } from '../support/watched-clock.ts';
+import { CountingClock, WatchedClock } from '../support/watched-clock.ts';
+import { createLogger } from '../../src/log.ts';
 
 let db: TestDatabase;
 beforeAll(async () => {
@@ -280,3 +281,60 @@ test('after a batch the byte limit cut short, the next claim waits for its marki
     await publishing.close();
   }
 }, 90_000);
+
+test('regression (outside tester): a partition that keeps failing for a reason classed transient while still held is warned about at its tenth failure in a row, with the error; the first nine stay at debug', async () => {
+  const closed = await closedPort();
+  const lines: Record<string, unknown>[] = [];
+  const log = createLogger({ level: 'info', write: (l) => lines.push(JSON.parse(l) as Record<string, unknown>) });
+  const metrics = createMetrics();
+  const tenants = new Tenants(NO_TENANTS_FILE, quietLog);
+  // Refused connections are the transient kind; held (stillOwned), the task retries them with backoff.
+  const publishing = createPublishing({
+    brokers: [`127.0.0.1:${closed}`],
+    clientId: 'held-failing',
+    compression: 'none',
+    guarantee: 'exactly_once',
+    transactionalIdPrefix: 'held-failing',
+    progressTopic: 'held-failing-progress',
+    outboxIdentity: 'held-failing',
+  });
+  const clock = new WatchedClock();
+  const task = new PartitionTask({
+    partition: 0,
+    outbox: new Outbox(db.sql, 16),
+    producer: publishing.forPartition(0),
+    controls: new TenantControls(tenants, metrics, quietLog),
+    tenants,
+    metrics,
+    log,
+    batchSize: 10,
+    batchBytes: 1 << 20,
+    pollMs: IDLE_MS,
+    clock,
+    maxAttempts: 3,
+    retryBaseMs: 100,
+    retryMaxMs: 1_000,
+    stillOwned: async () => true,
+    onFenced: () => {},
+    topicProblem: () => undefined,
+  });
+  const warned = () => lines.filter((l) => l.msg === 'publish failed; rows stay pending');
+  try {
+    task.start();
+    // Each backoff is stepped over as soon as the task waits in it: ten failed passes without ten real backoffs.
+    await eventually(async () => {
+      if (clock.sleeping > 0) await clock.advance(MAX_BACKOFF_STEP_MS);
+      return warned().length > 0;
+    }, 60_000, 'a warning about the failing partition');
+    const [line] = warned();
+    expect(line).toMatchObject({ level: 'warn', partition: 0, failures: 10 });
+    // The client's own words for a cluster it cannot reach: the operator's clue, now at warn.
+    expect(String(line?.error)).toStartWith('findCoordinator failed');
+    expect(task.failing).toBe(true);
+  } finally {
+    await task.stop();
+    await publishing.close();
+  }
+}, 90_000);
+/** Above the task's longest backoff (5 s). */
+const MAX_BACKOFF_STEP_MS = 10_000;
