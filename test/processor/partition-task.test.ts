@@ -15,6 +15,11 @@ import { eventually } from '../support/sluice.ts';
 import { CountingClock, WatchedClock } from '../support/watched-clock.ts';
 import { createLogger } from '../../src/log.ts';
 
+/** Publishing for a test named `name`: its client id, transactional id prefix, progress topic and outbox identity. */
+function publishingAs(name: string, brokers: string[], guarantee: 'exactly_once' | 'at_least_once' = 'exactly_once'): ReturnType<typeof createPublishing> {
+  return createPublishing({ brokers, clientId: name, compression: 'none', guarantee, transactionalIdPrefix: name, progressTopic: `${name}-progress`, outboxIdentity: name });
+}
+
 let db: TestDatabase;
 beforeAll(async () => {
   db = await createTestDatabase({ migrate: true });
@@ -27,15 +32,7 @@ test('stopping a task whose broker accepts and never answers ends the Kafka call
   const silent = await silentPort();
   const metrics = createMetrics();
   const tenants = new Tenants(NO_TENANTS_FILE, quietLog);
-  const publishing = createPublishing({
-    brokers: [`127.0.0.1:${silent.port}`],
-    clientId: 'stop-test',
-    compression: 'none',
-    guarantee: 'exactly_once',
-    transactionalIdPrefix: 'stop-test',
-    progressTopic: 'stop-test-progress',
-    outboxIdentity: 'stop-test',
-  });
+  const publishing = publishingAs('stop-test', [`127.0.0.1:${silent.port}`]);
   let asked = false;
   const task = new PartitionTask({
     partition: 0,
@@ -136,15 +133,7 @@ test('woken on every insert, a task publishes full batches back to back and does
   const brokers = await testBrokers();
   const topic = `drained.${Bun.randomUUIDv7()}`;
   await createTopic(brokers, topic);
-  const publishing = createPublishing({
-    brokers,
-    clientId: 'drained-test',
-    compression: 'none',
-    guarantee: 'at_least_once',
-    transactionalIdPrefix: 'drained-test',
-    progressTopic: 'drained-test-progress',
-    outboxIdentity: 'drained-test',
-  });
+  const publishing = publishingAs('drained-test', brokers, 'at_least_once');
   const outbox = new CountingOutbox(db.sql, 16);
   // Only full batches and wakes move it: each sleep of IDLE_MS begun is the task settling idle after a pass.
   const idleMs = IDLE_MS;
@@ -289,15 +278,7 @@ test('regression (outside tester): a partition that keeps failing for a reason c
   const metrics = createMetrics();
   const tenants = new Tenants(NO_TENANTS_FILE, quietLog);
   // Refused connections are the transient kind; held (stillOwned), the task retries them with backoff.
-  const publishing = createPublishing({
-    brokers: [`127.0.0.1:${closed}`],
-    clientId: 'held-failing',
-    compression: 'none',
-    guarantee: 'exactly_once',
-    transactionalIdPrefix: 'held-failing',
-    progressTopic: 'held-failing-progress',
-    outboxIdentity: 'held-failing',
-  });
+  const publishing = publishingAs('held-failing', [`127.0.0.1:${closed}`]);
   const clock = new WatchedClock();
   const task = new PartitionTask({
     partition: 0,

@@ -1,4 +1,5 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { processTree } from '../../bench/proc.ts';
 import { spawnSluice, type SpawnedSluice } from '../support/spawn-sluice.ts';
 
 export type Role = 'serve' | 'ingest' | 'process';
@@ -71,7 +72,7 @@ export class SluiceProcess {
     const child = this.#child;
     if (child === undefined) return;
     this.#expectExit = true;
-    const tree = descendants(child.proc.pid);
+    const tree = processTree(child.proc.pid).slice(1).map((s) => s.pid);
     child.proc.kill('SIGKILL');
     for (const pid of tree) signal(pid, 'SIGKILL');
     await child.proc.exited;
@@ -100,24 +101,6 @@ export class SluiceProcess {
   logLines(): string[] {
     return this.#child?.logLines() ?? [];
   }
-}
-
-/** Every process below `pid` (Linux: each thread's `children` in /proc). */
-function descendants(pid: number): number[] {
-  let tids: string[];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return [];
-  }
-  const children = tids.flatMap((tid) => {
-    try {
-      return readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ').filter((c) => c !== '').map(Number);
-    } catch {
-      return [];
-    }
-  });
-  return children.flatMap((c) => [c, ...descendants(c)]);
 }
 
 function signal(pid: number, sig: NodeJS.Signals): void {
