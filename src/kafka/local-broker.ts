@@ -32,6 +32,8 @@ export interface LocalBroker {
   readonly bootstrap: string;
   readonly port: number;
   readonly dataDir: string;
+  /** The JVM's: what a fault test signals (SIGSTOP freezes the broker without closing a connection). */
+  readonly pid: number;
   /** Settles when the JVM exits, for whatever reason: after stop(), or on its own (a crash). */
   readonly exited: Promise<number>;
   stop(): Promise<void>;
@@ -576,5 +578,5 @@ async function startLockedBroker(opts: LocalBrokerOptions, release: () => void):
     return stop();
   };
 
-  return { bootstrap, port, dataDir, exited: child.exited, stop, kill };
+  return { bootstrap, port, dataDir, pid: child.pid, exited: child.exited, stop, kill };
 }

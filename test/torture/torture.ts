@@ -44,7 +44,7 @@ export interface TortureReport {
 
 const PARTITIONS = 8;
 const SHUTDOWN_TIMEOUT_MS = 10_000;
-export const FAULTS = ['kill-serve', 'kill-ingest', 'kill-process', 'term', 'pg-terminate', 'pg-stop', 'pg-freeze', 'broker-kill', 'disk-full'] as const;
+export const FAULTS = ['kill-serve', 'kill-ingest', 'kill-process', 'term', 'pg-terminate', 'pg-stop', 'pg-freeze', 'broker-kill', 'broker-freeze', 'disk-full'] as const;
 type Fault = (typeof FAULTS)[number];
 
 /**
@@ -229,6 +229,20 @@ export async function runTorture(opts: TortureOptions): Promise<TortureReport> {
           await Bun.sleep(heldMs / 2);
           broker = await restartBroker(brokerPort, brokerDir, log);
           break;
+        case 'broker-freeze': {
+          // A broker that hangs (a long GC pause, a stalled VM) with every connection open: requests in
+          // flight wait for the client's timeout. 2 to 8 s, about the 10 s of unreachable Kafka after
+          // which an instance gives its partitions up: often the tasks keep them and must recover on
+          // their own, the path a broker restart under 10 s (or one broker of several) takes.
+          const frozen = broker.pid;
+          process.kill(frozen, 'SIGSTOP');
+          try {
+            await Bun.sleep(heldMs * 2);
+          } finally {
+            process.kill(frozen, 'SIGCONT');
+          }
+          break;
+        }
         case 'disk-full': {
           disk.fill(0);
           // Full for the whole hold: retention deletes forwarded segments every 100 ms here, and the
