@@ -157,7 +157,12 @@ export class PartitionTask {
     // a rebalance) is no longer held when its last pass fails: neither is a failure worth a line.
     if (this.#loop.signal.aborted) return 'stop';
     if (fenced(err)) {
-      log.warn('partition fenced by a newer owner, or its lock lost; stopping its task', { partition });
+      // Also when Kafka aborted the task's open transaction past its timeout (a broker that hung longer):
+      // the producer is fenced the same way. The cause is in the error; the partition is taken again.
+      log.warn('partition fenced (a newer owner, its lock lost, or its transaction timed out in Kafka); stopping its task', {
+        partition,
+        error: describeKafkaError(err),
+      });
       this.#o.onFenced(partition);
       void this.#o.producer.close().catch(() => {});
       return 'stop';

@@ -319,3 +319,59 @@ test('regression (outside tester): a partition that keeps failing for a reason c
 }, 90_000);
 /** Above the task's longest backoff (5 s). */
 const MAX_BACKOFF_STEP_MS = 10_000;
+
+test('regression (outside tester): a task whose producer Kafka fenced stops, gives its partition up and says why, with the error', async () => {
+  await db.sql`TRUNCATE outbox`;
+  const brokers = await testBrokers();
+  const topic = `fenced.${Bun.randomUUIDv7()}`;
+  await createTopic(brokers, topic);
+  const lines: Record<string, unknown>[] = [];
+  const log = createLogger({ level: 'info', write: (l) => lines.push(JSON.parse(l) as Record<string, unknown>) });
+  const metrics = createMetrics();
+  const tenants = new Tenants(NO_TENANTS_FILE, quietLog);
+  const publishing = publishingAs('fenced-test', brokers);
+  // Another producer with the same transactional id: what a newer owner, or Kafka aborting a
+  // transaction past its timeout, does to this task's producer (its epoch is no longer the current one).
+  const newer = publishingAs('fenced-test', brokers);
+  const given: number[] = [];
+  const task = new PartitionTask({
+    partition: 0,
+    outbox: new Outbox(db.sql, 16),
+    producer: publishing.forPartition(0),
+    lastCommitted: async () => [],
+    controls: new TenantControls(tenants, metrics, quietLog),
+    tenants,
+    metrics,
+    log,
+    batchSize: 10,
+    batchBytes: 1 << 20,
+    pollMs: IDLE_MS,
+    insertsWake: true,
+    maxAttempts: 3,
+    retryBaseMs: 100,
+    retryMaxMs: 1_000,
+    stillOwned: async () => true,
+    onFenced: (p) => given.push(p),
+    topicProblem: () => undefined,
+  });
+  try {
+    await insertAcme(topic, 0, 5);
+    task.start();
+    await eventually(async () => (await sent()) === 5, 30_000, '5 rows sent');
+    await newer.forPartition(0).init();
+    await insertAcme(topic, 5, 5);
+    task.wake();
+    await eventually(async () => given.length > 0, 30_000, 'the partition given up');
+    expect(given).toEqual([0]);
+    const [line] = lines.filter((l) => String(l.msg).startsWith('partition fenced'));
+    expect(line).toMatchObject({ level: 'warn', partition: 0 });
+    expect(String(line?.error)).toMatch(/PRODUCER_FENCED|INVALID_PRODUCER_EPOCH/);
+    // Nothing of the second batch was published by the fenced producer: its rows wait for the next owner.
+    expect(await sent()).toBe(5);
+    expect((await readTopic(brokers, topic, { expected: 5, timeoutMs: 30_000, graceMs: 1_000 })).length).toBe(5);
+  } finally {
+    await task.stop();
+    await publishing.close();
+    await newer.close();
+  }
+}, 90_000);
