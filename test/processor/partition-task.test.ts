@@ -4,7 +4,7 @@ import { insertRows } from '../../src/outbox/repository.ts';
 import { readTopic, testBrokers } from '../support/kafka.ts';
 import { assertExactlyOnceInOrder, createTopic } from '../support/outbox-load.ts';
 import { createMetrics } from '../../src/metrics.ts';
-import { PartitionTask } from '../../src/processor/partition-task.ts';
+import { PartitionTask, type PartitionTaskOptions } from '../../src/processor/partition-task.ts';
 import { createPublishing, type PartitionProducer } from '../../src/processor/publisher.ts';
 import { TenantControls } from '../../src/processor/tenant-controls.ts';
 import { NO_TENANTS_FILE, Tenants } from '../../src/tenants.ts';
@@ -20,6 +20,34 @@ function publishingAs(name: string, brokers: string[], guarantee: 'exactly_once'
   return createPublishing({ brokers, clientId: name, compression: 'none', guarantee, transactionalIdPrefix: name, progressTopic: `${name}-progress`, outboxIdentity: name });
 }
 
+/**
+ * A task on partition 0 of the test database, with the tests' settings: batches of 10, no idle poll
+ * within a test, 3 attempts, always still owned. `over` replaces any of them.
+ */
+function taskOn(producer: PartitionProducer, over: Partial<PartitionTaskOptions> = {}): PartitionTask {
+  const metrics = over.metrics ?? createMetrics();
+  const tenants = new Tenants(NO_TENANTS_FILE, quietLog);
+  return new PartitionTask({
+    partition: 0,
+    outbox: new Outbox(db.sql, 16),
+    producer,
+    controls: new TenantControls(tenants, metrics, quietLog),
+    tenants,
+    metrics,
+    log: quietLog,
+    batchSize: 10,
+    batchBytes: 1 << 20,
+    pollMs: IDLE_MS,
+    maxAttempts: 3,
+    retryBaseMs: 100,
+    retryMaxMs: 1_000,
+    stillOwned: async () => true,
+    onFenced: () => {},
+    topicProblem: () => undefined,
+    ...over,
+  });
+}
+
 let db: TestDatabase;
 beforeAll(async () => {
   db = await createTestDatabase({ migrate: true });
@@ -30,30 +58,15 @@ afterAll(async () => {
 
 test('stopping a task whose broker accepts and never answers ends the Kafka call in flight, well within the shutdown timeout', async () => {
   const silent = await silentPort();
-  const metrics = createMetrics();
-  const tenants = new Tenants(NO_TENANTS_FILE, quietLog);
   const publishing = publishingAs('stop-test', [`127.0.0.1:${silent.port}`]);
   let asked = false;
-  const task = new PartitionTask({
-    partition: 0,
-    outbox: new Outbox(db.sql, 16),
-    producer: publishing.forPartition(0),
-    controls: new TenantControls(tenants, metrics, quietLog),
-    tenants,
-    metrics,
-    log: quietLog,
+  const task = taskOn(publishing.forPartition(0), {
     batchSize: 100,
-    batchBytes: 1 << 20,
     pollMs: 50,
-    maxAttempts: 3,
-    retryBaseMs: 100,
-    retryMaxMs: 1_000,
     stillOwned: async () => {
       asked = true;
       return true;
     },
-    onFenced: () => {},
-    topicProblem: () => undefined,
   });
   try {
     task.start();
@@ -93,28 +106,7 @@ async function sent(): Promise<number> {
 
 /** A task on partition 0 in batches of 10, moved only by wakes and full batches (its idle poll is 10 min). */
 function acmeTask(outbox: Outbox, producer: PartitionProducer, clock?: CountingClock, batchBytes = 1 << 20): PartitionTask {
-  const metrics = createMetrics();
-  const tenants = new Tenants(NO_TENANTS_FILE, quietLog);
-  return new PartitionTask({
-    partition: 0,
-    outbox,
-    producer,
-    controls: new TenantControls(tenants, metrics, quietLog),
-    tenants,
-    metrics,
-    log: quietLog,
-    batchSize: 10,
-    batchBytes,
-    pollMs: IDLE_MS,
-    ...(clock === undefined ? {} : { clock }),
-    insertsWake: true,
-    maxAttempts: 3,
-    retryBaseMs: 100,
-    retryMaxMs: 1_000,
-    stillOwned: async () => true,
-    onFenced: () => {},
-    topicProblem: () => undefined,
-  });
+  return taskOn(producer, { outbox, batchBytes, insertsWake: true, ...(clock === undefined ? {} : { clock }) });
 }
 /** No idle poll within a test: nothing else the task runs sleeps this long. */
 const IDLE_MS = 600_000;
@@ -275,30 +267,10 @@ test('regression (outside tester): a partition that keeps failing for a reason c
   const closed = await closedPort();
   const lines: Record<string, unknown>[] = [];
   const log = createLogger({ level: 'info', write: (l) => lines.push(JSON.parse(l) as Record<string, unknown>) });
-  const metrics = createMetrics();
-  const tenants = new Tenants(NO_TENANTS_FILE, quietLog);
   // Refused connections are the transient kind; held (stillOwned), the task retries them with backoff.
   const publishing = publishingAs('held-failing', [`127.0.0.1:${closed}`]);
   const clock = new WatchedClock();
-  const task = new PartitionTask({
-    partition: 0,
-    outbox: new Outbox(db.sql, 16),
-    producer: publishing.forPartition(0),
-    controls: new TenantControls(tenants, metrics, quietLog),
-    tenants,
-    metrics,
-    log,
-    batchSize: 10,
-    batchBytes: 1 << 20,
-    pollMs: IDLE_MS,
-    clock,
-    maxAttempts: 3,
-    retryBaseMs: 100,
-    retryMaxMs: 1_000,
-    stillOwned: async () => true,
-    onFenced: () => {},
-    topicProblem: () => undefined,
-  });
+  const task = taskOn(publishing.forPartition(0), { log, clock });
   const warned = () => lines.filter((l) => l.msg === 'publish failed; rows stay pending');
   try {
     task.start();
@@ -327,33 +299,12 @@ test('regression (outside tester): a task whose producer Kafka fenced stops, giv
   await createTopic(brokers, topic);
   const lines: Record<string, unknown>[] = [];
   const log = createLogger({ level: 'info', write: (l) => lines.push(JSON.parse(l) as Record<string, unknown>) });
-  const metrics = createMetrics();
-  const tenants = new Tenants(NO_TENANTS_FILE, quietLog);
   const publishing = publishingAs('fenced-test', brokers);
   // Another producer with the same transactional id: what a newer owner, or Kafka aborting a
   // transaction past its timeout, does to this task's producer (its epoch is no longer the current one).
   const newer = publishingAs('fenced-test', brokers);
   const given: number[] = [];
-  const task = new PartitionTask({
-    partition: 0,
-    outbox: new Outbox(db.sql, 16),
-    producer: publishing.forPartition(0),
-    lastCommitted: async () => [],
-    controls: new TenantControls(tenants, metrics, quietLog),
-    tenants,
-    metrics,
-    log,
-    batchSize: 10,
-    batchBytes: 1 << 20,
-    pollMs: IDLE_MS,
-    insertsWake: true,
-    maxAttempts: 3,
-    retryBaseMs: 100,
-    retryMaxMs: 1_000,
-    stillOwned: async () => true,
-    onFenced: (p) => given.push(p),
-    topicProblem: () => undefined,
-  });
+  const task = taskOn(publishing.forPartition(0), { log, lastCommitted: async () => [], insertsWake: true, onFenced: (p) => given.push(p) });
   try {
     await insertAcme(topic, 0, 5);
     task.start();
