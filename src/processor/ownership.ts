@@ -31,6 +31,11 @@ export interface OwnershipOptions {
    * instance takes those tenants over, while a short blip does not move every partition.
    */
   canProcess(): boolean;
+  /**
+   * Asks Kafka afresh, once, before partitions are given up: canProcess() is the last background
+   * probe's answer, up to a probe interval old, and a broker back since must not move every partition.
+   */
+  canProcessNow(): Promise<boolean>;
   unreachableReleaseMs: number;
   clock?: Clock;
 }
@@ -151,7 +156,9 @@ export class PartitionOwnership {
     else {
       this.#cannotSince ??= this.#clock.now();
       const owned = this.#owned.size;
-      if (owned === 0 || this.#clock.now() - this.#cannotSince >= this.#o.unreachableReleaseMs) {
+      const giveUp = owned === 0 || this.#clock.now() - this.#cannotSince >= this.#o.unreachableReleaseMs;
+      if (giveUp && owned > 0 && (await this.#o.canProcessNow())) this.#cannotSince = undefined;
+      else if (giveUp) {
         if (this.#session !== undefined || owned > 0) {
           // The outage itself is the warning (KafkaHealth, once); this is its consequence here.
           this.#o.log.info('cannot process (Kafka unreachable); leaving the partitions to other instances', { released: [...this.#owned] });

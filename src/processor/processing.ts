@@ -72,6 +72,7 @@ export async function startProcessing(opts: {
     partitions: config.partitions,
     outboxIdentity,
     canProcess: () => kafka.state.ok,
+    canProcessNow: async () => (await kafka.check()).ok,
     unreachableReleaseMs: KAFKA_UNREACHABLE_RELEASE_MS,
     entered: opts.entered,
     relayed: opts.relayed,

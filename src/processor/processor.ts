@@ -45,6 +45,8 @@ export interface ProcessorOptions {
   cleanupMs: number;
   /** Whether Kafka answers: an instance that cannot publish takes no partitions (see ownership.ts). */
   canProcess(): boolean;
+  /** Asks Kafka afresh before this instance gives up its partitions (see ownership.ts). */
+  canProcessNow(): Promise<boolean>;
   /** How long Kafka may stay unreachable before this instance gives up its partitions. */
   unreachableReleaseMs: number;
   /**
@@ -119,6 +121,7 @@ export class Processor {
       acquired: (p) => this.#startTask(p),
       releasing: (p) => this.#stopTask(p),
       canProcess: opts.canProcess,
+      canProcessNow: opts.canProcessNow,
       unreachableReleaseMs: opts.unreachableReleaseMs,
     });
   }

@@ -67,6 +67,7 @@ test('partition locks lost to pg_terminate_backend and to an immediate stop are 
       passes++;
       return true;
     },
+    canProcessNow: async () => true,
     unreachableReleaseMs: 1_000,
   });
   ownership.start();
@@ -123,6 +124,7 @@ test('an instance that cannot reach Kafka is no member and takes no partition; i
         if (runner.get(p) === name) runner.delete(p);
       },
       canProcess,
+      canProcessNow: async () => canProcess(),
       unreachableReleaseMs: 1_000,
     });
   const healthy = instance('healthy', () => true);
@@ -153,5 +155,50 @@ test('an instance that cannot reach Kafka is no member and takes no partition; i
     expect(overlaps).toBe(0);
   } finally {
     await Promise.all([sick.stop(), healthy.stop()]);
+  }
+}, 60_000);
+
+test('an instance whose last probe failed asks Kafka again before giving its partitions up, and keeps them when it answers', async () => {
+  // The background probe's answer is up to an interval old: a broker back since must not move partitions.
+  let lastProbeOk = true;
+  let answersNow = true;
+  let asked = 0;
+  let passes = 0;
+  const ownership = new PartitionOwnership({
+    lockSession: (onClose) => db.session(onClose),
+    exclusive: false,
+    partitions: PARTITIONS,
+    rebalanceMs: 50,
+    log: quietLog,
+    metrics: createMetrics(),
+    acquired: () => {},
+    releasing: async () => {},
+    canProcess: () => {
+      passes++;
+      return lastProbeOk;
+    },
+    canProcessNow: async () => {
+      asked++;
+      return answersNow;
+    },
+    unreachableReleaseMs: 200,
+  });
+  ownership.start();
+  try {
+    await eventually(async () => ownership.owned.size === PARTITIONS, 10_000, 'all partitions owned');
+    expect(asked).toBe(0);
+
+    lastProbeOk = false;
+    await eventually(async () => asked >= 3, 10_000, 'asked afresh past the give-up delay');
+    const later = passes;
+    await eventually(async () => passes > later + PASSES_LATER, 10_000, 'more passes while Kafka answers when asked');
+    expect(ownership.owned.size).toBe(PARTITIONS);
+    expect(await locksHeld()).toBe(PARTITIONS);
+
+    answersNow = false;
+    await eventually(async () => ownership.owned.size === 0 && (await locksHeld()) === 0, 10_000, 'given up once Kafka does not answer when asked');
+    expect(await members()).toBe(0);
+  } finally {
+    await ownership.stop();
   }
 }, 60_000);
