@@ -164,7 +164,10 @@ async function runUntilSignal(start: () => Promise<Running>, config: Config, log
   const listen = supervisedNode ? process.on.bind(process) : process.once.bind(process);
   listen('SIGTERM', () => onSignal('SIGTERM'));
   listen('SIGINT', () => onSignal('SIGINT'));
-  if (config.worker === undefined) process.on('SIGHUP', () => onReload());
+  // Open mode without TLS has nothing to re-read: said once here, rather than by no line at all.
+  const reloadable = config.tenantsFile !== undefined || config.tls !== undefined;
+  const sighup = (): void => (reloadable ? onReload() : log.info('SIGHUP ignored: nothing to reload (no SLUICE_TENANTS_FILE, no SLUICE_TLS_CERT_FILE)'));
+  if (config.worker === undefined) process.on('SIGHUP', sighup);
   else reloadsFromSupervisor(() => onReload());
   const running = await startOrExplain(start, log);
   if (typeof running === 'number') return running;

@@ -93,3 +93,39 @@ describe('SIGHUP reloads the tenants file of a running sluice', () => {
     expect(rows?.n).toBe(accepted);
   }, 60_000);
 });
+
+describe('SIGHUP in open mode without TLS', () => {
+  test('is answered with one info line saying there is nothing to reload; the node keeps serving', async () => {
+    const db = await createTestDatabase({ migrate: false });
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-sighup-open-'));
+    const node = await spawnSluice({
+      DATABASE_URL: db.url,
+      SLUICE_PORT: '0',
+      SLUICE_TENANTS_FILE: undefined,
+      SLUICE_TLS_CERT_FILE: undefined,
+      SLUICE_TLS_KEY_FILE: undefined,
+      SLUICE_JOURNAL_DIR: join(dir, 'journal'),
+      SLUICE_NODE_ID: 'sighup-open',
+      // Supervised: the worker must not say it a second time.
+      SLUICE_WORKERS: '2',
+    }, 'ingest');
+    try {
+      node.proc.kill('SIGHUP');
+      const ignored = () => node.logLines().filter((l) => l.includes('"msg":"SIGHUP ignored: nothing to reload'));
+      await eventually(async () => ignored().length > 0, 10_000, 'the SIGHUP answered');
+      const line = JSON.parse(ignored()[0] ?? '{}') as Record<string, unknown>;
+      expect(line.level).toBe('info');
+      expect(String(line.msg)).toContain('no SLUICE_TENANTS_FILE, no SLUICE_TLS_CERT_FILE');
+      const res = await postEvent(node.url, { tenant_id: 'acme', dedupe_key: 'after-hup', payload: {} });
+      expect(res.status).toBe(202);
+      expect(ignored()).toHaveLength(1);
+      node.proc.kill('SIGTERM');
+      expect(await node.proc.exited).toBe(0);
+    } finally {
+      node.proc.kill('SIGKILL');
+      await node.proc.exited;
+      await db.drop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
