@@ -136,12 +136,16 @@ export interface GrowthFile {
   points: GrowthPoint[];
 }
 
-type Metric = keyof Pick<GrowthPoint, 'start_ms' | 'rss_mib' | 'peak_rss_mib' | 'scrape_ms' | 'scrape_max_ms' | 'backlog_refresh_ms' | 'throughput_rps'>;
+type Metric = keyof Pick<
+  GrowthPoint,
+  'start_ms' | 'rss_mib' | 'peak_rss_mib' | 'scrape_ms' | 'scrape_max_ms' | 'backlog_refresh_ms' | 'throughput_rps' | 'poll_ms' | 'discovery_ms' | 'claim_ms'
+>;
 
 const CURVES: { curve: GrowthPoint['curve']; title: string[]; log: boolean }[] = [
   { curve: 'unforwarded', title: ['unforwarded', 'journal records'], log: false },
   { curve: 'outbox_rows', title: ['outbox rows'], log: false },
   { curve: 'tenants', title: ['tenants', '(log scale)'], log: true },
+  { curve: 'published', title: ['rows published', 'since VACUUM'], log: false },
 ];
 
 const COLUMNS: { title: string; metrics: { metric: Metric; label: string; dashed: boolean }[] }[] = [
@@ -162,6 +166,14 @@ const COLUMNS: { title: string; metrics: { metric: Metric; label: string; dashed
     ],
   },
   { title: 'writes/s (sync)', metrics: [{ metric: 'throughput_rps', label: '', dashed: false }] },
+  {
+    title: 'processor statements (ms)',
+    metrics: [
+      { metric: 'poll_ms', label: 'poll', dashed: false },
+      { metric: 'discovery_ms', label: 'discovery', dashed: true },
+      { metric: 'claim_ms', label: 'claim', dashed: true },
+    ],
+  },
 ];
 
 const SERIES_COLOURS = ['#2b6cb0', '#dd6b20', '#38a169', '#805ad5'];

@@ -4,6 +4,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { KEY_SNAPSHOT_FILE } from '../../src/ingest/key-snapshot.ts';
+import { claimForTenants, pendingPartitions, pendingTenants } from '../../src/outbox/claims.ts';
 import { pendingByTenant } from '../../src/outbox/counts.ts';
 import { freshDatabase, type BenchDatabase } from '../database.ts';
 import { statusMiB } from '../proc.ts';
@@ -15,10 +16,13 @@ import { fillOutbox } from './fill-outbox.ts';
 const ROOT = resolve(import.meta.dir, '..', '..');
 
 export interface GrowthPoint {
-  curve: 'tenants' | 'outbox_rows' | 'unforwarded';
-  /** Tenants, outbox rows or unforwarded journal records. */
+  curve: 'tenants' | 'outbox_rows' | 'unforwarded' | 'published';
+  /** Tenants, outbox rows, unforwarded journal records, or rows published (pending, then sent) since the outbox's last VACUUM. */
   x: number;
-  /** How the node started: `full scan` (no dedupe snapshot) or `snapshot`; empty for other curves. */
+  /**
+   * The point's variant: for `unforwarded`, how the node started (`full scan`, no dedupe snapshot, or
+   * `snapshot`); for `published`, `no VACUUM` or `after VACUUM`; empty for other curves.
+   */
   start?: string;
   start_ms?: number;
   rss_mib?: number;
@@ -31,17 +35,26 @@ export interface GrowthPoint {
   backlog_refresh_ms?: number;
   /** Single-event JSON writes a second over all tenants, sync mode. */
   throughput_rps?: number;
+  /** published: median of 5 runs of the processor's idle poll over 16 partitions (`pendingPartitions`). */
+  poll_ms?: number;
+  /** published: median of 5 runs of a partition task's tenant discovery (`pendingTenants`). */
+  discovery_ms?: number;
+  /** published: median of 5 claims of one tenant's single pending row (`claimForTenants`). */
+  claim_ms?: number;
+  /** published, `after VACUUM`: how long the VACUUM of the outbox took. */
+  vacuum_ms?: number;
 }
 
 export interface GrowthPlan {
   tenants: number[];
   outboxRows: number[];
   unforwarded: number[];
+  published: number[];
   loadSeconds: number;
 }
 
-export const GROWTH_FULL: GrowthPlan = { tenants: [10, 1_000, 10_000], outboxRows: [0, 1_000_000, 5_000_000], unforwarded: [0, 100_000, 1_000_000, 3_000_000], loadSeconds: 10 };
-export const GROWTH_QUICK: GrowthPlan = { tenants: [10, 10_000], outboxRows: [0, 1_000_000], unforwarded: [0, 100_000, 1_000_000], loadSeconds: 4 };
+export const GROWTH_FULL: GrowthPlan = { tenants: [10, 1_000, 10_000], outboxRows: [0, 1_000_000, 5_000_000], unforwarded: [0, 100_000, 1_000_000, 3_000_000], published: [0, 1_000_000, 3_000_000], loadSeconds: 10 };
+export const GROWTH_QUICK: GrowthPlan = { tenants: [10, 10_000], outboxRows: [0, 1_000_000], unforwarded: [0, 100_000, 1_000_000], published: [0, 1_000_000], loadSeconds: 4 };
 
 type Progress = (line: string) => void;
 
@@ -165,6 +178,65 @@ async function outboxCurve(plan: GrowthPlan, workDir: string, progress: Progress
   return points;
 }
 
+const PARTITIONS = 16;
+
+/** The processor's three statements whose cost follows the pending index (median of 5 after one warm-up). */
+async function processorStatements(sql: BenchDatabase['sql']): Promise<Pick<GrowthPoint, 'poll_ms' | 'discovery_ms' | 'claim_ms'>> {
+  const all = Array.from({ length: PARTITIONS }, (_, p) => p);
+  const medianOf = async (f: () => Promise<unknown>): Promise<number> => {
+    await f();
+    const times: number[] = [];
+    for (let i = 0; i < 5; i++) times.push(await timed(f));
+    return median(times);
+  };
+  return {
+    poll_ms: await medianOf(() => pendingPartitions(sql, all)),
+    discovery_ms: await medianOf(() => pendingTenants(sql, 0)),
+    claim_ms: await medianOf(() => claimForTenants(sql, 0, new Map([['g0', 500]]))),
+  };
+}
+
+/**
+ * What publishing leaves behind: each published row was pending, then marked sent, and the pending
+ * index keeps the entry of its pending version until a VACUUM of the outbox removes it. Each point
+ * fills a fresh outbox with `x` pending rows over 16 tenants (one a partition, as a node with a few big
+ * tenants has), marks them sent as the processor does (an UPDATE), adds one pending row for partition
+ * 0, and times the processor's poll, a partition's tenant discovery and a claim; then VACUUMs and
+ * times them again. Autovacuum is off for the table, so the server's own schedule does not decide it.
+ */
+async function publishedCurve(plan: GrowthPlan, progress: Progress): Promise<GrowthPoint[]> {
+  const db = await freshDatabase('sluice_growth');
+  const points: GrowthPoint[] = [];
+  try {
+    for (const target of plan.published) {
+      await db.reset();
+      await db.sql`ALTER TABLE outbox SET (autovacuum_enabled = false)`;
+      progress(`growth: ${target} rows published (pending, then marked sent) since the outbox's last VACUUM`);
+      if (target > 0) {
+        await fillOutbox(db.sql, { rows: target, tenants: PARTITIONS, pending: target, partitions: PARTITIONS }, `p${target}`);
+        const [range] = await db.sql<{ lo: string; hi: string }[]>`SELECT min(id)::text AS lo, max(id)::text AS hi FROM outbox WHERE status = 'pending'`;
+        const chunk = 500_000n;
+        for (let from = BigInt(range?.lo ?? '1'); from <= BigInt(range?.hi ?? '0'); from += chunk) {
+          await db.sql`UPDATE outbox SET status = 'sent', sent_at = now() WHERE id >= ${from.toString()} AND id < ${(from + chunk).toString()} AND status = 'pending'`;
+        }
+      }
+      await db.sql`
+        INSERT INTO outbox (tenant_id, dedupe_key, partition, topic, payload_text, headers, ingested_at)
+        VALUES ('g0', ${`fresh-${target}`}, 0, 'sluice.events', '{}', '{}', now())`;
+      const before = await processorStatements(db.sql);
+      points.push({ curve: 'published', x: target, start: 'no VACUUM', ...before });
+      const vacuumMs = await timed(() => db.sql`VACUUM outbox`);
+      const after = await processorStatements(db.sql);
+      points.push({ curve: 'published', x: target, start: 'after VACUUM', ...after, vacuum_ms: vacuumMs });
+      const ms = (p: Pick<GrowthPoint, 'poll_ms' | 'discovery_ms' | 'claim_ms'>): string => `poll ${p.poll_ms?.toFixed(2)} / discovery ${p.discovery_ms?.toFixed(2)} / claim ${p.claim_ms?.toFixed(2)} ms`;
+      progress(`  ${target} published: ${ms(before)}; VACUUM ${vacuumMs.toFixed(0)} ms, then ${ms(after)}`);
+    }
+  } finally {
+    await db.close();
+  }
+  return points;
+}
+
 async function unforwardedCurve(plan: GrowthPlan, workDir: string, progress: Progress): Promise<GrowthPoint[]> {
   const db: BenchDatabase = await freshDatabase('sluice_growth');
   // Forwarding blocked: every insert fails, so the whole journal stays unforwarded across restarts.
@@ -201,7 +273,12 @@ async function unforwardedCurve(plan: GrowthPlan, workDir: string, progress: Pro
 }
 
 export async function runGrowth(plan: GrowthPlan, workDir: string, progress: Progress): Promise<GrowthPoint[]> {
-  return [...(await unforwardedCurve(plan, workDir, progress)), ...(await outboxCurve(plan, workDir, progress)), ...(await tenantsCurve(plan, workDir, progress))];
+  return [
+    ...(await unforwardedCurve(plan, workDir, progress)),
+    ...(await outboxCurve(plan, workDir, progress)),
+    ...(await tenantsCurve(plan, workDir, progress)),
+    ...(await publishedCurve(plan, progress)),
+  ];
 }
 
 const fmt = (v: number | undefined, digits = 0): string => (v === undefined ? '' : v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
@@ -211,9 +288,18 @@ export function formatGrowth(points: GrowthPoint[]): string {
     '| curve | point | start | ready after (ms) | RSS (MiB) | peak RSS (MiB) | scrape median / max (ms) | series | backlog refresh (ms) | writes/s |',
     '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
-  for (const p of points) {
+  for (const p of points.filter((p) => p.curve !== 'published')) {
     const scrapeCell = p.scrape_ms === undefined ? '' : `${fmt(p.scrape_ms, 1)} / ${fmt(p.scrape_max_ms, 1)}`;
     lines.push(`| ${p.curve} | ${fmt(p.x)} | ${p.start ?? ''} | ${fmt(p.start_ms)} | ${fmt(p.rss_mib)} | ${fmt(p.peak_rss_mib)} | ${scrapeCell} | ${fmt(p.series)} | ${fmt(p.backlog_refresh_ms, 1)} | ${fmt(p.throughput_rps)} |`);
+  }
+  const published = points.filter((p) => p.curve === 'published');
+  if (published.length > 0) {
+    lines.push(
+      '',
+      '| published since VACUUM | outbox | idle poll, 16 partitions (ms) | tenant discovery (ms) | claim (ms) | VACUUM took (ms) |',
+      '| ---: | --- | ---: | ---: | ---: | ---: |',
+    );
+    for (const p of published) lines.push(`| ${fmt(p.x)} | ${p.start ?? ''} | ${fmt(p.poll_ms, 2)} | ${fmt(p.discovery_ms, 2)} | ${fmt(p.claim_ms, 2)} | ${fmt(p.vacuum_ms)} |`);
   }
   return lines.join('\n');
 }
