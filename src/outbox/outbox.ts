@@ -2,6 +2,7 @@ import type { Envelope, JournalEntry, NewOutboxRow } from '../core/record.ts';
 import { describeError, SluiceError } from '../errors.ts';
 import {
   claimForTenants,
+  enteredPartitions,
   markDead,
   markPublished,
   pendingPartitions,
@@ -9,6 +10,7 @@ import {
   recordFailure,
   type ClaimLimits,
   type Claimed,
+  type Entered,
   type FailedRow,
   type IdRange,
   type PublishedRef,
@@ -22,7 +24,7 @@ import { existingPairs, insertRows, outboxExists, rowFor, type InsertResult } fr
 import { partitionOf } from './partition.ts';
 import { deleteSent } from './retention.ts';
 
-export type { Claimed, ClaimLimits, IdRange, InsertResult, PublishedRef };
+export type { Claimed, ClaimLimits, Entered, IdRange, InsertResult, PublishedRef };
 
 /**
  * The outbox, and every statement sluice runs on it: ingest and journal replay insert, the processor
@@ -109,6 +111,10 @@ export class Outbox {
 
   pendingPartitions(partitions: readonly number[]): Promise<number[]> {
     return pendingPartitions(this.#sql, partitions);
+  }
+
+  enteredPartitions(partitions: readonly number[], after: string): Promise<Entered> {
+    return enteredPartitions(this.#sql, partitions, after);
   }
 
   pendingTenants(partition: number): Promise<string[]> {

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
 import {
   claimForTenants as claimBatch,
+  ENTERED_SCAN_ROWS,
+  enteredPartitions,
   markDead,
   markPublished,
   markSent,
@@ -200,6 +202,124 @@ describe('processor claims on real postgres', () => {
       expect(await pendingPartitions(conn, [P, 4, 5, 6, 7])).toEqual([P]);
       expect((await read()) - before).toBeLessThanOrEqual(5);
       await conn`COMMIT`;
+    } finally {
+      conn.release();
+    }
+  });
+
+  test('a claim says when a tenant it was granted has a row that only time makes publishable', async () => {
+    const ids = await insert([row('a', 'a1'), row('b', 'b1'), row('a', 'a2'), row('b', 'b2')]);
+    const grants = new Map([['a', 5], ['b', 5]]);
+    expect(await claimBatch(db.sql, P, grants)).toMatchObject({ cutByBytes: false, held: false });
+    // b1 waits for its retry, and b2 behind it.
+    await recordFailure(db.sql, [{ id: ids[1] ?? '', delayMs: 60_000 }], 'broker gone', 5);
+    const claimed = await claimBatch(db.sql, P, grants);
+    expect(keys(claimed.rows)).toEqual(['a1', 'a2']);
+    expect(claimed.held).toBe(true);
+    // Granted less than it has due: more to publish at once, which is not time's doing.
+    expect(await claimBatch(db.sql, P, new Map([['a', 1]]))).toMatchObject({ held: false });
+  });
+
+  test('the poll finds the partitions of rows that entered after a given id; sent and dead rows, and older rows, do not count', async () => {
+    const before = await insert([row('a', 'a1'), { ...row('b', 'b1'), partition: 4 }]);
+    const { top, partitions: none } = await enteredPartitions(db.sql, [], '0');
+    expect(none).toEqual([]);
+    expect(top).toBe(before[1] ?? '');
+    const ids = await insert([{ ...row('c', 'c1'), partition: 5 }, { ...row('d', 'd1'), partition: 6 }, { ...row('e', 'e1'), partition: 7 }, { ...row('a', 'a2'), partition: 9 }]);
+    await markSent(db.sql, [ids[0] ?? '']);
+    await markDead(db.sql, [ids[1] ?? ''], 'refused');
+    const entered = await enteredPartitions(db.sql, [P, 4, 5, 6, 7], top);
+    expect(entered.partitions.sort()).toEqual([7]);
+    expect(entered.top).toBe(ids[3] ?? '');
+    expect((await enteredPartitions(db.sql, [P, 4, 5, 6, 7, 9], '0')).partitions.sort((x, y) => x - y)).toEqual([P, 4, 7, 9]);
+  });
+
+  test("the poll's cost follows the rows that entered since the last poll, not the rows published since the outbox's last VACUUM", async () => {
+    // Published rows: each leaves its pending version's entry in the pending index until a VACUUM.
+    const partitions = Array.from({ length: 16 }, (_, p) => p);
+    const conn = await db.sql.reserve();
+    const observer = await db.sql.reserve();
+    try {
+      for (let from = 0; from < 20_000; from += 5_000) {
+        const rows = Array.from({ length: 5_000 }, (_, i) => ({ ...row(`t${(from + i) % 16}`, `old${from + i}`), partition: (from + i) % 16 }));
+        await markSent(conn, (await insertRows(conn, rows)).map((r) => r.id));
+      }
+      const { top } = await enteredPartitions(conn, [], '0');
+      await insertRows(conn, [{ ...row('t2', 'new1'), partition: 2 }, { ...row('t5', 'new2'), partition: 5 }, { ...row('t5', 'new3'), partition: 5 }]);
+      /**
+       * Index and table blocks the statement touched, from the server's I/O statistics: the least of
+       * three runs, as another backend's statistics can land in the same window (idle backends flush
+       * theirs late).
+       */
+      const blocks = async (statement: () => Promise<unknown>): Promise<number> => {
+        const runs: number[] = [];
+        for (let i = 0; i < 3; i++) runs.push(await touched(statement));
+        return Math.min(...runs);
+      };
+      const touched = async (statement: () => Promise<unknown>): Promise<number> => {
+        const read = async (): Promise<number> => {
+          const [r] = await observer<{ n: number }[]>`
+            SELECT (SELECT sum(idx_blks_hit + idx_blks_read) FROM pg_statio_user_indexes WHERE relname = 'outbox')::int
+                 + (SELECT heap_blks_hit + heap_blks_read FROM pg_statio_user_tables WHERE relname = 'outbox')::int AS n`;
+          return r?.n ?? 0;
+        };
+        const start = await read();
+        // A backend flushes its statistics at most once a second, unless asked to at the end of the
+        // transaction (the request is spent by the first transaction that ends).
+        await conn`BEGIN`;
+        await statement();
+        await conn`SELECT pg_stat_force_next_flush()`;
+        await conn`COMMIT`;
+        return (await read()) - start;
+      };
+      // Once, so the walk's dead entries are marked dead in the index, as they are after the first poll.
+      await pendingPartitions(conn, partitions);
+      expect((await enteredPartitions(conn, partitions, top)).partitions.sort()).toEqual([2, 5]);
+      const poll = await blocks(() => enteredPartitions(conn, partitions, top));
+      const walk = await blocks(() => pendingPartitions(conn, partitions));
+      // A root-to-leaf descent of the primary key and the pages of three new rows, against the
+      // pending index's entries of 20,000 published rows (about 100 pages).
+      expect(poll).toBeLessThanOrEqual(12);
+      expect(walk).toBeGreaterThan(60);
+    } finally {
+      conn.release();
+      observer.release();
+    }
+  });
+
+  test('the poll reads the rows of its range, not the table; past its cap it reads no more and says so', async () => {
+    const rows = (from: number, n: number, p: (i: number) => number) => Array.from({ length: n }, (_, i) => ({ ...row('a', `r${from + i}`), partition: p(from + i) }));
+    const ids = await insert(rows(0, 20_000, () => P));
+    await db.sql`ANALYZE outbox`;
+    const conn = await db.sql.reserve();
+    /** The poll, and the rows it read: by sequential scans and fetched through any index. */
+    const poll = async (partitions: number[], after: string): Promise<[Awaited<ReturnType<typeof enteredPartitions>>, number]> => {
+      // The counters hold what the backend has not reported yet, earlier transactions' too: a difference.
+      const read = async (): Promise<number> => {
+        const [r] = await conn<{ n: number }[]>`SELECT (seq_tup_read + idx_tup_fetch)::int AS n FROM pg_stat_xact_user_tables WHERE relname = 'outbox'`;
+        return r?.n ?? 0;
+      };
+      await conn`BEGIN`;
+      const before = await read();
+      const entered = await enteredPartitions(conn, partitions, after);
+      const n = (await read()) - before;
+      await conn`COMMIT`;
+      return [entered, n];
+    };
+    try {
+      const [entered, read] = await poll([P], ids[19_899] ?? '');
+      expect(entered).toEqual({ partitions: [P], top: ids[19_999] ?? '', cut: false });
+      // The range's 100 rows and max(id)'s one.
+      expect(read).toBeLessThanOrEqual(101);
+      // A burst larger than one poll reads, on statistics that have not seen it: the first
+      // ENTERED_SCAN_ROWS rows are read, in id order (without the order and the cap the planner took a
+      // parallel scan of the whole table on stale statistics: 151 ms a poll at 420,000 rows).
+      const last = ids[19_999] ?? '';
+      const burst = await insert(rows(20_000, ENTERED_SCAN_ROWS + 1, (i) => (i === 20_000 + ENTERED_SCAN_ROWS ? 9 : 4)));
+      const [cut, readCut] = await poll([P, 4, 9], last);
+      expect(cut).toEqual({ partitions: [4], top: burst.at(-1) ?? '', cut: true });
+      expect(readCut).toBeLessThanOrEqual(ENTERED_SCAN_ROWS + 1);
+      expect((await poll([P, 4, 9], burst.at(-2) ?? ''))[0]).toEqual({ partitions: [9], top: burst.at(-1) ?? '', cut: false });
     } finally {
       conn.release();
     }
