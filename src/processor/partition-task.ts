@@ -91,6 +91,8 @@ export class PartitionTask {
   /** #marking failed: the next pass fails with its error before claiming (and the one after marks anew). */
   #markingFailed = false;
   #lastError: string | undefined;
+  /** See `held`. */
+  #held = false;
   /** False until the producer was (re)initialised and the last committed batch marked. */
   #recovered = false;
 
@@ -118,6 +120,15 @@ export class PartitionTask {
 
   wake(): void {
     this.#loop.wake();
+  }
+
+  /**
+   * The last pass left pending rows that time alone makes publishable: a tenant out of tokens or
+   * behind an open breaker, a row waiting for its retry or for an older transaction to end. No
+   * insert will wake the task for them, so the processor's poll does, each time.
+   */
+  get held(): boolean {
+    return this.#held;
   }
 
   /** Its last pass failed: it waits out its backoff. */
@@ -249,6 +260,7 @@ export class PartitionTask {
     const { outbox, partition, controls, tenants, metrics, batchSize } = this.#o;
     const none = { claimed: 0, drained: true };
     const waiting = await outbox.pendingTenants(partition);
+    this.#held = waiting.length > 0;
     if (waiting.length === 0) return none;
     const claimants: Claimant[] = [];
     for (const tenant of roundRobin(waiting, this.#lastTenant)) {
@@ -265,7 +277,9 @@ export class PartitionTask {
     // Moves on even when the granted tenants have nothing due (retry backoff): the next round starts
     // after them, so they cannot keep the batch to themselves.
     this.#lastTenant = [...grants.keys()].at(-1);
-    const { rows: claimed, cutByBytes } = await this.#claim(grants);
+    const { rows: claimed, cutByBytes, held } = await this.#claim(grants);
+    // Nothing claimed of tenants that have pending rows: not due yet, or in the batch being marked.
+    this.#held = claimants.length < waiting.length || held || claimed.length === 0;
     // A tenant whose grant was all its tokens and whose rows filled it had more waiting: the quota held them back.
     const bounded = claimants.filter((c) => (grants.get(c.tenant) ?? 0) > 0 && grants.get(c.tenant) === Math.floor(c.tokens));
     if (bounded.length > 0) {

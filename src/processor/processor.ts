@@ -66,7 +66,8 @@ const RETENTION_BATCH = 1_000;
 /**
  * A task's own idle poll. Tasks are woken by the processor's one poll for all owned partitions
  * (every SLUICE_POLL_MS, and at once when ingest in this process inserts), which covers rows waiting
- * for a retry, a quota or a breaker too; their own poll is only a safety net, so it can be long.
+ * for a retry, a quota or a breaker too; their own poll is a safety net (for a row an operator
+ * re-queued through another process, say), so it can be long.
  */
 const TASK_IDLE_POLL_MS = 5_000;
 
@@ -83,6 +84,14 @@ export class Processor {
   #retention: BackgroundLoop;
   /** One query per poll for every owned partition; wakes the tasks whose partitions have pending rows. */
   #poll: BackgroundLoop;
+  /**
+   * The outbox's highest id at the last two polls, newest last; empty until the first. A poll looks
+   * above the older one, so a row whose insert committed just after a poll read past its id is still
+   * found by the next.
+   */
+  #tops: string[] = [];
+  /** wake() asked for a look at every pending row, not only the new ones. */
+  #lookEverywhere = false;
   #topics: SluiceTopics;
   #stopped = new AbortController();
 
@@ -159,6 +168,7 @@ export class Processor {
 
   /** Look for rows now instead of at the end of the idle wait: the tasks of partitions that have some run. */
   wake(): void {
+    this.#lookEverywhere = true;
     this.#poll.wake();
   }
 
@@ -244,9 +254,25 @@ export class Processor {
     return this.#progressTopic;
   }
 
+  /**
+   * Wakes the tasks that have rows to publish. Each poll looks only at the rows that entered since the
+   * poll before last (a primary-key range) and wakes the tasks whose last pass was held back by time
+   * (`PartitionTask.held`). Looking for any pending row instead (pendingPartitions) walks the pending
+   * index's entry of every row published since the outbox's last VACUUM, for each idle partition:
+   * 3.9 ms a poll at 1 M such rows (bench --growth), 20 times a second. That look is done at the first
+   * poll and when wake() asks for it (an operator's replay in this process re-queues rows with their
+   * old ids).
+   */
   async #wakePending(): Promise<'idle'> {
     if (this.#tasks.size === 0) return 'idle';
-    this.#wakeTasks(await this.#o.outbox.pendingPartitions([...this.#tasks.keys()]));
+    const owned = [...this.#tasks.keys()];
+    const after = this.#tops[0];
+    const everywhere = this.#lookEverywhere || after === undefined;
+    this.#lookEverywhere = false;
+    const entered = await this.#o.outbox.enteredPartitions(everywhere ? [] : owned, after ?? '0');
+    this.#tops = [...this.#tops, entered.top].slice(-2);
+    const found = everywhere ? await this.#o.outbox.pendingPartitions(owned) : entered.cut ? owned : entered.partitions;
+    this.#wakeTasks(new Set([...found, ...owned.filter((p) => this.#tasks.get(p)?.held === true)]));
     return 'idle';
   }
 

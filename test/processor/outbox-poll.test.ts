@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Database } from '../../src/outbox/db.ts';
 import { openChecked } from '../../src/outbox/open-checked.ts';
-import { Outbox } from '../../src/outbox/outbox.ts';
+import { Outbox, type Entered } from '../../src/outbox/outbox.ts';
 import { startProcessing, type Processing } from '../../src/processor/processing.ts';
 import { TenantControls } from '../../src/processor/tenant-controls.ts';
 import { openTenantMetrics } from '../../src/tenant-metrics.ts';
@@ -29,7 +29,16 @@ class PollCountingOutbox extends Outbox {
   #foundSinceEmpty = new Map<number, number>();
 
   override async pendingPartitions(partitions: readonly number[]): Promise<number[]> {
-    const pending = await super.pendingPartitions(partitions);
+    return this.#found(await super.pendingPartitions(partitions));
+  }
+
+  override async enteredPartitions(partitions: readonly number[], after: string): Promise<Entered> {
+    const entered = await super.enteredPartitions(partitions, after);
+    this.#found(entered.partitions);
+    return entered;
+  }
+
+  #found(pending: number[]): number[] {
     for (const p of pending) {
       const found = this.#foundSinceEmpty.get(p);
       if (found !== undefined) this.#foundSinceEmpty.set(p, found + 1);
@@ -48,56 +57,86 @@ class PollCountingOutbox extends Outbox {
   }
 }
 
-describe('a processor alone polls the outbox once for all its partitions', () => {
-  let db: TestDatabase;
-  let brokers: string[];
-  let database: Database | undefined;
-  let processing: Processing | undefined;
-  const topic = `poll.${Bun.randomUUIDv7()}`;
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-poll-'));
-
+/**
+ * A processor as `sluice process` runs it (see roles/start.ts), alone on a database and a topic of
+ * its own, started by `start` with the tenants file `tenants` on the outbox `make` builds.
+ */
+function processorAlone(name: string) {
+  const f = {
+    db: undefined as unknown as TestDatabase,
+    brokers: [] as string[],
+    topic: `${name}.${Bun.randomUUIDv7()}`,
+    database: undefined as Database | undefined,
+    processing: undefined as Processing | undefined,
+    async start<O extends Outbox>(tenants: object, make: (sql: Database['sql'], partitions: number) => O): Promise<O> {
+      const tenantsFile = join(dir, 'tenants.json');
+      writeFileSync(tenantsFile, JSON.stringify(tenants));
+      const config = processConfig(f.db, f.brokers, { tenantsFile, partitions: PARTITIONS, prefix: name });
+      const database = await openChecked(config, quietLog);
+      f.database = database;
+      const outbox = make(database.sql, config.partitions);
+      const { tenants: inForce, metrics } = openTenantMetrics(config, quietLog);
+      const controls = new TenantControls(inForce, metrics, quietLog);
+      const processing = await startProcessing({ config, db: database, outbox, brokers: f.brokers, tenants: inForce, controls, metrics, log: quietLog });
+      f.processing = processing;
+      await eventually(async () => processing.processor.owned.size === PARTITIONS, 30_000, 'every partition owned');
+      return outbox;
+    },
+    async sent(): Promise<number> {
+      const [row] = await f.db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox WHERE status = 'sent'`;
+      return row?.n ?? 0;
+    },
+  };
+  const dir = mkdtempSync(join(tmpdir(), `sluice-${name}-`));
   beforeAll(async () => {
-    db = await createTestDatabase();
-    brokers = await testBrokers();
-    await createTopic(brokers, topic);
+    f.db = await createTestDatabase();
+    f.brokers = await testBrokers();
+    await createTopic(f.brokers, f.topic);
   }, 120_000);
-
   afterAll(async () => {
-    await processing?.close();
-    await database?.close();
-    await db?.drop();
+    await f.processing?.close();
+    await f.database?.close();
+    await f.db?.drop();
     rmSync(dir, { recursive: true, force: true });
   });
+  return f;
+}
+
+describe('a processor alone polls the outbox once for all its partitions', () => {
+  const f = processorAlone('poll');
 
   test('rows written by another node while every partition idles wake their tasks at the first poll that finds them', async () => {
-    const tenantsFile = join(dir, 'tenants.json');
-    writeFileSync(tenantsFile, JSON.stringify({}));
-    const config = processConfig(db, brokers, { tenantsFile, partitions: PARTITIONS, prefix: 'poll' });
-    // The processor as `sluice process` runs it (see roles/start.ts), on an outbox that counts.
-    database = await openChecked(config, quietLog);
-    const outbox = new PollCountingOutbox(database.sql, config.partitions);
-    const { tenants, metrics } = openTenantMetrics(config, quietLog);
-    const controls = new TenantControls(tenants, metrics, quietLog);
-    processing = await startProcessing({ config, db: database, outbox, brokers, tenants, controls, metrics, log: quietLog });
-    await eventually(async () => processing?.processor.owned.size === PARTITIONS, 30_000, 'every partition owned');
+    const outbox = await f.start({}, (sql, partitions) => new PollCountingOutbox(sql, partitions));
     // Each task has found its partition empty and waits; only the processor's poll can find the rows.
     await eventually(async () => outbox.looked.size === PARTITIONS, 30_000, 'every task looked once');
     for (let round = 0; round < 3; round++) {
-      const before = await sentCount();
-      await fillOutbox(db, { topic, records: 200, tenants: 20, partitions: PARTITIONS, from: round * 200 });
-      await eventually(async () => (await sentCount()) === before + 200, 30_000, `round ${round} sent`);
+      const before = await f.sent();
+      await fillOutbox(f.db, { topic: f.topic, records: 200, tenants: 20, partitions: PARTITIONS, from: round * 200 });
+      await eventually(async () => (await f.sent()) === before + 200, 30_000, `round ${round} sent`);
     }
     // A task that found its partition empty looked again at the first poll that found rows there (a
     // poll in flight meanwhile may add one or two). Its own idle poll (5 s) would have come only after
     // some 250 polls of SLUICE_POLL_MS=20: counted in polls, so a slow machine cannot fail it.
     expect(outbox.pollsToWake.filter((n) => n > 0).length).toBeGreaterThan(0);
     expect(Math.max(...outbox.pollsToWake)).toBeLessThanOrEqual(3);
-    const records = await readTopic(brokers, topic, { expected: 600, timeoutMs: 60_000, graceMs: 1_000 });
+    const records = await readTopic(f.brokers, f.topic, { expected: 600, timeoutMs: 60_000, graceMs: 1_000 });
     assertExactlyOnceInOrder(records, 600);
   }, 120_000);
+});
 
-  async function sentCount(): Promise<number> {
-    const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox WHERE status = 'sent'`;
-    return row?.n ?? 0;
-  }
+describe('rows held back by time alone are published as time allows, without new inserts', () => {
+  const f = processorAlone('held');
+
+  test("a tenant over its quota: written at once by another node, its rows go out at the quota's rate, not at the tasks' 5-s idle passes", async () => {
+    // 10 at once, then 40 a second: 200 rows take ~5 s. Found only by the tasks' own idle pass (every
+    // 5 s, 10 tokens each time, the burst) they would take ~95 s.
+    await f.start({ defaults: { quota: { rate: 40, burst: 10 } } }, (sql, partitions) => new Outbox(sql, partitions));
+    await fillOutbox(f.db, { topic: f.topic, records: 200, tenants: 1, partitions: PARTITIONS });
+    const started = performance.now();
+    await eventually(async () => (await f.sent()) === 200, 30_000, 'all 200 sent');
+    // The quota holds: 10 at once and 40 a second cannot send 200 in much under 4.75 s.
+    expect(performance.now() - started).toBeGreaterThan(4_000);
+    const records = await readTopic(f.brokers, f.topic, { expected: 200, timeoutMs: 60_000, graceMs: 1_000 });
+    assertExactlyOnceInOrder(records, 200);
+  }, 120_000);
 });
