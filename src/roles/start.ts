@@ -149,7 +149,7 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
       progressTopic: config.processor.progressTopic,
       defaultTopic: config.kafka.topic,
       tenants,
-      admin: config.adminToken === undefined ? undefined : { token: config.adminToken, outbox, controls, wake: () => processing?.processor.wake() },
+      admin: config.adminToken === undefined ? undefined : { token: config.adminToken, outbox, controls, wake: () => wakeAfterReplay() },
       draining: () => draining,
       readiness,
       beforeScrape: async () => {
@@ -177,6 +177,15 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
         if (partitions.length > 0) relay.entered(partitions);
       });
     }
+    /**
+     * Re-queued rows keep their old ids, which the processor's regular poll does not look at: its
+     * tasks are told to look, here or (a worker of a `serve` node) through the supervisor. A node
+     * without a processor leaves them to the owning tasks' own 5-s pass.
+     */
+    const wakeAfterReplay = (): void => {
+      if (processing !== undefined) processing.processor.wake();
+      else if (role === 'serve') link?.entered(Array.from({ length: config.partitions }, (_, p) => p));
+    };
     if (worker?.kind === 'processor') {
       link?.onWake((partitions) => processing?.processor.wakePartitions(partitions));
       // The processor of a `serve` node: no port of its own, its metrics reach the node's /metrics

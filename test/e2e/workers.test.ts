@@ -43,6 +43,9 @@ function journalLines(dir: string): number {
   return nodeJournalLines(dir).length;
 }
 
+/** The admin API's token for the nodes that need one (16+ characters). */
+const ADMIN_TOKEN = newToken('admin');
+
 const isAlive = (pid: number): boolean => {
   try {
     process.kill(pid, 0);
@@ -205,7 +208,7 @@ describe('a node with SLUICE_WORKERS=2', () => {
     expect(await node.proc.exited).toBe(0);
   }, 120_000);
 
-  test('serve with one worker and its processor apart (SLUICE_PROCESSOR=process): the journal is the node\'s own; each insert reaches the processor through the supervisor, so writes are published long before its 60 s poll; SIGTERM drains all, exit 0', async () => {
+  test('serve with one worker and its processor apart (SLUICE_PROCESSOR=process): the journal is the node\'s own; each insert, and an operator\'s replay, reaches the processor through the supervisor, so writes are published long before its 60 s poll; SIGTERM drains all, exit 0', async () => {
     const topic = `apart.${Bun.randomUUIDv7()}`;
     const node = await spawnNode(
       {
@@ -219,6 +222,7 @@ describe('a node with SLUICE_WORKERS=2', () => {
         SLUICE_TRANSACTIONAL_ID_PREFIX: `apart-${Bun.randomUUIDv7()}`,
         // Nothing but the relay can wake the processor within the test: its poll and its tasks' own come every 60 s.
         SLUICE_POLL_MS: '60000',
+        SLUICE_ADMIN_TOKEN: ADMIN_TOKEN,
       },
       'serve',
     );
@@ -235,6 +239,16 @@ describe('a node with SLUICE_WORKERS=2', () => {
       const records = await readTopic(brokers, topic, { expected: 5 * round });
       expect(records.map((r) => r.key).sort()).toEqual(Array.from({ length: 5 * round }, (_, i) => `apart:r${Math.floor(i / 5) + 1}-k${i % 5}`).sort());
     }
+    // Re-queued rows keep their ids: the processor's regular poll would not see them even if it ran.
+    await eventually(async () => (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM outbox WHERE tenant_id = 'apart' AND status = 'sent'`)[0]?.n === 10, 20_000, 'all 10 marked sent');
+    const replay = await fetch(`${node.url}/admin/outbox/replay/tenant`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ tenant_id: 'apart' }),
+    });
+    expect([replay.status, await replay.json()]).toEqual([200, { matched: 10, requeued: 10 }]);
+    const again = await readTopic(brokers, topic, { expected: 20 });
+    expect(again.filter((r) => r.headers.replay === 'true').map((r) => r.key).sort()).toEqual(again.filter((r) => r.headers.replay !== 'true').map((r) => r.key).sort());
     expect(performance.now() - started).toBeLessThan(30_000);
     // One worker keeps the node id, as one process would.
     expect(journalLines(join(dir, 'journal', 'apart'))).toBe(10);
