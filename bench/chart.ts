@@ -138,7 +138,7 @@ export interface GrowthFile {
 
 type Metric = keyof Pick<
   GrowthPoint,
-  'start_ms' | 'rss_mib' | 'peak_rss_mib' | 'scrape_ms' | 'scrape_max_ms' | 'backlog_refresh_ms' | 'throughput_rps' | 'poll_ms' | 'discovery_ms' | 'claim_ms'
+  'start_ms' | 'rss_mib' | 'peak_rss_mib' | 'scrape_ms' | 'scrape_max_ms' | 'backlog_refresh_ms' | 'throughput_rps' | 'poll_ms' | 'full_poll_ms' | 'discovery_ms' | 'claim_ms'
 >;
 
 const CURVES: { curve: GrowthPoint['curve']; title: string[]; log: boolean }[] = [
@@ -170,6 +170,7 @@ const COLUMNS: { title: string; metrics: { metric: Metric; label: string; dashed
     title: 'processor statements (ms)',
     metrics: [
       { metric: 'poll_ms', label: 'poll', dashed: false },
+      { metric: 'full_poll_ms', label: 'full poll', dashed: false },
       { metric: 'discovery_ms', label: 'discovery', dashed: true },
       { metric: 'claim_ms', label: 'claim', dashed: true },
     ],

@@ -84,19 +84,19 @@ describe('bench charts (SVG, no tools)', () => {
     const file = JSON.parse(readFileSync(GROWTH, 'utf8')) as GrowthFile;
     // That run predates the published curve: two of its points, as bench/growth/growth.ts writes them.
     file.points.push(
-      { curve: 'published', x: 0, start: 'no VACUUM', poll_ms: 0.3, discovery_ms: 0.25, claim_ms: 0.7 },
-      { curve: 'published', x: 1_000_000, start: 'no VACUUM', poll_ms: 3.85, discovery_ms: 0.35, claim_ms: 0.8 },
-      { curve: 'published', x: 1_000_000, start: 'after VACUUM', poll_ms: 0.19, discovery_ms: 0.2, claim_ms: 0.85, vacuum_ms: 846 },
+      { curve: 'published', x: 0, start: 'no VACUUM', poll_ms: 0.2, full_poll_ms: 0.3, discovery_ms: 0.25, claim_ms: 0.7 },
+      { curve: 'published', x: 1_000_000, start: 'no VACUUM', poll_ms: 0.2, full_poll_ms: 3.85, discovery_ms: 0.35, claim_ms: 0.8 },
+      { curve: 'published', x: 1_000_000, start: 'after VACUUM', poll_ms: 0.2, full_poll_ms: 0.19, discovery_ms: 0.2, claim_ms: 0.85, vacuum_ms: 846 },
     );
     const svg = growthChart(file);
-    const drawn = ['start_ms', 'rss_mib', 'peak_rss_mib', 'scrape_ms', 'scrape_max_ms', 'backlog_refresh_ms', 'throughput_rps', 'poll_ms', 'discovery_ms', 'claim_ms'] as const;
+    const drawn = ['start_ms', 'rss_mib', 'peak_rss_mib', 'scrape_ms', 'scrape_max_ms', 'backlog_refresh_ms', 'throughput_rps', 'poll_ms', 'full_poll_ms', 'discovery_ms', 'claim_ms'] as const;
     const values = file.points.reduce((n, p) => n + drawn.filter((k) => p[k] !== undefined).length, 0);
     expect(svg.match(/<circle /g)?.length).toBe(values);
     // The unforwarded curve has no scrape and no write rate; only the published curve has processor
     // statements, and it has nothing else.
     expect(svg.match(/not measured on this curve/g)?.length).toBe(3 + 3 + 4);
     expect(svg).toContain('3M: 19.5k (full scan)');
-    expect(svg).toContain('1M: 3.9 (no VACUUM, poll)');
+    expect(svg).toContain('1M: 3.9 (no VACUUM, full poll)');
   });
 
   test('bun bench/chart.ts writes the SVG beside the results file', async () => {
