@@ -3,7 +3,7 @@ import { SluiceError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Outbox } from '../outbox/outbox.ts';
-import type { TenantControls } from '../processor/tenant-controls.ts';
+import type { TenantSnapshot } from '../processor/tenant-controls.ts';
 import type { Tenants } from '../tenants.ts';
 import { readAdminBody, replayIdsSchema, replayTenantSchema } from './admin-bodies.ts';
 import { adminAudit, adminAuth, type AdminEnv } from './admin-middleware.ts';
@@ -14,7 +14,11 @@ export interface AdminDeps {
   /** SLUICE_ADMIN_TOKEN. */
   token: string;
   outbox: Outbox;
-  controls: TenantControls;
+  /**
+   * The breakers and quotas of the node's processor (TenantControls.snapshots), in this process or in
+   * the node's processor process.
+   */
+  controls(tenants: string[], reset?: string): Promise<Record<string, TenantSnapshot>>;
   /** Tells the processor that re-queued rows wait. */
   wake(): void;
 }
@@ -61,8 +65,9 @@ export function createAdminApp(deps: AdminDeps, shared: { log: Logger; metrics: 
     const counts = await outbox.statusCountsByTenant();
     const configured = new Set(tenants.configured);
     const ids = [...new Set([...configured, ...counts.keys()])].sort();
+    const snapshots = await controls(ids);
     const list = ids.map((id) => {
-      const { breaker, tokens } = controls.snapshot(id);
+      const { breaker, tokens } = snapshots[id] ?? { breaker: 'closed', tokens: 0 };
       return { tenant_id: id, configured: configured.has(id), ...(counts.get(id) ?? { pending: 0, sent: 0, dead: 0 }), breaker, quota_tokens: tokens };
     });
     c.set('audit', { tenants: list.length });
@@ -76,8 +81,7 @@ export function createAdminApp(deps: AdminDeps, shared: { log: Logger; metrics: 
     if (!tenants.configured.includes(tenant) && !(await outbox.tenantHasRows(tenant))) {
       throw new SluiceError('not_found', `unknown tenant ${tenant}: not in the tenants file and no records in the outbox`);
     }
-    controls.resetBreaker(tenant);
-    const { breaker, tokens } = controls.snapshot(tenant);
+    const { breaker, tokens } = (await controls([tenant], tenant))[tenant] ?? { breaker: 'closed', tokens: 0 };
     c.set('audit', { tenant_id: tenant, breaker });
     return c.json({ tenant_id: tenant, breaker, quota_tokens: tokens });
   });

@@ -65,6 +65,12 @@ export class TenantControls {
     this.breaker(tenant).reset();
   }
 
+  /** These tenants' state, after closing `reset`'s breaker: what the admin API shows. */
+  snapshots(tenants: readonly string[], reset?: string): Record<string, TenantSnapshot> {
+    if (reset !== undefined) this.resetBreaker(reset);
+    return Object.fromEntries(tenants.map((t) => [t, this.snapshot(t)]));
+  }
+
   /** After a tenants reload, existing buckets and breakers take the new policies (state is kept). */
   #refresh(): void {
     if (this.#generation === this.#tenants.generation) return;

@@ -13,7 +13,7 @@ import { Outbox } from '../outbox/outbox.ts';
 import { OutboxGauges } from '../outbox/outbox-gauges.ts';
 import { outboxState, probeWritableDir } from '../probes.ts';
 import type { Processing } from '../processor/processing.ts';
-import { TenantControls } from '../processor/tenant-controls.ts';
+import { TenantControls, type TenantSnapshot } from '../processor/tenant-controls.ts';
 import { openTenantMetrics } from '../tenant-metrics.ts';
 import { startIngestRole } from './ingest-role.ts';
 import { forwardStranded } from './stranded.ts';
@@ -149,7 +149,7 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
       progressTopic: config.processor.progressTopic,
       defaultTopic: config.kafka.topic,
       tenants,
-      admin: config.adminToken === undefined ? undefined : { token: config.adminToken, outbox, controls, wake: () => wakeAfterReplay() },
+      admin: config.adminToken === undefined ? undefined : { token: config.adminToken, outbox, controls: (ids, reset) => controlsOfNode(ids, reset), wake: () => wakeAfterReplay() },
       draining: () => draining,
       readiness,
       beforeScrape: async () => {
@@ -186,7 +186,14 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
       if (processing !== undefined) processing.processor.wake();
       else if (role === 'serve') link?.entered(Array.from({ length: config.partitions }, (_, p) => p));
     };
+    /**
+     * Breakers and quotas are the processor's: a worker of a `serve` node asks the node's processor
+     * process (through the supervisor); any other process answers with its own.
+     */
+    const controlsOfNode = async (ids: string[], reset?: string): Promise<Record<string, TenantSnapshot>> =>
+      link !== undefined && role === 'serve' && worker?.kind !== 'processor' ? link.controls(ids, reset) : controls.snapshots(ids, reset);
     if (worker?.kind === 'processor') {
+      link?.onControls((ids, reset) => controls.snapshots(ids, reset));
       link?.onWake((partitions) => processing?.processor.wakePartitions(partitions));
       // The processor of a `serve` node: no port of its own, its metrics reach the node's /metrics
       // through the supervisor.

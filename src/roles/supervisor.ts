@@ -105,9 +105,28 @@ export async function startSupervisor(role: 'serve' | 'ingest', config: Config, 
     );
   };
 
+  const processor = (): Child | undefined => children.find((c) => c.kind === 'processor' && c.proc.exitCode === null && c.proc.signalCode === null);
   // Rows an ingest worker inserted are published now rather than at the processor's next poll.
   const wakeProcessor = (partitions: number[]): void => {
-    for (const c of children) if (c.kind === 'processor' && c.proc.exitCode === null && c.proc.signalCode === null) c.proc.send({ t: 'wake', partitions } satisfies ToWorker);
+    processor()?.proc.send({ t: 'wake', partitions } satisfies ToWorker);
+  };
+  // A worker's admin API asks about the breakers and quotas, which live in the processor process.
+  const controlsAsked = new Map<number, { from: Child; id: number }>();
+  let nextControls = 0;
+  const askControls = (from: Child, message: Extract<ToSupervisor, { t: 'controls' }>): void => {
+    const to = processor();
+    if (to === undefined) {
+      from.proc.send({ t: 'controls_failed', id: message.id, message: 'this node runs no processor process' } satisfies ToWorker);
+      return;
+    }
+    const id = ++nextControls;
+    controlsAsked.set(id, { from, id: message.id });
+    to.proc.send({ ...message, id } satisfies ToWorker);
+  };
+  const answerControls = (message: Extract<ToSupervisor, { t: 'controls_state' }>): void => {
+    const asked = controlsAsked.get(message.id);
+    controlsAsked.delete(message.id);
+    asked?.from.proc.send({ ...message, id: asked.id } satisfies ToWorker);
   };
 
   const spawn = (name: string, kind: Child['kind'], env: Record<string, string>): Child => {
@@ -129,6 +148,8 @@ export async function startSupervisor(role: 'serve' | 'ingest', config: Config, 
           if (message.t === 'ready') started(message.url);
           else if (message.t === 'scrape') answerScrape(child, message.id);
           else if (message.t === 'entered') wakeProcessor(message.partitions);
+          else if (message.t === 'controls') askControls(child, message);
+          else if (message.t === 'controls_state') answerControls(message);
           else {
             const scrape = scrapes.get(message.id);
             if (scrape === undefined) return;

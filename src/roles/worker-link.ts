@@ -1,6 +1,7 @@
 import type { Registry } from 'prom-client';
 import { SluiceError } from '../errors.ts';
 import { statusOf } from '../http/error-response.ts';
+import type { TenantSnapshot } from '../processor/tenant-controls.ts';
 
 /** The metrics of one process, as prom-client's `getMetricsAsJSON` gives them: what the supervisor sums. */
 export type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
@@ -11,7 +12,11 @@ export type ToSupervisor =
   | { t: 'scrape'; id: number }
   | { t: 'collected'; id: number; metrics: MetricsJson }
   /** An ingest worker of a `serve` node inserted rows into these outbox partitions. */
-  | { t: 'entered'; partitions: number[] };
+  | { t: 'entered'; partitions: number[] }
+  /** An ingest worker's admin API asks for the processor's breakers and quotas (resetting one first). */
+  | { t: 'controls'; id: number; tenants: string[]; reset?: string }
+  /** The processor's answer to `controls`. */
+  | { t: 'controls_state'; id: number; snapshots: Record<string, TenantSnapshot> };
 
 export type ToWorker =
   | { t: 'collect'; id: number }
@@ -19,7 +24,12 @@ export type ToWorker =
   | { t: 'scraped'; id: number; text: string; contentType: string }
   | { t: 'scrape_failed'; id: number; message: string }
   /** To the processor: rows entered these partitions through the node's ingest. */
-  | { t: 'wake'; partitions: number[] };
+  | { t: 'wake'; partitions: number[] }
+  /** To the processor: a worker's `controls`, under the supervisor's id. */
+  | { t: 'controls'; id: number; tenants: string[]; reset?: string }
+  /** To the worker that asked. */
+  | { t: 'controls_state'; id: number; snapshots: Record<string, TenantSnapshot> }
+  | { t: 'controls_failed'; id: number; message: string };
 
 export interface SupervisorLink {
   /** Tells the supervisor this worker has started (listening at `url`, or the processor running). */
@@ -30,6 +40,13 @@ export interface SupervisorLink {
   entered(partitions: number[]): void;
   /** The processor: what to do when the node's ingest inserted rows into these partitions. */
   onWake(wake: (partitions: number[]) => void): void;
+  /**
+   * An ingest worker of a `serve` node: the breakers and quota tokens of these tenants in the node's
+   * processor process, after closing `reset`'s breaker. Rejects (not_ready) when it does not answer.
+   */
+  controls(tenants: string[], reset?: string): Promise<Record<string, TenantSnapshot>>;
+  /** The processor: how to answer `controls`. */
+  onControls(answer: (tenants: string[], reset?: string) => Record<string, TenantSnapshot>): void;
 }
 
 /** A scrape the supervisor does not answer within this long gets 503: a node's figures or none, never one worker's. */
@@ -50,10 +67,23 @@ export function linkToSupervisor(collect: () => Promise<MetricsJson>, supervisor
   const waiting = new Map<number, (r: Response) => void>();
   let nextId = 0;
   let wake: (partitions: number[]) => void = () => {};
+  let answerControls: (tenants: string[], reset?: string) => Record<string, TenantSnapshot> = () => ({});
+  const asked = new Map<number, { resolve: (s: Record<string, TenantSnapshot>) => void; reject: (err: Error) => void }>();
   process.on('message', (message: ToWorker) => {
     if (message.t === 'reload') return;
     if (message.t === 'wake') {
       wake(message.partitions);
+      return;
+    }
+    if (message.t === 'controls') {
+      send({ t: 'controls_state', id: message.id, snapshots: answerControls(message.tenants, message.reset) });
+      return;
+    }
+    if (message.t === 'controls_state' || message.t === 'controls_failed') {
+      const pending = asked.get(message.id);
+      asked.delete(message.id);
+      if (message.t === 'controls_state') pending?.resolve(message.snapshots);
+      else pending?.reject(new SluiceError('not_ready', `the node's processor did not answer: ${message.message}`));
       return;
     }
     if (message.t === 'collect') {
@@ -78,6 +108,29 @@ export function linkToSupervisor(collect: () => Promise<MetricsJson>, supervisor
     },
     onWake(handler) {
       wake = handler;
+    },
+    controls(tenants, reset) {
+      const id = ++nextId;
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          asked.delete(id);
+          reject(new SluiceError('not_ready', `the node's processor did not answer within ${SCRAPE_TIMEOUT_MS} ms`));
+        }, SCRAPE_TIMEOUT_MS);
+        asked.set(id, {
+          resolve: (s) => {
+            clearTimeout(timer);
+            resolve(s);
+          },
+          reject: (err) => {
+            clearTimeout(timer);
+            reject(err);
+          },
+        });
+        send({ t: 'controls', id, tenants, ...(reset === undefined ? {} : { reset }) });
+      });
+    },
+    onControls(handler) {
+      answerControls = handler;
     },
     fetch(inner) {
       return function metricsOfTheNode(req) {

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { Admin } from '@platformatic/kafka';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
 import { eventually } from '../support/sluice.ts';
 import { spawnSluice, type SpawnedSluice } from '../support/spawn-sluice.ts';
 import { newToken, writeTenantsFile } from '../support/tenants.ts';
+import { sha256 } from '../../src/tenant-tokens.ts';
 import { nodeJournalLines } from '../support/journal-files.ts';
 
 type Line = Record<string, unknown>;
@@ -257,6 +259,76 @@ describe('a node with SLUICE_WORKERS=2', () => {
     node.proc.kill('SIGTERM');
     expect(await node.proc.exited).toBe(0);
     expect(node.lines().filter((l) => l.msg === 'shutdown complete').map((l) => l.worker ?? 'supervisor').sort()).toEqual([1, 'processor', 'supervisor']);
+  }, 120_000);
+
+  test("serve with its processor apart: the admin API shows the processor's breakers and quota tokens, and its breaker reset closes the processor's breaker", async () => {
+    // Outside tester: a worker answered from breakers and buckets of its own, which nothing uses.
+    const tiny = `tiny.${Bun.randomUUIDv7()}`;
+    const kafkaAdmin = new Admin({ clientId: 'workers-test', bootstrapBrokers: brokers });
+    try {
+      // Every record of "bad" is too large for its topic: dead at once, a failure for its breaker.
+      await kafkaAdmin.createTopics({ topics: [tiny], partitions: 1, replicas: 1, configs: [{ name: 'max.message.bytes', value: '600' }] });
+    } finally {
+      await kafkaAdmin.close();
+    }
+    const good = newToken('good');
+    const bad = newToken('bad');
+    const entry = (token: string, extra: Record<string, unknown>) => ({ tokens: [`sha256:${sha256(token).toString('hex')}`], ...extra });
+    const tenantsFile = join(dir, 'tenants-controls.json');
+    writeFileSync(
+      tenantsFile,
+      JSON.stringify({
+        tenants: {
+          // One token an hour: what the processor took stays taken for the test.
+          good: entry(good, { quota: { rate: 0.0003, burst: 100 } }),
+          bad: entry(bad, { topic: tiny, breaker: { failure_threshold: 1, reset_ms: 600_000 } }),
+        },
+      }),
+    );
+    const node = await spawnNode(
+      {
+        DATABASE_URL: db.url,
+        KAFKA_BROKERS: brokers.join(','),
+        SLUICE_PROCESSOR: 'process',
+        SLUICE_PORT: '0',
+        SLUICE_NODE_ID: 'controls',
+        SLUICE_JOURNAL_DIR: join(dir, 'journal'),
+        SLUICE_TENANTS_FILE: tenantsFile,
+        SLUICE_KAFKA_TOPIC: `controls.${Bun.randomUUIDv7()}`,
+        SLUICE_TRANSACTIONAL_ID_PREFIX: `controls-${Bun.randomUUIDv7()}`,
+        SLUICE_ADMIN_TOKEN: ADMIN_TOKEN,
+      },
+      'serve',
+    );
+    children.push(node);
+    const adminCall = async (method: string, path: string): Promise<[number, Record<string, unknown>]> => {
+      const res = await fetch(`${node.url}/admin${path}`, { method, headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });
+      return [res.status, (await res.json()) as Record<string, unknown>];
+    };
+    const tenantsView = async (): Promise<Map<string, Record<string, unknown>>> => {
+      const [, body] = await adminCall('GET', '/tenants');
+      return new Map((body.tenants as Record<string, unknown>[]).map((t) => [String(t.tenant_id), t]));
+    };
+    const status = (tenant: string) => db.sql<{ status: string }[]>`SELECT status FROM outbox WHERE tenant_id = ${tenant}`;
+
+    expect(await write(node.url, { token: good }, 'g1')).toBe(202);
+    await eventually(async () => (await status('good')).every((r) => r.status === 'sent') && (await status('good')).length === 1, 30_000, "good's write sent");
+    expect((await tenantsView()).get('good')).toMatchObject({ breaker: 'closed', quota_tokens: 99, sent: 1 });
+
+    const big = await fetch(`${node.url}/v1/events`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${bad}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ dedupe_key: 'b1', payload: { pad: 'x'.repeat(1_000) } }),
+    });
+    expect(big.status).toBe(202);
+    await eventually(async () => (await status('bad')).some((r) => r.status === 'dead'), 30_000, "bad's record dead");
+    expect((await tenantsView()).get('bad')).toMatchObject({ breaker: 'open', dead: 1 });
+
+    expect(await adminCall('POST', '/tenants/bad/breaker/reset')).toEqual([200, { tenant_id: 'bad', breaker: 'closed', quota_tokens: 2_000 }]);
+    expect((await tenantsView()).get('bad')).toMatchObject({ breaker: 'closed' });
+
+    node.proc.kill('SIGTERM');
+    expect(await node.proc.exited).toBe(0);
   }, 120_000);
 
   test('kill -9 of one worker stops the node (exit 1); every acknowledged write reaches the outbox after the restart; SIGINT drains', async () => {

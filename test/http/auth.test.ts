@@ -32,7 +32,7 @@ beforeAll(async () => {
     log,
     metrics,
     tenants,
-    admin: { token: ADMIN, outbox: new Outbox(db.sql, 16), controls, wake: () => {} },
+    admin: { token: ADMIN, outbox: new Outbox(db.sql, 16), controls: async (ids, reset) => controls.snapshots(ids, reset), wake: () => {} },
   }));
   // Open mode (no tenants file) and no SLUICE_ADMIN_TOKEN.
   open = await startTestApp({ log });
