@@ -90,8 +90,10 @@ export class Processor {
    * found by the next.
    */
   #tops: string[] = [];
-  /** wake() asked for a look at every pending row, not only the new ones. */
-  #lookEverywhere = false;
+  /** Calls of wake(), which asks for a look at every pending row, not only the new ones. */
+  #wakes = 0;
+  /** wake() calls that a poll's look at every pending row has answered. */
+  #wakesAnswered = 0;
   #topics: SluiceTopics;
   #stopped = new AbortController();
 
@@ -168,7 +170,7 @@ export class Processor {
 
   /** Look for rows now instead of at the end of the idle wait: the tasks of partitions that have some run. */
   wake(): void {
-    this.#lookEverywhere = true;
+    this.#wakes++;
     this.#poll.wake();
   }
 
@@ -267,11 +269,13 @@ export class Processor {
     if (this.#tasks.size === 0) return 'idle';
     const owned = [...this.#tasks.keys()];
     const after = this.#tops[0];
-    const everywhere = this.#lookEverywhere || after === undefined;
-    this.#lookEverywhere = false;
+    // Counted before the look, so a wake() during it is answered by the next; after it, so a failed one is tried again.
+    const wakes = this.#wakes;
+    const everywhere = wakes > this.#wakesAnswered || after === undefined;
     const entered = await this.#o.outbox.enteredPartitions(everywhere ? [] : owned, after ?? '0');
-    this.#tops = [...this.#tops, entered.top].slice(-2);
     const found = everywhere ? await this.#o.outbox.pendingPartitions(owned) : entered.cut ? owned : entered.partitions;
+    this.#tops = [...this.#tops, entered.top].slice(-2);
+    this.#wakesAnswered = wakes;
     this.#wakeTasks(new Set([...found, ...owned.filter((p) => this.#tasks.get(p)?.held === true)]));
     return 'idle';
   }
