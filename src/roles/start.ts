@@ -191,9 +191,15 @@ export async function startRole(role: Role, config: Config, log: Logger): Promis
      * process (through the supervisor); any other process answers with its own.
      */
     const controlsOfNode = async (ids: string[], reset?: string): Promise<Record<string, TenantSnapshot>> =>
-      link !== undefined && role === 'serve' && worker?.kind !== 'processor' ? link.controls(ids, reset) : controls.snapshots(ids, reset);
+      link !== undefined && role === 'serve' && worker?.kind !== 'processor' ? link.controls(ids, reset) : controlsHere(ids, reset);
+    /** A closed breaker lets its tenant's held rows out now: the tasks look at once, not at their next pass. */
+    const controlsHere = (ids: string[], reset?: string): Record<string, TenantSnapshot> => {
+      const snapshots = controls.snapshots(ids, reset);
+      if (reset !== undefined) processing?.processor.wake();
+      return snapshots;
+    };
     if (worker?.kind === 'processor') {
-      link?.onControls((ids, reset) => controls.snapshots(ids, reset));
+      link?.onControls(controlsHere);
       link?.onWake((partitions) => processing?.processor.wakePartitions(partitions));
       // The processor of a `serve` node: no port of its own, its metrics reach the node's /metrics
       // through the supervisor.

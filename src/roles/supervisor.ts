@@ -111,7 +111,7 @@ export async function startSupervisor(role: 'serve' | 'ingest', config: Config, 
     processor()?.proc.send({ t: 'wake', partitions } satisfies ToWorker);
   };
   // A worker's admin API asks about the breakers and quotas, which live in the processor process.
-  const controlsAsked = new Map<number, { from: Child; id: number }>();
+  const controlsAsked = new Map<number, { from: Child; to: Child; id: number }>();
   let nextControls = 0;
   const askControls = (from: Child, message: Extract<ToSupervisor, { t: 'controls' }>): void => {
     const to = processor();
@@ -120,13 +120,23 @@ export async function startSupervisor(role: 'serve' | 'ingest', config: Config, 
       return;
     }
     const id = ++nextControls;
-    controlsAsked.set(id, { from, id: message.id });
+    controlsAsked.set(id, { from, to, id: message.id });
     to.proc.send({ ...message, id } satisfies ToWorker);
   };
   const answerControls = (message: Extract<ToSupervisor, { t: 'controls_state' }>): void => {
     const asked = controlsAsked.get(message.id);
     controlsAsked.delete(message.id);
     asked?.from.proc.send({ ...message, id: asked.id } satisfies ToWorker);
+  };
+  // A processor that exits answers nothing more: its callers are told now rather than at their timeout.
+  const processorGone = (gone: Child): void => {
+    for (const [id, asked] of controlsAsked) {
+      if (asked.to !== gone) continue;
+      controlsAsked.delete(id);
+      if (asked.from.proc.exitCode === null && asked.from.proc.signalCode === null) {
+        asked.from.proc.send({ t: 'controls_failed', id: asked.id, message: 'the processor process exited' } satisfies ToWorker);
+      }
+    }
   };
 
   const spawn = (name: string, kind: Child['kind'], env: Record<string, string>): Child => {
@@ -161,6 +171,7 @@ export async function startSupervisor(role: 'serve' | 'ingest', config: Config, 
           }
         },
         onExit(_proc, code, signal) {
+          if (kind === 'processor') processorGone(child);
           if (stopping) return;
           fail(`${name} (pid ${child.proc.pid}) exited ${signal === null ? `with code ${code}` : `on ${signal}`}`);
         },

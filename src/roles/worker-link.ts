@@ -13,8 +13,11 @@ export type ToSupervisor =
   | { t: 'collected'; id: number; metrics: MetricsJson }
   /** An ingest worker of a `serve` node inserted rows into these outbox partitions. */
   | { t: 'entered'; partitions: number[] }
-  /** An ingest worker's admin API asks for the processor's breakers and quotas (resetting one first). */
-  | { t: 'controls'; id: number; tenants: string[]; reset?: string }
+  /**
+   * An ingest worker's admin API asks for the processor's breakers and quotas (resetting one first),
+   * until `deadline` (epoch ms): past it the worker has answered 503, and the reset must not happen.
+   */
+  | { t: 'controls'; id: number; tenants: string[]; reset?: string; deadline: number }
   /** The processor's answer to `controls`. */
   | { t: 'controls_state'; id: number; snapshots: Record<string, TenantSnapshot> };
 
@@ -26,7 +29,7 @@ export type ToWorker =
   /** To the processor: rows entered these partitions through the node's ingest. */
   | { t: 'wake'; partitions: number[] }
   /** To the processor: a worker's `controls`, under the supervisor's id. */
-  | { t: 'controls'; id: number; tenants: string[]; reset?: string }
+  | { t: 'controls'; id: number; tenants: string[]; reset?: string; deadline: number }
   /** To the worker that asked. */
   | { t: 'controls_state'; id: number; snapshots: Record<string, TenantSnapshot> }
   | { t: 'controls_failed'; id: number; message: string };
@@ -48,6 +51,12 @@ export interface SupervisorLink {
   /** The processor: how to answer `controls`. */
   onControls(answer: (tenants: string[], reset?: string) => Record<string, TenantSnapshot>): void;
 }
+
+/**
+ * How long an admin call waits for the node's processor process before its 503: well within the
+ * HTTP idle timeout (10 s), which would otherwise close the connection without an answer first.
+ */
+const CONTROLS_TIMEOUT_MS = 5_000;
 
 /** A scrape the supervisor does not answer within this long gets 503: a node's figures or none, never one worker's. */
 const SCRAPE_TIMEOUT_MS = 10_000;
@@ -76,7 +85,8 @@ export function linkToSupervisor(collect: () => Promise<MetricsJson>, supervisor
       return;
     }
     if (message.t === 'controls') {
-      send({ t: 'controls_state', id: message.id, snapshots: answerControls(message.tenants, message.reset) });
+      // Late (this process was stopped, say): the caller was told it failed, so nothing is changed.
+      if (Date.now() <= message.deadline) send({ t: 'controls_state', id: message.id, snapshots: answerControls(message.tenants, message.reset) });
       return;
     }
     if (message.t === 'controls_state' || message.t === 'controls_failed') {
@@ -114,8 +124,8 @@ export function linkToSupervisor(collect: () => Promise<MetricsJson>, supervisor
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => {
           asked.delete(id);
-          reject(new SluiceError('not_ready', `the node's processor did not answer within ${SCRAPE_TIMEOUT_MS} ms`));
-        }, SCRAPE_TIMEOUT_MS);
+          reject(new SluiceError('not_ready', `the node's processor did not answer within ${CONTROLS_TIMEOUT_MS} ms; nothing was changed`));
+        }, CONTROLS_TIMEOUT_MS);
         asked.set(id, {
           resolve: (s) => {
             clearTimeout(timer);
@@ -126,7 +136,7 @@ export function linkToSupervisor(collect: () => Promise<MetricsJson>, supervisor
             reject(err);
           },
         });
-        send({ t: 'controls', id, tenants, ...(reset === undefined ? {} : { reset }) });
+        send({ t: 'controls', id, tenants, ...(reset === undefined ? {} : { reset }), deadline: Date.now() + CONTROLS_TIMEOUT_MS });
       });
     },
     onControls(handler) {

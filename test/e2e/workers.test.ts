@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { Admin } from '@platformatic/kafka';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { logLines, runCli } from '../support/cli.ts';
 import { readTopic, testBrokers } from '../support/kafka.ts';
+import { createTopic } from '../support/outbox-load.ts';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
 import { eventually } from '../support/sluice.ts';
 import { spawnSluice, type SpawnedSluice } from '../support/spawn-sluice.ts';
@@ -261,16 +261,13 @@ describe('a node with SLUICE_WORKERS=2', () => {
     expect(node.lines().filter((l) => l.msg === 'shutdown complete').map((l) => l.worker ?? 'supervisor').sort()).toEqual([1, 'processor', 'supervisor']);
   }, 120_000);
 
-  test("serve with its processor apart: the admin API shows the processor's breakers and quota tokens, and its breaker reset closes the processor's breaker", async () => {
-    // Outside tester: a worker answered from breakers and buckets of its own, which nothing uses.
+  test("serve with its processor apart: the admin API shows and resets the processor's breakers and quotas, answers 503 when it does not answer, and changes nothing late", async () => {
+    // Outside testers: a worker answered from breakers and buckets of its own, which nothing uses; then,
+    // with the processor stopped, calls got no answer at all (the HTTP idle timeout came first), a reset
+    // answered 503 took effect once the processor ran again, and a reset did not wake the held rows.
     const tiny = `tiny.${Bun.randomUUIDv7()}`;
-    const kafkaAdmin = new Admin({ clientId: 'workers-test', bootstrapBrokers: brokers });
-    try {
-      // Every record of "bad" is too large for its topic: dead at once, a failure for its breaker.
-      await kafkaAdmin.createTopics({ topics: [tiny], partitions: 1, replicas: 1, configs: [{ name: 'max.message.bytes', value: '600' }] });
-    } finally {
-      await kafkaAdmin.close();
-    }
+    // Every record of "bad" over 600 bytes is too large for its topic: dead at once, a failure for its breaker.
+    await createTopic(brokers, tiny, 600);
     const good = newToken('good');
     const bad = newToken('bad');
     const entry = (token: string, extra: Record<string, unknown>) => ({ tokens: [`sha256:${sha256(token).toString('hex')}`], ...extra });
@@ -297,10 +294,13 @@ describe('a node with SLUICE_WORKERS=2', () => {
         SLUICE_KAFKA_TOPIC: `controls.${Bun.randomUUIDv7()}`,
         SLUICE_TRANSACTIONAL_ID_PREFIX: `controls-${Bun.randomUUIDv7()}`,
         SLUICE_ADMIN_TOKEN: ADMIN_TOKEN,
+        // Only inserts and the reset can wake the processor within the test: its poll comes every 60 s.
+        SLUICE_POLL_MS: '60000',
       },
       'serve',
     );
     children.push(node);
+    const processor = node.pids.processor!;
     const adminCall = async (method: string, path: string): Promise<[number, Record<string, unknown>]> => {
       const res = await fetch(`${node.url}/admin${path}`, { method, headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });
       return [res.status, (await res.json()) as Record<string, unknown>];
@@ -309,26 +309,54 @@ describe('a node with SLUICE_WORKERS=2', () => {
       const [, body] = await adminCall('GET', '/tenants');
       return new Map((body.tenants as Record<string, unknown>[]).map((t) => [String(t.tenant_id), t]));
     };
-    const status = (tenant: string) => db.sql<{ status: string }[]>`SELECT status FROM outbox WHERE tenant_id = ${tenant}`;
+    const statuses = async (tenant: string): Promise<string[]> =>
+      (await db.sql<{ status: string }[]>`SELECT status FROM outbox WHERE tenant_id = ${tenant} ORDER BY id`).map((r) => r.status);
+    const post = async (token: string, key: string, pad: number): Promise<number> =>
+      (
+        await fetch(`${node.url}/v1/events`, {
+          method: 'POST',
+          headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+          body: JSON.stringify({ dedupe_key: key, payload: { pad: 'x'.repeat(pad) } }),
+        })
+      ).status;
 
-    expect(await write(node.url, { token: good }, 'g1')).toBe(202);
-    await eventually(async () => (await status('good')).every((r) => r.status === 'sent') && (await status('good')).length === 1, 30_000, "good's write sent");
+    expect(await post(good, 'g1', 1)).toBe(202);
+    await eventually(async () => (await statuses('good')).join() === 'sent', 30_000, "good's write sent");
     expect((await tenantsView()).get('good')).toMatchObject({ breaker: 'closed', quota_tokens: 99, sent: 1 });
 
-    const big = await fetch(`${node.url}/v1/events`, {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${bad}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ dedupe_key: 'b1', payload: { pad: 'x'.repeat(1_000) } }),
-    });
-    expect(big.status).toBe(202);
-    await eventually(async () => (await status('bad')).some((r) => r.status === 'dead'), 30_000, "bad's record dead");
+    expect(await post(bad, 'b1', 1_000)).toBe(202);
+    await eventually(async () => (await statuses('bad')).join() === 'dead', 30_000, "bad's record dead");
     expect((await tenantsView()).get('bad')).toMatchObject({ breaker: 'open', dead: 1 });
+    // A small record behind the open breaker waits (for its 600 s reset_ms).
+    expect(await post(bad, 'b2', 1)).toBe(202);
+    await Bun.sleep(1_000);
+    expect(await statuses('bad')).toEqual(['dead', 'pending']);
 
+    // The processor does not answer: 503 before the HTTP idle timeout, and the reset is not done later.
+    process.kill(processor, 'SIGSTOP');
+    const asked = performance.now();
+    const [stoppedStatus, stoppedBody] = await adminCall('POST', '/tenants/bad/breaker/reset');
+    expect([stoppedStatus, (stoppedBody.error as { code?: string } | undefined)?.code]).toEqual([503, 'not_ready']);
+    expect(performance.now() - asked).toBeLessThan(8_000);
+    process.kill(processor, 'SIGCONT');
+    await Bun.sleep(1_000);
+    expect((await tenantsView()).get('bad')).toMatchObject({ breaker: 'open' });
+    expect(await statuses('bad')).toEqual(['dead', 'pending']);
+
+    // The reset closes the processor's breaker and lets the held record out at once (no poll for 60 s).
     expect(await adminCall('POST', '/tenants/bad/breaker/reset')).toEqual([200, { tenant_id: 'bad', breaker: 'closed', quota_tokens: 2_000 }]);
+    await eventually(async () => (await statuses('bad')).join() === 'dead,sent', 15_000, "bad's held record sent after the reset");
     expect((await tenantsView()).get('bad')).toMatchObject({ breaker: 'closed' });
 
-    node.proc.kill('SIGTERM');
-    expect(await node.proc.exited).toBe(0);
+    // A call in flight when the processor dies is answered at once, not at its timeout; the node stops.
+    process.kill(processor, 'SIGSTOP');
+    const inFlight = adminCall('GET', '/tenants');
+    await Bun.sleep(300);
+    const killed = performance.now();
+    process.kill(processor, 'SIGKILL');
+    expect((await inFlight)[0]).toBe(503);
+    expect(performance.now() - killed).toBeLessThan(3_000);
+    expect(await node.proc.exited).toBe(1);
   }, 120_000);
 
   test('kill -9 of one worker stops the node (exit 1); every acknowledged write reaches the outbox after the restart; SIGINT drains', async () => {

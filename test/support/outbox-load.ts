@@ -51,11 +51,15 @@ export async function fillOutbox(
   for (let i = 0; i < rows.length; i += 2_000) await insertRows(db.sql, rows.slice(i, i + 2_000));
 }
 
-/** A topic with one partition, so a consumer sees each tenant's records in publication order. */
-export async function createTopic(brokers: string[], topic: string): Promise<void> {
+/**
+ * A topic with one partition, so a consumer sees each tenant's records in publication order;
+ * `maxMessageBytes` makes larger records fail for good (MESSAGE_TOO_LARGE, a failure for the breaker).
+ */
+export async function createTopic(brokers: string[], topic: string, maxMessageBytes?: number): Promise<void> {
   const admin = new Admin({ clientId: 'test-admin', bootstrapBrokers: brokers });
   try {
-    await admin.createTopics({ topics: [topic], partitions: 1, replicas: 1 });
+    const configs = maxMessageBytes === undefined ? [] : [{ name: 'max.message.bytes', value: String(maxMessageBytes) }];
+    await admin.createTopics({ topics: [topic], partitions: 1, replicas: 1, configs });
   } finally {
     await admin.close();
   }
