@@ -291,6 +291,8 @@ export class PartitionTask {
     if (claimed.length === 0) return none;
     const rows = await this.#refuseByTopicRule(claimed);
     if (rows.length > 0) await this.#publish(rows);
+    // A breaker this batch opened holds the tenant's later rows until it half-opens: time again.
+    this.#held ||= [...grants.keys()].some((t) => controls.breaker(t).state !== 'closed');
     return { claimed: claimed.length, drained: !cutByBytes && grants.size === claimants.length && drainedAll(claimed, grants) };
   }
 

@@ -326,3 +326,38 @@ test('regression (outside tester): a task whose producer Kafka fenced stops, giv
     await newer.close();
   }
 }, 90_000);
+
+test('regression (outside tester): a pass whose batch opened its tenant breaker says its partition is held, so the poll keeps waking it until the breaker half-opens', async () => {
+  await db.sql`TRUNCATE outbox`;
+  const brokers = await testBrokers();
+  const tiny = `tiny.${Bun.randomUUIDv7()}`;
+  // Records over 600 bytes are refused for good, each a failure for the breaker.
+  await createTopic(brokers, tiny, 600);
+  const publishing = publishingAs('held-test', brokers);
+  // Woken by inserts, as a serve node's processor is: nothing runs a pass after one that drained its partition.
+  const task = taskOn(publishing.forPartition(0), { lastCommitted: async () => [], insertsWake: true });
+  const row = (key: string, pad: number): NewOutboxRow => ({
+    tenant_id: 'acme',
+    dedupe_key: key,
+    partition: 0,
+    topic: tiny,
+    payload: JSON.stringify({ pad: 'x'.repeat(pad) }),
+    headers: {},
+    request_id: key,
+    traceparent: undefined,
+    ingested_at: new Date().toISOString(),
+  });
+  try {
+    // Three too large (the built-in breaker opens at the third failure), two small ones behind them.
+    await insertRows(db.sql, [row('big1', 1_000), row('big2', 1_000), row('big3', 1_000), row('s1', 1), row('s2', 1)]);
+    await waitSettled(db.sql);
+    task.start();
+    const statuses = async () => (await db.sql<{ status: string }[]>`SELECT status FROM outbox ORDER BY id`).map((r) => r.status);
+    await eventually(async () => (await statuses()).join() === 'dead,dead,dead,pending,pending', 30_000, 'three dead, two held');
+    // The pass is over: the rows behind the open breaker are what time alone releases.
+    await eventually(async () => task.held, 5_000, 'the task held');
+  } finally {
+    await task.stop();
+    await publishing.close();
+  }
+}, 90_000);
