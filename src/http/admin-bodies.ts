@@ -20,6 +20,11 @@ const PG_BIGINT_MAX = 9_223_372_036_854_775_807n;
 const ID_MESSAGE = 'must be a positive whole number (an outbox id), as a number or a string';
 
 const outboxId = z.union([z.string(), z.number()], { error: ID_MESSAGE }).transform((value, ctx) => {
+  // JSON.parse has already rounded a number past 2^53 to another id: it must come as a string.
+  if (typeof value === 'number' && !Number.isSafeInteger(value)) {
+    ctx.addIssue({ code: 'custom', message: `${ID_MESSAGE}; above 9007199254740991 only as a string (a JSON number that large loses digits)` });
+    return z.NEVER;
+  }
   const id = String(value);
   if (!/^[1-9][0-9]{0,18}$/.test(id) || BigInt(id) > PG_BIGINT_MAX) {
     ctx.addIssue({ code: 'custom', message: ID_MESSAGE });

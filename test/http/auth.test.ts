@@ -202,6 +202,8 @@ describe('admin API at the HTTP layer', () => {
         ['ids.2', 'ids.3', 'ids.4', 'ids.5', 'ids.6', 'ids.7', 'ids.8'],
       ],
       ['/outbox/replay', { body: JSON.stringify({ ids: Array.from({ length: 10_001 }, (_, i) => i + 1) }) }, 400, 'validation_failed', ['ids']],
+      // Outside tester: 9007199254740993 as a JSON number reaches the server as ...992, another id.
+      ['/outbox/replay', { body: '{"ids":[9007199254740993, 9007199254740991, "9007199254740993"]}' }, 400, 'validation_failed', ['ids.0']],
       ['/outbox/replay/tenant', { body: '{}' }, 400, 'validation_failed', ['tenant_id']],
       [
         '/outbox/replay/tenant',
