@@ -23,6 +23,9 @@ export interface AdminDeps {
   wake(): void;
 }
 
+/** What a tenant missing from the processor's answer shows (the processor answers for every one asked). */
+const UNKNOWN: TenantSnapshot = { breaker: 'closed', tokens: 0 };
+
 /** The admin API, mounted under /admin. */
 export function createAdminApp(deps: AdminDeps, shared: { log: Logger; metrics: Metrics; tenants: Tenants }): Hono<AdminEnv> {
   const { outbox, controls } = deps;
@@ -67,7 +70,7 @@ export function createAdminApp(deps: AdminDeps, shared: { log: Logger; metrics: 
     const ids = [...new Set([...configured, ...counts.keys()])].sort();
     const snapshots = await controls(ids);
     const list = ids.map((id) => {
-      const { breaker, tokens } = snapshots[id] ?? { breaker: 'closed', tokens: 0 };
+      const { breaker, tokens } = snapshots[id] ?? UNKNOWN;
       return { tenant_id: id, configured: configured.has(id), ...(counts.get(id) ?? { pending: 0, sent: 0, dead: 0 }), breaker, quota_tokens: tokens };
     });
     c.set('audit', { tenants: list.length });
@@ -81,7 +84,7 @@ export function createAdminApp(deps: AdminDeps, shared: { log: Logger; metrics: 
     if (!tenants.configured.includes(tenant) && !(await outbox.tenantHasRows(tenant))) {
       throw new SluiceError('not_found', `unknown tenant ${tenant}: not in the tenants file and no records in the outbox`);
     }
-    const { breaker, tokens } = (await controls([tenant], tenant))[tenant] ?? { breaker: 'closed', tokens: 0 };
+    const { breaker, tokens } = (await controls([tenant], tenant))[tenant] ?? UNKNOWN;
     c.set('audit', { tenant_id: tenant, breaker });
     return c.json({ tenant_id: tenant, breaker, quota_tokens: tokens });
   });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, expect, test } from 'bun:test';
 import postgres from 'postgres';
 import { createMetrics } from '../../src/metrics.ts';
 import { openDatabase, type Database } from '../../src/outbox/db.ts';
-import { PartitionOwnership } from '../../src/processor/ownership.ts';
+import { PartitionOwnership, type OwnershipOptions } from '../../src/processor/ownership.ts';
 import { startPgCluster, type PgCluster } from '../support/pg-cluster.ts';
 import { quietLog } from '../support/postgres.ts';
 import { eventually } from '../support/sluice.ts';
@@ -21,6 +21,19 @@ afterAll(async () => {
 const PARTITIONS = 4;
 /** Absence is checked after this many whole rebalance passes (counted, not timed). */
 const PASSES_LATER = 10;
+
+/** An instance on the test cluster's session, quiet, with the tests' partitions and a 1-s give-up; `o` sets the rest. */
+function ownershipOn(o: Pick<OwnershipOptions, 'rebalanceMs' | 'acquired' | 'releasing' | 'canProcess' | 'canProcessNow'> & Partial<OwnershipOptions>): PartitionOwnership {
+  return new PartitionOwnership({
+    lockSession: (onClose) => db.session(onClose),
+    exclusive: false,
+    partitions: PARTITIONS,
+    log: quietLog,
+    metrics: createMetrics(),
+    unreachableReleaseMs: 1_000,
+    ...o,
+  });
+}
 
 async function gauge(metrics: ReturnType<typeof createMetrics>): Promise<number> {
   return (await metrics.partitionsOwned.get()).values[0]?.value ?? -1;
@@ -49,12 +62,8 @@ test('partition locks lost to pg_terminate_backend and to an immediate stop are 
   let overlaps = 0;
   // Each rebalance pass asks canProcess first, also the ones that then fail to reach Postgres.
   let passes = 0;
-  const ownership = new PartitionOwnership({
-    lockSession: (onClose) => db.session(onClose),
-    exclusive: false,
-    partitions: PARTITIONS,
+  const ownership = ownershipOn({
     rebalanceMs: 200,
-    log: quietLog,
     metrics,
     acquired: (p) => {
       if (running.has(p)) overlaps++;
@@ -68,7 +77,6 @@ test('partition locks lost to pg_terminate_backend and to an immediate stop are 
       return true;
     },
     canProcessNow: async () => true,
-    unreachableReleaseMs: 1_000,
   });
   ownership.start();
   try {
@@ -109,13 +117,8 @@ test('an instance that cannot reach Kafka is no member and takes no partition; i
   const runner = new Map<number, string>();
   let overlaps = 0;
   const instance = (name: string, canProcess: () => boolean): PartitionOwnership =>
-    new PartitionOwnership({
-      lockSession: (onClose) => db.session(onClose),
-      exclusive: false,
-      partitions: PARTITIONS,
+    ownershipOn({
       rebalanceMs: 100,
-      log: quietLog,
-      metrics: createMetrics(),
       acquired: (p) => {
         if (runner.has(p)) overlaps++;
         runner.set(p, name);
@@ -125,7 +128,6 @@ test('an instance that cannot reach Kafka is no member and takes no partition; i
       },
       canProcess,
       canProcessNow: async () => canProcess(),
-      unreachableReleaseMs: 1_000,
     });
   const healthy = instance('healthy', () => true);
   let sickPasses = 0;
@@ -164,13 +166,8 @@ test('an instance whose last probe failed asks Kafka again before giving its par
   let answersNow = true;
   let asked = 0;
   let passes = 0;
-  const ownership = new PartitionOwnership({
-    lockSession: (onClose) => db.session(onClose),
-    exclusive: false,
-    partitions: PARTITIONS,
+  const ownership = ownershipOn({
     rebalanceMs: 50,
-    log: quietLog,
-    metrics: createMetrics(),
     acquired: () => {},
     releasing: async () => {},
     canProcess: () => {
