@@ -58,6 +58,11 @@ export interface Budget {
   charged_us: number | null;
   /** The durable minimum's throughput in the same run, when the scenario has one and it was measured. */
   minimum_rate?: number;
+  /**
+   * The cores the whole machine kept busy while the minimum ran (/proc/stat): near `cores`, the minimum
+   * ran out of CPU rather than waiting on something, so its rate is what this machine gives that work.
+   */
+  minimum_machine_busy_cores?: number;
   verdict: string;
 }
 
@@ -127,6 +132,11 @@ export function budgetOf(plan: BudgetPlan, scenario: ScenarioResult, baselines: 
   const minimum = plan.minimum === undefined ? undefined : ceiling(plan.minimum);
   // A run with failures (its note) is no measure of what the arrangement can do.
   const minimum_rate = minimum !== undefined && minimum.note === undefined && Number.isFinite(minimum.throughput) ? minimum.throughput : undefined;
+  const minimumBusy = minimum_rate === undefined ? undefined : minimum?.cpu?.machine?.busy_cores;
+  // What a measurement bound by CPU alone kept busy in this run (the raw servers, the Postgres and Kafka
+  // ceilings; not the minimums): a machine rarely shows every core busy, so this is the mark to read against.
+  const ceilingsBusy = baselines.filter((b) => !b.name.startsWith('durable-minimum')).flatMap((b) => (b.cpu?.machine === undefined ? [] : [b.cpu.machine.busy_cores]));
+  const busiest = ceilingsBusy.length === 0 ? undefined : Math.max(...ceilingsBusy);
   let verdict: string;
   if (unavoidable_cores >= cores) {
     const [name, us] = parts.reduce((a, b) => (b[1] > a[1] ? b : a));
@@ -136,7 +146,10 @@ export function budgetOf(plan: BudgetPlan, scenario: ScenarioResult, baselines: 
   } else if (minimum_rate !== undefined && minimum_rate < MINIMUM_MARGIN * asked && minimum_rate > scenario.throughput) {
     verdict =
       `out of reach here: ${plan.minimum}, sluice's arrangement doing only what the guarantee costs, reached ${Math.round(minimum_rate).toLocaleString('en-US')}/s ` +
-      `(${(minimum_rate / asked).toFixed(2)} of the rate asked)`;
+      `(${(minimum_rate / asked).toFixed(2)} of the rate asked)` +
+      (minimumBusy === undefined
+        ? ''
+        : `, the machine ${minimumBusy.toFixed(2)} cores busy meanwhile${busiest === undefined ? '' : ` (the busiest ceiling: ${busiest.toFixed(2)})`}`);
   } else {
     verdict = charged_us <= sluice_budget_us ? 'within budget' : `over budget by ${(charged_us / sluice_budget_us).toFixed(1)}×`;
     // A minimum that did no better than sluice itself is no bound on what sluice's arrangement can do.
@@ -153,6 +166,7 @@ export function budgetOf(plan: BudgetPlan, scenario: ScenarioResult, baselines: 
     sluice_us: sluice,
     charged_us,
     ...(minimum_rate === undefined ? {} : { minimum_rate }),
+    ...(minimumBusy === undefined ? {} : { minimum_machine_busy_cores: minimumBusy }),
     verdict,
   };
 }

@@ -67,7 +67,7 @@ function cpuPanel(rows: (BaselineResult | ScenarioResult)[], top: number): { bod
   const plotTop = top + 40;
   const bottom = plotTop + measured.length * rowH;
   const body = [
-    text(20, top + 16, 'CPU time per event over the measured interval, by process (µs; ceilings first)', { size: 15, weight: 'bold' }),
+    text(20, top + 16, 'CPU time per event over the measured interval, by process (µs; ceilings first; right: the machine\'s busy cores)', { size: 15, weight: 'bold' }),
     ...legend(PLOT_X, top + 32, WORK_GROUPS.map((g) => [GROUP_COLOURS[g], GROUP_NAMES[g]])),
     ...axis(scale, plotTop, bottom, compact),
   ];
@@ -82,7 +82,9 @@ function cpuPanel(rows: (BaselineResult | ScenarioResult)[], top: number): { bod
       body.push(rect(x, y, w, 14, GROUP_COLOURS[g], `${r.name}, ${GROUP_NAMES[g]}: ${us.toFixed(1)} µs per event, ${r.cpu?.cores[g]?.toFixed(2) ?? '-'} cores`));
       x += w;
     }
-    body.push(text(PLOT_X + PLOT_W + 8, y + 11, `${compact(total(r))} µs`, { size: 11 }));
+    // The whole machine's busy cores beside the total: near the core count, the measurement ran out of CPU.
+    const busy = r.cpu?.machine?.busy_cores;
+    body.push(text(PLOT_X + PLOT_W + 8, y + 11, `${compact(total(r))} µs${busy === undefined ? '' : `, machine ${busy.toFixed(2)} cores`}`, { size: 11 }));
   });
   return { body, height: bottom - top + 30 };
 }

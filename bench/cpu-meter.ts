@@ -1,7 +1,7 @@
 // CPU time per event of each process group taking part in a measurement, read from /proc over the
 // measured interval. README.md, "Benchmarks", "CPU per event".
 import type { Sql } from '../src/outbox/db.ts';
-import { allStats, clockTicksPerSecond, commandLine, procReadable, processTree, readStat, threadStats, type ProcStat } from './proc.ts';
+import { allStats, clockTicksPerSecond, commandLine, machineTicks, procReadable, processTree, readStat, threadStats, type MachineTicks, type ProcStat } from './proc.ts';
 
 /**
  * `app` is the process(es) under test: sluice's for a scenario, the stand-in's for a ceiling (the raw
@@ -46,6 +46,38 @@ export interface CpuFigures {
   cores: PerGroup;
   /** Of `app`'s µs per event, its engine threads'; absent from results written before it was measured. */
   app_engine?: EngineFigures;
+  /** The whole machine over the interval; absent without /proc/stat and from results written before it was measured. */
+  machine?: MachineFigures;
+}
+
+/**
+ * The whole machine's cores kept busy over the interval (/proc/stat), beside the groups': whether the
+ * measurement ran out of CPU, and what it cost that no process was charged with.
+ */
+export interface MachineFigures {
+  /** Every core's busy time (user, nice, system, irq, softirq, steal) / the interval. */
+  busy_cores: number;
+  /** busy_cores minus every measured group's (load included): interrupts, kernel threads, processes no group selected, steal. */
+  other_cores: number;
+  /** Of busy_cores, network and block-device completion work done in softirq (loopback TCP among it). */
+  softirq_cores: number;
+  /** Of busy_cores, time the hypervisor gave to others while this machine wanted it. */
+  steal_cores: number;
+  /** Idle while some I/O was outstanding: not busy, but not free for the asking either. */
+  iowait_cores: number;
+}
+
+/** The machine's figures between two reads of /proc/stat, given what the groups kept busy over the same interval. */
+export function machineFigures(first: MachineTicks, last: MachineTicks, ticksPerSecond: number, intervalS: number, groupCores: number): MachineFigures {
+  const cores = (ticks: number): number => ticks / ticksPerSecond / intervalS;
+  const busy_cores = cores(last.busy - first.busy);
+  return {
+    busy_cores,
+    other_cores: busy_cores - groupCores,
+    softirq_cores: cores(last.softirq - first.softirq),
+    steal_cores: cores(last.steal - first.steal),
+    iowait_cores: cores(last.iowait - first.iowait),
+  };
 }
 
 export interface CpuMeter {
@@ -83,6 +115,7 @@ interface Seen {
  */
 export function startCpuMeter(selectors: Partial<Record<Group, Selector>>, pollMs = POLL_MS): CpuMeter {
   const started = performance.now();
+  const machineFirst = machineTicks();
   const seen = new Map<string, Seen>();
   // Every child of the bench seen, selected or not, so that one no group wants keeps its share of the tail.
   const children = new Map<string, { first: number; last: number }>();
@@ -152,6 +185,7 @@ export function startCpuMeter(selectors: Partial<Record<Group, Selector>>, pollM
     stop(events) {
       clearInterval(timer);
       poll();
+      const machineLast = machineTicks();
       const intervalS = (performance.now() - started) / 1000;
       const ticks = clockTicksPerSecond();
       const tail = tails();
@@ -167,7 +201,16 @@ export function startCpuMeter(selectors: Partial<Record<Group, Selector>>, pollM
       }
       const app_engine: EngineFigures = { jit: 0, gc: 0 };
       for (const t of engine.values()) app_engine[t.kind] += events > 0 ? ((t.last - t.first) / ticks / events) * 1e6 : 0;
-      return { interval_s: intervalS, events, us_per_event, cores, ...(selectors.app !== undefined ? { app_engine } : {}) };
+      const groupCores = GROUPS.reduce((sum, g) => sum + (cores[g] ?? 0), 0);
+      const machine = machineFirst === undefined || machineLast === undefined ? undefined : machineFigures(machineFirst, machineLast, ticks, intervalS, groupCores);
+      return {
+        interval_s: intervalS,
+        events,
+        us_per_event,
+        cores,
+        ...(selectors.app !== undefined ? { app_engine } : {}),
+        ...(machine === undefined ? {} : { machine }),
+      };
     },
   };
 }

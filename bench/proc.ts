@@ -100,6 +100,38 @@ export function statusMiB(pid: number, field: 'VmHWM' | 'VmRSS'): number {
   return Number(match[1]) / 1024;
 }
 
+/**
+ * The whole machine's CPU time so far, in clock ticks summed over its cores, from the first (`cpu`)
+ * line of /proc/stat: `busy` is every state but idle and iowait (user, nice, system, irq, softirq,
+ * steal), so it holds what no process is charged with: interrupts, the kernel's own threads (the
+ * file system's journal, network receive), processes nobody selected, and time a hypervisor took.
+ */
+export interface MachineTicks {
+  busy: number;
+  idle: number;
+  iowait: number;
+  softirq: number;
+  steal: number;
+}
+
+/** Parses /proc/stat's text (its aggregate `cpu` line; guest time is already inside user and nice). */
+export function parseMachineStat(text: string): MachineTicks {
+  const line = text.split('\n').find((l) => l.startsWith('cpu '));
+  const f = (line ?? '').trim().split(/\s+/).slice(1).map(Number);
+  if (line === undefined || f.length < 8 || f.some((n) => !Number.isFinite(n))) throw new Error(`no aggregate cpu line in /proc/stat: ${text.slice(0, 80)}`);
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
+  return { busy: user + nice + system + irq + softirq + steal, idle, iowait, softirq, steal };
+}
+
+/** The machine's CPU ticks now; undefined without a /proc/stat (not Linux). */
+export function machineTicks(): MachineTicks | undefined {
+  try {
+    return parseMachineStat(readFileSync('/proc/stat', 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
 let ticksPerSecond: number | undefined;
 
 /** The kernel's clock ticks a second (USER_HZ, 100 on every Linux seen), from `getconf CLK_TCK`. */

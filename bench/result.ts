@@ -54,6 +54,8 @@ export interface ScalingRow {
   throughput: number[];
   /** Cores the sluice processes kept busy at each worker count; null without /proc. */
   sluice_cores: (number | null)[];
+  /** Cores the whole machine kept busy at each (/proc/stat); null without it, absent from results written before it was measured. */
+  machine_cores?: (number | null)[];
   /** Throughput at the most workers / at one worker. */
   speedup: number;
 }

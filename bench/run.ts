@@ -482,7 +482,8 @@ function cpuLine(m: Measured): string {
   const c = m.cpu;
   if (c === undefined) return '';
   const us = (v: number | null): string => (v === null ? '-' : v.toFixed(1));
-  return `; CPU µs/event: app ${us(c.us_per_event.app)}, postgres ${us(c.us_per_event.postgres)}, kafka ${us(c.us_per_event.kafka)}, load ${us(c.us_per_event.load ?? null)}`;
+  const machine = c.machine === undefined ? '' : `; machine ${c.machine.busy_cores.toFixed(2)} cores busy (${c.machine.other_cores.toFixed(2)} other)`;
+  return `; CPU µs/event: app ${us(c.us_per_event.app)}, postgres ${us(c.us_per_event.postgres)}, kafka ${us(c.us_per_event.kafka)}, load ${us(c.us_per_event.load ?? null)}${machine}`;
 }
 
 // Ctrl-C: exit through process.exit so the children (broker, sluice, servers) are killed by their exit hooks.

@@ -26,6 +26,7 @@ export function scalingOf(results: ScenarioResult[], setting: string | undefined
       workers: sorted.map((r) => r.workers ?? 0),
       throughput: sorted.map((r) => r.throughput),
       sluice_cores: sorted.map((r) => r.cpu?.cores.app ?? null),
+      machine_cores: sorted.map((r) => r.cpu?.machine?.busy_cores ?? null),
       speedup: (sorted.at(-1)?.throughput ?? Number.NaN) / one,
     };
   });
@@ -34,6 +35,7 @@ export function scalingOf(results: ScenarioResult[], setting: string | undefined
     rows,
     note:
       `${cores} cores, shared with wrk (2 threads): a speed-up below ${most} here says as much about the cores left ` +
-      'as about sluice; the sluice cores column tells which, and throughput per sluice core is the figure for more cores',
+      'as about sluice; the sluice and machine cores columns tell which (the machine near its core count: out of CPU), and ' +
+      'throughput per sluice core is the figure for more cores',
   };
 }

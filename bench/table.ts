@@ -19,14 +19,18 @@ function cpuTable(rows: (BaselineResult | ScenarioResult)[]): string {
     const e = r.cpu?.app_engine;
     return e === undefined ? '-' : `${number(e.jit, 1)} / ${number(e.gc, 1)}`;
   };
+  const machine = (r: BaselineResult | ScenarioResult): string => {
+    const m = r.cpu?.machine;
+    return m === undefined ? '-' : `${number(m.busy_cores, 2)} (${number(m.other_cores, 2)})`;
+  };
   return [
-    `| CPU µs per event (cores busy) | events | interval s | ${WORK_GROUPS.map((g) => GROUP_HEADERS[g]).join(' | ')} | of which its compiler / GC threads | total µs/event | ${GROUP_HEADERS.load} |`,
-    `| --- | ---: | ---: | ${WORK_GROUPS.map(() => '---:').join(' | ')} | ---: | ---: | ---: |`,
+    `| CPU µs per event (cores busy) | events | interval s | ${WORK_GROUPS.map((g) => GROUP_HEADERS[g]).join(' | ')} | of which its compiler / GC threads | total µs/event | ${GROUP_HEADERS.load} | machine cores busy (other) |`,
+    `| --- | ---: | ---: | ${WORK_GROUPS.map(() => '---:').join(' | ')} | ---: | ---: | ---: | ---: |`,
     ...measured.map((r) => {
       const total = WORK_GROUPS.reduce((sum, g) => sum + (r.cpu?.us_per_event[g] ?? 0), 0);
       return (
         `| ${r.name} | ${number(r.cpu?.events)} | ${number(r.cpu?.interval_s, 1)} | ${WORK_GROUPS.map((g) => cell(r, g)).join(' | ')} | ` +
-        `${engine(r)} | ${number(total, 1)} | ${cell(r, 'load')} |`
+        `${engine(r)} | ${number(total, 1)} | ${cell(r, 'load')} | ${machine(r)} |`
       );
     }),
     '',
@@ -36,6 +40,10 @@ function cpuTable(rows: (BaselineResult | ScenarioResult)[]): string {
     'Total: sluice (or the ceiling\'s own process), Postgres and the broker. Load: the load generator, not in the total — wrk for ' +
       'raw Bun.serve and HTTP scenarios, the fixed-rate load process and the bench\'s Kafka reader for publish latency, the bench ' +
       'itself (sender and Kafka reader) end to end; "-" for the Postgres and Kafka ceilings, whose client is their own process.',
+    'Machine: the cores the whole machine kept busy over the same interval (/proc/stat: user, nice, system, irq, softirq, steal), ' +
+      'and in brackets what of it no group above was charged with: interrupts and network receive, the kernel\'s own threads (the ' +
+      'file system\'s journal, writeback), the bench\'s own meter, any other work on the machine, time taken by a hypervisor. ' +
+      'Busy near the core count: the measurement ran out of CPU.',
   ].join('\n');
 }
 
@@ -91,12 +99,13 @@ function scalingTable(report: BenchReport): string {
   if (scaling === undefined) return '';
   if (scaling.rows.length === 0) return `Scaling (1 vs N ingest workers): ${scaling.note}.`;
   return [
-    `| scaling (${scaling.setting ?? ''}) | workers | throughput | sluice cores busy | speed-up |`,
-    '| --- | --- | --- | --- | ---: |',
+    `| scaling (${scaling.setting ?? ''}) | workers | throughput | sluice cores busy | machine cores busy | speed-up |`,
+    '| --- | --- | --- | --- | --- | ---: |',
     ...scaling.rows.map(
       (r) =>
         `| ${r.scenario} | ${r.workers.join(' / ')} | ${r.throughput.map((t) => number(t)).join(' / ')} | ` +
-        `${r.sluice_cores.map((c) => number(c, 2)).join(' / ')} | ${number(r.speedup, 2)} |`,
+        `${r.sluice_cores.map((c) => number(c, 2)).join(' / ')} | ${(r.machine_cores ?? r.workers.map(() => null)).map((c) => number(c, 2)).join(' / ')} | ` +
+        `${number(r.speedup, 2)} |`,
     ),
     '',
     scaling.note,

@@ -132,6 +132,21 @@ describe('bench budget of a rate target', () => {
     expect(budgetOf(plan, within, failed, 2).minimum_rate).toBeUndefined();
     // Not measured (an older results file): the CPU verdict alone, and no minimum reported.
     expect(budgetOf(plan, within, BASELINES, 2).minimum_rate).toBeUndefined();
+    // With the machine's own figure for the minimum's run: how busy both cores were while it ran.
+    // The mark it is read against: the busiest of the ceilings bound by CPU alone (not another minimum).
+    const machine = (busy_cores: number) => ({ busy_cores, other_cores: 0.3, softirq_cores: 0.1, steal_cores: 0, iowait_cores: 0.05 });
+    const withMachine = (b: BaselineResult, busy: number): BaselineResult => ({ ...b, cpu: { ...(b.cpu ?? cpu({})), machine: machine(busy) } });
+    const measuredMachine = [
+      ...BASELINES.map((b, i) => withMachine(b, [1.8, 1.7, 1.83, 1.75][i] ?? 0)),
+      withMachine(ceiling('durable-minimum-json-sync', 10_000, { app: 20, postgres: 9, load: 9 }), 1.95),
+      withMachine(ceiling('durable-minimum-json-fast_ack', 20_000, { app: 15, postgres: 8, load: 9 }), 1.614),
+    ];
+    const busy = budgetOf(plan, within, measuredMachine, 2);
+    expect(busy.verdict).toBe(
+      "out of reach here: durable-minimum-json-fast_ack, sluice's arrangement doing only what the guarantee costs, reached 20,000/s (0.40 of the rate asked), the machine 1.61 cores busy meanwhile (the busiest ceiling: 1.83)",
+    );
+    expect(busy.minimum_machine_busy_cores).toBe(1.614);
+    expect(b.minimum_machine_busy_cores).toBeUndefined();
     // Floors the cores cannot carry come first: that holds whatever any server reaches.
     const starved = budgetOf(plan, scenario('ingest-json-fast_ack', { app: 20, postgres: 9, load: 40 }), slow, 2);
     expect(starved.verdict).toMatch(/^no budget left: /);
@@ -174,7 +189,10 @@ describe('bench budget of a rate target', () => {
       return plan === undefined ? s : { ...s, budget: budgetOf(plan, s, BASELINES, 2) };
     });
     const [ingest] = scenarios;
-    if (ingest?.cpu !== undefined) ingest.cpu.app_engine = { jit: 4.25, gc: 0.5 };
+    if (ingest?.cpu !== undefined) {
+      ingest.cpu.app_engine = { jit: 4.25, gc: 0.5 };
+      ingest.cpu.machine = { busy_cores: 1.966, other_cores: 0.412, softirq_cores: 0.1, steal_cores: 0, iowait_cores: 0 };
+    }
     const report: BenchReport = {
       date: '2026-11-28',
       command: 'bun run bench',
@@ -189,10 +207,11 @@ describe('bench budget of a rate target', () => {
     );
     expect(tables).not.toContain('| publish-latency-5000 | 50,000');
     expect(tables).toContain('claim + mark (serve: published events): the Postgres ceiling');
-    expect(tables).toContain('| of which its compiler / GC threads | total µs/event | load µs/event |');
+    expect(tables).toContain('| of which its compiler / GC threads | total µs/event | load µs/event | machine cores busy (other) |');
     // The load is beside the total, not in it: 20 + 9 + 3 = 32. The engine's threads are part of sluice's 20, not added.
-    expect(tables).toContain('| publish-latency-5000 | 1,000 | 5.0 | 20.0 (-) | 9.0 (-) | 3.0 (-) | - | 32.0 | 8.0 (-) |');
-    expect(tables).toContain('| ingest-json-fast_ack | 1,000 | 5.0 | 20.0 (-) | 9.0 (-) | 3.0 (-) | 4.3 / 0.5 | 32.0 | 8.0 (-) |');
+    // The machine's cores busy, and in brackets what no group was charged with; "-" when not measured.
+    expect(tables).toContain('| publish-latency-5000 | 1,000 | 5.0 | 20.0 (-) | 9.0 (-) | 3.0 (-) | - | 32.0 | 8.0 (-) | - |');
+    expect(tables).toContain('| ingest-json-fast_ack | 1,000 | 5.0 | 20.0 (-) | 9.0 (-) | 3.0 (-) | 4.3 / 0.5 | 32.0 | 8.0 (-) | 1.97 (0.41) |');
     // On cores shared with other work, the note says what a verdict of CPU time cannot.
     expect(tables).not.toContain('Verdicts weigh CPU time');
     const loaded = formatTables({ ...report, machine: { ...report.machine, load_average: { start: 14.2, end: 12 } } });

@@ -68,7 +68,12 @@ describe('bench charts (SVG, no tools)', () => {
     expect(widths(svg, 'ingest-json-fast_ack &lt;&amp;&gt;, sluice')).toHaveLength(1);
     expect(widths(svg, 'ingest-json-fast_ack &lt;&amp;&gt;, Postgres')).toHaveLength(1);
     expect(widths(svg, 'ingest-json-fast_ack &lt;&amp;&gt;, Kafka')).toHaveLength(0);
-    expect(svg).toContain('85 µs');
+    // Without the machine's figure (older results) the total alone; with it, the busy cores beside it.
+    expect(svg).toContain('>85 µs<');
+    const withMachine = report();
+    const s = withMachine.scenarios[0];
+    if (s?.cpu !== undefined) s.cpu.machine = { busy_cores: 1.934, other_cores: 0.2, softirq_cores: 0.1, steal_cores: 0, iowait_cores: 0 };
+    expect(benchChart(withMachine)).toContain('>85 µs, machine 1.93 cores<');
     expect(svg).toContain('300 MiB');
   });
 

@@ -2,8 +2,8 @@ import { describe, expect, test } from 'bun:test';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { engineThread, ownChildren, startCpuMeter, treeOf } from '../../bench/cpu-meter.ts';
-import { clockTicksPerSecond, dirtyMiB, flushDirtyPages, parseStat, processTree, statusMiB } from '../../bench/proc.ts';
+import { engineThread, machineFigures, ownChildren, startCpuMeter, treeOf } from '../../bench/cpu-meter.ts';
+import { clockTicksPerSecond, dirtyMiB, flushDirtyPages, machineTicks, parseMachineStat, parseStat, processTree, statusMiB } from '../../bench/proc.ts';
 
 // A child that burns BURN_MS of its own CPU time, says so, then idles until it is killed.
 const BURNER = `
@@ -63,6 +63,28 @@ describe('bench /proc readers', () => {
     expect(() => parseStat('not a stat line')).toThrow();
   });
 
+  test('parseMachineStat sums every busy state of the aggregate cpu line, steal and interrupts included, and leaves idle and iowait out', () => {
+    // user nice system idle iowait irq softirq steal guest guest_nice, then the per-core lines.
+    const text = 'cpu  1000 20 300 5000 40 5 60 7 100 0\ncpu0 500 10 150 2500 20 2 30 3 50 0\nintr 123 4 5\n';
+    expect(parseMachineStat(text)).toEqual({ busy: 1000 + 20 + 300 + 5 + 60 + 7, idle: 5000, iowait: 40, softirq: 60, steal: 7 });
+    // An older kernel's line without steal and guest: too few fields to tell busy from idle.
+    expect(() => parseMachineStat('cpu  1 2 3 4 5 6 7\n')).toThrow();
+    expect(() => parseMachineStat('cpu0 1 2 3 4 5 6 7 8\n')).toThrow();
+    expect(machineTicks()?.busy).toBeGreaterThan(0);
+  });
+
+  test('machineFigures turns two reads into cores over the interval, and what no group was charged with', () => {
+    const first = { busy: 1000, idle: 5000, iowait: 40, softirq: 60, steal: 7 };
+    const last = { busy: 1380, idle: 5020, iowait: 50, softirq: 80, steal: 7 };
+    // 380 ticks at 100 a second over 2 s: 1.9 cores, of which the groups kept 1.5 busy.
+    const m = machineFigures(first, last, 100, 2, 1.5);
+    expect(m.busy_cores).toBeCloseTo(1.9, 10);
+    expect(m.other_cores).toBeCloseTo(0.4, 10);
+    expect(m.softirq_cores).toBeCloseTo(0.1, 10);
+    expect(m.steal_cores).toBe(0);
+    expect(m.iowait_cores).toBeCloseTo(0.05, 10);
+  });
+
   test('processTree finds a child and its own children; statusMiB reads their memory', async () => {
     const sh = Bun.spawn({ cmd: ['sh', '-c', 'sleep 30 & sleep 30 & wait'], stdout: 'ignore' });
     try {
@@ -93,6 +115,11 @@ describe('bench /proc readers', () => {
       expect(figures.us_per_event.postgres).toBeNull();
       expect(figures.us_per_event.kafka).toBeNull();
       expect(clockTicksPerSecond()).toBeGreaterThan(0);
+      // The machine was at least as busy as the burner kept it, and "other" is the rest of the machine.
+      const machine = figures.machine;
+      expect(machine).toBeDefined();
+      expect(machine?.busy_cores ?? 0).toBeGreaterThanOrEqual((figures.cores.app ?? 0) - 0.1);
+      expect(machine?.other_cores).toBeCloseTo((machine?.busy_cores ?? 0) - (figures.cores.app ?? 0), 5);
     } finally {
       child.kill('SIGKILL');
       await child.exited;

@@ -16,7 +16,13 @@ function result(name: string, workers: number | null, throughput: number, cores:
     p50_ms: 1,
     p99_ms: 2,
     max_ms: 3,
-    cpu: { interval_s: 5, events: throughput * 5, us_per_event: { app: 10, postgres: 1, kafka: null }, cores: { app: cores, postgres: 0.1, kafka: null } },
+    cpu: {
+      interval_s: 5,
+      events: throughput * 5,
+      us_per_event: { app: 10, postgres: 1, kafka: null },
+      cores: { app: cores, postgres: 0.1, kafka: null },
+      machine: { busy_cores: cores + 0.25, other_cores: 0.2, softirq_cores: 0.05, steal_cores: 0, iowait_cores: 0 },
+    },
     peak_rss_mib: 100,
     peak_rss_per_process_mib: workers === null ? [100] : Array.from({ length: workers }, () => 100),
     baseline: 'raw-bun-serve-json',
@@ -49,7 +55,9 @@ describe('bench scaling figure (1 vs N ingest workers)', () => {
       result('ingest-json-fast_ack-workers-1', 1, 2000, 0.95),
     ];
     const scaling = scalingOf(results, 'SLUICE_INGEST_WORKERS', 2, 2);
-    expect(scaling.rows).toEqual([{ scenario: 'ingest-json-fast_ack', workers: [1, 2], throughput: [2000, 3000], sluice_cores: [0.95, 1.6], speedup: 1.5 }]);
+    expect(scaling.rows).toEqual([
+      { scenario: 'ingest-json-fast_ack', workers: [1, 2], throughput: [2000, 3000], sluice_cores: [0.95, 1.6], machine_cores: [1.2, 1.85], speedup: 1.5 },
+    ]);
     const tables = formatTables({
       date: '2026-11-28',
       command: 'bun run bench',
@@ -59,7 +67,7 @@ describe('bench scaling figure (1 vs N ingest workers)', () => {
       scenarios: results,
       scaling,
     });
-    expect(tables).toContain('| ingest-json-fast_ack | 1 / 2 | 2,000 / 3,000 | 0.95 / 1.60 | 1.50 |');
+    expect(tables).toContain('| ingest-json-fast_ack | 1 / 2 | 2,000 / 3,000 | 0.95 / 1.60 | 1.20 / 1.85 | 1.50 |');
     expect(tables).toContain('| ingest-json-fast_ack-workers-2 | req/s | 3,000 |');
     expect(tables).toContain('| 100 + 100 |');
   });
