@@ -34,6 +34,9 @@ export type ToWorker =
   | { t: 'controls_state'; id: number; snapshots: Record<string, TenantSnapshot> }
   | { t: 'controls_failed'; id: number; message: string };
 
+/** The supervisor's answers to a worker's requests, matched to them by id. */
+type Answer = Extract<ToWorker, { t: 'scraped' | 'scrape_failed' | 'controls_state' | 'controls_failed' }>;
+
 export interface SupervisorLink {
   /** Tells the supervisor this worker has started (listening at `url`, or the processor running). */
   ready(url: string | undefined): void;
@@ -73,41 +76,46 @@ export function linkToSupervisor(collect: () => Promise<MetricsJson>, supervisor
   // The channel closes when the supervisor exits, even killed with SIGKILL: no worker is left behind
   // holding the port and its journal.
   process.once('disconnect', supervisorGone);
-  const waiting = new Map<number, (r: Response) => void>();
-  let nextId = 0;
   let wake: (partitions: number[]) => void = () => {};
   let answerControls: (tenants: string[], reset?: string) => Record<string, TenantSnapshot> = () => ({});
-  const asked = new Map<number, { resolve: (s: Record<string, TenantSnapshot>) => void; reject: (err: Error) => void }>();
+  // Requests to the supervisor (a scrape, the processor's controls) waiting for their answer by id;
+  // each is settled once, by its answer or by its timeout (`undefined`), whichever comes first.
+  const waiting = new Map<number, (answer: Answer | undefined) => void>();
+  let nextId = 0;
+  const ask = <T>(timeoutMs: number, request: (id: number) => ToSupervisor, settle: (answer: Answer | undefined) => T): Promise<T> => {
+    const id = ++nextId;
+    return new Promise<T>((resolve, reject) => {
+      const done = (answer: Answer | undefined): void => {
+        clearTimeout(timer);
+        waiting.delete(id);
+        try {
+          resolve(settle(answer));
+        } catch (err) {
+          reject(err);
+        }
+      };
+      const timer = setTimeout(done, timeoutMs, undefined);
+      waiting.set(id, done);
+      send(request(id));
+    });
+  };
   process.on('message', (message: ToWorker) => {
-    if (message.t === 'reload') return;
-    if (message.t === 'wake') {
-      wake(message.partitions);
-      return;
+    switch (message.t) {
+      case 'reload':
+        return;
+      case 'wake':
+        wake(message.partitions);
+        return;
+      case 'controls':
+        // Late (this process was stopped, say): the caller was told it failed, so nothing is changed.
+        if (Date.now() <= message.deadline) send({ t: 'controls_state', id: message.id, snapshots: answerControls(message.tenants, message.reset) });
+        return;
+      case 'collect':
+        void collect().then((metrics) => send({ t: 'collected', id: message.id, metrics }));
+        return;
+      default:
+        waiting.get(message.id)?.(message);
     }
-    if (message.t === 'controls') {
-      // Late (this process was stopped, say): the caller was told it failed, so nothing is changed.
-      if (Date.now() <= message.deadline) send({ t: 'controls_state', id: message.id, snapshots: answerControls(message.tenants, message.reset) });
-      return;
-    }
-    if (message.t === 'controls_state' || message.t === 'controls_failed') {
-      const pending = asked.get(message.id);
-      asked.delete(message.id);
-      if (message.t === 'controls_state') pending?.resolve(message.snapshots);
-      else pending?.reject(new SluiceError('not_ready', `the node's processor did not answer: ${message.message}`));
-      return;
-    }
-    if (message.t === 'collect') {
-      void collect().then((metrics) => send({ t: 'collected', id: message.id, metrics }));
-      return;
-    }
-    const answer = waiting.get(message.id);
-    if (answer === undefined) return;
-    waiting.delete(message.id);
-    answer(
-      message.t === 'scraped'
-        ? new Response(message.text, { headers: { 'Content-Type': message.contentType } })
-        : unavailable(message.message),
-    );
   });
   return {
     ready(url) {
@@ -120,24 +128,19 @@ export function linkToSupervisor(collect: () => Promise<MetricsJson>, supervisor
       wake = handler;
     },
     controls(tenants, reset) {
-      const id = ++nextId;
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          asked.delete(id);
-          reject(new SluiceError('not_ready', `the node's processor did not answer within ${CONTROLS_TIMEOUT_MS} ms; nothing was changed`));
-        }, CONTROLS_TIMEOUT_MS);
-        asked.set(id, {
-          resolve: (s) => {
-            clearTimeout(timer);
-            resolve(s);
-          },
-          reject: (err) => {
-            clearTimeout(timer);
-            reject(err);
-          },
-        });
-        send({ t: 'controls', id, tenants, ...(reset === undefined ? {} : { reset }), deadline: Date.now() + CONTROLS_TIMEOUT_MS });
-      });
+      return ask(
+        CONTROLS_TIMEOUT_MS,
+        (id) => ({ t: 'controls', id, tenants, ...(reset === undefined ? {} : { reset }), deadline: Date.now() + CONTROLS_TIMEOUT_MS }),
+        (answer) => {
+          if (answer?.t === 'controls_state') return answer.snapshots;
+          throw new SluiceError(
+            'not_ready',
+            answer?.t === 'controls_failed'
+              ? `the node's processor did not answer: ${answer.message}`
+              : `the node's processor did not answer within ${CONTROLS_TIMEOUT_MS} ms; nothing was changed`,
+          );
+        },
+      );
     },
     onControls(handler) {
       answerControls = handler;
@@ -145,18 +148,14 @@ export function linkToSupervisor(collect: () => Promise<MetricsJson>, supervisor
     fetch(inner) {
       return function metricsOfTheNode(req) {
         if (req.method !== 'GET' || !isMetricsPath(req.url)) return inner(req);
-        const id = ++nextId;
-        return new Promise<Response>((resolve) => {
-          const timer = setTimeout(() => {
-            waiting.delete(id);
-            resolve(unavailable(`the supervisor did not answer within ${SCRAPE_TIMEOUT_MS} ms`));
-          }, SCRAPE_TIMEOUT_MS);
-          waiting.set(id, (r) => {
-            clearTimeout(timer);
-            resolve(r);
-          });
-          send({ t: 'scrape', id });
-        });
+        return ask(
+          SCRAPE_TIMEOUT_MS,
+          (id) => ({ t: 'scrape', id }),
+          (answer) =>
+            answer?.t === 'scraped'
+              ? new Response(answer.text, { headers: { 'Content-Type': answer.contentType } })
+              : unavailable(answer?.t === 'scrape_failed' ? answer.message : `the supervisor did not answer within ${SCRAPE_TIMEOUT_MS} ms`),
+        );
       };
     },
   };
