@@ -137,6 +137,8 @@ export function budgetOf(plan: BudgetPlan, scenario: ScenarioResult, baselines: 
   // ceilings; not the minimums): a machine rarely shows every core busy, so this is the mark to read against.
   const ceilingsBusy = baselines.filter((b) => !b.name.startsWith('durable-minimum')).flatMap((b) => (b.cpu?.machine === undefined ? [] : [b.cpu.machine.busy_cores]));
   const busiest = ceilingsBusy.length === 0 ? undefined : Math.max(...ceilingsBusy);
+  // By CPU time alone: sluice's share of the cores against what the floors leave it.
+  const byCpu = charged_us <= sluice_budget_us ? 'within budget' : `over budget by ${(charged_us / sluice_budget_us).toFixed(1)}×`;
   let verdict: string;
   if (unavoidable_cores >= cores) {
     const [name, us] = parts.reduce((a, b) => (b[1] > a[1] ? b : a));
@@ -144,14 +146,17 @@ export function budgetOf(plan: BudgetPlan, scenario: ScenarioResult, baselines: 
       `no budget left: the unavoidable work alone needs ${unavoidable_cores.toFixed(2)} cores of ${cores} ` +
       `(most: ${PART_NAMES[name]}, ${((asked * us) / 1e6).toFixed(2)})`;
   } else if (minimum_rate !== undefined && minimum_rate < MINIMUM_MARGIN * asked && minimum_rate > scenario.throughput) {
+    // The CPU verdict too: a minimum that waited rather than ran out of CPU bounds this arrangement
+    // only, and sluice's CPU an event against its budget says what another arrangement would still face.
     verdict =
       `out of reach here: ${plan.minimum}, sluice's arrangement doing only what the guarantee costs, reached ${Math.round(minimum_rate).toLocaleString('en-US')}/s ` +
       `(${(minimum_rate / asked).toFixed(2)} of the rate asked)` +
       (minimumBusy === undefined
         ? ''
-        : `, the machine ${minimumBusy.toFixed(2)} cores busy meanwhile${busiest === undefined ? '' : ` (the busiest ceiling: ${busiest.toFixed(2)})`}`);
+        : `, the machine ${minimumBusy.toFixed(2)} cores busy meanwhile${busiest === undefined ? '' : ` (the busiest ceiling: ${busiest.toFixed(2)})`}`) +
+      `; by CPU, sluice ${byCpu}`;
   } else {
-    verdict = charged_us <= sluice_budget_us ? 'within budget' : `over budget by ${(charged_us / sluice_budget_us).toFixed(1)}×`;
+    verdict = byCpu;
     // A minimum that did no better than sluice itself is no bound on what sluice's arrangement can do.
     if (minimum_rate !== undefined && minimum_rate <= scenario.throughput) verdict += ` (${plan.minimum} did no better than sluice: no bound)`;
   }

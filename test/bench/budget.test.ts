@@ -117,7 +117,7 @@ describe('bench budget of a rate target', () => {
     expect(b.minimum_rate).toBe(20_000);
     // Within the CPU budget (as in the test above), and still out of reach: the verdict says which holds.
     expect(b.charged_us).toBeLessThanOrEqual(b.sluice_budget_us ?? Number.NaN);
-    expect(b.verdict).toBe("out of reach here: durable-minimum-json-fast_ack, sluice's arrangement doing only what the guarantee costs, reached 20,000/s (0.40 of the rate asked)");
+    expect(b.verdict).toBe("out of reach here: durable-minimum-json-fast_ack, sluice's arrangement doing only what the guarantee costs, reached 20,000/s (0.40 of the rate asked); by CPU, sluice within budget");
     const fast = [...BASELINES, ceiling('durable-minimum-json-fast_ack', 60_000, { app: 15, postgres: 8, load: 9 })];
     expect(budgetOf(plan, within, fast, 2).verdict).toBe('within budget');
     // A minimum that did no better than sluice (1,000/s here) is no bound: the CPU verdict stands, and says so.
@@ -143,7 +143,7 @@ describe('bench budget of a rate target', () => {
     ];
     const busy = budgetOf(plan, within, measuredMachine, 2);
     expect(busy.verdict).toBe(
-      "out of reach here: durable-minimum-json-fast_ack, sluice's arrangement doing only what the guarantee costs, reached 20,000/s (0.40 of the rate asked), the machine 1.61 cores busy meanwhile (the busiest ceiling: 1.83)",
+      "out of reach here: durable-minimum-json-fast_ack, sluice's arrangement doing only what the guarantee costs, reached 20,000/s (0.40 of the rate asked), the machine 1.61 cores busy meanwhile (the busiest ceiling: 1.83); by CPU, sluice within budget",
     );
     expect(busy.minimum_machine_busy_cores).toBe(1.614);
     expect(b.minimum_machine_busy_cores).toBeUndefined();
