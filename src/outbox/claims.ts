@@ -200,38 +200,64 @@ export async function pendingPartitions(sql: Sql, partitions: readonly number[])
   return rows.map((r) => r.p);
 }
 
-/** What the regular poll found: the partitions with new pending rows, and the highest id now. */
+/** What the regular poll found: the partitions with new pending rows, the highest id now, and when, with the writers then running. */
 export interface Entered {
   partitions: number[];
   /** The outbox's highest id ('0' when empty): the next poll looks above it. */
   top: string;
-  /** More than ENTERED_SCAN_ROWS rows entered: `partitions` names only those of the first. */
+  /** Ids above `after` + ENTERED_SCAN_ROWS entered: `partitions` names only those of the rows up to it. */
   cut: boolean;
+  /** When the statement started, on the database's clock (epoch ms): its snapshot was taken after. */
+  at: number;
+  /**
+   * When the oldest transaction of this database that has written and not ended began (epoch ms, the
+   * database's clock), read after the snapshot; null when none runs. A row this poll could not see,
+   * with an id below its top, belongs to a transaction that began before `at`.
+   */
+  oldestWriter: number | null;
 }
 
-/** Rows a poll reads at most; ~20 ms of Postgres when every one was (a burst: its partitions are all woken). */
+/** Ids a poll reads at most (so rows, at most); ~20 ms of Postgres when every one was (a burst: its partitions are all woken). */
 export const ENTERED_SCAN_ROWS = 10_000;
 
 /**
  * Which of `partitions` hold pending rows with an id above `after`: the rows that entered since an
- * earlier poll (with no partitions, only the highest id). Its cost follows the rows written since,
- * not the table: a primary-key range read in id order and capped, which is what makes the planner
- * take the primary key whatever its statistics say (without the order and the cap it chose a
- * parallel scan of the table on stale ones: 151 ms at 420,000 rows). The pending index is not used:
- * it holds the entry of every row published since the outbox's last VACUUM (see pendingPartitions).
- * A row re-queued by an operator keeps its old id: an explicit wake or its task's own idle pass
- * finds it.
+ * earlier poll (with no partitions, only the highest id and the writers). Its cost follows the rows
+ * written since, not the table: a primary-key range bounded on both sides, the next ENTERED_SCAN_ROWS
+ * ids. Bounded so, the planner takes the primary key whatever the statistics say; with only
+ * `id > after`, ordered and capped by a LIMIT, it sorted a sequential scan of a table never analyzed
+ * (a third of the rows assumed to match: 717 pages at 20,000 rows) and, on stale statistics, took a
+ * parallel one (151 ms at 420,000 rows). Ids skipped (a duplicate's insert takes one too) only make a
+ * burst look larger. The pending index is not used: it holds the entry of every row published since
+ * the outbox's last VACUUM (see pendingPartitions). A row re-queued by an operator keeps its old id:
+ * an explicit wake or its task's own idle pass finds it.
  */
 export async function enteredPartitions(sql: Sql, partitions: readonly number[], after: string): Promise<Entered> {
-  if (partitions.length === 0) {
-    const [top] = await sql<{ top: string | null }[]>`SELECT max(id)::text AS top FROM outbox`;
-    return { partitions: [], top: top?.top ?? '0', cut: false };
-  }
-  const [row] = await sql<{ top: string | null; scanned: number; ps: number[] | null }[]>`
-    SELECT (SELECT max(id) FROM outbox)::text AS top, count(*)::int AS scanned,
-           array_agg(DISTINCT partition) FILTER (WHERE status <> 'sent' AND status <> 'dead' AND partition = ANY(${sql.array([...partitions])}::int[])) AS ps
-    FROM (SELECT partition, status FROM outbox WHERE id > ${after}::bigint ORDER BY id LIMIT ${ENTERED_SCAN_ROWS}) AS entered`;
-  return { partitions: row?.ps ?? [], top: row?.top ?? '0', cut: (row?.scanned ?? 0) >= ENTERED_SCAN_ROWS };
+  type Row = { top: string | null; at: number; oldest_writer: number | null; ps: number[] | null };
+  // The writers of this database other than this session; a role without pg_read_all_stats sees only
+  // its own role's (others' backend_xid reads null): those are sluice's, the only writers of the outbox.
+  const writers = sql`
+    (SELECT extract(epoch FROM min(xact_start))::float8 * 1000 FROM pg_stat_activity
+     WHERE backend_xid IS NOT NULL AND datname = current_database() AND pid <> pg_backend_pid())`;
+  const [row] =
+    partitions.length === 0
+      ? await sql<Row[]>`
+          SELECT max(id)::text AS top, extract(epoch FROM statement_timestamp())::float8 * 1000 AS at,
+                 ${writers} AS oldest_writer, NULL::int[] AS ps
+          FROM outbox`
+      : await sql<Row[]>`
+          SELECT (SELECT max(id) FROM outbox)::text AS top, extract(epoch FROM statement_timestamp())::float8 * 1000 AS at,
+                 ${writers} AS oldest_writer,
+                 array_agg(DISTINCT partition) FILTER (WHERE status <> 'sent' AND status <> 'dead' AND partition = ANY(${sql.array([...partitions])}::int[])) AS ps
+          FROM outbox WHERE id > ${after}::bigint AND id <= ${after}::bigint + ${ENTERED_SCAN_ROWS}::bigint`;
+  const top = row?.top ?? '0';
+  return {
+    partitions: row?.ps ?? [],
+    top,
+    cut: partitions.length > 0 && BigInt(top) > BigInt(after) + BigInt(ENTERED_SCAN_ROWS),
+    at: row?.at ?? 0,
+    oldestWriter: row?.oldest_writer ?? null,
+  };
 }
 
 /*

@@ -8,6 +8,7 @@ import type { Outbox } from '../outbox/outbox.ts';
 import type { Tenants } from '../tenants.ts';
 import { PartitionOwnership } from './ownership.ts';
 import { PartitionTask } from './partition-task.ts';
+import { pollWindow, type PollMark } from './poll-window.ts';
 import { ensureProgressTopic, ProgressReader } from './progress.ts';
 import type { Publishing } from './publisher.ts';
 import type { TenantControls } from './tenant-controls.ts';
@@ -85,11 +86,12 @@ export class Processor {
   /** One query per poll for every owned partition; wakes the tasks whose partitions have pending rows. */
   #poll: BackgroundLoop;
   /**
-   * The outbox's highest id at the last two polls, newest last; empty until the first. A poll looks
-   * above the older one, so a row whose insert committed just after a poll read past its id is still
-   * found by the next.
+   * The polls that bound the next one's look, newest last; empty until the first. A poll looks above
+   * the oldest one's top, which stays back while a transaction that may still add rows below later
+   * tops runs (pollWindow): a row whose insert committed after rows above its id were polled is
+   * still found, up to POLL_LOOKBACK_MS later.
    */
-  #tops: string[] = [];
+  #marks: PollMark[] = [];
   /** Calls of wake(), which asks for a look at every pending row, not only the new ones. */
   #wakes = 0;
   /** wake() calls that a poll's look at every pending row has answered. */
@@ -257,8 +259,8 @@ export class Processor {
   }
 
   /**
-   * Wakes the tasks that have rows to publish. Each poll looks only at the rows that entered since the
-   * poll before last (a primary-key range) and wakes the tasks whose last pass was held back by time
+   * Wakes the tasks that have rows to publish. Each poll looks only at the rows that entered since an
+   * earlier poll (a primary-key range: see #marks) and wakes the tasks whose last pass was held back by time
    * (`PartitionTask.held`). Looking for any pending row instead (pendingPartitions) walks the pending
    * index's entry of every row published since the outbox's last VACUUM, for each idle partition:
    * 3.9 ms a poll at 1 M such rows (bench --growth), 20 times a second. That look is done at the first
@@ -268,13 +270,13 @@ export class Processor {
   async #wakePending(): Promise<'idle'> {
     if (this.#tasks.size === 0) return 'idle';
     const owned = [...this.#tasks.keys()];
-    const after = this.#tops[0];
+    const after = this.#marks[0]?.top;
     // Counted before the look, so a wake() during it is answered by the next; after it, so a failed one is tried again.
     const wakes = this.#wakes;
     const everywhere = wakes > this.#wakesAnswered || after === undefined;
     const entered = await this.#o.outbox.enteredPartitions(everywhere ? [] : owned, after ?? '0');
     const found = everywhere ? await this.#o.outbox.pendingPartitions(owned) : entered.cut ? owned : entered.partitions;
-    this.#tops = [...this.#tops, entered.top].slice(-2);
+    this.#marks = pollWindow(this.#marks, entered);
     this.#wakesAnswered = wakes;
     this.#wakeTasks(new Set([...found, ...owned.filter((p) => this.#tasks.get(p)?.held === true)]));
     return 'idle';

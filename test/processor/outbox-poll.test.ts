@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { Database } from '../../src/outbox/db.ts';
 import { openChecked } from '../../src/outbox/open-checked.ts';
 import { Outbox, type Entered } from '../../src/outbox/outbox.ts';
+import { partitionOf } from '../../src/outbox/partition.ts';
 import { startProcessing, type Processing } from '../../src/processor/processing.ts';
 import { TenantControls } from '../../src/processor/tenant-controls.ts';
 import { openTenantMetrics } from '../../src/tenant-metrics.ts';
@@ -138,5 +139,66 @@ describe('rows held back by time alone are published as time allows, without new
     expect(performance.now() - started).toBeGreaterThan(4_000);
     const records = await readTopic(f.brokers, f.topic, { expected: 200, timeoutMs: 60_000, graceMs: 1_000 });
     assertExactlyOnceInOrder(records, 200);
+  }, 120_000);
+});
+
+/** The real outbox, counting the processor's regular polls. */
+class PollCounter extends Outbox {
+  polls = 0;
+  /** When each poll looked, on the database's clock (epoch ms). */
+  readonly at: number[] = [];
+
+  override async enteredPartitions(partitions: readonly number[], after: string): Promise<Entered> {
+    const entered = await super.enteredPartitions(partitions, after);
+    this.polls++;
+    this.at.push(entered.at);
+    return entered;
+  }
+}
+
+describe('an insert that commits after rows written after it is found by the poll', () => {
+  const f = processorAlone('late');
+
+  test('another node\'s transaction that commits after later ids were polled (a slow insert, a lock wait) is published at the next polls, not at its task\'s 5-s idle pass', async () => {
+    const outbox = await f.start({}, (sql, partitions) => new PollCounter(sql, partitions));
+    const polls = async (n: number): Promise<void> => {
+      const from = outbox.polls;
+      await eventually(async () => outbox.polls >= from + n, 30_000, `${n} polls`);
+    };
+    // The slow rows' partition is none of the quick rows': no task woken for those finds them by chance.
+    const quick = new Set(Array.from({ length: 4 }, (_, i) => partitionOf(`quick-${i}`, PARTITIONS)));
+    const slowPrefix = Array.from({ length: 100 }, (_, i) => `slow${i}`).find((p) => !quick.has(partitionOf(`${p}-0`, PARTITIONS))) ?? '';
+    // Each partition's first batch sets up its transactional producer (a second or so): done first,
+    // so what is measured below is how soon the poll finds the rows.
+    await fillOutbox(f.db, { topic: f.topic, records: 5, tenants: 5, partitions: PARTITIONS, from: 100, tenantPrefix: 'quick' });
+    await fillOutbox(f.db, { topic: f.topic, records: 1, tenants: 1, partitions: PARTITIONS, from: 105, tenantPrefix: slowPrefix });
+    await eventually(async () => (await f.sent()) === 6, 30_000, 'the first rows sent');
+    await polls(3);
+    const slow = await f.db.sql.reserve();
+    let committing: number;
+    try {
+      // The slow transaction takes its ids first, then rows of other tenants commit above them and are
+      // polled: the poll's window moves past the slow rows' ids before they are visible. (The quick
+      // rows wait for it too: no row is claimed while an older transaction runs.)
+      await slow`BEGIN`;
+      await fillOutbox(f.db, { topic: f.topic, records: 5, tenants: 1, partitions: PARTITIONS, tenantPrefix: slowPrefix, via: slow });
+      await fillOutbox(f.db, { topic: f.topic, records: 20, tenants: 4, partitions: PARTITIONS, from: 5, tenantPrefix: 'quick' });
+      await polls(5);
+      expect(await f.sent()).toBe(6);
+      const [now] = await slow<{ at: number }[]>`SELECT extract(epoch FROM clock_timestamp())::float8 * 1000 AS at`;
+      committing = now?.at ?? Number.NaN;
+      await slow`COMMIT`;
+    } finally {
+      slow.release();
+    }
+    await eventually(async () => (await f.sent()) === 31, 30_000, 'every row sent');
+    const [last] = await f.db.sql<{ at: number }[]>`
+      SELECT extract(epoch FROM max(sent_at))::float8 * 1000 AS at FROM outbox WHERE tenant_id = ${`${slowPrefix}-0`}`;
+    // The polls between the commit and the slow rows' publication, on the database's clock, so a slow
+    // machine cannot fail it: their task's own idle pass comes only every 5 s, some 250 polls.
+    const between = outbox.at.filter((at) => at > committing && at < (last?.at ?? Number.NaN)).length;
+    expect(between).toBeLessThanOrEqual(5);
+    const records = await readTopic(f.brokers, f.topic, { expected: 31, timeoutMs: 60_000, graceMs: 1_000 });
+    assertExactlyOnceInOrder(records, 31);
   }, 120_000);
 });

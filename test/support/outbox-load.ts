@@ -3,6 +3,7 @@ import { Admin } from '@platformatic/kafka';
 import { partitionOf } from '../../src/outbox/partition.ts';
 import type { NewOutboxRow } from '../../src/core/record.ts';
 import { insertRows } from '../../src/outbox/repository.ts';
+import type { Sql } from '../../src/outbox/db.ts';
 import { loadConfig, type Config } from '../../src/config.ts';
 import type { ConsumedRecord } from './kafka.ts';
 import type { TestDatabase } from './postgres.ts';
@@ -29,13 +30,13 @@ export function assertExactlyOnceInOrder(records: ConsumedRecord[], expected: nu
  */
 export async function fillOutbox(
   db: TestDatabase,
-  opts: { topic: string; records: number; tenants: number; partitions: number; from?: number },
+  opts: { topic: string; records: number; tenants: number; partitions: number; from?: number; tenantPrefix?: string; via?: Sql },
 ): Promise<void> {
   const { topic, records, tenants } = opts;
   const from = opts.from ?? 0;
   const rows: NewOutboxRow[] = Array.from({ length: records }, (_, n) => {
     const i = from + n;
-    const tenant = `tenant-${i % tenants}`;
+    const tenant = `${opts.tenantPrefix ?? 'tenant'}-${i % tenants}`;
     return {
       tenant_id: tenant,
       dedupe_key: `k${i}`,
@@ -48,7 +49,7 @@ export async function fillOutbox(
       ingested_at: new Date().toISOString(),
     };
   });
-  for (let i = 0; i < rows.length; i += 2_000) await insertRows(db.sql, rows.slice(i, i + 2_000));
+  for (let i = 0; i < rows.length; i += 2_000) await insertRows(opts.via ?? db.sql, rows.slice(i, i + 2_000));
 }
 
 /**
