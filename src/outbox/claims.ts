@@ -211,8 +211,9 @@ export interface Entered {
   at: number;
   /**
    * When the oldest transaction of this database that has written and not ended began (epoch ms, the
-   * database's clock), read after the snapshot; null when none runs. A row this poll could not see,
-   * with an id below its top, belongs to a transaction that began before `at`.
+   * database's clock), read after the snapshot; null when none runs, -Infinity for one whose start
+   * this role may not see. A row this poll could not see, with an id below its top, belongs to a
+   * transaction that was running at its snapshot.
    */
   oldestWriter: number | null;
 }
@@ -234,10 +235,11 @@ export const ENTERED_SCAN_ROWS = 10_000;
  */
 export async function enteredPartitions(sql: Sql, partitions: readonly number[], after: string): Promise<Entered> {
   type Row = { top: string | null; at: number; oldest_writer: number | null; ps: number[] | null };
-  // The writers of this database other than this session; a role without pg_read_all_stats sees only
-  // its own role's (others' backend_xid reads null): those are sluice's, the only writers of the outbox.
+  // The writers of this database other than this session. A role without pg_read_all_stats sees
+  // another role's writer (its backend_xid) but not when it began: taken as the oldest, -infinity,
+  // which holds the window open for its look-back rather than closing it on a writer unseen.
   const writers = sql`
-    (SELECT extract(epoch FROM min(xact_start))::float8 * 1000 FROM pg_stat_activity
+    (SELECT extract(epoch FROM min(coalesce(xact_start, '-infinity')))::float8 * 1000 FROM pg_stat_activity
      WHERE backend_xid IS NOT NULL AND datname = current_database() AND pid <> pg_backend_pid())`;
   const [row] =
     partitions.length === 0

@@ -25,6 +25,7 @@ import { partitionOf } from './partition.ts';
 import { deleteSent } from './retention.ts';
 
 export type { Claimed, ClaimLimits, Entered, IdRange, InsertResult, PublishedRef };
+export { ENTERED_SCAN_ROWS } from './claims.ts';
 
 /**
  * The outbox, and every statement sluice runs on it: ingest and journal replay insert, the processor

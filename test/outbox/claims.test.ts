@@ -1,3 +1,4 @@
+import postgres from 'postgres';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'bun:test';
 import {
   claimForTenants as claimBatch,
@@ -315,6 +316,30 @@ describe('processor claims on real postgres', () => {
     } finally {
       conn.release();
       observer.release();
+    }
+  });
+
+  test("a writer of another role, whose start a role without pg_read_all_stats may not see, holds the poll's window open (-Infinity), not closed (review)", async () => {
+    const role = `sluice_poller_${process.pid}`;
+    await db.sql.unsafe(`CREATE ROLE ${role} LOGIN`);
+    const url = new URL(db.url);
+    url.username = role;
+    const poller = postgres(url.toString(), { max: 1, onnotice: () => {} });
+    const open = await db.sql.reserve();
+    try {
+      await db.sql.unsafe(`GRANT SELECT ON outbox TO ${role}`);
+      await open`BEGIN`;
+      await insertRows(open, [{ ...row('a', 'other-role'), partition: 3 }]);
+      expect((await enteredPartitions(poller, [3], '0')).oldestWriter).toBe(Number.NEGATIVE_INFINITY);
+      // The writer's own role sees when it began.
+      expect((await enteredPartitions(db.sql, [3], '0')).oldestWriter).toBeGreaterThan(0);
+      await open`COMMIT`;
+      expect((await enteredPartitions(poller, [3], '0')).oldestWriter).toBeNull();
+    } finally {
+      open.release();
+      await poller.end();
+      await db.sql.unsafe(`REVOKE ALL ON outbox FROM ${role}`);
+      await db.sql.unsafe(`DROP ROLE ${role}`);
     }
   });
 
