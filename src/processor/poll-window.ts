@@ -5,6 +5,13 @@ import type { Entered } from '../outbox/outbox.ts';
 export type PollMark = Pick<Entered, 'top' | 'at' | 'oldestWriter'>;
 
 /**
+ * The bound before a processor's first poll: every pending row, a look at each partition (and so on,
+ * until the writers running at the first poll have ended: a row its snapshot could not see may have
+ * an id below every top it saw; outside tester, a partition just taken in a rebalance).
+ */
+export const BEFORE_FIRST_POLL: PollMark = { top: '', at: Number.NEGATIVE_INFINITY, oldestWriter: null };
+
+/**
  * How far back a poll looks at most, from the first poll that saw ids above a row's: a row whose
  * transaction runs on longer than this (or while more than half a poll's ids enter) is left to its task's
  * 5-s pass. Without a bound one long transaction would widen every poll until it ended, and past the
@@ -43,7 +50,12 @@ export function pollWindow(marks: readonly PollMark[], latest: PollMark, lookbac
   const oldest = latest.at - lookbackMs;
   const top = BigInt(latest.top);
   // Half the ids a poll reads: the other half is for the rows that enter until the next poll.
-  const past = (n: number): boolean => (all[n + 1] as PollMark).at < oldest || top - BigInt((all[n] as PollMark).top) > BigInt(maxIds / 2);
+  const past = (n: number): boolean => {
+    const mark = all[n] as PollMark;
+    // A look at everything reads no range of ids: only time lets it go.
+    const span = mark === BEFORE_FIRST_POLL ? 0n : top - BigInt(mark.top);
+    return (all[n + 1] as PollMark).at < oldest || span > BigInt(maxIds / 2);
+  };
   while (start < m - 2 && past(start)) start++;
   return all.slice(start);
 }

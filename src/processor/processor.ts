@@ -8,7 +8,7 @@ import { ENTERED_SCAN_ROWS, type Outbox } from '../outbox/outbox.ts';
 import type { Tenants } from '../tenants.ts';
 import { PartitionOwnership } from './ownership.ts';
 import { PartitionTask } from './partition-task.ts';
-import { POLL_LOOKBACK_MS, pollWindow, type PollMark } from './poll-window.ts';
+import { BEFORE_FIRST_POLL, POLL_LOOKBACK_MS, pollWindow, type PollMark } from './poll-window.ts';
 import { ensureProgressTopic, ProgressReader } from './progress.ts';
 import type { Publishing } from './publisher.ts';
 import type { TenantControls } from './tenant-controls.ts';
@@ -86,10 +86,11 @@ export class Processor {
   /** One query per poll for every owned partition; wakes the tasks whose partitions have pending rows. */
   #poll: BackgroundLoop;
   /**
-   * The polls that bound the next one's look, newest last; empty until the first. A poll looks above
-   * the oldest one's top, which stays back while a transaction that may still add rows below later
-   * tops runs (pollWindow): a row whose insert committed after rows above its id were polled is
-   * still found, up to POLL_LOOKBACK_MS later.
+   * The polls that bound the next one's look, newest last; empty until the first, and headed by
+   * BEFORE_FIRST_POLL (a look at every pending row) until the writers running at the first have
+   * ended. A poll looks above the oldest one's top, which stays back while a transaction that may
+   * still add rows below later tops runs (pollWindow): a row whose insert committed after rows above
+   * its id were polled is still found, up to POLL_LOOKBACK_MS later.
    */
   #marks: PollMark[] = [];
   /** Calls of wake(), which asks for a look at every pending row, not only the new ones. */
@@ -268,15 +269,21 @@ export class Processor {
    * old ids).
    */
   async #wakePending(): Promise<'idle'> {
-    if (this.#tasks.size === 0) return 'idle';
+    if (this.#tasks.size === 0) {
+      // Partitions taken later start from a look at everything again, not from polls made without them.
+      this.#marks = [];
+      return 'idle';
+    }
     const owned = [...this.#tasks.keys()];
-    const after = this.#marks[0]?.top;
+    // Before the first poll, and until the writers running at it have ended, the bound is "everything".
+    const marks = this.#marks.length === 0 ? [BEFORE_FIRST_POLL] : this.#marks;
+    const after = (marks[0] as PollMark).top;
     // Counted before the look, so a wake() during it is answered by the next; after it, so a failed one is tried again.
     const wakes = this.#wakes;
-    const everywhere = wakes > this.#wakesAnswered || after === undefined;
-    const entered = await this.#o.outbox.enteredPartitions(everywhere ? [] : owned, after ?? '0');
+    const everywhere = wakes > this.#wakesAnswered || after === BEFORE_FIRST_POLL.top;
+    const entered = await this.#o.outbox.enteredPartitions(everywhere ? [] : owned, everywhere ? '0' : after);
     const found = everywhere ? await this.#o.outbox.pendingPartitions(owned) : entered.cut ? owned : entered.partitions;
-    this.#marks = pollWindow(this.#marks, entered, POLL_LOOKBACK_MS, ENTERED_SCAN_ROWS);
+    this.#marks = pollWindow(marks, entered, POLL_LOOKBACK_MS, ENTERED_SCAN_ROWS);
     this.#wakesAnswered = wakes;
     this.#wakeTasks(new Set([...found, ...owned.filter((p) => this.#tasks.get(p)?.held === true)]));
     return 'idle';

@@ -202,3 +202,39 @@ describe('an insert that commits after rows written after it is found by the pol
     assertExactlyOnceInOrder(records, 31);
   }, 120_000);
 });
+
+describe('a processor that starts while a transaction holds rows below later ids', () => {
+  const f = processorAlone('late-start');
+
+  test('finds them when it commits, at the next polls, though its first poll already saw ids above them (outside tester: a partition just taken in a rebalance)', async () => {
+    const quick = new Set(Array.from({ length: 4 }, (_, i) => partitionOf(`quick-${i}`, PARTITIONS)));
+    const slowPrefix = Array.from({ length: 100 }, (_, i) => `slow${i}`).find((p) => !quick.has(partitionOf(`${p}-0`, PARTITIONS))) ?? '';
+    // One row of the slow tenant first, committed: its publication sets up the partition's producer.
+    await fillOutbox(f.db, { topic: f.topic, records: 1, tenants: 1, partitions: PARTITIONS, from: 100, tenantPrefix: slowPrefix });
+    const slow = await f.db.sql.reserve();
+    let committing: number;
+    let outbox: PollCounter;
+    try {
+      await slow`BEGIN`;
+      await fillOutbox(f.db, { topic: f.topic, records: 5, tenants: 1, partitions: PARTITIONS, tenantPrefix: slowPrefix, via: slow });
+      await fillOutbox(f.db, { topic: f.topic, records: 20, tenants: 4, partitions: PARTITIONS, from: 5, tenantPrefix: 'quick' });
+      // Started now: its first poll sees the quick rows' ids, above the slow ones.
+      outbox = await f.start({}, (sql, partitions) => new PollCounter(sql, partitions));
+      await eventually(async () => (await f.sent()) === 1, 30_000, 'the first row sent');
+      const from = outbox.polls;
+      await eventually(async () => outbox.polls >= from + 5, 30_000, '5 polls');
+      const [now] = await slow<{ at: number }[]>`SELECT extract(epoch FROM clock_timestamp())::float8 * 1000 AS at`;
+      committing = now?.at ?? Number.NaN;
+      await slow`COMMIT`;
+    } finally {
+      slow.release();
+    }
+    await eventually(async () => (await f.sent()) === 26, 30_000, 'every row sent');
+    const [last] = await f.db.sql<{ at: number }[]>`
+      SELECT extract(epoch FROM max(sent_at))::float8 * 1000 AS at FROM outbox WHERE tenant_id = ${`${slowPrefix}-0`}`;
+    // In polls, on the database's clock: their task's own idle pass comes only every 5 s, some 250 polls.
+    expect(outbox.at.filter((at) => at > committing && at < (last?.at ?? Number.NaN)).length).toBeLessThanOrEqual(5);
+    const records = await readTopic(f.brokers, f.topic, { expected: 26, timeoutMs: 60_000, graceMs: 1_000 });
+    assertExactlyOnceInOrder(records, 26);
+  }, 120_000);
+});

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'bun:test';
-import { pollWindow, POLL_LOOKBACK_MS, type PollMark } from '../../src/processor/poll-window.ts';
+import { BEFORE_FIRST_POLL, pollWindow, POLL_LOOKBACK_MS, type PollMark } from '../../src/processor/poll-window.ts';
 
 /** A poll at `at` (ms) that saw top `top` and, after its snapshot, a writer begun at `oldestWriter` (or none). */
 const mark = (top: number, at: number, oldestWriter: number | null = null): PollMark => ({ top: String(top), at, oldestWriter });
@@ -70,6 +70,25 @@ describe("where the processor's poll starts looking", () => {
     expect(tops(run(Array.from({ length: 8 }, (_, i) => [4_000 * (i + 1), -5])))).toEqual(['24000', '28000', '32000']);
     // A burst alone larger than that keeps the poll two before the latest: that poll's read is cut and wakes every task.
     expect(tops(run([[1, null], [2, null], [50_000, -5]]))).toEqual(['1', '2', '50000']);
+  });
+
+  test('a processor\'s first polls look at everything until the writers running at the first have ended (outside tester: a partition just taken in a rebalance)', () => {
+    const step = (marks: PollMark[], latest: PollMark): PollMark[] => pollWindow(marks.length === 0 ? [BEFORE_FIRST_POLL] : marks, latest, POLL_LOOKBACK_MS, MAX_IDS);
+    // No writer: the first three polls look at everything, the fourth reads above the first's top.
+    let marks = step([], mark(500, 0));
+    expect(marks[0]).toBe(BEFORE_FIRST_POLL);
+    marks = step(marks, mark(501, 50));
+    expect(marks[0]).toBe(BEFORE_FIRST_POLL);
+    marks = step(marks, mark(502, 100));
+    expect(tops(marks)).toEqual(['500', '501', '502']);
+    // A writer begun before the first poll and running on: everything, until the lookback from the first poll.
+    let held = step([], mark(500, 0, -30));
+    for (let at = 50; at <= 2_000; at += 50) held = step(held, mark(500 + at, at, -30));
+    expect(held[0]).toBe(BEFORE_FIRST_POLL);
+    held = step(held, mark(3_000, 2_050, -30));
+    expect(held[0]).not.toBe(BEFORE_FIRST_POLL);
+    // However many ids enter meanwhile: a look at everything reads no range of them.
+    expect(step(step(step([], mark(1, 0, -30)), mark(50_000, 50, -30)), mark(90_000, 100, -30))[0]).toBe(BEFORE_FIRST_POLL);
   });
 
   test('the window never closes on the evidence of the latest poll alone: its writers were read after its snapshot', () => {
