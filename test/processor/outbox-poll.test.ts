@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Database } from '../../src/outbox/db.ts';
+import type { ReservedSql } from 'postgres';
 import { openChecked } from '../../src/outbox/open-checked.ts';
 import { Outbox, type Entered } from '../../src/outbox/outbox.ts';
 import { partitionOf } from '../../src/outbox/partition.ts';
@@ -156,6 +157,30 @@ class PollCounter extends Outbox {
   }
 }
 
+/** A tenant prefix whose `-0` tenant's partition is none of quick-0..3's: no task woken for those finds its rows by chance. */
+function slowTenantPrefix(): string {
+  const quick = new Set(Array.from({ length: 4 }, (_, i) => partitionOf(`quick-${i}`, PARTITIONS)));
+  return Array.from({ length: 100 }, (_, i) => `slow${i}`).find((p) => !quick.has(partitionOf(`${p}-0`, PARTITIONS))) ?? '';
+}
+
+/** Commits the transaction open on `slow`; returns when, on the database's clock (read just before). */
+async function commitNow(slow: ReservedSql): Promise<number> {
+  const [now] = await slow<{ at: number }[]>`SELECT extract(epoch FROM clock_timestamp())::float8 * 1000 AS at`;
+  await slow`COMMIT`;
+  return now?.at ?? Number.NaN;
+}
+
+/**
+ * The polls between `committed` and the publication of the tenant's last row, on the database's
+ * clock, so a slow machine cannot fail a bound on it: the task's own idle pass comes only every 5 s,
+ * some 250 polls of SLUICE_POLL_MS=20.
+ */
+async function pollsUntilPublished(db: TestDatabase, outbox: PollCounter, tenant: string, committed: number): Promise<number> {
+  const [last] = await db.sql<{ at: number }[]>`
+    SELECT extract(epoch FROM max(sent_at))::float8 * 1000 AS at FROM outbox WHERE tenant_id = ${tenant}`;
+  return outbox.at.filter((at) => at > committed && at < (last?.at ?? Number.NaN)).length;
+}
+
 describe('an insert that commits after rows written after it is found by the poll', () => {
   const f = processorAlone('late');
 
@@ -165,9 +190,7 @@ describe('an insert that commits after rows written after it is found by the pol
       const from = outbox.polls;
       await eventually(async () => outbox.polls >= from + n, 30_000, `${n} polls`);
     };
-    // The slow rows' partition is none of the quick rows': no task woken for those finds them by chance.
-    const quick = new Set(Array.from({ length: 4 }, (_, i) => partitionOf(`quick-${i}`, PARTITIONS)));
-    const slowPrefix = Array.from({ length: 100 }, (_, i) => `slow${i}`).find((p) => !quick.has(partitionOf(`${p}-0`, PARTITIONS))) ?? '';
+    const slowPrefix = slowTenantPrefix();
     // Each partition's first batch sets up its transactional producer (a second or so): done first,
     // so what is measured below is how soon the poll finds the rows.
     await fillOutbox(f.db, { topic: f.topic, records: 5, tenants: 5, partitions: PARTITIONS, from: 100, tenantPrefix: 'quick' });
@@ -185,19 +208,12 @@ describe('an insert that commits after rows written after it is found by the pol
       await fillOutbox(f.db, { topic: f.topic, records: 20, tenants: 4, partitions: PARTITIONS, from: 5, tenantPrefix: 'quick' });
       await polls(5);
       expect(await f.sent()).toBe(6);
-      const [now] = await slow<{ at: number }[]>`SELECT extract(epoch FROM clock_timestamp())::float8 * 1000 AS at`;
-      committing = now?.at ?? Number.NaN;
-      await slow`COMMIT`;
+      committing = await commitNow(slow);
     } finally {
       slow.release();
     }
     await eventually(async () => (await f.sent()) === 31, 30_000, 'every row sent');
-    const [last] = await f.db.sql<{ at: number }[]>`
-      SELECT extract(epoch FROM max(sent_at))::float8 * 1000 AS at FROM outbox WHERE tenant_id = ${`${slowPrefix}-0`}`;
-    // The polls between the commit and the slow rows' publication, on the database's clock, so a slow
-    // machine cannot fail it: their task's own idle pass comes only every 5 s, some 250 polls.
-    const between = outbox.at.filter((at) => at > committing && at < (last?.at ?? Number.NaN)).length;
-    expect(between).toBeLessThanOrEqual(5);
+    expect(await pollsUntilPublished(f.db, outbox, `${slowPrefix}-0`, committing)).toBeLessThanOrEqual(5);
     const records = await readTopic(f.brokers, f.topic, { expected: 31, timeoutMs: 60_000, graceMs: 1_000 });
     assertExactlyOnceInOrder(records, 31);
   }, 120_000);
@@ -207,8 +223,7 @@ describe('a processor that starts while a transaction holds rows below later ids
   const f = processorAlone('late-start');
 
   test('finds them when it commits, at the next polls, though its first poll already saw ids above them (outside tester: a partition just taken in a rebalance)', async () => {
-    const quick = new Set(Array.from({ length: 4 }, (_, i) => partitionOf(`quick-${i}`, PARTITIONS)));
-    const slowPrefix = Array.from({ length: 100 }, (_, i) => `slow${i}`).find((p) => !quick.has(partitionOf(`${p}-0`, PARTITIONS))) ?? '';
+    const slowPrefix = slowTenantPrefix();
     // One row of the slow tenant first, committed: its publication sets up the partition's producer.
     await fillOutbox(f.db, { topic: f.topic, records: 1, tenants: 1, partitions: PARTITIONS, from: 100, tenantPrefix: slowPrefix });
     const slow = await f.db.sql.reserve();
@@ -223,17 +238,12 @@ describe('a processor that starts while a transaction holds rows below later ids
       await eventually(async () => (await f.sent()) === 1, 30_000, 'the first row sent');
       const from = outbox.polls;
       await eventually(async () => outbox.polls >= from + 5, 30_000, '5 polls');
-      const [now] = await slow<{ at: number }[]>`SELECT extract(epoch FROM clock_timestamp())::float8 * 1000 AS at`;
-      committing = now?.at ?? Number.NaN;
-      await slow`COMMIT`;
+      committing = await commitNow(slow);
     } finally {
       slow.release();
     }
     await eventually(async () => (await f.sent()) === 26, 30_000, 'every row sent');
-    const [last] = await f.db.sql<{ at: number }[]>`
-      SELECT extract(epoch FROM max(sent_at))::float8 * 1000 AS at FROM outbox WHERE tenant_id = ${`${slowPrefix}-0`}`;
-    // In polls, on the database's clock: their task's own idle pass comes only every 5 s, some 250 polls.
-    expect(outbox.at.filter((at) => at > committing && at < (last?.at ?? Number.NaN)).length).toBeLessThanOrEqual(5);
+    expect(await pollsUntilPublished(f.db, outbox, `${slowPrefix}-0`, committing)).toBeLessThanOrEqual(5);
     const records = await readTopic(f.brokers, f.topic, { expected: 26, timeoutMs: 60_000, graceMs: 1_000 });
     assertExactlyOnceInOrder(records, 26);
   }, 120_000);
