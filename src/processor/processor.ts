@@ -277,11 +277,11 @@ export class Processor {
     const owned = [...this.#tasks.keys()];
     // Before the first poll, and until the writers running at it have ended, the bound is "everything".
     const marks = this.#marks.length === 0 ? [BEFORE_FIRST_POLL] : this.#marks;
-    const after = (marks[0] as PollMark).top;
+    const first = marks[0] as PollMark;
     // Counted before the look, so a wake() during it is answered by the next; after it, so a failed one is tried again.
     const wakes = this.#wakes;
-    const everywhere = wakes > this.#wakesAnswered || after === BEFORE_FIRST_POLL.top;
-    const entered = await this.#o.outbox.enteredPartitions(everywhere ? [] : owned, everywhere ? '0' : after);
+    const everywhere = wakes > this.#wakesAnswered || first === BEFORE_FIRST_POLL;
+    const entered = await this.#o.outbox.enteredPartitions(everywhere ? [] : owned, everywhere ? '0' : first.top);
     const found = everywhere ? await this.#o.outbox.pendingPartitions(owned) : entered.cut ? owned : entered.partitions;
     this.#marks = pollWindow(marks, entered, POLL_LOOKBACK_MS, ENTERED_SCAN_ROWS);
     this.#wakesAnswered = wakes;

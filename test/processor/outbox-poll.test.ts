@@ -181,6 +181,21 @@ async function pollsUntilPublished(db: TestDatabase, outbox: PollCounter, tenant
   return outbox.at.filter((at) => at > committed && at < (last?.at ?? Number.NaN)).length;
 }
 
+/** Opens a transaction on `slow` that inserts 5 rows of the slow tenant, then commits 20 quick rows above their ids. */
+async function slowRowsBelowQuickOnes(f: ReturnType<typeof processorAlone>, slow: ReservedSql, slowPrefix: string): Promise<void> {
+  await slow`BEGIN`;
+  await fillOutbox(f.db, { topic: f.topic, records: 5, tenants: 1, partitions: PARTITIONS, tenantPrefix: slowPrefix, via: slow });
+  await fillOutbox(f.db, { topic: f.topic, records: 20, tenants: 4, partitions: PARTITIONS, from: 5, tenantPrefix: 'quick' });
+}
+
+/** Every one of `total` rows sent, the slow tenant's within 5 polls of `committed`, and each in Kafka once, in order. */
+async function publishedSoonAfter(f: ReturnType<typeof processorAlone>, outbox: PollCounter, slowPrefix: string, committed: number, total: number): Promise<void> {
+  await eventually(async () => (await f.sent()) === total, 30_000, 'every row sent');
+  expect(await pollsUntilPublished(f.db, outbox, `${slowPrefix}-0`, committed)).toBeLessThanOrEqual(5);
+  const records = await readTopic(f.brokers, f.topic, { expected: total, timeoutMs: 60_000, graceMs: 1_000 });
+  assertExactlyOnceInOrder(records, total);
+}
+
 describe('an insert that commits after rows written after it is found by the poll', () => {
   const f = processorAlone('late');
 
@@ -203,19 +218,14 @@ describe('an insert that commits after rows written after it is found by the pol
       // The slow transaction takes its ids first, then rows of other tenants commit above them and are
       // polled: the poll's window moves past the slow rows' ids before they are visible. (The quick
       // rows wait for it too: no row is claimed while an older transaction runs.)
-      await slow`BEGIN`;
-      await fillOutbox(f.db, { topic: f.topic, records: 5, tenants: 1, partitions: PARTITIONS, tenantPrefix: slowPrefix, via: slow });
-      await fillOutbox(f.db, { topic: f.topic, records: 20, tenants: 4, partitions: PARTITIONS, from: 5, tenantPrefix: 'quick' });
+      await slowRowsBelowQuickOnes(f, slow, slowPrefix);
       await polls(5);
       expect(await f.sent()).toBe(6);
       committing = await commitNow(slow);
     } finally {
       slow.release();
     }
-    await eventually(async () => (await f.sent()) === 31, 30_000, 'every row sent');
-    expect(await pollsUntilPublished(f.db, outbox, `${slowPrefix}-0`, committing)).toBeLessThanOrEqual(5);
-    const records = await readTopic(f.brokers, f.topic, { expected: 31, timeoutMs: 60_000, graceMs: 1_000 });
-    assertExactlyOnceInOrder(records, 31);
+    await publishedSoonAfter(f, outbox, slowPrefix, committing, 31);
   }, 120_000);
 });
 
@@ -230,9 +240,7 @@ describe('a processor that starts while a transaction holds rows below later ids
     let committing: number;
     let outbox: PollCounter;
     try {
-      await slow`BEGIN`;
-      await fillOutbox(f.db, { topic: f.topic, records: 5, tenants: 1, partitions: PARTITIONS, tenantPrefix: slowPrefix, via: slow });
-      await fillOutbox(f.db, { topic: f.topic, records: 20, tenants: 4, partitions: PARTITIONS, from: 5, tenantPrefix: 'quick' });
+      await slowRowsBelowQuickOnes(f, slow, slowPrefix);
       // Started now: its first poll sees the quick rows' ids, above the slow ones.
       outbox = await f.start({}, (sql, partitions) => new PollCounter(sql, partitions));
       await eventually(async () => (await f.sent()) === 1, 30_000, 'the first row sent');
@@ -242,9 +250,6 @@ describe('a processor that starts while a transaction holds rows below later ids
     } finally {
       slow.release();
     }
-    await eventually(async () => (await f.sent()) === 26, 30_000, 'every row sent');
-    expect(await pollsUntilPublished(f.db, outbox, `${slowPrefix}-0`, committing)).toBeLessThanOrEqual(5);
-    const records = await readTopic(f.brokers, f.topic, { expected: 26, timeoutMs: 60_000, graceMs: 1_000 });
-    assertExactlyOnceInOrder(records, 26);
+    await publishedSoonAfter(f, outbox, slowPrefix, committing, 26);
   }, 120_000);
 });
