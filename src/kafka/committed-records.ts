@@ -34,8 +34,10 @@ export class CommittedReader {
       bootstrapBrokers: brokers,
       isolationLevel: FetchIsolationLevels.READ_UNCOMMITTED,
       autocommit: false,
-      retries: 3,
-      retryDelay: 200,
+      // The same ~0.6 s of retries, in finer steps: a topic just created has its leaders tens of ms
+      // later, and a first start's reads of the progress topic waited a whole 200-ms step for them.
+      retries: 12,
+      retryDelay: 50,
     });
   }
 

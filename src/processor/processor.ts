@@ -141,6 +141,14 @@ export class Processor {
   }
 
   start(): void {
+    // exactly_once: every task's first pass reads the progress topic after its producer's fence. The
+    // topic is made sure of now, while partitions are taken and their producers initialised, not after
+    // (a failure here is met again, and reported, by the tasks' own call).
+    if (this.#o.publishing.guarantee === 'exactly_once') {
+      void this.#ensureProgressTopic()
+        .then(() => (this.#stopped.signal.aborted ? undefined : this.#progressReader().prepare(this.#o.partitions)))
+        .catch(() => {});
+    }
     this.#ownership.start();
     this.#retention.start();
     this.#poll.start();
@@ -210,15 +218,7 @@ export class Processor {
         ? {
             lastCommitted: async () => {
               await this.#ensureProgressTopic();
-              this.#progress ??= new ProgressReader({
-                brokers: o.brokers,
-                topic: o.progressTopic,
-                transactionalIdPrefix: o.transactionalIdPrefix,
-                outboxIdentity: o.outboxIdentity,
-                clientId: o.clientId,
-                log: o.log,
-              });
-              return this.#progress.read(partition);
+              return this.#progressReader().read(partition);
             },
           }
         : {}),
@@ -248,6 +248,19 @@ export class Processor {
     const task = this.#tasks.get(partition);
     this.#tasks.delete(partition);
     await task?.stop();
+  }
+
+  #progressReader(): ProgressReader {
+    const o = this.#o;
+    this.#progress ??= new ProgressReader({
+      brokers: o.brokers,
+      topic: o.progressTopic,
+      transactionalIdPrefix: o.transactionalIdPrefix,
+      outboxIdentity: o.outboxIdentity,
+      clientId: o.clientId,
+      log: o.log,
+    });
+    return this.#progress;
   }
 
   #ensureProgressTopic(): Promise<void> {

@@ -42,31 +42,35 @@ export function decodeProgress(value: string): PublishedRef[] {
 /**
  * Creates the compacted progress topic with one partition per outbox partition, or grows it when
  * SLUICE_PARTITIONS was raised. Short segments let compaction keep it to about one record a key.
+ *
+ * It lists the cluster's topics rather than asking for this one's metadata: the client retries a
+ * metadata request for a topic the cluster does not have (~0.6 s at this admin's retries), which a
+ * first start on a new cluster paid before its first publication. Existing, it is not asked to be
+ * created: a principal allowed to describe and write it need not be allowed to create topics.
  */
 export async function ensureProgressTopic(brokers: string[], topic: string, partitions: number, clientId: string): Promise<void> {
   const admin = new Admin({ clientId: `${clientId}-progress-admin`, bootstrapBrokers: brokers, retries: 3, retryDelay: 200 });
   try {
-    const existing = await admin.metadata({ topics: [topic] }).catch(() => undefined);
-    const count = existing?.topics.get(topic)?.partitionsCount;
-    if (count === undefined) {
-      await admin
-        .createTopics({
-          topics: [topic],
-          partitions,
-          replicas: -1,
-          configs: [
-            { name: 'cleanup.policy', value: 'compact' },
-            { name: 'segment.ms', value: '600000' },
-            { name: 'min.cleanable.dirty.ratio', value: '0.1' },
-          ],
-        })
-        .catch((err: unknown) => {
-          // Another instance created it first.
-          if (!errorCodes(err).includes('TOPIC_ALREADY_EXISTS')) throw err;
-        });
-    } else if (count < partitions) {
-      await admin.createPartitions({ topics: [{ name: topic, count: partitions }] });
+    if ((await admin.listTopics()).includes(topic)) {
+      const count = (await admin.metadata({ topics: [topic] })).topics.get(topic)?.partitionsCount ?? partitions;
+      if (count < partitions) await admin.createPartitions({ topics: [{ name: topic, count: partitions }] });
+      return;
     }
+    await admin
+      .createTopics({
+        topics: [topic],
+        partitions,
+        replicas: -1,
+        configs: [
+          { name: 'cleanup.policy', value: 'compact' },
+          { name: 'segment.ms', value: '600000' },
+          { name: 'min.cleanable.dirty.ratio', value: '0.1' },
+        ],
+      })
+      .catch((err: unknown) => {
+        // Another instance created it first.
+        if (!errorCodes(err).includes('TOPIC_ALREADY_EXISTS')) throw err;
+      });
   } finally {
     await admin.close();
   }
@@ -104,6 +108,15 @@ export class ProgressReader {
     }
     this.#running ??= this.#drain();
     return request.promise;
+  }
+
+  /**
+   * Connects and asks for the end of each partition, answered once every partition has a leader (a
+   * topic just created has none for a moment): the reads that follow each task's fence then wait
+   * only for their own requests. What it learns is not used: a read must come after the fence.
+   */
+  async prepare(partitions: number): Promise<void> {
+    await this.#reader.endOffsets(this.#topic, [...Array(partitions).keys()]);
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { Producer, stringSerializers } from '@platformatic/kafka';
+import { Admin, ConfigResourceTypes, Producer, stringSerializers } from '@platformatic/kafka';
 import { decodeProgress, encodeProgress, ensureProgressTopic, progressKey, ProgressReader } from '../../src/processor/progress.ts';
 import { testBrokers } from '../support/kafka.ts';
 import { quietLog } from '../support/postgres.ts';
@@ -92,6 +92,30 @@ describe('reading the last committed progress record from a real broker', () => 
       ]);
     } finally {
       await reader.close();
+    }
+  }, 60_000);
+});
+
+describe('the progress topic on a real broker', () => {
+  test('is created compacted with one partition per outbox partition, grown when they are raised, never shrunk; instances racing to create it all succeed', async () => {
+    const brokers = await testBrokers();
+    const topic = `progress-made.${Bun.randomUUIDv7()}`;
+    const admin = new Admin({ clientId: 'progress-topic-test', bootstrapBrokers: brokers });
+    const partitions = async (): Promise<number | undefined> => (await admin.metadata({ topics: [topic], forceUpdate: true })).topics.get(topic)?.partitionsCount;
+    try {
+      // Three instances of a new deployment start at once on a cluster without the topic.
+      await Promise.all([1, 2, 3].map((i) => ensureProgressTopic(brokers, topic, 4, `instance-${i}`)));
+      expect(await partitions()).toBe(4);
+      const [described] = await admin.describeConfigs({ resources: [{ resourceType: ConfigResourceTypes.TOPIC, resourceName: topic, configurationKeys: ['cleanup.policy'] }] });
+      expect(described?.configs.map((c) => [c.name, c.value])).toEqual([['cleanup.policy', 'compact']]);
+
+      await ensureProgressTopic(brokers, topic, 6, 'raised');
+      expect(await partitions()).toBe(6);
+      // An instance still configured with fewer partitions leaves the topic as it is.
+      await ensureProgressTopic(brokers, topic, 4, 'older');
+      expect(await partitions()).toBe(6);
+    } finally {
+      await admin.close();
     }
   }, 60_000);
 });
