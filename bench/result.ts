@@ -15,8 +15,17 @@ export interface Measured {
   max_ms: number;
   /** CPU per event of each process group over the measured interval; absent where /proc cannot be read. */
   cpu?: CpuFigures;
-  /** Anything that qualifies the figures (errors, records missing at the deadline). */
+  /** Anything that qualifies the figures (errors, records missing at the deadline): a run with one is not clean. */
   note?: string;
+  /** Publish latency: the warm-up second its latencies leave out (bench/publish-latency.ts). */
+  warmup?: WarmupArrivals;
+}
+
+/** The events of a latency run's warm-up second; null where none arrived. */
+export interface WarmupArrivals {
+  /** The latency of the load's first event, sent as soon as the process under test said it listened. */
+  first_ms: number | null;
+  slowest_ms: number | null;
 }
 
 export interface BaselineResult extends Measured {

@@ -214,6 +214,13 @@ describe('bench budget of a rate target', () => {
     expect(tables).toContain('| ingest-json-fast_ack | 1,000 | 5.0 | 20.0 (-) | 9.0 (-) | 3.0 (-) | 4.3 / 0.5 | 32.0 | 8.0 (-) | 1.97 (0.41) |');
     // On cores shared with other work, the note says what a verdict of CPU time cannot.
     expect(tables).not.toContain('Verdicts weigh CPU time');
+    // A latency run's warm-up second is said apart: it is no fault of the run (no note), and its figures are not in the p99.
+    expect(tables).not.toContain('warm-up second');
+    const latency = { ...scenario('publish-latency-5000', { app: 20 }), warmup: { first_ms: 431.4, slowest_ms: 1062 } };
+    const quiet = { ...ceiling('durable-minimum-publish-latency-5000', 5000, { app: 40 }), warmup: { first_ms: null, slowest_ms: null } };
+    const withWarmup = formatTables({ ...report, baselines: [...BASELINES, quiet], scenarios: [latency] });
+    expect(withWarmup).toContain('- publish-latency-5000: warm-up second (left out): its first event, sent as the process listened, arrived after 431 ms, its slowest after 1,062 ms');
+    expect(withWarmup).toContain('- durable-minimum-publish-latency-5000: warm-up second (left out): none of its events arrived');
     const loaded = formatTables({ ...report, machine: { ...report.machine, load_average: { start: 14.2, end: 12 } } });
     expect(loaded).toContain('shared its 2 cores with other work (load average 14.2 at the start)');
   });
