@@ -34,9 +34,10 @@ export class CommittedReader {
       bootstrapBrokers: brokers,
       isolationLevel: FetchIsolationLevels.READ_UNCOMMITTED,
       autocommit: false,
-      // The same ~0.6 s of retries, in finer steps: a topic just created has its leaders tens of ms
-      // later, and a first start's reads of the progress topic waited a whole 200-ms step for them.
-      retries: 12,
+      // A topic just created has its leaders tens of ms later: a first start's reads of the progress
+      // topic waited a whole 200-ms step for them. Not more retries: against a broker that hangs,
+      // each try can wait for the client's timeouts, and a failed read is tried again by its task.
+      retries: 3,
       retryDelay: 50,
     });
   }

@@ -45,32 +45,38 @@ export function decodeProgress(value: string): PublishedRef[] {
  *
  * It lists the cluster's topics rather than asking for this one's metadata: the client retries a
  * metadata request for a topic the cluster does not have (~0.6 s at this admin's retries), which a
- * first start on a new cluster paid before its first publication. Existing, it is not asked to be
- * created: a principal allowed to describe and write it need not be allowed to create topics.
+ * first start on a new cluster paid before its first publication (the list costs a look at every
+ * topic's metadata, once a start). Existing, it is not asked to be created: a principal allowed to
+ * describe and write it need not be allowed to create topics.
  */
 export async function ensureProgressTopic(brokers: string[], topic: string, partitions: number, clientId: string): Promise<void> {
   const admin = new Admin({ clientId: `${clientId}-progress-admin`, bootstrapBrokers: brokers, retries: 3, retryDelay: 200 });
   try {
-    if ((await admin.listTopics()).includes(topic)) {
-      const count = (await admin.metadata({ topics: [topic] })).topics.get(topic)?.partitionsCount ?? partitions;
-      if (count < partitions) await admin.createPartitions({ topics: [{ name: topic, count: partitions }] });
-      return;
-    }
-    await admin
-      .createTopics({
-        topics: [topic],
-        partitions,
-        replicas: -1,
-        configs: [
-          { name: 'cleanup.policy', value: 'compact' },
-          { name: 'segment.ms', value: '600000' },
-          { name: 'min.cleanable.dirty.ratio', value: '0.1' },
-        ],
-      })
-      .catch((err: unknown) => {
-        // Another instance created it first.
-        if (!errorCodes(err).includes('TOPIC_ALREADY_EXISTS')) throw err;
-      });
+    const exists = (await admin.listTopics()).includes(topic);
+    const created =
+      !exists &&
+      (await admin
+        .createTopics({
+          topics: [topic],
+          partitions,
+          replicas: -1,
+          configs: [
+            { name: 'cleanup.policy', value: 'compact' },
+            { name: 'segment.ms', value: '600000' },
+            { name: 'min.cleanable.dirty.ratio', value: '0.1' },
+          ],
+        })
+        .then(
+          () => true,
+          (err: unknown) => {
+            // Another instance created it first, perhaps with fewer partitions: grown below.
+            if (!errorCodes(err).includes('TOPIC_ALREADY_EXISTS')) throw err;
+            return false;
+          },
+        ));
+    if (created) return;
+    const count = (await admin.metadata({ topics: [topic] })).topics.get(topic)?.partitionsCount ?? partitions;
+    if (count < partitions) await admin.createPartitions({ topics: [{ name: topic, count: partitions }] });
   } finally {
     await admin.close();
   }

@@ -97,23 +97,22 @@ describe('reading the last committed progress record from a real broker', () => 
 });
 
 describe('the progress topic on a real broker', () => {
-  test('is created compacted with one partition per outbox partition, grown when they are raised, never shrunk; instances racing to create it all succeed', async () => {
+  test('is created compacted with one partition per outbox partition and grown when they are raised, also when instances of both counts race to create it', async () => {
     const brokers = await testBrokers();
     const topic = `progress-made.${Bun.randomUUIDv7()}`;
     const admin = new Admin({ clientId: 'progress-topic-test', bootstrapBrokers: brokers });
     const partitions = async (): Promise<number | undefined> => (await admin.metadata({ topics: [topic], forceUpdate: true })).topics.get(topic)?.partitionsCount;
     try {
-      // Three instances of a new deployment start at once on a cluster without the topic.
-      await Promise.all([1, 2, 3].map((i) => ensureProgressTopic(brokers, topic, 4, `instance-${i}`)));
-      expect(await partitions()).toBe(4);
+      // A deployment's instances start at once on a cluster without the topic, one already configured
+      // with more partitions: whichever creates it, it ends with the larger count. (When one of the
+      // others wins, the larger one's create is refused as existing: the path that once kept 4.)
+      await Promise.all([4, 4, 4, 4, 6].map((count, i) => ensureProgressTopic(brokers, topic, count, `instance-${i}`)));
+      expect(await partitions()).toBe(6);
       const [described] = await admin.describeConfigs({ resources: [{ resourceType: ConfigResourceTypes.TOPIC, resourceName: topic, configurationKeys: ['cleanup.policy'] }] });
       expect(described?.configs.map((c) => [c.name, c.value])).toEqual([['cleanup.policy', 'compact']]);
 
-      await ensureProgressTopic(brokers, topic, 6, 'raised');
-      expect(await partitions()).toBe(6);
-      // An instance still configured with fewer partitions leaves the topic as it is.
-      await ensureProgressTopic(brokers, topic, 4, 'older');
-      expect(await partitions()).toBe(6);
+      await ensureProgressTopic(brokers, topic, 8, 'raised');
+      expect(await partitions()).toBe(8);
     } finally {
       await admin.close();
     }
