@@ -74,8 +74,11 @@ export function linkToSupervisor(collect: () => Promise<MetricsJson>, supervisor
     process.send?.(message);
   };
   // The channel closes when the supervisor exits, even killed with SIGKILL: no worker is left behind
-  // holding the port and its journal.
-  process.once('disconnect', supervisorGone);
+  // holding the port and its journal. Its 'disconnect' is emitted once, when the channel's end is
+  // read: this worker reads it from its first moments (reloadsFromSupervisor), so a supervisor that
+  // died while this worker started is known by the channel's state, not by an event long gone.
+  if (process.connected === false) queueMicrotask(supervisorGone);
+  else process.once('disconnect', supervisorGone);
   let wake: (partitions: number[]) => void = () => {};
   let answerControls: (tenants: string[], reset?: string) => Record<string, TenantSnapshot> = () => ({});
   // Requests to the supervisor (a scrape, the processor's controls) waiting for their answer by id;

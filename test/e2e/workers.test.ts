@@ -48,6 +48,16 @@ function journalLines(dir: string): number {
 /** The admin API's token for the nodes that need one (16+ characters). */
 const ADMIN_TOKEN = newToken('admin');
 
+const CLI = join(import.meta.dir, '..', '..', 'src', 'cli.ts');
+
+/** The processes `pid` started. */
+const childPids = (pid: number): number[] =>
+  Bun.spawnSync({ cmd: ['pgrep', '-P', String(pid)] })
+    .stdout.toString()
+    .split('\n')
+    .filter((l) => l.length > 0)
+    .map(Number);
+
 const isAlive = (pid: number): boolean => {
   try {
     process.kill(pid, 0);
@@ -406,6 +416,42 @@ describe('a node with SLUICE_WORKERS=2', () => {
     expect(await fetch(`${node.url}/healthz`).then(() => 'answered', () => 'refused')).toBe('refused');
     expect(await outboxCount('orphan')).toEqual({ rows: 1, keys: 1 });
   }, 60_000);
+
+  test('kill -9 of the supervisor while its workers start: each stops once started, none is left holding the port', async () => {
+    // Each worker applies the migrations at its start, under this lock: held, it keeps them starting
+    // while the supervisor dies, as a slow database would (an outside tester's kill 0.3 s after the
+    // start left both workers running, orphaned, one answering 202 on the node's port).
+    const MIGRATION_LOCK = 0x511ce;
+    const env = { ...process.env, DATABASE_URL: db.url, SLUICE_WORKERS: '2', SLUICE_PORT: '0', SLUICE_NODE_ID: 'early-orphan', SLUICE_JOURNAL_DIR: join(dir, 'journal') };
+    const proc = Bun.spawn({ cmd: ['bun', CLI, 'ingest'], env, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' });
+    const stderr = new Response(proc.stderr).text();
+    const lock = await db.sql.reserve();
+    let workers: number[] = [];
+    try {
+      // The supervisor applied the migrations before it started its workers.
+      await eventually(async () => (workers = childPids(proc.pid)).length === 2, 30_000, 'both workers started');
+      await lock`SELECT pg_advisory_lock(${MIGRATION_LOCK})`;
+      proc.kill('SIGKILL');
+      await proc.exited;
+      // The workers have read the closed channel while they wait for the lock.
+      await Bun.sleep(500);
+      expect(workers.filter(isAlive)).toEqual(workers);
+    } finally {
+      await lock`SELECT pg_advisory_unlock(${MIGRATION_LOCK})`;
+      lock.release();
+    }
+    try {
+      await eventually(async () => workers.every((pid) => !isAlive(pid)), 30_000, 'both workers gone');
+    } finally {
+      for (const pid of workers.filter(isAlive)) process.kill(pid, 'SIGKILL');
+    }
+    const lines = logLines(await stderr);
+    expect(lines.filter((l) => l.msg === 'the supervisor exited: this worker stops').map((l) => l.worker).sort()).toEqual([1, 2]);
+    expect(lines.filter((l) => l.msg === 'shutdown complete').map((l) => l.worker).sort()).toEqual([1, 2]);
+    const urls = lines.filter((l) => l.msg === 'sluice listening').map((l) => String(l.url));
+    expect(urls.length).toBe(2);
+    for (const url of new Set(urls)) expect(await fetch(`${url}/healthz`).then(() => 'answered', () => 'refused')).toBe('refused');
+  }, 90_000);
 
   test('a restart with another worker count forwards what the journals it no longer runs still hold', async () => {
     const journal = join(dir, 'journal-stranded');
