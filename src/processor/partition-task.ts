@@ -95,6 +95,8 @@ export class PartitionTask {
   #held = false;
   /** False until the producer was (re)initialised and the last committed batch marked. */
   #recovered = false;
+  /** The failures since the last good pass were warned about: their end is said at info. */
+  #warned = false;
 
   constructor(opts: PartitionTaskOptions) {
     this.partition = opts.partition;
@@ -106,7 +108,13 @@ export class PartitionTask {
       intervalMs: opts.pollMs,
       pass: () => this.#pass(),
       failed: (err, failures) => this.#failed(err, failures),
-      recovered: (failures) => opts.log.info('publishing resumed', { partition: opts.partition, after_failures: failures }),
+      recovered: (failures) => {
+        // Said at the level its failure was: an info line about a failure only debug told of (a new
+        // cluster's first InitProducerId, answered NOT_COORDINATOR while Kafka makes its transaction
+        // log) read as the end of an outage nobody was warned of.
+        opts.log[this.#warned ? 'info' : 'debug']('publishing resumed', { partition: opts.partition, after_failures: failures });
+        this.#warned = false;
+      },
     });
   }
 
@@ -185,6 +193,7 @@ export class PartitionTask {
     // is no outage of the cluster's: it is warned about too, or its rows would wait without a word.
     if (failures === 1 || failures % 10 === 0) {
       const level = classifyFailure(err) === 'transient' && failures < 10 ? 'debug' : 'warn';
+      this.#warned ||= level === 'warn';
       log[level]('publish failed; rows stay pending', { partition, error: this.#lastError, failures });
     }
     this.#o.metrics.publishFailures.inc({ reason: failureReason(err) });

@@ -361,3 +361,41 @@ test('regression (outside tester): a pass whose batch opened its tenant breaker 
     await publishing.close();
   }
 }, 90_000);
+
+test('the end of failures is logged at the level they were: not at info after failures only debug told of', async () => {
+  const brokers = await testBrokers();
+  /** A task whose first pass fails with `failure`, and the levels of its log lines by message. */
+  const run = async (name: string, failure: Error): Promise<Map<string, string[]>> => {
+    const levels = new Map<string, string[]>();
+    const log = createLogger({ level: 'debug', write: (line) => {
+      const { level, msg } = JSON.parse(line) as { level: string; msg: string };
+      levels.set(msg, [...(levels.get(msg) ?? []), level]);
+    } });
+    const publishing = publishingAs(name, brokers, 'at_least_once');
+    let asked = 0;
+    const task = taskOn(publishing.forPartition(0), {
+      log,
+      pollMs: 50,
+      stillOwned: async () => {
+        if (asked++ === 0) throw failure;
+        return true;
+      },
+    });
+    try {
+      task.start();
+      await eventually(async () => levels.has('publishing resumed'), 10_000, 'the task publishing again');
+    } finally {
+      await task.stop();
+      await publishing.close();
+    }
+    return levels;
+  };
+  // A transient failure (a new cluster's first InitProducerId answered NOT_COORDINATOR) is told of at debug.
+  const transient = await run('resumed-transient', new Error('coordinator not ready'));
+  expect(transient.get('publish failed; rows stay pending')).toEqual(['debug']);
+  expect(transient.get('publishing resumed')).toEqual(['debug']);
+  // One warned of (a topic the cluster refuses) has its end said at info.
+  const refused = await run('resumed-refused', Object.assign(new Error('refused'), { apiId: 'TOPIC_AUTHORIZATION_FAILED' }));
+  expect(refused.get('publish failed; rows stay pending')).toEqual(['warn']);
+  expect(refused.get('publishing resumed')).toEqual(['info']);
+}, 60_000);
