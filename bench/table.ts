@@ -129,7 +129,6 @@ function profileTable(scenarios: ScenarioResult[]): string {
   ].join('\n');
 }
 
-/** The run as Markdown tables: ceilings, the scenarios with their targets, CPU per event, the rate targets' budgets, scaling, profiles. */
 /**
  * What a latency run's warm-up second left out: how soon after its start the process published. The
  * first start on a cluster without sluice's progress topic once held its first publications for
@@ -140,6 +139,7 @@ function warmupLine(w: WarmupArrivals): string {
   return `warm-up second (left out): its first event, sent as the process listened, arrived after ${number(w.first_ms)} ms, its slowest after ${number(w.slowest_ms)} ms`;
 }
 
+/** The run as Markdown tables: ceilings, the scenarios with their targets, CPU per event, the rate targets' budgets, scaling, profiles. */
 export function formatTables(report: BenchReport): string {
   const baselines = [
     '| ceiling (baseline) | unit | throughput | p50 ms | p99 ms | max ms |',
@@ -163,7 +163,7 @@ export function formatTables(report: BenchReport): string {
     ...rows.filter((r) => r.note !== undefined).map((r) => `- ${r.name}: ${r.note}`),
     ...rows.flatMap((r) => (r.warmup === undefined ? [] : [`- ${r.name}: ${warmupLine(r.warmup)}`])),
   ];
-  return [baselines.join('\n'), scenarios.join('\n'), cpuTable([...report.baselines, ...report.scenarios]), budgetTable(report), scalingTable(report), profileTable(report.scenarios), notes.join('\n')]
+  return [baselines.join('\n'), scenarios.join('\n'), cpuTable(rows), budgetTable(report), scalingTable(report), profileTable(report.scenarios), notes.join('\n')]
     .filter((s) => s.length > 0)
     .join('\n\n');
 }

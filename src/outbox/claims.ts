@@ -241,14 +241,15 @@ export async function enteredPartitions(sql: Sql, partitions: readonly number[],
   const writers = sql`
     (SELECT extract(epoch FROM min(coalesce(xact_start, '-infinity')))::float8 * 1000 FROM pg_stat_activity
      WHERE backend_xid IS NOT NULL AND datname = current_database() AND pid <> pg_backend_pid())`;
+  const at = sql`extract(epoch FROM statement_timestamp())::float8 * 1000`;
   const [row] =
     partitions.length === 0
       ? await sql<Row[]>`
-          SELECT max(id)::text AS top, extract(epoch FROM statement_timestamp())::float8 * 1000 AS at,
+          SELECT max(id)::text AS top, ${at} AS at,
                  ${writers} AS oldest_writer, NULL::int[] AS ps
           FROM outbox`
       : await sql<Row[]>`
-          SELECT (SELECT max(id) FROM outbox)::text AS top, extract(epoch FROM statement_timestamp())::float8 * 1000 AS at,
+          SELECT (SELECT max(id) FROM outbox)::text AS top, ${at} AS at,
                  ${writers} AS oldest_writer,
                  array_agg(DISTINCT partition) FILTER (WHERE status <> 'sent' AND status <> 'dead' AND partition = ANY(${sql.array([...partitions])}::int[])) AS ps
           FROM outbox WHERE id > ${after}::bigint AND id <= ${after}::bigint + ${ENTERED_SCAN_ROWS}::bigint`;

@@ -52,10 +52,8 @@ export function decodeProgress(value: string): PublishedRef[] {
 export async function ensureProgressTopic(brokers: string[], topic: string, partitions: number, clientId: string): Promise<void> {
   const admin = new Admin({ clientId: `${clientId}-progress-admin`, bootstrapBrokers: brokers, retries: 3, retryDelay: 200 });
   try {
-    const exists = (await admin.listTopics()).includes(topic);
-    const created =
-      !exists &&
-      (await admin
+    if (!(await admin.listTopics()).includes(topic)) {
+      const created = await admin
         .createTopics({
           topics: [topic],
           partitions,
@@ -73,8 +71,9 @@ export async function ensureProgressTopic(brokers: string[], topic: string, part
             if (!errorCodes(err).includes('TOPIC_ALREADY_EXISTS')) throw err;
             return false;
           },
-        ));
-    if (created) return;
+        );
+      if (created) return;
+    }
     const count = (await admin.metadata({ topics: [topic] })).topics.get(topic)?.partitionsCount ?? partitions;
     if (count < partitions) await admin.createPartitions({ topics: [{ name: topic, count: partitions }] });
   } finally {

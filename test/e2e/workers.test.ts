@@ -11,6 +11,7 @@ import { spawnSluice, type SpawnedSluice } from '../support/spawn-sluice.ts';
 import { newToken, writeTenantsFile } from '../support/tenants.ts';
 import { sha256 } from '../../src/tenant-tokens.ts';
 import { nodeJournalLines } from '../support/journal-files.ts';
+import { childPids } from '../support/processes.ts';
 
 type Line = Record<string, unknown>;
 
@@ -49,14 +50,6 @@ function journalLines(dir: string): number {
 const ADMIN_TOKEN = newToken('admin');
 
 const CLI = join(import.meta.dir, '..', '..', 'src', 'cli.ts');
-
-/** The processes `pid` started. */
-const childPids = (pid: number): number[] =>
-  Bun.spawnSync({ cmd: ['pgrep', '-P', String(pid)] })
-    .stdout.toString()
-    .split('\n')
-    .filter((l) => l.length > 0)
-    .map(Number);
 
 const isAlive = (pid: number): boolean => {
   try {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { restartablePort } from './ports.ts';
+import { childPids } from './processes.ts';
 
 /**
  * A Postgres cluster of its own (initdb into a temp dir, postgres on a free loopback port) that a
@@ -94,8 +95,7 @@ export async function startPgCluster(): Promise<PgCluster> {
   };
   function signalAll(signal: 'SIGSTOP' | 'SIGCONT'): void {
     const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-    const children = Bun.spawnSync({ cmd: ['pgrep', '-P', String(pid)] }).stdout.toString().split('\n').filter((l) => l.length > 0).map(Number);
-    for (const p of [pid, ...children]) process.kill(p, signal);
+    for (const p of [pid, ...childPids(pid)]) process.kill(p, signal);
   }
   await cluster.start();
   return cluster;
