@@ -1,6 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { DEFAULT_MEMORY_MIB } from '../src/config.ts';
 import type { WriteMode } from '../src/core/modes.ts';
+import { ENGINE_RAM_VARIABLE, engineMemoryEnv } from '../src/roles/engine-memory.ts';
 import { WORKERS_SETTING } from './scenarios.ts';
 import { startServer, type ServerProcess } from './server-process.ts';
 
@@ -23,7 +25,10 @@ export interface SluiceSettings {
   workDir: string;
   /** Names the log file (`sluice-<label>.log`). */
   label: string;
-  /** Runs it under `bun --cpu-prof`, writing its profile here when it exits. */
+  /**
+   * Runs it under `bun --cpu-prof`, writing its profile here when it exits; with its engine sized as
+   * sluice sizes it, which it does not do itself under the profiler (src/roles/engine-memory.ts).
+   */
   profileDir?: string;
 }
 
@@ -67,6 +72,7 @@ export async function startSluice(s: SluiceSettings): Promise<ServerProcess> {
       SLUICE_WRITE_MODE: s.mode,
       SLUICE_KAFKA_TOPIC: s.topic,
       SLUICE_TENANTS_FILE: s.tenantsFile,
+      ...(s.profileDir === undefined ? {} : { [ENGINE_RAM_VARIABLE]: engineMemoryEnv(DEFAULT_MEMORY_MIB, {})?.[ENGINE_RAM_VARIABLE] }),
     },
   });
   return {

@@ -84,9 +84,10 @@ async function main(argv: string[]): Promise<number> {
     throw err;
   }
   // Before anything is opened: the process may replace itself here (src/roles/engine-memory.ts).
-  if (spec.name === 'serve' || spec.name === 'ingest' || spec.name === 'process') sizeEngineMemory(config.memoryMiB);
+  const unsized = spec.name === 'serve' || spec.name === 'ingest' || spec.name === 'process' ? sizeEngineMemory(config.memoryMiB) : undefined;
   const worker = config.worker === undefined ? {} : { worker: config.worker.kind === 'processor' ? 'processor' : config.worker.index };
   const log = createLogger({ level: config.logLevel, base: { node_id: config.nodeId, ...worker } });
+  if (unsized !== undefined) log.warn(unsized);
   switch (spec.name) {
     case 'serve':
     case 'ingest': {

@@ -18,6 +18,11 @@
  * arguments; nothing opened yet) with it set, so `bun start`, `bun src/cli.ts …`, the systemd unit and
  * a supervisor's workers (which inherit it) all run sized alike. A BUN_JSC_forceRAMSize the operator
  * set is kept as given.
+ *
+ * Not under Bun's sampling profiler (`--cpu-prof`): it suspends the main thread with SIGPWR at every
+ * sample, and one still pending at the execve reached the new image before its engine handled the
+ * signal again, whose default action ended the process (exit 158, one profiled start in three or four).
+ * A profiled process runs unsized unless BUN_JSC_forceRAMSize is set, and says so.
  */
 export const ENGINE_RAM_VARIABLE = 'BUN_JSC_forceRAMSize';
 
@@ -32,10 +37,21 @@ export function engineMemoryEnv(memoryMiB: number, env: Record<string, string | 
   return next;
 }
 
-/** Replaces this process with itself under a sized engine, unless it already runs under one. */
-export function sizeEngineMemory(memoryMiB: number): void {
+/** Bun's flags that start its sampling profiler: `--cpu-prof`, `--cpu-prof-md`, and their options. */
+export function underSamplingProfiler(execArgv: readonly string[]): boolean {
+  return execArgv.some((a) => a.startsWith('--cpu-prof'));
+}
+
+/**
+ * Replaces this process with itself under a sized engine, unless it already runs under one. Under the
+ * sampling profiler it stays as it is and answers the warning to log (the logger does not exist yet).
+ */
+export function sizeEngineMemory(memoryMiB: number): string | undefined {
   const env = engineMemoryEnv(memoryMiB, process.env);
   // Without execve (not POSIX) the engine sizes the heap from the machine, as it would without sluice.
-  if (env === undefined || process.execve === undefined) return;
+  if (env === undefined || process.execve === undefined) return undefined;
+  if (underSamplingProfiler(process.execArgv)) {
+    return `the engine's heap is sized from the machine, not SLUICE_MEMORY_MIB: under bun --cpu-prof sluice does not restart itself to size it (the profiler's signal can end the restarted process); set ${ENGINE_RAM_VARIABLE}=${env[ENGINE_RAM_VARIABLE]} to profile it sized`;
+  }
   process.execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], env);
 }

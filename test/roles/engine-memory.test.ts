@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_MEMORY_MIB, loadConfig } from '../../src/config.ts';
 import { ConfigError } from '../../src/errors.ts';
-import { ENGINE_RAM_VARIABLE, engineMemoryEnv } from '../../src/roles/engine-memory.ts';
+import { ENGINE_RAM_VARIABLE, engineMemoryEnv, underSamplingProfiler } from '../../src/roles/engine-memory.ts';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
 import { spawnSluice } from '../support/spawn-sluice.ts';
 
@@ -44,6 +44,13 @@ describe('SLUICE_MEMORY_MIB', () => {
   test('the engine is told the setting in bytes; an operator\'s own BUN_JSC_forceRAMSize is kept', () => {
     expect(engineMemoryEnv(256, { PATH: '/bin', UNSET: undefined })).toEqual({ PATH: '/bin', [ENGINE_RAM_VARIABLE]: String(256 * MiB) });
     expect(engineMemoryEnv(256, { [ENGINE_RAM_VARIABLE]: '1073741824' })).toBeUndefined();
+  });
+
+  test("bun's sampling profiler is told by its flags", () => {
+    expect(underSamplingProfiler(['--cpu-prof', '--cpu-prof-dir=/tmp/p'])).toBe(true);
+    expect(underSamplingProfiler(['--cpu-prof-md'])).toBe(true);
+    expect(underSamplingProfiler(['--heap-prof', '--smol'])).toBe(false);
+    expect(underSamplingProfiler([])).toBe(false);
   });
 });
 
@@ -99,6 +106,39 @@ describe('a serve, ingest or process process runs under the sized engine, howeve
     try {
       const pids = [sluice.proc.pid, ...childrenOf(sluice.proc.pid)];
       expect(pids.map(engineRamOf)).toEqual(Array(3).fill(String(DEFAULT_MEMORY_MIB * MiB)));
+    } finally {
+      sluice.proc.kill('SIGTERM');
+      expect(await sluice.proc.exited).toBe(0);
+    }
+  });
+
+  // Bun's sampler suspends the main thread with SIGPWR; one pending at the execve ended the new image
+  // before its engine handled the signal (exit 158): 2 profiled starts in 8 died before listening.
+  test('under bun --cpu-prof: not replaced (the profiler could end it), warned, every start listening and profiled', async () => {
+    for (let start = 0; start < 8; start++) {
+      const profileDir = mkdtempSync(join(tmpdir(), 'sluice-engine-profile-'));
+      dirs.push(profileDir);
+      const sluice = await spawnSluice(ingestEnv({ SLUICE_MEMORY_MIB: '300' }), 'ingest', ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]);
+      try {
+        expect(engineRamOf(sluice.proc.pid)).toBeUndefined();
+        const warned = sluice.logLines().map((l) => JSON.parse(l) as { level: string; msg: string }).find((l) => l.msg.includes('--cpu-prof'));
+        expect(warned?.level).toBe('warn');
+        expect(warned?.msg).toContain(`set ${ENGINE_RAM_VARIABLE}=${300 * MiB} to profile it sized`);
+      } finally {
+        sluice.proc.kill('SIGTERM');
+        expect(await sluice.proc.exited).toBe(0);
+      }
+      expect(readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile'))).toHaveLength(1);
+    }
+  });
+
+  test('under bun --cpu-prof with the variable set: sized as given, nothing to warn of', async () => {
+    const profileDir = mkdtempSync(join(tmpdir(), 'sluice-engine-profile-'));
+    dirs.push(profileDir);
+    const sluice = await spawnSluice(ingestEnv({ [ENGINE_RAM_VARIABLE]: String(256 * MiB) }), 'ingest', ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]);
+    try {
+      expect(engineRamOf(sluice.proc.pid)).toBe(String(256 * MiB));
+      expect(sluice.logLines().filter((l) => l.includes('--cpu-prof'))).toEqual([]);
     } finally {
       sluice.proc.kill('SIGTERM');
       expect(await sluice.proc.exited).toBe(0);

@@ -13,11 +13,15 @@ export interface SpawnedSluice {
 /**
  * Starts `sluice serve` (or `ingest`, `process`) as a real child process and resolves once it logs its
  * URL. It inherits this process's environment; a variable given as undefined is removed from it (an
- * empty value is a setting sluice refuses, not an unset one).
+ * empty value is a setting sluice refuses, not an unset one). `bunFlags` go to bun before the script.
  */
-export async function spawnSluice(env: Record<string, string | undefined>, command: 'serve' | 'ingest' | 'process' = 'serve'): Promise<SpawnedSluice> {
+export async function spawnSluice(
+  env: Record<string, string | undefined>,
+  command: 'serve' | 'ingest' | 'process' = 'serve',
+  bunFlags: string[] = [],
+): Promise<SpawnedSluice> {
   const merged = Object.entries({ ...process.env, ...env }).filter((e): e is [string, string] => e[1] !== undefined);
-  const proc = Bun.spawn({ cmd: ['bun', CLI, command], env: Object.fromEntries(merged), stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' });
+  const proc = Bun.spawn({ cmd: ['bun', ...bunFlags, CLI, command], env: Object.fromEntries(merged), stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' });
   const decoder = new TextDecoder();
   const reader = proc.stderr.getReader();
   let buffer = '';
