@@ -149,7 +149,7 @@ export async function startSupervisor(role: 'serve' | 'ingest', config: Config, 
       kind,
       ready,
       proc: Bun.spawn({
-        cmd: [process.execPath, Bun.main, role],
+        cmd: [process.execPath, ...workerBunFlags(process.execArgv), Bun.main, role],
         env: { ...process.env, ...env, SLUICE_PORT: String(port) },
         stdin: 'ignore',
         stdout: 'inherit',
@@ -239,4 +239,13 @@ export async function startSupervisor(role: 'serve' | 'ingest', config: Config, 
       return shutdown;
     },
   };
+}
+
+/**
+ * The supervisor's own bun flags its workers run under too: the profilers' (`bun --cpu-prof` of a
+ * `serve` profiles its ingest workers and processor, each writing its own profile) and `--smol`. Not
+ * `--watch` or `--hot`: the supervisor restarting on a change restarts its workers.
+ */
+export function workerBunFlags(execArgv: readonly string[]): string[] {
+  return execArgv.filter((a) => /^--(cpu-prof|heap-prof)(-[a-z]+)?(=|$)|^--smol$/.test(a));
 }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { DEFAULT_MEMORY_MIB, loadConfig } from '../../src/config.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { ENGINE_RAM_VARIABLE, engineMemoryEnv, underSamplingProfiler } from '../../src/roles/engine-memory.ts';
+import { workerBunFlags } from '../../src/roles/supervisor.ts';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
 import { spawnSluice } from '../support/spawn-sluice.ts';
 
@@ -51,6 +52,11 @@ describe('SLUICE_MEMORY_MIB', () => {
     expect(underSamplingProfiler(['--cpu-prof-md'])).toBe(true);
     expect(underSamplingProfiler(['--heap-prof', '--smol'])).toBe(false);
     expect(underSamplingProfiler([])).toBe(false);
+  });
+
+  test("a supervisor's workers get its profiler flags and --smol, not --watch or --hot", () => {
+    const flags = ['--cpu-prof', '--cpu-prof-dir=/p', '--cpu-prof-interval=250', '--heap-prof-md', '--smol', '--watch', '--hot', '--smolder', '--cpu-profile'];
+    expect(workerBunFlags(flags)).toEqual(['--cpu-prof', '--cpu-prof-dir=/p', '--cpu-prof-interval=250', '--heap-prof-md', '--smol']);
   });
 });
 
@@ -143,5 +149,21 @@ describe('a serve, ingest or process process runs under the sized engine, howeve
       sluice.proc.kill('SIGTERM');
       expect(await sluice.proc.exited).toBe(0);
     }
+  });
+
+  test('under bun --cpu-prof with workers: each worker profiled too, one profile a process', async () => {
+    const profileDir = mkdtempSync(join(tmpdir(), 'sluice-engine-profile-'));
+    dirs.push(profileDir);
+    const env = ingestEnv({ SLUICE_WORKERS: '2', SLUICE_NODE_ID: 'engine3', [ENGINE_RAM_VARIABLE]: String(256 * MiB) });
+    const sluice = await spawnSluice(env, 'ingest', ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]);
+    try {
+      const workers = childrenOf(sluice.proc.pid);
+      expect(workers).toHaveLength(2);
+      for (const pid of workers) expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).toContain(`--cpu-prof-dir=${profileDir}`);
+    } finally {
+      sluice.proc.kill('SIGTERM');
+      expect(await sluice.proc.exited).toBe(0);
+    }
+    expect(readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile'))).toHaveLength(3);
   });
 });
