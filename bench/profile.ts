@@ -10,7 +10,6 @@ const ROOT = resolve(import.meta.dir, '..');
 interface CpuProfile {
   nodes: { id: number; callFrame: { functionName: string; url: string }; children?: number[] }[];
   samples: number[];
-  timeDeltas: number[];
 }
 
 export interface Share {
@@ -20,7 +19,13 @@ export interface Share {
 }
 
 export interface StageProfile {
-  sampled_ms: number;
+  /**
+   * Samples taken: Bun's profiler samples the JavaScript thread only while it runs (no idle samples),
+   * so each sample stands for one slice of running time, whatever the gap before it. Weighting by
+   * the gap (its time delta) charged each wait to the frame that ran first after it — the socket
+   * write or read that ended it — which overstated those several times over.
+   */
+  samples: number;
   /**
    * Each sample charged to the nearest src/ directory on its stack (library and runtime frames under it
    * included); one with no src/ frame to the nearest package (a library's I/O callbacks), else to its
@@ -56,7 +61,7 @@ function shares(time: Map<string, number>, total: number): Share[] {
   return [...time.entries()].map(([where, ms]) => ({ where, share: total > 0 ? ms / total : 0 })).sort((a, b) => b.share - a.share);
 }
 
-/** Splits one profile's samples by stage and by innermost frame, weighting each by its time delta. */
+/** Splits one profile's samples by stage and by innermost frame, each sample counted once. */
 export function splitProfile(profile: CpuProfile): StageProfile {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
@@ -79,18 +84,17 @@ export function splitProfile(profile: CpuProfile): StageProfile {
   const byStage = new Map<string, number>();
   const bySelf = new Map<string, number>();
   let total = 0;
-  profile.samples.forEach((id, i) => {
+  for (const id of profile.samples) {
     const node = byId.get(id);
-    // Waiting is not CPU time.
-    if (node?.callFrame.functionName === '(idle)') return;
-    const ms = (profile.timeDeltas[i] ?? 0) / 1000;
-    total += ms;
+    // Waiting is not CPU time (V8's profiles sample it; Bun's do not).
+    if (node?.callFrame.functionName === '(idle)') continue;
+    total++;
     const self = node === undefined ? 'unknown' : (locationOf(node.callFrame.url) ?? runtimeFrame(node.callFrame.functionName));
     const s = nearestSrc(id) ?? nearestPackage(id) ?? self;
-    byStage.set(s, (byStage.get(s) ?? 0) + ms);
-    bySelf.set(self, (bySelf.get(self) ?? 0) + ms);
-  });
-  return { sampled_ms: total, by_stage: shares(byStage, total), by_self: shares(bySelf, total) };
+    byStage.set(s, (byStage.get(s) ?? 0) + 1);
+    bySelf.set(self, (bySelf.get(self) ?? 0) + 1);
+  }
+  return { samples: total, by_stage: shares(byStage, total), by_self: shares(bySelf, total) };
 }
 
 /** Every profile a sluice run left in `dir` (one per process), merged. */
@@ -98,11 +102,11 @@ export function readProfiles(dir: string): StageProfile | undefined {
   const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
   if (files.length === 0) return undefined;
   const parts = files.map((f) => splitProfile(JSON.parse(readFileSync(join(dir, f), 'utf8')) as CpuProfile));
-  const total = parts.reduce((sum, p) => sum + p.sampled_ms, 0);
+  const total = parts.reduce((sum, p) => sum + p.samples, 0);
   const merge = (pick: (p: StageProfile) => Share[]): Share[] => {
     const time = new Map<string, number>();
-    for (const p of parts) for (const s of pick(p)) time.set(s.where, (time.get(s.where) ?? 0) + s.share * p.sampled_ms);
+    for (const p of parts) for (const s of pick(p)) time.set(s.where, (time.get(s.where) ?? 0) + s.share * p.samples);
     return shares(time, total);
   };
-  return { sampled_ms: total, by_stage: merge((p) => p.by_stage), by_self: merge((p) => p.by_self) };
+  return { samples: total, by_stage: merge((p) => p.by_stage), by_self: merge((p) => p.by_self) };
 }

@@ -116,7 +116,7 @@ function profileTable(scenarios: ScenarioResult[]): string {
   const profiled = scenarios.filter((s) => s.profile !== undefined);
   if (profiled.length === 0) return '';
   return [
-    '| profile (bun --cpu-prof) | sampled ms | by stage (nearest src/ directory) | by innermost frame |',
+    '| profile (bun --cpu-prof) | samples | by stage (nearest src/ directory) | by innermost frame |',
     '| --- | ---: | --- | --- |',
     ...profiled.map((s) => {
       const top = (shares: { where: string; share: number }[]): string =>
@@ -124,7 +124,7 @@ function profileTable(scenarios: ScenarioResult[]): string {
           .slice(0, 8)
           .map((x) => `${x.where} ${(x.share * 100).toFixed(0)}%`)
           .join(', ');
-      return `| ${s.name} | ${number(s.profile?.sampled_ms)} | ${top(s.profile?.by_stage ?? [])} | ${top(s.profile?.by_self ?? [])} |`;
+      return `| ${s.name} | ${number(s.profile?.samples)} | ${top(s.profile?.by_stage ?? [])} | ${top(s.profile?.by_self ?? [])} |`;
     }),
   ].join('\n');
 }
