@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DEFAULT_MEMORY_MIB } from '../src/config.ts';
 import type { WriteMode } from '../src/core/modes.ts';
-import { ENGINE_RAM_VARIABLE, engineMemoryEnv } from '../src/roles/engine-memory.ts';
+import { engineMemoryEnv } from '../src/roles/engine-memory.ts';
 import { WORKERS_SETTING } from './scenarios.ts';
 import { startServer, type ServerProcess } from './server-process.ts';
 
@@ -34,12 +34,12 @@ export interface SluiceSettings {
 
 /**
  * The caller's environment less what would change the figures: every SLUICE_* setting, the database
- * and brokers, and the JavaScript engine's options (BUN_JSC_*: sluice sizes its heap itself, from
- * SLUICE_MEMORY_MIB's default, as it does for a user).
+ * and brokers, and the JavaScript engine's and allocator's options (BUN_JSC_*, MIMALLOC_*: sluice
+ * sizes its heap and sets its allocator's purge itself, from SLUICE_MEMORY_MIB's default, as it does for a user).
  */
 export function inheritedEnv(env: Record<string, string | undefined>): Record<string, string | undefined> {
   return Object.fromEntries(
-    Object.entries(env).filter(([k]) => !k.startsWith('SLUICE_') && !k.startsWith('BUN_JSC_') && k !== 'DATABASE_URL' && k !== 'KAFKA_BROKERS'),
+    Object.entries(env).filter(([k]) => !k.startsWith('SLUICE_') && !k.startsWith('BUN_JSC_') && !k.startsWith('MIMALLOC_') && k !== 'DATABASE_URL' && k !== 'KAFKA_BROKERS'),
   );
 }
 
@@ -72,7 +72,7 @@ export async function startSluice(s: SluiceSettings): Promise<ServerProcess> {
       SLUICE_WRITE_MODE: s.mode,
       SLUICE_KAFKA_TOPIC: s.topic,
       SLUICE_TENANTS_FILE: s.tenantsFile,
-      ...(s.profileDir === undefined ? {} : { [ENGINE_RAM_VARIABLE]: engineMemoryEnv(DEFAULT_MEMORY_MIB, {})?.[ENGINE_RAM_VARIABLE] }),
+      ...(s.profileDir === undefined ? {} : engineMemoryEnv(DEFAULT_MEMORY_MIB, {})),
     },
   });
   return {

@@ -2,7 +2,7 @@ import { describe, expect, test } from 'bun:test';
 import { inheritedEnv } from '../../bench/sluice.ts';
 
 describe('the bench starts sluice as a user would', () => {
-  test("the developer's settings, database, brokers and engine options are not passed on; the rest is", () => {
+  test("the developer's settings, database, brokers, engine and allocator options are not passed on; the rest is", () => {
     const env = {
       PATH: '/usr/bin',
       HOME: '/root',
@@ -12,6 +12,7 @@ describe('the bench starts sluice as a user would', () => {
       KAFKA_BROKERS: 'h:9092',
       BUN_JSC_forceRAMSize: '1073741824',
       BUN_JSC_useConcurrentGC: '0',
+      MIMALLOC_PURGE_DELAY: '0',
       BUN_INSTALL: '/opt/bun',
     };
     expect(inheritedEnv(env)).toEqual({ PATH: '/usr/bin', HOME: '/root', BUN_INSTALL: '/opt/bun' });

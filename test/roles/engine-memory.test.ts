@@ -4,20 +4,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_MEMORY_MIB, loadConfig } from '../../src/config.ts';
 import { ConfigError } from '../../src/errors.ts';
-import { ENGINE_RAM_VARIABLE, engineMemoryEnv, underSamplingProfiler } from '../../src/roles/engine-memory.ts';
+import { ENGINE_RAM_VARIABLE, engineMemoryEnv, PURGE_DELAY_VARIABLE, underSamplingProfiler } from '../../src/roles/engine-memory.ts';
 import { workerBunFlags } from '../../src/roles/supervisor.ts';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
 import { spawnSluice } from '../support/spawn-sluice.ts';
 
 const MiB = 1024 * 1024;
 
-/** The variable as the running process has it (its environment after any execve). */
-function engineRamOf(pid: number): string | undefined {
+/** A variable as the running process has it (its environment after any execve). */
+function variableOf(pid: number, name: string): string | undefined {
   const line = readFileSync(`/proc/${pid}/environ`, 'utf8')
     .split('\0')
-    .find((l) => l.startsWith(`${ENGINE_RAM_VARIABLE}=`));
-  return line?.slice(ENGINE_RAM_VARIABLE.length + 1);
+    .find((l) => l.startsWith(`${name}=`));
+  return line?.slice(name.length + 1);
 }
+
+const engineRamOf = (pid: number): string | undefined => variableOf(pid, ENGINE_RAM_VARIABLE);
 
 function childrenOf(pid: number): number[] {
   return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
@@ -43,8 +45,10 @@ describe('SLUICE_MEMORY_MIB', () => {
   });
 
   test('the engine is told the setting in bytes; an operator\'s own BUN_JSC_forceRAMSize is kept', () => {
-    expect(engineMemoryEnv(256, { PATH: '/bin', UNSET: undefined })).toEqual({ PATH: '/bin', [ENGINE_RAM_VARIABLE]: String(256 * MiB) });
+    expect(engineMemoryEnv(256, { PATH: '/bin', UNSET: undefined })).toEqual({ PATH: '/bin', [ENGINE_RAM_VARIABLE]: String(256 * MiB), [PURGE_DELAY_VARIABLE]: '-1' });
     expect(engineMemoryEnv(256, { [ENGINE_RAM_VARIABLE]: '1073741824' })).toBeUndefined();
+    // The allocator's purge: freed memory kept for reuse, unless the operator says otherwise.
+    expect(engineMemoryEnv(256, { [PURGE_DELAY_VARIABLE]: '100' })?.[PURGE_DELAY_VARIABLE]).toBe('100');
   });
 
   test("bun's sampling profiler is told by its flags", () => {
@@ -77,11 +81,12 @@ describe('a serve, ingest or process process runs under the sized engine, howeve
     return { DATABASE_URL: db.url, SLUICE_PORT: '0', SLUICE_JOURNAL_DIR: dir, SLUICE_WRITE_MODE: 'fast_ack', ...extra };
   };
 
-  test('started by hand: the same pid, now with the variable, answering writes', async () => {
-    const env = ingestEnv({ SLUICE_MEMORY_MIB: '300' });
+  test('started by hand: the same pid, now with the variables, answering writes', async () => {
+    const env = { ...ingestEnv({ SLUICE_MEMORY_MIB: '300' }), [PURGE_DELAY_VARIABLE]: undefined };
     const sluice = await spawnSluice(env, 'ingest');
     try {
       expect(engineRamOf(sluice.proc.pid)).toBe(String(300 * MiB));
+      expect(variableOf(sluice.proc.pid, PURGE_DELAY_VARIABLE)).toBe('-1');
       const res = await fetch(`${sluice.url}/v1/events`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-tenant-id': 't1' },
@@ -108,10 +113,11 @@ describe('a serve, ingest or process process runs under the sized engine, howeve
   });
 
   test('workers of the default setting inherit it from their supervisor', async () => {
-    const sluice = await spawnSluice(ingestEnv({ SLUICE_WORKERS: '2', SLUICE_NODE_ID: 'engine2' }), 'ingest');
+    const sluice = await spawnSluice({ ...ingestEnv({ SLUICE_WORKERS: '2', SLUICE_NODE_ID: 'engine2' }), [PURGE_DELAY_VARIABLE]: undefined }, 'ingest');
     try {
       const pids = [sluice.proc.pid, ...childrenOf(sluice.proc.pid)];
       expect(pids.map(engineRamOf)).toEqual(Array(3).fill(String(DEFAULT_MEMORY_MIB * MiB)));
+      expect(pids.map((pid) => variableOf(pid, PURGE_DELAY_VARIABLE))).toEqual(['-1', '-1', '-1']);
     } finally {
       sluice.proc.kill('SIGTERM');
       expect(await sluice.proc.exited).toBe(0);
@@ -124,12 +130,12 @@ describe('a serve, ingest or process process runs under the sized engine, howeve
     for (let start = 0; start < 8; start++) {
       const profileDir = mkdtempSync(join(tmpdir(), 'sluice-engine-profile-'));
       dirs.push(profileDir);
-      const sluice = await spawnSluice(ingestEnv({ SLUICE_MEMORY_MIB: '300' }), 'ingest', ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]);
+      const sluice = await spawnSluice({ ...ingestEnv({ SLUICE_MEMORY_MIB: '300' }), [PURGE_DELAY_VARIABLE]: undefined }, 'ingest', ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]);
       try {
         expect(engineRamOf(sluice.proc.pid)).toBeUndefined();
         const warned = sluice.logLines().map((l) => JSON.parse(l) as { level: string; msg: string }).find((l) => l.msg.includes('--cpu-prof'));
         expect(warned?.level).toBe('warn');
-        expect(warned?.msg).toContain(`set ${ENGINE_RAM_VARIABLE}=${300 * MiB} to profile it sized`);
+        expect(warned?.msg).toContain(`set ${ENGINE_RAM_VARIABLE}=${300 * MiB} ${PURGE_DELAY_VARIABLE}=-1 to profile it sized`);
       } finally {
         sluice.proc.kill('SIGTERM');
         expect(await sluice.proc.exited).toBe(0);
