@@ -23,7 +23,7 @@ export interface StageProfile {
    * Samples taken: Bun's profiler samples the JavaScript thread only while it runs (no idle samples),
    * so each sample stands for one slice of running time, whatever the gap before it. Weighting by
    * the gap (its time delta) charged each wait to the frame that ran first after it — the socket
-   * write or read that ended it — which overstated those several times over.
+   * write or read that ended it — which overstated those up to ~2× (README.md, "Profile by stage").
    */
   samples: number;
   /**
@@ -57,8 +57,8 @@ function runtimeFrame(functionName: string): string {
   return functionName === '' ? 'runtime (unnamed native frames)' : `builtin ${functionName}`;
 }
 
-function shares(time: Map<string, number>, total: number): Share[] {
-  return [...time.entries()].map(([where, ms]) => ({ where, share: total > 0 ? ms / total : 0 })).sort((a, b) => b.share - a.share);
+function shares(counts: Map<string, number>, total: number): Share[] {
+  return [...counts.entries()].map(([where, n]) => ({ where, share: total > 0 ? n / total : 0 })).sort((a, b) => b.share - a.share);
 }
 
 /** Splits one profile's samples by stage and by innermost frame, each sample counted once. */
@@ -86,8 +86,6 @@ export function splitProfile(profile: CpuProfile): StageProfile {
   let total = 0;
   for (const id of profile.samples) {
     const node = byId.get(id);
-    // Waiting is not CPU time (V8's profiles sample it; Bun's do not).
-    if (node?.callFrame.functionName === '(idle)') continue;
     total++;
     const self = node === undefined ? 'unknown' : (locationOf(node.callFrame.url) ?? runtimeFrame(node.callFrame.functionName));
     const s = nearestSrc(id) ?? nearestPackage(id) ?? self;

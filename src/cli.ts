@@ -87,7 +87,8 @@ async function main(argv: string[]): Promise<number> {
   const unsized = spec.name === 'serve' || spec.name === 'ingest' || spec.name === 'process' ? sizeEngineMemory(config.memoryMiB) : undefined;
   const worker = config.worker === undefined ? {} : { worker: config.worker.kind === 'processor' ? 'processor' : config.worker.index };
   const log = createLogger({ level: config.logLevel, base: { node_id: config.nodeId, ...worker } });
-  if (unsized !== undefined) log.warn(unsized);
+  // Once a node: its workers inherit the environment the warning is about.
+  if (unsized !== undefined && config.worker === undefined) log.warn(unsized);
   switch (spec.name) {
     case 'serve':
     case 'ingest': {

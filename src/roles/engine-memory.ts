@@ -17,32 +17,34 @@
  * without the variable therefore replaces itself (execve: the same pid, executable, flags and
  * arguments; nothing opened yet) with it set, so `bun start`, `bun src/cli.ts …`, the systemd unit and
  * a supervisor's workers (which inherit it) all run sized alike. A BUN_JSC_forceRAMSize the operator
- * set is kept as given, and the process is not replaced.
+ * set is kept as given.
  *
  * The same start tells the allocator (mimalloc) to keep the memory it frees for reuse rather than
- * give it back to the system 100 ms later (MIMALLOC_PURGE_DELAY=-1), unless the operator set that.
- * The collector frees and takes back its blocks all the time, and each purge was paid again as page
- * faults: by the allocator's scavenger, by the engine's block warm-up thread and its compiler
- * threads, and on the main thread. Alternated bench runs: NDJSON through `serve` 52 → 35 µs an event
- * of sluice CPU, single events through `serve` 142 → 126, at ~20 MiB more peak (226 at most, NDJSON).
- * Resident memory then stays at its peak, which the heap's sizing bounds.
+ * give it back to the system 100 ms later (MIMALLOC_PURGE_DELAY=-1), unless the operator set that;
+ * the process is replaced unless both variables are set. The collector frees and takes back its
+ * blocks all the time, and each purge was paid again as page faults: by the allocator's scavenger,
+ * the engine's block warm-up thread, its compiler threads and the main thread (README.md,
+ * SLUICE_MEMORY_MIB, for the runs). Resident memory then stays near its peak after a burst.
  *
  * Not under Bun's sampling profiler (`--cpu-prof`): it suspends the main thread with SIGPWR at every
  * sample, and one still pending at the execve reached the new image before its engine handled the
  * signal again, whose default action ended the process (exit 158, one profiled start in three or four).
- * A profiled process runs unsized unless BUN_JSC_forceRAMSize is set, and says so (with both variables).
+ * A profiled process runs unsized unless both variables are set, and says which to set.
  */
 export const ENGINE_RAM_VARIABLE = 'BUN_JSC_forceRAMSize';
 export const PURGE_DELAY_VARIABLE = 'MIMALLOC_PURGE_DELAY';
 
 const MiB = 1024 * 1024;
 
-/** The environment to start this process again with, or undefined when the engine is already sized. */
+/**
+ * The environment to start this process again with, or undefined when both variables are set already
+ * (by an earlier start, a supervisor, or the operator, whose values are kept).
+ */
 export function engineMemoryEnv(memoryMiB: number, env: Record<string, string | undefined>): Record<string, string> | undefined {
-  if (env[ENGINE_RAM_VARIABLE] !== undefined) return undefined;
+  if (env[ENGINE_RAM_VARIABLE] !== undefined && env[PURGE_DELAY_VARIABLE] !== undefined) return undefined;
   const next: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (v !== undefined) next[k] = v;
-  next[ENGINE_RAM_VARIABLE] = String(memoryMiB * MiB);
+  next[ENGINE_RAM_VARIABLE] ??= String(memoryMiB * MiB);
   next[PURGE_DELAY_VARIABLE] ??= '-1';
   return next;
 }
@@ -61,8 +63,8 @@ export function sizeEngineMemory(memoryMiB: number): string | undefined {
   // Without execve (not POSIX) the engine sizes the heap from the machine, as it would without sluice.
   if (env === undefined || process.execve === undefined) return undefined;
   if (underSamplingProfiler(process.execArgv)) {
-    const set = Object.entries(env).filter(([k]) => process.env[k] === undefined);
-    return `the engine's heap is sized from the machine, not SLUICE_MEMORY_MIB: under bun --cpu-prof sluice does not restart itself to size it (the profiler's signal can end the restarted process); set ${set.map(([k, v]) => `${k}=${v}`).join(' ')} to profile it sized`;
+    const missing = Object.entries(env).filter(([k]) => process.env[k] === undefined);
+    return `under bun --cpu-prof sluice does not restart itself to size its engine and allocator as SLUICE_MEMORY_MIB says (the profiler's signal can end the restarted process); set ${missing.map(([k, v]) => `${k}=${v}`).join(' ')} to profile it as it runs`;
   }
   process.execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], env);
 }

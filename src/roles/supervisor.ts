@@ -243,9 +243,24 @@ export async function startSupervisor(role: 'serve' | 'ingest', config: Config, 
 
 /**
  * The supervisor's own bun flags its workers run under too: the profilers' (`bun --cpu-prof` of a
- * `serve` profiles its ingest workers and processor, each writing its own profile) and `--smol`. Not
- * `--watch` or `--hot`: the supervisor restarting on a change restarts its workers.
+ * `serve` profiles its ingest workers and processor, each writing its own profile) and `--smol`. A
+ * value may be the next argument (`--cpu-prof-dir /tmp/p`): it goes along. Not a profile's name,
+ * which every process would write over; not `--watch` or `--hot`: a worker that reloaded itself
+ * would run code its supervisor and the other workers do not.
  */
 export function workerBunFlags(execArgv: readonly string[]): string[] {
-  return execArgv.filter((a) => /^--(cpu-prof|heap-prof)(-[a-z]+)?(=|$)|^--smol$/.test(a));
+  const flags: string[] = [];
+  for (let i = 0; i < execArgv.length; i++) {
+    const arg = execArgv[i] ?? '';
+    const m = /^--(?:cpu|heap)-prof(?:-(md|dir|name|interval))?(=.*)?$/.exec(arg);
+    if (m === null) {
+      if (arg === '--smol') flags.push(arg);
+      continue;
+    }
+    const takesValue = m[1] !== undefined && m[1] !== 'md';
+    const value = takesValue && m[2] === undefined ? execArgv[++i] : undefined;
+    if (m[1] === 'name') continue;
+    flags.push(arg, ...(value === undefined ? [] : [value]));
+  }
+  return flags;
 }

@@ -1,7 +1,8 @@
 import { afterAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { EMBEDDED_PURGE_DELAY } from '../../src/outbox/embedded.ts';
 import { readTopic, testBrokers } from '../support/kafka.ts';
 import { eventually, postEvent } from '../support/sluice.ts';
 import { expectStoppedBecause, spawnSluice, type SpawnedSluice } from '../support/spawn-sluice.ts';
@@ -32,6 +33,7 @@ describe('the embedded database runs in a process of its own', () => {
     const env = {
       // The runner's database must not leak in: this is the embedded default with a real broker.
       DATABASE_URL: undefined,
+      MIMALLOC_PURGE_DELAY: undefined,
       KAFKA_BROKERS: brokers.join(','),
       SLUICE_PORT: '0',
       SLUICE_DATA_DIR: join(dir, 'data'),
@@ -42,6 +44,13 @@ describe('the embedded database runs in a process of its own', () => {
     let db = 0;
     try {
       db = databaseProcess(first);
+      // sluice keeps the memory its allocator frees; the database's process returns it, as by default.
+      const purgeOf = (pid: number): string | undefined =>
+        readFileSync(`/proc/${pid}/environ`, 'utf8')
+          .split('\0')
+          .find((l) => l.startsWith('MIMALLOC_PURGE_DELAY='))
+          ?.slice('MIMALLOC_PURGE_DELAY='.length);
+      expect([purgeOf(first.proc.pid), purgeOf(db)]).toEqual(['-1', EMBEDDED_PURGE_DELAY]);
       const listening = JSON.parse(first.logLines().find((l) => l.includes('"sluice listening"')) ?? '{}') as { database?: string };
       expect(listening.database).toBe('embedded');
       expect((await postEvent(first.url, { dedupe_key: 'before-kill', payload: { n: 1 } }, { 'X-Tenant-Id': 'emb' })).status).toBe(202);
