@@ -102,9 +102,9 @@ export function readProfiles(dir: string): StageProfile | undefined {
   const parts = files.map((f) => splitProfile(JSON.parse(readFileSync(join(dir, f), 'utf8')) as CpuProfile));
   const total = parts.reduce((sum, p) => sum + p.samples, 0);
   const merge = (pick: (p: StageProfile) => Share[]): Share[] => {
-    const time = new Map<string, number>();
-    for (const p of parts) for (const s of pick(p)) time.set(s.where, (time.get(s.where) ?? 0) + s.share * p.samples);
-    return shares(time, total);
+    const counts = new Map<string, number>();
+    for (const p of parts) for (const s of pick(p)) counts.set(s.where, (counts.get(s.where) ?? 0) + s.share * p.samples);
+    return shares(counts, total);
   };
   return { samples: total, by_stage: merge((p) => p.by_stage), by_self: merge((p) => p.by_self) };
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { SluiceError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { acquirePidLock } from '../pid-lock.ts';
+import { PURGE_DELAY_VARIABLE } from '../roles/engine-memory.ts';
 import type { FromEmbedded, ToEmbedded } from './embedded-server.ts';
 
 /**
@@ -51,7 +52,7 @@ export async function startEmbeddedPostgres(dataDir: string, log: Logger): Promi
     cmd: [process.execPath, SERVER, dataDir, EMBEDDED_SHARED_BUFFERS],
     // The allocator's default purge, not the -1 sluice's own start sets (src/roles/engine-memory.ts):
     // kept, PGlite's freed memory raised the database process's peak from 220 to 249 MiB in the bench.
-    env: { ...process.env, MIMALLOC_PURGE_DELAY: EMBEDDED_PURGE_DELAY },
+    env: { ...process.env, [PURGE_DELAY_VARIABLE]: EMBEDDED_PURGE_DELAY },
     stdin: 'ignore',
     stdout: 'inherit',
     stderr: 'inherit',

@@ -1,9 +1,11 @@
 import { afterAll, describe, expect, test } from 'bun:test';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EMBEDDED_PURGE_DELAY } from '../../src/outbox/embedded.ts';
+import { PURGE_DELAY_VARIABLE } from '../../src/roles/engine-memory.ts';
 import { readTopic, testBrokers } from '../support/kafka.ts';
+import { environOf } from '../support/processes.ts';
 import { eventually, postEvent } from '../support/sluice.ts';
 import { expectStoppedBecause, spawnSluice, type SpawnedSluice } from '../support/spawn-sluice.ts';
 
@@ -33,7 +35,7 @@ describe('the embedded database runs in a process of its own', () => {
     const env = {
       // The runner's database must not leak in: this is the embedded default with a real broker.
       DATABASE_URL: undefined,
-      MIMALLOC_PURGE_DELAY: undefined,
+      [PURGE_DELAY_VARIABLE]: undefined,
       KAFKA_BROKERS: brokers.join(','),
       SLUICE_PORT: '0',
       SLUICE_DATA_DIR: join(dir, 'data'),
@@ -45,12 +47,7 @@ describe('the embedded database runs in a process of its own', () => {
     try {
       db = databaseProcess(first);
       // sluice keeps the memory its allocator frees; the database's process returns it, as by default.
-      const purgeOf = (pid: number): string | undefined =>
-        readFileSync(`/proc/${pid}/environ`, 'utf8')
-          .split('\0')
-          .find((l) => l.startsWith('MIMALLOC_PURGE_DELAY='))
-          ?.slice('MIMALLOC_PURGE_DELAY='.length);
-      expect([purgeOf(first.proc.pid), purgeOf(db)]).toEqual(['-1', EMBEDDED_PURGE_DELAY]);
+      expect([environOf(first.proc.pid, PURGE_DELAY_VARIABLE), environOf(db, PURGE_DELAY_VARIABLE)]).toEqual(['-1', EMBEDDED_PURGE_DELAY]);
       const listening = JSON.parse(first.logLines().find((l) => l.includes('"sluice listening"')) ?? '{}') as { database?: string };
       expect(listening.database).toBe('embedded');
       expect((await postEvent(first.url, { dedupe_key: 'before-kill', payload: { n: 1 } }, { 'X-Tenant-Id': 'emb' })).status).toBe(202);

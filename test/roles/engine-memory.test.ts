@@ -7,26 +7,12 @@ import { ConfigError } from '../../src/errors.ts';
 import { ENGINE_RAM_VARIABLE, engineMemoryEnv, PURGE_DELAY_VARIABLE, underSamplingProfiler } from '../../src/roles/engine-memory.ts';
 import { workerBunFlags } from '../../src/roles/supervisor.ts';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
+import { childPids, environOf } from '../support/processes.ts';
 import { spawnSluice } from '../support/spawn-sluice.ts';
 
 const MiB = 1024 * 1024;
 
-/** A variable as the running process has it (its environment after any execve). */
-function variableOf(pid: number, name: string): string | undefined {
-  const line = readFileSync(`/proc/${pid}/environ`, 'utf8')
-    .split('\0')
-    .find((l) => l.startsWith(`${name}=`));
-  return line?.slice(name.length + 1);
-}
-
-const engineRamOf = (pid: number): string | undefined => variableOf(pid, ENGINE_RAM_VARIABLE);
-
-function childrenOf(pid: number): number[] {
-  return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-    .split(' ')
-    .filter((p) => p !== '')
-    .map(Number);
-}
+const engineRamOf = (pid: number): string | undefined => environOf(pid, ENGINE_RAM_VARIABLE);
 
 describe('SLUICE_MEMORY_MIB', () => {
   test('defaults to 192; a whole number from 64 to 1048576', () => {
@@ -92,7 +78,7 @@ describe('a serve, ingest or process process runs under the sized engine, howeve
     const sluice = await spawnSluice(env, 'ingest');
     try {
       expect(engineRamOf(sluice.proc.pid)).toBe(String(300 * MiB));
-      expect(variableOf(sluice.proc.pid, PURGE_DELAY_VARIABLE)).toBe('-1');
+      expect(environOf(sluice.proc.pid, PURGE_DELAY_VARIABLE)).toBe('-1');
       const res = await fetch(`${sluice.url}/v1/events`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-tenant-id': 't1' },
@@ -109,11 +95,11 @@ describe('a serve, ingest or process process runs under the sized engine, howeve
     const env = ingestEnv({ SLUICE_WORKERS: '2', SLUICE_NODE_ID: 'engine', [ENGINE_RAM_VARIABLE]: String(512 * MiB) });
     const sluice = await spawnSluice(env, 'ingest');
     try {
-      const pids = [sluice.proc.pid, ...childrenOf(sluice.proc.pid)];
+      const pids = [sluice.proc.pid, ...childPids(sluice.proc.pid)];
       expect(pids).toHaveLength(3);
       expect(pids.map(engineRamOf)).toEqual(Array(3).fill(String(512 * MiB)));
       // Restarted all the same, for the allocator's variable the operator did not set.
-      expect(pids.map((pid) => variableOf(pid, PURGE_DELAY_VARIABLE))).toEqual(['-1', '-1', '-1']);
+      expect(pids.map((pid) => environOf(pid, PURGE_DELAY_VARIABLE))).toEqual(['-1', '-1', '-1']);
     } finally {
       sluice.proc.kill('SIGTERM');
       expect(await sluice.proc.exited).toBe(0);
@@ -123,9 +109,9 @@ describe('a serve, ingest or process process runs under the sized engine, howeve
   test('workers of the default setting inherit it from their supervisor', async () => {
     const sluice = await spawnSluice(ingestEnv({ SLUICE_WORKERS: '2', SLUICE_NODE_ID: 'engine2' }), 'ingest');
     try {
-      const pids = [sluice.proc.pid, ...childrenOf(sluice.proc.pid)];
+      const pids = [sluice.proc.pid, ...childPids(sluice.proc.pid)];
       expect(pids.map(engineRamOf)).toEqual(Array(3).fill(String(DEFAULT_MEMORY_MIB * MiB)));
-      expect(pids.map((pid) => variableOf(pid, PURGE_DELAY_VARIABLE))).toEqual(['-1', '-1', '-1']);
+      expect(pids.map((pid) => environOf(pid, PURGE_DELAY_VARIABLE))).toEqual(['-1', '-1', '-1']);
     } finally {
       sluice.proc.kill('SIGTERM');
       expect(await sluice.proc.exited).toBe(0);
@@ -178,7 +164,7 @@ describe('a serve, ingest or process process runs under the sized engine, howeve
     // The directory as the next argument, which the workers' first version cut off (outside review).
     const sluice = await spawnSluice(env, 'ingest', ['--cpu-prof', '--cpu-prof-dir', profileDir]);
     try {
-      const workers = childrenOf(sluice.proc.pid);
+      const workers = childPids(sluice.proc.pid);
       expect(workers).toHaveLength(2);
       for (const pid of workers) expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).toContain(profileDir);
       // One warning a node at most, none here: both variables are set.
@@ -195,7 +181,7 @@ describe('a serve, ingest or process process runs under the sized engine, howeve
     dirs.push(profileDir);
     const sluice = await spawnSluice(ingestEnv({ SLUICE_WORKERS: '2', SLUICE_NODE_ID: 'engine4' }), 'ingest', ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]);
     try {
-      expect(childrenOf(sluice.proc.pid)).toHaveLength(2);
+      expect(childPids(sluice.proc.pid)).toHaveLength(2);
     } finally {
       sluice.proc.kill('SIGTERM');
       expect(await sluice.proc.exited).toBe(0);
