@@ -87,7 +87,8 @@ export function errorCodes(err: unknown, seen = new Set<unknown>()): string[] {
   const codes: string[] = [];
   if (typeof e.apiId === 'string') codes.push(e.apiId);
   // @platformatic/kafka turns the broker's UNKNOWN_TOPIC_OR_PARTITION into a UserError without the
-  // code (what a topic colliding with another under the ./_ rule gets): told by its message.
+  // code (what a topic colliding with another under the ./_ rule gets, and one still being created:
+  // topic-refusals.ts tells them apart): told by its message.
   if (e.code === 'PLT_KFK_USER' && typeof e.message === 'string' && e.message.startsWith('Unknown topic ')) codes.push('UNKNOWN_TOPIC_OR_PARTITION');
   if (Array.isArray(e.errors)) for (const inner of e.errors) codes.push(...errorCodes(inner, seen));
   if (e.cause !== undefined) codes.push(...errorCodes(e.cause, seen));

@@ -1,9 +1,10 @@
 import type { Compression, Guarantee } from '../core/modes.ts';
-import { metadataV12, Producer, type MessageToProduce } from '@platformatic/kafka';
+import { Producer, type Connection, type MessageToProduce } from '@platformatic/kafka';
 import { recordKey } from '../core/record.ts';
 import type { ClaimedRow } from '../core/record.ts';
-import { classifyFailure, describeKafkaError, errorCodes, kafkaError } from '../kafka/errors.ts';
+import { errorCodes, kafkaError } from '../kafka/errors.ts';
 import { javaCompatiblePartitioner } from '../kafka/partitioner.ts';
+import { topicRefusals as askTopicRefusals } from '../kafka/topic-refusals.ts';
 import { encodeProgress, progressKey } from './progress.ts';
 
 
@@ -33,9 +34,9 @@ export interface PartitionProducer {
    */
   publish(rows: readonly ClaimedRow[], beforeCommit?: () => Promise<void>): Promise<void>;
   /**
-   * Asks the cluster about these topics in one metadata request (creating them if the broker
-   * auto-creates): the broker's reason for each topic it refuses for good; a topic it takes (or an
-   * unanswered request) is not in the map.
+   * Asks the cluster about these topics (creating them if the broker auto-creates): the broker's
+   * reason for each topic it refuses for good; a topic it takes, is creating or could create (or an
+   * unanswered request) is not in the map. See kafka/topic-refusals.ts.
    */
   topicRefusals(topics: readonly string[]): Promise<Map<string, string>>;
   close(): Promise<void>;
@@ -184,23 +185,16 @@ export function createPublishing(opts: PublishingOptions): Publishing {
   const shared = new ProducerSlot(() => newProducer(opts, undefined));
   const slots = new Set<ProducerSlot>([shared]);
   let closed: Promise<void> | undefined;
-  // The raw request, not the client's metadata(): that retries a refused topic for ~0.5 s and then
+  // The raw requests, not the client's metadata(): that retries a refused topic for ~0.5 s and then
   // reports only the first refused topic of the request.
   const topicRefusals = async (topics: readonly string[]): Promise<Map<string, string>> => {
-    const refusals = new Map<string, string>();
+    let connection: Connection | undefined;
     try {
-      const [connection] = (await shared.get().connectToBrokers(null)).values();
-      if (connection !== undefined) await metadataV12.api.async(connection, [...topics], true, false);
-    } catch (err) {
-      const { errors, response } = err as { errors?: unknown; response?: { topics?: { name?: string | null }[] } };
-      if (!Array.isArray(errors)) return refusals;
-      for (const inner of errors as { path?: unknown }[]) {
-        const index = typeof inner.path === 'string' ? /^\/topics\/(\d+)$/.exec(inner.path)?.[1] : undefined;
-        const topic = index === undefined ? undefined : response?.topics?.[Number(index)]?.name;
-        if (typeof topic === 'string' && classifyFailure(inner) === 'refused') refusals.set(topic, describeKafkaError(inner));
-      }
+      [connection] = (await shared.get().connectToBrokers(null)).values();
+    } catch {
+      return new Map();
     }
-    return refusals;
+    return connection === undefined ? new Map() : askTopicRefusals(connection, topics, PRODUCER_SETTINGS.timeout);
   };
   return {
     guarantee: opts.guarantee,

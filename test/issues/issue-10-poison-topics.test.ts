@@ -75,7 +75,8 @@ describe('issue 10: hostile topics are refused at ingest and, if they get into t
     const dead = await status(clash.id);
     expect(dead?.attempts).toBe(1);
     expect(dead?.last_error).toContain(`topic ${base}_a refused by Kafka`);
-    expect(dead?.last_error).toContain('UNKNOWN_TOPIC_OR_PARTITION');
+    // The broker's own reason (its CreateTopics validation), not the metadata's UNKNOWN_TOPIC_OR_PARTITION.
+    expect(dead?.last_error).toContain(`INVALID_TOPIC_EXCEPTION: Topic '${base}_a' collides with existing topic: ${base}.a`);
     expect((await status(bystander.id))?.attempts).toBe(0);
   }, 60_000);
 });
