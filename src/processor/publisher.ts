@@ -39,6 +39,11 @@ export interface PartitionProducer {
    * unanswered request) is not in the map. See kafka/topic-refusals.ts.
    */
   topicRefusals(topics: readonly string[]): Promise<Map<string, string>>;
+  /**
+   * Whether `other` is sure to be refused as too large (MESSAGE_TOO_LARGE) on `refused`'s topic, now
+   * that `refused`, sent alone, was: see noSmallerRecord.
+   */
+  tooLargeAlike(refused: ClaimedRow, other: ClaimedRow): boolean;
   close(): Promise<void>;
 }
 
@@ -99,6 +104,28 @@ export function toKafkaMessages(rows: readonly ClaimedRow[]): Message[] {
     }
     return { topic: row.topic, key: recordKey(bytes.tenant_id, bytes.dedupe_key), value: bytes.payload, headers };
   });
+}
+
+/**
+ * Whether `other`'s record is no smaller than `refused`'s in each of its parts (key, value, headers)
+ * and goes to the same topic, uncompressed: a record batch of it alone is then no smaller than the
+ * one the broker refused for its size, and is refused alike (the limit is the topic's, the batch's
+ * framing the same). With compression a larger record can make a smaller batch: nothing is sure.
+ */
+export function noSmallerRecord(compression: Compression, refused: ClaimedRow, other: ClaimedRow): boolean {
+  if (compression !== 'none' || refused.topic !== other.topic) return false;
+  const [a, b] = [refused, other].map(recordParts);
+  if (a === undefined || b === undefined) return false;
+  return b.key >= a.key && b.value >= a.value && b.headers >= a.headers;
+}
+
+/** The byte lengths of a row's record's key, value and headers (names and values). */
+function recordParts(row: ClaimedRow): { key: number; value: number; headers: number } {
+  const { bytes } = row;
+  let headers = 0;
+  // toKafkaMessages builds its headers as a Map.
+  for (const [name, value] of (toKafkaMessages([row])[0]?.headers ?? new Map()) as Map<Buffer, Buffer | undefined>) headers += name.length + (value?.length ?? 0);
+  return { key: bytes.tenant_id.length + bytes.dedupe_key.length, value: bytes.payload.length, headers };
 }
 
 const RETRY_DELAY_MS = 10;
@@ -196,6 +223,7 @@ export function createPublishing(opts: PublishingOptions): Publishing {
     }
     return connection === undefined ? new Map() : askTopicRefusals(connection, topics, PRODUCER_SETTINGS.timeout);
   };
+  const tooLargeAlike = (refused: ClaimedRow, other: ClaimedRow): boolean => noSmallerRecord(opts.compression, refused, other);
   return {
     guarantee: opts.guarantee,
     forPartition(partition) {
@@ -216,6 +244,7 @@ export function createPublishing(opts: PublishingOptions): Publishing {
             await beforeCommit?.();
           },
           topicRefusals,
+          tooLargeAlike,
           close: async () => {},
         };
       }
@@ -279,6 +308,7 @@ export function createPublishing(opts: PublishingOptions): Publishing {
           }
         },
         topicRefusals,
+        tooLargeAlike,
         async close() {
           slots.delete(slot);
           await slot.replace();

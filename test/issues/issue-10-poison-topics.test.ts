@@ -79,6 +79,27 @@ describe('issue 10: hostile topics are refused at ingest and, if they get into t
     expect(dead?.last_error).toContain(`INVALID_TOPIC_EXCEPTION: Topic '${base}_a' collides with existing topic: ${base}.a`);
     expect((await status(bystander.id))?.attempts).toBe(0);
   }, 60_000);
+
+  test('regression (outside tester): writes to names another tenant squatted under ./_ die without opening their tenant\'s breaker; its next writes are published at once', async () => {
+    const base = `sq${Bun.randomUUIDv7().replaceAll('-', '')}`;
+    // The squatter's writes create x_a, …; the victim's to x.a, … are refused by the broker, one
+    // batch at a time (one more than the breaker's default threshold of 3).
+    for (let i = 0; i < 4; i++) {
+      const squat = (await (await postEvent(f.sluice.url, { dedupe_key: `squat-${i}`, payload: {}, topic: `${base}${i}_a` }, { 'X-Tenant-Id': 'squatter' })).json()) as { id: string };
+      await eventually(async () => (await status(squat.id))?.status === 'sent', 20_000, 'the squatter\'s record sent');
+    }
+    for (let i = 0; i < 4; i++) {
+      const victim = (await (await postEvent(f.sluice.url, { dedupe_key: `v-${i}`, payload: {}, topic: `${base}${i}.a` }, { 'X-Tenant-Id': 'victim' })).json()) as { id: string };
+      await eventually(async () => (await status(victim.id))?.status === 'dead', 20_000, 'the victim\'s squatted record dead');
+      expect((await status(victim.id))?.last_error).toContain(`collides with existing topic: ${base}${i}_a`);
+    }
+    const metrics = await (await fetch(`${f.sluice.url}/metrics`)).text();
+    expect(/^sluice_breaker_state\{tenant="victim"\} 0$/m.test(metrics)).toBe(true);
+    // Before, its breaker was open here and this record waited for the probe a minute later.
+    const good = (await (await postEvent(f.sluice.url, { dedupe_key: 'v-good', payload: {} }, { 'X-Tenant-Id': 'victim' })).json()) as { id: string };
+    await eventually(async () => (await status(good.id))?.status === 'sent', 10_000, 'the victim\'s good record sent');
+    expect((await status(good.id))?.attempts).toBe(0);
+  }, 120_000);
 });
 
 async function count(sql: Sql): Promise<{ rows: number }> {

@@ -348,8 +348,9 @@ test('regression (outside tester): a pass whose batch opened its tenant breaker 
     ingested_at: new Date().toISOString(),
   });
   try {
-    // Three too large (the built-in breaker opens at the third failure), two small ones behind them.
-    await insertRows(db.sql, [row('big1', 1_000), row('big2', 1_000), row('big3', 1_000), row('s1', 1), row('s2', 1)]);
+    // Three too large (the built-in breaker opens at the third failure), two small ones behind them;
+    // each smaller than the one before, so each is a verdict of its own.
+    await insertRows(db.sql, [row('big1', 1_000), row('big2', 900), row('big3', 800), row('s1', 1), row('s2', 1)]);
     await waitSettled(db.sql);
     task.start();
     const statuses = async () => (await db.sql<{ status: string }[]>`SELECT status FROM outbox ORDER BY id`).map((r) => r.status);
