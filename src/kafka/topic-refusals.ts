@@ -39,7 +39,7 @@ export async function topicRefusals(connection: Connection, topics: readonly str
   if (unknown.length === 0) return refusals;
   const creating: string[] = [];
   for (const [topic, f] of await validationFailures(connection, unknown, timeoutMs)) {
-    if (NEVER_CREATED.has(f.code)) refusals.set(topic, `${f.code}: ${f.detail ?? describeKafkaError(f.error)}`);
+    if (NEVER_CREATED.has(f.code)) refusals.set(topic, f.detail === null ? describeKafkaError(f.error) : `${f.code}: ${f.detail}`);
     else if (f.code === 'TOPIC_ALREADY_EXISTS') creating.push(topic);
   }
   const deadline = performance.now() + CREATION_WAIT_MS;

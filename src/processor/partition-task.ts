@@ -8,10 +8,11 @@ import { backoffMs } from '../core/backoff.ts';
 import { allocate, roundRobin, type Claimant } from './fair-share.ts';
 import { SluiceError } from '../errors.ts';
 import { classifyFailure, describeKafkaError, failureReason, kafkaError, type KafkaError } from '../kafka/errors.ts';
-import type { PartitionProducer } from './publisher.ts';
 import type { TenantControls } from './tenant-controls.ts';
 import { BackgroundLoop } from '../background-loop.ts';
-import type { Clock } from '../core/clock.ts';
+import { systemClock, type Clock } from '../core/clock.ts';
+import { KnownRefusals, tooLarge } from './known-refusals.ts';
+import { recordBatchBytes, type PartitionProducer } from './publisher.ts';
 
 /** Kafka's refusals of a record batch for its size: the same verdict for any record no smaller. */
 const SIZE_CODES = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE']);
@@ -100,10 +101,12 @@ export class PartitionTask {
   #recovered = false;
   /** The failures since the last good pass were warned about: their end is said at info. */
   #warned = false;
+  #known: KnownRefusals;
 
   constructor(opts: PartitionTaskOptions) {
     this.partition = opts.partition;
     this.#o = opts;
+    this.#known = new KnownRefusals(opts.clock ?? systemClock);
     this.#loop = new BackgroundLoop({
       name: `partition ${opts.partition}`,
       log: opts.log,
@@ -301,7 +304,7 @@ export class PartitionTask {
     }
     this.#cutByBytes = cutByBytes;
     if (claimed.length === 0) return none;
-    const rows = await this.#refuseByTopicRule(claimed);
+    const rows = await this.#refuseKnown(claimed);
     if (rows.length > 0) await this.#publish(rows);
     // A breaker this batch opened holds the tenant's later rows until it half-opens: time again.
     this.#held ||= [...grants.keys()].some((t) => controls.breaker(t).state !== 'closed');
@@ -323,22 +326,37 @@ export class PartitionTask {
   /**
    * Rows whose topic breaks the topic rule (ingest refuses them, but a row can come from an old
    * journal or straight from SQL) are dead at once and never reach the Kafka client: some such names
-   * (`__consumer_offsets`) crash it instead of failing. Returns the other rows.
+   * (`__consumer_offsets`) crash it instead of failing. So are rows Kafka lately refused alike (a
+   * refused name, a record over its topic's size limit: KnownRefusals), uncharged. Returns the others.
    */
-  async #refuseByTopicRule(rows: ClaimedRow[]): Promise<ClaimedRow[]> {
+  async #refuseKnown(rows: ClaimedRow[]): Promise<ClaimedRow[]> {
     // Asked once per topic, not per row: a batch holds few topics.
     const problems = new Map<string, string | undefined>();
     const problem = (topic: string): string | undefined => {
       if (!problems.has(topic)) problems.set(topic, this.#o.topicProblem(topic));
-      return problems.get(topic);
+      const p = problems.get(topic);
+      return p === undefined ? undefined : `topic ${topic} ${p}`;
     };
-    const refused = groupBy(
-      rows.filter((r) => problem(r.topic) !== undefined),
-      (r) => `topic ${r.topic} ${problem(r.topic)}`,
-    );
-    if (refused.size === 0) return rows;
-    for (const [error, dead] of refused) await this.#bury(dead, error, 'record refused by the topic rule; marked dead');
-    return rows.filter((r) => problem(r.topic) === undefined);
+    const reasons = new Map<ClaimedRow, string>();
+    for (const r of rows) {
+      const ruled = problem(r.topic);
+      const reason = ruled ?? this.#known.reason(r.topic, () => recordBatchBytes(r));
+      if (reason !== undefined) reasons.set(r, reason);
+    }
+    if (reasons.size === 0) return rows;
+    for (const [error, dead] of groupBy([...reasons.keys()], (r) => reasons.get(r) ?? '')) {
+      await this.#bury(dead, error, problem(dead[0]?.topic ?? '') !== undefined ? 'record refused by the topic rule; marked dead' : 'record refused as Kafka refused its topic or size lately; marked dead');
+    }
+    return rows.filter((r) => !reasons.has(r));
+  }
+
+  /**
+   * After `row`, sent alone, was refused for its size: its topic's limit, remembered when it explains
+   * the verdict (one read after an operator raised it does not) and the cluster says it plainly.
+   */
+  async #learnSizeLimit(row: ClaimedRow): Promise<void> {
+    const limit = await this.#o.producer.topicSizeLimit(row.topic);
+    if (limit !== undefined && recordBatchBytes(row) > limit) this.#known.sizeLimit(row.topic, limit);
   }
 
   /** Marks rows dead for good with their reason, counted and logged per tenant. */
@@ -380,8 +398,8 @@ export class PartitionTask {
   }
 
   /**
-   * One tenant's rows failed together. The topics among them the broker confirms it refuses (one
-   * metadata request for all) make their rows dead, uncharged to the tenant's breaker: that verdict
+   * One tenant's rows failed together. The topics among them the broker confirms it refuses (asked
+   * for all at once: kafka/topic-refusals.ts) make their rows dead, uncharged to the tenant's breaker: that verdict
    * is on a name, settled in one request however many topics, and says nothing of whether Kafka takes
    * the tenant's other writes (an outside tester's tenant, whose topic names another had squatted
    * under ./_, had its breaker opened and its good writes held a minute a probe). The rest is published once more, then per topic
@@ -398,7 +416,9 @@ export class PartitionTask {
       const refusals = await this.#o.producer.topicRefusals([...new Set(rows.map((r) => r.topic))]);
       if (refusals.size > 0) {
         for (const [topic, dead] of groupBy(rows.filter((r) => refusals.has(r.topic)), (r) => r.topic)) {
-          await this.#bury(dead, `topic ${topic} refused by Kafka: ${refusals.get(topic)}`, 'topic refused by Kafka for good; its records marked dead');
+          const refusal = refusals.get(topic) ?? '';
+          this.#known.refusedName(topic, refusal);
+          await this.#bury(dead, `topic ${topic} refused by Kafka: ${refusal}`, 'topic refused by Kafka for good; its records marked dead');
         }
         rest = rows.filter((r) => !refusals.has(r.topic));
       }
@@ -489,20 +509,26 @@ export class PartitionTask {
       const topic = rows[0]?.topic ?? '';
       const refusal = (await this.#o.producer.topicRefusals([topic])).get(topic);
       if (refusal !== undefined) {
+        this.#known.refusedName(topic, refusal);
         await this.#bury(rows, `topic ${topic} refused by Kafka: ${refusal}`, 'topic refused by Kafka for good; its records marked dead');
         return;
       }
+      // Not refused: a topic the broker was still creating (topicRefusals waited for it) takes the
+      // rows now, uncharged; one it could create but does not (auto-creation off) is charged below.
+      if ((await this.#attempt(rows)) === undefined) return;
     }
     if (kind === 'record') {
       if (rows.length === 1) {
         controls.breaker(tenant).failure();
         await this.#bury(rows, error, 'record rejected by Kafka for good; marked dead');
+        if (rows[0] !== undefined && failure.kafkaCodes.some((c) => SIZE_CODES.has(c))) await this.#learnSizeLimit(rows[0]);
         return;
       }
       // Which records? Each is tried alone; only those verdicts count for the breaker. A record too
-      // large alone condemns the group's records no smaller than it, at once and as one verdict: a
-      // flood of them died one a transaction, and one a breaker probe once three had opened it
-      // (outside tester: ~2,950 rows, the tenant's later writes held for what would have been days).
+      // large alone gives the topic's size limit: the group's records over it die at once with it, as
+      // one verdict, and later claims' before they are sent (KnownRefusals). A flood of them died one
+      // a transaction, then one a breaker probe once three had opened it (outside tester: ~2,950
+      // rows, the tenant's later writes held for what would have been days).
       const condemned = new Set<ClaimedRow>();
       for (const [i, row] of rows.entries()) {
         if (condemned.has(row)) continue;
@@ -512,11 +538,11 @@ export class PartitionTask {
         await this.#groupFailed([row], failed);
         // A row waiting for its retry holds the later ones back: they must not overtake it.
         if (failed.kind !== 'record') return;
-        if (!failed.kafkaCodes.some((c) => SIZE_CODES.has(c))) continue;
-        const alike = rows.slice(i + 1).filter((r) => !condemned.has(r) && this.#o.producer.tooLargeAlike(row, r));
-        if (alike.length === 0) continue;
-        for (const r of alike) condemned.add(r);
-        await this.#bury(alike, `${failed.message} (not sent alone: no smaller than record ${row.id}, which was refused so)`, 'records as large as one Kafka refused for its size; marked dead');
+        const limit = this.#known.limit(row.topic);
+        if (limit === undefined) continue;
+        const over = rows.slice(i + 1).filter((r) => !condemned.has(r) && recordBatchBytes(r) > limit);
+        for (const r of over) condemned.add(r);
+        if (over.length > 0) await this.#bury(over, tooLarge(row.topic, limit), 'records over their topic\'s size limit; marked dead');
       }
       return;
     }

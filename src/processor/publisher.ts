@@ -4,6 +4,8 @@ import { recordKey } from '../core/record.ts';
 import type { ClaimedRow } from '../core/record.ts';
 import { errorCodes, kafkaError } from '../kafka/errors.ts';
 import { javaCompatiblePartitioner } from '../kafka/partitioner.ts';
+import { singleRecordBatchBytes } from '../kafka/record-size.ts';
+import { uncompressedSizeLimit } from '../kafka/topic-limits.ts';
 import { topicRefusals as askTopicRefusals } from '../kafka/topic-refusals.ts';
 import { encodeProgress, progressKey } from './progress.ts';
 
@@ -40,10 +42,10 @@ export interface PartitionProducer {
    */
   topicRefusals(topics: readonly string[]): Promise<Map<string, string>>;
   /**
-   * Whether `other` is sure to be refused as too large (MESSAGE_TOO_LARGE) on `refused`'s topic, now
-   * that `refused`, sent alone, was: see noSmallerRecord.
+   * The largest record batch `topic` takes, when the broker holds an uncompressed batch as sluice sent
+   * it against it (see kafka/topic-limits.ts); undefined when not sure, or when sluice compresses.
    */
-  tooLargeAlike(refused: ClaimedRow, other: ClaimedRow): boolean;
+  topicSizeLimit(topic: string): Promise<number | undefined>;
   close(): Promise<void>;
 }
 
@@ -106,26 +108,11 @@ export function toKafkaMessages(rows: readonly ClaimedRow[]): Message[] {
   });
 }
 
-/**
- * Whether `other`'s record is no smaller than `refused`'s in each of its parts (key, value, headers)
- * and goes to the same topic, uncompressed: a record batch of it alone is then no smaller than the
- * one the broker refused for its size, and is refused alike (the limit is the topic's, the batch's
- * framing the same). With compression a larger record can make a smaller batch: nothing is sure.
- */
-export function noSmallerRecord(compression: Compression, refused: ClaimedRow, other: ClaimedRow): boolean {
-  if (compression !== 'none' || refused.topic !== other.topic) return false;
-  const [a, b] = [refused, other].map(recordParts);
-  if (a === undefined || b === undefined) return false;
-  return b.key >= a.key && b.value >= a.value && b.headers >= a.headers;
-}
-
-/** The byte lengths of a row's record's key, value and headers (names and values). */
-function recordParts(row: ClaimedRow): { key: number; value: number; headers: number } {
-  const { bytes } = row;
-  let headers = 0;
+/** The bytes of the record batch a row's record makes alone, uncompressed (kafka/record-size.ts). */
+export function recordBatchBytes(row: ClaimedRow): number {
+  const [m] = toKafkaMessages([row]);
   // toKafkaMessages builds its headers as a Map.
-  for (const [name, value] of (toKafkaMessages([row])[0]?.headers ?? new Map()) as Map<Buffer, Buffer | undefined>) headers += name.length + (value?.length ?? 0);
-  return { key: bytes.tenant_id.length + bytes.dedupe_key.length, value: bytes.payload.length, headers };
+  return singleRecordBatchBytes({ key: m?.key, value: m?.value, headers: (m?.headers ?? new Map()) as Map<Buffer, Buffer | undefined> });
 }
 
 const RETRY_DELAY_MS = 10;
@@ -223,7 +210,15 @@ export function createPublishing(opts: PublishingOptions): Publishing {
     }
     return connection === undefined ? new Map() : askTopicRefusals(connection, topics, PRODUCER_SETTINGS.timeout);
   };
-  const tooLargeAlike = (refused: ClaimedRow, other: ClaimedRow): boolean => noSmallerRecord(opts.compression, refused, other);
+  const topicSizeLimit = async (topic: string): Promise<number | undefined> => {
+    if (opts.compression !== 'none') return undefined;
+    try {
+      const [connection] = (await shared.get().connectToBrokers(null)).values();
+      return connection === undefined ? undefined : await uncompressedSizeLimit(connection, topic);
+    } catch {
+      return undefined;
+    }
+  };
   return {
     guarantee: opts.guarantee,
     forPartition(partition) {
@@ -244,7 +239,7 @@ export function createPublishing(opts: PublishingOptions): Publishing {
             await beforeCommit?.();
           },
           topicRefusals,
-          tooLargeAlike,
+          topicSizeLimit,
           close: async () => {},
         };
       }
@@ -308,7 +303,7 @@ export function createPublishing(opts: PublishingOptions): Publishing {
           }
         },
         topicRefusals,
-        tooLargeAlike,
+        topicSizeLimit,
         async close() {
           slots.delete(slot);
           await slot.replace();

@@ -95,6 +95,15 @@ describe('issue 10: hostile topics are refused at ingest and, if they get into t
     }
     const metrics = await (await fetch(`${f.sluice.url}/metrics`)).text();
     expect(/^sluice_breaker_state\{tenant="victim"\} 0$/m.test(metrics)).toBe(true);
+    // Uncharged, but not free to repeat: a name refused within the last minute is refused before it
+    // is sent, so more writes to it abort nobody's transaction.
+    const aborted = (text: string): number => Number(/^sluice_kafka_transactions_total\{result="aborted"\} (\d+)$/m.exec(text)?.[1] ?? 0);
+    for (let i = 0; i < 3; i++) {
+      const again = (await (await postEvent(f.sluice.url, { dedupe_key: `again-${i}`, payload: {}, topic: `${base}0.a` }, { 'X-Tenant-Id': 'victim' })).json()) as { id: string };
+      await eventually(async () => (await status(again.id))?.status === 'dead', 20_000, 'the repeat to a refused name dead');
+      expect((await status(again.id))?.last_error).toBe(`topic ${base}0.a refused by Kafka: INVALID_TOPIC_EXCEPTION: Topic '${base}0.a' collides with existing topic: ${base}0_a`);
+    }
+    expect(aborted(await (await fetch(`${f.sluice.url}/metrics`)).text())).toBe(aborted(metrics));
     // Before, its breaker was open here and this record waited for the probe a minute later.
     const good = (await (await postEvent(f.sluice.url, { dedupe_key: 'v-good', payload: {} }, { 'X-Tenant-Id': 'victim' })).json()) as { id: string };
     await eventually(async () => (await status(good.id))?.status === 'sent', 10_000, 'the victim\'s good record sent');

@@ -330,17 +330,17 @@ test('regression (outside tester): a task whose producer Kafka fenced stops, giv
 test('regression (outside tester): a pass whose batch opened its tenant breaker says its partition is held, so the poll keeps waking it until the breaker half-opens', async () => {
   await db.sql`TRUNCATE outbox`;
   const brokers = await testBrokers();
-  const tiny = `tiny.${Bun.randomUUIDv7()}`;
-  // Records over 600 bytes are refused for good, each a failure for the breaker.
-  await createTopic(brokers, tiny, 600);
+  // Records over 600 bytes are refused for good, each topic's first a failure for the breaker.
+  const tinies = [1, 2, 3].map((i) => `tiny${i}.${Bun.randomUUIDv7()}`);
+  for (const tiny of tinies) await createTopic(brokers, tiny, 600);
   const publishing = publishingAs('held-test', brokers);
   // Woken by inserts, as a serve node's processor is: nothing runs a pass after one that drained its partition.
   const task = taskOn(publishing.forPartition(0), { lastCommitted: async () => [], insertsWake: true });
-  const row = (key: string, pad: number): NewOutboxRow => ({
+  const row = (key: string, pad: number, topic = tinies[0] ?? ''): NewOutboxRow => ({
     tenant_id: 'acme',
     dedupe_key: key,
     partition: 0,
-    topic: tiny,
+    topic,
     payload: JSON.stringify({ pad: 'x'.repeat(pad) }),
     headers: {},
     request_id: key,
@@ -348,9 +348,9 @@ test('regression (outside tester): a pass whose batch opened its tenant breaker 
     ingested_at: new Date().toISOString(),
   });
   try {
-    // Three too large (the built-in breaker opens at the third failure), two small ones behind them;
-    // each smaller than the one before, so each is a verdict of its own.
-    await insertRows(db.sql, [row('big1', 1_000), row('big2', 900), row('big3', 800), row('s1', 1), row('s2', 1)]);
+    // Three too large, each for its own topic, so each is a verdict of its own (the built-in breaker
+    // opens at the third failure); two small ones behind the third, in its topic's group.
+    await insertRows(db.sql, [row('big1', 1_000, tinies[0]), row('big2', 1_000, tinies[1]), row('big3', 1_000, tinies[2]), row('s1', 1, tinies[2]), row('s2', 1, tinies[2])]);
     await waitSettled(db.sql);
     task.start();
     const statuses = async () => (await db.sql<{ status: string }[]>`SELECT status FROM outbox ORDER BY id`).map((r) => r.status);

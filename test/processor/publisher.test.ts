@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'bun:test';
 import { Producer } from '@platformatic/kafka';
 import { errorCodes } from '../../src/kafka/errors.ts';
-import { noSmallerRecord, retryDelayMs, toKafkaMessages } from '../../src/processor/publisher.ts';
+import { retryDelayMs, toKafkaMessages } from '../../src/processor/publisher.ts';
 import { claimedRow } from '../support/claimed-text.ts';
 import { testBrokers } from '../support/kafka.ts';
 
@@ -63,21 +63,6 @@ describe('the Kafka records of a batch', () => {
       ['tenant_id', 'zeta'],
       ['tenant_id', 'acme'],
     ]);
-  });
-});
-
-describe('a record no smaller than one refused for its size', () => {
-  const refused = row({ id: '7', payload: `{"blob":"${'x'.repeat(100)}"}` });
-  test('larger or equal in key, value and headers, same topic, uncompressed: refused alike', () => {
-    expect(noSmallerRecord('none', refused, row({ id: '8', payload: `{"blob":"${'x'.repeat(100)}"}` }))).toBe(true);
-    expect(noSmallerRecord('none', refused, row({ id: '9', dedupe_key: 'order-10', payload: `{"blob":"${'y'.repeat(200)}"}` }))).toBe(true);
-  });
-  test('smaller in any part, another topic, or compressed: not sure, so tried alone', () => {
-    expect(noSmallerRecord('none', refused, row({ id: '8', payload: `{"blob":"${'x'.repeat(99)}"}` }))).toBe(false);
-    expect(noSmallerRecord('none', refused, row({ id: '8', dedupe_key: 'o-1', payload: `{"blob":"${'x'.repeat(500)}"}` }))).toBe(false);
-    expect(noSmallerRecord('none', refused, row({ id: '8', request_id: null, payload: `{"blob":"${'x'.repeat(500)}"}` }))).toBe(false);
-    expect(noSmallerRecord('none', refused, row({ id: '8', topic: 'acme.other', payload: `{"blob":"${'x'.repeat(500)}"}` }))).toBe(false);
-    expect(noSmallerRecord('gzip', refused, row({ id: '8', payload: `{"blob":"${'x'.repeat(500)}"}` }))).toBe(false);
   });
 });
 

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { sha256 } from '../../src/tenant-tokens.ts';
 import { testBrokers } from '../support/kafka.ts';
 import { createTestDatabase, type TestDatabase } from '../support/postgres.ts';
+import { prng, testSeed } from '../support/seed.ts';
 import { eventually, startSluice, type TestSluice } from '../support/sluice.ts';
 
 /**
@@ -19,6 +20,9 @@ describe('one tenant failing or bursting does not stall the others', () => {
   let dir: string;
   const tinyTopic = `tiny.${Bun.randomUUIDv7()}`;
   const floodTopic = `flood.${Bun.randomUUIDv7()}`;
+  // "bad"'s default topic and five more like it: a topic's first record refused for its size is a
+  // verdict of its own (the rest over its limit die with it: the flood test).
+  const tinies = [tinyTopic, ...[1, 2, 3, 4, 5].map((i) => `${tinyTopic}-${i}`)];
   const token = (tenant: string) => `token-${tenant}-secret`;
 
   beforeAll(async () => {
@@ -28,7 +32,7 @@ describe('one tenant failing or bursting does not stall the others', () => {
     const admin = new Admin({ clientId: 'test-admin', bootstrapBrokers: brokers });
     try {
       // Every record of the tenant "bad" is too large for its topic.
-      await admin.createTopics({ topics: [tinyTopic, floodTopic], partitions: 1, replicas: 1, configs: [{ name: 'max.message.bytes', value: '600' }] });
+      await admin.createTopics({ topics: [...tinies, floodTopic], partitions: 1, replicas: 1, configs: [{ name: 'max.message.bytes', value: '600' }] });
     } finally {
       await admin.close();
     }
@@ -90,10 +94,9 @@ describe('one tenant failing or bursting does not stall the others', () => {
   }
 
   test('a tenant whose records Kafka refuses: its breaker opens, the others keep flowing, and it recovers', async () => {
-    // Each smaller than the one before, so each is a verdict of its own (one no smaller than a
-    // refused one dies with it: the next test).
-    const big = (i: number) => ({ blob: 'x'.repeat(2_000 - 100 * i) });
-    expect((await postBatch('bad', Array.from({ length: 6 }, (_, i) => ({ dedupe_key: `bad-${i}`, payload: big(i) })))).status).toBe(202);
+    const big = { blob: 'x'.repeat(2_000) };
+    // One record for each of six topics that refuse it, so each is a verdict of its own.
+    expect((await postBatch('bad', tinies.map((topic, i) => ({ dedupe_key: `bad-${i}`, topic, payload: big })))).status).toBe(202);
     // Half of "good"'s records while "bad"'s fail, half after its breaker opened.
     for (let i = 0; i < 10; i++) expect((await post('good', { dedupe_key: `good-${i}`, payload: { i } })).status).toBe(202);
     // Rejected for good: dead at once, each a failure for the breaker; three open it and the
@@ -118,7 +121,7 @@ describe('one tenant failing or bursting does not stall the others', () => {
     const admin = new Admin({ clientId: 'test-admin', bootstrapBrokers: brokers });
     try {
       await admin.alterConfigs({
-        resources: [{ resourceType: ConfigResourceTypes.TOPIC, resourceName: tinyTopic, configs: [{ name: 'max.message.bytes', value: '1048576' }] }],
+        resources: tinies.map((resourceName) => ({ resourceType: ConfigResourceTypes.TOPIC, resourceName, configs: [{ name: 'max.message.bytes', value: '1048576' }] })),
       });
     } finally {
       await admin.close();
@@ -128,31 +131,36 @@ describe('one tenant failing or bursting does not stall the others', () => {
     expect(await statuses('bad')).toEqual({ dead: 3, sent: 3 });
   }, 60_000);
 
-  test('regression: a flood of records too large for their topic dies at once, and the tenant\'s next write to another topic is published', async () => {
+  test('regression: a flood of records too large for their topic, of mixed sizes over several claims, dies at once, and the tenant\'s next write to another topic is published', async () => {
     const aborted = async (): Promise<number> => Number(/^sluice_kafka_transactions_total\{result="aborted"\} (\d+)$/m.exec(await (await fetch(`${sluice.url}/metrics`)).text())?.[1] ?? 0);
     const abortedBefore = await aborted();
-    const FLOOD = 300;
-    const lines = Array.from({ length: FLOOD }, (_, i) => ({ dedupe_key: `flood-${String(i).padStart(4, '0')}`, topic: floodTopic, payload: { blob: 'x'.repeat(3_000) } }));
-    expect((await postBatch('flood', lines)).status).toBe(202);
+    const rand = prng(testSeed('too-large flood'));
+    const FLOOD = 1_000;
+    // ~3.5 MB: four claims of SLUICE_PUBLISH_MAX_BYTES' 900,000; keys and payloads of every size.
+    const lines = Array.from({ length: FLOOD }, (_, i) => ({
+      dedupe_key: `flood-${i}-${'k'.repeat(Math.floor(rand() * 40))}`,
+      topic: floodTopic,
+      payload: { blob: 'x'.repeat(2_500 + Math.floor(rand() * 1_000)) },
+    }));
+    for (let i = 0; i < FLOOD; i += 250) expect((await postBatch('flood', lines.slice(i, i + 250))).status).toBe(202);
     expect((await post('flood', { dedupe_key: 'flood-good', payload: { ok: true } })).status).toBe(202);
     // Outside tester: ~2,950 such rows died one a transaction, then one a breaker probe once three
     // had opened the tenant's breaker; its later writes, to any topic, waited behind them.
     await eventually(async () => (await statuses('flood')).dead === FLOOD, 20_000, 'every too-large record dead');
     await eventually(async () => (await statuses('flood')).sent === 1, 20_000, 'the tenant\'s good record sent');
-    const rows = await db.sql<{ dedupe_key: string; attempts: number; last_error: string | null }[]>`
-      SELECT dedupe_key, attempts, last_error FROM outbox WHERE tenant_id = 'flood' AND status = 'dead' ORDER BY id`;
+    const rows = await db.sql<{ attempts: number; last_error: string | null }[]>`
+      SELECT attempts, last_error FROM outbox WHERE tenant_id = 'flood' AND status = 'dead' ORDER BY id`;
     expect(rows).toHaveLength(FLOOD);
     expect(rows.every((r) => r.attempts === 1 && r.last_error?.startsWith('MESSAGE_TOO_LARGE'))).toBe(true);
-    // One record tried alone a claimed batch (300 rows of ~3.5 KB over SLUICE_PUBLISH_MAX_BYTES'
-    // 900,000: two), the rest dead with it, naming it.
-    const verdicts = rows.filter((r) => !r.last_error?.includes('(not sent alone:'));
-    expect(verdicts.length).toBeGreaterThanOrEqual(1);
-    expect(verdicts.length).toBeLessThanOrEqual(2);
-    for (const r of rows) if (!verdicts.includes(r)) expect(r.last_error).toMatch(/\(not sent alone: no smaller than record \d+, which was refused so\)$/);
-    // Two verdicts at most: the breaker, which opens at 3 failures (the default), stayed closed.
+    // One record tried alone gave the topic's limit; every other died by it, in its claim or before
+    // later claims were sent.
+    const tried = rows.filter((r) => !r.last_error?.includes('(not sent: one over it was refused alone)'));
+    expect(tried).toHaveLength(1);
+    expect(rows.filter((r) => r.last_error === `MESSAGE_TOO_LARGE: alone, its record batch is over topic ${floodTopic}'s max.message.bytes of 600 (not sent: one over it was refused alone)`)).toHaveLength(FLOOD - 1);
+    // One verdict: the breaker, which opens at 3 failures (the default), stayed closed.
     expect(await breakerState('flood')).toBe(0);
-    // A claim's batch, the tenant alone, the topic's group, its first record alone: a few transactions, not one a record.
-    expect((await aborted()) - abortedBefore).toBeLessThanOrEqual(8);
+    // The first claim's batch and its first record alone: not one transaction a record, nor a claim.
+    expect((await aborted()) - abortedBefore).toBeLessThanOrEqual(4);
   }, 60_000);
 
   test('a tenant bursting 10x its quota is throttled to it, and a quiet tenant is not delayed', async () => {
