@@ -32,6 +32,11 @@ export class KnownRefusals {
     this.#remember(topic, { kind: 'size', limit, until: this.#clock.now() + KNOWN_REFUSAL_MS });
   }
 
+  /** Nothing remembered: the claim's rows need no lookup (the usual case). */
+  get empty(): boolean {
+    return this.#known.size === 0;
+  }
+
   /** `topic`'s size limit, if one is known now. */
   limit(topic: string): number | undefined {
     const known = this.#current(topic);
@@ -42,7 +47,7 @@ export class KnownRefusals {
   reason(topic: string, batchBytes: () => number): string | undefined {
     const known = this.#current(topic);
     if (known === undefined) return undefined;
-    if (known.kind === 'name') return `topic ${topic} refused by Kafka: ${known.reason}`;
+    if (known.kind === 'name') return refusedByKafka(topic, known.reason);
     return batchBytes() > known.limit ? tooLarge(topic, known.limit) : undefined;
   }
 
@@ -63,6 +68,11 @@ export class KnownRefusals {
       if (oldest !== undefined) this.#known.delete(oldest);
     }
   }
+}
+
+/** The last_error of a record whose topic the broker refuses, in its words. */
+export function refusedByKafka(topic: string, refusal: string): string {
+  return `topic ${topic} refused by Kafka: ${refusal}`;
 }
 
 /** The last_error of a record over its topic's limit, found without sending it. */

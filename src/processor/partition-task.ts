@@ -11,7 +11,7 @@ import { classifyFailure, describeKafkaError, failureReason, kafkaError, type Ka
 import type { TenantControls } from './tenant-controls.ts';
 import { BackgroundLoop } from '../background-loop.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
-import { KnownRefusals, tooLarge } from './known-refusals.ts';
+import { KnownRefusals, refusedByKafka, tooLarge } from './known-refusals.ts';
 import { recordBatchBytes, type PartitionProducer } from './publisher.ts';
 
 /** Kafka's refusals of a record batch for its size: the same verdict for any record no smaller. */
@@ -334,20 +334,28 @@ export class PartitionTask {
     const problems = new Map<string, string | undefined>();
     const problem = (topic: string): string | undefined => {
       if (!problems.has(topic)) problems.set(topic, this.#o.topicProblem(topic));
-      const p = problems.get(topic);
-      return p === undefined ? undefined : `topic ${topic} ${p}`;
+      return problems.get(topic);
     };
-    const reasons = new Map<ClaimedRow, string>();
+    const live: ClaimedRow[] = [];
+    const dead = new Map<string, { rows: ClaimedRow[]; msg: string }>();
     for (const r of rows) {
       const ruled = problem(r.topic);
-      const reason = ruled ?? this.#known.reason(r.topic, () => recordBatchBytes(r));
-      if (reason !== undefined) reasons.set(r, reason);
+      let reason = ruled === undefined ? undefined : `topic ${r.topic} ${ruled}`;
+      let msg = 'record refused by the topic rule; marked dead';
+      if (reason === undefined && !this.#known.empty) {
+        reason = this.#known.reason(r.topic, () => recordBatchBytes(r));
+        msg = 'record refused as Kafka refused its topic or size lately; marked dead';
+      }
+      if (reason === undefined) {
+        live.push(r);
+        continue;
+      }
+      const entry = dead.get(reason) ?? { rows: [], msg };
+      entry.rows.push(r);
+      dead.set(reason, entry);
     }
-    if (reasons.size === 0) return rows;
-    for (const [error, dead] of groupBy([...reasons.keys()], (r) => reasons.get(r) ?? '')) {
-      await this.#bury(dead, error, problem(dead[0]?.topic ?? '') !== undefined ? 'record refused by the topic rule; marked dead' : 'record refused as Kafka refused its topic or size lately; marked dead');
-    }
-    return rows.filter((r) => !reasons.has(r));
+    for (const [error, { rows: these, msg }] of dead) await this.#bury(these, error, msg);
+    return live;
   }
 
   /**
@@ -357,6 +365,12 @@ export class PartitionTask {
   async #learnSizeLimit(row: ClaimedRow): Promise<void> {
     const limit = await this.#o.producer.topicSizeLimit(row.topic);
     if (limit !== undefined && recordBatchBytes(row) > limit) this.#known.sizeLimit(row.topic, limit);
+  }
+
+  /** A topic the broker confirmed it refuses: its rows dead, uncharged, and later ones for a minute (KnownRefusals). */
+  async #buryRefused(rows: ClaimedRow[], topic: string, refusal: string): Promise<void> {
+    this.#known.refusedName(topic, refusal);
+    await this.#bury(rows, refusedByKafka(topic, refusal), 'topic refused by Kafka for good; its records marked dead');
   }
 
   /** Marks rows dead for good with their reason, counted and logged per tenant. */
@@ -399,10 +413,11 @@ export class PartitionTask {
 
   /**
    * One tenant's rows failed together. The topics among them the broker confirms it refuses (asked
-   * for all at once: kafka/topic-refusals.ts) make their rows dead, uncharged to the tenant's breaker: that verdict
-   * is on a name, settled in one request however many topics, and says nothing of whether Kafka takes
-   * the tenant's other writes (an outside tester's tenant, whose topic names another had squatted
-   * under ./_, had its breaker opened and its good writes held a minute a probe). The rest is published once more, then per topic
+   * for all at once: kafka/topic-refusals.ts) make their rows dead, uncharged to the tenant's
+   * breaker: that verdict is on a name, settled in one request however many topics, and says nothing
+   * of whether Kafka takes the tenant's other writes (an outside tester's tenant, whose topic names
+   * another had squatted under ./_, had its breaker opened and its good writes held a minute a
+   * probe). The rest is published once more, then per topic
    * so only the culprit topic is charged, until the tenant's breaker opens: its remaining rows then
    * wait, uncharged, like any tenant's behind an open breaker. `alone`: the tenant's rows were the
    * whole batch, so if its topics fail alike for a reason that is not a record's (up to
@@ -416,9 +431,7 @@ export class PartitionTask {
       const refusals = await this.#o.producer.topicRefusals([...new Set(rows.map((r) => r.topic))]);
       if (refusals.size > 0) {
         for (const [topic, dead] of groupBy(rows.filter((r) => refusals.has(r.topic)), (r) => r.topic)) {
-          const refusal = refusals.get(topic) ?? '';
-          this.#known.refusedName(topic, refusal);
-          await this.#bury(dead, `topic ${topic} refused by Kafka: ${refusal}`, 'topic refused by Kafka for good; its records marked dead');
+          await this.#buryRefused(dead, topic, refusals.get(topic) ?? '');
         }
         rest = rows.filter((r) => !refusals.has(r.topic));
       }
@@ -509,8 +522,7 @@ export class PartitionTask {
       const topic = rows[0]?.topic ?? '';
       const refusal = (await this.#o.producer.topicRefusals([topic])).get(topic);
       if (refusal !== undefined) {
-        this.#known.refusedName(topic, refusal);
-        await this.#bury(rows, `topic ${topic} refused by Kafka: ${refusal}`, 'topic refused by Kafka for good; its records marked dead');
+        await this.#buryRefused(rows, topic, refusal);
         return;
       }
       // Not refused: a topic the broker was still creating (topicRefusals waited for it) takes the

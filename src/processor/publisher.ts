@@ -199,25 +199,23 @@ export function createPublishing(opts: PublishingOptions): Publishing {
   const shared = new ProducerSlot(() => newProducer(opts, undefined));
   const slots = new Set<ProducerSlot>([shared]);
   let closed: Promise<void> | undefined;
-  // The raw requests, not the client's metadata(): that retries a refused topic for ~0.5 s and then
-  // reports only the first refused topic of the request.
-  const topicRefusals = async (topics: readonly string[]): Promise<Map<string, string>> => {
-    let connection: Connection | undefined;
+  // A connection of the shared producer, for the raw requests below; none when no broker answers.
+  const anyConnection = async (): Promise<Connection | undefined> => {
     try {
-      [connection] = (await shared.get().connectToBrokers(null)).values();
-    } catch {
-      return new Map();
-    }
-    return connection === undefined ? new Map() : askTopicRefusals(connection, topics, PRODUCER_SETTINGS.timeout);
-  };
-  const topicSizeLimit = async (topic: string): Promise<number | undefined> => {
-    if (opts.compression !== 'none') return undefined;
-    try {
-      const [connection] = (await shared.get().connectToBrokers(null)).values();
-      return connection === undefined ? undefined : await uncompressedSizeLimit(connection, topic);
+      return (await shared.get().connectToBrokers(null)).values().next().value;
     } catch {
       return undefined;
     }
+  };
+  // The raw requests, not the client's metadata(): that retries a refused topic for ~0.5 s and then
+  // reports only the first refused topic of the request.
+  const topicRefusals = async (topics: readonly string[]): Promise<Map<string, string>> => {
+    const connection = await anyConnection();
+    return connection === undefined ? new Map() : askTopicRefusals(connection, topics, PRODUCER_SETTINGS.timeout);
+  };
+  const topicSizeLimit = async (topic: string): Promise<number | undefined> => {
+    const connection = opts.compression === 'none' ? await anyConnection() : undefined;
+    return connection === undefined ? undefined : uncompressedSizeLimit(connection, topic);
   };
   return {
     guarantee: opts.guarantee,
