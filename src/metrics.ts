@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, type LabelValues } from 'prom-client';
 import { INCIDENT_KINDS } from './journal/integrity.ts';
+import { TalliedHistogram } from './tallied-histogram.ts';
 import { VERSION } from './version.ts';
 
 /**
@@ -9,7 +10,7 @@ import { VERSION } from './version.ts';
 export interface Metrics {
   readonly registry: Registry;
   readonly ingestRequests: Counter<'status' | 'tenant'>;
-  readonly ingestLatency: Histogram<'status'>;
+  readonly ingestLatency: TalliedHistogram<'status'>;
   readonly ingestEvents: Counter<'tenant' | 'result'>;
   /** The ingest route's counts of ingestRequests and ingestEvents, gathered between reads (see CounterTally). */
   readonly ingestTally: IngestTally;
@@ -150,10 +151,10 @@ export function createMetrics(): Metrics {
   return {
     registry,
     ingestRequests,
-    ingestLatency: new Histogram({
+    ingestLatency: new TalliedHistogram({
       name: 'sluice_ingest_request_duration_seconds',
       help: 'Ingest request latency from arrival to response, by status.',
-      labelNames: ['status'],
+      label: 'status',
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: reg,
     }),

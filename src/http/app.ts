@@ -129,7 +129,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     hold?.release();
     const status = String(response.status);
     metrics.ingestTally.request(status, tenant === UNKNOWN_TENANT || tenant === MIXED_TENANTS ? tenant : deps.tenants.metricLabel(tenant));
-    metrics.ingestLatency.observe({ status }, (performance.now() - started) / 1000);
+    metrics.ingestLatency.observeOne(status, (performance.now() - started) / 1000);
     return response;
   };
   if (ingest !== undefined) {
