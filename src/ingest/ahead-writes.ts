@@ -10,6 +10,8 @@ import type { Durability, HeldBody, WritePath, WritePathOptions, WriteResult } f
 export type AheadWritesOptions = Pick<WritePathOptions, 'nodeId' | 'journal' | 'progress' | 'recentKeys' | 'maxUnforwarded' | 'log' | 'clock'> & {
   /** When a write is answered: after its journal fsync (fast_ack), or once it is queued (background). */
   answer: 'journaled' | 'queued';
+  /** Whether the forwarder's passes are failing now (the outbox down, say). */
+  forwarderFailing?: () => boolean;
 };
 
 const BACKGROUND_RETRY_MAX_MS = 5_000;
@@ -59,14 +61,21 @@ export class AheadWrites implements WritePath {
     if (this.#waiting() + envelopes.length <= this.#o.maxUnforwarded) return this.#writeAhead(envelopes, body);
     // Only past the limit is it worth looking keys up twice: a repeat of a held key takes no room and
     // is answered as a duplicate however full the backlog is.
-    const fresh = envelopes.filter((e) => !this.#o.recentKeys.has(e.tenant_id, e.dedupe_key)).length;
+    const fresh = this.#fresh(envelopes);
     if (fresh === 0 || this.#waiting() + fresh <= this.#o.maxUnforwarded) return this.#writeAhead(envelopes, body);
-    return this.#roomFor(fresh).then(() => this.#writeAhead(envelopes, body));
+    return this.#writeWhenRoom(envelopes, body);
   }
 
   /** Resolves once every background write is journaled. */
   async drain(): Promise<void> {
     while (this.#background.size > 0) await Promise.all(this.#background);
+  }
+
+  /** The request's writes that need room: a repeat of a key the node holds takes none. */
+  #fresh(envelopes: readonly Envelope[]): number {
+    let fresh = 0;
+    for (const e of envelopes) if (!this.#o.recentKeys.has(e.tenant_id, e.dedupe_key)) fresh++;
+    return fresh;
   }
 
   #waiting(): number {
@@ -76,17 +85,26 @@ export class AheadWrites implements WritePath {
   /**
    * Past the limit a write waits (a little) for the forwarder rather than being refused at once:
    * under sustained overload ingest then runs at the outbox's pace, and requests parsed only to be
-   * refused do not eat the CPU the forwarder needs.
+   * refused do not eat the CPU the forwarder needs. Not while the forwarder is failing: no room
+   * opens then, and holding the client for the wait would only turn a prompt 429 into a timeout.
+   *
+   * The room is taken by #writeAhead in the same turn as the check that found it. When the
+   * forwarder moved, every waiting write wakes: had each taken its room in a later turn, all of them
+   * would have seen the same room (an outside test: 417,000 waiting at a limit of 200,000).
    */
-  async #roomFor(events: number): Promise<void> {
+  async #writeWhenRoom(envelopes: Envelope[], body: HeldBody | undefined): Promise<WriteResult[]> {
     const deadline = this.#clock.now() + ROOM_WAIT_MS;
     const { forwarded } = this.#o.progress;
-    while (this.#waiting() + events > this.#o.maxUnforwarded) {
+    // Counted again at each look: a key held when the wait began may have aged out of the index since.
+    while (this.#waiting() + this.#fresh(envelopes) > this.#o.maxUnforwarded) {
+      // Its error is not the client's to read (an operator's is in /readyz and the log).
+      const failing = this.#o.forwarderFailing?.() === true;
       const left = deadline - this.#clock.now();
-      if (left <= 0) {
+      if (left <= 0 || failing) {
+        const why = failing ? ', and the forwarder is failing to insert them' : '';
         throw new SluiceError(
           'backlog_full',
-          `${this.#waiting()} journaled records are waiting for the outbox (limit SLUICE_MAX_UNFORWARDED=${this.#o.maxUnforwarded}); retry shortly`,
+          `${this.#waiting()} journaled records are waiting for the outbox (limit SLUICE_MAX_UNFORWARDED=${this.#o.maxUnforwarded})${why}; retry shortly`,
           { retryAfter: 1 },
         );
       }
@@ -94,6 +112,7 @@ export class AheadWrites implements WritePath {
       await Promise.race([forwarded.next(forwarded.value, waited.signal), this.#left.next(this.#left.value, waited.signal), this.#clock.sleep(left, waited.signal)]);
       waited.abort();
     }
+    return this.#writeAhead(envelopes, body);
   }
 
   #writeAhead(envelopes: Envelope[], body: HeldBody | undefined): Promise<WriteResult[]> {

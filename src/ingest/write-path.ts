@@ -116,7 +116,9 @@ export async function startWritePath(o: WritePathOptions & { forwarder: Forwarde
   follow(progress.forwarded, stopped.signal, (seq) => recentKeys.forwarded(seq));
   const snapshots = new KeySnapshots({ nodeDir: journal.nodeDir, keys: recentKeys, intervalMs: o.snapshotMs, log });
   snapshots.start();
-  const writePath = new AheadWrites({ answer: o.mode === 'fast_ack' ? 'journaled' : 'queued', nodeId, journal, progress, recentKeys, maxUnforwarded, log, ...clock });
+  const { forwarder } = o;
+  const forwarderFailing = (): boolean => forwarder.failingMs() > 0;
+  const writePath = new AheadWrites({ answer: o.mode === 'fast_ack' ? 'journaled' : 'queued', nodeId, journal, progress, recentKeys, maxUnforwarded, forwarderFailing, log, ...clock });
   return {
     writePath,
     closing: () => stopRebuild.abort(),

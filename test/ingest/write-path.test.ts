@@ -91,6 +91,70 @@ describe('fast_ack write path under a forwarder backlog', () => {
   });
 });
 
+describe('fast_ack write path: the room under SLUICE_MAX_UNFORWARDED', () => {
+  let dir: string;
+  let journal: JournalWriter;
+  const clock = new ManualClock();
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sluice-wp-room-'));
+    journal = await JournalWriter.open({ dir, nodeId: 'n', segmentBytes: 1 << 22, log: quietLog, metrics: createMetrics() });
+  });
+
+  afterAll(async () => {
+    await journal.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A forwarder's progress that has forwarded every line the journal holds so far. */
+  const caughtUp = (): OutboxProgress => {
+    const progress = new OutboxProgress(journal);
+    progress.forwardedThrough(journal.nextSeq - 1);
+    return progress;
+  };
+  const open = (progress: OutboxProgress, forwarderFailing?: () => boolean): AheadWrites =>
+    new AheadWrites({ answer: 'journaled', nodeId: 'n', journal, progress, recentKeys: new RecentKeys(100, 'n'), maxUnforwarded: 1_000, forwarderFailing, log: quietLog, clock });
+  const batch = (prefix: string, n: number): Envelope[] => Array.from({ length: n }, (_, i) => event(`${prefix}-${i}`));
+
+  test('regression (outside test of issue 11, round 21): writes waiting for room take only the room there is, not each the whole of it', async () => {
+    const progress = caughtUp();
+    const path = open(progress);
+    await path.write(batch('fill', 1_000));
+    expect(progress.unforwarded).toBe(1_000);
+    // Ten requests of 100 wait; the forwarder then makes room for 500 at once. Before, every one of
+    // them woke to the same room and all ten went in: 1,500 waiting at a limit of 1,000.
+    const waiting = Array.from({ length: 10 }, (_, i) => watch(path.write(batch(`wait${i}`, 100))));
+    progress.forwardedThrough(journal.nextSeq - 1 - 500);
+    await Bun.sleep(50);
+    expect(progress.unforwarded + path.inFlight).toBeLessThanOrEqual(1_000);
+    expect(waiting.filter((w) => w.settled()).length).toBe(5);
+    await clock.advance(2_000);
+    const outcomes = await Promise.all(waiting.map((w) => w.result));
+    expect(outcomes.filter((o) => o instanceof SluiceError && o.code === 'backlog_full').length).toBe(5);
+    expect(progress.unforwarded).toBeLessThanOrEqual(1_000);
+  });
+
+  test('past the limit while the forwarder is failing, a write is refused at once rather than after the 2 s wait', async () => {
+    const progress = caughtUp();
+    let failing = false;
+    const path = open(progress, () => failing);
+    await path.write(batch('full', 1_000));
+    const waits = watch(path.write(batch('late', 1)));
+    await Bun.sleep(20);
+    expect(waits.settled()).toBe(false);
+    await clock.advance(2_000);
+    expect(((await waits.result) as SluiceError).message).not.toContain('forwarder');
+    failing = true;
+    const refused = watch(path.write(batch('later', 1)));
+    await Bun.sleep(20);
+    expect(refused.settled()).toBe(true);
+    const err = (await refused.result) as SluiceError;
+    expect(err.code).toBe('backlog_full');
+    expect(err.retryAfter).toBe(1);
+    expect(err.message).toBe('1000 journaled records are waiting for the outbox (limit SLUICE_MAX_UNFORWARDED=1000), and the forwarder is failing to insert them; retry shortly');
+  });
+});
+
 describe('fast_ack and background answers, one request at a time and overlapping', () => {
   const dirs: string[] = [];
   afterAll(() => {
