@@ -92,7 +92,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
           details: [{ message: `got ${contentType ?? 'no Content-Type'}` }],
         });
       }
-      const read = await readBody(req, ingestDeps.maxBodyBytes, undefined, ingestDeps.bodyBudget);
+      const read = await readBody(req, ingestDeps.maxBodyBytes, undefined, ingestDeps.bodyBudget, format === 'ndjson');
       hold = read.hold;
       const { body } = read;
       const envelopes = parseEvents(body, format, {

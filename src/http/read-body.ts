@@ -1,5 +1,5 @@
 import { SluiceError } from '../errors.ts';
-import type { BodyBudget, BodyHold } from './body-budget.ts';
+import { lineCount, type BodyBudget, type BodyHold } from './body-budget.ts';
 
 /**
  * Reads a request body, refusing (413) as soon as it passes `maxBytes`, declared or not. `limit`
@@ -14,6 +14,7 @@ export async function readBody(
   maxBytes: number,
   limit = `SLUICE_MAX_BODY_BYTES=${maxBytes}`,
   budget?: BodyBudget,
+  ndjson = false,
 ): Promise<{ body: Uint8Array; hold: BodyHold | undefined }> {
   let body: Uint8Array;
   try {
@@ -23,7 +24,7 @@ export async function readBody(
     // The client went away or stalled past the server's idle timeout mid-body: its fault, not ours.
     throw new SluiceError('request_incomplete', 'the request body ended before it was complete (aborted or timed out)', { cause: err });
   }
-  return { body, hold: budget?.take(body.byteLength) };
+  return { body, hold: budget?.take(body.byteLength, ndjson ? lineCount(body) : 0) };
 }
 
 async function read(req: Request, maxBytes: number, limit: string, budget: BodyBudget | undefined): Promise<Uint8Array> {

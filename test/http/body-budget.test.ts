@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { BodyBudget } from '../../src/http/body-budget.ts';
+import { BodyBudget, lineCount, MIN_LINE_CHARGE } from '../../src/http/body-budget.ts';
 import { SluiceError } from '../../src/errors.ts';
 import { nodeJournalLines } from '../support/journal-files.ts';
 import { parseResponses, type RawResponse } from '../support/raw-http.ts';
@@ -62,6 +62,89 @@ describe('BodyBudget', () => {
     letGo();
     expect(budget.held).toBe(0);
   });
+});
+
+describe('NDJSON bodies counted by their lines too', () => {
+  test('lineCount counts the lines a parser would see: newlines, and a last line without one', () => {
+    const count = (text: string): number => lineCount(new TextEncoder().encode(text));
+    expect(count('')).toBe(0);
+    expect(count('{}')).toBe(1);
+    expect(count('{}\n')).toBe(1);
+    expect(count('{}\n{}')).toBe(2);
+    expect(count('{}\n\n{}\n')).toBe(3);
+    const random = prng(testSeed('line count'));
+    for (let i = 0; i < 200; i++) {
+      const text = Array.from({ length: Math.floor(random() * 50) }, () => (random() < 0.3 ? '\n' : 'x')).join('');
+      const expected = text === '' ? 0 : text.split('\n').length - (text.endsWith('\n') ? 1 : 0);
+      expect(count(text)).toBe(expected);
+    }
+  });
+
+  test(`a body of many small lines counts as ${MIN_LINE_CHARGE} bytes a line, says so when refused, and gives back what it took`, () => {
+    const budget = new BodyBudget(64 * 1024);
+    // 100 lines of 33 bytes: 3,300 bytes, counted as 51,200.
+    const tiny = budget.take(3300, 100);
+    expect(budget.held).toBe(100 * MIN_LINE_CHARGE);
+    let refused: unknown;
+    try {
+      budget.take(400, 30);
+    } catch (err) {
+      refused = err;
+    }
+    expect((refused as SluiceError).code).toBe('overloaded');
+    expect((refused as SluiceError).message).toBe(
+      `sluice holds 51200 bytes of request bodies and this one of 400 (30 lines, counted as 15360: ${MIN_LINE_CHARGE} bytes a line at least) would pass SLUICE_MAX_BODY_BYTES_IN_FLIGHT=65536; retry shortly`,
+    );
+    // Lines of more than the minimum count as their bytes.
+    const large = budget.take(10_000, 10);
+    expect(budget.held).toBe(51_200 + 10_000);
+    tiny.release();
+    large.release();
+    expect(budget.held).toBe(0);
+  });
+
+  test('regression (outside test of issue 11, round 21): tiny-line NDJSON bodies are held by their lines, single JSON events by their bytes', async () => {
+    const held = { bytes: 0 };
+    const budget = new BodyBudget(64 * 1024, held);
+    const release = Promise.withResolvers<void>();
+    const seen: number[] = [];
+    const t = await startTestApp({
+      ingest: {
+        async write(envelopes) {
+          seen.push(held.bytes);
+          await release.promise;
+          return envelopes.map((e) => ({ id: null, tenant_id: e.tenant_id, dedupe_key: e.dedupe_key, duplicate: false, durability: 'memory' as const }));
+        },
+        maxBodyBytes: 1 << 20,
+        bodyBudget: budget,
+        maxBatchLines: 10_000,
+        maxJsonDepth: 64,
+        maxLineBytes: 1 << 20,
+      },
+    });
+    const post = async (contentType: string, body: string): Promise<Response> =>
+      t.app.request('/v1/events', { method: 'POST', headers: { 'Content-Type': contentType, 'X-Tenant-Id': 'acme' }, body });
+    const lines = (prefix: string, n: number): string => Array.from({ length: n }, (_, i) => `{"dedupe_key":"${prefix}${i}","payload":{}}`).join('\n');
+    try {
+      // 100 lines of ~35 bytes (~3.5 KB): counted as 51,200 while held.
+      const first = post('application/x-ndjson', lines('a', 100));
+      await eventually(async () => held.bytes === 100 * MIN_LINE_CHARGE, 5_000, 'the first body held by its lines');
+      // 40 more such lines would pass the 64-KiB budget though their bytes would not.
+      const refused = await post('application/x-ndjson', lines('b', 40));
+      expect(refused.status).toBe(503);
+      expect(((await refused.json()) as { error: { message: string } }).error.message).toContain('(40 lines, counted as 20480');
+      // A single JSON event is its bytes: it fits beside.
+      const single = post('application/json', '{"dedupe_key":"c","payload":{}}');
+      await eventually(async () => seen.length === 2, 5_000, 'the single event written beside the held body');
+      release.resolve();
+      expect((await first).status).toBe(202);
+      expect((await single).status).toBe(202);
+      expect(held.bytes).toBe(0);
+    } finally {
+      release.resolve();
+      await t.close();
+    }
+  }, 15_000);
 });
 
 const LIMIT = 4096;
