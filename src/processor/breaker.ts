@@ -42,6 +42,11 @@ export class Breaker {
     return this.#state;
   }
 
+  /** Closed with no failure counted: what a new breaker is. */
+  get pristine(): boolean {
+    return this.#state === 'closed' && this.#failures === 0;
+  }
+
   /** Whether the tenant may publish: closed, or half-open (its next batch is the probe). */
   allows(): boolean {
     return this.state !== 'open';

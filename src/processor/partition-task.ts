@@ -424,7 +424,9 @@ export class PartitionTask {
    * MAX_UNCHARGED_GROUPS of them, none published) it is the cluster's problem, as in #publish.
    */
   async #tenantFailed(rows: ClaimedRow[], failure: KafkaError, alone: boolean): Promise<void> {
-    const breaker = this.#o.controls.breaker(rows[0]?.tenant_id ?? '');
+    const tenant = rows[0]?.tenant_id ?? '';
+    // Asked afresh at each use: TenantControls may let a closed breaker go during a wait.
+    const allows = (): boolean => this.#o.controls.breaker(tenant).allows();
     let rest = rows;
     let last: KafkaError | undefined = failure;
     if (failure.kind === 'refused') {
@@ -436,7 +438,7 @@ export class PartitionTask {
         rest = rows.filter((r) => !refusals.has(r.topic));
       }
       // The broker takes the other topics now (auto-created meanwhile, say): they go together once more.
-      last = rest.length > 0 && breaker.allows() ? await this.#attempt(rest) : undefined;
+      last = rest.length > 0 && allows() ? await this.#attempt(rest) : undefined;
     }
     if (last === undefined) return;
     const byTopic = groupBy(rest, (r) => r.topic);
@@ -447,7 +449,7 @@ export class PartitionTask {
     const held: [ClaimedRow[], KafkaError][] = [];
     let published = false;
     for (const group of byTopic.values()) {
-      if (!breaker.allows()) return;
+      if (!allows()) return;
       const f = await this.#attempt(group);
       if (f === undefined) {
         published = true;

@@ -11,9 +11,21 @@ export interface TenantSnapshot {
 }
 
 /**
+ * Tenants with state kept before any is let go. Each costs ~0.5–1 KB (an outside test: a processor at
+ * 448 MiB after publishing one record each for 456,000 tenants, 169 MiB for 4 tenants).
+ */
+export const CONTROLS_SWEEP_FLOOR = 10_000;
+
+/**
  * The per-tenant runtime state of one processor instance: a token bucket and a circuit breaker per
  * tenant, created on first use from the tenant's policy and re-configured after a tenants reload.
  * Breaker transitions are logged and exported as `sluice_breaker_state`.
+ *
+ * Only state that differs from a fresh one is kept for good: once more than CONTROLS_SWEEP_FLOOR
+ * tenants (and twice as many as after the last sweep) have state, a full bucket and a closed breaker
+ * with no failures counted are let go, to be made again, the same, on next use. So what is held
+ * follows the tenants whose quota or breaker is in play, not every tenant that ever published.
+ * Callers take a tenant's bucket or breaker afresh at each use rather than holding one across a wait.
  */
 export class TenantControls {
   #tenants: Tenants;
@@ -23,6 +35,7 @@ export class TenantControls {
   #breakers = new Map<string, Breaker>();
   #buckets = new Map<string, TokenBucket>();
   #generation: number;
+  #sweepAt = CONTROLS_SWEEP_FLOOR;
 
   constructor(tenants: Tenants, metrics: Metrics, log: Logger, now: () => number = Date.now) {
     this.#tenants = tenants;
@@ -42,6 +55,7 @@ export class TenantControls {
         this.#metrics.breakerState.set({ tenant: label }, BREAKER_GAUGE[t.to]);
       });
       this.#metrics.breakerState.set({ tenant: label }, BREAKER_GAUGE.closed);
+      this.#sweepWhenLarge();
       this.#breakers.set(tenant, breaker);
     }
     return breaker;
@@ -52,6 +66,7 @@ export class TenantControls {
     let bucket = this.#buckets.get(tenant);
     if (bucket === undefined) {
       bucket = new TokenBucket(this.#tenants.policy(tenant).quota, this.#now);
+      this.#sweepWhenLarge();
       this.#buckets.set(tenant, bucket);
     }
     return bucket;
@@ -69,6 +84,23 @@ export class TenantControls {
   snapshots(tenants: readonly string[], reset?: string): Record<string, TenantSnapshot> {
     if (reset !== undefined) this.resetBreaker(reset);
     return Object.fromEntries(tenants.map((t) => [t, this.snapshot(t)]));
+  }
+
+  /** Buckets and breakers held now. */
+  get held(): number {
+    return this.#buckets.size + this.#breakers.size;
+  }
+
+  /**
+   * Lets go of the state a fresh bucket or breaker would have. Run before a new one is added, so the
+   * one being handed out is never let go under its caller; amortized O(1) a new tenant, since the
+   * next sweep waits for the held state to double.
+   */
+  #sweepWhenLarge(): void {
+    if (this.held < this.#sweepAt) return;
+    for (const [tenant, breaker] of this.#breakers) if (breaker.pristine) this.#breakers.delete(tenant);
+    for (const [tenant, bucket] of this.#buckets) if (bucket.full) this.#buckets.delete(tenant);
+    this.#sweepAt = Math.max(CONTROLS_SWEEP_FLOOR, 2 * this.held);
   }
 
   /** After a tenants reload, existing buckets and breakers take the new policies (state is kept). */

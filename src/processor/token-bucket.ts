@@ -30,6 +30,12 @@ export class TokenBucket {
     return Math.max(0, Math.floor(this.#tokens));
   }
 
+  /** Holds its whole burst now: what a new bucket is. */
+  get full(): boolean {
+    this.#refill();
+    return this.#tokens >= this.#quota.burst;
+  }
+
   /** Spends `n` tokens; callers take at most what `available()` offered. */
   take(n: number): void {
     this.#refill();
