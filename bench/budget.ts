@@ -1,6 +1,6 @@
 // The budget of a rate target (issue 11: "where a target proves impossible on this machine, show why
 // with numbers"): at the rate the target asks for, the cores that the work no implementation of sluice
-// can skip needs, and what is left per event for sluice. README.md, "Benchmarks", "Budget".
+// can skip needs, and what is left per event for sluice. README.md, "Benchmarks", "Load and budget".
 import type { BaselineResult, Measured, ScenarioResult } from './result.ts';
 import type { MinimumCeiling, RateAsked, Scenario } from './scenarios.ts';
 
