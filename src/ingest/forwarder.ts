@@ -8,6 +8,7 @@ import type { JournalWriter } from '../journal/writer.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Outbox } from '../outbox/outbox.ts';
+import { INSERT_BATCH_MAX_CHARS } from '../outbox/repository.ts';
 import { segmentFileName } from '../journal/segment-name.ts';
 import { BackgroundLoop } from '../background-loop.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
@@ -252,6 +253,7 @@ export class Forwarder {
     if (stopAt === this.#cp.offset) return true;
     const start = this.#cp;
     let entries: JournalEntry[] = [];
+    let chars = 0;
     let next = start;
     let held = false;
     let damaged: string | undefined;
@@ -279,10 +281,12 @@ export class Forwarder {
           }
           next.seq = e.seq;
           entries.push(e);
+          chars += l.text.length;
         }
-        if (entries.length >= this.#opts.batchSize) {
+        if (entries.length >= this.#opts.batchSize || chars >= INSERT_BATCH_MAX_CHARS) {
           await this.#commitRead(entries, next);
           entries = [];
+          chars = 0;
           if (this.#loop.signal.aborted) return true;
         }
       }

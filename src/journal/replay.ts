@@ -3,6 +3,7 @@ import { basename, dirname, resolve } from 'node:path';
 import fg from 'fast-glob';
 import { KeyIndex, pairHash } from '../ingest/key-index.ts';
 import type { Outbox } from '../outbox/outbox.ts';
+import { INSERT_BATCH_MAX_CHARS } from '../outbox/repository.ts';
 import { SluiceError } from '../errors.ts';
 import { pairKey, type JournalEntry } from '../core/record.ts';
 import { parseEntry, readSegmentLines, type BadLine } from './reader.ts';
@@ -101,6 +102,7 @@ export async function replayJournal(opts: ReplayOptions): Promise<ReplaySummary>
   const seenInRun = new KeyIndex();
   let met = 0;
   let batch: JournalEntry[] = [];
+  let batchChars = 0;
   /** Where each entry of the batch came from, to name a line the outbox refuses. */
   let places: { file: string; line: number }[] = [];
   const flush = async (): Promise<void> => {
@@ -108,6 +110,7 @@ export async function replayJournal(opts: ReplayOptions): Promise<ReplaySummary>
     const at = places;
     const rows = batch.map((e) => opts.outbox.rowFor(e));
     batch = [];
+    batchChars = 0;
     places = [];
     if (opts.dryRun) {
       const existing = outboxThere ? await opts.outbox.existingPairs(rows) : new Set<string>();
@@ -157,7 +160,8 @@ export async function replayJournal(opts: ReplayOptions): Promise<ReplaySummary>
         }
         batch.push(e);
         places.push({ file, line: l.line });
-        if (batch.length >= opts.batchSize) {
+        batchChars += l.text.length;
+        if (batch.length >= opts.batchSize || batchChars >= INSERT_BATCH_MAX_CHARS) {
           await flush();
           progress(i);
         }

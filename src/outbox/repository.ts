@@ -24,6 +24,13 @@ export interface InsertResult {
 }
 
 /**
+ * The journal text a batch of rows gathered for one insert may hold (the forwarder's and replay's),
+ * beside their row count (SLUICE_FORWARD_BATCH): 1,000 lines of 1-MB events made a 1-GB batch, and an
+ * outside test's `ingest` reached 955 MiB with four connections of such events.
+ */
+export const INSERT_BATCH_MAX_CHARS = 8 * 1024 * 1024;
+
+/**
  * Inserts rows with one statement: one array parameter per column, unnested in input order. A
  * (tenant_id, dedupe_key) that already exists — in the table or earlier in the same batch — is a
  * duplicate and answers with the id of the first row.

@@ -373,6 +373,21 @@ describe('forwarder: hand-off in memory', () => {
     expect(w.integrity.incidents).toBe(0);
   });
 
+  test('regression (outside test of issue 11, round 21): read from the files, large events go to the outbox in batches of at most ~8 MiB of text, not SLUICE_FORWARD_BATCH of them at once', async () => {
+    const w = await writer(64 << 20);
+    const handoff = new HandoffQueue({ entries: 10, bytes: 1 << 20 });
+    const f = await forwarder(w, 1_000, quietLog, { handoff });
+    // 20 events of ~1 MB in one group commit: refused by the queue, read from the file.
+    const large = (i: number): Envelope => ({ ...envelope(i), payload: JSON.stringify({ i, pad: 'x'.repeat(1_000_000) }) });
+    await w.append(Array.from({ length: 20 }, (_, i) => large(1 + i)));
+    expect(handoff.refused).toBe(20);
+    await eventually(async () => f.checkpoint.seq === 20, 30_000, 'the large events forwarded');
+    expect(await outboxKeys()).toEqual(keys(1, 20));
+    // Each insert is a transaction of its own: 9 lines of ~1 MB pass INSERT_BATCH_MAX_CHARS, so 9, 9 and 2.
+    const [row] = await db.sql<{ n: number }[]>`SELECT count(DISTINCT xmin::text)::int AS n FROM outbox`;
+    expect(row?.n).toBe(3);
+  }, 60_000);
+
   test('past the bound of the queue the forwarder reads the files, loses nothing, and takes from memory again once caught up', async () => {
     const w = await writer(4096);
     const handoff = new HandoffQueue({ entries: 10, bytes: 1 << 20 });
