@@ -128,7 +128,7 @@ export function createMetrics(): Metrics {
   const ingestBodyBytes = { bytes: 0 };
   new Gauge({
     name: 'sluice_ingest_body_bytes',
-    help: 'Bytes of request bodies ingest holds, from their arrival to their answers (SLUICE_MAX_BODY_BYTES_IN_FLIGHT bounds it).',
+    help: 'Bytes of request bodies ingest holds, from their arrival to their answers, as SLUICE_MAX_BODY_BYTES_IN_FLIGHT (which bounds it) counts them: an NDJSON event line as 512 bytes at least.',
     registers: reg,
     collect() {
       this.set(ingestBodyBytes.bytes);

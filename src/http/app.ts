@@ -66,7 +66,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
         resolve();
       });
     }));
-  // Made once rather than per request: the request's own context holds them.
+  // Made once, not per request: they close over this app's dependencies only.
   const topicFor = (t: string): string => deps.tenants.policy(t).topic ?? deps.defaultTopic;
   const tenantTopicProblem = (t: string, topic: string): string | undefined => deps.tenants.topicProblem(t, topic);
   const topicInvalid = (topic: string): string | undefined => topicProblem(topic, topics);
@@ -92,7 +92,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
           details: [{ message: `got ${contentType ?? 'no Content-Type'}` }],
         });
       }
-      const read = await readBody(req, ingestDeps.maxBodyBytes, undefined, ingestDeps.bodyBudget, format === 'ndjson');
+      const read = await readBody(req, ingestDeps.maxBodyBytes, undefined, ingestDeps.bodyBudget, format === 'ndjson' ? ingestDeps.maxBatchLines : undefined);
       hold = read.hold;
       const { body } = read;
       const envelopes = parseEvents(body, format, {

@@ -2,12 +2,14 @@ import { SluiceError } from '../errors.ts';
 import type { HeldBody } from '../ingest/write-path.ts';
 
 /**
- * What an NDJSON line counts for at least. A body's parsed events cost memory by their number as
- * well as by their bytes (~2 KiB an event beside ~4 bytes a byte), so bytes alone let bodies of tiny
- * lines hold many times the memory of the same bytes in ordinary events: an outside test's 64
+ * What an NDJSON event line counts for at least. A body's parsed events cost memory by their number
+ * as well as by their bytes (~2 KiB an event beside ~4 bytes a byte), so bytes alone let bodies of
+ * tiny lines hold many times the memory of the same bytes in ordinary events: an outside test's 64
  * connections of 10,000-line bodies of 33-byte lines took an ingest process to 567 MiB at the 8-MiB
- * default. Counting each line as at least this much bounds the events held at once too (16,384 at
- * the default) while a line of 512 bytes or more counts as its bytes, as before.
+ * default. Counting each line as at least this much bounds the events held at once too, while a
+ * line of 512 bytes or more counts as its bytes, as before. A body's line count is capped at half
+ * the budget, so that no body of bytes the configuration allows beside others (SLUICE_MAX_BODY_BYTES)
+ * is made one that passes only alone.
  */
 export const MIN_LINE_CHARGE = 512;
 
@@ -35,10 +37,15 @@ export class BodyBudget {
     return this.#held.bytes;
   }
 
-  /** Throws `overloaded` when n bytes would not fit now; takes nothing. `lines`: an NDJSON body's, counted at MIN_LINE_CHARGE at least. */
+  /** What a body of n bytes and `lines` event lines counts for. */
+  #charge(n: number, lines: number): number {
+    return Math.max(n, Math.min(lines * MIN_LINE_CHARGE, Math.floor(this.limit / 2)));
+  }
+
+  /** Throws `overloaded` when n bytes would not fit now; takes nothing. `lines`: an NDJSON body's event lines. */
   check(n: number, lines = 0): void {
     const held = this.#held.bytes;
-    const charge = Math.max(n, lines * MIN_LINE_CHARGE);
+    const charge = this.#charge(n, lines);
     if (held > 0 && held + charge > this.limit) {
       const counted = charge > n ? ` (${lines} lines, counted as ${charge}: ${MIN_LINE_CHARGE} bytes a line at least)` : '';
       throw new SluiceError(
@@ -52,21 +59,29 @@ export class BodyBudget {
   /** Takes n bytes (an NDJSON body's `lines` at MIN_LINE_CHARGE at least), or throws `overloaded` with nothing taken. */
   take(n: number, lines = 0): BodyHold {
     this.check(n, lines);
-    const charge = Math.max(n, lines * MIN_LINE_CHARGE);
+    const charge = this.#charge(n, lines);
     this.#held.bytes += charge;
     return new BodyHold(this.#held, charge);
   }
 }
 
-/** The lines of an NDJSON body: its newlines, plus one for a last line without one. */
-export function lineCount(body: Uint8Array): number {
+/**
+ * The lines of an NDJSON body that hold an event, as parseEvents sees them: a line of JSON white
+ * space alone (space, tab, CR) is skipped there and not counted here. Only each line's leading white
+ * space is looked at; newlines are found natively.
+ */
+export function eventLineCount(body: Uint8Array): number {
   let lines = 0;
-  let at = body.indexOf(0x0a);
-  while (at !== -1) {
-    lines++;
-    at = body.indexOf(0x0a, at + 1);
+  for (let start = 0; start < body.byteLength; ) {
+    let at = start;
+    while (at < body.byteLength && (body[at] === 0x20 || body[at] === 0x09 || body[at] === 0x0d)) at++;
+    if (at === body.byteLength) break;
+    if (body[at] !== 0x0a) lines++;
+    const newline = body.indexOf(0x0a, at);
+    if (newline === -1) break;
+    start = newline + 1;
   }
-  return body.byteLength > 0 && body[body.byteLength - 1] !== 0x0a ? lines + 1 : lines;
+  return lines;
 }
 
 /** One body's bytes in the budget, given back once: by its request after the answer, or, kept, later. */

@@ -1,5 +1,5 @@
 import { SluiceError } from '../errors.ts';
-import { lineCount, type BodyBudget, type BodyHold } from './body-budget.ts';
+import { eventLineCount, type BodyBudget, type BodyHold } from './body-budget.ts';
 
 /**
  * Reads a request body, refusing (413) as soon as it passes `maxBytes`, declared or not. `limit`
@@ -14,7 +14,8 @@ export async function readBody(
   maxBytes: number,
   limit = `SLUICE_MAX_BODY_BYTES=${maxBytes}`,
   budget?: BodyBudget,
-  ndjson = false,
+  /** An NDJSON body's SLUICE_MAX_BATCH_LINES: its event lines count in the budget (see MIN_LINE_CHARGE). */
+  maxLines?: number,
 ): Promise<{ body: Uint8Array; hold: BodyHold | undefined }> {
   let body: Uint8Array;
   try {
@@ -24,7 +25,13 @@ export async function readBody(
     // The client went away or stalled past the server's idle timeout mid-body: its fault, not ours.
     throw new SluiceError('request_incomplete', 'the request body ended before it was complete (aborted or timed out)', { cause: err });
   }
-  return { body, hold: budget?.take(body.byteLength, ndjson ? lineCount(body) : 0) };
+  return { body, hold: budget?.take(body.byteLength, maxLines === undefined ? 0 : linesCounted(body, maxLines)) };
+}
+
+/** A body of more lines than a batch may have is refused by its parse (413), not by the budget (a 503 to retry). */
+function linesCounted(body: Uint8Array, maxLines: number): number {
+  const lines = eventLineCount(body);
+  return lines > maxLines ? 0 : lines;
 }
 
 async function read(req: Request, maxBytes: number, limit: string, budget: BodyBudget | undefined): Promise<Uint8Array> {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { BodyBudget, lineCount, MIN_LINE_CHARGE } from '../../src/http/body-budget.ts';
+import { BodyBudget, eventLineCount, MIN_LINE_CHARGE } from '../../src/http/body-budget.ts';
 import { SluiceError } from '../../src/errors.ts';
 import { nodeJournalLines } from '../support/journal-files.ts';
 import { parseResponses, type RawResponse } from '../support/raw-http.ts';
@@ -65,47 +65,58 @@ describe('BodyBudget', () => {
 });
 
 describe('NDJSON bodies counted by their lines too', () => {
-  test('lineCount counts the lines a parser would see: newlines, and a last line without one', () => {
-    const count = (text: string): number => lineCount(new TextEncoder().encode(text));
+  test('eventLineCount counts the lines the NDJSON parser reads an event from: not blank ones, not white space alone', () => {
+    const count = (text: string): number => eventLineCount(new TextEncoder().encode(text));
     expect(count('')).toBe(0);
     expect(count('{}')).toBe(1);
     expect(count('{}\n')).toBe(1);
     expect(count('{}\n{}')).toBe(2);
-    expect(count('{}\n\n{}\n')).toBe(3);
-    const random = prng(testSeed('line count'));
-    for (let i = 0; i < 200; i++) {
-      const text = Array.from({ length: Math.floor(random() * 50) }, () => (random() < 0.3 ? '\n' : 'x')).join('');
-      const expected = text === '' ? 0 : text.split('\n').length - (text.endsWith('\n') ? 1 : 0);
-      expect(count(text)).toBe(expected);
+    expect(count('{}\n\n{}\n')).toBe(2);
+    expect(count('{}\r\n\r\n \t\r\n{}\r\n')).toBe(2);
+    expect(count(' {}')).toBe(1);
+    // The parser's rule (parseEvents): split on LF, trim space, tab and CR, skip what is left empty.
+    const parserLines = (text: string): number => text.split('\n').filter((l) => l.replace(/^[ \t\r]+|[ \t\r]+$/g, '') !== '').length;
+    const random = prng(testSeed('event line count'));
+    const pieces = ['\n', '\r', ' ', '\t', '{}', 'x'];
+    for (let i = 0; i < 500; i++) {
+      const text = Array.from({ length: Math.floor(random() * 40) }, () => pieces[Math.floor(random() * pieces.length)]).join('');
+      expect({ text, lines: count(text) }).toEqual({ text, lines: parserLines(text) });
     }
   });
 
   test(`a body of many small lines counts as ${MIN_LINE_CHARGE} bytes a line, says so when refused, and gives back what it took`, () => {
-    const budget = new BodyBudget(64 * 1024);
-    // 100 lines of 33 bytes: 3,300 bytes, counted as 51,200.
-    const tiny = budget.take(3300, 100);
-    expect(budget.held).toBe(100 * MIN_LINE_CHARGE);
+    const budget = new BodyBudget(512 * 1024);
+    // 400 lines of 33 bytes: 13,200 bytes, counted as 204,800; twice.
+    const tiny = [budget.take(13_200, 400), budget.take(13_200, 400)];
+    expect(budget.held).toBe(2 * 400 * MIN_LINE_CHARGE);
     let refused: unknown;
     try {
-      budget.take(400, 30);
+      budget.take(400, 240);
     } catch (err) {
       refused = err;
     }
     expect((refused as SluiceError).code).toBe('overloaded');
     expect((refused as SluiceError).message).toBe(
-      `sluice holds 51200 bytes of request bodies and this one of 400 (30 lines, counted as 15360: ${MIN_LINE_CHARGE} bytes a line at least) would pass SLUICE_MAX_BODY_BYTES_IN_FLIGHT=65536; retry shortly`,
+      `sluice holds 409600 bytes of request bodies and this one of 400 (240 lines, counted as 122880: ${MIN_LINE_CHARGE} bytes a line at least) would pass SLUICE_MAX_BODY_BYTES_IN_FLIGHT=524288; retry shortly`,
     );
     // Lines of more than the minimum count as their bytes.
     const large = budget.take(10_000, 10);
-    expect(budget.held).toBe(51_200 + 10_000);
-    tiny.release();
+    expect(budget.held).toBe(409_600 + 10_000);
+    for (const t of tiny) t.release();
     large.release();
     expect(budget.held).toBe(0);
+    // However many lines, a body counts for half the budget at most (its bytes if more): no body the
+    // configuration lets pass beside others is made one that passes only alone.
+    const many = budget.take(1000, 1000);
+    expect(budget.held).toBe(256 * 1024);
+    budget.take(256 * 1024, 0);
+    many.release();
+    expect(budget.held).toBe(256 * 1024);
   });
 
   test('regression (outside test of issue 11, round 21): tiny-line NDJSON bodies are held by their lines, single JSON events by their bytes', async () => {
     const held = { bytes: 0 };
-    const budget = new BodyBudget(64 * 1024, held);
+    const budget = new BodyBudget(256 * 1024, held);
     const release = Promise.withResolvers<void>();
     const seen: number[] = [];
     const t = await startTestApp({
@@ -126,18 +137,24 @@ describe('NDJSON bodies counted by their lines too', () => {
       t.app.request('/v1/events', { method: 'POST', headers: { 'Content-Type': contentType, 'X-Tenant-Id': 'acme' }, body });
     const lines = (prefix: string, n: number): string => Array.from({ length: n }, (_, i) => `{"dedupe_key":"${prefix}${i}","payload":{}}`).join('\n');
     try {
-      // 100 lines of ~35 bytes (~3.5 KB): counted as 51,200 while held.
-      const first = post('application/x-ndjson', lines('a', 100));
-      await eventually(async () => held.bytes === 100 * MIN_LINE_CHARGE, 5_000, 'the first body held by its lines');
-      // 40 more such lines would pass the 64-KiB budget though their bytes would not.
-      const refused = await post('application/x-ndjson', lines('b', 40));
+      // Two bodies of 200 lines of ~35 bytes (~7 KB each): counted as 102,400 each while held.
+      const first = [post('application/x-ndjson', lines('a', 200)), post('application/x-ndjson', lines('b', 200))];
+      await eventually(async () => held.bytes === 2 * 200 * MIN_LINE_CHARGE, 5_000, 'both bodies held by their lines');
+      // 150 more such lines would pass the 256-KiB budget though their bytes would not.
+      const refused = await post('application/x-ndjson', lines('c', 150));
       expect(refused.status).toBe(503);
-      expect(((await refused.json()) as { error: { message: string } }).error.message).toContain('(40 lines, counted as 20480');
+      expect(((await refused.json()) as { error: { message: string } }).error.message).toContain('(150 lines, counted as 76800');
+      // A body of more lines than a batch may have is the parser's to refuse, 413, not a 503 to retry.
+      const tooMany = await post('application/x-ndjson', Array.from({ length: 10_001 }, () => '{}').join('\n'));
+      expect(tooMany.status).toBe(413);
+      expect(((await tooMany.json()) as { error: { code: string } }).error.code).toBe('payload_too_large');
       // A single JSON event is its bytes: it fits beside.
-      const single = post('application/json', '{"dedupe_key":"c","payload":{}}');
-      await eventually(async () => seen.length === 2, 5_000, 'the single event written beside the held body');
+      const single = post('application/json', '{"dedupe_key":"d","payload":{}}');
+      await eventually(async () => seen.length === 3, 5_000, 'the single event written beside the held bodies');
+      // Held beside both bodies' 204,800: its own 31 bytes.
+      expect(seen.at(-1)).toBe(204_800 + 31);
       release.resolve();
-      expect((await first).status).toBe(202);
+      for (const f of first) expect((await f).status).toBe(202);
       expect((await single).status).toBe(202);
       expect(held.bytes).toBe(0);
     } finally {
