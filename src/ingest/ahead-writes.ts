@@ -17,6 +17,8 @@ export type AheadWritesOptions = Pick<WritePathOptions, 'nodeId' | 'journal' | '
 const BACKGROUND_RETRY_MAX_MS = 5_000;
 /** How long a write waits for room under SLUICE_MAX_UNFORWARDED. */
 const ROOM_WAIT_MS = 2_000;
+/** How often a waiting write looks whether the forwarder is failing. */
+const FAILING_LOOK_MS = 100;
 
 /**
  * fast_ack and background: validate → dedupe index → journal, and the forwarder behind it fills the
@@ -63,7 +65,15 @@ export class AheadWrites implements WritePath {
     // is answered as a duplicate however full the backlog is.
     const fresh = this.#fresh(envelopes);
     if (fresh === 0 || this.#waiting() + fresh <= this.#o.maxUnforwarded) return this.#writeAhead(envelopes, body);
-    return this.#writeWhenRoom(envelopes, body);
+    if (fresh > this.#o.maxUnforwarded) {
+      // No wait makes room for it: a 429 would only be retried for ever.
+      return Promise.reject(
+        new SluiceError('payload_too_large', `the request has ${fresh} new events, more than SLUICE_MAX_UNFORWARDED=${this.#o.maxUnforwarded} can ever hold`, {
+          details: [{ message: `send at most ${this.#o.maxUnforwarded} events a request` }],
+        }),
+      );
+    }
+    return this.#writeWhenRoom(fresh, envelopes, body);
   }
 
   /** Resolves once every background write is journaled. */
@@ -92,11 +102,17 @@ export class AheadWrites implements WritePath {
    * forwarder moved, every waiting write wakes: had each taken its room in a later turn, all of them
    * would have seen the same room (an outside test: 417,000 waiting at a limit of 200,000).
    */
-  async #writeWhenRoom(envelopes: Envelope[], body: HeldBody | undefined): Promise<WriteResult[]> {
+  async #writeWhenRoom(fresh: number, envelopes: Envelope[], body: HeldBody | undefined): Promise<WriteResult[]> {
     const deadline = this.#clock.now() + ROOM_WAIT_MS;
     const { forwarded } = this.#o.progress;
-    // Counted again at each look: a key held when the wait began may have aged out of the index since.
-    while (this.#waiting() + this.#fresh(envelopes) > this.#o.maxUnforwarded) {
+    const max = this.#o.maxUnforwarded;
+    for (;;) {
+      // Its keys are looked up again only once there seems to be room: one held when the wait began
+      // may have aged out of the index since, and each look costs a hash a key.
+      if (this.#waiting() + fresh <= max) {
+        fresh = this.#fresh(envelopes);
+        if (this.#waiting() + fresh <= max) return this.#writeAhead(envelopes, body);
+      }
       // Its error is not the client's to read (an operator's is in /readyz and the log).
       const failing = this.#o.forwarderFailing?.() === true;
       const left = deadline - this.#clock.now();
@@ -109,10 +125,12 @@ export class AheadWrites implements WritePath {
         );
       }
       const waited = new AbortController();
-      await Promise.race([forwarded.next(forwarded.value, waited.signal), this.#left.next(this.#left.value, waited.signal), this.#clock.sleep(left, waited.signal)]);
+      // Woken by the forwarder or a commit, or to look at the forwarder again: one that starts
+      // failing meanwhile wakes no one, and its waiters are refused at once as well.
+      const sleep = this.#clock.sleep(Math.min(left, FAILING_LOOK_MS), waited.signal);
+      await Promise.race([forwarded.next(forwarded.value, waited.signal), this.#left.next(this.#left.value, waited.signal), sleep]);
       waited.abort();
     }
-    return this.#writeAhead(envelopes, body);
   }
 
   #writeAhead(envelopes: Envelope[], body: HeldBody | undefined): Promise<WriteResult[]> {

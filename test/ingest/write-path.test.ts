@@ -12,6 +12,7 @@ import { JournalWriter } from '../../src/journal/writer.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { quietLog } from '../support/postgres.ts';
 import { nodeJournalLines } from '../support/journal-files.ts';
+import { eventually } from '../support/sluice.ts';
 
 const event = (key: string): Envelope => ({ tenant_id: 't', dedupe_key: key, topic: 'x', request_id: 'r', headers: {}, payload: JSON.stringify({ key }) });
 
@@ -125,7 +126,7 @@ describe('fast_ack write path: the room under SLUICE_MAX_UNFORWARDED', () => {
     // them woke to the same room and all ten went in: 1,500 waiting at a limit of 1,000.
     const waiting = Array.from({ length: 10 }, (_, i) => watch(path.write(batch(`wait${i}`, 100))));
     progress.forwardedThrough(journal.nextSeq - 1 - 500);
-    await Bun.sleep(50);
+    await eventually(async () => waiting.filter((w) => w.settled()).length >= 5, 10_000, 'five waiting writes journaled');
     expect(progress.unforwarded + path.inFlight).toBeLessThanOrEqual(1_000);
     expect(waiting.filter((w) => w.settled()).length).toBe(5);
     await clock.advance(2_000);
@@ -152,6 +153,27 @@ describe('fast_ack write path: the room under SLUICE_MAX_UNFORWARDED', () => {
     expect(err.code).toBe('backlog_full');
     expect(err.retryAfter).toBe(1);
     expect(err.message).toBe('1000 journaled records are waiting for the outbox (limit SLUICE_MAX_UNFORWARDED=1000), and the forwarder is failing to insert them; retry shortly');
+
+    // One already waiting when the forwarder starts failing is refused at its next look, not at 2 s.
+    failing = false;
+    const waiter = watch(path.write(batch('waiter', 1)));
+    await Bun.sleep(20);
+    failing = true;
+    await clock.advance(100);
+    await eventually(async () => waiter.settled(), 5_000, 'the waiting write refused');
+    expect(((await waiter.result) as SluiceError).message).toContain('the forwarder is failing');
+  });
+
+  test('regression (outside test of issue 11, round 21): a request of more new events than SLUICE_MAX_UNFORWARDED is refused at once as too large, not told to retry', async () => {
+    const path = open(caughtUp());
+    const started = Date.now();
+    const err = (await path.write(batch('huge', 1_001)).catch((e: unknown) => e)) as SluiceError;
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(err.code).toBe('payload_too_large');
+    expect(err.message).toBe('the request has 1001 new events, more than SLUICE_MAX_UNFORWARDED=1000 can ever hold');
+    expect(err.details?.[0]?.message).toBe('send at most 1000 events a request');
+    // The whole limit in one request still fits an empty backlog.
+    expect((await path.write(batch('whole', 1_000))).length).toBe(1_000);
   });
 });
 
