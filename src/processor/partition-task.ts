@@ -279,8 +279,8 @@ export class PartitionTask {
     if (waiting.length === 0) return none;
     const claimants: Claimant[] = [];
     for (const tenant of roundRobin(waiting, this.#lastTenant)) {
-      if (!controls.breaker(tenant).allows()) continue;
-      const tokens = controls.bucket(tenant).available();
+      if (!controls.allows(tenant)) continue;
+      const tokens = controls.available(tenant);
       if (tokens < 1) {
         metrics.quotaThrottled.inc({ tenant: tenants.metricLabel(tenant) });
         continue;
@@ -307,7 +307,7 @@ export class PartitionTask {
     const rows = await this.#refuseKnown(claimed);
     if (rows.length > 0) await this.#publish(rows);
     // A breaker this batch opened holds the tenant's later rows until it half-opens: time again.
-    this.#held ||= [...grants.keys()].some((t) => controls.breaker(t).state !== 'closed');
+    this.#held ||= [...grants.keys()].some((t) => controls.breakerState(t) !== 'closed');
     return { claimed: claimed.length, drained: !cutByBytes && grants.size === claimants.length && drainedAll(claimed, grants) };
   }
 
@@ -425,8 +425,7 @@ export class PartitionTask {
    */
   async #tenantFailed(rows: ClaimedRow[], failure: KafkaError, alone: boolean): Promise<void> {
     const tenant = rows[0]?.tenant_id ?? '';
-    // Asked afresh at each use: TenantControls may let a closed breaker go during a wait.
-    const allows = (): boolean => this.#o.controls.breaker(tenant).allows();
+    const allows = (): boolean => this.#o.controls.allows(tenant);
     let rest = rows;
     let last: KafkaError | undefined = failure;
     if (failure.kind === 'refused') {
@@ -503,8 +502,8 @@ export class PartitionTask {
     this.#startMarking(rows);
     for (const [tenant, mine] of groupByTenant(rows)) {
       // Tokens pay for what was published, so an outage does not use up a tenant's quota.
-      controls.bucket(tenant).take(mine.length);
-      controls.breaker(tenant).success();
+      controls.take(tenant, mine.length);
+      controls.success(tenant);
       metrics.published.inc({ tenant: tenants.metricLabel(tenant) }, mine.length);
     }
     return undefined;
@@ -533,7 +532,7 @@ export class PartitionTask {
     }
     if (kind === 'record') {
       if (rows.length === 1) {
-        controls.breaker(tenant).failure();
+        controls.failure(tenant);
         await this.#bury(rows, error, 'record rejected by Kafka for good; marked dead');
         if (rows[0] !== undefined && failure.kafkaCodes.some((c) => SIZE_CODES.has(c))) await this.#learnSizeLimit(rows[0]);
         return;
@@ -546,7 +545,7 @@ export class PartitionTask {
       const condemned = new Set<ClaimedRow>();
       for (const [i, row] of rows.entries()) {
         if (condemned.has(row)) continue;
-        if (!controls.breaker(tenant).allows()) return;
+        if (!controls.allows(tenant)) return;
         const failed = await this.#attempt([row]);
         if (failed === undefined) continue;
         await this.#groupFailed([row], failed);
@@ -560,7 +559,7 @@ export class PartitionTask {
       }
       return;
     }
-    controls.breaker(tenant).failure();
+    controls.failure(tenant);
     const dead = await outbox.recordFailure(
       rows.map((r) => ({ id: r.id, delayMs: backoffMs(r.attempts + 1, retryBaseMs, retryMaxMs) })),
       error,

@@ -21,11 +21,13 @@ export const CONTROLS_SWEEP_FLOOR = 10_000;
  * tenant, created on first use from the tenant's policy and re-configured after a tenants reload.
  * Breaker transitions are logged and exported as `sluice_breaker_state`.
  *
- * Only state that differs from a fresh one is kept for good: once more than CONTROLS_SWEEP_FLOOR
- * tenants (and twice as many as after the last sweep) have state, a full bucket and a closed breaker
- * with no failures counted are let go, to be made again, the same, on next use. So what is held
- * follows the tenants whose quota or breaker is in play, not every tenant that ever published.
- * Callers take a tenant's bucket or breaker afresh at each use rather than holding one across a wait.
+ * A bucket is made only when its tenant spends tokens and a breaker only when it counts a failure;
+ * reading either (may it publish, how many tokens) makes nothing, so a poll over many waiting tenants
+ * allocates nothing for them. And only state that differs from a fresh one is kept for good: once
+ * more than CONTROLS_SWEEP_FLOOR tenants (and twice as many as after the last sweep) have state, full
+ * buckets and closed breakers with no failures counted are let go, to be made again, the same, on
+ * next use. So what is held follows the tenants whose quota or breaker is in play, not every tenant
+ * that ever published. No bucket or breaker leaves this class.
  */
 export class TenantControls {
   #tenants: Tenants;
@@ -45,7 +47,58 @@ export class TenantControls {
     this.#generation = tenants.generation;
   }
 
-  breaker(tenant: string): Breaker {
+  /** Whether the tenant may publish now: its breaker closed, or half-open for the probe. */
+  allows(tenant: string): boolean {
+    this.#refresh();
+    const breaker = this.#breakers.get(tenant);
+    if (breaker !== undefined) return breaker.allows();
+    // Asked by each poll of a tenant with rows waiting: it shows its closed breaker from then on.
+    this.#showClosed(tenant, this.#tenants.currentLabel(tenant));
+    return true;
+  }
+
+  breakerState(tenant: string): BreakerState {
+    this.#refresh();
+    return this.#breakers.get(tenant)?.state ?? 'closed';
+  }
+
+  /** Whole quota tokens the tenant may spend now. */
+  available(tenant: string): number {
+    this.#refresh();
+    return this.#buckets.get(tenant)?.available() ?? Math.floor(this.#tenants.policy(tenant).quota.burst);
+  }
+
+  take(tenant: string, n: number): void {
+    this.#bucket(tenant).take(n);
+  }
+
+  /** A published batch: closes a half-open breaker. A tenant without one has nothing to change. */
+  success(tenant: string): void {
+    this.#refresh();
+    this.#breakers.get(tenant)?.success();
+  }
+
+  failure(tenant: string): void {
+    this.#breaker(tenant).failure();
+  }
+
+  snapshot(tenant: string): TenantSnapshot {
+    return { breaker: this.breakerState(tenant), tokens: this.available(tenant) };
+  }
+
+  resetBreaker(tenant: string): void {
+    this.#refresh();
+    this.#breakers.get(tenant)?.reset();
+  }
+
+  /** These tenants' state, after closing `reset`'s breaker: what the admin API shows. */
+  snapshots(tenants: readonly string[], reset?: string): Record<string, TenantSnapshot> {
+    if (reset !== undefined) this.resetBreaker(reset);
+    return Object.fromEntries(tenants.map((t) => [t, this.snapshot(t)]));
+  }
+
+  /** Made only when the tenant's breaker counts a failure: reading state makes none. */
+  #breaker(tenant: string): Breaker {
     this.#refresh();
     let breaker = this.#breakers.get(tenant);
     if (breaker === undefined) {
@@ -54,14 +107,15 @@ export class TenantControls {
         this.#log.warn('breaker state changed', { tenant, from: t.from, to: t.to, reason: t.reason });
         this.#metrics.breakerState.set({ tenant: label }, BREAKER_GAUGE[t.to]);
       });
-      this.#metrics.breakerState.set({ tenant: label }, BREAKER_GAUGE.closed);
+      this.#showClosed(tenant, label);
       this.#sweepWhenLarge();
       this.#breakers.set(tenant, breaker);
     }
     return breaker;
   }
 
-  bucket(tenant: string): TokenBucket {
+  /** Made only when the tenant spends tokens. */
+  #bucket(tenant: string): TokenBucket {
     this.#refresh();
     let bucket = this.#buckets.get(tenant);
     if (bucket === undefined) {
@@ -72,23 +126,18 @@ export class TenantControls {
     return bucket;
   }
 
-  snapshot(tenant: string): TenantSnapshot {
-    return { breaker: this.breaker(tenant).state, tokens: this.bucket(tenant).available() };
+  /**
+   * A tenant without an open breaker shows 0 under its own label. Not under a shared one (`~other`):
+   * that would hide another such tenant's open breaker. A gauge set, and no state made: the poll asks
+   * this of every waiting tenant, most of them under `~other` in a backlog of many.
+   */
+  #showClosed(tenant: string, label: string): void {
+    if (label === tenant) this.#metrics.breakerState.set({ tenant: label }, BREAKER_GAUGE.closed);
   }
 
-  resetBreaker(tenant: string): void {
-    this.breaker(tenant).reset();
-  }
-
-  /** These tenants' state, after closing `reset`'s breaker: what the admin API shows. */
-  snapshots(tenants: readonly string[], reset?: string): Record<string, TenantSnapshot> {
-    if (reset !== undefined) this.resetBreaker(reset);
-    return Object.fromEntries(tenants.map((t) => [t, this.snapshot(t)]));
-  }
-
-  /** Buckets and breakers held now. */
+  /** Tenants with a bucket or a breaker held now (each counted once a kind). */
   get held(): number {
-    return this.#buckets.size + this.#breakers.size;
+    return Math.max(this.#buckets.size, this.#breakers.size);
   }
 
   /**

@@ -239,7 +239,7 @@ describe('admin API at the HTTP layer', () => {
   });
 
   test('a breaker reset closes an open breaker and answers the new state', async () => {
-    for (let i = 0; i < 3; i++) controls.breaker('beta').failure();
+    for (let i = 0; i < 3; i++) controls.failure('beta');
     const before = (await (await admin('/tenants', { method: 'GET' })).json()) as { tenants: { tenant_id: string; breaker: string }[] };
     expect(before.tenants.find((x) => x.tenant_id === 'beta')?.breaker).toBe('open');
     const reset = await admin('/tenants/beta/breaker/reset');
