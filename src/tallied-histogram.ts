@@ -13,7 +13,7 @@ interface Tally {
  * — the ingest route's one such cost left a request (~2 % of its CPU; README, "Benchmarks"). Its
  * series, as get() and the registry read them, are those of the prom-client histogram it extends:
  * the same names, `le` labels, cumulative buckets, sum and count, summed across processes by the
- * supervisor as before. Only observeOne may be used to observe.
+ * supervisor as before. Only observeOne observes; prom-client's other observing methods throw.
  */
 export class TalliedHistogram<T extends string> extends Histogram<T> {
   readonly #name: string;
@@ -27,10 +27,18 @@ export class TalliedHistogram<T extends string> extends Histogram<T> {
     this.#name = config.name;
     this.#help = config.help;
     this.#label = config.label;
-    this.#bounds = [...config.buckets].sort((a, b) => a - b);
+    if (config.buckets.some((b, i) => i > 0 && b <= (config.buckets[i - 1] as number))) throw new TypeError(`${config.name}: buckets must be ascending`);
+    this.#bounds = config.buckets;
+    // prom-client's own observing paths would fill series get() never reads. Its constructor sets
+    // `observe` on the instance, so these are replaced there too, not on the prototype.
+    const refuse = (): never => {
+      throw new TypeError(`${config.name}: observe with observeOne`);
+    };
+    Object.assign(this, { observe: refuse, startTimer: refuse, labels: refuse, zero: refuse, remove: refuse });
   }
 
   observeOne(labelValue: string, value: number): void {
+    if (!Number.isFinite(value)) throw new TypeError(`${this.#name}: value is not a finite number: ${value}`);
     let tally = this.#tallies.get(labelValue);
     if (tally === undefined) {
       tally = { counts: new Float64Array(this.#bounds.length + 1), sum: 0, count: 0 };

@@ -63,6 +63,16 @@ describe('TalliedHistogram', () => {
     expect(text).toContain('sluice_test_duration_seconds_sum{status="400"} 3');
   });
 
+  test("prom-client's own observing methods and a value that is not a finite number are refused, not lost", () => {
+    const { tallied } = both([]);
+    expect(() => tallied.observe({ status: '202' }, 0.1)).toThrow('observe with observeOne');
+    expect(() => tallied.startTimer()).toThrow('observe with observeOne');
+    expect(() => tallied.labels('202')).toThrow('observe with observeOne');
+    expect(() => tallied.observeOne('202', Number.NaN)).toThrow('not a finite number');
+    expect(() => tallied.observeOne('202', Number.POSITIVE_INFINITY)).toThrow('not a finite number');
+    expect(() => new TalliedHistogram({ name: 'x_seconds', help: 'x', label: 'status', buckets: [1, 0.5], registers: [] })).toThrow('ascending');
+  });
+
   test('reset forgets every series', async () => {
     const { ours, tallied } = both([['202', 0.002]]);
     tallied.reset();
