@@ -42,8 +42,8 @@ export class BodyBudget {
     return Math.max(n, Math.min(lines * MIN_LINE_CHARGE, Math.floor(this.limit / 2)));
   }
 
-  /** Throws `overloaded` when n bytes would not fit now; takes nothing. `lines`: an NDJSON body's event lines. */
-  check(n: number, lines = 0): void {
+  /** Throws `overloaded` when n bytes would not fit now; takes nothing. `lines`: an NDJSON body's event lines. What it counts for. */
+  check(n: number, lines = 0): number {
     const held = this.#held.bytes;
     const charge = this.#charge(n, lines);
     if (held > 0 && held + charge > this.limit) {
@@ -54,12 +54,12 @@ export class BodyBudget {
         { retryAfter: 1 },
       );
     }
+    return charge;
   }
 
   /** Takes n bytes (an NDJSON body's `lines` at MIN_LINE_CHARGE at least), or throws `overloaded` with nothing taken. */
   take(n: number, lines = 0): BodyHold {
-    this.check(n, lines);
-    const charge = this.#charge(n, lines);
+    const charge = this.check(n, lines);
     this.#held.bytes += charge;
     return new BodyHold(this.#held, charge);
   }
