@@ -265,7 +265,7 @@ export class Processor {
 
   #ensureProgressTopic(): Promise<void> {
     const o = this.#o;
-    this.#progressTopic ??= ensureProgressTopic(o.brokers, o.progressTopic, o.partitions, o.clientId).catch((err: unknown) => {
+    this.#progressTopic ??= ensureProgressTopic(o.brokers, o.progressTopic, o.partitions, o.clientId, this.#stopped.signal).catch((err: unknown) => {
       this.#progressTopic = undefined;
       throw err;
     });

@@ -2,7 +2,8 @@ import { Admin } from '@platformatic/kafka';
 import { CommittedReader } from '../kafka/committed-records.ts';
 import type { PublishedRef } from '../outbox/outbox.ts';
 import type { Logger } from '../log.ts';
-import { errorCodes } from '../kafka/errors.ts';
+import { describeKafkaError, errorCodes } from '../kafka/errors.ts';
+import { systemClock } from '../core/clock.ts';
 import { SluiceError } from '../errors.ts';
 
 /**
@@ -48,9 +49,23 @@ export function decodeProgress(value: string): PublishedRef[] {
  * first start on a new cluster paid before its first publication (the list costs a look at every
  * topic's metadata, once a start). Existing, it is not asked to be created: a principal allowed to
  * describe and write it need not be allowed to create topics.
+ *
+ * Found, or grown, it is made sure of only once the metadata shows the count needed (see
+ * `pollPartitions`); created here, with that count, it returns at once, and the reader's `prepare`
+ * waits for its leaders.
  */
-export async function ensureProgressTopic(brokers: string[], topic: string, partitions: number, clientId: string): Promise<void> {
+export async function ensureProgressTopic(
+  brokers: string[],
+  topic: string,
+  partitions: number,
+  clientId: string,
+  signal?: AbortSignal,
+): Promise<void> {
   const admin = new Admin({ clientId: `${clientId}-progress-admin`, bootstrapBrokers: brokers, retries: 3, retryDelay: 200 });
+  // Asks the metadata without the client's retries (pollPartitions retries, at a shorter interval).
+  let probe: Admin | undefined;
+  const shown = (atLeast: number, growRefused?: unknown): Promise<number> =>
+    pollPartitions((probe ??= new Admin({ clientId: `${clientId}-progress-probe`, bootstrapBrokers: brokers, retries: 0 })), topic, atLeast, signal, growRefused);
   try {
     if (!(await admin.listTopics()).includes(topic)) {
       const created = await admin
@@ -74,10 +89,57 @@ export async function ensureProgressTopic(brokers: string[], topic: string, part
         );
       if (created) return;
     }
-    const count = (await admin.metadata({ topics: [topic] })).topics.get(topic)?.partitionsCount ?? partitions;
-    if (count < partitions) await admin.createPartitions({ topics: [{ name: topic, count: partitions }] });
+    if ((await shown(1)) >= partitions) return;
+    const growRefused = await admin.createPartitions({ topics: [{ name: topic, count: partitions }] }).then(
+      () => undefined,
+      (err: unknown) => {
+        // The broker refuses a count no larger than the topic's: another instance raised it at the
+        // same time, to as many or more, which the wait below sees (or times out naming this error).
+        if (!errorCodes(err).includes('INVALID_PARTITIONS')) throw err;
+        return err;
+      },
+    );
+    await shown(partitions, growRefused);
   } finally {
-    await admin.close();
+    await Promise.all([admin.close(), probe?.close()]);
+  }
+}
+
+/** How long the metadata may take to show a topic as created or grown before that counts as failed (seen: 0.4 s). */
+const SHOWN_WITHIN_MS = 10_000;
+const SHOWN_POLL_MS = 20;
+
+/**
+ * Waits until the metadata shows the topic with at least `atLeast` partitions, and returns its count.
+ * The controller answers a create or a grow before the broker's metadata shows it (up to 0.4 s seen on
+ * one broker): read at once, a topic another instance has just created is unknown (the create's
+ * TOPIC_ALREADY_EXISTS came first), and one just grown shows its old count, which a caller took for
+ * the topic's (CI). Any failure but a refusal of authorization is taken for "not yet": a partition
+ * without a leader fails the whole metadata request. What it waits for is the view of the one broker
+ * it asks, the bootstrap broker the processor's own clients ask first.
+ */
+async function pollPartitions(admin: Admin, topic: string, atLeast: number, signal: AbortSignal | undefined, growRefused: unknown): Promise<number> {
+  const deadline = Date.now() + SHOWN_WITHIN_MS;
+  let count = 0;
+  let lastError: unknown = growRefused;
+  for (;;) {
+    if (signal?.aborted === true) throw new SluiceError('shutting_down', `stopped while waiting for the progress topic "${topic}" to show ${atLeast} partitions`);
+    try {
+      count = (await admin.metadata({ topics: [topic], forceUpdate: true })).topics.get(topic)?.partitionsCount ?? 0;
+      if (count >= atLeast) return count;
+    } catch (err) {
+      if (errorCodes(err).some((code) => code.endsWith('_AUTHORIZATION_FAILED'))) throw err;
+      lastError = err;
+    }
+    if (Date.now() >= deadline) {
+      throw new SluiceError(
+        'kafka_unavailable',
+        `progress topic "${topic}" shows ${count} partitions ${SHOWN_WITHIN_MS / 1000} s after it was made sure of; it needs ${atLeast}` +
+          (lastError === undefined ? '' : ` (last failure: ${describeKafkaError(lastError)})`),
+        { cause: lastError },
+      );
+    }
+    await systemClock.sleep(SHOWN_POLL_MS, signal);
   }
 }
 

@@ -97,24 +97,52 @@ describe('reading the last committed progress record from a real broker', () => 
 });
 
 describe('the progress topic on a real broker', () => {
+  let brokers: string[];
+  let admin: Admin;
+  const partitions = async (topic: string): Promise<number | undefined> => (await admin.metadata({ topics: [topic], forceUpdate: true })).topics.get(topic)?.partitionsCount;
+
+  beforeAll(async () => {
+    brokers = await testBrokers();
+    admin = new Admin({ clientId: 'progress-topic-test', bootstrapBrokers: brokers });
+  }, 60_000);
+
+  afterAll(async () => {
+    await admin?.close();
+  });
+
   test('is created compacted with one partition per outbox partition and grown when they are raised, also when instances of both counts race to create it', async () => {
-    const brokers = await testBrokers();
-    const topic = `progress-made.${Bun.randomUUIDv7()}`;
-    const admin = new Admin({ clientId: 'progress-topic-test', bootstrapBrokers: brokers });
-    const partitions = async (): Promise<number | undefined> => (await admin.metadata({ topics: [topic], forceUpdate: true })).topics.get(topic)?.partitionsCount;
-    try {
-      // A deployment's instances start at once on a cluster without the topic, one already configured
-      // with more partitions: whichever creates it, it ends with the larger count. (When one of the
-      // others wins, the larger one's create is refused as existing: the path that once kept 4.)
+    // A deployment's instances start at once on a cluster without the topic, one already configured
+    // with more partitions: whichever creates it, it ends with the larger count. (When one of the
+    // others wins, the larger one's create is refused as existing: the path that once kept 4.)
+    // Regression (CI): the larger one grew the topic and returned before the metadata showed it, so
+    // 4 was read right after, in about one race in ten: raced many times here.
+    for (let round = 0; round < 12; round++) {
+      const topic = `progress-made.${Bun.randomUUIDv7()}`;
       await Promise.all([4, 4, 4, 4, 6].map((count, i) => ensureProgressTopic(brokers, topic, count, `instance-${i}`)));
-      expect(await partitions()).toBe(6);
+      expect({ round, partitions: await partitions(topic) }).toEqual({ round, partitions: 6 });
+      if (round > 0) continue;
       const [described] = await admin.describeConfigs({ resources: [{ resourceType: ConfigResourceTypes.TOPIC, resourceName: topic, configurationKeys: ['cleanup.policy'] }] });
       expect(described?.configs.map((c) => [c.name, c.value])).toEqual([['cleanup.policy', 'compact']]);
 
       await ensureProgressTopic(brokers, topic, 8, 'raised');
-      expect(await partitions()).toBe(8);
-    } finally {
-      await admin.close();
+      expect(await partitions(topic)).toBe(8);
     }
+  }, 120_000);
+
+  test('regression: instances raising the count at once all succeed, whichever grows it (the others are refused as invalid by the broker)', async () => {
+    const topic = `progress-raised.${Bun.randomUUIDv7()}`;
+    await ensureProgressTopic(brokers, topic, 4, 'first');
+    await Promise.all([6, 6, 8, 6].map((count, i) => ensureProgressTopic(brokers, topic, count, `instance-${i}`)));
+    expect(await partitions(topic)).toBe(8);
+  }, 60_000);
+
+  test('a stop ends the wait at once, saying so, and grows nothing', async () => {
+    const topic = `progress-stopped.${Bun.randomUUIDv7()}`;
+    await ensureProgressTopic(brokers, topic, 4, 'first');
+    await expect(ensureProgressTopic(brokers, topic, 8, 'stopping', AbortSignal.abort())).rejects.toMatchObject({
+      code: 'shutting_down',
+      message: `stopped while waiting for the progress topic "${topic}" to show 1 partitions`,
+    });
+    expect(await partitions(topic)).toBe(4);
   }, 60_000);
 });
