@@ -265,10 +265,22 @@ export class Processor {
 
   #ensureProgressTopic(): Promise<void> {
     const o = this.#o;
-    this.#progressTopic ??= ensureProgressTopic(o.brokers, o.progressTopic, o.partitions, o.clientId, this.#stopped.signal).catch((err: unknown) => {
-      this.#progressTopic = undefined;
-      throw err;
-    });
+    this.#progressTopic ??= ensureProgressTopic(o.brokers, o.progressTopic, o.partitions, o.clientId, this.#stopped.signal).then(
+      (found) => {
+        const policy = found?.cleanupPolicy;
+        if (policy !== undefined && policy.replaceAll(' ', '') !== 'compact') {
+          // A topic made by hand, or by another tool, keeps its settings: changing them is the operator's call.
+          o.log.warn('progress topic does not keep the last record of each partition: one idle past its retention can lose it, and a batch committed but not marked sent before a crash is then published again; set cleanup.policy=compact', {
+            topic: o.progressTopic,
+            cleanup_policy: policy,
+          });
+        }
+      },
+      (err: unknown) => {
+        this.#progressTopic = undefined;
+        throw err;
+      },
+    );
     return this.#progressTopic;
   }
 

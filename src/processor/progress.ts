@@ -1,4 +1,4 @@
-import { Admin } from '@platformatic/kafka';
+import { Admin, ConfigResourceTypes } from '@platformatic/kafka';
 import { CommittedReader } from '../kafka/committed-records.ts';
 import type { PublishedRef } from '../outbox/outbox.ts';
 import type { Logger } from '../log.ts';
@@ -52,7 +52,8 @@ export function decodeProgress(value: string): PublishedRef[] {
  *
  * Found, or grown, it is made sure of only once the metadata shows the count needed (see
  * `pollPartitions`); created here, with that count, it returns at once, and the reader's `prepare`
- * waits for its leaders.
+ * waits for its leaders. Found, its cleanup policy is returned, for the caller to warn when it does
+ * not compact: sluice does not change the settings of a topic it did not create.
  */
 export async function ensureProgressTopic(
   brokers: string[],
@@ -60,7 +61,7 @@ export async function ensureProgressTopic(
   partitions: number,
   clientId: string,
   signal?: AbortSignal,
-): Promise<void> {
+): Promise<FoundProgressTopic | undefined> {
   const admin = new Admin({ clientId: `${clientId}-progress-admin`, bootstrapBrokers: brokers, retries: 3, retryDelay: 200 });
   // Asks the metadata without the client's retries (pollPartitions retries, at a shorter interval).
   let probe: Admin | undefined;
@@ -87,9 +88,10 @@ export async function ensureProgressTopic(
             return false;
           },
         );
-      if (created) return;
+      if (created) return undefined;
     }
-    if ((await shown(1)) >= partitions) return;
+    const found = { cleanupPolicy: await cleanupPolicy(admin, topic) };
+    if ((await shown(1)) >= partitions) return found;
     const growRefused = await admin.createPartitions({ topics: [{ name: topic, count: partitions }] }).then(
       () => undefined,
       (err: unknown) => {
@@ -100,8 +102,25 @@ export async function ensureProgressTopic(
       },
     );
     await shown(partitions, growRefused);
+    return found;
   } finally {
     await Promise.all([admin.close(), probe?.close()]);
+  }
+}
+
+/** A progress topic that was there already (not created by this call). */
+export interface FoundProgressTopic {
+  /** `cleanup.policy`, or undefined when the principal may not describe the topic's configs. */
+  cleanupPolicy: string | undefined;
+}
+
+async function cleanupPolicy(admin: Admin, topic: string): Promise<string | undefined> {
+  try {
+    const [described] = await admin.describeConfigs({ resources: [{ resourceType: ConfigResourceTypes.TOPIC, resourceName: topic, configurationKeys: ['cleanup.policy'] }] });
+    return described?.configs.find((c) => c.name === 'cleanup.policy')?.value ?? undefined;
+  } catch (err) {
+    if (errorCodes(err).some((code) => code.endsWith('_AUTHORIZATION_FAILED'))) return undefined;
+    throw err;
   }
 }
 

@@ -1,8 +1,15 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Admin, ConfigResourceTypes, Producer, stringSerializers } from '@platformatic/kafka';
+import { createLogger } from '../../src/log.ts';
 import { decodeProgress, encodeProgress, ensureProgressTopic, progressKey, ProgressReader } from '../../src/processor/progress.ts';
-import { testBrokers } from '../support/kafka.ts';
-import { quietLog } from '../support/postgres.ts';
+import { startRole } from '../../src/roles/start.ts';
+import { readTopic, testBrokers } from '../support/kafka.ts';
+import { createTopic, fillOutbox, processConfig } from '../support/outbox-load.ts';
+import { createTestDatabase, quietLog } from '../support/postgres.ts';
+import { eventually } from '../support/sluice.ts';
 
 describe('progress record', () => {
   test('encodes outbox ids with their replay counts and decodes them back', () => {
@@ -124,7 +131,8 @@ describe('the progress topic on a real broker', () => {
       const [described] = await admin.describeConfigs({ resources: [{ resourceType: ConfigResourceTypes.TOPIC, resourceName: topic, configurationKeys: ['cleanup.policy'] }] });
       expect(described?.configs.map((c) => [c.name, c.value])).toEqual([['cleanup.policy', 'compact']]);
 
-      await ensureProgressTopic(brokers, topic, 8, 'raised');
+      // Found, its cleanup policy is told, for the processor to warn when it does not compact.
+      expect(await ensureProgressTopic(brokers, topic, 8, 'raised')).toEqual({ cleanupPolicy: 'compact' });
       expect(await partitions(topic)).toBe(8);
     }
   }, 120_000);
@@ -145,4 +153,46 @@ describe('the progress topic on a real broker', () => {
     });
     expect(await partitions(topic)).toBe(4);
   }, 60_000);
+});
+
+describe('a progress topic made by hand', () => {
+  test('regression (outside test): one that deletes by retention is grown and used, and the processor warns that it is not compacted', async () => {
+    const db = await createTestDatabase();
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-progress-'));
+    const brokers = await testBrokers();
+    const admin = new Admin({ clientId: 'progress-by-hand-test', bootstrapBrokers: brokers });
+    const lines: Record<string, unknown>[] = [];
+    const log = createLogger({ level: 'warn', write: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+    try {
+      const topic = `by-hand.${Bun.randomUUIDv7()}`;
+      await createTopic(brokers, topic);
+      await fillOutbox(db, { topic, records: 40, tenants: 20, partitions: 4 });
+      const tenantsFile = join(dir, 'tenants.json');
+      writeFileSync(tenantsFile, JSON.stringify({}));
+      const config = processConfig(db, brokers, { tenantsFile, partitions: 4, prefix: 'by-hand' });
+      const progressTopic = config.processor.progressTopic;
+      await admin.createTopics({ topics: [progressTopic], partitions: 1, replicas: 1 });
+
+      const running = await startRole('process', config, log);
+      try {
+        expect((await readTopic(brokers, topic, { expected: 40, graceMs: 0 })).length).toBe(40);
+        await eventually(async () => lines.some((l) => l.topic === progressTopic), 10_000, 'the warning');
+        expect(lines).toEqual([
+          expect.objectContaining({
+            level: 'warn',
+            msg: expect.stringContaining('progress topic does not keep the last record of each partition'),
+            topic: progressTopic,
+            cleanup_policy: 'delete',
+          }),
+        ]);
+        expect((await admin.metadata({ topics: [progressTopic], forceUpdate: true })).topics.get(progressTopic)?.partitionsCount).toBe(4);
+      } finally {
+        await running.shutdown('test');
+      }
+    } finally {
+      await admin.close();
+      await db.drop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
