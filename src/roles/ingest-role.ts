@@ -74,7 +74,12 @@ export async function startIngestRole(o: {
   return {
     async write(envelopes, body) {
       await pendingLimit.admit(envelopes, (es) => writePath.holds(es));
-      const results = await writePath.write(envelopes, body);
+      let results: WriteResult[];
+      try {
+        results = await writePath.write(envelopes, body);
+      } finally {
+        pendingLimit.release(envelopes);
+      }
       for (const r of results) {
         if (!r.duplicate) pendingLimit.accepted(r.tenant_id, 1);
         // A tenant that wrote here reports pending 0 once drained, rather than vanishing from /metrics.
